@@ -1,0 +1,237 @@
+//! Loading workflow files: one file, or a whole folder, with every diagnostic.
+
+use crate::compile::{compile, Source};
+use crate::def::WorkflowDef;
+use crate::diag::{Diagnostic, Severity};
+use crate::runtime::Workflow;
+use crate::yaml::{from_yaml, Pos, Yaml};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What to do about a declared secret that is not set in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretPolicy {
+    /// Report a warning; the workflow still loads (`validate`).
+    Warn,
+    /// Report an error; the workflow is not served (`serve`, `validate --require-secrets`).
+    Require,
+}
+
+/// How a folder is loaded.
+pub struct LoadOptions<'a> {
+    /// Unset secrets.
+    pub secrets: SecretPolicy,
+    /// Looks up an environment variable (the process environment in production).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl LoadOptions<'_> {
+    /// Options that read the process environment.
+    pub fn process_env(secrets: SecretPolicy) -> LoadOptions<'static> {
+        LoadOptions {
+            secrets,
+            env: &|name| std::env::var(name).ok(),
+        }
+    }
+}
+
+/// One workflow file after loading.
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    /// The workflow id (file stem).
+    pub id: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Title, when the file got far enough to have one.
+    pub title: Option<String>,
+    /// The compiled workflow; `None` when the file has errors.
+    pub workflow: Option<Arc<Workflow>>,
+    /// Every problem found.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadedFile {
+    /// True when the file has at least one error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// All workflow files of a folder, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Files by workflow id.
+    pub files: BTreeMap<String, LoadedFile>,
+    /// Problems that belong to no single workflow (unreadable folder, bad file names).
+    pub other: Vec<Diagnostic>,
+}
+
+impl Catalog {
+    /// Every diagnostic, file by file.
+    pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.other.iter().chain(self.files.values().flat_map(|f| f.diagnostics.iter()))
+    }
+
+    /// The workflows that loaded.
+    pub fn workflows(&self) -> impl Iterator<Item = &Arc<Workflow>> {
+        self.files.values().filter_map(|f| f.workflow.as_ref())
+    }
+}
+
+/// True when `id` matches `[a-z0-9][a-z0-9_-]*`.
+pub fn valid_workflow_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The workflow id of a path, when it names a workflow file (`*.yaml`/`*.yml`, not `*.test.yaml`).
+pub fn workflow_id_of(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with('.') || name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
+        return None;
+    }
+    let stem = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))?;
+    Some(stem.to_string())
+}
+
+fn diag(path: &Path, pos: Pos, severity: Severity, message: String) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: pos.line.max(1),
+        column: pos.column.max(1),
+        severity,
+        message,
+    }
+}
+
+/// Loads one workflow from its text.
+pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) -> LoadedFile {
+    let mut out = LoadedFile {
+        id: id.to_string(),
+        path: path.to_path_buf(),
+        title: None,
+        workflow: None,
+        diagnostics: Vec::new(),
+    };
+    if !valid_workflow_id(id) {
+        out.diagnostics.push(diag(
+            path,
+            Pos::default(),
+            Severity::Error,
+            format!("workflow id `{id}` (the file name) must match [a-z0-9][a-z0-9_-]*"),
+        ));
+    }
+    let tree = match Yaml::parse(text) {
+        Ok(tree) => tree,
+        Err(e) => {
+            out.diagnostics
+                .push(diag(path, e.pos, Severity::Error, format!("YAML syntax error: {}", e.message)));
+            return out;
+        }
+    };
+    let def: WorkflowDef = match from_yaml(&tree) {
+        Ok(def) => def,
+        Err(e) => {
+            out.diagnostics
+                .push(diag(path, e.pos.unwrap_or_default(), Severity::Error, e.message));
+            return out;
+        }
+    };
+    out.title = Some(def.title.clone());
+    let (workflow, diagnostics) = compile(
+        &def,
+        &Source {
+            id,
+            path,
+            text,
+            tree: &tree,
+        },
+    );
+    out.diagnostics.extend(diagnostics);
+    for (i, name) in def.secrets.iter().enumerate() {
+        if (opts.env)(name).is_none() {
+            let pos = tree.locate_value(&[crate::yaml::Seg::from("secrets"), crate::yaml::Seg::Index(i)]);
+            let (severity, tail) = match opts.secrets {
+                SecretPolicy::Warn => (Severity::Warning, ""),
+                SecretPolicy::Require => (Severity::Error, "; the workflow is not served until it is set"),
+            };
+            out.diagnostics
+                .push(diag(path, pos, severity, format!("secret `{name}` is declared but not set in the environment{tail}")));
+        }
+    }
+    if !out.has_errors() {
+        out.workflow = workflow.map(Arc::new);
+    }
+    out
+}
+
+/// Loads every workflow file of a folder (not recursive).
+pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
+    let mut catalog = Catalog::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            catalog.other.push(diag(dir, Pos::default(), Severity::Error, format!("cannot read the workflows folder: {e}")));
+            return catalog;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    paths.sort();
+    for path in paths {
+        let Some(id) = workflow_id_of(&path) else { continue };
+        if let Some(first) = catalog.files.get(&id) {
+            catalog.other.push(diag(
+                &path,
+                Pos::default(),
+                Severity::Error,
+                format!("workflow id `{id}` is already used by {}; ids must be unique", first.path.display()),
+            ));
+            continue;
+        }
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => load_source(&id, &path, &text, opts),
+            Err(e) => LoadedFile {
+                id: id.clone(),
+                path: path.clone(),
+                title: None,
+                workflow: None,
+                diagnostics: vec![diag(&path, Pos::default(), Severity::Error, format!("cannot read the file: {e}"))],
+            },
+        };
+        catalog.files.insert(id, file);
+    }
+    check_pinned_keys(&mut catalog);
+    catalog
+}
+
+/// Two workflows pinning the same key: neither is served.
+pub fn check_pinned_keys(catalog: &mut Catalog) {
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in catalog.files.values() {
+        if let Some(key) = f.workflow.as_ref().and_then(|w| w.trigger.pinned_key.clone()) {
+            by_key.entry(key).or_default().push(f.id.clone());
+        }
+    }
+    for ids in by_key.values().filter(|ids| ids.len() > 1) {
+        for id in ids {
+            let others: Vec<&str> = ids.iter().filter(|o| *o != id).map(String::as_str).collect();
+            if let Some(f) = catalog.files.get_mut(id) {
+                let pos = f
+                    .workflow
+                    .as_ref()
+                    .and_then(|w| Yaml::parse(&w.source).ok())
+                    .map(|t| t.locate_value(&[crate::yaml::Seg::from("trigger"), crate::yaml::Seg::from("key")]))
+                    .unwrap_or_default();
+                f.diagnostics.push(diag(
+                    &f.path,
+                    pos,
+                    Severity::Error,
+                    format!("pinned key collides with workflow {}; neither is served", others.join(", ")),
+                ));
+                f.workflow = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! Templates and expressions (minijinja), compiled once per workflow load.
+//!
+//! Every workflow owns one [`Templates`] environment configured by
+//! [`TemplateBuilder::new`]: strict undefined, no autoescape, fuel and recursion
+//! limits, JSON-style output of non-strings. Strings in a workflow compile to a
+//! [`Text`]: a literal (no template syntax), a typed expression (exactly one
+//! `{{ expr }}`, which keeps its value's type), or a text template. Mappings and
+//! lists compile member by member into a [`ValueTemplate`]; JSON is never
+//! rendered as text and parsed again.
+
+use minijinja::value::{Object, Value as MjValue};
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// Instruction budget of one evaluation, so that no template runs away.
+const FUEL: u64 = 200_000;
+/// Nesting limit of one evaluation.
+const RECURSION_LIMIT: usize = 64;
+/// The variable the expression wrapper assigns to.
+const RESULT_VAR: &str = "__hookflow_value";
+
+/// A string field of a workflow, compiled.
+#[derive(Debug, Clone)]
+pub enum Text {
+    /// No template syntax: the string itself.
+    Literal(String),
+    /// Exactly one `{{ expr }}`: evaluates to a typed value (the name of the compiled expression).
+    Expr(String),
+    /// A text template (its name in the environment).
+    Template(String),
+}
+
+/// A compiled expression (conditions, calculations, `loop.over`).
+#[derive(Debug, Clone)]
+pub struct Expr {
+    name: String,
+    /// The source, for messages.
+    pub source: String,
+}
+
+/// A JSON value whose strings are templates, compiled member by member.
+#[derive(Debug, Clone)]
+pub enum ValueTemplate {
+    /// Contains no template: used as is.
+    Literal(Json),
+    /// A string with template syntax.
+    Text(Text),
+    /// A list with templates inside.
+    Array(Vec<ValueTemplate>),
+    /// A mapping with templates inside.
+    Object(Vec<(String, ValueTemplate)>),
+}
+
+impl ValueTemplate {
+    /// True when nothing in it needs rendering.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, ValueTemplate::Literal(_))
+    }
+}
+
+/// A template or expression that does not compile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileError {
+    /// The message, without the engine's internal template names.
+    pub message: String,
+    /// The line inside the template source (1-based), when the engine knows it.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// An error while evaluating a template at run time.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct EvalError {
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The output of compiling one piece: the compiled value and the variables it reads.
+#[derive(Debug)]
+pub struct Compiled<T> {
+    /// The compiled value.
+    pub value: T,
+    /// Variables read, as dotted paths (`vars.order_id`, `nodes.check.result`, `secrets.KEY`).
+    pub refs: BTreeSet<String>,
+}
+
+/// Builds the environment of one workflow.
+pub struct TemplateBuilder {
+    env: Environment<'static>,
+    count: usize,
+}
+
+impl Default for TemplateBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TemplateBuilder {
+    /// A builder with hookflow's one environment configuration.
+    pub fn new() -> TemplateBuilder {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
+        env.set_formatter(|out, _state, value| {
+            if let Some(s) = value.as_str() {
+                out.write_str(s)?;
+            } else if value.is_none() || value.is_undefined() {
+                // null renders as nothing inside text
+            } else {
+                let json = serde_json::to_string(value).map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+                })?;
+                out.write_str(&json)?;
+            }
+            Ok(())
+        });
+        TemplateBuilder { env, count: 0 }
+    }
+
+    fn next_name(&mut self, prefix: &str) -> String {
+        self.count += 1;
+        format!("{prefix}{}", self.count)
+    }
+
+    /// Compiles an expression written without braces.
+    pub fn expr(&mut self, source: &str) -> Result<Compiled<Expr>, CompileError> {
+        let refs = {
+            let compiled = self.env.compile_expression(source).map_err(|e| compile_error(&e))?;
+            nested_refs(compiled.undeclared_variables(true))
+        };
+        let name = self.next_name("e");
+        // An expression is stored as a template that assigns it, so that the
+        // compiled form lives in the environment and keeps no borrows.
+        let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
+        self.env.add_template_owned(name.clone(), wrapper).map_err(|e| compile_error(&e))?;
+        Ok(Compiled {
+            value: Expr {
+                name,
+                source: source.to_string(),
+            },
+            refs,
+        })
+    }
+
+    /// Compiles a string field: literal, typed single expression, or text template.
+    pub fn text(&mut self, source: &str) -> Result<Compiled<Text>, CompileError> {
+        if !has_template_syntax(source) {
+            return Ok(Compiled {
+                value: Text::Literal(source.to_string()),
+                refs: BTreeSet::new(),
+            });
+        }
+        if let Some(inner) = single_expression(source) {
+            let compiled = self.expr(inner)?;
+            return Ok(Compiled {
+                value: Text::Expr(compiled.value.name),
+                refs: compiled.refs,
+            });
+        }
+        let name = self.next_name("t");
+        self.env
+            .add_template_owned(name.clone(), source.to_string())
+            .map_err(|e| compile_error(&e))?;
+        let refs = match self.env.get_template(&name) {
+            Ok(t) => nested_refs(t.undeclared_variables(true)),
+            Err(e) => return Err(compile_error(&e)),
+        };
+        Ok(Compiled {
+            value: Text::Template(name),
+            refs,
+        })
+    }
+
+    /// Compiles a JSON value member by member. The error names the failing
+    /// member's path below `value` (e.g. `["items", "0"]`).
+    pub fn value(&mut self, value: &Json) -> Result<Compiled<ValueTemplate>, (Vec<String>, CompileError)> {
+        let mut refs = BTreeSet::new();
+        let value = self.value_inner(value, &mut refs)?;
+        Ok(Compiled { value, refs })
+    }
+
+    fn value_inner(&mut self, value: &Json, refs: &mut BTreeSet<String>) -> Result<ValueTemplate, (Vec<String>, CompileError)> {
+        Ok(match value {
+            Json::String(s) if has_template_syntax(s) => {
+                let c = self.text(s).map_err(|e| (Vec::new(), e))?;
+                refs.extend(c.refs);
+                ValueTemplate::Text(c.value)
+            }
+            Json::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.value_inner(item, refs).map_err(|(mut p, e)| {
+                        p.insert(0, i.to_string());
+                        (p, e)
+                    })?);
+                }
+                if out.iter().all(ValueTemplate::is_literal) {
+                    ValueTemplate::Literal(value.clone())
+                } else {
+                    ValueTemplate::Array(out)
+                }
+            }
+            Json::Object(map) => {
+                let mut out = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let t = self.value_inner(v, refs).map_err(|(mut p, e)| {
+                        p.insert(0, k.clone());
+                        (p, e)
+                    })?;
+                    out.push((k.clone(), t));
+                }
+                if out.iter().all(|(_, t)| t.is_literal()) {
+                    ValueTemplate::Literal(value.clone())
+                } else {
+                    ValueTemplate::Object(out)
+                }
+            }
+            other => ValueTemplate::Literal(other.clone()),
+        })
+    }
+
+    /// Freezes the environment.
+    pub fn finish(self) -> Templates {
+        Templates { env: Arc::new(self.env) }
+    }
+}
+
+/// True when a string contains template syntax (`{{`, `{%` or `{#`).
+pub fn has_template_syntax(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// The inner expression when `s` is exactly one `{{ expr }}`.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#") {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim())
+}
+
+fn nested_refs(vars: std::collections::HashSet<String>) -> BTreeSet<String> {
+    vars.into_iter().collect()
+}
+
+fn compile_error(e: &minijinja::Error) -> CompileError {
+    let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let message = match e.kind() {
+        minijinja::ErrorKind::SyntaxError => format!("syntax error: {detail}"),
+        _ => detail,
+    };
+    CompileError { message, line: e.line() }
+}
+
+fn eval_error(e: &minijinja::Error) -> EvalError {
+    let mut message = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        message = "template ran too long (out of fuel)".into();
+    } else if e.kind() == minijinja::ErrorKind::UndefinedError && !message.contains("undefined") {
+        message = format!("undefined value: {message}");
+    }
+    EvalError { message }
+}
+
+/// The variables templates see during one run. Values are set from JSON;
+/// `now` is formatted only when a template reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    entries: BTreeMap<&'static str, MjValue>,
+    nodes: BTreeMap<String, MjValue>,
+    loops: Vec<MjValue>,
+}
+
+impl Scope {
+    /// An empty scope.
+    pub fn new() -> Scope {
+        Scope::default()
+    }
+
+    /// Sets a top-level variable (`trigger`, `vars`, `execution`, `secrets`).
+    pub fn set(&mut self, name: &'static str, value: &Json) {
+        self.entries.insert(name, MjValue::from(minijinja::value::Serde(value)));
+    }
+
+    /// Sets `nodes.<key>`.
+    pub fn set_node(&mut self, key: &str, value: &Json) {
+        self.nodes.insert(key.to_string(), MjValue::from(minijinja::value::Serde(value)));
+    }
+
+    /// Enters a loop iteration: `loop.item`, `loop.index`.
+    pub fn push_loop(&mut self, item: &Json, index: usize) {
+        let mut m = BTreeMap::new();
+        m.insert("item", MjValue::from(minijinja::value::Serde(item)));
+        m.insert("index", MjValue::from(index));
+        self.loops.push(MjValue::from(m));
+    }
+
+    /// Leaves the innermost loop iteration.
+    pub fn pop_loop(&mut self) {
+        self.loops.pop();
+    }
+
+    fn context(&self) -> MjValue {
+        MjValue::from_object(ScopeObject {
+            entries: self.entries.clone(),
+            nodes: MjValue::from(self.nodes.clone()),
+            current_loop: self.loops.last().cloned(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ScopeObject {
+    entries: BTreeMap<&'static str, MjValue>,
+    nodes: MjValue,
+    current_loop: Option<MjValue>,
+}
+
+impl Object for ScopeObject {
+    fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        match key.as_str()? {
+            "nodes" => Some(self.nodes.clone()),
+            "loop" => self.current_loop.clone(),
+            "now" => Some(MjValue::from(crate::time::now_rfc3339())),
+            other => self.entries.get(other).cloned(),
+        }
+    }
+}
+
+/// One workflow's compiled templates.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl fmt::Debug for Templates {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Templates {
+    fn eval_named(&self, name: &str, ctx: MjValue) -> Result<MjValue, EvalError> {
+        let template = self.env.get_template(name).map_err(|e| eval_error(&e))?;
+        let captured = template.render_captured(ctx).map_err(|e| eval_error(&e))?;
+        let value = captured.state().lookup(RESULT_VAR).unwrap_or_default();
+        if value.is_undefined() {
+            return Err(EvalError {
+                message: "the expression is undefined".into(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Evaluates an expression to a JSON value.
+    pub fn eval(&self, expr: &Expr, scope: &Scope) -> Result<Json, EvalError> {
+        to_json(self.eval_named(&expr.name, scope.context()).map_err(|e| with_source(e, &expr.source))?)
+    }
+
+    /// Evaluates an expression for its truth (Jinja rules: empty, 0, none and false are false).
+    pub fn truth(&self, expr: &Expr, scope: &Scope) -> Result<bool, EvalError> {
+        Ok(self
+            .eval_named(&expr.name, scope.context())
+            .map_err(|e| with_source(e, &expr.source))?
+            .is_true())
+    }
+
+    /// Renders a string field to text.
+    pub fn render(&self, text: &Text, scope: &Scope) -> Result<String, EvalError> {
+        match text {
+            Text::Literal(s) => Ok(s.clone()),
+            Text::Expr(name) => {
+                let value = self.eval_named(name, scope.context())?;
+                Ok(match value.as_str() {
+                    Some(s) => s.to_string(),
+                    None if value.is_none() => String::new(),
+                    None => serde_json::to_string(&value).map_err(|e| EvalError { message: e.to_string() })?,
+                })
+            }
+            Text::Template(name) => {
+                let template = self.env.get_template(name).map_err(|e| eval_error(&e))?;
+                template.render(scope.context()).map_err(|e| eval_error(&e))
+            }
+        }
+    }
+
+    /// Evaluates a string field keeping the type of a single `{{ expr }}`.
+    pub fn eval_text(&self, text: &Text, scope: &Scope) -> Result<Json, EvalError> {
+        match text {
+            Text::Expr(name) => to_json(self.eval_named(name, scope.context())?),
+            other => self.render(other, scope).map(Json::String),
+        }
+    }
+
+    /// Evaluates a JSON value with templates inside.
+    pub fn eval_value(&self, value: &ValueTemplate, scope: &Scope) -> Result<Json, EvalError> {
+        Ok(match value {
+            ValueTemplate::Literal(v) => v.clone(),
+            ValueTemplate::Text(t) => self.eval_text(t, scope)?,
+            ValueTemplate::Array(items) => Json::Array(items.iter().map(|i| self.eval_value(i, scope)).collect::<Result<_, _>>()?),
+            ValueTemplate::Object(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.eval_value(v, scope)?)))
+                    .collect::<Result<_, EvalError>>()?,
+            ),
+        })
+    }
+}
+
+fn with_source(mut e: EvalError, source: &str) -> EvalError {
+    e.message = format!("{} (in `{source}`)", e.message);
+    e
+}
+
+fn to_json(value: MjValue) -> Result<Json, EvalError> {
+    serde_json::to_value(&value).map_err(|e| EvalError {
+        message: format!("value cannot be turned into JSON: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        let mut s = Scope::new();
+        s.set("vars", &json!({"order_id": "A1", "amount": 12.5, "n": 3, "flag": true, "none": null}));
+        s.set("trigger", &json!({"body": {"status": "SUCCESS", "items": [1, 2]}}));
+        s
+    }
+
+    /// One helper for template behaviour: source in, JSON out (or error text).
+    fn check(source: &str, expected: Result<Json, &str>) {
+        let mut b = TemplateBuilder::new();
+        let compiled = b.text(source).map(|c| c.value);
+        let templates = b.finish();
+        let got = match compiled {
+            Ok(t) => templates.eval_text(&t, &scope()).map_err(|e| e.message),
+            Err(e) => Err(e.message),
+        };
+        match (got, expected) {
+            (Ok(g), Ok(e)) => assert_eq!(g, e, "{source}"),
+            (Err(g), Err(e)) => assert!(g.contains(e), "{source}: error `{g}` should contain `{e}`"),
+            (g, e) => panic!("{source}: got {g:?}, expected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn typed_single_expressions_keep_their_type() {
+        check("{{ vars.n }}", Ok(json!(3)));
+        check("{{ vars.amount }}", Ok(json!(12.5)));
+        check("{{ vars.flag }}", Ok(json!(true)));
+        check("{{ vars.none }}", Ok(json!(null)));
+        check("{{ trigger.body.items }}", Ok(json!([1, 2])));
+        check("{{ trigger.body }}", Ok(json!({"status": "SUCCESS", "items": [1, 2]})));
+        check("{{ vars.n + 1 }}", Ok(json!(4)));
+    }
+
+    #[test]
+    fn text_templates_render_strings() {
+        check("order {{ vars.order_id }}", Ok(json!("order A1")));
+        check("plain", Ok(json!("plain")));
+        check("{{ vars.flag }} and {{ vars.n }}", Ok(json!("true and 3")));
+        check("{% if vars.flag %}yes{% else %}no{% endif %}", Ok(json!("yes")));
+        check("x{{ trigger.body.items }}", Ok(json!("x[1,2]")));
+        check("<{{ '&' }}>", Ok(json!("<&>")));
+    }
+
+    #[test]
+    fn undefined_is_an_error_not_empty() {
+        check("{{ vars.missing }}", Err("undefined"));
+        check("id {{ vars.missing }}", Err("undefined"));
+        check("{{ nope.x }}", Err("undefined"));
+    }
+
+    #[test]
+    fn compile_errors_are_reported() {
+        check("{{ vars. }}", Err("syntax error"));
+        check("{% if %}", Err("syntax error"));
+        check("{{ 1 + }} x", Err("syntax error"));
+    }
+
+    #[test]
+    fn runaway_templates_stop() {
+        check("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", Err("fuel"));
+    }
+
+    #[test]
+    fn expressions_and_refs() {
+        let mut b = TemplateBuilder::new();
+        let c = b.expr("vars.order_id and trigger.body.status == \"SUCCESS\"").expect("compiles");
+        assert!(c.refs.contains("vars.order_id"), "{:?}", c.refs);
+        assert!(c.refs.contains("trigger.body.status"), "{:?}", c.refs);
+        let t = b.finish();
+        assert!(t.truth(&c.value, &scope()).expect("evaluates"));
+    }
+
+    #[test]
+    fn values_render_member_by_member() {
+        let mut b = TemplateBuilder::new();
+        let c = b
+            .value(&json!({"code": "SUCCESS", "order": "{{ vars.order_id }}", "n": ["{{ vars.n }}", 2], "fixed": {"a": 1}}))
+            .expect("compiles");
+        let t = b.finish();
+        let out = t.eval_value(&c.value, &scope()).expect("renders");
+        assert_eq!(out, json!({"code": "SUCCESS", "order": "A1", "n": [3, 2], "fixed": {"a": 1}}));
+        let mut b = TemplateBuilder::new();
+        let err = b.value(&json!({"a": [1, "{{ x. }}"]})).expect_err("bad");
+        assert_eq!(err.0, vec!["a".to_string(), "1".to_string()]);
+    }
+
+    #[test]
+    fn loop_scope_and_now() {
+        let mut b = TemplateBuilder::new();
+        let c = b.text("{{ loop.item }}-{{ loop.index }}-{{ now[:2] }}").expect("compiles");
+        let t = b.finish();
+        let mut s = scope();
+        s.push_loop(&json!("a"), 0);
+        s.push_loop(&json!("b"), 1);
+        assert_eq!(t.render(&c.value, &s).expect("renders"), "b-1-20");
+        s.pop_loop();
+        assert_eq!(t.render(&c.value, &s).expect("renders"), "a-0-20");
+    }
+}
