@@ -57,7 +57,12 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
     collect_keys(&def.nodes, &mut cx.all_keys);
     for (i, name) in def.secrets.iter().enumerate() {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            cx.error_at_value(&p(&["secrets"]).index(i), format!("secret name `{name}` must be an environment variable name ([A-Za-z0-9_]+)"));
+            cx.error_at_value(
+                &p(&["secrets"]).index(i),
+                format!(
+                    "secret name `{name}` must be an environment variable name ([A-Za-z0-9_]+)"
+                ),
+            );
         }
     }
     let trigger = cx.trigger(&def.trigger);
@@ -67,7 +72,10 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
         (None, Mode::Async) => None,
     };
     if timeout == Some(Duration::ZERO) {
-        cx.error_at_value(&p(&["options", "timeout"]), "timeout must be longer than zero".into());
+        cx.error_at_value(
+            &p(&["options", "timeout"]),
+            "timeout must be longer than zero".into(),
+        );
     }
     let mut visible = Vec::new();
     let root = cx.block(&def.nodes, p(&["nodes"]), &mut visible);
@@ -120,8 +128,18 @@ fn collect_keys(defs: &[NodeDef], out: &mut BTreeSet<String>) {
 
 fn child_blocks(def: &NodeDef) -> Vec<&[NodeDef]> {
     match def {
-        NodeDef::Condition(c) => c.then.iter().chain(c.otherwise.iter()).map(Vec::as_slice).collect(),
-        NodeDef::Switch(s) => s.cases.iter().map(|c| c.body.as_slice()).chain(s.default.as_deref()).collect(),
+        NodeDef::Condition(c) => c
+            .then
+            .iter()
+            .chain(c.otherwise.iter())
+            .map(Vec::as_slice)
+            .collect(),
+        NodeDef::Switch(s) => s
+            .cases
+            .iter()
+            .map(|c| c.body.as_slice())
+            .chain(s.default.as_deref())
+            .collect(),
         NodeDef::Loop(l) => vec![l.body.as_slice()],
         NodeDef::Parallel(par) => par.branches.iter().map(Vec::as_slice).collect(),
         _ => Vec::new(),
@@ -190,11 +208,16 @@ impl Cx<'_> {
             let mut parts = r.split('.');
             match (parts.next(), parts.next()) {
                 (Some("secrets"), Some(name)) if !self.declared_secrets.contains(name) => {
-                    self.error_at_value(path, format!("`secrets.{name}` is used but not declared in `secrets`"));
+                    self.error_at_value(
+                        path,
+                        format!("`secrets.{name}` is used but not declared in `secrets`"),
+                    );
                 }
                 (Some("nodes"), Some(key)) if !visible.iter().any(|k| k == key) => {
                     let message = if self.all_keys.contains(key) {
-                        format!("`nodes.{key}` refers to a node that cannot have run before this point")
+                        format!(
+                            "`nodes.{key}` refers to a node that cannot have run before this point"
+                        )
                     } else {
                         format!("`nodes.{key}` refers to no node: no node has the key `{key}`")
                     };
@@ -246,7 +269,14 @@ impl Cx<'_> {
                 let mut at = path.clone();
                 for s in sub {
                     at = match s.parse::<usize>() {
-                        Ok(i) if matches!(self.src.tree.get(&at.0).map(|n| &n.kind), Some(crate::yaml::YamlKind::Seq(_))) => at.index(i),
+                        Ok(i)
+                            if matches!(
+                                self.src.tree.get(&at.0).map(|n| &n.kind),
+                                Some(crate::yaml::YamlKind::Seq(_))
+                            ) =>
+                        {
+                            at.index(i)
+                        }
                         _ => at.key(&s),
                     };
                 }
@@ -261,7 +291,10 @@ impl Cx<'_> {
             None => ValueTemplate::Literal(Json::from(200)),
             Some(Json::Number(n)) => {
                 if !n.as_u64().is_some_and(|s| (100..=599).contains(&s)) {
-                    self.error_at_value(path, format!("status must be an HTTP status code from 100 to 599, not {n}"));
+                    self.error_at_value(
+                        path,
+                        format!("status must be an HTTP status code from 100 to 599, not {n}"),
+                    );
                 }
                 ValueTemplate::Literal(Json::Number(n.clone()))
             }
@@ -272,7 +305,10 @@ impl Cx<'_> {
             Some(Json::String(s)) => match s.trim().parse::<u16>() {
                 Ok(code) if (100..=599).contains(&code) => ValueTemplate::Literal(Json::from(code)),
                 _ => {
-                    self.error_at_value(path, format!("status must be an HTTP status code from 100 to 599, not `{s}`"));
+                    self.error_at_value(
+                        path,
+                        format!("status must be an HTTP status code from 100 to 599, not `{s}`"),
+                    );
                     ValueTemplate::Literal(Json::Null)
                 }
             },
@@ -283,12 +319,23 @@ impl Cx<'_> {
         }
     }
 
-    fn headers(&mut self, path: &P, headers: &BTreeMap<String, String>, visible: &[String]) -> Vec<(String, Text)> {
+    fn headers(
+        &mut self,
+        path: &P,
+        headers: &BTreeMap<String, String>,
+        visible: &[String],
+    ) -> Vec<(String, Text)> {
         let mut out = Vec::new();
         for (name, value) in headers {
-            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !valid {
-                self.error_at_key(&path.key(name), format!("`{name}` is not a valid header name"));
+                self.error_at_key(
+                    &path.key(name),
+                    format!("`{name}` is not a valid header name"),
+                );
                 continue;
             }
             if let Some(t) = self.text(&path.key(name), value, visible) {
@@ -301,8 +348,15 @@ impl Cx<'_> {
     fn response(&mut self, path: &P, r: &ResponseDef, visible: &[String]) -> ResponseSpec {
         let status = self.status(&path.key("status"), r.status.as_ref(), visible);
         let headers = self.headers(&path.key("headers"), &r.headers, visible);
-        let body = r.body.as_ref().and_then(|b| self.value(&path.key("body"), b, visible));
-        ResponseSpec { status, headers, body }
+        let body = r
+            .body
+            .as_ref()
+            .and_then(|b| self.value(&path.key("body"), b, visible));
+        ResponseSpec {
+            status,
+            headers,
+            body,
+        }
     }
 
     fn trigger(&mut self, t: &TriggerDef) -> Trigger {
@@ -310,7 +364,10 @@ impl Cx<'_> {
         let none: &[String] = &[];
         if let Some(key) = &t.key {
             if !valid_pinned_key(key) {
-                self.error_at_value(&tp.key("key"), format!("pinned key `{key}` must match [A-Za-z0-9_-]{{8,128}}"));
+                self.error_at_value(
+                    &tp.key("key"),
+                    format!("pinned key `{key}` must match [A-Za-z0-9_-]{{8,128}}"),
+                );
             }
         }
         let basic_auth = t.auth.as_ref().and_then(|a| {
@@ -333,7 +390,10 @@ impl Cx<'_> {
         };
         let timeout_response = match (&t.timeout_response, t.mode) {
             (Some(_), Mode::Async) => {
-                self.error_at_key(&tp.key("timeout_response"), "`trigger.timeout_response` is for sync workflows".into());
+                self.error_at_key(
+                    &tp.key("timeout_response"),
+                    "`trigger.timeout_response` is for sync workflows".into(),
+                );
                 None
             }
             (Some(r), Mode::Sync) => Some(self.response(&tp.key("timeout_response"), r, none)),
@@ -351,7 +411,10 @@ impl Cx<'_> {
         });
         let max_body = t.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY);
         if max_body == 0 {
-            self.error_at_value(&tp.key("max_body"), "max_body must be at least 1 byte".into());
+            self.error_at_value(
+                &tp.key("max_body"),
+                "max_body must be at least 1 byte".into(),
+            );
         }
         Trigger {
             pinned_key: t.key.clone(),
@@ -373,8 +436,12 @@ impl Cx<'_> {
                 fields.push(("secret", Some(&h.secret)));
                 fields.push(("payload", h.payload.as_ref()));
             }
-            VerifyDef::StandardWebhooks(s) | VerifyDef::Stripe(s) | VerifyDef::Slack(s) => fields.push(("secret", Some(&s.secret))),
-            VerifyDef::Github(s) | VerifyDef::Shopify(s) => fields.push(("secret", Some(&s.secret))),
+            VerifyDef::StandardWebhooks(s) | VerifyDef::Stripe(s) | VerifyDef::Slack(s) => {
+                fields.push(("secret", Some(&s.secret)))
+            }
+            VerifyDef::Github(s) | VerifyDef::Shopify(s) => {
+                fields.push(("secret", Some(&s.secret)))
+            }
             VerifyDef::Feishu(f) => {
                 fields.push(("token", Some(&f.token)));
                 fields.push(("encrypt_key", f.encrypt_key.as_ref()));
@@ -393,16 +460,25 @@ impl Cx<'_> {
                 }
             }
         }
-        Verify { preset: v.clone(), texts }
+        Verify {
+            preset: v.clone(),
+            texts,
+        }
     }
 
     fn parse_spec(&mut self, path: &P, def: &ParseDef) -> ParseSpec {
         let mut aliases: BTreeMap<String, P> = BTreeMap::new();
         let mut spec = ParseSpec::default();
-        for (part, entries) in [("headers", &def.headers), ("query", &def.query), ("body", &def.body)] {
+        for (part, entries) in [
+            ("headers", &def.headers),
+            ("query", &def.query),
+            ("body", &def.body),
+        ] {
             for (i, e) in entries.iter().enumerate() {
                 let ep = path.key(part).index(i);
-                let Some(entry) = self.parse_entry(&ep, part, e) else { continue };
+                let Some(entry) = self.parse_entry(&ep, part, e) else {
+                    continue;
+                };
                 if let Some(first) = aliases.get(&entry.alias) {
                     let first_pos = self.src.tree.locate(&first.0);
                     self.error_at_value(
@@ -426,7 +502,10 @@ impl Cx<'_> {
         let is_jsonpath = e.key.starts_with('$');
         let key_path = if part == "headers" {
             if is_jsonpath || e.key.is_empty() {
-                self.error_at_value(&path.key("key"), format!("`{}` is not a header name", e.key));
+                self.error_at_value(
+                    &path.key("key"),
+                    format!("`{}` is not a header name", e.key),
+                );
                 return None;
             }
             KeyPath::Dotted(vec![Step::Key(e.key.to_ascii_lowercase())])
@@ -442,19 +521,28 @@ impl Cx<'_> {
         let alias = match &e.alias {
             Some(a) => {
                 if !valid_alias(a) {
-                    self.error_at_value(&path.key("alias"), format!("alias `{a}` must be a variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+                    self.error_at_value(
+                        &path.key("alias"),
+                        format!("alias `{a}` must be a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+                    );
                     return None;
                 }
                 a.clone()
             }
             None if is_jsonpath => {
-                self.error_at_value(&path.key("key"), format!("a JSONPath key (`{}`) needs an explicit `alias`", e.key));
+                self.error_at_value(
+                    &path.key("key"),
+                    format!("a JSONPath key (`{}`) needs an explicit `alias`", e.key),
+                );
                 return None;
             }
             None => default_alias(&e.key),
         };
         if e.required && e.default.is_some() {
-            self.error_at_key(&path.key("default"), "a `required` entry cannot have a `default`".into());
+            self.error_at_key(
+                &path.key("default"),
+                "a `required` entry cannot have a `default`".into(),
+            );
         }
         Some(ParseEntry {
             key: e.key.clone(),
@@ -483,7 +571,12 @@ impl Cx<'_> {
 
     /// Compiles nested blocks that each start from `visible`; afterwards the
     /// keys of all of them may have run.
-    fn branches<'d>(&mut self, blocks: impl IntoIterator<Item = (&'d [NodeDef], P)>, visible: &mut Vec<String>, inner: &[String]) -> Vec<BlockId> {
+    fn branches<'d>(
+        &mut self,
+        blocks: impl IntoIterator<Item = (&'d [NodeDef], P)>,
+        visible: &mut Vec<String>,
+        inner: &[String],
+    ) -> Vec<BlockId> {
         let mut out = Vec::new();
         let mut after = visible.clone();
         for (defs, path) in blocks {
@@ -503,11 +596,21 @@ impl Cx<'_> {
     fn node(&mut self, def: &NodeDef, path: P, visible: &mut Vec<String>) -> Option<NodeId> {
         let common = def.common();
         if let Some(key) = common.key {
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                self.error_at_value(&path.key("key"), format!("node key `{key}` must match [a-z0-9_]+"));
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                self.error_at_value(
+                    &path.key("key"),
+                    format!("node key `{key}` must match [a-z0-9_]+"),
+                );
             } else if let Some(first) = self.seen_keys.get(key) {
                 let first_line = self.src.tree.locate_value(&first.key("key").0).line;
-                self.error_at_value(&path.key("key"), format!("duplicate node key `{key}` (first used on line {first_line})"));
+                self.error_at_value(
+                    &path.key("key"),
+                    format!("duplicate node key `{key}` (first used on line {first_line})"),
+                );
             } else {
                 self.seen_keys.insert(key.to_string(), path.clone());
             }
@@ -539,16 +642,28 @@ impl Cx<'_> {
         }
     }
 
-    fn node_kind(&mut self, def: &NodeDef, path: &P, visible: &mut Vec<String>, own: &[String]) -> Option<NodeKind> {
+    fn node_kind(
+        &mut self,
+        def: &NodeDef,
+        path: &P,
+        visible: &mut Vec<String>,
+        own: &[String],
+    ) -> Option<NodeKind> {
         let none: &[String] = &[];
         Some(match def {
             NodeDef::Condition(c) => {
                 let test = self.expr(&path.key("if"), &c.test, visible);
                 if c.then.is_none() && c.otherwise.is_none() && !c.reject_on_false {
-                    self.error_at_key(path, "a condition needs `then`, `else`, or `reject_on_false: true`".into());
+                    self.error_at_key(
+                        path,
+                        "a condition needs `then`, `else`, or `reject_on_false: true`".into(),
+                    );
                 }
                 if c.reject_on_false && (c.then.is_some() || c.otherwise.is_some()) {
-                    self.error_at_key(&path.key("reject_on_false"), "`reject_on_false` cannot be combined with `then` or `else`".into());
+                    self.error_at_key(
+                        &path.key("reject_on_false"),
+                        "`reject_on_false` cannot be combined with `then` or `else`".into(),
+                    );
                 }
                 let mut blocks = Vec::new();
                 if let Some(t) = &c.then {
@@ -570,13 +685,18 @@ impl Cx<'_> {
             }
             NodeDef::Switch(s) => {
                 if s.cases.is_empty() {
-                    self.error_at_key(&path.key("cases"), "a switch needs at least one case".into());
+                    self.error_at_key(
+                        &path.key("cases"),
+                        "a switch needs at least one case".into(),
+                    );
                 }
                 let tests: Vec<Option<Expr>> = s
                     .cases
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| self.expr(&path.key("cases").index(i).key("if"), &c.test, visible))
+                    .map(|(i, c)| {
+                        self.expr(&path.key("cases").index(i).key("if"), &c.test, visible)
+                    })
                     .collect();
                 let mut blocks: Vec<(&[NodeDef], P)> = s
                     .cases
@@ -593,7 +713,10 @@ impl Cx<'_> {
                     let b = ids.next()?;
                     cases.push((t?, b));
                 }
-                NodeKind::Switch { cases, default: ids.next() }
+                NodeKind::Switch {
+                    cases,
+                    default: ids.next(),
+                }
             }
             NodeDef::Calculation(c) => NodeKind::Calculation {
                 expression: self.expr(&path.key("expression"), &c.expression, visible)?,
@@ -617,7 +740,10 @@ impl Cx<'_> {
             NodeDef::Loop(l) => {
                 let over = self.expr(&path.key("over"), &l.over, visible);
                 if l.max_iterations == Some(0) {
-                    self.error_at_value(&path.key("max_iterations"), "max_iterations must be at least 1".into());
+                    self.error_at_value(
+                        &path.key("max_iterations"),
+                        "max_iterations must be at least 1".into(),
+                    );
                 }
                 // The loop's own result is not there while its body runs.
                 let body = self.branches([(l.body.as_slice(), path.key("do"))], visible, none)[0];
@@ -629,22 +755,43 @@ impl Cx<'_> {
             }
             NodeDef::Parallel(par) => {
                 if par.branches.is_empty() {
-                    self.error_at_key(&path.key("branches"), "a parallel node needs at least one branch".into());
+                    self.error_at_key(
+                        &path.key("branches"),
+                        "a parallel node needs at least one branch".into(),
+                    );
                 }
                 // Branches run at the same time: each sees only what ran before the parallel node.
-                let blocks = par.branches.iter().enumerate().map(|(i, b)| (b.as_slice(), path.key("branches").index(i)));
+                let blocks = par
+                    .branches
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.as_slice(), path.key("branches").index(i)));
                 let branches = self.branches(blocks, visible, none);
-                NodeKind::Parallel { branches, mode: par.mode }
+                NodeKind::Parallel {
+                    branches,
+                    mode: par.mode,
+                }
             }
             NodeDef::Delay(d) => {
                 if self.mode == Mode::Sync {
-                    self.error_at_value(&path.key("type"), "a `delay` node cannot be used in a sync workflow (the caller is waiting)".into());
+                    self.error_at_value(
+                        &path.key("type"),
+                        "a `delay` node cannot be used in a sync workflow (the caller is waiting)"
+                            .into(),
+                    );
                 }
                 match (&d.duration, &d.until) {
                     (Some(dur), None) => NodeKind::Delay(DelayWait::For(dur.0)),
-                    (None, Some(until)) => NodeKind::Delay(DelayWait::Until(self.text(&path.key("until"), until, visible)?)),
+                    (None, Some(until)) => NodeKind::Delay(DelayWait::Until(self.text(
+                        &path.key("until"),
+                        until,
+                        visible,
+                    )?)),
                     _ => {
-                        self.error_at_key(path, "a delay needs exactly one of `duration` or `until`".into());
+                        self.error_at_key(
+                            path,
+                            "a delay needs exactly one of `duration` or `until`".into(),
+                        );
                         return None;
                     }
                 }
@@ -682,13 +829,19 @@ impl Cx<'_> {
         let method = self.text(&path.key("method"), &method_src, visible);
         if let Some(Text::Literal(m)) = &method {
             if !METHODS.contains(&m.to_ascii_uppercase().as_str()) {
-                self.error_at_value(&path.key("method"), format!("unknown method `{m}`; use one of {}", METHODS.join(", ")));
+                self.error_at_value(
+                    &path.key("method"),
+                    format!("unknown method `{m}`; use one of {}", METHODS.join(", ")),
+                );
             }
         }
         let url = self.text(&path.key("url"), &r.url, visible);
         if let Some(Text::Literal(u)) = &url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                self.error_at_value(&path.key("url"), format!("url `{u}` must start with http:// or https://"));
+                self.error_at_value(
+                    &path.key("url"),
+                    format!("url `{u}` must start with http:// or https://"),
+                );
             }
         }
         let headers = self.headers(&path.key("headers"), &r.headers, visible);
@@ -706,15 +859,25 @@ impl Cx<'_> {
             Some(retry) => {
                 let attempts = retry.attempts.unwrap_or(1);
                 if attempts == 0 {
-                    self.error_at_value(&path.key("retry").key("attempts"), "attempts counts every try including the first; it must be at least 1".into());
+                    self.error_at_value(
+                        &path.key("retry").key("attempts"),
+                        "attempts counts every try including the first; it must be at least 1"
+                            .into(),
+                    );
                 }
-                (attempts, retry.backoff.map(|d| d.0).unwrap_or(DEFAULT_BACKOFF))
+                (
+                    attempts,
+                    retry.backoff.map(|d| d.0).unwrap_or(DEFAULT_BACKOFF),
+                )
             }
             None => (1, DEFAULT_BACKOFF),
         };
         let timeout = r.timeout.map(|d| d.0).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         if timeout.is_zero() {
-            self.error_at_value(&path.key("timeout"), "timeout must be longer than zero".into());
+            self.error_at_value(
+                &path.key("timeout"),
+                "timeout must be longer than zero".into(),
+            );
         }
         Some(RequestSpec {
             method: method?,
@@ -733,18 +896,30 @@ impl Cx<'_> {
 
 /// True when a pinned key matches `[A-Za-z0-9_-]{8,128}`.
 pub fn valid_pinned_key(key: &str) -> bool {
-    (8..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (8..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn valid_alias(a: &str) -> bool {
     let mut chars = a.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The default alias of a parse key: lower-cased, `[^a-z0-9_]` → `_`.
 pub fn default_alias(key: &str) -> String {
     key.to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -70,7 +70,9 @@ pub struct Catalog {
 impl Catalog {
     /// Every diagnostic, file by file.
     pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.other.iter().chain(self.files.values().flat_map(|f| f.diagnostics.iter()))
+        self.other
+            .iter()
+            .chain(self.files.values().flat_map(|f| f.diagnostics.iter()))
     }
 
     /// The workflows that loaded.
@@ -82,7 +84,9 @@ impl Catalog {
 /// True when `id` matches `[a-z0-9][a-z0-9_-]*`.
 pub fn valid_workflow_id(id: &str) -> bool {
     let mut bytes = id.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
@@ -92,7 +96,9 @@ pub fn workflow_id_of(path: &Path) -> Option<String> {
     if name.starts_with('.') || name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
         return None;
     }
-    let stem = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))?;
+    let stem = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))?;
     Some(stem.to_string())
 }
 
@@ -126,16 +132,24 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
     let tree = match Yaml::parse(text) {
         Ok(tree) => tree,
         Err(e) => {
-            out.diagnostics
-                .push(diag(path, e.pos, Severity::Error, format!("YAML syntax error: {}", e.message)));
+            out.diagnostics.push(diag(
+                path,
+                e.pos,
+                Severity::Error,
+                format!("YAML syntax error: {}", e.message),
+            ));
             return out;
         }
     };
     let def: WorkflowDef = match from_yaml(&tree) {
         Ok(def) => def,
         Err(e) => {
-            out.diagnostics
-                .push(diag(path, e.pos.unwrap_or_default(), Severity::Error, e.message));
+            out.diagnostics.push(diag(
+                path,
+                e.pos.unwrap_or_default(),
+                Severity::Error,
+                e.message,
+            ));
             return out;
         }
     };
@@ -152,13 +166,23 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
     out.diagnostics.extend(diagnostics);
     for (i, name) in def.secrets.iter().enumerate() {
         if (opts.env)(name).is_none() {
-            let pos = tree.locate_value(&[crate::yaml::Seg::from("secrets"), crate::yaml::Seg::Index(i)]);
+            let pos = tree.locate_value(&[
+                crate::yaml::Seg::from("secrets"),
+                crate::yaml::Seg::Index(i),
+            ]);
             let (severity, tail) = match opts.secrets {
                 SecretPolicy::Warn => (Severity::Warning, ""),
-                SecretPolicy::Require => (Severity::Error, "; the workflow is not served until it is set"),
+                SecretPolicy::Require => (
+                    Severity::Error,
+                    "; the workflow is not served until it is set",
+                ),
             };
-            out.diagnostics
-                .push(diag(path, pos, severity, format!("secret `{name}` is declared but not set in the environment{tail}")));
+            out.diagnostics.push(diag(
+                path,
+                pos,
+                severity,
+                format!("secret `{name}` is declared but not set in the environment{tail}"),
+            ));
         }
     }
     if !out.has_errors() {
@@ -173,20 +197,33 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            catalog.other.push(diag(dir, Pos::default(), Severity::Error, format!("cannot read the workflows folder: {e}")));
+            catalog.other.push(diag(
+                dir,
+                Pos::default(),
+                Severity::Error,
+                format!("cannot read the workflows folder: {e}"),
+            ));
             return catalog;
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
     paths.sort();
     for path in paths {
-        let Some(id) = workflow_id_of(&path) else { continue };
+        let Some(id) = workflow_id_of(&path) else {
+            continue;
+        };
         if let Some(first) = catalog.files.get(&id) {
             catalog.other.push(diag(
                 &path,
                 Pos::default(),
                 Severity::Error,
-                format!("workflow id `{id}` is already used by {}; ids must be unique", first.path.display()),
+                format!(
+                    "workflow id `{id}` is already used by {}; ids must be unique",
+                    first.path.display()
+                ),
             ));
             continue;
         }
@@ -197,7 +234,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
                 path: path.clone(),
                 title: None,
                 workflow: None,
-                diagnostics: vec![diag(&path, Pos::default(), Severity::Error, format!("cannot read the file: {e}"))],
+                diagnostics: vec![diag(
+                    &path,
+                    Pos::default(),
+                    Severity::Error,
+                    format!("cannot read the file: {e}"),
+                )],
             },
         };
         catalog.files.insert(id, file);
@@ -210,25 +252,41 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
 pub fn check_pinned_keys(catalog: &mut Catalog) {
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in catalog.files.values() {
-        if let Some(key) = f.workflow.as_ref().and_then(|w| w.trigger.pinned_key.clone()) {
+        if let Some(key) = f
+            .workflow
+            .as_ref()
+            .and_then(|w| w.trigger.pinned_key.clone())
+        {
             by_key.entry(key).or_default().push(f.id.clone());
         }
     }
     for ids in by_key.values().filter(|ids| ids.len() > 1) {
         for id in ids {
-            let others: Vec<&str> = ids.iter().filter(|o| *o != id).map(String::as_str).collect();
+            let others: Vec<&str> = ids
+                .iter()
+                .filter(|o| *o != id)
+                .map(String::as_str)
+                .collect();
             if let Some(f) = catalog.files.get_mut(id) {
                 let pos = f
                     .workflow
                     .as_ref()
                     .and_then(|w| Yaml::parse(&w.source).ok())
-                    .map(|t| t.locate_value(&[crate::yaml::Seg::from("trigger"), crate::yaml::Seg::from("key")]))
+                    .map(|t| {
+                        t.locate_value(&[
+                            crate::yaml::Seg::from("trigger"),
+                            crate::yaml::Seg::from("key"),
+                        ])
+                    })
                     .unwrap_or_default();
                 f.diagnostics.push(diag(
                     &f.path,
                     pos,
                     Severity::Error,
-                    format!("pinned key collides with workflow {}; neither is served", others.join(", ")),
+                    format!(
+                        "pinned key collides with workflow {}; neither is served",
+                        others.join(", ")
+                    ),
                 ));
                 f.workflow = None;
             }

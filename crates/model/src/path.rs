@@ -57,7 +57,12 @@ impl JsonPath {
                 query: Arc::new(q),
                 source: source.to_string(),
             })
-            .map_err(|e| format!("invalid JSONPath `{source}`: {}", tidy_parse_error(&e.to_string())))
+            .map_err(|e| {
+                format!(
+                    "invalid JSONPath `{source}`: {}",
+                    tidy_parse_error(&e.to_string())
+                )
+            })
     }
 
     /// All matches, in document order.
@@ -94,7 +99,10 @@ impl KeyPath {
 
 /// Shortens the parser's multi-line message to `expected … at character N`.
 fn tidy_parse_error(message: &str) -> String {
-    let expected = message.lines().find_map(|l| l.trim().strip_prefix("= ")).map(str::trim);
+    let expected = message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .map(str::trim);
     let at = message
         .lines()
         .find_map(|l| l.split_once("--> ").map(|(_, pos)| pos))
@@ -142,7 +150,10 @@ pub fn parse_dotted(path: &str) -> Result<Vec<Step>, String> {
         }
         while !rest.is_empty() {
             let close = rest.find(']').ok_or_else(|| err("missing `]`"))?;
-            let index: usize = rest[1..close].trim().parse().map_err(|_| err("an index must be a whole number, like [0]"))?;
+            let index: usize = rest[1..close]
+                .trim()
+                .parse()
+                .map_err(|_| err("an index must be a whole number, like [0]"))?;
             steps.push(Step::Index(index));
             rest = &rest[close + 1..];
             if !rest.is_empty() && !rest.starts_with('[') {
@@ -160,7 +171,8 @@ mod tests {
 
     #[test]
     fn dotted_paths() {
-        let v = json!({"order": {"id": "A", "items": [{"sku": "x"}, {"sku": "y"}]}, "list": [[1, 2]]});
+        let v =
+            json!({"order": {"id": "A", "items": [{"sku": "x"}, {"sku": "y"}]}, "list": [[1, 2]]});
         let cases = [
             ("order.id", Some(json!("A"))),
             ("order.items[1].sku", Some(json!("y"))),

@@ -1,7 +1,9 @@
 //! The compiled workflow the executor runs: node indices resolved, templates
 //! and paths compiled. Nothing here is read from YAML directly.
 
-use crate::def::{ContentType, EndStatus, LogLevel, Mode, OnError, ParallelMode, ValueType, VerifyDef};
+use crate::def::{
+    ContentType, EndStatus, LogLevel, Mode, OnError, ParallelMode, ValueType, VerifyDef,
+};
 use crate::path::{JsonPath, KeyPath};
 use crate::template::{Expr, Templates, Text, ValueTemplate};
 use serde_json::Value as Json;

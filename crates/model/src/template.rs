@@ -137,14 +137,19 @@ impl TemplateBuilder {
     /// Compiles an expression written without braces.
     pub fn expr(&mut self, source: &str) -> Result<Compiled<Expr>, CompileError> {
         let refs = {
-            let compiled = self.env.compile_expression(source).map_err(|e| compile_error(&e))?;
+            let compiled = self
+                .env
+                .compile_expression(source)
+                .map_err(|e| compile_error(&e))?;
             nested_refs(compiled.undeclared_variables(true))
         };
         let name = self.next_name("e");
         // An expression is stored as a template that assigns it, so that the
         // compiled form lives in the environment and keeps no borrows.
         let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
-        self.env.add_template_owned(name.clone(), wrapper).map_err(|e| compile_error(&e))?;
+        self.env
+            .add_template_owned(name.clone(), wrapper)
+            .map_err(|e| compile_error(&e))?;
         Ok(Compiled {
             value: Expr {
                 name,
@@ -185,13 +190,20 @@ impl TemplateBuilder {
 
     /// Compiles a JSON value member by member. The error names the failing
     /// member's path below `value` (e.g. `["items", "0"]`).
-    pub fn value(&mut self, value: &Json) -> Result<Compiled<ValueTemplate>, (Vec<String>, CompileError)> {
+    pub fn value(
+        &mut self,
+        value: &Json,
+    ) -> Result<Compiled<ValueTemplate>, (Vec<String>, CompileError)> {
         let mut refs = BTreeSet::new();
         let value = self.value_inner(value, &mut refs)?;
         Ok(Compiled { value, refs })
     }
 
-    fn value_inner(&mut self, value: &Json, refs: &mut BTreeSet<String>) -> Result<ValueTemplate, (Vec<String>, CompileError)> {
+    fn value_inner(
+        &mut self,
+        value: &Json,
+        refs: &mut BTreeSet<String>,
+    ) -> Result<ValueTemplate, (Vec<String>, CompileError)> {
         Ok(match value {
             Json::String(s) if has_template_syntax(s) => {
                 let c = self.text(s).map_err(|e| (Vec::new(), e))?;
@@ -233,7 +245,9 @@ impl TemplateBuilder {
 
     /// Freezes the environment.
     pub fn finish(self) -> Templates {
-        Templates { env: Arc::new(self.env) }
+        Templates {
+            env: Arc::new(self.env),
+        }
     }
 }
 
@@ -245,7 +259,8 @@ pub fn has_template_syntax(s: &str) -> bool {
 /// The inner expression when `s` is exactly one `{{ expr }}`.
 fn single_expression(s: &str) -> Option<&str> {
     let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
-    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#") {
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
         return None;
     }
     let inner = inner.strip_prefix('-').unwrap_or(inner);
@@ -258,16 +273,25 @@ fn nested_refs(vars: std::collections::HashSet<String>) -> BTreeSet<String> {
 }
 
 fn compile_error(e: &minijinja::Error) -> CompileError {
-    let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let detail = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     let message = match e.kind() {
         minijinja::ErrorKind::SyntaxError => format!("syntax error: {detail}"),
         _ => detail,
     };
-    CompileError { message, line: e.line() }
+    CompileError {
+        message,
+        line: e.line(),
+    }
 }
 
 fn eval_error(e: &minijinja::Error) -> EvalError {
-    let mut message = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut message = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     if e.kind() == minijinja::ErrorKind::OutOfFuel {
         message = "template ran too long (out of fuel)".into();
     } else if e.kind() == minijinja::ErrorKind::UndefinedError && !message.contains("undefined") {
@@ -293,12 +317,16 @@ impl Scope {
 
     /// Sets a top-level variable (`trigger`, `vars`, `execution`, `secrets`).
     pub fn set(&mut self, name: &'static str, value: &Json) {
-        self.entries.insert(name, MjValue::from(minijinja::value::Serde(value)));
+        self.entries
+            .insert(name, MjValue::from(minijinja::value::Serde(value)));
     }
 
     /// Sets `nodes.<key>`.
     pub fn set_node(&mut self, key: &str, value: &Json) {
-        self.nodes.insert(key.to_string(), MjValue::from(minijinja::value::Serde(value)));
+        self.nodes.insert(
+            key.to_string(),
+            MjValue::from(minijinja::value::Serde(value)),
+        );
     }
 
     /// Enters a loop iteration: `loop.item`, `loop.index`.
@@ -368,7 +396,10 @@ impl Templates {
 
     /// Evaluates an expression to a JSON value.
     pub fn eval(&self, expr: &Expr, scope: &Scope) -> Result<Json, EvalError> {
-        to_json(self.eval_named(&expr.name, scope.context()).map_err(|e| with_source(e, &expr.source))?)
+        to_json(
+            self.eval_named(&expr.name, scope.context())
+                .map_err(|e| with_source(e, &expr.source))?,
+        )
     }
 
     /// Evaluates an expression for its truth (Jinja rules: empty, 0, none and false are false).
@@ -388,7 +419,9 @@ impl Templates {
                 Ok(match value.as_str() {
                     Some(s) => s.to_string(),
                     None if value.is_none() => String::new(),
-                    None => serde_json::to_string(&value).map_err(|e| EvalError { message: e.to_string() })?,
+                    None => serde_json::to_string(&value).map_err(|e| EvalError {
+                        message: e.to_string(),
+                    })?,
                 })
             }
             Text::Template(name) => {
@@ -411,7 +444,12 @@ impl Templates {
         Ok(match value {
             ValueTemplate::Literal(v) => v.clone(),
             ValueTemplate::Text(t) => self.eval_text(t, scope)?,
-            ValueTemplate::Array(items) => Json::Array(items.iter().map(|i| self.eval_value(i, scope)).collect::<Result<_, _>>()?),
+            ValueTemplate::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| self.eval_value(i, scope))
+                    .collect::<Result<_, _>>()?,
+            ),
             ValueTemplate::Object(entries) => Json::Object(
                 entries
                     .iter()
@@ -440,8 +478,14 @@ mod tests {
 
     fn scope() -> Scope {
         let mut s = Scope::new();
-        s.set("vars", &json!({"order_id": "A1", "amount": 12.5, "n": 3, "flag": true, "none": null}));
-        s.set("trigger", &json!({"body": {"status": "SUCCESS", "items": [1, 2]}}));
+        s.set(
+            "vars",
+            &json!({"order_id": "A1", "amount": 12.5, "n": 3, "flag": true, "none": null}),
+        );
+        s.set(
+            "trigger",
+            &json!({"body": {"status": "SUCCESS", "items": [1, 2]}}),
+        );
         s
     }
 
@@ -456,7 +500,9 @@ mod tests {
         };
         match (got, expected) {
             (Ok(g), Ok(e)) => assert_eq!(g, e, "{source}"),
-            (Err(g), Err(e)) => assert!(g.contains(e), "{source}: error `{g}` should contain `{e}`"),
+            (Err(g), Err(e)) => {
+                assert!(g.contains(e), "{source}: error `{g}` should contain `{e}`")
+            }
             (g, e) => panic!("{source}: got {g:?}, expected {e:?}"),
         }
     }
@@ -468,7 +514,10 @@ mod tests {
         check("{{ vars.flag }}", Ok(json!(true)));
         check("{{ vars.none }}", Ok(json!(null)));
         check("{{ trigger.body.items }}", Ok(json!([1, 2])));
-        check("{{ trigger.body }}", Ok(json!({"status": "SUCCESS", "items": [1, 2]})));
+        check(
+            "{{ trigger.body }}",
+            Ok(json!({"status": "SUCCESS", "items": [1, 2]})),
+        );
         check("{{ vars.n + 1 }}", Ok(json!(4)));
     }
 
@@ -477,7 +526,10 @@ mod tests {
         check("order {{ vars.order_id }}", Ok(json!("order A1")));
         check("plain", Ok(json!("plain")));
         check("{{ vars.flag }} and {{ vars.n }}", Ok(json!("true and 3")));
-        check("{% if vars.flag %}yes{% else %}no{% endif %}", Ok(json!("yes")));
+        check(
+            "{% if vars.flag %}yes{% else %}no{% endif %}",
+            Ok(json!("yes")),
+        );
         check("x{{ trigger.body.items }}", Ok(json!("x[1,2]")));
         check("<{{ '&' }}>", Ok(json!("<&>")));
     }
@@ -498,13 +550,18 @@ mod tests {
 
     #[test]
     fn runaway_templates_stop() {
-        check("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", Err("fuel"));
+        check(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            Err("fuel"),
+        );
     }
 
     #[test]
     fn expressions_and_refs() {
         let mut b = TemplateBuilder::new();
-        let c = b.expr("vars.order_id and trigger.body.status == \"SUCCESS\"").expect("compiles");
+        let c = b
+            .expr("vars.order_id and trigger.body.status == \"SUCCESS\"")
+            .expect("compiles");
         assert!(c.refs.contains("vars.order_id"), "{:?}", c.refs);
         assert!(c.refs.contains("trigger.body.status"), "{:?}", c.refs);
         let t = b.finish();
@@ -519,7 +576,10 @@ mod tests {
             .expect("compiles");
         let t = b.finish();
         let out = t.eval_value(&c.value, &scope()).expect("renders");
-        assert_eq!(out, json!({"code": "SUCCESS", "order": "A1", "n": [3, 2], "fixed": {"a": 1}}));
+        assert_eq!(
+            out,
+            json!({"code": "SUCCESS", "order": "A1", "n": [3, 2], "fixed": {"a": 1}})
+        );
         let mut b = TemplateBuilder::new();
         let err = b.value(&json!({"a": [1, "{{ x. }}"]})).expect_err("bad");
         assert_eq!(err.0, vec!["a".to_string(), "1".to_string()]);
@@ -528,7 +588,9 @@ mod tests {
     #[test]
     fn loop_scope_and_now() {
         let mut b = TemplateBuilder::new();
-        let c = b.text("{{ loop.item }}-{{ loop.index }}-{{ now[:2] }}").expect("compiles");
+        let c = b
+            .text("{{ loop.item }}-{{ loop.index }}-{{ now[:2] }}")
+            .expect("compiles");
         let t = b.finish();
         let mut s = scope();
         s.push_loop(&json!("a"), 0);

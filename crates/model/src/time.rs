@@ -33,18 +33,33 @@ pub fn millis_to_rfc3339(ms: u64) -> String {
 /// Parses RFC 3339 (`2026-11-22T10:00:00Z`, fractional seconds and offsets allowed) to Unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
     let mut rest = &s[19..];
     let mut millis = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let digits = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         if digits == 0 {
             return None;
         }
@@ -54,7 +69,10 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     }
     let offset_secs = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
             let sign = if rest.starts_with('-') { -1 } else { 1 };
             sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
         }
@@ -99,9 +117,21 @@ mod tests {
             assert_eq!(parse_rfc3339(&millis_to_rfc3339(ms)), Some(ms));
         }
         assert_eq!(millis_to_rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(parse_rfc3339("2026-11-22T10:00:00+08:00"), parse_rfc3339("2026-11-22T02:00:00Z"));
-        assert_eq!(parse_rfc3339("2026-11-22T10:00:00.5Z").map(|m| m % 1000), Some(500));
-        for bad in ["", "2026-11-22", "2026-13-01T00:00:00Z", "2026-11-22T10:00:00", "2026-11-22T10:00:00+0800"] {
+        assert_eq!(
+            parse_rfc3339("2026-11-22T10:00:00+08:00"),
+            parse_rfc3339("2026-11-22T02:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22T10:00:00.5Z").map(|m| m % 1000),
+            Some(500)
+        );
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T10:00:00",
+            "2026-11-22T10:00:00+0800",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -23,15 +23,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration `{text}`; write e.g. 30s, 5m, 1h30m or 500ms"));
+            return Err(format!(
+                "invalid duration `{text}`; write e.g. 30s, 5m, 1h30m or 500ms"
+            ));
         }
         let number: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("number too large in duration `{text}`"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -41,7 +47,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(number.saturating_mul(3600)),
             "d" => Duration::from_secs(number.saturating_mul(86_400)),
             "" => return Err(format!("duration `{text}` needs a unit (ms, s, m, h or d)")),
-            other => return Err(format!("unknown unit `{other}` in duration `{text}` (use ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in duration `{text}` (use ms, s, m, h or d)"
+                ))
+            }
         };
         total = total.saturating_add(part);
     }
@@ -54,7 +64,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut secs = d.as_secs();
@@ -73,18 +83,28 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     if digits == 0 {
-        return Err(format!("invalid size `{text}`; write e.g. 1MiB, 512KB or 100B"));
+        return Err(format!(
+            "invalid size `{text}`; write e.g. 1MiB, 512KB or 100B"
+        ));
     }
-    let number: u64 = s[..digits].parse().map_err(|_| format!("number too large in size `{text}`"))?;
+    let number: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("number too large in size `{text}`"))?;
     let factor: u64 = match s[digits..].trim() {
         "" | "B" => 1,
         "KB" => 1000,
         "KiB" => 1024,
         "MB" => 1_000_000,
         "MiB" => 1024 * 1024,
-        other => return Err(format!("unknown unit `{other}` in size `{text}` (use B, KB, KiB, MB or MiB)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in size `{text}` (use B, KB, KiB, MB or MiB)"
+            ))
+        }
     };
-    number.checked_mul(factor).ok_or_else(|| format!("size `{text}` is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -143,7 +163,9 @@ impl<'de> Deserialize<'de> for Size {
                 Ok(Size(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v).map(Size).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("a size cannot be negative"))
             }
         }
         d.deserialize_any(V)
@@ -180,8 +202,16 @@ mod tests {
             ("1h30m", 5_400_000),
         ];
         for (text, ms) in ok {
-            assert_eq!(parse_duration(text).map(|d| d.as_millis()), Ok(ms), "{text}");
-            assert_eq!(parse_duration(&format_duration(Duration::from_millis(ms as u64))).map(|d| d.as_millis()), Ok(ms));
+            assert_eq!(
+                parse_duration(text).map(|d| d.as_millis()),
+                Ok(ms),
+                "{text}"
+            );
+            assert_eq!(
+                parse_duration(&format_duration(Duration::from_millis(ms as u64)))
+                    .map(|d| d.as_millis()),
+                Ok(ms)
+            );
         }
         for bad in ["", "10", "s", "5x", "1.5s", "-3s"] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
@@ -190,7 +220,14 @@ mod tests {
 
     #[test]
     fn sizes() {
-        let ok = [("1MiB", 1_048_576), ("512KB", 512_000), ("100B", 100), ("2048", 2048), ("3KiB", 3072), ("2MB", 2_000_000)];
+        let ok = [
+            ("1MiB", 1_048_576),
+            ("512KB", 512_000),
+            ("100B", 100),
+            ("2048", 2048),
+            ("3KiB", 3072),
+            ("2MB", 2_000_000),
+        ];
         for (text, n) in ok {
             assert_eq!(parse_size(text), Ok(n), "{text}");
         }

@@ -11,17 +11,30 @@ fn check(yaml: &str, expected: &[(u32, u32, &str)]) {
 
 fn check_with(yaml: &str, policy: SecretPolicy, expected: &[(u32, u32, &str)]) {
     let env = |name: &str| (name == "SET_SECRET").then(|| "s3cret".to_string());
-    let opts = LoadOptions { secrets: policy, env: &env };
+    let opts = LoadOptions {
+        secrets: policy,
+        env: &env,
+    };
     let file = load_source("wf", Path::new("workflows/wf.yaml"), yaml, &opts);
-    let got: Vec<(u32, u32, String)> = file.diagnostics.iter().map(|d| (d.line, d.column, d.to_string())).collect();
+    let got: Vec<(u32, u32, String)> = file
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.column, d.to_string()))
+        .collect();
     let matches = got.len() == expected.len()
         && got
             .iter()
             .zip(expected)
             .all(|((l, c, m), (el, ec, em))| l == el && c == ec && m.contains(em));
-    assert!(matches, "\n--- yaml ---\n{yaml}\n--- got ---\n{got:#?}\n--- expected ---\n{expected:#?}");
+    assert!(
+        matches,
+        "\n--- yaml ---\n{yaml}\n--- got ---\n{got:#?}\n--- expected ---\n{expected:#?}"
+    );
     let has_errors = expected.iter().any(|(_, _, m)| !m.starts_with("warning"));
-    assert_eq!(file.workflow.is_none(), has_errors || got.iter().any(|(_, _, m)| !m.contains("warning:")));
+    assert_eq!(
+        file.workflow.is_none(),
+        has_errors || got.iter().any(|(_, _, m)| !m.contains("warning:"))
+    );
 }
 
 const HEAD: &str = "title: t\ntrigger:\n  type: webhook\n  mode: sync\n";
@@ -42,15 +55,27 @@ fn a_valid_workflow_has_no_diagnostics() {
 
 #[test]
 fn yaml_syntax_error() {
-    check("title: t\ntrigger: [\n", &[(2, 10, "wf.yaml:2:10: YAML syntax error")]);
+    check(
+        "title: t\ntrigger: [\n",
+        &[(2, 10, "wf.yaml:2:10: YAML syntax error")],
+    );
     check("title: t\ntitle: u\n", &[(2, 1, "duplicate mapping key")]);
 }
 
 #[test]
 fn unknown_fields_point_at_the_key() {
-    check(&format!("{HEAD}colour: red\n"), &[(5, 1, "unknown field `colour`")]);
-    check(&format!("{HEAD}  modes: sync\n"), &[(5, 3, "unknown field `modes`")]);
-    check(&sync("  - type: log\n    message: hi\n    levle: warn\n"), &[(8, 5, "unknown field `levle`")]);
+    check(
+        &format!("{HEAD}colour: red\n"),
+        &[(5, 1, "unknown field `colour`")],
+    );
+    check(
+        &format!("{HEAD}  modes: sync\n"),
+        &[(5, 3, "unknown field `modes`")],
+    );
+    check(
+        &sync("  - type: log\n    message: hi\n    levle: warn\n"),
+        &[(8, 5, "unknown field `levle`")],
+    );
     check(
         &sync("  - type: condition\n    if: \"true\"\n    then:\n      - type: end\n        status: resolved\n        why: x\n"),
         &[(11, 9, "unknown field `why`")],
@@ -59,22 +84,50 @@ fn unknown_fields_point_at_the_key() {
 
 #[test]
 fn wrong_types_point_at_the_value() {
-    check(&sync("  - type: loop\n    over: \"[1]\"\n    do: []\n    max_iterations: many\n"), &[(9, 21, "invalid type")]);
-    check(&format!("{HEAD}  max_body: 10GB\n"), &[(5, 13, "unknown unit `GB`")]);
-    check("title: t\noptions: { timeout: 30 }\ntrigger: { type: webhook }\n", &[(2, 21, "needs a unit")]);
-    check("title: t\ntrigger: { type: webhook, mode: later }\n", &[(2, 33, "unknown variant `later`")]);
+    check(
+        &sync("  - type: loop\n    over: \"[1]\"\n    do: []\n    max_iterations: many\n"),
+        &[(9, 21, "invalid type")],
+    );
+    check(
+        &format!("{HEAD}  max_body: 10GB\n"),
+        &[(5, 13, "unknown unit `GB`")],
+    );
+    check(
+        "title: t\noptions: { timeout: 30 }\ntrigger: { type: webhook }\n",
+        &[(2, 21, "needs a unit")],
+    );
+    check(
+        "title: t\ntrigger: { type: webhook, mode: later }\n",
+        &[(2, 33, "unknown variant `later`")],
+    );
 }
 
 #[test]
 fn missing_fields() {
-    check("trigger: { type: webhook }\n", &[(1, 1, "missing field `title`")]);
-    check(&sync("  - type: request\n    method: GET\n"), &[(6, 5, "missing field `url`")]);
+    check(
+        "trigger: { type: webhook }\n",
+        &[(1, 1, "missing field `title`")],
+    );
+    check(
+        &sync("  - type: request\n    method: GET\n"),
+        &[(6, 5, "missing field `url`")],
+    );
 }
 
 #[test]
 fn unknown_node_type() {
-    check(&sync("  - type: sleep\n    duration: 5s\n"), &[(6, 11, "unknown node type `sleep`; expected one of: condition")]);
-    check(&sync("  - message: hi\n"), &[(6, 5, "missing field `type`")]);
+    check(
+        &sync("  - type: sleep\n    duration: 5s\n"),
+        &[(
+            6,
+            11,
+            "unknown node type `sleep`; expected one of: condition",
+        )],
+    );
+    check(
+        &sync("  - message: hi\n"),
+        &[(6, 5, "missing field `type`")],
+    );
 }
 
 #[test]
@@ -83,25 +136,38 @@ fn duplicate_node_keys() {
         &sync("  - key: a\n    type: log\n    message: one\n  - key: a\n    type: log\n    message: two\n"),
         &[(9, 10, "duplicate node key `a` (first used on line 6)")],
     );
-    check(&sync("  - key: Bad-Key\n    type: log\n    message: x\n"), &[(6, 10, "must match [a-z0-9_]+")]);
+    check(
+        &sync("  - key: Bad-Key\n    type: log\n    message: x\n"),
+        &[(6, 10, "must match [a-z0-9_]+")],
+    );
 }
 
 #[test]
 fn response_node_in_async_workflow() {
     check(
         "title: t\ntrigger: { type: webhook }\nnodes:\n  - type: response\n    body: hi\n",
-        &[(4, 11, "a `response` node cannot be used in an async workflow")],
+        &[(
+            4,
+            11,
+            "a `response` node cannot be used in an async workflow",
+        )],
     );
 }
 
 #[test]
 fn delay_node_in_sync_workflow() {
-    check(&sync("  - type: delay\n    duration: 5s\n"), &[(6, 11, "a `delay` node cannot be used in a sync workflow")]);
+    check(
+        &sync("  - type: delay\n    duration: 5s\n"),
+        &[(6, 11, "a `delay` node cannot be used in a sync workflow")],
+    );
 }
 
 #[test]
 fn trigger_response_modes() {
-    check(&format!("{HEAD}  response: {{ body: ok }}\n"), &[(5, 3, "`trigger.response` is for async workflows")]);
+    check(
+        &format!("{HEAD}  response: {{ body: ok }}\n"),
+        &[(5, 3, "`trigger.response` is for async workflows")],
+    );
     check(
         "title: t\ntrigger:\n  type: webhook\n  timeout_response: { body: ok }\n",
         &[(4, 3, "`trigger.timeout_response` is for sync workflows")],
@@ -110,11 +176,22 @@ fn trigger_response_modes() {
 
 #[test]
 fn templates_and_expressions_that_do_not_compile() {
-    check(&sync("  - type: log\n    message: \"{{ vars. }}\"\n"), &[(7, 14, "template does not compile: syntax error")]);
-    check(&sync("  - type: calculation\n    expression: \"1 +\"\n"), &[(7, 17, "expression does not compile")]);
-    check(&sync("  - type: condition\n    if: \"{{ x }}\"\n    reject_on_false: true\n"), &[(7, 9, "without `{{ }}`")]);
     check(
-        &sync("  - type: response\n    body:\n      items:\n        - ok\n        - \"{% if %}\"\n"),
+        &sync("  - type: log\n    message: \"{{ vars. }}\"\n"),
+        &[(7, 14, "template does not compile: syntax error")],
+    );
+    check(
+        &sync("  - type: calculation\n    expression: \"1 +\"\n"),
+        &[(7, 17, "expression does not compile")],
+    );
+    check(
+        &sync("  - type: condition\n    if: \"{{ x }}\"\n    reject_on_false: true\n"),
+        &[(7, 9, "without `{{ }}`")],
+    );
+    check(
+        &sync(
+            "  - type: response\n    body:\n      items:\n        - ok\n        - \"{% if %}\"\n",
+        ),
         &[(10, 11, "template does not compile")],
     );
 }
@@ -127,7 +204,11 @@ fn jsonpath_that_does_not_parse() {
     );
     check(
         &format!("{HEAD}  parse:\n    body:\n      - {{ key: \"$.a[?(\", alias: a }}\n"),
-        &[(7, 16, "invalid JSONPath `$.a[?(`: expected atom_expr at character 7")],
+        &[(
+            7,
+            16,
+            "invalid JSONPath `$.a[?(`: expected atom_expr at character 7",
+        )],
     );
 }
 
@@ -142,7 +223,9 @@ fn jsonpath_parse_key_needs_an_alias() {
 #[test]
 fn secrets_used_but_not_declared() {
     check(
-        &format!("{HEAD}  auth:\n    basic: {{ username: u, password: \"{{{{ secrets.PASS }}}}\" }}\n"),
+        &format!(
+            "{HEAD}  auth:\n    basic: {{ username: u, password: \"{{{{ secrets.PASS }}}}\" }}\n"
+        ),
         &[(6, 37, "`secrets.PASS` is used but not declared")],
     );
 }
@@ -150,7 +233,14 @@ fn secrets_used_but_not_declared() {
 #[test]
 fn declared_secret_unset_is_a_warning_or_an_error() {
     let yaml = "title: t\nsecrets: [SET_SECRET, UNSET_SECRET]\ntrigger: { type: webhook }\n";
-    check(yaml, &[(2, 23, "warning: secret `UNSET_SECRET` is declared but not set")]);
+    check(
+        yaml,
+        &[(
+            2,
+            23,
+            "warning: secret `UNSET_SECRET` is declared but not set",
+        )],
+    );
     check_with(yaml, SecretPolicy::Require, &[(2, 23, "secret `UNSET_SECRET` is declared but not set in the environment; the workflow is not served")]);
 }
 
@@ -160,7 +250,10 @@ fn node_references_must_have_run_before() {
         &sync("  - type: log\n    message: \"{{ nodes.later }}\"\n  - key: later\n    type: calculation\n    expression: \"1\"\n"),
         &[(7, 14, "`nodes.later` refers to a node that cannot have run before")],
     );
-    check(&sync("  - type: log\n    message: \"{{ nodes.ghost }}\"\n"), &[(7, 14, "no node has the key `ghost`")]);
+    check(
+        &sync("  - type: log\n    message: \"{{ nodes.ghost }}\"\n"),
+        &[(7, 14, "no node has the key `ghost`")],
+    );
     // A node in the other branch of a condition cannot have run.
     check(
         &sync("  - type: condition\n    if: \"true\"\n    then:\n      - { key: a, type: calculation, expression: \"1\" }\n    else:\n      - { type: log, message: \"{{ nodes.a }}\" }\n"),
@@ -180,14 +273,30 @@ fn node_references_must_have_run_before() {
 
 #[test]
 fn pinned_keys_must_match_the_pattern() {
-    check(&format!("{HEAD}  key: short\n"), &[(5, 8, "pinned key `short` must match [A-Za-z0-9_-]{8,128}")]);
-    check(&format!("{HEAD}  key: has/slash-in-it\n"), &[(5, 8, "must match")]);
+    check(
+        &format!("{HEAD}  key: short\n"),
+        &[(5, 8, "pinned key `short` must match [A-Za-z0-9_-]{8,128}")],
+    );
+    check(
+        &format!("{HEAD}  key: has/slash-in-it\n"),
+        &[(5, 8, "must match")],
+    );
 }
 
 #[test]
 fn condition_needs_a_branch_or_reject_on_false() {
-    check(&sync("  - type: condition\n    if: \"true\"\n"), &[(6, 5, "a condition needs `then`, `else`, or `reject_on_false: true`")]);
-    check(&sync("  - type: condition\n    if: \"true\"\n    reject_on_false: true\n"), &[]);
+    check(
+        &sync("  - type: condition\n    if: \"true\"\n"),
+        &[(
+            6,
+            5,
+            "a condition needs `then`, `else`, or `reject_on_false: true`",
+        )],
+    );
+    check(
+        &sync("  - type: condition\n    if: \"true\"\n    reject_on_false: true\n"),
+        &[],
+    );
 }
 
 #[test]
@@ -201,9 +310,23 @@ fn every_error_of_a_file_is_reported() {
 #[test]
 fn workflow_ids_come_from_file_names() {
     let env = |_: &str| None;
-    let opts = LoadOptions { secrets: SecretPolicy::Warn, env: &env };
-    let file = load_source("Bad Name", Path::new("Bad Name.yaml"), "title: t\ntrigger: { type: webhook }\n", &opts);
-    assert!(file.diagnostics[0].message.contains("must match [a-z0-9][a-z0-9_-]*"), "{:?}", file.diagnostics);
+    let opts = LoadOptions {
+        secrets: SecretPolicy::Warn,
+        env: &env,
+    };
+    let file = load_source(
+        "Bad Name",
+        Path::new("Bad Name.yaml"),
+        "title: t\ntrigger: { type: webhook }\n",
+        &opts,
+    );
+    assert!(
+        file.diagnostics[0]
+            .message
+            .contains("must match [a-z0-9][a-z0-9_-]*"),
+        "{:?}",
+        file.diagnostics
+    );
     assert!(file.workflow.is_none());
 }
 
@@ -211,15 +334,25 @@ fn workflow_ids_come_from_file_names() {
 fn pinned_key_collisions_serve_neither() {
     let dir = tempfile::tempdir().expect("tempdir");
     for id in ["one", "two"] {
-        std::fs::write(dir.path().join(format!("{id}.yaml")), "title: t\ntrigger:\n  type: webhook\n  key: same-key-123\n").expect("write");
+        std::fs::write(
+            dir.path().join(format!("{id}.yaml")),
+            "title: t\ntrigger:\n  type: webhook\n  key: same-key-123\n",
+        )
+        .expect("write");
     }
-    std::fs::write(dir.path().join("three.yaml"), "title: t\ntrigger: { type: webhook }\n").expect("write");
+    std::fs::write(
+        dir.path().join("three.yaml"),
+        "title: t\ntrigger: { type: webhook }\n",
+    )
+    .expect("write");
     std::fs::write(dir.path().join("three.test.yaml"), "not: a workflow\n").expect("write");
     let catalog = crate::load_dir(dir.path(), &LoadOptions::process_env(SecretPolicy::Warn));
     let one = &catalog.files["one"];
     assert!(one.workflow.is_none());
     assert_eq!((one.diagnostics[0].line, one.diagnostics[0].column), (4, 8));
-    assert!(one.diagnostics[0].message.contains("collides with workflow two"));
+    assert!(one.diagnostics[0]
+        .message
+        .contains("collides with workflow two"));
     assert!(catalog.files["two"].workflow.is_none());
     assert!(catalog.files["three"].workflow.is_some());
     assert_eq!(catalog.files.len(), 3);
@@ -227,9 +360,24 @@ fn pinned_key_collisions_serve_neither() {
 
 #[test]
 fn other_rules() {
-    check(&format!("{HEAD}  parse:\n    query:\n      - {{ key: a.b }}\n      - {{ key: a_b }}\n"), &[(8, 9, "alias `a_b` is already used on line 7")]);
-    check(&sync("  - type: response\n    status: 700\n"), &[(7, 13, "status must be an HTTP status code")]);
-    check(&sync("  - type: request\n    url: ftp://x\n"), &[(7, 10, "must start with http://")]);
-    check(&sync("  - type: switch\n    cases: []\n"), &[(7, 5, "at least one case")]);
-    check("title: t\ntrigger: { type: webhook }\nnodes:\n  - type: delay\n", &[(4, 5, "exactly one of `duration` or `until`")]);
+    check(
+        &format!("{HEAD}  parse:\n    query:\n      - {{ key: a.b }}\n      - {{ key: a_b }}\n"),
+        &[(8, 9, "alias `a_b` is already used on line 7")],
+    );
+    check(
+        &sync("  - type: response\n    status: 700\n"),
+        &[(7, 13, "status must be an HTTP status code")],
+    );
+    check(
+        &sync("  - type: request\n    url: ftp://x\n"),
+        &[(7, 10, "must start with http://")],
+    );
+    check(
+        &sync("  - type: switch\n    cases: []\n"),
+        &[(7, 5, "at least one case")],
+    );
+    check(
+        "title: t\ntrigger: { type: webhook }\nnodes:\n  - type: delay\n",
+        &[(4, 5, "exactly one of `duration` or `until`")],
+    );
 }

@@ -7,7 +7,9 @@
 //! [`from_yaml`], whose errors carry the position of the innermost node that was
 //! being read. Later checks find positions again with [`Yaml::locate`].
 
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde_saphyr::Spanned;
 use std::fmt;
 
@@ -98,10 +100,18 @@ impl Yaml {
                 kind: YamlKind::Null,
             });
         }
-        match serde_saphyr::from_str::<Spanned<Raw>>(text) {
+        // YAML 1.2 booleans only: `n`, `no`, `on` and `yes` stay strings.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        options.leading_zero_numbers_as_strings = true;
+        options.with_snippet = false;
+        match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
             Ok(root) => Ok(root.into()),
             Err(e) => {
-                let pos = e.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
+                let pos = e
+                    .location()
+                    .map(|l| Pos::from_location(&l))
+                    .unwrap_or_default();
                 Err(SyntaxError {
                     pos,
                     message: first_message_line(&e.to_string()),
@@ -127,13 +137,15 @@ impl Yaml {
         let mut pos = self.pos;
         for seg in path {
             match (&node.kind, seg) {
-                (YamlKind::Map(entries), Seg::Key(k)) => match entries.iter().find(|(key, _, _)| key == k) {
-                    Some((_, kpos, value)) => {
-                        pos = *kpos;
-                        node = value;
+                (YamlKind::Map(entries), Seg::Key(k)) => {
+                    match entries.iter().find(|(key, _, _)| key == k) {
+                        Some((_, kpos, value)) => {
+                            pos = *kpos;
+                            node = value;
+                        }
+                        None => return pos,
                     }
-                    None => return pos,
-                },
+                }
                 (YamlKind::Seq(items), Seg::Index(i)) => match items.get(*i) {
                     Some(item) => {
                         pos = item.pos;
@@ -149,12 +161,17 @@ impl Yaml {
 
     /// The position of the value at `path` (rather than its key).
     pub fn locate_value(&self, path: &[Seg]) -> Pos {
-        self.get(path).map(|n| n.pos).unwrap_or_else(|| self.locate(path))
+        self.get(path)
+            .map(|n| n.pos)
+            .unwrap_or_else(|| self.locate(path))
     }
 
     fn child(&self, seg: &Seg) -> Option<&Yaml> {
         match (&self.kind, seg) {
-            (YamlKind::Map(entries), Seg::Key(k)) => entries.iter().find(|(key, _, _)| key == k).map(|(_, _, v)| v),
+            (YamlKind::Map(entries), Seg::Key(k)) => entries
+                .iter()
+                .find(|(key, _, _)| key == k)
+                .map(|(_, _, v)| v),
             (YamlKind::Seq(items), Seg::Index(i)) => items.get(*i),
             _ => None,
         }
@@ -347,7 +364,10 @@ impl DeError {
 /// Enums that are written as a mapping with a tag field (`type: condition`)
 /// but read like serde's externally tagged enums, so that every field of the
 /// variant keeps its position. Named by the enum's Rust name.
-const TAGGED_ENUMS: &[(&str, &str, &str)] = &[("NodeDef", "type", "node type"), ("VerifyDef", "preset", "verify preset")];
+const TAGGED_ENUMS: &[(&str, &str, &str)] = &[
+    ("NodeDef", "type", "node type"),
+    ("VerifyDef", "preset", "verify preset"),
+];
 
 /// Reads a typed value from the tree; errors carry positions.
 pub fn from_yaml<'a, T: de::Deserialize<'a>>(node: &'a Yaml) -> Result<T, DeError> {
@@ -365,7 +385,10 @@ impl<'de> Deserializer<'de> for &'de Yaml {
             YamlKind::UInt(u) => visitor.visit_u64(*u),
             YamlKind::Float(f) => visitor.visit_f64(*f),
             YamlKind::Str(s) => visitor.visit_str(s),
-            YamlKind::Seq(items) => visitor.visit_seq(SeqReader { items: items.iter(), index: 0 }),
+            YamlKind::Seq(items) => visitor.visit_seq(SeqReader {
+                items: items.iter(),
+                index: 0,
+            }),
             YamlKind::Map(entries) => visitor.visit_map(MapReader {
                 entries: entries.iter(),
                 skip: None,
@@ -383,8 +406,14 @@ impl<'de> Deserializer<'de> for &'de Yaml {
         .map_err(|e| e.at(self.pos))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_newtype_struct(self).map_err(|e| e.at(self.pos))
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e| e.at(self.pos))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -399,22 +428,32 @@ impl<'de> Deserializer<'de> for &'de Yaml {
                 .visit_enum(s.as_str().into_deserializer())
                 .map_err(|e: DeError| e.at(self.pos)),
             (YamlKind::Map(entries), Some((_, tag, what))) => {
-                let Some((_, tag_pos, tag_value)) = entries.iter().find(|(k, _, _)| k == tag) else {
+                let Some((_, tag_pos, tag_value)) = entries.iter().find(|(k, _, _)| k == tag)
+                else {
                     return Err(DeError {
                         pos: Some(self.pos),
-                        message: format!("missing field `{tag}` (the {what}: one of {})", variants.join(", ")),
+                        message: format!(
+                            "missing field `{tag}` (the {what}: one of {})",
+                            variants.join(", ")
+                        ),
                     });
                 };
                 let YamlKind::Str(variant) = &tag_value.kind else {
                     return Err(DeError {
                         pos: Some(tag_value.pos),
-                        message: format!("`{tag}` must be a string, found {}", tag_value.kind_name()),
+                        message: format!(
+                            "`{tag}` must be a string, found {}",
+                            tag_value.kind_name()
+                        ),
                     });
                 };
                 if !variants.contains(&variant.as_str()) {
                     return Err(DeError {
                         pos: Some(tag_value.pos),
-                        message: format!("unknown {what} `{variant}`; expected one of: {}", variants.join(", ")),
+                        message: format!(
+                            "unknown {what} `{variant}`; expected one of: {}",
+                            variants.join(", ")
+                        ),
                     });
                 }
                 let _ = tag_pos;
@@ -428,11 +467,18 @@ impl<'de> Deserializer<'de> for &'de Yaml {
             }
             (_, Some((_, tag, what))) => Err(DeError {
                 pos: Some(self.pos),
-                message: format!("expected a mapping with a `{tag}` field (the {what}), found {}", self.kind_name()),
+                message: format!(
+                    "expected a mapping with a `{tag}` field (the {what}), found {}",
+                    self.kind_name()
+                ),
             }),
             (_, None) => Err(DeError {
                 pos: Some(self.pos),
-                message: format!("expected one of: {}; found {}", variants.join(", "), self.kind_name()),
+                message: format!(
+                    "expected one of: {}; found {}",
+                    variants.join(", "),
+                    self.kind_name()
+                ),
             }),
         }
     }
@@ -451,7 +497,10 @@ struct SeqReader<'a> {
 
 impl<'de> SeqAccess<'de> for SeqReader<'de> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some(item) => {
                 self.index += 1;
@@ -470,7 +519,10 @@ struct MapReader<'a> {
 
 impl<'de> MapAccess<'de> for MapReader<'de> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         for (key, pos, value) in self.entries.by_ref() {
             if Some(key.as_str()) == self.skip {
                 continue;
@@ -483,7 +535,10 @@ impl<'de> MapAccess<'de> for MapReader<'de> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let value = self.value.take().ok_or_else(|| <DeError as de::Error>::custom("value read before its key"))?;
+        let value = self
+            .value
+            .take()
+            .ok_or_else(|| <DeError as de::Error>::custom("value read before its key"))?;
         seed.deserialize(value).map_err(|e| e.at(value.pos))
     }
 }
@@ -517,9 +572,15 @@ impl<'de> de::VariantAccess<'de> for TaggedEnum<'de> {
         })
     }
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, DeError> {
-        Err(<DeError as de::Error>::custom("tuple variants are not supported"))
+        Err(<DeError as de::Error>::custom(
+            "tuple variants are not supported",
+        ))
     }
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         Untagged {
             node: self.node,
             tag: self.tag,
@@ -564,10 +625,17 @@ impl Yaml {
             YamlKind::Bool(b) => Value::Bool(*b),
             YamlKind::Int(i) => Value::from(*i),
             YamlKind::UInt(u) => Value::from(*u),
-            YamlKind::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            YamlKind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             YamlKind::Str(s) => Value::String(s.clone()),
             YamlKind::Seq(items) => Value::Array(items.iter().map(Yaml::to_json).collect()),
-            YamlKind::Map(entries) => Value::Object(entries.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect()),
+            YamlKind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, _, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -579,6 +647,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields are only read through Debug
     struct Doc {
         title: String,
         #[serde(default)]
@@ -615,11 +684,35 @@ mod tests {
     }
 
     #[test]
+    fn only_yaml_1_2_booleans() {
+        let tree = Yaml::parse("a: n\nb: yes\nc: true\nd: 007\n").expect("yaml");
+        let kinds: Vec<YamlKind> = match tree.kind {
+            YamlKind::Map(entries) => entries.into_iter().map(|(_, _, v)| v.kind).collect(),
+            _ => Vec::new(),
+        };
+        assert_eq!(
+            kinds,
+            vec![
+                YamlKind::Str("n".into()),
+                YamlKind::Str("yes".into()),
+                YamlKind::Bool(true),
+                YamlKind::Str("007".into())
+            ]
+        );
+    }
+
+    #[test]
     fn locate_follows_keys_and_indexes() {
         let tree = Yaml::parse("nodes:\n  - type: log\n    message: hi\n").expect("yaml");
         let path = [Seg::from("nodes"), Seg::from(0), Seg::from("message")];
         assert_eq!(tree.locate(&path), Pos { line: 3, column: 5 });
-        assert_eq!(tree.locate_value(&path), Pos { line: 3, column: 14 });
+        assert_eq!(
+            tree.locate_value(&path),
+            Pos {
+                line: 3,
+                column: 14
+            }
+        );
         let missing = [Seg::from("nodes"), Seg::from(0), Seg::from("nope")];
         assert_eq!(tree.locate(&missing), Pos { line: 2, column: 5 });
     }

@@ -1,0 +1,149 @@
+//! Bodies by content type: JSON, form-urlencoded, text and XML.
+
+use crate::query::parse_query;
+use crate::ParseError;
+use serde_json::Value as Json;
+
+/// How a body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/json`, `*/*+json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `text/*`, `application/xml`: the body as a string.
+    Text,
+}
+
+/// The kind of a content type, or `None` when it is not accepted.
+pub fn body_kind(content_type: Option<&str>) -> Option<BodyKind> {
+    let mime = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+    let (kind, sub) = mime.split_once('/')?;
+    if kind.is_empty() || sub.is_empty() {
+        return None;
+    }
+    match (kind, sub) {
+        ("application", "json") => Some(BodyKind::Json),
+        (_, sub) if sub.ends_with("+json") => Some(BodyKind::Json),
+        ("application", "x-www-form-urlencoded") => Some(BodyKind::Form),
+        ("text", _) | ("application", "xml") => Some(BodyKind::Text),
+        _ => None,
+    }
+}
+
+/// Parses a body: JSON as JSON, form as nested JSON, text and XML as a string,
+/// empty as null (whatever the content type).
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Json, ParseError> {
+    if body.is_empty() {
+        return Ok(Json::Null);
+    }
+    let kind = body_kind(content_type).ok_or_else(|| {
+        ParseError::UnsupportedMediaType(content_type.unwrap_or("(none)").to_string())
+    })?;
+    Ok(match kind {
+        BodyKind::Json => serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson {
+            line: e.line(),
+            column: e.column(),
+            message: json_error_text(&e),
+        })?,
+        BodyKind::Form => parse_query(&String::from_utf8_lossy(body)),
+        BodyKind::Text => Json::String(String::from_utf8_lossy(body).into_owned()),
+    })
+}
+
+/// serde_json's message without its trailing " at line L column C".
+fn json_error_text(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// One helper for bodies: content type and bytes in, JSON or error out.
+    fn check(content_type: Option<&str>, body: &str, expected: Result<Json, ParseError>) {
+        assert_eq!(
+            parse_body(content_type, body.as_bytes()),
+            expected,
+            "{content_type:?} {body:?}"
+        );
+    }
+
+    #[test]
+    fn json_bodies() {
+        check(Some("application/json"), r#"{"a":1}"#, Ok(json!({"a": 1})));
+        check(
+            Some("application/json; charset=utf-8"),
+            "[1,2]",
+            Ok(json!([1, 2])),
+        );
+        check(Some("application/vnd.api+json"), "true", Ok(json!(true)));
+        check(Some("Application/JSON"), "null", Ok(json!(null)));
+        check(
+            Some("application/json"),
+            "{\n  \"a\": 1,\n  \"b\": }",
+            Err(ParseError::MalformedJson {
+                line: 3,
+                column: 8,
+                message: "expected value".into(),
+            }),
+        );
+    }
+
+    #[test]
+    fn form_bodies() {
+        check(
+            Some("application/x-www-form-urlencoded"),
+            "a=1&b[c]=2&n=x+y",
+            Ok(json!({"a": "1", "b": {"c": "2"}, "n": "x y"})),
+        );
+    }
+
+    #[test]
+    fn text_and_xml_bodies_are_strings() {
+        check(Some("text/plain"), "hello", Ok(json!("hello")));
+        check(Some("text/xml"), "<a>1</a>", Ok(json!("<a>1</a>")));
+        check(Some("application/xml"), "<a/>", Ok(json!("<a/>")));
+        check(Some("text/csv; charset=utf-8"), "a,b", Ok(json!("a,b")));
+    }
+
+    #[test]
+    fn empty_bodies_are_null_with_any_type() {
+        check(None, "", Ok(Json::Null));
+        check(Some("image/png"), "", Ok(Json::Null));
+        check(Some("application/json"), "", Ok(Json::Null));
+    }
+
+    #[test]
+    fn other_types_are_unsupported() {
+        check(
+            None,
+            "x",
+            Err(ParseError::UnsupportedMediaType("(none)".into())),
+        );
+        check(
+            Some("application/octet-stream"),
+            "x",
+            Err(ParseError::UnsupportedMediaType(
+                "application/octet-stream".into(),
+            )),
+        );
+        check(
+            Some("multipart/form-data; boundary=x"),
+            "x",
+            Err(ParseError::UnsupportedMediaType(
+                "multipart/form-data; boundary=x".into(),
+            )),
+        );
+        check(
+            Some("json"),
+            "{}",
+            Err(ParseError::UnsupportedMediaType("json".into())),
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! Applies a workflow's parse rules: headers, query and body → `vars`.
+
+use crate::{ParseError, RequestParts};
+use hookflow_model::def::ValueType;
+use hookflow_model::runtime::{ParseEntry, ParseSpec};
+use serde_json::{Map, Number, Value as Json};
+
+/// Extracts every entry of `spec` into one `vars` object.
+pub fn extract(spec: &ParseSpec, parts: &RequestParts) -> Result<Map<String, Json>, ParseError> {
+    let mut vars = Map::new();
+    let headers = Json::Object(parts.headers.clone());
+    for (part, entries, source) in [
+        ("headers", &spec.headers, &headers),
+        ("query", &spec.query, &parts.query),
+        ("body", &spec.body, &parts.body),
+    ] {
+        for entry in entries {
+            let value = extract_one(part, entry, source)?;
+            vars.insert(entry.alias.clone(), value);
+        }
+    }
+    Ok(vars)
+}
+
+fn extract_one(part: &'static str, entry: &ParseEntry, source: &Json) -> Result<Json, ParseError> {
+    let found = entry.path.lookup(source).filter(|v| !v.is_null());
+    let Some(value) = found else {
+        if entry.required {
+            return Err(ParseError::Missing {
+                part,
+                key: entry.key.clone(),
+            });
+        }
+        return Ok(entry.default.clone().unwrap_or(Json::Null));
+    };
+    let Some(ty) = entry.value_type else {
+        return Ok(value);
+    };
+    let is_list_query = matches!(entry.path, hookflow_model::path::KeyPath::JsonPath(_));
+    let converted = match (&value, ty) {
+        // A JSONPath yields a list of matches: convert each one.
+        (Json::Array(items), t)
+            if is_list_query && !matches!(t, ValueType::Array | ValueType::Any) =>
+        {
+            items
+                .iter()
+                .map(|v| convert(v, t))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Json::Array)
+        }
+        (v, t) => convert(v, t),
+    };
+    converted.map_err(|message| ParseError::WrongType {
+        part,
+        key: entry.key.clone(),
+        message,
+    })
+}
+
+/// Converts a value to a declared type; strings are parsed, other values checked.
+pub fn convert(value: &Json, ty: ValueType) -> Result<Json, String> {
+    let fail = |what: &str| Err(format!("expected {what}, found {}", describe(value)));
+    match ty {
+        ValueType::Any => Ok(value.clone()),
+        ValueType::String => match value {
+            Json::String(_) => Ok(value.clone()),
+            Json::Number(n) => Ok(Json::String(n.to_string())),
+            Json::Bool(b) => Ok(Json::String(b.to_string())),
+            _ => fail("a string"),
+        },
+        ValueType::Number => match value {
+            Json::Number(_) => Ok(value.clone()),
+            Json::String(s) => parse_number(s.trim()).map_or_else(|| fail("a number"), Ok),
+            _ => fail("a number"),
+        },
+        ValueType::Integer => match value {
+            Json::Number(n) if n.is_i64() || n.is_u64() => Ok(value.clone()),
+            Json::Number(n) => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Json::from(f as i64)),
+                _ => fail("an integer"),
+            },
+            Json::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| fail("an integer")),
+            _ => fail("an integer"),
+        },
+        ValueType::Boolean => match value {
+            Json::Bool(_) => Ok(value.clone()),
+            Json::Number(n) if n.as_i64() == Some(1) => Ok(Json::Bool(true)),
+            Json::Number(n) if n.as_i64() == Some(0) => Ok(Json::Bool(false)),
+            Json::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(Json::Bool(true)),
+                "false" | "0" | "no" => Ok(Json::Bool(false)),
+                _ => fail("a boolean (true/false/1/0/yes/no)"),
+            },
+            _ => fail("a boolean (true/false/1/0/yes/no)"),
+        },
+        ValueType::Object => match value {
+            Json::Object(_) => Ok(value.clone()),
+            Json::String(s) => match serde_json::from_str::<Json>(s) {
+                Ok(v @ Json::Object(_)) => Ok(v),
+                _ => fail("an object"),
+            },
+            _ => fail("an object"),
+        },
+        ValueType::Array => match value {
+            Json::Array(_) => Ok(value.clone()),
+            Json::String(s) => match serde_json::from_str::<Json>(s) {
+                Ok(v @ Json::Array(_)) => Ok(v),
+                _ => fail("an array"),
+            },
+            _ => fail("an array"),
+        },
+    }
+}
+
+fn parse_number(s: &str) -> Option<Json> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Json::from(i));
+    }
+    let f: f64 = s.parse().ok()?;
+    Number::from_f64(f).map(Json::Number)
+}
+
+fn describe(value: &Json) -> String {
+    match value {
+        Json::Null => "null".into(),
+        Json::Bool(b) => format!("boolean {b}"),
+        Json::Number(n) => format!("number {n}"),
+        Json::String(s) if s.chars().count() > 40 => {
+            format!("string \"{}…\"", s.chars().take(40).collect::<String>())
+        }
+        Json::String(s) => format!("string \"{s}\""),
+        Json::Array(_) => "an array".into(),
+        Json::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_request;
+    use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
+    use serde_json::json;
+    use std::path::Path;
+
+    /// One helper for extraction: the `trigger.parse` YAML and a request in,
+    /// `vars` or the error message out.
+    fn check(
+        parse_yaml: &str,
+        headers: &[(&str, &str)],
+        query: &str,
+        content_type: &str,
+        body: &str,
+        expected: Result<Json, &str>,
+    ) {
+        let yaml = format!("title: t\ntrigger:\n  type: webhook\n  parse:\n{parse_yaml}");
+        let env = |_: &str| None;
+        let file = load_source(
+            "t",
+            Path::new("t.yaml"),
+            &yaml,
+            &LoadOptions {
+                secrets: SecretPolicy::Warn,
+                env: &env,
+            },
+        );
+        let wf = file
+            .workflow
+            .unwrap_or_else(|| panic!("workflow should load: {:?}", file.diagnostics));
+        let got = parse_request(
+            headers.iter().copied(),
+            query,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .and_then(|parts| extract(&wf.trigger.parse, &parts))
+        .map(Json::Object)
+        .map_err(|e| e.to_string());
+        match (got, expected) {
+            (Ok(g), Ok(e)) => assert_eq!(g, e),
+            (Err(g), Err(e)) => assert!(g.contains(e), "error `{g}` should contain `{e}`"),
+            (g, e) => panic!("got {g:?}, expected {e:?}"),
+        }
+    }
+
+    const JSON: &str = "application/json";
+
+    #[test]
+    fn headers_query_and_body_with_default_aliases() {
+        check(
+            "    headers: [ { key: X-Request-Id } ]\n    query: [ { key: event } ]\n    body: [ { key: order.id }, { key: \"order.items[1].sku\", alias: sku } ]\n",
+            &[("x-request-id", "r1")],
+            "event=paid",
+            JSON,
+            r#"{"order": {"id": "A1", "items": [{"sku": "a"}, {"sku": "b"}]}}"#,
+            Ok(json!({"x_request_id": "r1", "event": "paid", "order_id": "A1", "sku": "b"})),
+        );
+    }
+
+    #[test]
+    fn jsonpath_keys_list_their_matches() {
+        check(
+            "    body: [ { key: \"$.items[*].sku\", alias: skus }, { key: \"$.items[*].n\", alias: ns, type: integer } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"items": [{"sku": "a", "n": "1"}, {"sku": "b", "n": 2}]}"#,
+            Ok(json!({"skus": ["a", "b"], "ns": [1, 2]})),
+        );
+        check(
+            "    body: [ { key: \"$.none[*]\", alias: x, required: true } ]\n",
+            &[],
+            "",
+            JSON,
+            "{}",
+            Err("missing required field `$.none[*]` in the body"),
+        );
+        check(
+            "    body: [ { key: \"$.none[*]\", alias: x, default: [] } ]\n",
+            &[],
+            "",
+            JSON,
+            "{}",
+            Ok(json!({"x": []})),
+        );
+    }
+
+    #[test]
+    fn missing_values() {
+        check(
+            "    body: [ { key: order.id, required: true } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"order": {}}"#,
+            Err("missing required field `order.id` in the body"),
+        );
+        check(
+            "    body: [ { key: order.id, required: true } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"order": {"id": null}}"#,
+            Err("missing required field `order.id`"),
+        );
+        check(
+            "    headers: [ { key: X-Sig, required: true } ]\n",
+            &[],
+            "",
+            JSON,
+            "{}",
+            Err("missing required field `X-Sig` in the headers"),
+        );
+        check(
+            "    query: [ { key: page, default: 1 } ]\n",
+            &[],
+            "",
+            JSON,
+            "{}",
+            Ok(json!({"page": 1})),
+        );
+        check(
+            "    query: [ { key: page } ]\n",
+            &[],
+            "",
+            JSON,
+            "{}",
+            Ok(json!({"page": null})),
+        );
+    }
+
+    #[test]
+    fn type_conversion() {
+        let entries = "    query: [ { key: n, type: integer }, { key: f, type: number }, { key: b, type: boolean }, { key: s, type: string } ]\n";
+        check(
+            entries,
+            &[],
+            "n=42&f=1.5&b=YES&s=x",
+            JSON,
+            "",
+            Ok(json!({"n": 42, "f": 1.5, "b": true, "s": "x"})),
+        );
+        check(
+            entries,
+            &[],
+            "n=4.2",
+            JSON,
+            "",
+            Err("field `n` in the query: expected an integer, found string \"4.2\""),
+        );
+        check(
+            entries,
+            &[],
+            "f=abc",
+            JSON,
+            "",
+            Err("field `f` in the query: expected a number"),
+        );
+        check(
+            entries,
+            &[],
+            "b=maybe",
+            JSON,
+            "",
+            Err("field `b` in the query: expected a boolean"),
+        );
+        check(
+            "    body: [ { key: amount, type: string } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"amount": 12.5}"#,
+            Ok(json!({"amount": "12.5"})),
+        );
+        check(
+            "    body: [ { key: amount, type: number } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"amount": "12.50"}"#,
+            Ok(json!({"amount": 12.5})),
+        );
+        check(
+            "    body: [ { key: meta, type: object } ]\n",
+            &[],
+            "",
+            "application/x-www-form-urlencoded",
+            "meta=%7B%22a%22%3A1%7D",
+            Ok(json!({"meta": {"a": 1}})),
+        );
+        check(
+            "    body: [ { key: tags, type: array } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"tags": "x"}"#,
+            Err("expected an array"),
+        );
+        // A wrong type answers 400 even when the entry is optional.
+        check(
+            "    body: [ { key: n, type: integer, default: 0 } ]\n",
+            &[],
+            "",
+            JSON,
+            r#"{"n": "x"}"#,
+            Err("expected an integer"),
+        );
+    }
+
+    #[test]
+    fn form_bodies_are_strings_until_typed() {
+        check(
+            "    body: [ { key: total_amount }, { key: refund, type: boolean } ]\n",
+            &[],
+            "",
+            "application/x-www-form-urlencoded",
+            "total_amount=9.90&refund=0",
+            Ok(json!({"total_amount": "9.90", "refund": false})),
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Query strings and form bodies to nested JSON: `a=1&a=2` → list,
+//! `a[b]=1` → object, `a[0]=x` and `a[]=x` → list; percent-decoding, `+` as space.
+
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value as Json};
+
+/// Most bracket levels honoured in one key; deeper ones stay in the last key's text.
+const MAX_DEPTH: usize = 16;
+
+/// Parses `a=1&b[c]=2` into a JSON object.
+pub fn parse_query(query: &str) -> Json {
+    let mut root = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode(raw_key);
+        if key.is_empty() {
+            continue;
+        }
+        let value = Json::String(decode(raw_value));
+        let (name, path) = split_key(&key);
+        insert(&mut root, name, &path, value);
+    }
+    Json::Object(root)
+}
+
+fn decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+}
+
+/// One bracket step of a key.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// `[name]`.
+    Key(String),
+    /// `[3]`.
+    Index(usize),
+    /// `[]`.
+    Push,
+}
+
+/// `a[b][0][]` → ("a", [Key b, Index 0, Push]). Unbalanced brackets keep the key as written.
+fn split_key(key: &str) -> (String, Vec<Step>) {
+    let Some(open) = key.find('[') else {
+        return (key.to_string(), Vec::new());
+    };
+    if open == 0 {
+        return (key.to_string(), Vec::new());
+    }
+    let name = key[..open].to_string();
+    let mut steps = Vec::new();
+    let mut rest = &key[open..];
+    while let Some(inner) = rest.strip_prefix('[') {
+        let Some(close) = inner.find(']') else {
+            return (key.to_string(), Vec::new());
+        };
+        if steps.len() == MAX_DEPTH {
+            return (key.to_string(), Vec::new());
+        }
+        let part = &inner[..close];
+        steps.push(if part.is_empty() {
+            Step::Push
+        } else if let Ok(i) = part.parse::<usize>() {
+            Step::Index(i)
+        } else {
+            Step::Key(part.to_string())
+        });
+        rest = &inner[close + 1..];
+    }
+    if !rest.is_empty() {
+        return (key.to_string(), Vec::new());
+    }
+    (name, steps)
+}
+
+fn insert(map: &mut Map<String, Json>, name: String, path: &[Step], value: Json) {
+    if path.is_empty() {
+        // A repeated plain key becomes a list.
+        match map.get_mut(&name) {
+            Some(Json::Array(items)) => items.push(value),
+            Some(existing @ Json::String(_)) => {
+                let first = existing.take();
+                *existing = Json::Array(vec![first, value]);
+            }
+            _ => {
+                map.insert(name, value);
+            }
+        }
+        return;
+    }
+    let slot = map.entry(name).or_insert(Json::Null);
+    set_path(slot, path, value);
+}
+
+fn set_path(slot: &mut Json, path: &[Step], value: Json) {
+    let Some((step, rest)) = path.split_first() else {
+        *slot = value;
+        return;
+    };
+    match step {
+        Step::Key(k) => {
+            if !slot.is_object() {
+                *slot = match slot.take() {
+                    // A list that gets a named member becomes an object keyed by index.
+                    Json::Array(items) => Json::Object(
+                        items
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (i.to_string(), v))
+                            .collect(),
+                    ),
+                    _ => Json::Object(Map::new()),
+                };
+            }
+            if let Json::Object(m) = slot {
+                let child = m.entry(k.clone()).or_insert(Json::Null);
+                set_path(child, rest, value);
+            }
+        }
+        Step::Index(i) => match slot {
+            Json::Array(items) if *i < items.len() => set_path(&mut items[*i], rest, value),
+            Json::Array(items) if *i == items.len() => {
+                let mut child = Json::Null;
+                set_path(&mut child, rest, value);
+                items.push(child);
+            }
+            Json::Null if *i == 0 => {
+                let mut child = Json::Null;
+                set_path(&mut child, rest, value);
+                *slot = Json::Array(vec![child]);
+            }
+            _ => {
+                // A sparse or out-of-order index: keep it as an object key.
+                set_path(slot, &[Step::Key(i.to_string())], Json::Null);
+                if let Json::Object(m) = slot {
+                    if let Some(child) = m.get_mut(&i.to_string()) {
+                        set_path(child, rest, value);
+                    }
+                }
+            }
+        },
+        Step::Push => {
+            if !slot.is_array() {
+                *slot = match slot.take() {
+                    Json::Null => Json::Array(Vec::new()),
+                    other => Json::Array(vec![other]),
+                };
+            }
+            if let Json::Array(items) = slot {
+                let mut child = Json::Null;
+                set_path(&mut child, rest, value);
+                items.push(child);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// One helper for the query parser: text in, JSON out.
+    fn check(query: &str, expected: Json) {
+        assert_eq!(parse_query(query), expected, "{query}");
+    }
+
+    #[test]
+    fn plain_keys() {
+        check("", json!({}));
+        check("a=1&b=two", json!({"a": "1", "b": "two"}));
+        check("a", json!({"a": ""}));
+        check("a=1&&b=2&", json!({"a": "1", "b": "2"}));
+        check("=x", json!({}));
+    }
+
+    #[test]
+    fn repeated_keys_make_lists() {
+        check("a=1&a=2", json!({"a": ["1", "2"]}));
+        check("a=1&a=2&a=3", json!({"a": ["1", "2", "3"]}));
+    }
+
+    #[test]
+    fn brackets_make_objects_and_lists() {
+        check("a[b]=1", json!({"a": {"b": "1"}}));
+        check(
+            "a[b][c]=1&a[d]=2",
+            json!({"a": {"b": {"c": "1"}, "d": "2"}}),
+        );
+        check("a[0]=x&a[1]=y", json!({"a": ["x", "y"]}));
+        check("a[]=x&a[]=y", json!({"a": ["x", "y"]}));
+        check(
+            "a[0][n]=x&a[1][n]=y",
+            json!({"a": [{"n": "x"}, {"n": "y"}]}),
+        );
+        check("a[5]=x", json!({"a": {"5": "x"}}));
+        check("a[b=1", json!({"a[b": "1"}));
+        check("[a]=1", json!({"[a]": "1"}));
+    }
+
+    #[test]
+    fn decoding() {
+        check(
+            "q=hello+world&e=%E4%BD%A0%E5%A5%BD",
+            json!({"q": "hello world", "e": "你好"}),
+        );
+        check("a%5Bb%5D=1", json!({"a": {"b": "1"}}));
+        check("bad=%ZZ%", json!({"bad": "%ZZ%"}));
+        check("plus=%2B", json!({"plus": "+"}));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,64}") {
+            let _ = parse_query(&s);
+        }
+
+        #[test]
+        fn bracket_soup_never_panics(s in "[a-c\\[\\]0-2=&%+]{0,40}") {
+            let _ = parse_query(&s);
+        }
+
+        #[test]
+        fn round_trips_simple_maps(map in proptest::collection::btree_map("[a-z]{1,8}", "[a-zA-Z0-9 &=+%/?\u{4e00}-\u{4e10}]{0,12}", 0..8)) {
+            let encoded: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+                .collect();
+            let parsed = parse_query(&encoded.join("&"));
+            let expected: Map<String, Json> = map.into_iter().map(|(k, v)| (k, Json::String(v))).collect();
+            prop_assert_eq!(parsed, Json::Object(expected));
+        }
+    }
+}

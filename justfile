@@ -1,0 +1,19 @@
+# hookflow tasks. Install just with `pip install rust-just` or `cargo install just`.
+
+# Serve ./workflows on 127.0.0.1:13000 (release build).
+run *ARGS:
+    cargo run --release -- serve {{ARGS}}
+
+# Every test in the workspace: unit tests, end-to-end tests, and the example workflows.
+test:
+    cargo test --workspace --all-targets
+    cargo run --quiet -- validate workflows
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Rewrite docs/workflow.schema.json from the Rust types.
+schema:
+    cargo run --quiet -- schema > docs/workflow.schema.json

@@ -1,0 +1,110 @@
+//! The command line: `validate` and `schema`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn hookflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the hookflow binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_schema_file_in_docs_is_current() {
+    let out = hookflow(&["schema"]);
+    assert!(out.status.success());
+    let kept = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow.schema.json"),
+    )
+    .expect("docs/workflow.schema.json exists");
+    assert!(
+        text(&out.stdout) == kept,
+        "docs/workflow.schema.json is stale: run `just schema`"
+    );
+}
+
+#[test]
+fn every_example_workflow_validates_and_points_at_the_schema() {
+    let out = hookflow(&["validate", "workflows"]);
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("ok: "), "{}", text(&out.stdout));
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"))
+        .expect("workflows/")
+    {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let body = std::fs::read_to_string(&path).expect("readable");
+            assert!(
+                body.starts_with("# yaml-language-server: $schema="),
+                "{} must start with the schema line",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_prints_positions_and_fails_on_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "title: Broken\ntrigger:\n  type: webhook\n  mode: sync\nnodes:\n  - type: delay\n    duration: 5s\n  - type: log\n    message: \"{{ vars. }}\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("fine.yaml"),
+        "title: Fine\ntrigger: { type: webhook }\n",
+    )
+    .expect("write");
+    let dir_arg = dir.path().to_str().expect("utf-8 path");
+    let out = hookflow(&["validate", dir_arg]);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    let file = dir.path().join("broken.yaml");
+    let expected = [
+        format!(
+            "{}:6:11: a `delay` node cannot be used in a sync workflow",
+            file.display()
+        ),
+        format!(
+            "{}:9:14: template does not compile: syntax error",
+            file.display()
+        ),
+    ];
+    for line in expected {
+        assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
+    }
+    assert!(
+        text(&out.stderr).contains("2 error(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_warns_about_unset_secrets_unless_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        "title: S\nsecrets: [HOOKFLOW_TEST_SURELY_UNSET]\ntrigger: { type: webhook }\n",
+    )
+    .expect("write");
+    let dir_arg = dir.path().to_str().expect("utf-8 path");
+    let out = hookflow(&["validate", dir_arg]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout)
+        .contains(":2:11: warning: secret `HOOKFLOW_TEST_SURELY_UNSET` is declared but not set"));
+    let out = hookflow(&["validate", "--require-secrets", dir_arg]);
+    assert_eq!(out.status.code(), Some(1));
+}

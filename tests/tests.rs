@@ -1,0 +1,3 @@
+//! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
+
+mod cli;
