@@ -1,8 +1,10 @@
 //! Command-line definitions and dispatch.
 
+mod serve;
+mod urls;
 mod validate;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,8 +16,47 @@ pub struct Cli {
     command: Command,
 }
 
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags shared by `serve` and `urls`.
+#[derive(Debug, clap::Args)]
+pub struct PlaceArgs {
+    /// The workflows folder.
+    #[arg(long, default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
+    pub workflows: PathBuf,
+    /// The data folder (database and keys).
+    #[arg(long, default_value = "./data", env = "HOOKFLOW_DATA")]
+    pub data: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:13000", env = "HOOKFLOW_LISTEN")]
+    pub listen: String,
+    /// The base of printed URLs (default `http://<listen addr>`).
+    #[arg(long, env = "HOOKFLOW_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl PlaceArgs {
+    /// The base URL for printed webhook URLs.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the workflows over HTTP.
+    Serve(serve::ServeArgs),
+    /// List every workflow's webhook URL (works while a server runs).
+    Urls(urls::UrlsArgs),
     /// Check workflow files; prints `path:line:column: message` and exits 1 on any error.
     Validate {
         /// The workflows folder.
@@ -32,6 +73,8 @@ enum Command {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Urls(args) => urls::run(args),
         Command::Validate {
             dir,
             require_secrets,

@@ -1,1 +1,363 @@
-//! placeholder
+//! Runs hookflow workflows.
+//!
+//! [`Executor::run_sync`] runs a sync workflow and returns the answer for the
+//! caller (a response node's, the default 200/500, or the timeout's).
+//! [`Executor::accept`] stores an async run durably, flushes, and only then
+//! returns the acknowledgement; a pool of workers runs queued runs. Runs are
+//! interpreted from a saved position ([`state::RunState`]), so that a run
+//! interrupted by a crash resumes after its last finished node.
+
+pub mod answer;
+mod nodes;
+mod queue;
+pub mod run;
+pub mod state;
+mod versions;
+
+pub use answer::Answer;
+pub use queue::QueueConfig;
+pub use run::{Ending, RunInput};
+
+use hookflow_model::runtime::Workflow;
+use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store};
+use queue::{Queue, QueueItem};
+use run::{new_record, scope_for, Control, Responder, Run};
+use state::RunState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use versions::Versions;
+
+/// Why an async request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The queue is at capacity.
+    #[error("the queue is full")]
+    QueueFull,
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The run could not be stored.
+    #[error("the run could not be stored: {0}")]
+    Store(String),
+    /// The acknowledgement could not be rendered.
+    #[error("trigger.response failed: {0}")]
+    Response(String),
+}
+
+/// Why a retry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// No such execution.
+    #[error("no execution {0}")]
+    NotFound(String),
+    /// The run has not finished.
+    #[error("execution {0} has not finished")]
+    NotFinished(String),
+    /// The run's workflow version cannot be loaded.
+    #[error("{0}")]
+    Workflow(String),
+    /// Storage failed.
+    #[error("{0}")]
+    Store(String),
+    /// The server is shutting down or the queue is full.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Runs workflows; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    store: Arc<dyn Store>,
+    queue: Arc<Queue>,
+    versions: Arc<Versions>,
+}
+
+impl Executor {
+    /// An executor over `store`. Call [`Executor::start`] inside a Tokio runtime
+    /// before accepting async runs.
+    pub fn new(store: Arc<dyn Store>, config: QueueConfig) -> Executor {
+        let versions = Arc::new(Versions::new(store.clone()));
+        Executor {
+            queue: Arc::new(Queue::new(config)),
+            store,
+            versions,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Makes these workflows the current versions (after a load or reload).
+    pub fn publish(&self, workflows: HashMap<String, Arc<Workflow>>) {
+        for wf in workflows.values() {
+            if let Err(error) = self.store.put_version(&wf.version, &wf.source) {
+                tracing::error!(message = "Could not store a workflow version.", workflow = %wf.id, %error);
+            }
+        }
+        self.versions.publish(workflows);
+    }
+
+    /// Starts the workers and resumes every run left on disk (queued, running, waiting).
+    pub fn start(&self) -> Result<usize, String> {
+        self.queue.start(self.clone());
+        let pending = self.store.pending().map_err(|e| e.to_string())?;
+        let count = pending.len();
+        for (record, pending) in pending {
+            self.resume(record, pending);
+        }
+        if count > 0 {
+            tracing::info!(message = "Resuming runs left on disk.", count);
+        }
+        Ok(count)
+    }
+
+    fn resume(&self, record: ExecutionRecord, pending: Pending) {
+        let state = RunState::from_json(&pending.state).unwrap_or_else(RunState::start);
+        self.queue.push_recovered(QueueItem {
+            record,
+            state,
+            input: None,
+            workflow: None,
+        });
+    }
+
+    /// Runs a sync workflow; returns the execution id and the answer for the caller.
+    pub async fn run_sync(&self, workflow: Arc<Workflow>, input: RunInput) -> (String, Answer) {
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = new_record(id.clone(), &workflow, &input, RunStatus::Running);
+        self.run_sync_record(workflow, input, record).await
+    }
+
+    async fn run_sync_record(
+        &self,
+        workflow: Arc<Workflow>,
+        input: RunInput,
+        record: ExecutionRecord,
+    ) -> (String, Answer) {
+        let id = record.id.clone();
+        let state = RunState::start();
+        let scope = scope_for(&workflow, &record, &input, &state);
+        let responder = Arc::new(Responder::default());
+        let control = Arc::new(Control::default());
+        let timeout = workflow.timeout;
+        let timeout_response = workflow.trigger.timeout_response.as_ref().map(|spec| {
+            answer::Answer::render(spec, &workflow.templates, &scope).unwrap_or_else(|e| {
+                tracing::warn!(message = "timeout_response failed; answering 408.", error = %e.message);
+                Answer::timed_out(&id)
+            })
+        });
+        let run = Run {
+            workflow,
+            record,
+            state,
+            scope,
+            store: self.store.clone(),
+            durable: false,
+            control: control.clone(),
+            deadline: None,
+            responder: Some(responder.clone()),
+        };
+        tokio::spawn(run.drive());
+        let answer = match timeout {
+            None => responder.wait().await,
+            Some(limit) => match tokio::time::timeout(limit, responder.wait()).await {
+                Ok(answer) => answer,
+                Err(_) => match timeout_response {
+                    // The caller gets the configured answer; the run goes on.
+                    Some(answer) => {
+                        responder.answer(answer);
+                        responder.wait().await
+                    }
+                    None => {
+                        if responder.answer(Answer::timed_out(&id)) {
+                            control.cancel();
+                        }
+                        responder.wait().await
+                    }
+                },
+            },
+        };
+        (id, answer)
+    }
+
+    /// Stores an async run durably and queues it; returns the execution id and
+    /// the acknowledgement. Returns only after the run is on disk.
+    pub async fn accept(
+        &self,
+        workflow: Arc<Workflow>,
+        input: RunInput,
+    ) -> Result<(String, Answer), AcceptError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut record = new_record(id.clone(), &workflow, &input, RunStatus::Queued);
+        let state = RunState::start();
+        let ack = match &workflow.trigger.response {
+            Some(spec) => {
+                let scope = scope_for(&workflow, &record, &input, &state);
+                Answer::render(spec, &workflow.templates, &scope)
+                    .map_err(|e| AcceptError::Response(e.message))?
+            }
+            None => Answer::default_ack(),
+        };
+        record.response = Some(ack.record());
+        self.enqueue(workflow, input, record, state).await?;
+        Ok((id, ack))
+    }
+
+    async fn enqueue(
+        &self,
+        workflow: Arc<Workflow>,
+        input: RunInput,
+        record: ExecutionRecord,
+        state: RunState,
+    ) -> Result<(), AcceptError> {
+        let slot = self.queue.reserve()?;
+        let pending = Pending {
+            status: RunStatus::Queued,
+            state: state.to_json(),
+            wake_at: None,
+        };
+        let stored = self
+            .store
+            .put_input(&record.id, &input.to_json())
+            .and_then(|_| self.store.put(&record, Some(&pending)));
+        if let Err(e) = stored {
+            return Err(AcceptError::Store(e.to_string()));
+        }
+        self.store
+            .flush()
+            .await
+            .map_err(|e| AcceptError::Store(e.to_string()))?;
+        slot.push(QueueItem {
+            record,
+            state,
+            input: Some(input),
+            workflow: Some(workflow),
+        });
+        Ok(())
+    }
+
+    /// Starts a new run of a finished run's workflow version with the same input.
+    pub async fn retry(&self, id: &str) -> Result<String, RetryError> {
+        let old = self
+            .store
+            .get(id)
+            .map_err(|e| RetryError::Store(e.to_string()))?
+            .ok_or_else(|| RetryError::NotFound(id.to_string()))?;
+        if !old.status.is_finished() {
+            return Err(RetryError::NotFinished(id.to_string()));
+        }
+        let input = self
+            .store
+            .input(id)
+            .map_err(|e| RetryError::Store(e.to_string()))?
+            .map(|v| RunInput::from_json(&v))
+            .ok_or_else(|| {
+                RetryError::Workflow(format!("the input of execution {id} is no longer stored"))
+            })?;
+        let workflow = self
+            .versions
+            .resolve(&old.workflow, &old.version)
+            .map_err(RetryError::Workflow)?;
+        let new_id = uuid::Uuid::now_v7().to_string();
+        match workflow.mode {
+            hookflow_model::def::Mode::Sync => {
+                let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);
+                record.retry_of = Some(id.to_string());
+                self.store
+                    .put_input(&new_id, &input.to_json())
+                    .map_err(|e| RetryError::Store(e.to_string()))?;
+                let exec = self.clone();
+                tokio::spawn(async move {
+                    exec.run_sync_record(workflow, input, record).await;
+                });
+            }
+            hookflow_model::def::Mode::Async => {
+                let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
+                record.retry_of = Some(id.to_string());
+                self.enqueue(workflow, input, record, RunState::start())
+                    .await
+                    .map_err(|e| match e {
+                        AcceptError::Store(s) => RetryError::Store(s),
+                        other => RetryError::Unavailable(other.to_string()),
+                    })?;
+            }
+        }
+        Ok(new_id)
+    }
+
+    /// Runs a queued or resumed run to its end (called by a worker).
+    async fn execute(&self, item: QueueItem) {
+        let QueueItem {
+            record,
+            state,
+            input,
+            workflow,
+        } = item;
+        let id = record.id.clone();
+        let workflow = match workflow
+            .map(Ok)
+            .unwrap_or_else(|| self.versions.resolve(&record.workflow, &record.version))
+        {
+            Ok(w) => w,
+            Err(error) => return self.fail_unrunnable(record, error),
+        };
+        let input = match input {
+            Some(i) => i,
+            None => match self.store.input(&id) {
+                Ok(Some(v)) => RunInput::from_json(&v),
+                _ => {
+                    return self.fail_unrunnable(
+                        record,
+                        "the run's input is missing from the store".into(),
+                    )
+                }
+            },
+        };
+        let scope = scope_for(&workflow, &record, &input, &state);
+        let deadline = workflow.timeout.map(|t| {
+            let elapsed = hookflow_model::time::now_millis().saturating_sub(record.started_ms);
+            tokio::time::Instant::now()
+                + t.saturating_sub(std::time::Duration::from_millis(elapsed))
+        });
+        let run = Run {
+            workflow,
+            record,
+            state,
+            scope,
+            store: self.store.clone(),
+            durable: true,
+            control: Arc::new(Control::default()),
+            deadline,
+            responder: None,
+        };
+        run.drive().await;
+    }
+
+    fn fail_unrunnable(&self, mut record: ExecutionRecord, error: String) {
+        tracing::error!(message = "Run cannot start.", execution_id = %record.id, workflow = %record.workflow, %error);
+        record.status = RunStatus::Failed;
+        record.error = Some(error);
+        record.finished_at = Some(hookflow_model::time::now_rfc3339());
+        if let Err(e) = self.store.put(&record, None) {
+            tracing::error!(message = "Could not write the execution record.", error = %e);
+        }
+    }
+
+    /// Stops taking queued runs and waits up to `grace` for running ones;
+    /// returns how many were still running (they stay on disk and resume at the next start).
+    pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
+        self.queue.shutdown(grace).await
+    }
+
+    /// Whether the executor is shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.queue.is_shutting_down()
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), String> {
+        self.store.flush().await.map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,80 @@
+//! Node kinds: one module each, dispatched by one `match`.
+
+mod calculation;
+mod condition;
+mod end;
+mod json_query;
+mod log;
+mod response;
+mod switch;
+
+use crate::answer::Answer;
+use hookflow_model::runtime::{BlockId, Node, NodeKind, Workflow};
+use hookflow_model::template::{EvalError, Scope};
+use serde_json::Value as Json;
+
+/// What a node did.
+#[derive(Debug)]
+pub enum Step {
+    /// Finished with this result; go on with the next node.
+    Next(Json),
+    /// Finished with this result; run this block next, then go on.
+    Enter(Json, Option<BlockId>),
+    /// Answer the caller; the run ends as resolved.
+    Respond(Answer),
+    /// End the run.
+    End {
+        /// Resolved or failed.
+        resolved: bool,
+        /// Why.
+        message: Option<String>,
+    },
+}
+
+/// Why a node failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct NodeError(pub String);
+
+impl From<EvalError> for NodeError {
+    fn from(e: EvalError) -> Self {
+        NodeError(e.message)
+    }
+}
+
+/// What a node can see while it runs.
+pub struct NodeCx<'a> {
+    /// The workflow (templates, blocks).
+    pub workflow: &'a Workflow,
+    /// Template variables.
+    pub scope: &'a Scope,
+}
+
+/// Runs one node.
+pub async fn run(node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeError> {
+    match &node.kind {
+        NodeKind::Condition {
+            test,
+            then,
+            otherwise,
+            reject_on_false,
+        } => condition::run(cx, test, *then, *otherwise, *reject_on_false),
+        NodeKind::Switch { cases, default } => switch::run(cx, cases, *default),
+        NodeKind::Calculation { expression } => calculation::run(cx, expression),
+        NodeKind::JsonQuery {
+            source,
+            path,
+            first,
+        } => json_query::run(cx, source, path, *first),
+        NodeKind::Response(spec) => response::run(cx, spec),
+        NodeKind::End { status, message } => end::run(cx, *status, message.as_ref()),
+        NodeKind::Log { message, level } => log::run(cx, message, *level),
+        NodeKind::Request(_)
+        | NodeKind::Loop { .. }
+        | NodeKind::Parallel { .. }
+        | NodeKind::Delay(_) => Err(NodeError(format!(
+            "`{}` nodes are not available in this version of hookflow",
+            node.type_name()
+        ))),
+    }
+}

@@ -1,0 +1,118 @@
+//! Workflow URL keys: generated once per workflow id and kept in
+//! `<data>/keys.json`. A file, not the database, so that `hookflow urls` can read
+//! and add keys while a server holds the database; an advisory lock on
+//! `<data>/keys.lock` keeps two processes from writing at once.
+
+use crate::{StoreError, StoreResult};
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// The keys file of a data folder.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    dir: PathBuf,
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A new random URL key: 128 random bits (122 of them from UUID v4), base64url, 22 characters.
+pub fn generate_key() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+impl KeyFile {
+    /// The keys file under `data_dir`.
+    pub fn new(data_dir: &Path) -> KeyFile {
+        KeyFile {
+            dir: data_dir.to_path_buf(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("keys.json")
+    }
+
+    fn lock(&self) -> StoreResult<File> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| file_err(&self.dir, e))?;
+        let path = self.dir.join("keys.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| file_err(&path, e))?;
+        file.lock().map_err(|e| file_err(&path, e))?;
+        Ok(file)
+    }
+
+    fn read(&self) -> StoreResult<BTreeMap<String, String>> {
+        let path = self.path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| file_err(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(file_err(&path, e)),
+        }
+    }
+
+    /// Every key, by workflow id.
+    pub fn all(&self) -> StoreResult<BTreeMap<String, String>> {
+        let _lock = self.lock()?;
+        self.read()
+    }
+
+    /// The keys of `ids`, generating and saving the missing ones.
+    pub fn ensure<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> StoreResult<BTreeMap<String, String>> {
+        let _lock = self.lock()?;
+        let mut keys = self.read()?;
+        let mut changed = false;
+        for id in ids {
+            if !keys.contains_key(id) {
+                keys.insert(id.to_string(), generate_key());
+                changed = true;
+            }
+        }
+        if changed {
+            let path = self.path();
+            let tmp = self.dir.join("keys.json.tmp");
+            let text = serde_json::to_vec_pretty(&keys).map_err(|e| file_err(&path, e))?;
+            std::fs::write(&tmp, text).map_err(|e| file_err(&tmp, e))?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| file_err(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))?;
+        }
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_generated_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = KeyFile::new(dir.path());
+        let first = file.ensure(["a", "b"]).expect("ensure");
+        assert_eq!(first.len(), 2);
+        assert!(first.values().all(|k| k.len() == 22
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
+        assert_ne!(first["a"], first["b"]);
+        let again = KeyFile::new(dir.path()).ensure(["a", "c"]).expect("ensure");
+        assert_eq!(again["a"], first["a"]);
+        assert_eq!(again["b"], first["b"]);
+        assert_eq!(again.len(), 3);
+        assert_eq!(file.all().expect("all"), again);
+    }
+}

@@ -1,0 +1,415 @@
+//! The sled implementation of [`Store`], with a group-commit flusher.
+
+use crate::record::{ExecutionFilter, ExecutionRecord, Pending};
+use crate::{BoxFuture, Store, StoreError, StoreResult};
+use serde_json::Value as Json;
+use std::path::Path;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+const RECORD: u8 = b'e';
+const PENDING: u8 = b'p';
+const INPUT: u8 = b'i';
+
+/// Executions, pending runs and workflow versions in one sled database.
+pub struct SledStore {
+    db: sled::Db,
+    runs: sled::Tree,
+    versions: sled::Tree,
+    flush_requests: Option<mpsc::Sender<oneshot::Sender<StoreResult<()>>>>,
+    flush_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn db_err(e: sled::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn key(prefix: u8, id: &str) -> Option<[u8; 17]> {
+    let uuid = uuid::Uuid::parse_str(id).ok()?;
+    let mut k = [0u8; 17];
+    k[0] = prefix;
+    k[1..].copy_from_slice(uuid.as_bytes());
+    Some(k)
+}
+
+fn id_of(key: &[u8]) -> String {
+    uuid::Uuid::from_slice(key.get(1..).unwrap_or_default())
+        .map(|u| u.to_string())
+        .unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Db(format!("cannot encode: {e}")))
+}
+
+impl SledStore {
+    /// Opens (or creates) the database under `dir`.
+    pub fn open(dir: &Path) -> StoreResult<SledStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::File {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("lock")
+                    || text.contains("WouldBlock")
+                    || text.contains("temporarily unavailable")
+                {
+                    StoreError::Locked(dir.display().to_string())
+                } else {
+                    db_err(e)
+                }
+            })?;
+        let runs = db.open_tree("runs").map_err(db_err)?;
+        let versions = db.open_tree("versions").map_err(db_err)?;
+        let (tx, rx) = mpsc::channel::<oneshot::Sender<StoreResult<()>>>();
+        let flush_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("hookflow-flush".into())
+            .spawn(move || group_commit(flush_db, rx))
+            .map_err(|e| StoreError::Db(format!("cannot start the flush thread: {e}")))?;
+        Ok(SledStore {
+            db,
+            runs,
+            versions,
+            flush_requests: Some(tx),
+            flush_thread: Some(thread),
+        })
+    }
+}
+
+/// Waits for flush requests; every request that arrived while a sync was
+/// running is answered by the next single sync.
+fn group_commit(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<StoreResult<()>>>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiters = vec![first];
+        waiters.extend(rx.try_iter());
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone().map_err(StoreError::Db));
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn put(&self, record: &ExecutionRecord, pending: Option<&Pending>) -> StoreResult<()> {
+        let (Some(rk), Some(pk)) = (key(RECORD, &record.id), key(PENDING, &record.id)) else {
+            return Err(StoreError::Db(format!(
+                "invalid execution id {}",
+                record.id
+            )));
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(&rk[..], encode(record)?);
+        match pending {
+            Some(p) => batch.insert(&pk[..], encode(p)?),
+            None => batch.remove(&pk[..]),
+        }
+        self.runs.apply_batch(batch).map_err(db_err)
+    }
+
+    fn put_input(&self, id: &str, input: &Json) -> StoreResult<()> {
+        let k =
+            key(INPUT, id).ok_or_else(|| StoreError::Db(format!("invalid execution id {id}")))?;
+        self.runs.insert(&k[..], encode(input)?).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn input(&self, id: &str) -> StoreResult<Option<Json>> {
+        let Some(k) = key(INPUT, id) else {
+            return Ok(None);
+        };
+        match self.runs.get(k).map_err(db_err)? {
+            Some(v) => decode(&k, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        let Some(k) = key(RECORD, id) else {
+            return Ok(None);
+        };
+        match self.runs.get(k).map_err(db_err)? {
+            Some(v) => decode(&k, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
+        let start = [RECORD];
+        let end = match f.cursor.as_deref().and_then(|c| key(RECORD, c)) {
+            Some(k) => k.to_vec(),
+            None => vec![RECORD + 1],
+        };
+        let limit = f.limit.max(1);
+        let mut out = Vec::new();
+        let mut more = false;
+        for item in self.runs.range(start.to_vec()..end).rev() {
+            let (k, v) = item.map_err(db_err)?;
+            let record: ExecutionRecord = decode(&k, &v)?;
+            if f.since_ms.is_some_and(|s| record.started_ms < s) {
+                // Ids are time-ordered: everything further back is older still.
+                break;
+            }
+            if f.until_ms.is_some_and(|u| record.started_ms > u)
+                || f.workflow.as_ref().is_some_and(|w| *w != record.workflow)
+                || f.status.is_some_and(|s| s != record.status)
+            {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(record);
+        }
+        let cursor = if more {
+            out.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok((out, cursor))
+    }
+
+    fn pending(&self) -> StoreResult<Vec<(ExecutionRecord, Pending)>> {
+        let mut out = Vec::new();
+        for item in self.runs.scan_prefix([PENDING]) {
+            let (k, v) = item.map_err(db_err)?;
+            let pending: Pending = decode(&k, &v)?;
+            let id = id_of(&k);
+            match self.get(&id)? {
+                Some(record) => out.push((record, pending)),
+                None => {
+                    tracing::warn!(message = "Pending run without a record; skipped.", execution_id = %id)
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_version(&self, version: &str, source: &str) -> StoreResult<()> {
+        if self
+            .versions
+            .contains_key(version.as_bytes())
+            .map_err(db_err)?
+        {
+            return Ok(());
+        }
+        self.versions
+            .insert(version.as_bytes(), source.as_bytes())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn version(&self, version: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .versions
+            .get(version.as_bytes())
+            .map_err(db_err)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize> {
+        let mut removed = 0;
+        let mut batch = sled::Batch::default();
+        for item in self.runs.scan_prefix([RECORD]) {
+            let (k, v) = item.map_err(db_err)?;
+            let record: ExecutionRecord = decode(&k, &v)?;
+            if record.started_ms >= cutoff_ms {
+                break;
+            }
+            if record.status.is_finished() {
+                batch.remove(k.clone());
+                if let Some(ik) = key(INPUT, &record.id) {
+                    batch.remove(&ik[..]);
+                }
+                removed += 1;
+            }
+        }
+        self.runs.apply_batch(batch).map_err(db_err)?;
+        Ok(removed)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .flush_requests
+            .as_ref()
+            .map(|s| s.send(tx).is_ok())
+            .unwrap_or(false);
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Db("the flush thread has stopped".into()));
+            }
+            rx.await
+                .map_err(|_| StoreError::Db("the flush thread has stopped".into()))?
+        })
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Stop the flush thread so that its handle on the database is released.
+        self.flush_requests.take();
+        if let Some(t) = self.flush_thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.db.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RunStatus;
+    use serde_json::json;
+
+    fn record(id: &str, workflow: &str, status: RunStatus, started_ms: u64) -> ExecutionRecord {
+        ExecutionRecord {
+            id: id.into(),
+            workflow: workflow.into(),
+            version: "v1".into(),
+            status,
+            started_at: String::new(),
+            finished_at: None,
+            started_ms,
+            trigger: json!({}),
+            jobs: Vec::new(),
+            response: None,
+            retry_of: None,
+            error: None,
+        }
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn records_pending_and_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = ids(3);
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            let p = Pending {
+                status: RunStatus::Queued,
+                state: json!({"at": 1}),
+                wake_at: None,
+            };
+            store
+                .put(&record(&ids[0], "a", RunStatus::Queued, 1), Some(&p))
+                .expect("put");
+            store
+                .put(&record(&ids[1], "a", RunStatus::Resolved, 2), None)
+                .expect("put");
+            store
+                .put_input(&ids[0], &json!({"body": 1}))
+                .expect("input");
+            store.put_version("v1", "title: x").expect("version");
+            store.flush().await.expect("flush");
+        }
+        let store = SledStore::open(dir.path()).expect("reopen");
+        let pending = store.pending().expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].0.id, ids[0]);
+        assert_eq!(pending[0].1.state, json!({"at": 1}));
+        assert_eq!(
+            store.input(&ids[0]).expect("input"),
+            Some(json!({"body": 1}))
+        );
+        assert_eq!(
+            store.version("v1").expect("version").as_deref(),
+            Some("title: x")
+        );
+        // Finishing removes the pending entry.
+        store
+            .put(&record(&ids[0], "a", RunStatus::Resolved, 1), None)
+            .expect("put");
+        assert!(store.pending().expect("pending").is_empty());
+        assert_eq!(store.get("not-a-uuid").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn listing_filters_and_pages_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        let ids = ids(5);
+        for (i, id) in ids.iter().enumerate() {
+            let wf = if i % 2 == 0 { "even" } else { "odd" };
+            store
+                .put(&record(id, wf, RunStatus::Resolved, 100 + i as u64), None)
+                .expect("put");
+        }
+        let page = |f: ExecutionFilter| {
+            let (recs, cursor) = store.list(&f).expect("list");
+            (recs.into_iter().map(|r| r.id).collect::<Vec<_>>(), cursor)
+        };
+        let (first, cursor) = page(ExecutionFilter {
+            limit: 2,
+            ..Default::default()
+        });
+        assert_eq!(first, vec![ids[4].clone(), ids[3].clone()]);
+        assert_eq!(cursor.as_deref(), Some(ids[3].as_str()));
+        let (second, cursor) = page(ExecutionFilter {
+            limit: 2,
+            cursor,
+            ..Default::default()
+        });
+        assert_eq!(second, vec![ids[2].clone(), ids[1].clone()]);
+        let (third, cursor) = page(ExecutionFilter {
+            limit: 2,
+            cursor,
+            ..Default::default()
+        });
+        assert_eq!(third, vec![ids[0].clone()]);
+        assert_eq!(cursor, None);
+        let (even, _) = page(ExecutionFilter {
+            limit: 10,
+            workflow: Some("even".into()),
+            ..Default::default()
+        });
+        assert_eq!(even, vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]);
+        let (window, _) = page(ExecutionFilter {
+            limit: 10,
+            since_ms: Some(101),
+            until_ms: Some(103),
+            ..Default::default()
+        });
+        assert_eq!(window, vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]);
+        assert_eq!(store.remove_finished_before(102).expect("retention"), 2);
+        let (left, _) = page(ExecutionFilter {
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(left.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_flushes_share_syncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(SledStore::open(dir.path()).expect("open"));
+        let mut tasks = Vec::new();
+        for id in ids(64) {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.put(&record(&id, "a", RunStatus::Resolved, 1), None)
+                    .expect("put");
+                s.flush().await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join").expect("flushed");
+        }
+    }
+}

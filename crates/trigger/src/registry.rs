@@ -1,0 +1,168 @@
+//! The workflows being served: by URL key for the webhook route, and as a
+//! listing (with diagnostics) for the admin API and the CLI.
+
+use hookflow_model::def::Mode;
+use hookflow_model::runtime::Workflow;
+use hookflow_model::template::Scope;
+use hookflow_model::{Catalog, Diagnostic};
+use hookflow_store::KeyFile;
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A workflow reachable at a URL.
+pub struct Served {
+    /// The compiled workflow.
+    pub workflow: Arc<Workflow>,
+    /// Its URL key.
+    pub key: String,
+    /// Basic credentials, rendered once from the secrets.
+    pub basic: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One row of `GET /api/workflows` and `hookflow urls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowInfo {
+    /// Workflow id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Enabled in the file.
+    pub enabled: bool,
+    /// sync or async.
+    pub mode: Mode,
+    /// The webhook URL.
+    pub url: String,
+    /// Content hash of the version served.
+    pub version: Option<String>,
+    /// Whether a version is being served.
+    pub loaded: bool,
+    /// Problems of the file as it is now.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Everything the server serves.
+#[derive(Default)]
+pub struct Registry {
+    by_key: HashMap<String, Arc<Served>>,
+    /// Current versions by workflow id (what the executor runs).
+    pub workflows: HashMap<String, Arc<Workflow>>,
+    /// The listing.
+    pub listing: Vec<WorkflowInfo>,
+}
+
+/// The webhook URL of a key.
+pub fn webhook_url(public_url: &str, key: &str) -> String {
+    format!(
+        "{}/api/webhook:trigger/{key}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+impl Registry {
+    /// The served workflow behind a key (enabled ones only).
+    pub fn get(&self, key: &str) -> Option<&Arc<Served>> {
+        self.by_key.get(key)
+    }
+
+    /// Builds the registry from a freshly loaded catalog. A file that now has
+    /// errors keeps the version in `previous` (the last good one).
+    pub fn build(
+        catalog: &Catalog,
+        previous: Option<&Registry>,
+        keys: &KeyFile,
+        public_url: &str,
+    ) -> Result<Registry, String> {
+        let ids: Vec<&str> = catalog
+            .files
+            .keys()
+            .map(String::as_str)
+            .filter(|id| hookflow_model::load::valid_workflow_id(id))
+            .collect();
+        let generated = keys
+            .ensure(ids.iter().copied())
+            .map_err(|e| e.to_string())?;
+        let mut registry = Registry::default();
+        for (id, file) in &catalog.files {
+            let Some(generated_key) = generated.get(id) else {
+                continue;
+            };
+            let current = file
+                .workflow
+                .clone()
+                .or_else(|| previous.and_then(|p| p.workflows.get(id).cloned()));
+            let key = current
+                .as_ref()
+                .and_then(|w| w.trigger.pinned_key.clone())
+                .unwrap_or_else(|| generated_key.clone());
+            registry.listing.push(WorkflowInfo {
+                id: id.clone(),
+                title: current
+                    .as_ref()
+                    .map(|w| w.title.clone())
+                    .or_else(|| file.title.clone())
+                    .unwrap_or_default(),
+                enabled: current.as_ref().is_some_and(|w| w.enabled),
+                mode: current.as_ref().map(|w| w.mode).unwrap_or_default(),
+                url: webhook_url(public_url, &key),
+                version: current.as_ref().map(|w| w.version.clone()),
+                loaded: current.is_some(),
+                diagnostics: file.diagnostics.clone(),
+            });
+            let Some(workflow) = current else { continue };
+            registry.workflows.insert(id.clone(), workflow.clone());
+            if !workflow.enabled {
+                continue;
+            }
+            let basic = match credentials(&workflow) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(message = "Workflow not served: its Basic credentials do not render.", workflow = %id, error = %e);
+                    continue;
+                }
+            };
+            if registry.by_key.contains_key(&key) {
+                tracing::error!(message = "Workflow not served: its key is already in use.", workflow = %id);
+                continue;
+            }
+            registry.by_key.insert(
+                key.clone(),
+                Arc::new(Served {
+                    workflow,
+                    key,
+                    basic,
+                }),
+            );
+        }
+        Ok(registry)
+    }
+}
+
+/// Renders Basic credentials with only `secrets` in scope.
+fn credentials(workflow: &Workflow) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+    let Some(auth) = &workflow.trigger.basic_auth else {
+        return Ok(None);
+    };
+    let secrets: serde_json::Map<String, Json> = workflow
+        .secrets
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                Json::String(std::env::var(n).unwrap_or_default()),
+            )
+        })
+        .collect();
+    let mut scope = Scope::new();
+    scope.set("secrets", &Json::Object(secrets));
+    let user = workflow
+        .templates
+        .render(&auth.username, &scope)
+        .map_err(|e| e.message)?;
+    let pass = workflow
+        .templates
+        .render(&auth.password, &scope)
+        .map_err(|e| e.message)?;
+    Ok(Some((user.into_bytes(), pass.into_bytes())))
+}

@@ -1,0 +1,183 @@
+//! `POST /api/webhook:trigger/{key}`: checks in the order of SPEC §4 (key,
+//! method, Basic auth, size, content type, parsing), then hands the run to the
+//! executor.
+
+use crate::error::ApiError;
+use crate::registry::Served;
+use crate::AppState;
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use hookflow_executor::{AcceptError, Answer, RunInput};
+use hookflow_model::def::Mode;
+use hookflow_parser::ParseError;
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+/// The response header naming the run a response belongs to.
+pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
+
+/// The webhook handler: every method, so that a known key answers 405 rather than 404.
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let clock = Instant::now();
+    let key = req.match_info().get("key").unwrap_or_default().to_string();
+    let served = state.registry().get(&key).cloned();
+    let workflow = served.as_ref().map(|s| s.workflow.id.clone());
+    let response = match served {
+        Some(served) => match run(&req, payload, &state, served).await {
+            Ok(r) => r,
+            Err(e) => actix_web::ResponseError::error_response(&e),
+        },
+        None => actix_web::ResponseError::error_response(&ApiError::NotFound(
+            "no enabled workflow has this key".into(),
+        )),
+    };
+    let execution = response
+        .headers()
+        .get(EXECUTION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info!(
+        message = "Webhook request.",
+        workflow = workflow.as_deref().unwrap_or("-"),
+        execution_id = execution,
+        status = response.status().as_u16(),
+        latency_ms = format!("{:.2}", clock.elapsed().as_secs_f64() * 1000.0),
+    );
+    response
+}
+
+async fn run(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    served: Arc<Served>,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    if state.is_shutting_down() {
+        return Err(ApiError::Unavailable(
+            "the server is shutting down; try again later".into(),
+        ));
+    }
+    if let Some((user, pass)) = &served.basic {
+        check_basic(req, user, pass)?;
+    }
+    let workflow = served.workflow.clone();
+    let limit = workflow.trigger.max_body;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+    }
+    let body = match payload
+        .to_bytes_limited(usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+    {
+        Err(_) => return Err(ApiError::PayloadTooLarge(limit)),
+        Ok(Err(e)) => {
+            return Err(ApiError::BadRequest(format!(
+                "could not read the body: {e}"
+            )))
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)));
+    let parts = hookflow_parser::parse_request(headers, req.query_string(), content_type, &body)
+        .map_err(parse_error)?;
+    let vars = hookflow_parser::extract(&workflow.trigger.parse, &parts).map_err(parse_error)?;
+    let input = RunInput {
+        trigger: json!({
+            "method": req.method().as_str(),
+            "path": req.path(),
+            "headers": parts.headers,
+            "query": parts.query,
+            "body": parts.body,
+            "raw_body": String::from_utf8_lossy(&body),
+        }),
+        vars: Json::Object(vars),
+    };
+    let (id, answer) = match workflow.mode {
+        Mode::Sync => state.executor.run_sync(workflow, input).await,
+        Mode::Async => state
+            .executor
+            .accept(workflow, input)
+            .await
+            .map_err(|e| match e {
+                AcceptError::QueueFull => {
+                    ApiError::Unavailable("the queue is full; try again later".into())
+                }
+                AcceptError::ShuttingDown => {
+                    ApiError::Unavailable("the server is shutting down; try again later".into())
+                }
+                AcceptError::Store(m) | AcceptError::Response(m) => ApiError::Internal(m),
+            })?,
+    };
+    Ok(respond(&id, answer))
+}
+
+fn parse_error(e: ParseError) -> ApiError {
+    match e {
+        ParseError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+/// Compares Basic credentials in constant time (both parts, always).
+fn check_basic(req: &HttpRequest, user: &[u8], pass: &[u8]) -> Result<(), ApiError> {
+    let unauthorized = || ApiError::Unauthorized("valid Basic credentials are required".into());
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or_else(unauthorized)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| unauthorized())?;
+    let split = decoded
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or_else(unauthorized)?;
+    let (given_user, given_pass) = (&decoded[..split], &decoded[split + 1..]);
+    let ok = given_user.ct_eq(user) & given_pass.ct_eq(pass);
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(unauthorized())
+    }
+}
+
+/// Turns an answer into an HTTP response carrying the execution id.
+pub fn respond(execution_id: &str, answer: Answer) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(answer.status)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in &answer.headers {
+        builder.append_header((name.as_str(), value.as_str()));
+    }
+    builder.insert_header((EXECUTION_HEADER, execution_id));
+    builder.body(answer.body)
+}

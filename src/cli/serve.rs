@@ -1,0 +1,141 @@
+//! `hookflow serve`.
+
+use super::{LogFormat, PlaceArgs};
+use anyhow::Context;
+use hookflow_executor::{Executor, QueueConfig};
+use hookflow_model::units::parse_duration;
+use hookflow_store::{SledStore, Store};
+use hookflow_trigger::{AppState, Settings};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    place: PlaceArgs,
+    /// Bearer token of the admin API (the admin API answers 404 without one).
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Async runs executing at once (default: number of cores).
+    #[arg(long, env = "HOOKFLOW_WORKERS")]
+    workers: Option<usize>,
+    /// Async runs waiting to start before requests get 503.
+    #[arg(long, default_value_t = 10_000, env = "HOOKFLOW_QUEUE_CAPACITY")]
+    queue_capacity: usize,
+    /// Finished execution records are kept this long.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, env = "HOOKFLOW_RETENTION")]
+    retention: Duration,
+    /// How long shutdown waits for in-flight requests and runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HOOKFLOW_SHUTDOWN_GRACE")]
+    shutdown_grace: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "HOOKFLOW_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logs(args.log_format);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, cores))
+}
+
+async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&args.place.data).with_context(|| {
+            format!("cannot open the data folder {}", args.place.data.display())
+        })?);
+    let executor = Executor::new(
+        store,
+        QueueConfig {
+            workers: args.workers.unwrap_or(cores),
+            capacity: args.queue_capacity,
+        },
+    );
+    let settings = Settings {
+        workflows_dir: args.place.workflows.clone(),
+        data_dir: args.place.data.clone(),
+        public_url: args.place.public_url(),
+        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        http_workers: cores,
+        shutdown_grace: args.shutdown_grace,
+        reload_every: Duration::from_secs(1),
+        retention: args.retention,
+    };
+    let state = AppState::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
+    let resumed = executor.start().map_err(anyhow::Error::msg)?;
+    let listener = std::net::TcpListener::bind(&args.place.listen)
+        .with_context(|| format!("cannot listen on {}", args.place.listen))?;
+    let local = listener.local_addr().context("no local address")?;
+    println!("hookflow listening on http://{local}");
+    for w in &state.registry().listing {
+        match (w.loaded, w.enabled) {
+            (true, true) => println!("  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
+            (true, false) => println!("  {:<28} {:<5} (disabled)", w.id, mode_name(w.mode)),
+            (false, _) => println!(
+                "  {:<28} not served: {}",
+                w.id,
+                w.diagnostics
+                    .iter()
+                    .find(|d| d.is_error())
+                    .map(|d| d.message.as_str())
+                    .unwrap_or("invalid")
+            ),
+        }
+    }
+    if resumed > 0 {
+        println!("resumed {resumed} run(s) left on disk");
+    }
+    hookflow_trigger::run(state, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mode_name(mode: hookflow_model::def::Mode) -> &'static str {
+    match mode {
+        hookflow_model::def::Mode::Sync => "sync",
+        hookflow_model::def::Mode::Async => "async",
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
