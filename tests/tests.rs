@@ -1,3 +1,5 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
 mod cli;
+mod harness;
+mod http;

@@ -73,10 +73,12 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
             capacity: args.queue_capacity,
         },
     );
+    let listener = std::net::TcpListener::bind(&args.place.listen).with_context(|| format!("cannot listen on {}", args.place.listen))?;
+    let local = listener.local_addr().context("no local address")?;
     let settings = Settings {
         workflows_dir: args.place.workflows.clone(),
         data_dir: args.place.data.clone(),
-        public_url: args.place.public_url(),
+        public_url: args.place.public_url.clone().unwrap_or_else(|| format!("http://{local}")),
         admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
         http_workers: cores,
         shutdown_grace: args.shutdown_grace,
@@ -85,9 +87,6 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
     };
     let state = AppState::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
     let resumed = executor.start().map_err(anyhow::Error::msg)?;
-    let listener = std::net::TcpListener::bind(&args.place.listen)
-        .with_context(|| format!("cannot listen on {}", args.place.listen))?;
-    let local = listener.local_addr().context("no local address")?;
     println!("hookflow listening on http://{local}");
     for w in &state.registry().listing {
         match (w.loaded, w.enabled) {

@@ -158,6 +158,7 @@ impl Executor {
             control: control.clone(),
             deadline: None,
             responder: Some(responder.clone()),
+            unstored_input: Some(input.to_json()),
         };
         tokio::spawn(run.drive());
         let answer = match timeout {
@@ -265,9 +266,6 @@ impl Executor {
             hookflow_model::def::Mode::Sync => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);
                 record.retry_of = Some(id.to_string());
-                self.store
-                    .put_input(&new_id, &input.to_json())
-                    .map_err(|e| RetryError::Store(e.to_string()))?;
                 let exec = self.clone();
                 tokio::spawn(async move {
                     exec.run_sync_record(workflow, input, record).await;
@@ -331,6 +329,7 @@ impl Executor {
             control: Arc::new(Control::default()),
             deadline,
             responder: None,
+            unstored_input: None,
         };
         run.drive().await;
     }

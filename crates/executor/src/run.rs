@@ -183,6 +183,9 @@ pub struct Run {
     pub deadline: Option<tokio::time::Instant>,
     /// Where a sync run's answer goes.
     pub responder: Option<Arc<Responder>>,
+    /// The input, for runs that did not store it when they were accepted
+    /// (sync runs); written with the final record so that they can be retried.
+    pub unstored_input: Option<Json>,
 }
 
 impl Run {
@@ -326,6 +329,11 @@ impl Run {
                 tracing::info!(message = "Run finished.", status = status.as_str(), %error)
             }
             None => tracing::info!(message = "Run finished.", status = status.as_str()),
+        }
+        if let Some(input) = &self.unstored_input {
+            if let Err(error) = self.store.put_input(&self.record.id, input) {
+                tracing::error!(message = "Could not store the run's input.", %error);
+            }
         }
         if let Err(error) = self.store.put(&self.record, None) {
             tracing::error!(message = "Could not write the execution record.", %error);
