@@ -43,12 +43,16 @@ pub struct Resp {
 impl Resp {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON (panics with the body when it is not JSON).
     pub fn json(&self) -> Json {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
 
     /// The execution id header.
@@ -82,11 +86,20 @@ fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
     let headers = resp
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     let mut body = String::new();
     let _ = resp.body_mut().as_reader().read_to_string(&mut body);
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Waits up to `limit` for `check` to return `Some`.
@@ -96,7 +109,10 @@ pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -182,7 +198,9 @@ impl TestApp {
         std::thread::spawn(move || for _ in rx.iter() {});
         self.base = base;
         self.child = Some(child);
-        eventually(Duration::from_secs(10), "healthz", || (self.get("/healthz").status == 200).then_some(()));
+        eventually(Duration::from_secs(10), "healthz", || {
+            (self.get("/healthz").status == 200).then_some(())
+        });
     }
 
     /// The server's log so far.
@@ -234,17 +252,31 @@ impl TestApp {
 
     /// GET an admin path with the token.
     pub fn admin_get(&self, path: &str) -> Resp {
-        read(agent().get(format!("{}{path}", self.base)).header("authorization", format!("Bearer {ADMIN}")).call())
+        read(
+            agent()
+                .get(format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .call(),
+        )
     }
 
     /// POST an admin path with the token.
     pub fn admin_post(&self, path: &str) -> Resp {
-        read(agent().post(format!("{}{path}", self.base)).header("authorization", format!("Bearer {ADMIN}")).send_empty())
+        read(
+            agent()
+                .post(format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .send_empty(),
+        )
     }
 
     /// POST JSON to a key.
     pub fn post_json(&self, key: &str, body: &Json) -> Resp {
-        self.post(key, &[("content-type", "application/json")], &body.to_string())
+        self.post(
+            key,
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        )
     }
 
     /// POST a body with headers to a key (`key` may carry a query string).
@@ -288,7 +320,11 @@ impl TestApp {
                 return None;
             }
             let j = r.json();
-            matches!(j["status"].as_str(), Some("resolved" | "failed" | "aborted")).then_some(j)
+            matches!(
+                j["status"].as_str(),
+                Some("resolved" | "failed" | "aborted")
+            )
+            .then_some(j)
         })
     }
 }

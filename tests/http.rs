@@ -59,7 +59,8 @@ nodes:
     body: "hello {{ trigger.body }}"
 "#;
 
-const DISABLED: &str = "title: Off\nenabled: false\ntrigger: { type: webhook, key: disabled-key-1 }\n";
+const DISABLED: &str =
+    "title: Off\nenabled: false\ntrigger: { type: webhook, key: disabled-key-1 }\n";
 
 const ASYNC_DEFAULT: &str = r#"
 title: Async default
@@ -118,7 +119,11 @@ fn spec_table_rows() {
     // Unknown key, disabled workflow: 404, no run.
     for key in ["no-such-key-123", "disabled-key-1"] {
         let r = app.post_json(key, &json!({}));
-        assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"), "{key}: {r:?}");
+        assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (404, "not_found"),
+            "{key}: {r:?}"
+        );
         assert!(r.header("x-hookflow-execution").is_none());
     }
 
@@ -135,9 +140,9 @@ fn spec_table_rows() {
     // Basic auth: missing, wrong user, wrong password, malformed → 401 with the challenge.
     let wrong = [
         None,
-        Some("Basic c2hvcDp3cm9uZw=="),     // shop:wrong
-        Some("Basic b3RoZXI6czNjcmV0"),     // other:s3cret
-        Some("Basic s3cret"),               // not base64 of user:pass
+        Some("Basic c2hvcDp3cm9uZw=="), // shop:wrong
+        Some("Basic b3RoZXI6czNjcmV0"), // other:s3cret
+        Some("Basic s3cret"),           // not base64 of user:pass
         Some("Bearer s3cret"),
     ];
     for auth in wrong {
@@ -147,46 +152,105 @@ fn spec_table_rows() {
         }
         let r = app.post("auth-key-0001", &headers, "{}");
         assert_eq!(r.status, 401, "{auth:?}: {r:?}");
-        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"hookflow\""));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"hookflow\"")
+        );
         assert_eq!(error_code(&r), "unauthorized");
     }
-    let r = app.post("auth-key-0001", &[("content-type", "text/plain"), ("authorization", "Basic c2hvcDpzM2NyZXQ=")], "you");
+    let r = app.post(
+        "auth-key-0001",
+        &[
+            ("content-type", "text/plain"),
+            ("authorization", "Basic c2hvcDpzM2NyZXQ="),
+        ],
+        "you",
+    );
     assert_eq!((r.status, r.body.as_str()), (200, "hello you"), "{}", log());
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     // The stored trigger context has Authorization redacted.
     let record = app.execution(&r.execution());
-    assert_eq!(record["trigger"]["headers"]["authorization"], json!("[redacted]"));
+    assert_eq!(
+        record["trigger"]["headers"]["authorization"],
+        json!("[redacted]")
+    );
 
     // Body over max_body (1 KiB): 413, with or without Content-Length.
     let big = format!("{{\"order\": {{\"id\": \"{}\"}}}}", "x".repeat(2000));
-    let r = app.post("sync-key-0001", &[("content-type", "application/json")], &big);
-    assert_eq!((r.status, error_code(&r).as_str()), (413, "payload_too_large"), "{r:?}");
+    let r = app.post(
+        "sync-key-0001",
+        &[("content-type", "application/json")],
+        &big,
+    );
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (413, "payload_too_large"),
+        "{r:?}"
+    );
 
     // Content types: a non-empty body of another type, or none, is 415; an empty body is fine.
-    for ct in [Some("application/octet-stream"), Some("multipart/form-data; boundary=x"), None] {
+    for ct in [
+        Some("application/octet-stream"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
         let headers: Vec<(&str, &str)> = ct.map(|c| vec![("content-type", c)]).unwrap_or_default();
         let r = app.post("sync-key-0001", &headers, "order.id=1");
-        assert_eq!((r.status, error_code(&r).as_str()), (415, "unsupported_media_type"), "{ct:?}: {r:?}");
+        assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (415, "unsupported_media_type"),
+            "{ct:?}: {r:?}"
+        );
     }
 
     // Malformed JSON: 400 naming the position.
-    let r = app.post("sync-key-0001", &[("content-type", "application/json")], "{\n \"order\": }");
+    let r = app.post(
+        "sync-key-0001",
+        &[("content-type", "application/json")],
+        "{\n \"order\": }",
+    );
     assert_eq!(r.status, 400);
     assert_eq!(error_code(&r), "bad_request");
-    assert!(r.json()["message"].as_str().unwrap_or_default().contains("line 2, column 11"), "{r:?}");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 2, column 11"),
+        "{r:?}"
+    );
 
     // Required field missing, wrong type: 400 naming the field, and no run.
     let r = app.post_json("sync-key-0001", &json!({"order": {}}));
     assert_eq!(r.status, 400);
-    assert!(r.json()["message"].as_str().unwrap_or_default().contains("`order.id`"), "{r:?}");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`order.id`"),
+        "{r:?}"
+    );
     assert!(r.header("x-hookflow-execution").is_none());
-    let r = app.post("sync-key-0001?n=abc", &[("content-type", "application/json")], r#"{"order": {"id": "A"}}"#);
+    let r = app.post(
+        "sync-key-0001?n=abc",
+        &[("content-type", "application/json")],
+        r#"{"order": {"id": "A"}}"#,
+    );
     assert_eq!(r.status, 400);
-    assert!(r.json()["message"].as_str().unwrap_or_default().contains("field `n` in the query"), "{r:?}");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("field `n` in the query"),
+        "{r:?}"
+    );
     let r = app.post_json("sync-key-0001", &json!({"order": {"id": {"nested": true}}}));
     assert_eq!(r.status, 400, "an object is not a string: {r:?}");
     let (runs, _) = (app.admin_get("/api/executions?workflow=sync").json(), ());
-    assert_eq!(runs["executions"].as_array().map(Vec::len), Some(0), "400s start no run: {runs}");
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(0),
+        "400s start no run: {runs}"
+    );
 }
 
 #[test]
@@ -196,24 +260,41 @@ fn sync_runs() {
     // A response node answers; nodes after it do not run.
     let r = app.post(
         "sync-key-0001?n=7",
-        &[("content-type", "application/json"), ("x-request-id", "req-1")],
+        &[
+            ("content-type", "application/json"),
+            ("x-request-id", "req-1"),
+        ],
         r#"{"order": {"id": 42}, "status": "SUCCESS"}"#,
     );
     assert_eq!(r.status, 201, "{r:?}\n{}", app.log_text());
-    assert_eq!(r.json(), json!({"code": "SUCCESS", "order": "42", "n": 7, "rid": "req-1"}));
+    assert_eq!(
+        r.json(),
+        json!({"code": "SUCCESS", "order": "42", "n": 7, "rid": "req-1"})
+    );
     assert_eq!(r.header("x-order"), Some("42"));
     assert_eq!(r.header("content-type"), Some("application/json"));
     let record = app.execution(&r.execution());
     assert_eq!(record["status"], json!("resolved"));
-    let jobs: Vec<&str> = record["jobs"].as_array().expect("jobs").iter().map(|j| j["type"].as_str().unwrap_or_default()).collect();
+    let jobs: Vec<&str> = record["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["type"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(jobs, vec!["condition", "response"], "{record}");
     assert_eq!(record["response"]["status"], json!(201));
     assert_eq!(record["response"]["body"]["order"], json!("42"));
     assert_eq!(record["trigger"]["query"], json!({"n": "7"}));
-    assert_eq!(record["trigger"]["path"], json!("/api/webhook:trigger/sync-key-0001"));
+    assert_eq!(
+        record["trigger"]["path"],
+        json!("/api/webhook:trigger/sync-key-0001")
+    );
 
     // No response node: 200 with the status and execution id.
-    let r = app.post_json("sync-key-0001", &json!({"order": {"id": "B"}, "status": "PENDING"}));
+    let r = app.post_json(
+        "sync-key-0001",
+        &json!({"order": {"id": "B"}, "status": "PENDING"}),
+    );
     assert_eq!(r.status, 200);
     let id = r.execution();
     assert_eq!(r.json(), json!({"status": "resolved", "execution_id": id}));
@@ -228,7 +309,13 @@ fn sync_runs() {
     assert_eq!(r.json(), json!({"status": "failed", "execution_id": id}));
     let record = app.execution(&id);
     assert_eq!(record["status"], json!("failed"));
-    assert!(record["error"].as_str().unwrap_or_default().contains("node `boom` failed"), "{record}");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node `boom` failed"),
+        "{record}"
+    );
     assert_eq!(record["jobs"][0]["status"], json!("failed"));
     assert!(!r.body.contains("undefined"));
 }
@@ -243,7 +330,10 @@ fn async_runs_are_acknowledged_then_completed() {
     assert_eq!(record["status"], json!("resolved"), "{record}");
     assert_eq!(record["jobs"][0]["result"], json!(42));
     assert_eq!(record["jobs"][1]["result"], json!("doubled 42"));
-    assert_eq!(record["response"], json!({"status": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": "ok"}));
+    assert_eq!(
+        record["response"],
+        json!({"status": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": "ok"})
+    );
 
     let r = app.post("async-key-0002", &[], "");
     assert_eq!(r.status, 202);
@@ -268,7 +358,10 @@ fn a_full_queue_answers_503_and_stores_nothing() {
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.header("retry-after"), Some("5"));
     assert_eq!(error_code(&r), "unavailable");
-    assert_eq!(app.admin_get("/api/executions").json()["executions"], json!([]));
+    assert_eq!(
+        app.admin_get("/api/executions").json()["executions"],
+        json!([])
+    );
 }
 
 #[test]
@@ -279,24 +372,48 @@ fn admin_api() {
     let r = app.admin_get("/api/workflows");
     assert_eq!(r.status, 200);
     let list = r.json();
-    let sync = list["workflows"].as_array().expect("list").iter().find(|w| w["id"] == "sync").cloned().expect("sync listed");
+    let sync = list["workflows"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|w| w["id"] == "sync")
+        .cloned()
+        .expect("sync listed");
     assert_eq!(sync["mode"], json!("sync"));
     assert_eq!(sync["loaded"], json!(true));
     assert_eq!(sync["url"], json!(app.hook("sync-key-0001")));
 
     let ids: Vec<String> = (0..3)
-        .map(|i| app.post_json("sync-key-0001", &json!({"order": {"id": format!("o{i}")}})).execution())
+        .map(|i| {
+            app.post_json("sync-key-0001", &json!({"order": {"id": format!("o{i}")}}))
+                .execution()
+        })
         .collect();
-    let page = app.admin_get("/api/executions?workflow=sync&limit=2").json();
-    let got: Vec<&str> = page["executions"].as_array().expect("rows").iter().map(|e| e["id"].as_str().unwrap_or_default()).collect();
+    let page = app
+        .admin_get("/api/executions?workflow=sync&limit=2")
+        .json();
+    let got: Vec<&str> = page["executions"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()]);
     let cursor = page["next_cursor"].as_str().expect("cursor").to_string();
-    let page = app.admin_get(&format!("/api/executions?workflow=sync&limit=2&cursor={cursor}")).json();
+    let page = app
+        .admin_get(&format!(
+            "/api/executions?workflow=sync&limit=2&cursor={cursor}"
+        ))
+        .json();
     assert_eq!(page["executions"][0]["id"], json!(ids[0]));
     assert_eq!(page["next_cursor"], json!(null));
     assert_eq!(app.admin_get("/api/executions?since=yesterday").status, 400);
     assert_eq!(app.admin_get("/api/executions?limit=5000").status, 400);
-    assert_eq!(app.admin_get("/api/executions/00000000-0000-0000-0000-000000000000").status, 404);
+    assert_eq!(
+        app.admin_get("/api/executions/00000000-0000-0000-0000-000000000000")
+            .status,
+        404
+    );
 
     // Retry a finished run: a new run with the same input, pointing back.
     let r = app.admin_post(&format!("/api/executions/{}/retry", ids[0]));
@@ -313,7 +430,13 @@ fn admin_api() {
 
 #[test]
 fn no_admin_token_means_404() {
-    let app = TestApp::spawn_with(&[("sync.yaml", SYNC)], Options { env: vec![("HOOKFLOW_ADMIN_TOKEN".into(), String::new())], ..Options::default() });
+    let app = TestApp::spawn_with(
+        &[("sync.yaml", SYNC)],
+        Options {
+            env: vec![("HOOKFLOW_ADMIN_TOKEN".into(), String::new())],
+            ..Options::default()
+        },
+    );
     for path in ["/api/workflows", "/api/executions"] {
         assert_eq!(app.get(path).status, 404);
         assert_eq!(app.admin_get(path).status, 404);

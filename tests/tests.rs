@@ -3,3 +3,5 @@
 mod cli;
 mod harness;
 mod http;
+mod runs;
+mod upstream;

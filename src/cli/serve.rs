@@ -2,7 +2,8 @@
 
 use super::{LogFormat, PlaceArgs};
 use anyhow::Context;
-use hookflow_executor::{Executor, QueueConfig};
+use hookflow_executor::policy::HostRules;
+use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
 use hookflow_model::units::parse_duration;
 use hookflow_store::{SledStore, Store};
 use hookflow_trigger::{AppState, Settings};
@@ -30,6 +31,12 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests and runs.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HOOKFLOW_SHUTDOWN_GRACE")]
     shutdown_grace: Duration,
+    /// Hosts or networks request nodes may call (comma-separated; default: any).
+    #[arg(long, env = "HOOKFLOW_REQUEST_ALLOW", value_delimiter = ',')]
+    request_allow: Vec<String>,
+    /// Hosts or networks request nodes may not call (comma-separated; wins over allow).
+    #[arg(long, env = "HOOKFLOW_REQUEST_DENY", value_delimiter = ',')]
+    request_deny: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "HOOKFLOW_LOG_FORMAT")]
     log_format: LogFormat,
@@ -40,7 +47,9 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -66,19 +75,30 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
         Arc::new(SledStore::open(&args.place.data).with_context(|| {
             format!("cannot open the data folder {}", args.place.data.display())
         })?);
+    let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
+        .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;
     let executor = Executor::new(
         store,
-        QueueConfig {
-            workers: args.workers.unwrap_or(cores),
-            capacity: args.queue_capacity,
+        ExecutorConfig {
+            queue: QueueConfig {
+                workers: args.workers.unwrap_or(cores),
+                capacity: args.queue_capacity,
+            },
+            request_policy,
         },
-    );
-    let listener = std::net::TcpListener::bind(&args.place.listen).with_context(|| format!("cannot listen on {}", args.place.listen))?;
+    )
+    .map_err(anyhow::Error::msg)?;
+    let listener = std::net::TcpListener::bind(&args.place.listen)
+        .with_context(|| format!("cannot listen on {}", args.place.listen))?;
     let local = listener.local_addr().context("no local address")?;
     let settings = Settings {
         workflows_dir: args.place.workflows.clone(),
         data_dir: args.place.data.clone(),
-        public_url: args.place.public_url.clone().unwrap_or_else(|| format!("http://{local}")),
+        public_url: args
+            .place
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}")),
         admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
         http_workers: cores,
         shutdown_grace: args.shutdown_grace,

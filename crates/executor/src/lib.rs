@@ -9,6 +9,7 @@
 
 pub mod answer;
 mod nodes;
+pub mod policy;
 mod queue;
 pub mod run;
 pub mod state;
@@ -64,24 +65,59 @@ pub enum RetryError {
     Unavailable(String),
 }
 
+/// Services shared by all runs.
+pub struct Env {
+    /// The HTTP client of request nodes.
+    pub http: reqwest::Client,
+    /// Where request nodes may connect.
+    pub policy: Arc<policy::HostRules>,
+    /// Largest response body a request node reads.
+    pub max_response_body: usize,
+}
+
+/// Executor settings.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutorConfig {
+    /// Workers and queue capacity.
+    pub queue: QueueConfig,
+    /// Request node destinations.
+    pub request_policy: policy::HostRules,
+}
+
+/// Largest response body a request node reads: 10 MiB.
+pub const MAX_RESPONSE_BODY: usize = 10 * 1024 * 1024;
+
 /// Runs workflows; cheap to clone.
 #[derive(Clone)]
 pub struct Executor {
     store: Arc<dyn Store>,
     queue: Arc<Queue>,
     versions: Arc<Versions>,
+    env: Arc<Env>,
 }
 
 impl Executor {
     /// An executor over `store`. Call [`Executor::start`] inside a Tokio runtime
     /// before accepting async runs.
-    pub fn new(store: Arc<dyn Store>, config: QueueConfig) -> Executor {
+    pub fn new(store: Arc<dyn Store>, config: ExecutorConfig) -> Result<Executor, String> {
         let versions = Arc::new(Versions::new(store.clone()));
-        Executor {
-            queue: Arc::new(Queue::new(config)),
+        let policy = Arc::new(config.request_policy);
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(policy::PolicyResolver(policy.clone())))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Executor {
+            queue: Arc::new(Queue::new(config.queue)),
             store,
             versions,
-        }
+            env: Arc::new(Env {
+                http,
+                policy,
+                max_response_body: MAX_RESPONSE_BODY,
+            }),
+        })
     }
 
     /// The store.
@@ -154,6 +190,7 @@ impl Executor {
             state,
             scope,
             store: self.store.clone(),
+            env: self.env.clone(),
             durable: false,
             control: control.clone(),
             deadline: None,
@@ -325,6 +362,7 @@ impl Executor {
             state,
             scope,
             store: self.store.clone(),
+            env: self.env.clone(),
             durable: true,
             control: Arc::new(Control::default()),
             deadline,

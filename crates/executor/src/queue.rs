@@ -21,6 +21,15 @@ pub struct QueueConfig {
     pub capacity: usize,
 }
 
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            workers: 2,
+            capacity: 10_000,
+        }
+    }
+}
+
 /// A run ready to be executed.
 pub struct QueueItem {
     pub record: ExecutionRecord,

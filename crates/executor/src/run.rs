@@ -67,6 +67,24 @@ impl Control {
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
+
+    /// Resolves once cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The input of a run: the full trigger context and the parsed variables.
@@ -175,6 +193,8 @@ pub struct Run {
     pub scope: Scope,
     /// Where records go.
     pub store: Arc<dyn Store>,
+    /// Shared services (HTTP client, request policy).
+    pub env: Arc<crate::Env>,
     /// Save the position after each node (async runs).
     pub durable: bool,
     /// Cancellation.
@@ -243,8 +263,15 @@ impl Run {
                 let cx = NodeCx {
                     workflow: &workflow,
                     scope: &self.scope,
+                    execution_id: &self.record.id,
+                    env: &self.env,
                 };
-                nodes::run(node, &cx).await
+                let work = nodes::run(node_id, node, &cx);
+                tokio::select! {
+                    outcome = work => outcome,
+                    _ = self.control.cancelled() => return Ending::Aborted("timeout".into()),
+                    _ = sleep_until_opt(self.deadline) => return Ending::Aborted("timeout".into()),
+                }
             };
             let mut job = JobRecord {
                 key: node.key.clone(),

@@ -11,6 +11,9 @@ use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Basic credentials: user name and password bytes.
+pub type Credentials = (Vec<u8>, Vec<u8>);
+
 /// A workflow reachable at a URL.
 pub struct Served {
     /// The compiled workflow.
@@ -18,7 +21,7 @@ pub struct Served {
     /// Its URL key.
     pub key: String,
     /// Basic credentials, rendered once from the secrets.
-    pub basic: Option<(Vec<u8>, Vec<u8>)>,
+    pub basic: Option<Credentials>,
 }
 
 /// One row of `GET /api/workflows` and `hookflow urls`.
@@ -140,7 +143,7 @@ impl Registry {
 }
 
 /// Renders Basic credentials with only `secrets` in scope.
-fn credentials(workflow: &Workflow) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+fn credentials(workflow: &Workflow) -> Result<Option<Credentials>, String> {
     let Some(auth) = &workflow.trigger.basic_auth else {
         return Ok(None);
     };

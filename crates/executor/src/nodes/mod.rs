@@ -5,11 +5,12 @@ mod condition;
 mod end;
 mod json_query;
 mod log;
+mod request;
 mod response;
 mod switch;
 
 use crate::answer::Answer;
-use hookflow_model::runtime::{BlockId, Node, NodeKind, Workflow};
+use hookflow_model::runtime::{BlockId, Node, NodeId, NodeKind, Workflow};
 use hookflow_model::template::{EvalError, Scope};
 use serde_json::Value as Json;
 
@@ -48,10 +49,14 @@ pub struct NodeCx<'a> {
     pub workflow: &'a Workflow,
     /// Template variables.
     pub scope: &'a Scope,
+    /// The run's id.
+    pub execution_id: &'a str,
+    /// Shared services.
+    pub env: &'a crate::Env,
 }
 
-/// Runs one node.
-pub async fn run(node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeError> {
+/// Runs one node (`id` is its index in the workflow).
+pub async fn run(id: NodeId, node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeError> {
     match &node.kind {
         NodeKind::Condition {
             test,
@@ -69,12 +74,15 @@ pub async fn run(node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeError> {
         NodeKind::Response(spec) => response::run(cx, spec),
         NodeKind::End { status, message } => end::run(cx, *status, message.as_ref()),
         NodeKind::Log { message, level } => log::run(cx, message, *level),
-        NodeKind::Request(_)
-        | NodeKind::Loop { .. }
-        | NodeKind::Parallel { .. }
-        | NodeKind::Delay(_) => Err(NodeError(format!(
-            "`{}` nodes are not available in this version of hookflow",
-            node.type_name()
-        ))),
+        NodeKind::Request(spec) => {
+            let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
+            request::run(cx, spec, &ident).await
+        }
+        NodeKind::Loop { .. } | NodeKind::Parallel { .. } | NodeKind::Delay(_) => {
+            Err(NodeError(format!(
+                "`{}` nodes are not available in this version of hookflow",
+                node.type_name()
+            )))
+        }
     }
 }

@@ -1,0 +1,160 @@
+//! A real HTTP server for request nodes to call, started inside a test.
+//!
+//! Routes: `/sleep/{ms}` answers after a pause; `/status/{code}` answers that
+//! status; `/flaky/{n}` answers 503 (with `Retry-After` when `?retry_after=` is
+//! given) to its first `n` calls, then 200; anything else echoes the request.
+
+#![allow(dead_code)]
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value as Json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request the upstream received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Headers, names lower-cased.
+    pub headers: HashMap<String, String>,
+    /// Body text.
+    pub body: String,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Shared {
+    hits: Mutex<Vec<Hit>>,
+    counts: Mutex<HashMap<String, u32>>,
+}
+
+/// A running upstream.
+pub struct Upstream {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    shared: Arc<Shared>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let hit = Hit {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+        query: req.query_string().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    };
+    if let Ok(mut hits) = shared.hits.lock() {
+        hits.push(hit.clone());
+    }
+    let count = {
+        let mut counts = shared.counts.lock().expect("counts");
+        let c = counts.entry(hit.path.clone()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    let parts: Vec<&str> = hit.path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["sleep", ms] => {
+            let ms: u64 = ms.parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            HttpResponse::Ok().json(json!({"slept": ms}))
+        }
+        ["status", code] => {
+            let code = actix_web::http::StatusCode::from_u16(code.parse().unwrap_or(500))
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+            HttpResponse::build(code).json(json!({"status": code.as_u16()}))
+        }
+        ["flaky", n] => {
+            let n: u32 = n.parse().unwrap_or(0);
+            if count <= n {
+                let mut r = HttpResponse::ServiceUnavailable();
+                if let Some(ra) = hit.query.strip_prefix("retry_after=") {
+                    r.insert_header(("retry-after", ra.to_string()));
+                }
+                r.json(json!({"try": count}))
+            } else {
+                HttpResponse::Ok().json(json!({"try": count}))
+            }
+        }
+        _ => {
+            let parsed: Json =
+                serde_json::from_str(&hit.body).unwrap_or(Json::String(hit.body.clone()));
+            HttpResponse::Ok().json(json!({"method": hit.method, "path": hit.path, "query": hit.query, "headers": hit.headers, "body": parsed}))
+        }
+    }
+}
+
+impl Upstream {
+    /// Starts on a free loopback port.
+    pub fn start() -> Upstream {
+        let shared = Arc::new(Shared::default());
+        let data = web::Data::from(shared.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .default_service(web::to(handle))
+                })
+                .workers(2)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(("127.0.0.1", 0))
+                .expect("bind upstream");
+                let addr = server.addrs()[0];
+                let server = server.run();
+                let _ = tx.send((addr, server.handle()));
+                let _ = server.await;
+            });
+        });
+        let (addr, handle) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("upstream started");
+        Upstream {
+            base: format!("http://{addr}"),
+            shared,
+            handle,
+        }
+    }
+
+    /// Every request so far.
+    pub fn hits(&self) -> Vec<Hit> {
+        self.shared
+            .hits
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
+    /// Requests to one path.
+    pub fn hits_on(&self, path: &str) -> Vec<Hit> {
+        self.hits().into_iter().filter(|h| h.path == path).collect()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)));
+    }
+}
