@@ -15,6 +15,9 @@ pub mod run;
 pub mod state;
 mod versions;
 
+#[cfg(test)]
+mod tests;
+
 pub use answer::Answer;
 pub use queue::QueueConfig;
 pub use run::{Ending, RunInput};
