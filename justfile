@@ -17,3 +17,7 @@ lint:
 # Rewrite docs/workflow.schema.json from the Rust types.
 schema:
     cargo run --quiet -- schema > docs/workflow.schema.json
+
+# Throughput and latency: sync and async hookflow vs a hand-written actix-web handler.
+bench:
+    bash bench/bench.sh

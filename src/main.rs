@@ -3,6 +3,11 @@
 mod cli;
 
 use clap::Parser;
+
+// glibc's allocator spends much of a request's time consolidating chunks freed
+// on other threads (records are built on HTTP workers and written elsewhere).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -23,7 +23,7 @@ pub use queue::QueueConfig;
 pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
-use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store};
+use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
 use queue::{Queue, QueueItem};
 use run::{new_record, scope_for, Control, Responder, Run};
 use state::RunState;
@@ -259,15 +259,12 @@ impl Executor {
             state: state.to_json(),
             wake_at: None,
         };
-        let stored = self
-            .store
-            .put_input(&record.id, &input.to_json())
-            .and_then(|_| self.store.put(&record, Some(&pending)));
-        if let Err(e) = stored {
-            return Err(AcceptError::Store(e.to_string()));
-        }
         self.store
-            .flush()
+            .put_durable(Write {
+                record: record.clone(),
+                pending: Some(pending),
+                input: Some(input.to_json()),
+            })
             .await
             .map_err(|e| AcceptError::Store(e.to_string()))?;
         slot.push(QueueItem {
@@ -380,9 +377,11 @@ impl Executor {
         record.status = RunStatus::Failed;
         record.error = Some(error);
         record.finished_at = Some(hookflow_model::time::now_rfc3339());
-        if let Err(e) = self.store.put(&record, None) {
-            tracing::error!(message = "Could not write the execution record.", error = %e);
-        }
+        self.store.put(Write {
+            record,
+            pending: None,
+            input: None,
+        });
     }
 
     /// Stops taking queued runs and waits up to `grace` for running ones;

@@ -8,7 +8,7 @@ use hookflow_model::def::OnError;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis};
-use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store};
+use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store, Write};
 use serde_json::{json, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -226,14 +226,15 @@ impl Run {
         if !self.durable {
             return;
         }
-        let pending = Pending {
-            status: RunStatus::Running,
-            state: self.state.to_json(),
-            wake_at: None,
-        };
-        if let Err(error) = self.store.put(&self.record, Some(&pending)) {
-            tracing::warn!(message = "Could not save the run's position.", %error);
-        }
+        self.store.put(Write {
+            record: self.record.clone(),
+            pending: Some(Pending {
+                status: RunStatus::Running,
+                state: self.state.to_json(),
+                wake_at: None,
+            }),
+            input: None,
+        });
     }
 
     async fn steps(&mut self) -> Ending {
@@ -357,14 +358,12 @@ impl Run {
             }
             None => tracing::info!(message = "Run finished.", status = status.as_str()),
         }
-        if let Some(input) = &self.unstored_input {
-            if let Err(error) = self.store.put_input(&self.record.id, input) {
-                tracing::error!(message = "Could not store the run's input.", %error);
-            }
-        }
-        if let Err(error) = self.store.put(&self.record, None) {
-            tracing::error!(message = "Could not write the execution record.", %error);
-        }
+        // Nobody waits for the final record to be durable: it is written behind.
+        self.store.put(Write {
+            record: self.record.clone(),
+            pending: None,
+            input: self.unstored_input.take(),
+        });
         self.record
     }
 }

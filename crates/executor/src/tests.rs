@@ -6,7 +6,10 @@ use crate::state::{Frame, RunState};
 use crate::Env;
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
-use hookflow_store::{BoxFuture, ExecutionFilter, ExecutionRecord, Pending, RunStatus, SledStore, Store, StoreResult};
+use hookflow_store::{
+    BoxFuture, ExecutionFilter, ExecutionRecord, Pending, RunStatus, SledStore, Store, StoreResult,
+    Write,
+};
 use serde_json::{json, Value as Json};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -18,14 +21,14 @@ struct Recording {
 }
 
 impl Store for Recording {
-    fn put(&self, record: &ExecutionRecord, pending: Option<&Pending>) -> StoreResult<()> {
-        if let (Some(p), Ok(mut saved)) = (pending, self.saved.lock()) {
-            saved.push((record.clone(), p.clone()));
+    fn put(&self, write: Write) {
+        if let (Some(p), Ok(mut saved)) = (&write.pending, self.saved.lock()) {
+            saved.push((write.record.clone(), p.clone()));
         }
-        self.inner.put(record, pending)
+        self.inner.put(write)
     }
-    fn put_input(&self, id: &str, input: &Json) -> StoreResult<()> {
-        self.inner.put_input(id, input)
+    fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.put_durable(write)
     }
     fn input(&self, id: &str) -> StoreResult<Option<Json>> {
         self.inner.input(id)
@@ -83,8 +86,14 @@ nodes:
 "#;
 
 fn workflow() -> Arc<Workflow> {
-    let file = load_source("branches", Path::new("branches.yaml"), WORKFLOW, &LoadOptions::process_env(SecretPolicy::Warn));
-    file.workflow.unwrap_or_else(|| panic!("{:?}", file.diagnostics))
+    let file = load_source(
+        "branches",
+        Path::new("branches.yaml"),
+        WORKFLOW,
+        &LoadOptions::process_env(SecretPolicy::Warn),
+    );
+    file.workflow
+        .unwrap_or_else(|| panic!("{:?}", file.diagnostics))
 }
 
 fn env() -> Arc<Env> {
@@ -95,7 +104,13 @@ fn env() -> Arc<Env> {
     })
 }
 
-fn run_from(store: Arc<dyn Store>, wf: &Arc<Workflow>, record: ExecutionRecord, state: RunState, input: &RunInput) -> Run {
+fn run_from(
+    store: Arc<dyn Store>,
+    wf: &Arc<Workflow>,
+    record: ExecutionRecord,
+    state: RunState,
+    input: &RunInput,
+) -> Run {
     Run {
         workflow: wf.clone(),
         scope: scope_for(wf, &record, input, &state),
@@ -112,7 +127,11 @@ fn run_from(store: Arc<dyn Store>, wf: &Arc<Workflow>, record: ExecutionRecord, 
 }
 
 fn job_keys(record: &ExecutionRecord) -> Vec<String> {
-    record.jobs.iter().map(|j| j.key.clone().unwrap_or_default()).collect()
+    record
+        .jobs
+        .iter()
+        .map(|j| j.key.clone().unwrap_or_default())
+        .collect()
 }
 
 #[tokio::test]
@@ -127,11 +146,24 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
         trigger: json!({"body": {"x": 4}}),
         vars: json!({}),
     };
-    let record = new_record(uuid::Uuid::now_v7().to_string(), &wf, &input, RunStatus::Queued);
-    let full = run_from(store.clone(), &wf, record, RunState::start(), &input).drive().await;
+    let record = new_record(
+        uuid::Uuid::now_v7().to_string(),
+        &wf,
+        &input,
+        RunStatus::Queued,
+    );
+    let full = run_from(store.clone(), &wf, record, RunState::start(), &input)
+        .drive()
+        .await;
     assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
-    assert_eq!(job_keys(&full), vec!["a", "c", "b", "s", "small", "inner", "z"]);
-    assert_eq!(full.jobs.last().map(|j| j.result.clone()), Some(json!([5, 50, 51])));
+    assert_eq!(
+        job_keys(&full),
+        vec!["a", "c", "b", "s", "small", "inner", "z"]
+    );
+    assert_eq!(
+        full.jobs.last().map(|j| j.result.clone()),
+        Some(json!([5, 50, 51]))
+    );
 
     let saved = store.saved.lock().expect("saved").clone();
     // One save when the run starts and one after each node.
@@ -139,11 +171,16 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
     // Positions are plain data: the save after `s` is inside the switch's default block.
     let after_switch = RunState::from_json(&saved[4].1.state).expect("state");
     assert_eq!(after_switch.frames.len(), 3);
-    assert!(matches!(after_switch.frames[2], Frame::Block { next: 0, .. }));
+    assert!(matches!(
+        after_switch.frames[2],
+        Frame::Block { next: 0, .. }
+    ));
 
     for (i, (record, pending)) in saved.iter().enumerate() {
         let state = RunState::from_json(&pending.state).expect("saved state reads back");
-        let resumed = run_from(store.clone(), &wf, record.clone(), state, &input).drive().await;
+        let resumed = run_from(store.clone(), &wf, record.clone(), state, &input)
+            .drive()
+            .await;
         assert_eq!(resumed.status, RunStatus::Resolved, "resume from save {i}");
         assert_eq!(job_keys(&resumed), job_keys(&full), "resume from save {i}");
         let results: Vec<&Json> = resumed.jobs.iter().map(|j| &j.result).collect();
@@ -157,18 +194,45 @@ async fn a_failing_node_ends_the_run_unless_it_continues() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("open"));
     let text = "title: f\ntrigger: { type: webhook }\nnodes:\n  - { key: soft, type: calculation, expression: \"nope.x\", on_error: continue }\n  - { key: hard, type: calculation, expression: \"nope.y\" }\n  - { key: never, type: log, message: x }\n";
-    let file = load_source("f", Path::new("f.yaml"), text, &LoadOptions::process_env(SecretPolicy::Warn));
+    let file = load_source(
+        "f",
+        Path::new("f.yaml"),
+        text,
+        &LoadOptions::process_env(SecretPolicy::Warn),
+    );
     let wf = file.workflow.expect("loads");
     let input = RunInput {
         trigger: json!({}),
         vars: json!({}),
     };
-    let record = new_record(uuid::Uuid::now_v7().to_string(), &wf, &input, RunStatus::Queued);
-    let done = run_from(store.clone(), &wf, record, RunState::start(), &input).drive().await;
+    let record = new_record(
+        uuid::Uuid::now_v7().to_string(),
+        &wf,
+        &input,
+        RunStatus::Queued,
+    );
+    let done = run_from(store.clone(), &wf, record, RunState::start(), &input)
+        .drive()
+        .await;
     assert_eq!(done.status, RunStatus::Failed);
     assert_eq!(job_keys(&done), vec!["soft", "hard"]);
-    assert!(done.jobs[0].result["error"].as_str().unwrap_or_default().contains("undefined"), "{:?}", done.jobs[0]);
-    assert!(done.error.as_deref().unwrap_or_default().starts_with("node `hard` failed"), "{:?}", done.error);
+    assert!(
+        done.jobs[0].result["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("undefined"),
+        "{:?}",
+        done.jobs[0]
+    );
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("node `hard` failed"),
+        "{:?}",
+        done.error
+    );
     // A finished run leaves nothing pending.
+    store.flush().await.expect("flush");
     assert!(store.pending().expect("pending").is_empty());
 }

@@ -307,6 +307,8 @@ pub struct Scope {
     entries: BTreeMap<&'static str, MjValue>,
     nodes: BTreeMap<String, MjValue>,
     loops: Vec<MjValue>,
+    /// The context handed to templates, built on first use after a change.
+    context: std::sync::OnceLock<MjValue>,
 }
 
 impl Scope {
@@ -317,12 +319,14 @@ impl Scope {
 
     /// Sets a top-level variable (`trigger`, `vars`, `execution`, `secrets`).
     pub fn set(&mut self, name: &'static str, value: &Json) {
+        self.context = std::sync::OnceLock::new();
         self.entries
             .insert(name, MjValue::from(minijinja::value::Serde(value)));
     }
 
     /// Sets `nodes.<key>`.
     pub fn set_node(&mut self, key: &str, value: &Json) {
+        self.context = std::sync::OnceLock::new();
         self.nodes.insert(
             key.to_string(),
             MjValue::from(minijinja::value::Serde(value)),
@@ -331,6 +335,7 @@ impl Scope {
 
     /// Enters a loop iteration: `loop.item`, `loop.index`.
     pub fn push_loop(&mut self, item: &Json, index: usize) {
+        self.context = std::sync::OnceLock::new();
         let mut m = BTreeMap::new();
         m.insert("item", MjValue::from(minijinja::value::Serde(item)));
         m.insert("index", MjValue::from(index));
@@ -339,15 +344,20 @@ impl Scope {
 
     /// Leaves the innermost loop iteration.
     pub fn pop_loop(&mut self) {
+        self.context = std::sync::OnceLock::new();
         self.loops.pop();
     }
 
     fn context(&self) -> MjValue {
-        MjValue::from_object(ScopeObject {
-            entries: self.entries.clone(),
-            nodes: MjValue::from(self.nodes.clone()),
-            current_loop: self.loops.last().cloned(),
-        })
+        self.context
+            .get_or_init(|| {
+                MjValue::from_object(ScopeObject {
+                    entries: self.entries.clone(),
+                    nodes: MjValue::from(self.nodes.clone()),
+                    current_loop: self.loops.last().cloned(),
+                })
+            })
+            .clone()
     }
 }
 

@@ -50,19 +50,34 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A boxed future, for the one async method of the trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// One write of a run: its record, its pending entry (`Some` while the run is
+/// queued, running or waiting; `None` removes it) and, when given, its input.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// The record.
+    pub record: ExecutionRecord,
+    /// The pending entry, or `None` for a finished run.
+    pub pending: Option<Pending>,
+    /// The run's full input (the unredacted trigger context and vars), kept
+    /// for resume and retry until the record is removed.
+    pub input: Option<serde_json::Value>,
+}
+
 /// Everything hookflow keeps about runs.
 ///
-/// Writes are not durable until [`Store::flush`] returns; many concurrent
-/// callers of `flush` share one disk sync (group commit).
+/// Writes go through one ordered queue: a write is applied after every write
+/// submitted before it, and reads see it within milliseconds. A write is
+/// durable once [`Store::put_durable`] or a later [`Store::flush`] resolves;
+/// many concurrent callers share one disk sync (group commit).
 pub trait Store: Send + Sync + 'static {
-    /// Writes an execution record and, in the same atomic batch, its pending
-    /// entry (`Some`: the run is queued, running or waiting) or the removal of
-    /// that entry (`None`: the run is finished).
-    fn put(&self, record: &ExecutionRecord, pending: Option<&Pending>) -> StoreResult<()>;
+    /// Queues a write.
+    fn put(&self, write: Write);
 
-    /// Stores a run's full input (the unredacted trigger context), kept for
-    /// resume and retry until the record is removed.
-    fn put_input(&self, id: &str, input: &serde_json::Value) -> StoreResult<()>;
+    /// Queues a write and resolves once it is on disk.
+    fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Resolves once every write queued before it is on disk.
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 
     /// A run's full input.
     fn input(&self, id: &str) -> StoreResult<Option<serde_json::Value>>;
@@ -85,7 +100,4 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes finished records (and their inputs) that started before `cutoff_ms`; returns how many.
     fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize>;
-
-    /// Makes every write so far durable.
-    fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 }

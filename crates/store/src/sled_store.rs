@@ -1,23 +1,40 @@
-//! The sled implementation of [`Store`], with a group-commit flusher.
+//! The sled implementation of [`Store`]: one writer thread applies queued
+//! writes in order, many at a time in one batch, and syncs the disk once per
+//! batch that holds a durable write (group commit).
 
 use crate::record::{ExecutionFilter, ExecutionRecord, Pending};
-use crate::{BoxFuture, Store, StoreError, StoreResult};
+use crate::{BoxFuture, Store, StoreError, StoreResult, Write};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+/// sled's page cache (its default is 1 GiB).
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// Most writes applied in one batch.
+const MAX_BATCH: usize = 4096;
+/// Most writes waiting for the writer; past it, submitting blocks (backpressure).
+const BACKLOG: usize = 16_384;
+
 const RECORD: u8 = b'e';
 const PENDING: u8 = b'p';
 const INPUT: u8 = b'i';
+
+/// Work for the writer thread.
+enum Job {
+    /// A write; with a sender, answer once it is on disk.
+    Write(Box<Write>, Option<oneshot::Sender<StoreResult<()>>>),
+    /// Answer once everything before it is on disk.
+    Barrier(oneshot::Sender<StoreResult<()>>),
+}
 
 /// Executions, pending runs and workflow versions in one sled database.
 pub struct SledStore {
     db: sled::Db,
     runs: sled::Tree,
     versions: sled::Tree,
-    flush_requests: Option<mpsc::Sender<oneshot::Sender<StoreResult<()>>>>,
-    flush_thread: Option<std::thread::JoinHandle<()>>,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 fn db_err(e: sled::Error) -> StoreError {
@@ -59,6 +76,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| {
                 let text = e.to_string();
@@ -73,57 +91,112 @@ impl SledStore {
             })?;
         let runs = db.open_tree("runs").map_err(db_err)?;
         let versions = db.open_tree("versions").map_err(db_err)?;
-        let (tx, rx) = mpsc::channel::<oneshot::Sender<StoreResult<()>>>();
-        let flush_db = db.clone();
-        let thread = std::thread::Builder::new()
-            .name("hookflow-flush".into())
-            .spawn(move || group_commit(flush_db, rx))
-            .map_err(|e| StoreError::Db(format!("cannot start the flush thread: {e}")))?;
+        let (tx, rx) = mpsc::sync_channel(BACKLOG);
+        let (writer_db, writer_runs) = (db.clone(), runs.clone());
+        let writer = std::thread::Builder::new()
+            .name("hookflow-writer".into())
+            .spawn(move || write_loop(writer_db, writer_runs, rx))
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(SledStore {
             db,
             runs,
             versions,
-            flush_requests: Some(tx),
-            flush_thread: Some(thread),
+            jobs: Some(tx),
+            writer: Some(writer),
         })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        match &self.jobs {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
     }
 }
 
-/// Waits for flush requests; every request that arrived while a sync was
-/// running is answered by the next single sync.
-fn group_commit(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<StoreResult<()>>>) {
+fn add_to_batch(batch: &mut sled::Batch, w: &Write) -> StoreResult<()> {
+    let id = &w.record.id;
+    let (Some(rk), Some(pk), Some(ik)) = (key(RECORD, id), key(PENDING, id), key(INPUT, id)) else {
+        return Err(StoreError::Db(format!("invalid execution id {id}")));
+    };
+    batch.insert(&rk[..], encode(&w.record)?);
+    match &w.pending {
+        Some(p) => batch.insert(&pk[..], encode(p)?),
+        None => batch.remove(&pk[..]),
+    }
+    if let Some(input) = &w.input {
+        batch.insert(&ik[..], encode(input)?);
+    }
+    Ok(())
+}
+
+/// The writer: takes every job waiting, applies the writes as one batch,
+/// syncs once if anyone waits for durability, then answers them.
+fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        let mut waiters = vec![first];
-        waiters.extend(rx.try_iter());
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        for w in waiters {
-            let _ = w.send(result.clone().map_err(StoreError::Db));
+        let mut batch = sled::Batch::default();
+        let mut waiters = Vec::new();
+        let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
+        for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
+            match job {
+                Job::Write(w, waiter) => match (add_to_batch(&mut batch, &w), waiter) {
+                    (Ok(()), Some(tx)) => waiters.push(tx),
+                    (Ok(()), None) => {}
+                    (Err(e), Some(tx)) => failed.push((tx, e)),
+                    (Err(error), None) => {
+                        tracing::error!(message = "Could not write an execution record.", %error)
+                    }
+                },
+                Job::Barrier(tx) => waiters.push(tx),
+            }
+        }
+        let mut result = runs.apply_batch(batch).map_err(|e| e.to_string());
+        if result.is_ok() && !waiters.is_empty() {
+            result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        }
+        if let Err(error) = &result {
+            tracing::error!(message = "Could not write execution records.", %error);
+        }
+        for tx in waiters {
+            let _ = tx.send(result.clone().map_err(StoreError::Db));
+        }
+        for (tx, e) in failed {
+            let _ = tx.send(Err(e));
         }
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Db("the store's writer has stopped".into())
 }
 
 impl Store for SledStore {
-    fn put(&self, record: &ExecutionRecord, pending: Option<&Pending>) -> StoreResult<()> {
-        let (Some(rk), Some(pk)) = (key(RECORD, &record.id), key(PENDING, &record.id)) else {
-            return Err(StoreError::Db(format!(
-                "invalid execution id {}",
-                record.id
-            )));
-        };
-        let mut batch = sled::Batch::default();
-        batch.insert(&rk[..], encode(record)?);
-        match pending {
-            Some(p) => batch.insert(&pk[..], encode(p)?),
-            None => batch.remove(&pk[..]),
+    fn put(&self, write: Write) {
+        if self.submit(Job::Write(Box::new(write), None)).is_err() {
+            tracing::error!(message = "The store's writer has stopped; a record was not written.");
         }
-        self.runs.apply_batch(batch).map_err(db_err)
     }
 
-    fn put_input(&self, id: &str, input: &Json) -> StoreResult<()> {
-        let k =
-            key(INPUT, id).ok_or_else(|| StoreError::Db(format!("invalid execution id {id}")))?;
-        self.runs.insert(&k[..], encode(input)?).map_err(db_err)?;
-        Ok(())
+    fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        let submitted = self.submit(Job::Write(Box::new(write), Some(tx))).is_ok();
+        Box::pin(async move {
+            if !submitted {
+                return Err(stopped());
+            }
+            rx.await.map_err(|_| stopped())?
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        let submitted = self.submit(Job::Barrier(tx)).is_ok();
+        Box::pin(async move {
+            if !submitted {
+                return Err(stopped());
+            }
+            rx.await.map_err(|_| stopped())?
+        })
     }
 
     fn input(&self, id: &str) -> StoreResult<Option<Json>> {
@@ -145,7 +218,6 @@ impl Store for SledStore {
             None => Ok(None),
         }
     }
-
     fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
         let start = [RECORD];
         let end = match f.cursor.as_deref().and_then(|c| key(RECORD, c)) {
@@ -240,29 +312,14 @@ impl Store for SledStore {
         self.runs.apply_batch(batch).map_err(db_err)?;
         Ok(removed)
     }
-
-    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self
-            .flush_requests
-            .as_ref()
-            .map(|s| s.send(tx).is_ok())
-            .unwrap_or(false);
-        Box::pin(async move {
-            if !sent {
-                return Err(StoreError::Db("the flush thread has stopped".into()));
-            }
-            rx.await
-                .map_err(|_| StoreError::Db("the flush thread has stopped".into()))?
-        })
-    }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // Stop the flush thread so that its handle on the database is released.
-        self.flush_requests.take();
-        if let Some(t) = self.flush_thread.take() {
+        // Let the writer apply what is queued, then release its handle on the
+        // database and sync.
+        self.jobs.take();
+        if let Some(t) = self.writer.take() {
             let _ = t.join();
         }
         let _ = self.db.flush();
@@ -292,12 +349,20 @@ mod tests {
         }
     }
 
+    fn write(record: ExecutionRecord, pending: Option<Pending>, input: Option<Json>) -> Write {
+        Write {
+            record,
+            pending,
+            input,
+        }
+    }
+
     fn ids(n: usize) -> Vec<String> {
         (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect()
     }
 
     #[tokio::test]
-    async fn records_pending_and_restart() {
+    async fn durable_writes_survive_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ids = ids(3);
         {
@@ -308,22 +373,30 @@ mod tests {
                 wake_at: None,
             };
             store
-                .put(&record(&ids[0], "a", RunStatus::Queued, 1), Some(&p))
-                .expect("put");
-            store
-                .put(&record(&ids[1], "a", RunStatus::Resolved, 2), None)
-                .expect("put");
-            store
-                .put_input(&ids[0], &json!({"body": 1}))
-                .expect("input");
+                .put_durable(write(
+                    record(&ids[0], "a", RunStatus::Queued, 1),
+                    Some(p),
+                    Some(json!({"body": 1})),
+                ))
+                .await
+                .expect("durable put");
+            store.put(write(
+                record(&ids[1], "a", RunStatus::Resolved, 2),
+                None,
+                None,
+            ));
             store.put_version("v1", "title: x").expect("version");
-            store.flush().await.expect("flush");
+            // Dropping the store applies what is queued.
         }
         let store = SledStore::open(dir.path()).expect("reopen");
         let pending = store.pending().expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].0.id, ids[0]);
         assert_eq!(pending[0].1.state, json!({"at": 1}));
+        assert_eq!(
+            store.get(&ids[1]).expect("get").map(|r| r.status),
+            Some(RunStatus::Resolved)
+        );
         assert_eq!(
             store.input(&ids[0]).expect("input"),
             Some(json!({"body": 1}))
@@ -332,11 +405,27 @@ mod tests {
             store.version("v1").expect("version").as_deref(),
             Some("title: x")
         );
-        // Finishing removes the pending entry.
-        store
-            .put(&record(&ids[0], "a", RunStatus::Resolved, 1), None)
-            .expect("put");
+        // Writes apply in order: finishing removes the pending entry.
+        store.put(write(
+            record(&ids[0], "a", RunStatus::Running, 1),
+            Some(Pending {
+                status: RunStatus::Running,
+                state: json!({"at": 2}),
+                wake_at: None,
+            }),
+            None,
+        ));
+        store.put(write(
+            record(&ids[0], "a", RunStatus::Resolved, 1),
+            None,
+            None,
+        ));
+        store.flush().await.expect("flush");
         assert!(store.pending().expect("pending").is_empty());
+        assert_eq!(
+            store.get(&ids[0]).expect("get").map(|r| r.status),
+            Some(RunStatus::Resolved)
+        );
         assert_eq!(store.get("not-a-uuid").expect("get"), None);
     }
 
@@ -347,10 +436,13 @@ mod tests {
         let ids = ids(5);
         for (i, id) in ids.iter().enumerate() {
             let wf = if i % 2 == 0 { "even" } else { "odd" };
-            store
-                .put(&record(id, wf, RunStatus::Resolved, 100 + i as u64), None)
-                .expect("put");
+            store.put(write(
+                record(id, wf, RunStatus::Resolved, 100 + i as u64),
+                None,
+                Some(json!(i)),
+            ));
         }
+        store.flush().await.expect("flush");
         let page = |f: ExecutionFilter| {
             let (recs, cursor) = store.list(&f).expect("list");
             (recs.into_iter().map(|r| r.id).collect::<Vec<_>>(), cursor)
@@ -393,23 +485,35 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(left.len(), 3);
+        assert_eq!(
+            store.input(&ids[0]).expect("input"),
+            None,
+            "retention removes inputs too"
+        );
+        assert_eq!(store.input(&ids[2]).expect("input"), Some(json!(2)));
     }
 
     #[tokio::test]
-    async fn concurrent_flushes_share_syncs() {
+    async fn concurrent_durable_writes_share_syncs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = std::sync::Arc::new(SledStore::open(dir.path()).expect("open"));
         let mut tasks = Vec::new();
         for id in ids(64) {
             let s = store.clone();
             tasks.push(tokio::spawn(async move {
-                s.put(&record(&id, "a", RunStatus::Resolved, 1), None)
-                    .expect("put");
-                s.flush().await
+                s.put_durable(write(record(&id, "a", RunStatus::Resolved, 1), None, None))
+                    .await
             }));
         }
         for t in tasks {
-            t.await.expect("join").expect("flushed");
+            t.await.expect("join").expect("durable");
         }
+        let (all, _) = store
+            .list(&ExecutionFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("list");
+        assert_eq!(all.len(), 64);
     }
 }

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 
+/// The path prefix of webhook URLs; the key follows it.
+pub const PREFIX: &str = "/api/webhook:trigger";
+
 /// The response header naming the run a response belongs to.
 pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
 
@@ -26,8 +29,17 @@ pub async fn handle(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let clock = Instant::now();
-    let key = req.match_info().get("key").unwrap_or_default().to_string();
-    let served = state.registry().get(&key).cloned();
+    // The key is the one path segment after the prefix (routing by prefix avoids a regex per request).
+    let key = req
+        .path()
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or_default();
+    let served = if key.contains('/') {
+        None
+    } else {
+        state.registry().get(key).cloned()
+    };
     let workflow = served.as_ref().map(|s| s.workflow.id.clone());
     let response = match served {
         Some(served) => match run(&req, payload, &state, served).await {
