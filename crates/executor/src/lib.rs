@@ -26,6 +26,7 @@ use hookflow_model::runtime::Workflow;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
 use queue::{Queue, QueueItem};
 use run::{new_record, scope_for, Control, Responder, Run};
+use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -198,7 +199,6 @@ impl Executor {
             control: control.clone(),
             deadline: None,
             responder: Some(responder.clone()),
-            unstored_input: Some(input.to_json()),
         };
         tokio::spawn(run.drive());
         let answer = match timeout {
@@ -263,7 +263,8 @@ impl Executor {
             .put_durable(Write {
                 record: record.clone(),
                 pending: Some(pending),
-                input: Some(input.to_json()),
+                clear_pending: false,
+                input: Some(input.clone().into_json()),
             })
             .await
             .map_err(|e| AcceptError::Store(e.to_string()))?;
@@ -277,7 +278,16 @@ impl Executor {
     }
 
     /// Starts a new run of a finished run's workflow version with the same input.
-    pub async fn retry(&self, id: &str) -> Result<String, RetryError> {
+    ///
+    /// Async runs kept their full input. Sync runs keep only their record, so
+    /// their input is rebuilt from the recorded trigger context (whose
+    /// secret-bearing headers are redacted) by `rebuild_vars`, which applies the
+    /// workflow's parse rules to it.
+    pub async fn retry(
+        &self,
+        id: &str,
+        rebuild_vars: &(dyn Fn(&Workflow, &Json) -> Result<Json, String> + Sync),
+    ) -> Result<String, RetryError> {
         let old = self
             .store
             .get(id)
@@ -286,18 +296,21 @@ impl Executor {
         if !old.status.is_finished() {
             return Err(RetryError::NotFinished(id.to_string()));
         }
-        let input = self
-            .store
-            .input(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-            .map(|v| RunInput::from_json(&v))
-            .ok_or_else(|| {
-                RetryError::Workflow(format!("the input of execution {id} is no longer stored"))
-            })?;
         let workflow = self
             .versions
             .resolve(&old.workflow, &old.version)
             .map_err(RetryError::Workflow)?;
+        let input = match self
+            .store
+            .input(id)
+            .map_err(|e| RetryError::Store(e.to_string()))?
+        {
+            Some(v) => RunInput::from_json(&v),
+            None => RunInput {
+                vars: rebuild_vars(&workflow, &old.trigger).map_err(RetryError::Workflow)?,
+                trigger: old.trigger.clone(),
+            },
+        };
         let new_id = uuid::Uuid::now_v7().to_string();
         match workflow.mode {
             hookflow_model::def::Mode::Sync => {
@@ -367,7 +380,6 @@ impl Executor {
             control: Arc::new(Control::default()),
             deadline,
             responder: None,
-            unstored_input: None,
         };
         run.drive().await;
     }
@@ -380,6 +392,7 @@ impl Executor {
         self.store.put(Write {
             record,
             pending: None,
+            clear_pending: true,
             input: None,
         });
     }

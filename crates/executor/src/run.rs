@@ -98,8 +98,11 @@ pub struct RunInput {
 
 impl RunInput {
     /// As stored.
-    pub fn to_json(&self) -> Json {
-        json!({"trigger": self.trigger, "vars": self.vars})
+    pub fn into_json(self) -> Json {
+        let mut m = serde_json::Map::with_capacity(2);
+        m.insert("trigger".into(), self.trigger);
+        m.insert("vars".into(), self.vars);
+        Json::Object(m)
     }
 
     /// From storage.
@@ -203,14 +206,11 @@ pub struct Run {
     pub deadline: Option<tokio::time::Instant>,
     /// Where a sync run's answer goes.
     pub responder: Option<Arc<Responder>>,
-    /// The input, for runs that did not store it when they were accepted
-    /// (sync runs); written with the final record so that they can be retried.
-    pub unstored_input: Option<Json>,
 }
 
 impl Run {
-    /// Runs to the end and writes the final record.
-    pub async fn drive(mut self) -> ExecutionRecord {
+    /// Runs to the end and writes the final record; returns how the run ended.
+    pub async fn drive(mut self) -> RunStatus {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
         async move {
             self.record.status = RunStatus::Running;
@@ -233,12 +233,16 @@ impl Run {
                 state: self.state.to_json(),
                 wake_at: None,
             }),
+            clear_pending: false,
             input: None,
         });
     }
 
     async fn steps(&mut self) -> Ending {
         let workflow = self.workflow.clone();
+        // The position is saved just before the next node starts (so the
+        // last node's save is the final record instead).
+        let mut unsaved = false;
         loop {
             if self.control.is_cancelled() {
                 return Ending::Aborted("timeout".into());
@@ -249,14 +253,20 @@ impl Run {
             {
                 return Ending::Aborted("timeout".into());
             }
-            let Some(Frame::Block { block, next }) = self.state.frames.last_mut() else {
+            let Some(&Frame::Block { block, next }) = self.state.frames.last() else {
                 return Ending::Resolved;
             };
-            let Some(&node_id) = workflow.blocks.get(*block).and_then(|b| b.get(*next)) else {
+            let Some(&node_id) = workflow.blocks.get(block).and_then(|b| b.get(next)) else {
                 self.state.frames.pop();
                 continue;
             };
-            *next += 1;
+            if unsaved {
+                self.save();
+                unsaved = false;
+            }
+            if let Some(Frame::Block { next, .. }) = self.state.frames.last_mut() {
+                *next += 1;
+            }
             let node = &workflow.nodes[node_id];
             let started_ms = now_millis();
             let clock = Instant::now();
@@ -331,11 +341,11 @@ impl Run {
             if let Some(ending) = ending {
                 return ending;
             }
-            self.save();
+            unsaved = true;
         }
     }
 
-    fn finish(mut self, ending: Ending) -> ExecutionRecord {
+    fn finish(mut self, ending: Ending) -> RunStatus {
         let (status, error) = match ending {
             Ending::Resolved => (RunStatus::Resolved, None),
             Ending::Failed(e) => (RunStatus::Failed, Some(e)),
@@ -359,11 +369,13 @@ impl Run {
             None => tracing::info!(message = "Run finished.", status = status.as_str()),
         }
         // Nobody waits for the final record to be durable: it is written behind.
+        // A durable run removes its pending entry; a sync run never had one.
         self.store.put(Write {
-            record: self.record.clone(),
+            record: self.record,
             pending: None,
-            input: self.unstored_input.take(),
+            clear_pending: self.durable,
+            input: None,
         });
-        self.record
+        status
     }
 }

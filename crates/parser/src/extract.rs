@@ -2,28 +2,42 @@
 
 use crate::{ParseError, RequestParts};
 use hookflow_model::def::ValueType;
+use hookflow_model::path::{KeyPath, Step};
 use hookflow_model::runtime::{ParseEntry, ParseSpec};
 use serde_json::{Map, Number, Value as Json};
 
 /// Extracts every entry of `spec` into one `vars` object.
 pub fn extract(spec: &ParseSpec, parts: &RequestParts) -> Result<Map<String, Json>, ParseError> {
     let mut vars = Map::new();
-    let headers = Json::Object(parts.headers.clone());
+    for entry in &spec.headers {
+        // A header entry's path is the one lower-cased name.
+        let found = match &entry.path {
+            KeyPath::Dotted(steps) => match steps.as_slice() {
+                [Step::Key(name)] => parts.headers.get(name).cloned(),
+                _ => None,
+            },
+            KeyPath::JsonPath(_) => None,
+        };
+        vars.insert(entry.alias.clone(), extract_one("headers", entry, found)?);
+    }
     for (part, entries, source) in [
-        ("headers", &spec.headers, &headers),
         ("query", &spec.query, &parts.query),
         ("body", &spec.body, &parts.body),
     ] {
         for entry in entries {
-            let value = extract_one(part, entry, source)?;
+            let value = extract_one(part, entry, entry.path.lookup(source))?;
             vars.insert(entry.alias.clone(), value);
         }
     }
     Ok(vars)
 }
 
-fn extract_one(part: &'static str, entry: &ParseEntry, source: &Json) -> Result<Json, ParseError> {
-    let found = entry.path.lookup(source).filter(|v| !v.is_null());
+fn extract_one(
+    part: &'static str,
+    entry: &ParseEntry,
+    found: Option<Json>,
+) -> Result<Json, ParseError> {
+    let found = found.filter(|v| !v.is_null());
     let Some(value) = found else {
         if entry.required {
             return Err(ParseError::Missing {
@@ -36,7 +50,7 @@ fn extract_one(part: &'static str, entry: &ParseEntry, source: &Json) -> Result<
     let Some(ty) = entry.value_type else {
         return Ok(value);
     };
-    let is_list_query = matches!(entry.path, hookflow_model::path::KeyPath::JsonPath(_));
+    let is_list_query = matches!(entry.path, KeyPath::JsonPath(_));
     let converted = match (&value, ty) {
         // A JSONPath yields a list of matches: convert each one.
         (Json::Array(items), t)

@@ -56,8 +56,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Write {
     /// The record.
     pub record: ExecutionRecord,
-    /// The pending entry, or `None` for a finished run.
+    /// The pending entry; `None` leaves it as it is, unless `clear_pending`.
     pub pending: Option<Pending>,
+    /// Remove the pending entry (the run had one and is now finished).
+    pub clear_pending: bool,
     /// The run's full input (the unredacted trigger context and vars), kept
     /// for resume and retry until the record is removed.
     pub input: Option<serde_json::Value>,

@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// Most writes applied in one batch.
 const MAX_BATCH: usize = 4096;
+/// How long the writer lets writes nobody waits on gather before a batch.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Most writes waiting for the writer; past it, submitting blocks (backpressure).
 const BACKLOG: usize = 16_384;
 
@@ -122,7 +124,8 @@ fn add_to_batch(batch: &mut sled::Batch, w: &Write) -> StoreResult<()> {
     batch.insert(&rk[..], encode(&w.record)?);
     match &w.pending {
         Some(p) => batch.insert(&pk[..], encode(p)?),
-        None => batch.remove(&pk[..]),
+        None if w.clear_pending => batch.remove(&pk[..]),
+        None => {}
     }
     if let Some(input) = &w.input {
         batch.insert(&ik[..], encode(input)?);
@@ -134,6 +137,11 @@ fn add_to_batch(batch: &mut sled::Batch, w: &Write) -> StoreResult<()> {
 /// syncs once if anyone waits for durability, then answers them.
 fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
+        if matches!(first, Job::Write(_, None)) {
+            // Nobody waits on this one: let a batch gather. Under load the
+            // writer is then rarely parked, so submitters seldom pay to wake it.
+            std::thread::sleep(GATHER);
+        }
         let mut batch = sled::Batch::default();
         let mut waiters = Vec::new();
         let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
@@ -352,6 +360,7 @@ mod tests {
     fn write(record: ExecutionRecord, pending: Option<Pending>, input: Option<Json>) -> Write {
         Write {
             record,
+            clear_pending: pending.is_none(),
             pending,
             input,
         }

@@ -13,12 +13,36 @@ use subtle::ConstantTimeEq;
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
-/// Routes under `/api`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/workflows", web::get().to(workflows))
-        .route("/api/executions", web::get().to(executions))
-        .route("/api/executions/{id}", web::get().to(execution))
-        .route("/api/executions/{id}/retry", web::post().to(retry));
+/// Dispatches `/api/workflows` and `/api/executions…`; `None` when the path is not an admin route.
+pub async fn dispatch(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Option<Result<HttpResponse, ApiError>> {
+    let path = req.path();
+    let method = req.method().clone();
+    let get = method == actix_web::http::Method::GET;
+    let post = method == actix_web::http::Method::POST;
+    let not_allowed = || Some(Err(ApiError::NotFound("no such route".into())));
+    if path == "/api/workflows" {
+        return if get {
+            Some(workflows(req, state))
+        } else {
+            not_allowed()
+        };
+    }
+    if path == "/api/executions" {
+        return if get {
+            Some(executions(req, state))
+        } else {
+            not_allowed()
+        };
+    }
+    let rest = path.strip_prefix("/api/executions/")?;
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [id] if get && !id.is_empty() => Some(execution(req, state, id)),
+        [id, "retry"] if post && !id.is_empty() => Some(retry(req, state, id).await),
+        _ => not_allowed(),
+    }
 }
 
 /// 404 when no token is configured; 401 without the right one.
@@ -41,8 +65,8 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-async fn workflows(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+fn workflows(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
     let registry = state.registry();
     Ok(HttpResponse::Ok().json(json!({"workflows": registry.listing})))
 }
@@ -65,12 +89,10 @@ fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiErro
         .transpose()
 }
 
-async fn executions(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
     let limit = match query.get("limit") {
         Some(l) => l
             .parse::<usize>()
@@ -111,28 +133,20 @@ async fn executions(
     Ok(HttpResponse::Ok().json(json!({"executions": rows, "next_cursor": next})))
 }
 
-async fn execution(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+fn execution(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
     let record = state
         .executor
         .store()
-        .get(&id)
+        .get(id)
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no execution {id}")))?;
     Ok(HttpResponse::Ok().json(record_json(&record)))
 }
 
-async fn retry(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    match state.executor.retry(&id).await {
+async fn retry(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
+    match state.executor.retry(id, &rebuild_vars).await {
         Ok(new_id) => Ok(HttpResponse::Created().json(json!({"execution_id": new_id}))),
         Err(RetryError::NotFound(m)) => Err(ApiError::NotFound(m)),
         Err(RetryError::NotFinished(m)) => Err(ApiError::Conflict(m)),
@@ -140,4 +154,21 @@ async fn retry(
         Err(RetryError::Workflow(m)) => Err(ApiError::Conflict(m)),
         Err(RetryError::Store(m)) => Err(ApiError::Internal(m)),
     }
+}
+
+/// Applies a workflow's parse rules to a recorded trigger context (for
+/// retrying sync runs, which keep no separate input).
+fn rebuild_vars(workflow: &hookflow_model::Workflow, trigger: &Json) -> Result<Json, String> {
+    let parts = hookflow_parser::RequestParts {
+        headers: trigger
+            .get("headers")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        query: trigger.get("query").cloned().unwrap_or(Json::Null),
+        body: trigger.get("body").cloned().unwrap_or(Json::Null),
+    };
+    hookflow_parser::extract(&workflow.trigger.parse, &parts)
+        .map(Json::Object)
+        .map_err(|e| format!("the recorded request no longer parses: {e}"))
 }

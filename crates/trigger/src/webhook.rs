@@ -11,7 +11,7 @@ use base64::Engine;
 use hookflow_executor::{AcceptError, Answer, RunInput};
 use hookflow_model::def::Mode;
 use hookflow_parser::ParseError;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -117,15 +117,21 @@ async fn run(
     let parts = hookflow_parser::parse_request(headers, req.query_string(), content_type, &body)
         .map_err(parse_error)?;
     let vars = hookflow_parser::extract(&workflow.trigger.parse, &parts).map_err(parse_error)?;
+    let mut trigger = serde_json::Map::with_capacity(6);
+    trigger.insert(
+        "method".into(),
+        Json::String(req.method().as_str().to_string()),
+    );
+    trigger.insert("path".into(), Json::String(req.path().to_string()));
+    trigger.insert("headers".into(), Json::Object(parts.headers));
+    trigger.insert("query".into(), parts.query);
+    trigger.insert("body".into(), parts.body);
+    trigger.insert(
+        "raw_body".into(),
+        Json::String(String::from_utf8_lossy(&body).into_owned()),
+    );
     let input = RunInput {
-        trigger: json!({
-            "method": req.method().as_str(),
-            "path": req.path(),
-            "headers": parts.headers,
-            "query": parts.query,
-            "body": parts.body,
-            "raw_body": String::from_utf8_lossy(&body),
-        }),
+        trigger: Json::Object(trigger),
         vars: Json::Object(vars),
     };
     let (id, answer) = match workflow.mode {
