@@ -262,7 +262,6 @@ impl Run {
             };
             if unsaved {
                 self.save();
-                unsaved = false;
             }
             if let Some(Frame::Block { next, .. }) = self.state.frames.last_mut() {
                 *next += 1;
