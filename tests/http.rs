@@ -389,6 +389,10 @@ fn admin_api() {
                 .execution()
         })
         .collect();
+    // Sync records are written just after the answer: wait until all are there.
+    for id in &ids {
+        app.execution(id);
+    }
     let page = app
         .admin_get("/api/executions?workflow=sync&limit=2")
         .json();
