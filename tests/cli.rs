@@ -108,3 +108,50 @@ fn validate_warns_about_unset_secrets_unless_required() {
     let out = hookflow(&["validate", "--require-secrets", dir_arg]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn urls_lists_the_keys_the_running_server_uses() {
+    let app = crate::harness::TestApp::spawn(&[
+        ("generated.yaml", "title: Generated\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: hi\n"),
+        ("pinned.yaml", "title: Pinned\ntrigger: { type: webhook, key: pinned-key-123 }\n"),
+    ]);
+    let served = app.admin_get("/api/workflows").json();
+    let served_url = served["workflows"]
+        .as_array()
+        .and_then(|l| l.iter().find(|w| w["id"] == "generated"))
+        .map(|w| w["url"].as_str().unwrap_or_default().to_string())
+        .expect("generated is listed");
+    // While the server holds the data folder.
+    let out = hookflow(&[
+        "urls",
+        "--format",
+        "json",
+        "--workflows",
+        app.workflows.path().to_str().expect("utf-8"),
+        "--data",
+        app.data_path().to_str().expect("utf-8"),
+        "--public-url",
+        &app.base,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON list");
+    let generated = list
+        .as_array()
+        .and_then(|l| l.iter().find(|w| w["id"] == "generated"))
+        .expect("generated");
+    assert_eq!(generated["url"].as_str(), Some(served_url.as_str()));
+    assert_eq!(generated["mode"], serde_json::json!("sync"));
+    assert_eq!(generated["enabled"], serde_json::json!(true));
+    let pinned = list
+        .as_array()
+        .and_then(|l| l.iter().find(|w| w["id"] == "pinned"))
+        .expect("pinned");
+    assert_eq!(
+        pinned["url"].as_str(),
+        Some(app.hook("pinned-key-123").as_str())
+    );
+    assert_eq!(pinned["enabled"], serde_json::json!(false));
+    // The URL really answers.
+    let key = served_url.rsplit('/').next().expect("key");
+    assert_eq!(app.post(key, &[], "").body, "hi");
+}
