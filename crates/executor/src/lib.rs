@@ -155,11 +155,30 @@ impl Executor {
 
     fn resume(&self, record: ExecutionRecord, pending: Pending) {
         let state = RunState::from_json(&pending.state).unwrap_or_else(RunState::start);
-        self.queue.push_recovered(QueueItem {
+        let item = QueueItem {
             record,
             state,
             input: None,
             workflow: None,
+        };
+        match (pending.status, pending.wake_at) {
+            (RunStatus::Waiting, Some(wake_at)) => self.wake_later(item, wake_at),
+            _ => self.queue.push_recovered(item),
+        }
+    }
+
+    /// Queues a waiting run again at `wake_at` (Unix ms; at once if it has passed).
+    /// Until then it holds no worker and no queue place.
+    fn wake_later(&self, item: QueueItem, wake_at: u64) {
+        let queue = self.queue.clone();
+        let wait = std::time::Duration::from_millis(
+            wake_at.saturating_sub(hookflow_model::time::now_millis()),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if !queue.is_shutting_down() {
+                queue.push_recovered(item);
+            }
         });
     }
 
@@ -381,7 +400,23 @@ impl Executor {
             deadline,
             responder: None,
         };
-        run.drive().await;
+        if let run::Outcome::Waiting {
+            record,
+            state,
+            wake_at,
+        } = run.drive().await
+        {
+            self.wake_later(
+                QueueItem {
+                    record,
+                    state,
+                    // Read again from the store on waking: nothing is kept in memory.
+                    input: None,
+                    workflow: None,
+                },
+                wake_at,
+            );
+        }
     }
 
     fn fail_unrunnable(&self, mut record: ExecutionRecord, error: String) {

@@ -123,6 +123,24 @@ pub enum Ending {
     Failed(String),
     /// Stopped by a timeout.
     Aborted(String),
+    /// Waiting for a delay until this time (Unix ms).
+    Waiting(u64),
+}
+
+/// What a driven run left behind.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It finished with this status.
+    Finished(RunStatus),
+    /// It waits for a delay; it is saved and holds no worker.
+    Waiting {
+        /// The record as saved.
+        record: ExecutionRecord,
+        /// The position after the delay node.
+        state: RunState,
+        /// When to wake (Unix ms).
+        wake_at: u64,
+    },
 }
 
 /// Builds the template variables of a run.
@@ -152,6 +170,9 @@ pub fn scope_for(
     scope.set("secrets", &Json::Object(secrets));
     for (k, v) in &state.results {
         scope.set_node(k, v);
+    }
+    for (item, index) in state.loop_scopes() {
+        scope.push_loop(&item, index);
     }
     scope
 }
@@ -209,17 +230,65 @@ pub struct Run {
 }
 
 impl Run {
-    /// Runs to the end and writes the final record; returns how the run ended.
-    pub async fn drive(mut self) -> RunStatus {
+    /// Runs to the end (or to a delay) and writes the record.
+    pub async fn drive(mut self) -> Outcome {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
         async move {
             self.record.status = RunStatus::Running;
+            self.wake_waiting_jobs();
             self.save();
             let ending = self.steps().await;
-            self.finish(ending)
+            if let Ending::Waiting(wake_at) = ending {
+                return self.wait(wake_at);
+            }
+            Outcome::Finished(self.finish(ending))
         }
         .instrument(span)
         .await
+    }
+
+    /// A run resumed after a delay: its waiting job is done.
+    fn wake_waiting_jobs(&mut self) {
+        let now = now_millis();
+        for job in self
+            .record
+            .jobs
+            .iter_mut()
+            .filter(|j| j.status == JobStatus::Waiting)
+        {
+            job.status = JobStatus::Resolved;
+            let started = hookflow_model::time::parse_rfc3339(&job.started_at).unwrap_or(now);
+            job.duration_ms = now.saturating_sub(started);
+        }
+    }
+
+    /// Saves the run as waiting; the caller schedules the wake-up.
+    fn wait(mut self, wake_at: u64) -> Outcome {
+        self.record.status = RunStatus::Waiting;
+        tracing::info!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
+        self.store.put(Write {
+            record: self.record.clone(),
+            pending: Some(Pending {
+                status: RunStatus::Waiting,
+                state: self.state.to_json(),
+                wake_at: Some(wake_at),
+            }),
+            clear_pending: false,
+            input: None,
+        });
+        Outcome::Waiting {
+            record: self.record,
+            state: self.state,
+            wake_at,
+        }
+    }
+
+    /// Makes `loop.*` follow the loop frames.
+    fn sync_loop_scope(&mut self) {
+        self.scope.clear_loops();
+        for (item, index) in self.state.loop_scopes() {
+            self.scope.push_loop(&item, index);
+        }
     }
 
     fn save(&self) {
@@ -253,11 +322,30 @@ impl Run {
             {
                 return Ending::Aborted("timeout".into());
             }
-            let Some(&Frame::Block { block, next }) = self.state.frames.last() else {
-                return Ending::Resolved;
+            let (block, next) = match self.state.frames.last_mut() {
+                None => return Ending::Resolved,
+                Some(Frame::Block { block, next }) => (*block, *next),
+                Some(Frame::Loop { body, items, next }) => {
+                    // Between iterations: start the next one, or leave the loop.
+                    if *next < items.len() {
+                        *next += 1;
+                        let body = *body;
+                        self.state.frames.push(Frame::Block {
+                            block: body,
+                            next: 0,
+                        });
+                    } else {
+                        self.state.frames.pop();
+                    }
+                    self.sync_loop_scope();
+                    continue;
+                }
             };
             let Some(&node_id) = workflow.blocks.get(block).and_then(|b| b.get(next)) else {
                 self.state.frames.pop();
+                if matches!(self.state.frames.last(), Some(Frame::Loop { .. })) {
+                    self.sync_loop_scope();
+                }
                 continue;
             };
             if unsaved {
@@ -300,6 +388,25 @@ impl Run {
                     if let Some(block) = block {
                         self.state.frames.push(Frame::Block { block, next: 0 });
                     }
+                }
+                Ok(Step::Loop { items, body }) => {
+                    job.result = json!({"count": items.len()});
+                    if !items.is_empty() {
+                        self.state.frames.push(Frame::Loop {
+                            body,
+                            items,
+                            next: 0,
+                        });
+                    }
+                }
+                Ok(Step::Wait { until_ms }) => {
+                    job.status = JobStatus::Waiting;
+                    job.result = json!({"until": millis_to_rfc3339(until_ms)});
+                    ending = Some(if self.durable {
+                        Ending::Waiting(until_ms)
+                    } else {
+                        Ending::Failed("a delay cannot run in a sync run".into())
+                    });
                 }
                 Ok(Step::Respond(answer)) => {
                     if let Some(r) = &self.responder {
@@ -349,6 +456,8 @@ impl Run {
             Ending::Resolved => (RunStatus::Resolved, None),
             Ending::Failed(e) => (RunStatus::Failed, Some(e)),
             Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
+            // Handled by `wait` before a run is finished.
+            Ending::Waiting(_) => (RunStatus::Waiting, None),
         };
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.

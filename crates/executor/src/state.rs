@@ -16,6 +16,16 @@ pub enum Frame {
         /// The next node's index in the block.
         next: usize,
     },
+    /// Running a loop; the iteration in progress (if a block frame sits on
+    /// top of this one) is `next - 1`.
+    Loop {
+        /// The loop's body.
+        body: BlockId,
+        /// What it iterates over, evaluated once when the loop started.
+        items: Vec<Json>,
+        /// The index of the next iteration to start.
+        next: usize,
+    },
 }
 
 /// Everything needed to continue a run.
@@ -42,6 +52,21 @@ impl RunState {
     /// Reads a saved state.
     pub fn from_json(value: &Json) -> Option<RunState> {
         serde_json::from_value(value.clone()).ok()
+    }
+
+    /// `loop.item` and `loop.index` of every iteration in progress, outermost first.
+    pub fn loop_scopes(&self) -> Vec<(Json, usize)> {
+        let mut out = Vec::new();
+        for (i, frame) in self.frames.iter().enumerate() {
+            if let Frame::Loop { items, next, .. } = frame {
+                if i + 1 < self.frames.len() && *next > 0 {
+                    if let Some(item) = items.get(next - 1) {
+                        out.push((item.clone(), next - 1));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The state as saved.

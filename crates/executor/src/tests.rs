@@ -80,9 +80,23 @@ nodes:
           - { key: inner, type: calculation, expression: "nodes.b + 1" }
     else:
       - { key: never, type: log, message: "not taken" }
+  - key: outer
+    type: loop
+    over: "[1, 2]"
+    do:
+      - key: letters
+        type: loop
+        over: "'ab'"
+        do:
+          - key: pair
+            type: calculation
+            expression: "[loop.item, loop.index]"
+      - key: hundred
+        type: calculation
+        expression: "loop.item * 100 + loop.index"
   - key: z
     type: calculation
-    expression: "[nodes.a, nodes.b, nodes.inner]"
+    expression: "[nodes.a, nodes.b, nodes.inner, nodes.pair, nodes.hundred]"
 "#;
 
 fn workflow() -> Arc<Workflow> {
@@ -128,7 +142,10 @@ fn run_from(
 /// Drives a run to its end and reads its final record back from the store.
 async fn finish(run: Run, store: &Arc<dyn Store>) -> ExecutionRecord {
     let id = run.record.id.clone();
-    let status = run.drive().await;
+    let status = match run.drive().await {
+        crate::run::Outcome::Finished(status) => status,
+        other => panic!("the run should finish, not {other:?}"),
+    };
     store.flush().await.expect("flush");
     let record = store.get(&id).expect("get").expect("the record is stored");
     assert_eq!(record.status, status);
@@ -169,11 +186,30 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
     assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
     assert_eq!(
         job_keys(&full),
-        vec!["a", "c", "b", "s", "small", "inner", "z"]
+        vec![
+            "a", "c", "b", "s", "small", "inner", "outer", "letters", "pair", "pair", "hundred",
+            "letters", "pair", "pair", "hundred", "z"
+        ]
     );
+    let pairs: Vec<&Json> = full
+        .jobs
+        .iter()
+        .filter(|j| j.key.as_deref() == Some("pair"))
+        .map(|j| &j.result)
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            &json!(["a", 0]),
+            &json!(["b", 1]),
+            &json!(["a", 0]),
+            &json!(["b", 1])
+        ]
+    );
+    assert_eq!(full.jobs[6].result, json!({"count": 2}));
     assert_eq!(
         full.jobs.last().map(|j| j.result.clone()),
-        Some(json!([5, 50, 51]))
+        Some(json!([5, 50, 51, ["b", 1], 201]))
     );
 
     let saved = store.saved.lock().expect("saved").clone();

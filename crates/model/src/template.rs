@@ -342,6 +342,14 @@ impl Scope {
         self.loops.push(MjValue::from(m));
     }
 
+    /// Leaves every loop iteration.
+    pub fn clear_loops(&mut self) {
+        if !self.loops.is_empty() {
+            self.context = std::sync::OnceLock::new();
+            self.loops.clear();
+        }
+    }
+
     /// Leaves the innermost loop iteration.
     pub fn pop_loop(&mut self) {
         self.context = std::sync::OnceLock::new();

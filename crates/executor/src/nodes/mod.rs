@@ -2,9 +2,11 @@
 
 mod calculation;
 mod condition;
+mod delay;
 mod end;
 mod json_query;
 mod log;
+mod loop_node;
 mod request;
 mod response;
 mod switch;
@@ -21,6 +23,18 @@ pub enum Step {
     Next(Json),
     /// Finished with this result; run this block next, then go on.
     Enter(Json, Option<BlockId>),
+    /// Run `body` once per item; the result is `{count}`.
+    Loop {
+        /// The items.
+        items: Vec<Json>,
+        /// The body.
+        body: BlockId,
+    },
+    /// Wait until this time (Unix ms), then go on.
+    Wait {
+        /// When to wake.
+        until_ms: u64,
+    },
     /// Answer the caller; the run ends as resolved.
     Respond(Answer),
     /// End the run.
@@ -78,11 +92,15 @@ pub async fn run(id: NodeId, node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeE
             let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
             request::run(cx, spec, &ident).await
         }
-        NodeKind::Loop { .. } | NodeKind::Parallel { .. } | NodeKind::Delay(_) => {
-            Err(NodeError(format!(
-                "`{}` nodes are not available in this version of hookflow",
-                node.type_name()
-            )))
-        }
+        NodeKind::Loop {
+            over,
+            body,
+            max_iterations,
+        } => loop_node::run(cx, over, *body, *max_iterations),
+        NodeKind::Delay(wait) => delay::run(cx, wait),
+        NodeKind::Parallel { .. } => Err(NodeError(format!(
+            "`{}` nodes are not available in this version of hookflow",
+            node.type_name()
+        ))),
     }
 }
