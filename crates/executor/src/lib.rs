@@ -408,7 +408,7 @@ impl Executor {
         {
             self.wake_later(
                 QueueItem {
-                    record,
+                    record: *record,
                     state,
                     // Read again from the store on waking: nothing is kept in memory.
                     input: None,

@@ -135,7 +135,7 @@ pub enum Outcome {
     /// It waits for a delay; it is saved and holds no worker.
     Waiting {
         /// The record as saved.
-        record: ExecutionRecord,
+        record: Box<ExecutionRecord>,
         /// The position after the delay node.
         state: RunState,
         /// When to wake (Unix ms).
@@ -277,7 +277,7 @@ impl Run {
             input: None,
         });
         Outcome::Waiting {
-            record: self.record,
+            record: Box::new(self.record),
             state: self.state,
             wake_at,
         }
