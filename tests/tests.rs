@@ -3,5 +3,6 @@
 mod cli;
 mod harness;
 mod http;
+mod nodes;
 mod runs;
 mod upstream;

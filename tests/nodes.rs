@@ -1,0 +1,355 @@
+//! The node library end to end: request (against a real local upstream), loop, delay.
+
+use crate::harness::{eventually, Options, TestApp};
+use crate::upstream::Upstream;
+use serde_json::{json, Value as Json};
+use std::time::{Duration, Instant};
+
+fn sync_flow(key: &str, nodes: &str) -> String {
+    format!("title: Nodes\nenabled: true\noptions: {{ timeout: 20s }}\ntrigger: {{ type: webhook, mode: sync, key: {key} }}\nnodes:\n{nodes}")
+}
+
+#[test]
+fn request_sends_templated_method_url_headers_query_and_body() {
+    let up = Upstream::start();
+    let nodes = format!(
+        r#"  - key: call
+    type: request
+    method: "{{{{ trigger.body.method }}}}"
+    url: "{base}/echo/{{{{ trigger.body.id }}}}"
+    headers: {{ X-Id: "{{{{ trigger.body.id }}}}", X-Fixed: yes }}
+    query: {{ q: "{{{{ trigger.body.id }}}}", many: [1, 2] }}
+    body: {{ id: "{{{{ trigger.body.id }}}}", n: "{{{{ trigger.body.n }}}}", fixed: [true] }}
+  - key: form
+    type: request
+    url: "{base}/form"
+    content_type: form
+    body: {{ a: 1, b: "x y", list: [p, q] }}
+  - type: response
+    body: {{ echoed: "{{{{ nodes.call.body.body }}}}", status: "{{{{ nodes.call.status }}}}" }}
+"#,
+        base = up.base
+    );
+    let app = TestApp::spawn(&[("req.yaml", &sync_flow("request-key-01", &nodes))]);
+    let r = app.post_json(
+        "request-key-01",
+        &json!({"method": "put", "id": "x1", "n": 5}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(
+        r.json(),
+        json!({"echoed": {"id": "x1", "n": 5, "fixed": [true]}, "status": 200})
+    );
+    let id = r.execution();
+    let hit = &up.hits_on("/echo/x1")[0];
+    assert_eq!(hit.method, "PUT");
+    assert_eq!(
+        hit.query, "many=1&many=2&q=x1",
+        "query parameters go in name order"
+    );
+    assert_eq!(hit.headers["x-id"], "x1");
+    assert_eq!(hit.headers["x-fixed"], "yes");
+    assert_eq!(hit.headers["content-type"], "application/json");
+    assert_eq!(hit.headers["idempotency-key"], format!("{id}-call"));
+    assert_eq!(
+        serde_json::from_str::<Json>(&hit.body).expect("json body"),
+        json!({"id": "x1", "n": 5, "fixed": [true]})
+    );
+    let form = &up.hits_on("/form")[0];
+    assert_eq!(form.method, "POST");
+    assert_eq!(
+        form.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(form.body, "a=1&b=x+y&list=p&list=q");
+    let record = app.execution(&id);
+    assert_eq!(
+        record["jobs"][0]["result"]["headers"]["content-type"],
+        json!("application/json")
+    );
+}
+
+#[test]
+fn request_retries_503_with_the_same_idempotency_key() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - key: flaky\n    type: request\n    url: \"{}/flaky/2\"\n    retry: {{ attempts: 3, backoff: 100ms }}\n  - type: response\n    body: \"{{{{ nodes.flaky.body }}}}\"\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("flaky.yaml", &sync_flow("flaky-key-001", &nodes))]);
+    let r = app.post("flaky-key-001", &[], "");
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"try": 3})),
+        "{}",
+        app.log_text()
+    );
+    let hits = up.hits_on("/flaky/2");
+    assert_eq!(hits.len(), 3);
+    let keys: Vec<&str> = hits
+        .iter()
+        .map(|h| h.headers["idempotency-key"].as_str())
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| *k == format!("{}-flaky", r.execution())),
+        "{keys:?}"
+    );
+    // Backoff: about 100 ms, then about 200 ms (±25 %).
+    let first_gap = hits[1].at - hits[0].at;
+    let second_gap = hits[2].at - hits[1].at;
+    assert!(
+        first_gap >= Duration::from_millis(70) && first_gap < Duration::from_millis(600),
+        "{first_gap:?}"
+    );
+    assert!(second_gap >= Duration::from_millis(145), "{second_gap:?}");
+}
+
+#[test]
+fn request_honours_retry_after() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - key: slow_down\n    type: request\n    method: GET\n    url: \"{}/flaky/1?retry_after=1\"\n    retry: {{ attempts: 2, backoff: 10ms }}\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("ra.yaml", &sync_flow("retry-after-k1", &nodes))]);
+    let r = app.post("retry-after-k1", &[], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let hits = up.hits_on("/flaky/1");
+    assert_eq!(hits.len(), 2);
+    let gap = hits[1].at - hits[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
+}
+
+#[test]
+fn request_failures_timeouts_and_ignore_fail() {
+    let up = Upstream::start();
+    let nodes = format!(
+        r#"  - key: slow
+    type: request
+    method: GET
+    url: "{base}/sleep/2000"
+    timeout: 300ms
+    ignore_fail: true
+  - key: missing
+    type: request
+    method: GET
+    url: "{base}/status/404"
+    ignore_fail: true
+  - key: refused
+    type: request
+    method: GET
+    url: "http://127.0.0.1:9/nothing-listens-here"
+    timeout: 1s
+    ignore_fail: true
+  - type: response
+    body: {{ slow: "{{{{ nodes.slow }}}}", missing: "{{{{ nodes.missing.status }}}}", refused: "{{{{ nodes.refused.error is defined }}}}" }}
+"#,
+        base = up.base
+    );
+    let failing = format!("  - key: strict\n    type: request\n    method: GET\n    url: \"{}/status/404\"\n  - type: response\n    body: unreachable\n", up.base);
+    let app = TestApp::spawn(&[
+        ("soft.yaml", &sync_flow("ignore-fail-k1", &nodes)),
+        ("hard.yaml", &sync_flow("non-2xx-key-1", &failing)),
+    ]);
+    let clock = Instant::now();
+    let r = app.post("ignore-fail-k1", &[], "");
+    assert!(
+        clock.elapsed() < Duration::from_millis(1900),
+        "the timeout did not cut the request"
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    let body = r.json();
+    assert!(
+        body["slow"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{body}"
+    );
+    assert_eq!(body["slow"].get("status"), None, "no response, no status");
+    assert_eq!(body["missing"], json!(404));
+    assert_eq!(body["refused"], json!(true));
+
+    let r = app.post("non-2xx-key-1", &[], "");
+    assert_eq!(r.status, 500);
+    let record = app.execution(&r.execution());
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("answered 404"),
+        "{record}"
+    );
+}
+
+#[test]
+fn request_policy_denies_destinations() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - key: call\n    type: request\n    method: GET\n    url: \"{}/echo\"\n",
+        up.base
+    );
+    let app = TestApp::spawn_with(
+        &[("deny.yaml", &sync_flow("deny-key-0001", &nodes))],
+        Options {
+            args: vec!["--request-deny".into(), "127.0.0.0/8".into()],
+            ..Options::default()
+        },
+    );
+    let r = app.post("deny-key-0001", &[], "");
+    assert_eq!(r.status, 500);
+    let record = app.execution(&r.execution());
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("denied by the server's request policy"),
+        "{record}"
+    );
+    assert!(up.hits().is_empty());
+}
+
+#[test]
+fn loops_over_lists_numbers_and_strings() {
+    let nodes = r#"  - key: list
+    type: loop
+    over: trigger.body.items
+    do:
+      - { key: seen, type: calculation, expression: "loop.item ~ '@' ~ loop.index" }
+  - key: count
+    type: loop
+    over: "3"
+    do:
+      - { key: n, type: calculation, expression: "loop.item * 10" }
+  - key: chars
+    type: loop
+    over: "'hé!'"
+    do:
+      - key: grid
+        type: loop
+        over: "[1, 2]"
+        do:
+          - { key: cell, type: calculation, expression: "loop.item" }
+      - { key: char, type: calculation, expression: "loop.item" }
+  - key: empty
+    type: loop
+    over: "[]"
+    do:
+      - { type: end, status: failed }
+  - type: response
+    body: { list: "{{ nodes.list }}", last_seen: "{{ nodes.seen }}", n: "{{ nodes.n }}", char: "{{ nodes.char }}", cell: "{{ nodes.cell }}", empty: "{{ nodes.empty }}" }
+"#;
+    let too_many = "  - key: big\n    type: loop\n    over: \"20\"\n    max_iterations: 5\n    do:\n      - { type: log, message: x }\n";
+    let app = TestApp::spawn(&[
+        ("loops.yaml", &sync_flow("loops-key-001", nodes)),
+        ("big.yaml", &sync_flow("loops-key-002", too_many)),
+    ]);
+    let r = app.post_json("loops-key-001", &json!({"items": ["a", "b", "c"]}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(
+        r.json(),
+        json!({"list": {"count": 3}, "last_seen": "c@2", "n": 20, "char": "!", "cell": 2, "empty": {"count": 0}})
+    );
+    let record = app.execution(&r.execution());
+    let seen: Vec<&Json> = record["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["key"] == "seen")
+        .map(|j| &j["result"])
+        .collect();
+    assert_eq!(seen, vec![&json!("a@0"), &json!("b@1"), &json!("c@2")]);
+    let cells = record["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["key"] == "cell")
+        .count();
+    assert_eq!(cells, 6, "3 characters × 2 cells");
+
+    let r = app.post("loops-key-002", &[], "");
+    assert_eq!(r.status, 500);
+    let record = app.execution(&r.execution());
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("more than max_iterations (5)"),
+        "{record}"
+    );
+}
+
+fn delayed(key: &str, wait: &str) -> String {
+    format!(
+        "title: Delayed\nenabled: true\ntrigger: {{ type: webhook, key: {key} }}\nnodes:\n  - key: before\n    type: calculation\n    expression: \"1\"\n  - key: pause\n    type: delay\n    duration: {wait}\n  - key: after\n    type: calculation\n    expression: nodes.before + 1\n"
+    )
+}
+
+#[test]
+fn a_waiting_run_survives_kill_9_and_wakes_on_time() {
+    let mut app = TestApp::spawn(&[("delayed.yaml", &delayed("delay-key-0001", "3s"))]);
+    let clock = Instant::now();
+    let id = app.post("delay-key-0001", &[], "").execution();
+    eventually(Duration::from_secs(5), "the run to wait", || {
+        (app.execution(&id)["status"] == "waiting").then_some(())
+    });
+    let record = app.execution(&id);
+    assert_eq!(record["jobs"][1]["status"], json!("waiting"));
+    app.kill9();
+    app.start();
+    let record = app.finished(&id, Duration::from_secs(15));
+    let took = clock.elapsed();
+    assert_eq!(
+        record["status"],
+        json!("resolved"),
+        "{record}\n{}",
+        app.log_text()
+    );
+    assert_eq!(record["jobs"][2]["result"], json!(2));
+    assert_eq!(record["jobs"][1]["status"], json!("resolved"));
+    assert!(
+        took >= Duration::from_millis(2900),
+        "woke too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "woke too late: {took:?}");
+}
+
+#[test]
+fn waiting_runs_do_not_hold_workers() {
+    let app = TestApp::spawn_with(
+        &[
+            ("delayed.yaml", &delayed("delay-key-0002", "3s")),
+            ("quick.yaml", "title: Quick\nenabled: true\ntrigger: { type: webhook, key: quick-key-001 }\nnodes:\n  - { key: x, type: calculation, expression: \"1\" }\n"),
+        ],
+        Options {
+            args: vec!["--workers".into(), "1".into()],
+            ..Options::default()
+        },
+    );
+    let waiting: Vec<String> = (0..3)
+        .map(|_| app.post("delay-key-0002", &[], "").execution())
+        .collect();
+    for id in &waiting {
+        eventually(Duration::from_secs(5), "the run to wait", || {
+            (app.execution(id)["status"] == "waiting").then_some(())
+        });
+    }
+    let clock = Instant::now();
+    let quick = app.post("quick-key-001", &[], "").execution();
+    let record = app.finished(&quick, Duration::from_secs(2));
+    assert_eq!(record["status"], json!("resolved"));
+    assert!(
+        clock.elapsed() < Duration::from_secs(2),
+        "a waiting run held the only worker"
+    );
+    for id in &waiting {
+        assert_eq!(
+            app.finished(id, Duration::from_secs(10))["status"],
+            json!("resolved")
+        );
+    }
+}
