@@ -353,3 +353,90 @@ fn waiting_runs_do_not_hold_workers() {
         );
     }
 }
+
+#[test]
+fn parallel_branches_really_run_at_the_same_time() {
+    let up = Upstream::start();
+    let nodes = format!(
+        r#"  - key: both
+    type: parallel
+    branches:
+      - - {{ key: one, type: request, method: GET, url: "{base}/sleep/1000" }}
+      - - {{ key: two, type: request, method: GET, url: "{base}/sleep/1000" }}
+  - type: response
+    body: {{ one: "{{{{ nodes.one.body }}}}", two: "{{{{ nodes.two.status }}}}", both: "{{{{ nodes.both }}}}" }}
+"#,
+        base = up.base
+    );
+    let app = TestApp::spawn(&[("par.yaml", &sync_flow("parallel-key-1", &nodes))]);
+    let clock = Instant::now();
+    let r = app.post("parallel-key-1", &[], "");
+    let took = clock.elapsed();
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert!(
+        took < Duration::from_millis(1600),
+        "two 1 s branches took {took:?}"
+    );
+    assert_eq!(
+        r.json(),
+        json!({"one": {"slept": 1000}, "two": 200, "both": [{"status": "resolved"}, {"status": "resolved"}]})
+    );
+}
+
+#[test]
+fn parallel_modes_and_first_response_wins() {
+    let up = Upstream::start();
+    let nodes = format!(
+        r#"  - key: race
+    type: parallel
+    mode: race
+    branches:
+      - - {{ key: slow, type: request, method: GET, url: "{base}/sleep/1500" }}
+      - - {{ key: fast, type: request, method: GET, url: "{base}/sleep/100" }}
+  - key: any
+    type: parallel
+    mode: any
+    branches:
+      - - {{ key: broken, type: request, method: GET, url: "{base}/status/500" }}
+      - - {{ key: fine, type: request, method: GET, url: "{base}/status/200" }}
+  - key: answer
+    type: parallel
+    branches:
+      - - {{ type: request, method: GET, url: "{base}/sleep/800" }}
+        - {{ type: response, body: late }}
+      - - {{ type: response, body: first }}
+  - type: response
+    body: unreachable
+"#,
+        base = up.base
+    );
+    let app = TestApp::spawn(&[("modes.yaml", &sync_flow("parallel-key-2", &nodes))]);
+    let clock = Instant::now();
+    let r = app.post("parallel-key-2", &[], "");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "first"),
+        "{r:?}\n{}",
+        app.log_text()
+    );
+    assert!(
+        clock.elapsed() < Duration::from_millis(1400),
+        "race waited for the slow branch"
+    );
+    let record = app.finished(&r.execution(), Duration::from_secs(10));
+    assert_eq!(record["status"], json!("resolved"));
+    let job = |key: &str| {
+        record["jobs"]
+            .as_array()
+            .and_then(|j| j.iter().find(|j| j["key"] == key).cloned())
+            .unwrap_or(Json::Null)
+    };
+    assert_eq!(
+        job("race")["result"],
+        json!([{"status": "cancelled"}, {"status": "resolved"}])
+    );
+    assert_eq!(job("slow")["status"], json!("cancelled"));
+    assert_eq!(job("any")["result"][1], json!({"status": "resolved"}));
+    assert_eq!(job("any")["status"], json!("resolved"));
+    assert_eq!(record["response"]["body"], json!("first"));
+}

@@ -3,8 +3,11 @@
 
 use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
-use crate::state::{Frame, RunState};
-use hookflow_model::def::OnError;
+use crate::state::{
+    runnable_stacks, stack_at, stack_at_mut, Branch, BranchOutcome, Frame, RunState, StackPath,
+};
+use hookflow_model::def::{OnError, ParallelMode};
+use hookflow_model::runtime::NodeId;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis};
@@ -78,6 +81,48 @@ impl Control {
             notified.await;
         }
     }
+}
+
+/// What a stack does next.
+enum Advance {
+    /// Run this node.
+    Node(NodeId),
+    /// The stack is empty.
+    Done,
+    /// The stack waits for a parallel frame's branches.
+    Parallel,
+}
+
+/// A node running on some stack.
+struct InFlight {
+    path: StackPath,
+    node_id: NodeId,
+    started_ms: u64,
+    clock: Instant,
+    work:
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Step, nodes::NodeError>> + Send>>,
+}
+
+/// Resolves when any running node finishes: its index and outcome.
+async fn any_finished(running: &mut [InFlight]) -> (usize, Result<Step, nodes::NodeError>) {
+    std::future::poll_fn(|cx| {
+        for (i, r) in running.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
+                return std::task::Poll::Ready((i, out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+fn node_failure(node: &hookflow_model::Node, error: &str) -> String {
+    let at = node
+        .key
+        .as_deref()
+        .map(|k| format!("node `{k}`"))
+        .unwrap_or_else(|| format!("a `{}` node", node.type_name()));
+    format!("{at} failed: {error}")
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
@@ -170,9 +215,6 @@ pub fn scope_for(
     scope.set("secrets", &Json::Object(secrets));
     for (k, v) in &state.results {
         scope.set_node(k, v);
-    }
-    for (item, index) in state.loop_scopes() {
-        scope.push_loop(&item, index);
     }
     scope
 }
@@ -283,14 +325,6 @@ impl Run {
         }
     }
 
-    /// Makes `loop.*` follow the loop frames.
-    fn sync_loop_scope(&mut self) {
-        self.scope.clear_loops();
-        for (item, index) in self.state.loop_scopes() {
-            self.scope.push_loop(&item, index);
-        }
-    }
-
     fn save(&self) {
         if !self.durable {
             return;
@@ -307,147 +341,416 @@ impl Run {
         });
     }
 
-    async fn steps(&mut self) -> Ending {
+    /// Moves the stack at `path` to its next node: leaves finished blocks,
+    /// starts loop iterations. Does not start the node.
+    fn advance(&mut self, path: &[(usize, usize)]) -> Advance {
         let workflow = self.workflow.clone();
-        // The position is saved just before the next node starts (so the
-        // last node's save is the final record instead).
-        let mut unsaved = false;
+        let Some(stack) = stack_at_mut(&mut self.state.frames, path) else {
+            return Advance::Done;
+        };
         loop {
-            if self.control.is_cancelled() {
-                return Ending::Aborted("timeout".into());
-            }
-            if self
-                .deadline
-                .is_some_and(|d| tokio::time::Instant::now() >= d)
-            {
-                return Ending::Aborted("timeout".into());
-            }
-            let (block, next) = match self.state.frames.last_mut() {
-                None => return Ending::Resolved,
-                Some(Frame::Block { block, next }) => (*block, *next),
+            match stack.last_mut() {
+                None => return Advance::Done,
+                Some(Frame::Block { block, next }) => {
+                    match workflow.blocks.get(*block).and_then(|b| b.get(*next)) {
+                        Some(&node) => return Advance::Node(node),
+                        None => {
+                            stack.pop();
+                        }
+                    }
+                }
                 Some(Frame::Loop { body, items, next }) => {
-                    // Between iterations: start the next one, or leave the loop.
                     if *next < items.len() {
                         *next += 1;
                         let body = *body;
-                        self.state.frames.push(Frame::Block {
+                        stack.push(Frame::Block {
                             block: body,
                             next: 0,
                         });
                     } else {
-                        self.state.frames.pop();
+                        stack.pop();
                     }
-                    self.sync_loop_scope();
-                    continue;
                 }
-            };
-            let Some(&node_id) = workflow.blocks.get(block).and_then(|b| b.get(next)) else {
-                self.state.frames.pop();
-                if matches!(self.state.frames.last(), Some(Frame::Loop { .. })) {
-                    self.sync_loop_scope();
-                }
-                continue;
-            };
-            if unsaved {
-                self.save();
+                Some(Frame::Parallel { .. }) => return Advance::Parallel,
             }
-            if let Some(Frame::Block { next, .. }) = self.state.frames.last_mut() {
-                *next += 1;
+        }
+    }
+
+    /// Starts the node at the top of the stack at `path`, with the scope it sees.
+    fn start(&self, path: StackPath, node_id: NodeId) -> InFlight {
+        let mut scope = self.scope.clone();
+        let loops = self.state.loop_scopes(&path);
+        if !loops.is_empty() {
+            for (item, index) in &loops {
+                scope.push_loop(item, *index);
             }
-            let node = &workflow.nodes[node_id];
-            let started_ms = now_millis();
-            let clock = Instant::now();
-            let outcome = {
+        }
+        let workflow = self.workflow.clone();
+        let env = self.env.clone();
+        let execution_id = self.record.id.clone();
+        InFlight {
+            path,
+            node_id,
+            started_ms: now_millis(),
+            clock: Instant::now(),
+            work: Box::pin(async move {
+                let node = &workflow.nodes[node_id];
                 let cx = NodeCx {
                     workflow: &workflow,
-                    scope: &self.scope,
-                    execution_id: &self.record.id,
-                    env: &self.env,
+                    scope: &scope,
+                    execution_id: &execution_id,
+                    env: &env,
                 };
-                let work = nodes::run(node_id, node, &cx);
-                tokio::select! {
-                    outcome = work => outcome,
-                    _ = self.control.cancelled() => return Ending::Aborted("timeout".into()),
-                    _ = sleep_until_opt(self.deadline) => return Ending::Aborted("timeout".into()),
+                nodes::run(node_id, node, &cx).await
+            }),
+        }
+    }
+
+    async fn steps(&mut self) -> Ending {
+        let mut running: Vec<InFlight> = Vec::new();
+        // The position is saved just before a node starts (so the last node's
+        // save is the final record instead). A node's position moves past it
+        // only when it finishes, so a node running at a crash runs again.
+        let mut unsaved = false;
+        loop {
+            if self.control.is_cancelled()
+                || self
+                    .deadline
+                    .is_some_and(|d| tokio::time::Instant::now() >= d)
+            {
+                self.cancel_all(&mut running);
+                return Ending::Aborted("timeout".into());
+            }
+            // Start a node on every stack that has none running.
+            let mut stacks = Vec::new();
+            runnable_stacks(&self.state.frames, &mut Vec::new(), &mut stacks);
+            let mut progressed = false;
+            for path in stacks {
+                if running.iter().any(|r| r.path == path) {
+                    continue;
                 }
-            };
-            let mut job = JobRecord {
-                key: node.key.clone(),
-                kind: node.type_name().to_string(),
-                status: JobStatus::Resolved,
-                result: Json::Null,
-                error: None,
-                started_at: millis_to_rfc3339(started_ms),
-                duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-            };
-            let mut ending = None;
-            match outcome {
-                Ok(Step::Next(result)) => job.result = result,
-                Ok(Step::Enter(result, block)) => {
-                    job.result = result;
-                    if let Some(block) = block {
-                        self.state.frames.push(Frame::Block { block, next: 0 });
-                    }
-                }
-                Ok(Step::Loop { items, body }) => {
-                    job.result = json!({"count": items.len()});
-                    if !items.is_empty() {
-                        self.state.frames.push(Frame::Loop {
-                            body,
-                            items,
-                            next: 0,
-                        });
-                    }
-                }
-                Ok(Step::Wait { until_ms }) => {
-                    job.status = JobStatus::Waiting;
-                    job.result = json!({"until": millis_to_rfc3339(until_ms)});
-                    ending = Some(if self.durable {
-                        Ending::Waiting(until_ms)
-                    } else {
-                        Ending::Failed("a delay cannot run in a sync run".into())
-                    });
-                }
-                Ok(Step::Respond(answer)) => {
-                    if let Some(r) = &self.responder {
-                        r.answer(answer);
-                    }
-                    ending = Some(Ending::Resolved);
-                }
-                Ok(Step::End { resolved, message }) => {
-                    job.result = message.clone().map(Json::String).unwrap_or(Json::Null);
-                    ending = Some(if resolved {
-                        Ending::Resolved
-                    } else {
-                        Ending::Failed(message.unwrap_or_else(|| "ended by an end node".into()))
-                    });
-                }
-                Err(error) => {
-                    job.status = JobStatus::Failed;
-                    job.error = Some(error.0.clone());
-                    tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = %error.0);
-                    match node.on_error {
-                        OnError::Continue => job.result = json!({"error": error.0}),
-                        OnError::Fail => {
-                            let at = node
-                                .key
-                                .as_deref()
-                                .map(|k| format!("node `{k}`"))
-                                .unwrap_or_else(|| format!("a `{}` node", node.type_name()));
-                            ending = Some(Ending::Failed(format!("{at} failed: {}", error.0)));
+                match self.advance(&path) {
+                    Advance::Node(node_id) => {
+                        if unsaved {
+                            self.save();
+                            unsaved = false;
                         }
+                        running.push(self.start(path, node_id));
+                    }
+                    Advance::Done if path.is_empty() => return Ending::Resolved,
+                    Advance::Done => {
+                        progressed = true;
+                        if let Some(ending) =
+                            self.branch_ended(&path, BranchOutcome::Resolved, &mut running)
+                        {
+                            return ending;
+                        }
+                        break;
+                    }
+                    Advance::Parallel => {
+                        // A parallel frame whose branches were all decided
+                        // before a restart: settle it now.
+                        progressed = true;
+                        let mut parallel = path.clone();
+                        let top = stack_at(&self.state.frames, &path)
+                            .map(|s| s.len().saturating_sub(1))
+                            .unwrap_or(0);
+                        parallel.push((top, 0));
+                        if let Some(ending) = self.decide(&parallel, &mut running) {
+                            return ending;
+                        }
+                        break;
                     }
                 }
             }
-            if let Some(key) = &node.key {
-                self.state.results.insert(key.clone(), job.result.clone());
-                self.scope.set_node(key, &job.result);
+            if progressed {
+                continue;
             }
-            self.record.jobs.push(job);
-            if let Some(ending) = ending {
+            if running.is_empty() {
+                return Ending::Failed("the run has nothing left to run but did not finish".into());
+            }
+            let (index, outcome) = tokio::select! {
+                done = any_finished(&mut running) => done,
+                _ = self.control.cancelled() => continue,
+                _ = sleep_until_opt(self.deadline) => continue,
+            };
+            let done = running.swap_remove(index);
+            if let Some(ending) = self.apply(done, outcome, &mut running) {
+                self.cancel_all(&mut running);
                 return ending;
             }
             unsaved = true;
+        }
+    }
+
+    /// Records the jobs of nodes still running as cancelled and drops them.
+    fn cancel_all(&mut self, running: &mut Vec<InFlight>) {
+        for r in running.drain(..) {
+            self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
+        }
+    }
+
+    fn job_of(&self, r: &InFlight, status: JobStatus) -> JobRecord {
+        let node = &self.workflow.nodes[r.node_id];
+        JobRecord {
+            key: node.key.clone(),
+            kind: node.type_name().to_string(),
+            status,
+            result: Json::Null,
+            error: None,
+            started_at: millis_to_rfc3339(r.started_ms),
+            duration_ms: u64::try_from(r.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn set_result(&mut self, node_id: NodeId, result: &Json) {
+        if let Some(key) = &self.workflow.nodes[node_id].key {
+            self.state.results.insert(key.clone(), result.clone());
+            self.scope.set_node(key, result);
+        }
+    }
+
+    /// Applies a finished node to its stack; returns an ending for the whole run.
+    fn apply(
+        &mut self,
+        done: InFlight,
+        outcome: Result<Step, nodes::NodeError>,
+        running: &mut Vec<InFlight>,
+    ) -> Option<Ending> {
+        let node_id = done.node_id;
+        let path = done.path.clone();
+        let mut job = self.job_of(&done, JobStatus::Resolved);
+        let workflow = self.workflow.clone();
+        let node = &workflow.nodes[node_id];
+        // The node is done: its stack moves past it.
+        let stack = stack_at_mut(&mut self.state.frames, &path)?;
+        if let Some(Frame::Block { next, .. }) = stack.last_mut() {
+            *next += 1;
+        }
+        let mut ending = None;
+        let mut failure = None;
+        match outcome {
+            Ok(Step::Next(result)) => job.result = result,
+            Ok(Step::Enter(result, block)) => {
+                job.result = result;
+                if let Some(block) = block {
+                    stack.push(Frame::Block { block, next: 0 });
+                }
+            }
+            Ok(Step::Loop { items, body }) => {
+                job.result = json!({"count": items.len()});
+                if !items.is_empty() {
+                    stack.push(Frame::Loop {
+                        body,
+                        items,
+                        next: 0,
+                    });
+                }
+            }
+            Ok(Step::Parallel { branches, mode }) => {
+                job.status = JobStatus::Running;
+                let branches: Vec<Branch> = branches
+                    .into_iter()
+                    .map(|b| Branch {
+                        frames: vec![Frame::Block { block: b, next: 0 }],
+                        outcome: None,
+                    })
+                    .collect();
+                let job_index = self.record.jobs.len();
+                let frame_index = stack.len();
+                let empty = branches.is_empty();
+                stack.push(Frame::Parallel {
+                    node: node_id,
+                    job: job_index,
+                    mode,
+                    branches,
+                });
+                self.record.jobs.push(job);
+                if empty {
+                    let mut p = path.clone();
+                    p.push((frame_index, 0));
+                    return self.decide(&p, running);
+                }
+                return None;
+            }
+            Ok(Step::Wait { until_ms }) => {
+                job.status = JobStatus::Waiting;
+                job.result = json!({"until": millis_to_rfc3339(until_ms)});
+                ending = Some(if !self.durable {
+                    Ending::Failed("a delay cannot run in a sync run".into())
+                } else if !path.is_empty() {
+                    Ending::Failed("a delay cannot run inside a parallel branch".into())
+                } else {
+                    Ending::Waiting(until_ms)
+                });
+            }
+            Ok(Step::Respond(answer)) => {
+                if let Some(r) = &self.responder {
+                    r.answer(answer);
+                }
+                ending = Some(Ending::Resolved);
+            }
+            Ok(Step::End { resolved, message }) => {
+                job.result = message.clone().map(Json::String).unwrap_or(Json::Null);
+                ending = Some(if resolved {
+                    Ending::Resolved
+                } else {
+                    Ending::Failed(message.unwrap_or_else(|| "ended by an end node".into()))
+                });
+            }
+            Err(error) => {
+                job.status = JobStatus::Failed;
+                job.error = Some(error.0.clone());
+                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = %error.0);
+                match node.on_error {
+                    OnError::Continue => job.result = json!({"error": error.0}),
+                    OnError::Fail => failure = Some(node_failure(node, &error.0)),
+                }
+            }
+        }
+        self.set_result(node_id, &job.result);
+        self.record.jobs.push(job);
+        if ending.is_some() {
+            return ending;
+        }
+        match failure {
+            Some(error) => self.stack_failed(&path, error, running),
+            None => None,
+        }
+    }
+
+    /// A node failed on the stack at `path`: the run fails, or the branch does.
+    fn stack_failed(
+        &mut self,
+        path: &[(usize, usize)],
+        error: String,
+        running: &mut Vec<InFlight>,
+    ) -> Option<Ending> {
+        if path.is_empty() {
+            Some(Ending::Failed(error))
+        } else {
+            self.branch_ended(path, BranchOutcome::Failed { error }, running)
+        }
+    }
+
+    /// Records a branch's outcome and decides its parallel node if it can.
+    fn branch_ended(
+        &mut self,
+        path: &[(usize, usize)],
+        outcome: BranchOutcome,
+        running: &mut Vec<InFlight>,
+    ) -> Option<Ending> {
+        let (&(fi, bi), parent) = path.split_last()?;
+        if let Some(Frame::Parallel { branches, .. }) =
+            stack_at_mut(&mut self.state.frames, parent).and_then(|s| s.get_mut(fi))
+        {
+            if let Some(b) = branches.get_mut(bi) {
+                b.outcome = Some(outcome);
+            }
+        }
+        self.decide(path, running)
+    }
+
+    /// Settles the parallel frame that the branch at `path` belongs to, once
+    /// its mode can tell the outcome: cancels the undecided branches, sets the
+    /// node's result and leaves the frame.
+    fn decide(&mut self, path: &[(usize, usize)], running: &mut Vec<InFlight>) -> Option<Ending> {
+        let (&(fi, just), parent) = path.split_last()?;
+        let parent = parent.to_vec();
+        let Some(Frame::Parallel {
+            node,
+            job,
+            mode,
+            branches,
+        }) = stack_at(&self.state.frames, &parent).and_then(|s| s.get(fi))
+        else {
+            return None;
+        };
+        let (node, job, mode) = (*node, *job, *mode);
+        let outcomes: Vec<Option<BranchOutcome>> =
+            branches.iter().map(|b| b.outcome.clone()).collect();
+        let failed = |o: &Option<BranchOutcome>| matches!(o, Some(BranchOutcome::Failed { .. }));
+        let resolved = |o: &Option<BranchOutcome>| matches!(o, Some(BranchOutcome::Resolved));
+        let first_error = outcomes.iter().find_map(|o| match o {
+            Some(BranchOutcome::Failed { error }) => Some(error.clone()),
+            _ => None,
+        });
+        let decision: Option<Result<(), String>> = match mode {
+            ParallelMode::All if outcomes.iter().any(failed) => {
+                Some(Err(first_error.unwrap_or_default()))
+            }
+            ParallelMode::All if outcomes.iter().all(resolved) => Some(Ok(())),
+            ParallelMode::Any if outcomes.iter().any(resolved) => Some(Ok(())),
+            ParallelMode::Any if outcomes.iter().all(failed) => Some(Err(format!(
+                "every branch failed; the first: {}",
+                first_error.unwrap_or_default()
+            ))),
+            ParallelMode::Race => match outcomes.get(just).cloned().flatten() {
+                Some(BranchOutcome::Failed { error }) => Some(Err(error)),
+                Some(_) => Some(Ok(())),
+                None if outcomes.is_empty() => Some(Ok(())),
+                None => None,
+            },
+            _ => None,
+        };
+        let decision = match decision {
+            Some(d) => d,
+            None if outcomes.is_empty() => Ok(()),
+            None => return None,
+        };
+        // Cancel what is still running under this parallel node.
+        let mut i = 0;
+        while i < running.len() {
+            let under = running[i].path.len() > parent.len()
+                && running[i].path[..parent.len()] == parent[..]
+                && running[i].path[parent.len()].0 == fi;
+            if under {
+                let r = running.swap_remove(i);
+                self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
+            } else {
+                i += 1;
+            }
+        }
+        let stack = stack_at_mut(&mut self.state.frames, &parent)?;
+        let Some(Frame::Parallel { branches, .. }) = stack.pop() else {
+            return None;
+        };
+        let result: Vec<Json> = branches
+            .iter()
+            .map(|b| match &b.outcome {
+                Some(BranchOutcome::Resolved) => json!({"status": "resolved"}),
+                Some(BranchOutcome::Failed { error }) => {
+                    json!({"status": "failed", "error": error})
+                }
+                Some(BranchOutcome::Cancelled) | None => json!({"status": "cancelled"}),
+            })
+            .collect();
+        let result = Json::Array(result);
+        let workflow = self.workflow.clone();
+        let parallel = &workflow.nodes[node];
+        if let Some(j) = self.record.jobs.get_mut(job) {
+            let started =
+                hookflow_model::time::parse_rfc3339(&j.started_at).unwrap_or_else(now_millis);
+            j.duration_ms = now_millis().saturating_sub(started);
+            j.result = result.clone();
+            match &decision {
+                Ok(()) => j.status = JobStatus::Resolved,
+                Err(e) => {
+                    j.status = JobStatus::Failed;
+                    j.error = Some(e.clone());
+                }
+            }
+        }
+        match decision {
+            Ok(()) => {
+                self.set_result(node, &result);
+                None
+            }
+            Err(error) if parallel.on_error == OnError::Continue => {
+                self.set_result(node, &json!({"error": error, "branches": result}));
+                None
+            }
+            Err(error) => self.stack_failed(&parent, node_failure(parallel, &error), running),
         }
     }
 

@@ -1,7 +1,8 @@
 //! A run's position as plain data: what is saved after every node so that a
 //! run can resume after a crash, and what the interpreter steps through.
 
-use hookflow_model::runtime::{BlockId, ROOT_BLOCK};
+use hookflow_model::def::ParallelMode;
+use hookflow_model::runtime::{BlockId, NodeId, ROOT_BLOCK};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -26,6 +27,87 @@ pub enum Frame {
         /// The index of the next iteration to start.
         next: usize,
     },
+    /// Running branches at the same time; each has its own stack.
+    Parallel {
+        /// The parallel node.
+        node: NodeId,
+        /// The index of its job in the record.
+        job: usize,
+        /// How the outcome is decided.
+        mode: ParallelMode,
+        /// The branches.
+        branches: Vec<Branch>,
+    },
+}
+
+/// One branch of a parallel node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Branch {
+    /// Its own position stack.
+    pub frames: Vec<Frame>,
+    /// Set once the branch is decided.
+    pub outcome: Option<BranchOutcome>,
+}
+
+/// How a branch ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum BranchOutcome {
+    /// Every node ran.
+    Resolved,
+    /// A node failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Stopped because the outcome was decided without it.
+    Cancelled,
+}
+
+/// The stack a node runs on: (frame index, branch index) steps from the top level.
+pub type StackPath = Vec<(usize, usize)>;
+
+/// The stack at `path`.
+pub fn stack_at<'a>(mut frames: &'a [Frame], path: &[(usize, usize)]) -> Option<&'a [Frame]> {
+    for &(fi, bi) in path {
+        match frames.get(fi) {
+            Some(Frame::Parallel { branches, .. }) => frames = &branches.get(bi)?.frames,
+            _ => return None,
+        }
+    }
+    Some(frames)
+}
+
+/// The stack at `path`, mutably.
+pub fn stack_at_mut<'a>(
+    mut frames: &'a mut Vec<Frame>,
+    path: &[(usize, usize)],
+) -> Option<&'a mut Vec<Frame>> {
+    for &(fi, bi) in path {
+        match frames.get_mut(fi) {
+            Some(Frame::Parallel { branches, .. }) => frames = &mut branches.get_mut(bi)?.frames,
+            _ => return None,
+        }
+    }
+    Some(frames)
+}
+
+/// Every stack that can run a node: the top level, or, where a stack's top is
+/// a parallel frame, each of its undecided branches (recursively).
+pub fn runnable_stacks(frames: &[Frame], path: &mut StackPath, out: &mut Vec<StackPath>) {
+    match frames.last() {
+        Some(Frame::Parallel { branches, .. }) => {
+            let fi = frames.len() - 1;
+            for (bi, b) in branches.iter().enumerate() {
+                if b.outcome.is_none() {
+                    path.push((fi, bi));
+                    runnable_stacks(&b.frames, path, out);
+                    path.pop();
+                }
+            }
+        }
+        _ => out.push(path.clone()),
+    }
 }
 
 /// Everything needed to continue a run.
@@ -54,17 +136,33 @@ impl RunState {
         serde_json::from_value(value.clone()).ok()
     }
 
-    /// `loop.item` and `loop.index` of every iteration in progress, outermost first.
-    pub fn loop_scopes(&self) -> Vec<(Json, usize)> {
+    /// `loop.item` and `loop.index` of every iteration in progress on the
+    /// way to the stack at `path`, outermost first.
+    pub fn loop_scopes(&self, path: &[(usize, usize)]) -> Vec<(Json, usize)> {
         let mut out = Vec::new();
-        for (i, frame) in self.frames.iter().enumerate() {
-            if let Frame::Loop { items, next, .. } = frame {
-                if i + 1 < self.frames.len() && *next > 0 {
-                    if let Some(item) = items.get(next - 1) {
-                        out.push((item.clone(), next - 1));
+        let mut stack: &[Frame] = &self.frames;
+        let mut depth = 0;
+        loop {
+            for (i, frame) in stack.iter().enumerate() {
+                if let Frame::Loop { items, next, .. } = frame {
+                    if i + 1 < stack.len() && *next > 0 {
+                        if let Some(item) = items.get(next - 1) {
+                            out.push((item.clone(), next - 1));
+                        }
                     }
                 }
             }
+            let Some(&(fi, bi)) = path.get(depth) else {
+                break;
+            };
+            match stack.get(fi) {
+                Some(Frame::Parallel { branches, .. }) => match branches.get(bi) {
+                    Some(b) => stack = &b.frames,
+                    None => break,
+                },
+                _ => break,
+            }
+            depth += 1;
         }
         out
     }

@@ -287,3 +287,170 @@ async fn a_failing_node_ends_the_run_unless_it_continues() {
     store.flush().await.expect("flush");
     assert!(store.pending().expect("pending").is_empty());
 }
+
+const PARALLEL: &str = r#"
+title: Parallel
+trigger: { type: webhook }
+nodes:
+  - key: fan
+    type: parallel
+    mode: all
+    branches:
+      - - { key: left, type: calculation, expression: "'L'" }
+        - { key: left2, type: calculation, expression: "nodes.left ~ '2'" }
+      - - key: each
+          type: loop
+          over: "[1, 2, 3]"
+          do:
+            - { key: item, type: calculation, expression: "loop.item" }
+  - key: after
+    type: calculation
+    expression: "[nodes.left2, nodes.item, nodes.fan]"
+"#;
+
+async fn run_text(text: &str, store: &Arc<dyn Store>) -> ExecutionRecord {
+    let file = load_source(
+        "p",
+        Path::new("p.yaml"),
+        text,
+        &LoadOptions::process_env(SecretPolicy::Warn),
+    );
+    let wf = file
+        .workflow
+        .unwrap_or_else(|| panic!("{:?}", file.diagnostics));
+    let input = RunInput {
+        trigger: json!({}),
+        vars: json!({}),
+    };
+    let record = new_record(
+        uuid::Uuid::now_v7().to_string(),
+        &wf,
+        &input,
+        RunStatus::Queued,
+    );
+    finish(
+        run_from(store.clone(), &wf, record, RunState::start(), &input),
+        store,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn parallel_branches_run_and_resume_from_every_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Recording {
+        inner: SledStore::open(dir.path()).expect("open"),
+        saved: Mutex::new(Vec::new()),
+    });
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let full = run_text(PARALLEL, &dyn_store).await;
+    assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
+    let last = full
+        .jobs
+        .iter()
+        .find(|j| j.key.as_deref() == Some("after"))
+        .expect("after ran");
+    assert_eq!(
+        last.result,
+        json!(["L2", 3, [{"status": "resolved"}, {"status": "resolved"}]])
+    );
+    let fan = full
+        .jobs
+        .iter()
+        .find(|j| j.key.as_deref() == Some("fan"))
+        .expect("fan");
+    assert_eq!(fan.status, hookflow_store::JobStatus::Resolved);
+    let mut keys = job_keys(&full);
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec!["after", "each", "fan", "item", "item", "item", "left", "left2"]
+    );
+
+    let file = load_source(
+        "p",
+        Path::new("p.yaml"),
+        PARALLEL,
+        &LoadOptions::process_env(SecretPolicy::Warn),
+    );
+    let wf = file.workflow.expect("loads");
+    let input = RunInput {
+        trigger: json!({}),
+        vars: json!({}),
+    };
+    let saved = store.saved.lock().expect("saved").clone();
+    assert!(
+        saved.len() >= 6,
+        "positions were saved inside the branches: {}",
+        saved.len()
+    );
+    for (i, (record, pending)) in saved.iter().enumerate() {
+        let state = RunState::from_json(&pending.state).expect("saved state reads back");
+        let resumed = finish(
+            run_from(dyn_store.clone(), &wf, record.clone(), state, &input),
+            &dyn_store,
+        )
+        .await;
+        assert_eq!(resumed.status, RunStatus::Resolved, "resume from save {i}");
+        let last = resumed
+            .jobs
+            .iter()
+            .find(|j| j.key.as_deref() == Some("after"))
+            .expect("after ran");
+        assert_eq!(
+            last.result,
+            json!(["L2", 3, [{"status": "resolved"}, {"status": "resolved"}]]),
+            "resume from save {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_modes_decide_the_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("open"));
+    let flow = |mode: &str, on_error: &str| {
+        format!(
+            "title: m\ntrigger: {{ type: webhook }}\nnodes:\n  - key: fan\n    type: parallel\n    mode: {mode}\n    on_error: {on_error}\n    branches:\n      - - {{ key: bad, type: calculation, expression: \"nope.x\" }}\n      - - {{ key: good, type: calculation, expression: \"1\" }}\n  - {{ key: after, type: calculation, expression: \"nodes.fan\" }}\n"
+        )
+    };
+    // all: one failed branch fails the node, and the run.
+    let r = run_text(&flow("all", "fail"), &store).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("node `fan` failed"),
+        "{:?}",
+        r.error
+    );
+    // all with on_error: continue: the run goes on with the error.
+    let r = run_text(&flow("all", "continue"), &store).await;
+    assert_eq!(r.status, RunStatus::Resolved);
+    let after = r
+        .jobs
+        .iter()
+        .find(|j| j.key.as_deref() == Some("after"))
+        .expect("after");
+    assert!(after.result["error"].is_string(), "{}", after.result);
+    // any: one resolved branch is enough.
+    let r = run_text(&flow("any", "fail"), &store).await;
+    assert_eq!(r.status, RunStatus::Resolved, "{:?}", r.error);
+    let fan = r
+        .jobs
+        .iter()
+        .find(|j| j.key.as_deref() == Some("fan"))
+        .expect("fan");
+    let statuses: Vec<&str> = fan
+        .result
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|b| b["status"].as_str().unwrap_or_default())
+        .collect();
+    assert!(statuses.contains(&"resolved"), "{statuses:?}");
+    // race: the first branch to finish decides (the failing one is first here).
+    let r = run_text(&flow("race", "fail"), &store).await;
+    assert_eq!(r.status, RunStatus::Failed, "{:?}", r.jobs);
+}

@@ -30,6 +30,13 @@ pub enum Step {
         /// The body.
         body: BlockId,
     },
+    /// Run these blocks at the same time.
+    Parallel {
+        /// One block per branch.
+        branches: Vec<BlockId>,
+        /// How the outcome is decided.
+        mode: hookflow_model::def::ParallelMode,
+    },
     /// Wait until this time (Unix ms), then go on.
     Wait {
         /// When to wake.
@@ -98,9 +105,9 @@ pub async fn run(id: NodeId, node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeE
             max_iterations,
         } => loop_node::run(cx, over, *body, *max_iterations),
         NodeKind::Delay(wait) => delay::run(cx, wait),
-        NodeKind::Parallel { .. } => Err(NodeError(format!(
-            "`{}` nodes are not available in this version of hookflow",
-            node.type_name()
-        ))),
+        NodeKind::Parallel { branches, mode } => Ok(Step::Parallel {
+            branches: branches.clone(),
+            mode: *mode,
+        }),
     }
 }
