@@ -53,6 +53,7 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
         nodes: Vec::new(),
         blocks: Vec::new(),
         mode: def.trigger.mode,
+        parallel_depth: 0,
     };
     collect_keys(&def.nodes, &mut cx.all_keys);
     for (i, name) in def.secrets.iter().enumerate() {
@@ -177,6 +178,8 @@ struct Cx<'a> {
     nodes: Vec<Node>,
     blocks: Vec<Vec<NodeId>>,
     mode: Mode,
+    /// How many parallel nodes enclose the node being compiled.
+    parallel_depth: usize,
 }
 
 impl Cx<'_> {
@@ -766,7 +769,9 @@ impl Cx<'_> {
                     .iter()
                     .enumerate()
                     .map(|(i, b)| (b.as_slice(), path.key("branches").index(i)));
+                self.parallel_depth += 1;
                 let branches = self.branches(blocks, visible, none);
+                self.parallel_depth -= 1;
                 NodeKind::Parallel {
                     branches,
                     mode: par.mode,
@@ -778,6 +783,11 @@ impl Cx<'_> {
                         &path.key("type"),
                         "a `delay` node cannot be used in a sync workflow (the caller is waiting)"
                             .into(),
+                    );
+                } else if self.parallel_depth > 0 {
+                    self.error_at_value(
+                        &path.key("type"),
+                        "a `delay` node cannot be used inside a parallel branch".into(),
                     );
                 }
                 match (&d.duration, &d.until) {

@@ -163,6 +163,14 @@ fn delay_node_in_sync_workflow() {
 }
 
 #[test]
+fn delay_inside_a_parallel_branch() {
+    check(
+        "title: t\ntrigger: { type: webhook }\nnodes:\n  - type: parallel\n    branches:\n      - - { type: delay, duration: 1s }\n",
+        &[(6, 19, "a `delay` node cannot be used inside a parallel branch")],
+    );
+}
+
+#[test]
 fn trigger_response_modes() {
     check(
         &format!("{HEAD}  response: {{ body: ok }}\n"),
