@@ -323,12 +323,26 @@ fn sync_runs() {
 #[test]
 fn async_runs_are_acknowledged_then_completed() {
     let app = app();
-    let r = app.post_json("async-key-0001", &json!({"n": "21"}));
+    let r = app.post(
+        "async-key-0001",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer secret-token"),
+        ],
+        r#"{"n": "21"}"#,
+    );
     assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{r:?}");
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     let record = app.finished(&r.execution(), Duration::from_secs(10));
     assert_eq!(record["status"], json!("resolved"), "{record}");
     assert_eq!(record["jobs"][0]["result"], json!(42));
+    // The stored context comes back with secrets redacted.
+    assert_eq!(record["trigger"]["body"], json!({"n": "21"}));
+    assert_eq!(
+        record["trigger"]["headers"]["authorization"],
+        json!("[redacted]")
+    );
+    assert_eq!(record["trigger"]["method"], json!("POST"));
     assert_eq!(record["jobs"][1]["result"], json!("doubled 42"));
     assert_eq!(
         record["response"],

@@ -283,6 +283,7 @@ impl Executor {
                 record: record.clone(),
                 pending: Some(pending),
                 clear_pending: false,
+                input_stored: true,
                 input: Some(input.clone().into_json()),
             })
             .await
@@ -428,6 +429,7 @@ impl Executor {
             record,
             pending: None,
             clear_pending: true,
+            input_stored: true,
             input: None,
         });
     }

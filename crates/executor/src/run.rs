@@ -316,6 +316,7 @@ impl Run {
                 wake_at: Some(wake_at),
             }),
             clear_pending: false,
+            input_stored: true,
             input: None,
         });
         Outcome::Waiting {
@@ -337,6 +338,7 @@ impl Run {
                 wake_at: None,
             }),
             clear_pending: false,
+            input_stored: true,
             input: None,
         });
     }
@@ -785,6 +787,7 @@ impl Run {
             record: self.record,
             pending: None,
             clear_pending: self.durable,
+            input_stored: self.durable,
             input: None,
         });
         status

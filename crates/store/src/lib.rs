@@ -60,6 +60,9 @@ pub struct Write {
     pub pending: Option<Pending>,
     /// Remove the pending entry (the run had one and is now finished).
     pub clear_pending: bool,
+    /// The run's input is (or is in this write) stored: the record is kept
+    /// without its trigger context, which reads rebuild from the input.
+    pub input_stored: bool,
     /// The run's full input (the unredacted trigger context and vars), kept
     /// for resume and retry until the record is removed.
     pub input: Option<serde_json::Value>,

@@ -123,7 +123,9 @@ pub struct ExecutionRecord {
     /// Unix milliseconds of `started_at` (for filtering).
     #[serde(default)]
     pub started_ms: u64,
-    /// The trigger context, secret-bearing headers redacted.
+    /// The trigger context, secret-bearing headers redacted. Runs that keep
+    /// their input store it only there; reads put it back here.
+    #[serde(default, skip_serializing_if = "Json::is_null")]
     pub trigger: Json,
     /// One job per node run.
     pub jobs: Vec<JobRecord>,

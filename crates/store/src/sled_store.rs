@@ -116,7 +116,11 @@ impl SledStore {
     }
 }
 
-fn add_to_batch(batch: &mut sled::Batch, w: &Write) -> StoreResult<()> {
+fn add_to_batch(batch: &mut sled::Batch, mut w: Write) -> StoreResult<()> {
+    if w.input_stored {
+        // The input holds the trigger context; do not store it twice.
+        w.record.trigger = Json::Null;
+    }
     let id = &w.record.id;
     let (Some(rk), Some(pk), Some(ik)) = (key(RECORD, id), key(PENDING, id), key(INPUT, id)) else {
         return Err(StoreError::Db(format!("invalid execution id {id}")));
@@ -147,7 +151,7 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
         let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
         for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
             match job {
-                Job::Write(w, waiter) => match (add_to_batch(&mut batch, &w), waiter) {
+                Job::Write(w, waiter) => match (add_to_batch(&mut batch, *w), waiter) {
                     (Ok(()), Some(tx)) => waiters.push(tx),
                     (Ok(()), None) => {}
                     (Err(e), Some(tx)) => failed.push((tx, e)),
@@ -221,10 +225,23 @@ impl Store for SledStore {
         let Some(k) = key(RECORD, id) else {
             return Ok(None);
         };
-        match self.runs.get(k).map_err(db_err)? {
-            Some(v) => decode(&k, &v).map(Some),
-            None => Ok(None),
+        let Some(v) = self.runs.get(k).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let mut record: ExecutionRecord = decode(&k, &v)?;
+        if record.trigger.is_null() {
+            // Kept with the input: rebuild it, redacted.
+            if let Some(mut trigger) = self
+                .input(id)?
+                .and_then(|mut i| i.get_mut("trigger").map(Json::take))
+            {
+                if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
+                    crate::record::redact_headers(headers);
+                }
+                record.trigger = trigger;
+            }
         }
+        Ok(Some(record))
     }
     fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
         let start = [RECORD];
@@ -361,6 +378,7 @@ mod tests {
         Write {
             record,
             clear_pending: pending.is_none(),
+            input_stored: input.is_some(),
             pending,
             input,
         }
