@@ -23,6 +23,7 @@ pub use queue::QueueConfig;
 pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
+use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
 use queue::{Queue, QueueItem};
 use run::{new_record, scope_for, Control, Responder, Run};
@@ -158,7 +159,7 @@ impl Executor {
         let item = QueueItem {
             record,
             state,
-            input: None,
+            scope: None,
             workflow: None,
         };
         match (pending.status, pending.wake_at) {
@@ -252,16 +253,15 @@ impl Executor {
         let id = uuid::Uuid::now_v7().to_string();
         let mut record = new_record(id.clone(), &workflow, &input, RunStatus::Queued);
         let state = RunState::start();
+        // The worker uses the same scope; build it once.
+        let scope = scope_for(&workflow, &record, &input, &state);
         let ack = match &workflow.trigger.response {
-            Some(spec) => {
-                let scope = scope_for(&workflow, &record, &input, &state);
-                Answer::render(spec, &workflow.templates, &scope)
-                    .map_err(|e| AcceptError::Response(e.message))?
-            }
+            Some(spec) => Answer::render(spec, &workflow.templates, &scope)
+                .map_err(|e| AcceptError::Response(e.message))?,
             None => Answer::default_ack(),
         };
         record.response = Some(ack.record());
-        self.enqueue(workflow, input, record, state).await?;
+        self.enqueue(workflow, input, record, state, scope).await?;
         Ok((id, ack))
     }
 
@@ -271,6 +271,7 @@ impl Executor {
         input: RunInput,
         record: ExecutionRecord,
         state: RunState,
+        scope: Scope,
     ) -> Result<(), AcceptError> {
         let slot = self.queue.reserve()?;
         let pending = Pending {
@@ -278,20 +279,23 @@ impl Executor {
             state: state.to_json(),
             wake_at: None,
         };
+        // The stored input holds the trigger context; the record needs no copy.
+        let mut record = record;
+        record.trigger = Json::Null;
         self.store
             .put_durable(Write {
                 record: record.clone(),
                 pending: Some(pending),
                 clear_pending: false,
                 input_stored: true,
-                input: Some(input.clone().into_json()),
+                input: Some(input.into_json()),
             })
             .await
             .map_err(|e| AcceptError::Store(e.to_string()))?;
         slot.push(QueueItem {
             record,
             state,
-            input: Some(input),
+            scope: Some(scope),
             workflow: Some(workflow),
         });
         Ok(())
@@ -344,7 +348,9 @@ impl Executor {
             hookflow_model::def::Mode::Async => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
                 record.retry_of = Some(id.to_string());
-                self.enqueue(workflow, input, record, RunState::start())
+                let state = RunState::start();
+                let scope = scope_for(&workflow, &record, &input, &state);
+                self.enqueue(workflow, input, record, state, scope)
                     .await
                     .map_err(|e| match e {
                         AcceptError::Store(s) => RetryError::Store(s),
@@ -360,7 +366,7 @@ impl Executor {
         let QueueItem {
             record,
             state,
-            input,
+            scope,
             workflow,
         } = item;
         let id = record.id.clone();
@@ -371,10 +377,10 @@ impl Executor {
             Ok(w) => w,
             Err(error) => return self.fail_unrunnable(record, error),
         };
-        let input = match input {
-            Some(i) => i,
+        let scope = match scope {
+            Some(scope) => scope,
             None => match self.store.input(&id) {
-                Ok(Some(v)) => RunInput::from_json(&v),
+                Ok(Some(v)) => scope_for(&workflow, &record, &RunInput::from_json(&v), &state),
                 _ => {
                     return self.fail_unrunnable(
                         record,
@@ -383,7 +389,6 @@ impl Executor {
                 }
             },
         };
-        let scope = scope_for(&workflow, &record, &input, &state);
         let deadline = workflow.timeout.map(|t| {
             let elapsed = hookflow_model::time::now_millis().saturating_sub(record.started_ms);
             tokio::time::Instant::now()
@@ -412,7 +417,7 @@ impl Executor {
                     record: *record,
                     state,
                     // Read again from the store on waking: nothing is kept in memory.
-                    input: None,
+                    scope: None,
                     workflow: None,
                 },
                 wake_at,

@@ -2,7 +2,6 @@
 //! dispatcher, and a pool of worker permits. The store is the source of
 //! truth; this only orders what is already on disk.
 
-use crate::run::RunInput;
 use crate::state::RunState;
 use crate::{AcceptError, Executor};
 use hookflow_model::runtime::Workflow;
@@ -34,8 +33,8 @@ impl Default for QueueConfig {
 pub struct QueueItem {
     pub record: ExecutionRecord,
     pub state: RunState,
-    /// `None` when resumed: read from the store.
-    pub input: Option<RunInput>,
+    /// The template variables; `None` when resumed: rebuilt from the stored input.
+    pub scope: Option<hookflow_model::template::Scope>,
     /// `None` when resumed: resolved by version.
     pub workflow: Option<Arc<Workflow>>,
 }

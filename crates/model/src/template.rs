@@ -301,9 +301,15 @@ fn eval_error(e: &minijinja::Error) -> EvalError {
 }
 
 /// The variables templates see during one run. Values are set from JSON;
-/// `now` is formatted only when a template reads it.
+/// `now` is formatted only when a template reads it. Cloning is cheap (the
+/// data is shared until one of the clones changes it).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
+    data: Arc<ScopeData>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ScopeData {
     entries: BTreeMap<&'static str, MjValue>,
     nodes: BTreeMap<String, MjValue>,
     loops: Vec<MjValue>,
@@ -317,17 +323,23 @@ impl Scope {
         Scope::default()
     }
 
+    /// The data, for a change (the cached context is dropped).
+    fn change(&mut self) -> &mut ScopeData {
+        let data = Arc::make_mut(&mut self.data);
+        data.context = std::sync::OnceLock::new();
+        data
+    }
+
     /// Sets a top-level variable (`trigger`, `vars`, `execution`, `secrets`).
     pub fn set(&mut self, name: &'static str, value: &Json) {
-        self.context = std::sync::OnceLock::new();
-        self.entries
+        self.change()
+            .entries
             .insert(name, MjValue::from(minijinja::value::Serde(value)));
     }
 
     /// Sets `nodes.<key>`.
     pub fn set_node(&mut self, key: &str, value: &Json) {
-        self.context = std::sync::OnceLock::new();
-        self.nodes.insert(
+        self.change().nodes.insert(
             key.to_string(),
             MjValue::from(minijinja::value::Serde(value)),
         );
@@ -335,34 +347,32 @@ impl Scope {
 
     /// Enters a loop iteration: `loop.item`, `loop.index`.
     pub fn push_loop(&mut self, item: &Json, index: usize) {
-        self.context = std::sync::OnceLock::new();
         let mut m = BTreeMap::new();
         m.insert("item", MjValue::from(minijinja::value::Serde(item)));
         m.insert("index", MjValue::from(index));
-        self.loops.push(MjValue::from(m));
+        self.change().loops.push(MjValue::from(m));
     }
 
     /// Leaves every loop iteration.
     pub fn clear_loops(&mut self) {
-        if !self.loops.is_empty() {
-            self.context = std::sync::OnceLock::new();
-            self.loops.clear();
+        if !self.data.loops.is_empty() {
+            self.change().loops.clear();
         }
     }
 
     /// Leaves the innermost loop iteration.
     pub fn pop_loop(&mut self) {
-        self.context = std::sync::OnceLock::new();
-        self.loops.pop();
+        self.change().loops.pop();
     }
 
     fn context(&self) -> MjValue {
-        self.context
+        let data = &self.data;
+        data.context
             .get_or_init(|| {
                 MjValue::from_object(ScopeObject {
-                    entries: self.entries.clone(),
-                    nodes: MjValue::from(self.nodes.clone()),
-                    current_loop: self.loops.last().cloned(),
+                    entries: data.entries.clone(),
+                    nodes: MjValue::from(data.nodes.clone()),
+                    current_loop: data.loops.last().cloned(),
                 })
             })
             .clone()
