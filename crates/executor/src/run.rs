@@ -202,17 +202,7 @@ pub fn scope_for(
         "execution",
         &json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at}),
     );
-    let secrets: serde_json::Map<String, Json> = workflow
-        .secrets
-        .iter()
-        .map(|name| {
-            (
-                name.clone(),
-                Json::String(std::env::var(name).unwrap_or_default()),
-            )
-        })
-        .collect();
-    scope.set("secrets", &Json::Object(secrets));
+    scope.set("secrets", &workflow.secret_values());
     for (k, v) in &state.results {
         scope.set_node(k, v);
     }

@@ -288,6 +288,24 @@ impl Node {
     }
 }
 
+impl Workflow {
+    /// The declared secrets with their values from the environment (empty when unset),
+    /// as templates see them under `secrets`.
+    pub fn secret_values(&self) -> Json {
+        Json::Object(
+            self.secrets
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        Json::String(std::env::var(name).unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
 /// A stable content hash (FNV-1a, 64 bits) as 16 hex digits; names a workflow version.
 pub fn content_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

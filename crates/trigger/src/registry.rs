@@ -7,7 +7,6 @@ use hookflow_model::template::Scope;
 use hookflow_model::{Catalog, Diagnostic};
 use hookflow_store::KeyFile;
 use serde::Serialize;
-use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -147,18 +146,8 @@ fn credentials(workflow: &Workflow) -> Result<Option<Credentials>, String> {
     let Some(auth) = &workflow.trigger.basic_auth else {
         return Ok(None);
     };
-    let secrets: serde_json::Map<String, Json> = workflow
-        .secrets
-        .iter()
-        .map(|n| {
-            (
-                n.clone(),
-                Json::String(std::env::var(n).unwrap_or_default()),
-            )
-        })
-        .collect();
     let mut scope = Scope::new();
-    scope.set("secrets", &Json::Object(secrets));
+    scope.set("secrets", &workflow.secret_values());
     let user = workflow
         .templates
         .render(&auth.username, &scope)

@@ -47,7 +47,7 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
     cx.env.policy.check_host(&host).map_err(NodeError)?;
     for (name, value) in &spec.query {
         let value = templates.eval_value(value, cx.scope)?;
-        append_query(&mut url, name, &value);
+        append_value(&mut url.query_pairs_mut(), name, &value);
     }
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (name, value) in &spec.headers {
@@ -241,8 +241,12 @@ fn scalar_text(v: &Json) -> String {
     }
 }
 
-fn append_query(url: &mut reqwest::Url, name: &str, value: &Json) {
-    let mut pairs = url.query_pairs_mut();
+/// Appends `name=value`, once per item when the value is a list.
+fn append_value<T: form_urlencoded::Target>(
+    pairs: &mut form_urlencoded::Serializer<'_, T>,
+    name: &str,
+    value: &Json,
+) {
     match value {
         Json::Array(items) => {
             for item in items {
@@ -276,16 +280,7 @@ fn encode_body(
             };
             let mut form = form_urlencoded::Serializer::new(String::new());
             for (k, v) in &map {
-                match v {
-                    Json::Array(items) => {
-                        for item in items {
-                            form.append_pair(k, &scalar_text(item));
-                        }
-                    }
-                    other => {
-                        form.append_pair(k, &scalar_text(other));
-                    }
-                }
+                append_value(&mut form, k, v);
             }
             (
                 "application/x-www-form-urlencoded",
