@@ -445,11 +445,6 @@ impl Executor {
         self.queue.shutdown(grace).await
     }
 
-    /// Whether the executor is shutting down.
-    pub fn is_shutting_down(&self) -> bool {
-        self.queue.is_shutting_down()
-    }
-
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<(), String> {
         self.store.flush().await.map_err(|e| e.to_string())

@@ -74,11 +74,6 @@ impl Catalog {
             .iter()
             .chain(self.files.values().flat_map(|f| f.diagnostics.iter()))
     }
-
-    /// The workflows that loaded.
-    pub fn workflows(&self) -> impl Iterator<Item = &Arc<Workflow>> {
-        self.files.values().filter_map(|f| f.workflow.as_ref())
-    }
 }
 
 /// True when `id` matches `[a-z0-9][a-z0-9_-]*`.

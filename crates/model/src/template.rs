@@ -360,11 +360,6 @@ impl Scope {
         }
     }
 
-    /// Leaves the innermost loop iteration.
-    pub fn pop_loop(&mut self) {
-        self.change().loops.pop();
-    }
-
     fn context(&self) -> MjValue {
         let data = &self.data;
         data.context
@@ -624,7 +619,8 @@ mod tests {
         s.push_loop(&json!("a"), 0);
         s.push_loop(&json!("b"), 1);
         assert_eq!(t.render(&c.value, &s).expect("renders"), "b-1-20");
-        s.pop_loop();
+        s.clear_loops();
+        s.push_loop(&json!("a"), 0);
         assert_eq!(t.render(&c.value, &s).expect("renders"), "a-0-20");
     }
 }
