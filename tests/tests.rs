@@ -5,4 +5,5 @@ mod harness;
 mod http;
 mod nodes;
 mod runs;
+mod trust;
 mod upstream;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod registry;
 mod reload;
 pub mod server;
+pub mod verify;
 pub mod webhook;
 
 pub use registry::{Registry, WorkflowInfo};

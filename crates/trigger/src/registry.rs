@@ -21,6 +21,8 @@ pub struct Served {
     pub key: String,
     /// Basic credentials, rendered once from the secrets.
     pub basic: Option<Credentials>,
+    /// Signature verification, ready for requests.
+    pub verifier: Option<crate::verify::Verifier>,
 }
 
 /// One row of `GET /api/workflows` and `hookflow urls`.
@@ -124,6 +126,19 @@ impl Registry {
                     continue;
                 }
             };
+            let verifier = match workflow
+                .trigger
+                .verify
+                .as_ref()
+                .map(|v| crate::verify::Verifier::build(&workflow, v))
+            {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    tracing::error!(message = "Workflow not served: its signature check cannot be set up.", workflow = %id, error = %e);
+                    continue;
+                }
+            };
             if registry.by_key.contains_key(&key) {
                 tracing::error!(message = "Workflow not served: its key is already in use.", workflow = %id);
                 continue;
@@ -134,6 +149,7 @@ impl Registry {
                     workflow,
                     key,
                     basic,
+                    verifier,
                 }),
             );
         }

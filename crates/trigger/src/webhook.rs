@@ -110,6 +110,15 @@ async fn run(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // Content type (415) before the signature (401) before parsing (400).
+    if !body.is_empty() && hookflow_parser::body_kind(content_type).is_none() {
+        return Err(parse_error(ParseError::UnsupportedMediaType(
+            content_type.unwrap_or("(none)").to_string(),
+        )));
+    }
+    if let Some(verifier) = &served.verifier {
+        check_signature(req, verifier, &workflow, &body)?;
+    }
     let headers = req
         .headers()
         .iter()
@@ -158,6 +167,63 @@ fn parse_error(e: ParseError) -> ApiError {
         ParseError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(e.to_string()),
         other => ApiError::BadRequest(other.to_string()),
     }
+}
+
+/// Runs the workflow's signature check on the raw request.
+fn check_signature(
+    req: &HttpRequest,
+    verifier: &crate::verify::Verifier,
+    workflow: &hookflow_model::Workflow,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let header = |name: &str| {
+        let values: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    let scope = || {
+        let headers = req
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)));
+        let mut trigger = serde_json::Map::new();
+        trigger.insert(
+            "method".into(),
+            Json::String(req.method().as_str().to_string()),
+        );
+        trigger.insert("path".into(), Json::String(req.path().to_string()));
+        trigger.insert(
+            "headers".into(),
+            Json::Object(hookflow_parser::header_map(headers)),
+        );
+        trigger.insert(
+            "query".into(),
+            hookflow_parser::parse_query(req.query_string()),
+        );
+        trigger.insert(
+            "raw_body".into(),
+            Json::String(String::from_utf8_lossy(body).into_owned()),
+        );
+        let mut scope = hookflow_model::template::Scope::new();
+        scope.set("trigger", &Json::Object(trigger));
+        scope.set("secrets", &workflow.secret_values());
+        scope
+    };
+    let now = hookflow_model::time::now_millis() / 1000;
+    verifier
+        .check(&crate::verify::Signed {
+            header: &header,
+            body,
+            scope: &scope,
+            now,
+        })
+        .map_err(|reason| {
+            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, %reason);
+            ApiError::InvalidSignature
+        })
 }
 
 /// Compares Basic credentials in constant time (both parts, always).
