@@ -117,3 +117,129 @@ fn a_workflow_whose_preset_is_not_available_is_not_served() {
         "fail closed: never run unverified"
     );
 }
+
+fn idempotent(key: &str, mode: &str, ttl: &str, url: &str) -> String {
+    let answer = if mode == "sync" {
+        "  - type: response\n    body: { order: \"{{ trigger.body.id }}\", run: \"{{ execution.id }}\" }\n"
+    } else {
+        ""
+    };
+    format!(
+        "title: Idem\nenabled: true\ntrigger:\n  type: webhook\n  mode: {mode}\n  key: {key}\n  idempotency: {{ key: \"{{{{ trigger.body.id }}}}\", ttl: {ttl} }}\nnodes:\n  - {{ key: call, type: request, method: GET, url: \"{url}\" }}\n{answer}"
+    )
+}
+
+#[test]
+fn idempotent_repeats_start_no_new_run() {
+    let up = crate::upstream::Upstream::start();
+    let sync = idempotent(
+        "idem-sync-key1",
+        "sync",
+        "1h",
+        &format!("{}/sleep/300", up.base),
+    );
+    let asyn = idempotent(
+        "idem-async-key",
+        "async",
+        "1h",
+        &format!("{}/async", up.base),
+    );
+    let short = idempotent(
+        "idem-short-key",
+        "sync",
+        "1s",
+        &format!("{}/short", up.base),
+    );
+    let mut app = TestApp::spawn(&[
+        ("sync.yaml", &sync),
+        ("async.yaml", &asyn),
+        ("short.yaml", &short),
+    ]);
+
+    // Concurrent identical requests: one run, the same answer for all, replays marked.
+    let url = app.hook("idem-sync-key1");
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .new_agent();
+                let mut r = agent
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .send(r#"{"id": "A-1"}"#)
+                    .expect("request");
+                let replayed = r.headers().get("x-hookflow-replayed").is_some();
+                let exec = r
+                    .headers()
+                    .get("x-hookflow-execution")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    r.status().as_u16(),
+                    r.body_mut().read_to_string().unwrap_or_default(),
+                    exec,
+                    replayed,
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = senders
+        .into_iter()
+        .map(|s| s.join().expect("join"))
+        .collect();
+    assert_eq!(
+        up.hits_on("/sleep/300").len(),
+        1,
+        "one run for eight identical requests"
+    );
+    let first_exec = results[0].2.clone();
+    for (status, body, exec, _) in &results {
+        assert_eq!(*status, 200);
+        assert_eq!(exec, &first_exec, "replays carry the first run's id");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).expect("json")["run"],
+            json!(first_exec)
+        );
+    }
+    assert_eq!(results.iter().filter(|r| r.3).count(), 7, "seven replays");
+
+    // Sequential repeat; another key runs again.
+    let again = app.post_json("idem-sync-key1", &json!({"id": "A-1"}));
+    assert_eq!(again.header("x-hookflow-replayed"), Some("true"));
+    let other = app.post_json("idem-sync-key1", &json!({"id": "A-2"}));
+    assert_eq!(other.header("x-hookflow-replayed"), None);
+    assert_eq!(up.hits_on("/sleep/300").len(), 2);
+
+    // Async: the configured answer again, no new run.
+    let first = app.post_json("idem-async-key", &json!({"id": "E-1"}));
+    let repeat = app.post_json("idem-async-key", &json!({"id": "E-1"}));
+    assert_eq!((repeat.status, repeat.body.as_str()), (200, "ok"));
+    assert_eq!(repeat.header("x-hookflow-replayed"), Some("true"));
+    assert_eq!(repeat.execution(), first.execution());
+    app.finished(&first.execution(), std::time::Duration::from_secs(10));
+    assert_eq!(up.hits_on("/async").len(), 1);
+
+    // Keys expire after the TTL.
+    app.post_json("idem-short-key", &json!({"id": "S-1"}));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let after = app.post_json("idem-short-key", &json!({"id": "S-1"}));
+    assert_eq!(
+        after.header("x-hookflow-replayed"),
+        None,
+        "expired keys run again"
+    );
+    assert_eq!(up.hits_on("/short").len(), 2);
+
+    // Keys survive a crash once flushed (sled flushes every 500 ms).
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    app.kill9();
+    app.start();
+    let after_restart = app.post_json("idem-sync-key1", &json!({"id": "A-1"}));
+    assert_eq!(after_restart.header("x-hookflow-replayed"), Some("true"));
+    assert_eq!(after_restart.execution(), first_exec);
+    assert_eq!(up.hits_on("/sleep/300").len(), 2);
+}

@@ -127,3 +127,24 @@ impl Answer {
         }
     }
 }
+
+impl Answer {
+    /// The answer stored in a record, to send again (idempotent replays).
+    pub fn from_record(record: &ResponseRecord) -> Answer {
+        let body = match &record.body {
+            Json::String(s) => s.clone().into_bytes(),
+            Json::Null => Vec::new(),
+            other => serde_json::to_vec(other).unwrap_or_default(),
+        };
+        Answer {
+            status: record.status,
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            body,
+            recorded_body: record.body.clone(),
+        }
+    }
+}

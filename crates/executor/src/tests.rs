@@ -54,6 +54,25 @@ impl Store for Recording {
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.flush()
     }
+    fn idempotency(
+        &self,
+        w: &str,
+        k: &str,
+        now: u64,
+    ) -> StoreResult<Option<hookflow_store::IdempotencyEntry>> {
+        self.inner.idempotency(w, k, now)
+    }
+    fn put_idempotency(
+        &self,
+        w: &str,
+        k: &str,
+        e: &hookflow_store::IdempotencyEntry,
+    ) -> StoreResult<()> {
+        self.inner.put_idempotency(w, k, e)
+    }
+    fn remove_expired_idempotency(&self, now: u64) -> StoreResult<usize> {
+        self.inner.remove_expired_idempotency(now)
+    }
 }
 
 const WORKFLOW: &str = r#"

@@ -10,7 +10,8 @@ mod sled_store;
 
 pub use keys::KeyFile;
 pub use record::{
-    ExecutionFilter, ExecutionRecord, JobRecord, JobStatus, Pending, ResponseRecord, RunStatus,
+    ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, Pending,
+    ResponseRecord, RunStatus,
 };
 pub use sled_store::SledStore;
 
@@ -105,4 +106,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes finished records (and their inputs) that started before `cutoff_ms`; returns how many.
     fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize>;
+
+    /// The entry of an idempotency key of a workflow, if it has not expired at `now_ms`.
+    fn idempotency(
+        &self,
+        workflow: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<IdempotencyEntry>>;
+
+    /// Remembers an idempotency key (durable with the next flush).
+    fn put_idempotency(
+        &self,
+        workflow: &str,
+        key: &str,
+        entry: &IdempotencyEntry,
+    ) -> StoreResult<()>;
+
+    /// Forgets keys that expired before `now_ms`; returns how many.
+    fn remove_expired_idempotency(&self, now_ms: u64) -> StoreResult<usize>;
 }

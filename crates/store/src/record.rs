@@ -149,6 +149,17 @@ pub struct Pending {
     pub wake_at: Option<u64>,
 }
 
+/// What is remembered about an idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyEntry {
+    /// The run the key started.
+    pub execution_id: String,
+    /// When the key is forgotten (Unix ms).
+    pub expires_ms: u64,
+    /// The answer sent to the first request.
+    pub response: Option<ResponseRecord>,
+}
+
 /// Filters of `GET /api/executions`.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {

@@ -2,7 +2,7 @@
 //! writes in order, many at a time in one batch, and syncs the disk once per
 //! batch that holds a durable write (group commit).
 
-use crate::record::{ExecutionFilter, ExecutionRecord, Pending};
+use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending};
 use crate::{BoxFuture, Store, StoreError, StoreResult, Write};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -35,6 +35,7 @@ pub struct SledStore {
     db: sled::Db,
     runs: sled::Tree,
     versions: sled::Tree,
+    idempotency: sled::Tree,
     jobs: Option<mpsc::SyncSender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -49,6 +50,15 @@ fn key(prefix: u8, id: &str) -> Option<[u8; 17]> {
     k[0] = prefix;
     k[1..].copy_from_slice(uuid.as_bytes());
     Some(k)
+}
+
+/// `<workflow> NUL <key>`: keys of different workflows never meet.
+fn idempotency_key(workflow: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(workflow.len() + key.len() + 1);
+    k.extend_from_slice(workflow.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 fn id_of(key: &[u8]) -> String {
@@ -93,6 +103,7 @@ impl SledStore {
             })?;
         let runs = db.open_tree("runs").map_err(db_err)?;
         let versions = db.open_tree("versions").map_err(db_err)?;
+        let idempotency = db.open_tree("idempotency").map_err(db_err)?;
         let (tx, rx) = mpsc::sync_channel(BACKLOG);
         let (writer_db, writer_runs) = (db.clone(), runs.clone());
         let writer = std::thread::Builder::new()
@@ -103,6 +114,7 @@ impl SledStore {
             db,
             runs,
             versions,
+            idempotency,
             jobs: Some(tx),
             writer: Some(writer),
         })
@@ -317,6 +329,49 @@ impl Store for SledStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    fn idempotency(
+        &self,
+        workflow: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<IdempotencyEntry>> {
+        let k = idempotency_key(workflow, key);
+        match self.idempotency.get(&k).map_err(db_err)? {
+            Some(v) => {
+                let entry: IdempotencyEntry = decode(&k, &v)?;
+                Ok((entry.expires_ms > now_ms).then_some(entry))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put_idempotency(
+        &self,
+        workflow: &str,
+        key: &str,
+        entry: &IdempotencyEntry,
+    ) -> StoreResult<()> {
+        self.idempotency
+            .insert(idempotency_key(workflow, key), encode(entry)?)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove_expired_idempotency(&self, now_ms: u64) -> StoreResult<usize> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for item in self.idempotency.iter() {
+            let (k, v) = item.map_err(db_err)?;
+            let entry: IdempotencyEntry = decode(&k, &v)?;
+            if entry.expires_ms <= now_ms {
+                batch.remove(k);
+                removed += 1;
+            }
+        }
+        self.idempotency.apply_batch(batch).map_err(db_err)?;
+        Ok(removed)
+    }
+
     fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize> {
         let mut removed = 0;
         let mut batch = sled::Batch::default();
@@ -518,6 +573,38 @@ mod tests {
             "retention removes inputs too"
         );
         assert_eq!(store.input(&ids[2]).expect("input"), Some(json!(2)));
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_expire_and_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entry = IdempotencyEntry {
+            execution_id: "e1".into(),
+            expires_ms: 1000,
+            response: None,
+        };
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            store.put_idempotency("wf", "k", &entry).expect("put");
+            store.flush().await.expect("flush");
+        }
+        let store = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.idempotency("wf", "k", 999).expect("get"),
+            Some(entry.clone())
+        );
+        assert_eq!(
+            store.idempotency("other", "k", 999).expect("get"),
+            None,
+            "keys are per workflow"
+        );
+        assert_eq!(
+            store.idempotency("wf", "k", 1000).expect("get"),
+            None,
+            "expired"
+        );
+        assert_eq!(store.remove_expired_idempotency(1000).expect("purge"), 1);
+        assert_eq!(store.idempotency("wf", "k", 0).expect("get"), None);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod idempotency;
 pub mod registry;
 mod reload;
 pub mod server;
@@ -30,6 +31,8 @@ pub struct AppState {
     keys: KeyFile,
     registry: RwLock<Arc<Registry>>,
     shutting_down: AtomicBool,
+    /// Idempotency keys whose first request is still being handled.
+    pub inflight: idempotency::InFlight,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             settings,
             registry: RwLock::new(Arc::new(Registry::default())),
             shutting_down: AtomicBool::new(false),
+            inflight: idempotency::InFlight::default(),
         });
         let catalog = state.load_catalog();
         state.install(&catalog)?;

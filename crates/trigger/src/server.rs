@@ -100,6 +100,13 @@ async fn retention_loop(state: Arc<AppState>) {
         let cutoff = hookflow_model::time::now_millis().saturating_sub(
             u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX),
         );
+        if let Err(error) = state
+            .executor
+            .store()
+            .remove_expired_idempotency(hookflow_model::time::now_millis())
+        {
+            tracing::warn!(message = "Idempotency key expiry failed.", %error);
+        }
         match state.executor.store().remove_finished_before(cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(message = "Removed old execution records.", count = n),

@@ -3,6 +3,7 @@
 //! executor.
 
 use crate::error::ApiError;
+use crate::idempotency::Claim;
 use crate::registry::Served;
 use crate::AppState;
 use actix_web::http::{header, Method};
@@ -18,6 +19,11 @@ use subtle::ConstantTimeEq;
 
 /// The path prefix of webhook URLs; the key follows it.
 pub const PREFIX: &str = "/api/webhook:trigger";
+
+/// The response header marking an idempotent replay.
+pub const REPLAYED_HEADER: &str = "x-hookflow-replayed";
+/// How long a repeat waits for a first request of an async workflow.
+const IDEMPOTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The response header naming the run a response belongs to.
 pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
@@ -143,6 +149,30 @@ async fn run(
         trigger: Json::Object(trigger),
         vars: Json::Object(vars),
     };
+    let first = match &workflow.trigger.idempotency {
+        Some(idem) => match idempotency_key(&workflow, idem, &input)? {
+            Some(key) => {
+                let wait = workflow.timeout.unwrap_or(IDEMPOTENT_WAIT);
+                match state
+                    .inflight
+                    .claim(state.executor.store().as_ref(), &workflow.id, &key, wait)
+                    .await?
+                {
+                    Claim::Replay(id, answer) => {
+                        let mut response = respond(&id, answer);
+                        response.headers_mut().insert(
+                            actix_web::http::header::HeaderName::from_static(REPLAYED_HEADER),
+                            actix_web::http::header::HeaderValue::from_static("true"),
+                        );
+                        return Ok(response);
+                    }
+                    Claim::First(first) => Some((first, idem.ttl)),
+                }
+            }
+            None => None,
+        },
+        None => None,
+    };
     let (id, answer) = match workflow.mode {
         Mode::Sync => state.executor.run_sync(workflow, input).await,
         Mode::Async => state
@@ -159,6 +189,9 @@ async fn run(
                 AcceptError::Store(m) | AcceptError::Response(m) => ApiError::Internal(m),
             })?,
     };
+    if let Some((first, ttl)) = first {
+        first.finish(state.executor.store().as_ref(), &id, &answer, ttl);
+    }
     Ok(respond(&id, answer))
 }
 
@@ -167,6 +200,25 @@ fn parse_error(e: ParseError) -> ApiError {
         ParseError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(e.to_string()),
         other => ApiError::BadRequest(other.to_string()),
     }
+}
+
+/// Renders the idempotency key over the request; an empty key means none.
+fn idempotency_key(
+    workflow: &hookflow_model::Workflow,
+    idem: &hookflow_model::runtime::Idempotency,
+    input: &RunInput,
+) -> Result<Option<String>, ApiError> {
+    let mut scope = hookflow_model::template::Scope::new();
+    scope.set("trigger", &input.trigger);
+    scope.set("vars", &input.vars);
+    scope.set("secrets", &workflow.secret_values());
+    let key = workflow.templates.render(&idem.key, &scope).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the idempotency key cannot be computed: {}",
+            e.message
+        ))
+    })?;
+    Ok((!key.is_empty()).then_some(key))
 }
 
 /// Runs the workflow's signature check on the raw request.

@@ -1,0 +1,134 @@
+//! Idempotency (SPEC §4b): a request whose key was seen within the TTL starts
+//! no new run and gets the first run's answer again. Two identical requests
+//! arriving together start one run: the second waits for the first here.
+
+use crate::error::ApiError;
+use hookflow_executor::Answer;
+use hookflow_store::{IdempotencyEntry, Store};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+
+type Outcome = Option<(String, Answer)>;
+
+/// Keys whose first request is still being handled.
+#[derive(Default)]
+pub struct InFlight {
+    map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+}
+
+/// What a request with a key does.
+pub enum Claim<'a> {
+    /// It is the first: run, then [`First::finish`].
+    First(First<'a>),
+    /// It repeats an earlier one: send this again.
+    Replay(String, Answer),
+}
+
+/// The first request of a key; dropping it without `finish` lets waiters try again.
+pub struct First<'a> {
+    inflight: &'a InFlight,
+    slot: String,
+    workflow: String,
+    key: String,
+    tx: watch::Sender<Outcome>,
+}
+
+fn slot(workflow: &str, key: &str) -> String {
+    format!("{workflow}\0{key}")
+}
+
+impl InFlight {
+    /// Claims `key` for `workflow`, waiting up to `wait` for a first request still running.
+    pub async fn claim<'a>(
+        &'a self,
+        store: &dyn Store,
+        workflow: &str,
+        key: &str,
+        wait: Duration,
+    ) -> Result<Claim<'a>, ApiError> {
+        let slot = slot(workflow, key);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let waiting = {
+                let mut map = self
+                    .map
+                    .lock()
+                    .map_err(|_| ApiError::Internal("idempotency lock poisoned".into()))?;
+                match map.get(&slot) {
+                    Some(rx) => rx.clone(),
+                    None => {
+                        let now = hookflow_model::time::now_millis();
+                        let stored = store
+                            .idempotency(workflow, key, now)
+                            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                        if let Some(IdempotencyEntry {
+                            execution_id,
+                            response: Some(r),
+                            ..
+                        }) = stored
+                        {
+                            return Ok(Claim::Replay(execution_id, Answer::from_record(&r)));
+                        }
+                        let (tx, rx) = watch::channel(None);
+                        map.insert(slot.clone(), rx);
+                        return Ok(Claim::First(First {
+                            inflight: self,
+                            slot,
+                            workflow: workflow.to_string(),
+                            key: key.to_string(),
+                            tx,
+                        }));
+                    }
+                }
+            };
+            let mut waiting = waiting;
+            let outcome =
+                match tokio::time::timeout_at(deadline, waiting.wait_for(Option::is_some)).await {
+                    Ok(Ok(done)) => Ok(Ok(done.clone())),
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                };
+            match outcome {
+                Ok(Ok(done)) => {
+                    if let Some((id, answer)) = done {
+                        return Ok(Claim::Replay(id, answer));
+                    }
+                }
+                // The first request gave up without an answer: try to become the first.
+                Ok(Err(_)) => continue,
+                Err(_) => return Err(ApiError::Conflict(
+                    "a request with this idempotency key is still being handled; try again later"
+                        .into(),
+                )),
+            }
+        }
+    }
+}
+
+impl First<'_> {
+    /// Remembers the answer for `ttl` and hands it to requests waiting on the same key.
+    pub fn finish(self, store: &dyn Store, execution_id: &str, answer: &Answer, ttl: Duration) {
+        let entry = IdempotencyEntry {
+            execution_id: execution_id.to_string(),
+            expires_ms: hookflow_model::time::now_millis()
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            response: Some(answer.record()),
+        };
+        if let Err(error) = store.put_idempotency(&self.workflow, &self.key, &entry) {
+            tracing::error!(message = "Could not store an idempotency key.", workflow = %self.workflow, %error);
+        }
+        let _ = self
+            .tx
+            .send(Some((execution_id.to_string(), answer.clone())));
+    }
+}
+
+impl Drop for First<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.inflight.map.lock() {
+            map.remove(&self.slot);
+        }
+    }
+}
