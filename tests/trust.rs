@@ -108,7 +108,7 @@ fn stripe_signatures_from_an_independent_implementation() {
 }
 
 #[test]
-fn a_workflow_whose_preset_is_not_available_is_not_served() {
+fn a_workflow_whose_verifier_cannot_be_set_up_is_not_served() {
     let yaml = "title: Ali\nenabled: true\ntrigger:\n  type: webhook\n  key: alipay-notify-1\n  verify: { preset: alipay, public_key: pem }\n";
     let app = TestApp::spawn(&[("ali.yaml", yaml)]);
     assert_eq!(
@@ -242,4 +242,121 @@ fn idempotent_repeats_start_no_new_run() {
     assert_eq!(after_restart.header("x-hookflow-replayed"), Some("true"));
     assert_eq!(after_restart.execution(), first_exec);
     assert_eq!(up.hits_on("/sleep/300").len(), 2);
+}
+
+const FEISHU: &str = r#"
+title: Feishu approvals
+enabled: true
+trigger:
+  type: webhook
+  mode: sync
+  key: feishu-events-1
+  verify: { preset: feishu, token: tok-123 }
+  parse:
+    body: [ { key: header.event_id, alias: event_id, required: true } ]
+nodes:
+  - type: response
+    body: { event: "{{ vars.event_id }}", status: "{{ trigger.body.event.status }}" }
+"#;
+
+#[test]
+fn feishu_challenge_is_answered_without_a_run_and_events_reach_templates() {
+    let app = TestApp::spawn(&[("feishu.yaml", FEISHU)]);
+    let json_ct = ("content-type", "application/json");
+    let r = app.post(
+        "feishu-events-1",
+        &[json_ct],
+        r#"{"challenge":"abc","token":"tok-123","type":"url_verification"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"challenge": "abc"})),
+        "{r:?}"
+    );
+    assert!(
+        r.header("x-hookflow-execution").is_none(),
+        "no run for the challenge"
+    );
+    assert_eq!(
+        app.admin_get("/api/executions").json()["executions"],
+        json!([])
+    );
+    let r = app.post(
+        "feishu-events-1",
+        &[json_ct],
+        r#"{"challenge":"abc","token":"wrong","type":"url_verification"}"#,
+    );
+    assert_eq!(r.status, 401);
+    let event = r#"{"schema":"2.0","header":{"event_id":"ev-9","token":"tok-123"},"event":{"status":"APPROVED"}}"#;
+    let r = app.post("feishu-events-1", &[json_ct], event);
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"event": "ev-9", "status": "APPROVED"}))
+    );
+}
+
+fn openssl_sign(message: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let msg = dir.path().join("msg");
+    std::fs::write(&msg, message).expect("write");
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/trigger/testdata/test-only-rsa-private.pem"
+    );
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign", key])
+        .arg(&msg)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(out.stdout)
+}
+
+#[test]
+fn wechatpay_signed_by_openssl_is_accepted_and_probes_are_rejected() {
+    let public = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/trigger/testdata/test-only-rsa-public.pem"
+    ))
+    .expect("key");
+    let indented: String = public.lines().map(|l| format!("      {l}\n")).collect();
+    let yaml = format!(
+        "title: WeChat Pay\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: wechat-notify-1\n  verify:\n    preset: wechatpay_v3\n    api_v3_key: 0123456789abcdef0123456789abcdef\n    public_key: |\n{indented}nodes:\n  - type: response\n    body: {{ code: SUCCESS, id: \"{{{{ trigger.body.id }}}}\" }}\n"
+    );
+    let app = TestApp::spawn(&[("wechat.yaml", &yaml)]);
+    let body = r#"{"id":"n-1","event_type":"TRANSACTION.SUCCESS"}"#;
+    let ts = hookflow_model::time::now_millis() / 1000;
+    let sig = openssl_sign(&format!("{ts}\nnonce-x\n{body}\n"));
+    let ts = ts.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("wechatpay-timestamp", ts.as_str()),
+        ("wechatpay-nonce", "nonce-x"),
+        ("wechatpay-signature", sig.as_str()),
+        ("wechatpay-serial", "S"),
+    ];
+    let r = app.post("wechat-notify-1", &headers, body);
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"code": "SUCCESS", "id": "n-1"})),
+        "{r:?}\n{}",
+        app.log_text()
+    );
+    let probe = [
+        headers[0],
+        headers[1],
+        headers[2],
+        ("wechatpay-signature", "WECHATPAY/SIGNTEST/xyz"),
+        headers[4],
+    ];
+    let r = app.post("wechat-notify-1", &probe, body);
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (401, json!("invalid_signature"))
+    );
 }

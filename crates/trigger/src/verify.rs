@@ -48,6 +48,55 @@ enum Kind {
     Shopify {
         secret: Vec<u8>,
     },
+    Feishu {
+        token: Vec<u8>,
+        encrypt_key: Option<Vec<u8>>,
+    },
+    WechatpayV3 {
+        public_key: Box<rsa::RsaPublicKey>,
+        serial: Option<String>,
+        api_v3_key: Vec<u8>,
+    },
+    Alipay {
+        public_key: Box<rsa::RsaPublicKey>,
+    },
+}
+
+/// What a passed check hands on to the request.
+#[derive(Debug, Default, PartialEq)]
+pub struct Verified {
+    /// Replaces `trigger.body` (Feishu's decrypted event).
+    pub body: Option<serde_json::Value>,
+    /// Goes to `trigger.body.resource.plaintext` (WeChat Pay's decrypted resource).
+    pub resource_plaintext: Option<serde_json::Value>,
+    /// Answer this challenge and start no run (Feishu's `url_verification`).
+    pub challenge: Option<String>,
+}
+
+/// Reads an RSA public key: PEM (SPKI or PKCS#1) or the bare base64 of SPKI.
+fn public_key(text: &[u8]) -> Result<rsa::RsaPublicKey, String> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    let text = String::from_utf8_lossy(text).trim().to_string();
+    let pem = if text.contains("-----BEGIN") {
+        text
+    } else {
+        format!("-----BEGIN PUBLIC KEY-----\n{text}\n-----END PUBLIC KEY-----\n")
+    };
+    rsa::RsaPublicKey::from_public_key_pem(&pem)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(&pem))
+        .map_err(|e| format!("`public_key` is not an RSA public key: {e}"))
+}
+
+/// RSA PKCS#1 v1.5 with SHA-256 (WeChat Pay, Alipay RSA2).
+fn rsa_sha256_ok(key: &rsa::RsaPublicKey, message: &[u8], signature_b64: &str) -> bool {
+    use sha2::Digest;
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim()) else {
+        return false;
+    };
+    let digest = sha2::Sha256::digest(message);
+    key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, &sig)
+        .is_ok()
 }
 
 /// What a request shows the verifier.
@@ -104,20 +153,68 @@ impl Verifier {
                 tolerance_of(&h.tolerance),
             ),
             VerifyDef::StandardWebhooks(s) => {
-                let text = String::from_utf8(secret("secret")?).map_err(|_| "`secret` is not text".to_string())?;
+                let text = String::from_utf8(secret("secret")?)
+                    .map_err(|_| "`secret` is not text".to_string())?;
                 let encoded = text.strip_prefix("whsec_").unwrap_or(&text);
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(encoded)
                     .map_err(|_| "`secret` must be `whsec_` followed by base64".to_string())?;
                 (Kind::StandardWebhooks { key }, tolerance_of(&s.tolerance))
             }
-            VerifyDef::Github(_) => (Kind::Github { secret: secret("secret")? }, DEFAULT_TOLERANCE),
-            VerifyDef::Stripe(s) => (Kind::Stripe { secret: secret("secret")? }, tolerance_of(&s.tolerance)),
-            VerifyDef::Slack(s) => (Kind::Slack { secret: secret("secret")? }, tolerance_of(&s.tolerance)),
-            VerifyDef::Shopify(_) => (Kind::Shopify { secret: secret("secret")? }, DEFAULT_TOLERANCE),
-            VerifyDef::Feishu(_) | VerifyDef::WechatpayV3(_) | VerifyDef::Alipay(_) => {
-                return Err("this verify preset is not implemented yet; the workflow is not served rather than run unverified".into())
+            VerifyDef::Github(_) => (
+                Kind::Github {
+                    secret: secret("secret")?,
+                },
+                DEFAULT_TOLERANCE,
+            ),
+            VerifyDef::Stripe(s) => (
+                Kind::Stripe {
+                    secret: secret("secret")?,
+                },
+                tolerance_of(&s.tolerance),
+            ),
+            VerifyDef::Slack(s) => (
+                Kind::Slack {
+                    secret: secret("secret")?,
+                },
+                tolerance_of(&s.tolerance),
+            ),
+            VerifyDef::Shopify(_) => (
+                Kind::Shopify {
+                    secret: secret("secret")?,
+                },
+                DEFAULT_TOLERANCE,
+            ),
+            VerifyDef::Feishu(_) => (
+                Kind::Feishu {
+                    token: secret("token")?,
+                    encrypt_key: match verify.texts.get("encrypt_key") {
+                        Some(_) => Some(secret("encrypt_key")?),
+                        None => None,
+                    },
+                },
+                DEFAULT_TOLERANCE,
+            ),
+            VerifyDef::WechatpayV3(w) => {
+                let api_v3_key = secret("api_v3_key")?;
+                if api_v3_key.len() != 32 {
+                    return Err("`api_v3_key` must be 32 bytes".into());
+                }
+                (
+                    Kind::WechatpayV3 {
+                        public_key: Box::new(public_key(&secret("public_key")?)?),
+                        serial: w.public_key_id.clone(),
+                        api_v3_key,
+                    },
+                    tolerance_of(&w.tolerance),
+                )
             }
+            VerifyDef::Alipay(_) => (
+                Kind::Alipay {
+                    public_key: Box::new(public_key(&secret("public_key")?)?),
+                },
+                DEFAULT_TOLERANCE,
+            ),
         };
         Ok(Verifier {
             kind,
@@ -127,10 +224,19 @@ impl Verifier {
     }
 
     /// Checks a request; `Err` says why it is rejected (for the log, not the caller).
-    pub fn check(&self, req: &Signed<'_>) -> Result<(), String> {
+    pub fn check(&self, req: &Signed<'_>) -> Result<Verified, String> {
         let header =
             |name: &str| (req.header)(name).ok_or_else(|| format!("missing `{name}` header"));
-        match &self.kind {
+        let plain: Result<(), String> = match &self.kind {
+            Kind::Feishu { token, encrypt_key } => {
+                return self.feishu(req, token, encrypt_key.as_deref())
+            }
+            Kind::WechatpayV3 {
+                public_key,
+                serial,
+                api_v3_key,
+            } => return self.wechatpay(req, public_key, serial.as_deref(), api_v3_key),
+            Kind::Alipay { public_key } => return alipay(req, public_key),
             Kind::Hmac {
                 secret,
                 header: name,
@@ -239,7 +345,132 @@ impl Verifier {
                     mac_ok(HmacAlgorithm::Sha256, secret, &[req.body], sig)
                 })
             }
+        };
+        plain.map(|()| Verified::default())
+    }
+
+    /// Feishu: token, optional decryption, `X-Lark-Signature`, the challenge.
+    fn feishu(
+        &self,
+        req: &Signed<'_>,
+        token: &[u8],
+        encrypt_key: Option<&[u8]>,
+    ) -> Result<Verified, String> {
+        use serde_json::Value as Json;
+        use subtle::ConstantTimeEq;
+        let outer: Json =
+            serde_json::from_slice(req.body).map_err(|_| "the body is not JSON".to_string())?;
+        let encrypted = outer.get("encrypt").and_then(Json::as_str);
+        let event = match (encrypted, encrypt_key) {
+            (Some(text), Some(key)) => feishu_decrypt(text, key)?,
+            (Some(_), None) => {
+                return Err("the event is encrypted but no `encrypt_key` is set".into())
+            }
+            (None, _) => outer,
+        };
+        let given = event
+            .pointer("/header/token")
+            .or_else(|| event.get("token"))
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token)) {
+            return Err("the verification token does not match".into());
         }
+        if event.get("type").and_then(Json::as_str) == Some("url_verification") {
+            let challenge = event
+                .get("challenge")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
+            return Ok(Verified {
+                challenge: Some(challenge),
+                ..Verified::default()
+            });
+        }
+        if let Some(key) = encrypt_key {
+            use sha2::Digest;
+            let header =
+                |name: &str| (req.header)(name).ok_or_else(|| format!("missing `{name}` header"));
+            let ts = header("x-lark-request-timestamp")?;
+            let nonce = header("x-lark-request-nonce")?;
+            let signature = header("x-lark-signature")?;
+            self.fresh(&ts, req.now)?;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(ts.as_bytes());
+            hasher.update(nonce.as_bytes());
+            hasher.update(key);
+            hasher.update(req.body);
+            let expected = hex::encode(hasher.finalize());
+            if !bool::from(
+                expected
+                    .as_bytes()
+                    .ct_eq(signature.trim().to_ascii_lowercase().as_bytes()),
+            ) {
+                return Err("`X-Lark-Signature` does not match".into());
+            }
+        }
+        Ok(Verified {
+            body: Some(event),
+            ..Verified::default()
+        })
+    }
+
+    /// WeChat Pay v3: RSA-SHA256 over `timestamp\nnonce\nbody\n`, then the resource decrypted.
+    fn wechatpay(
+        &self,
+        req: &Signed<'_>,
+        key: &rsa::RsaPublicKey,
+        serial: Option<&str>,
+        api_v3_key: &[u8],
+    ) -> Result<Verified, String> {
+        use serde_json::Value as Json;
+        let header =
+            |name: &str| (req.header)(name).ok_or_else(|| format!("missing `{name}` header"));
+        let signature = header("wechatpay-signature")?;
+        if signature.starts_with("WECHATPAY/SIGNTEST/") {
+            return Err("a signature probe".into());
+        }
+        if let Some(expected) = serial {
+            if header("wechatpay-serial")?.trim() != expected {
+                return Err("`Wechatpay-Serial` names another key".into());
+            }
+        }
+        let ts = header("wechatpay-timestamp")?;
+        let nonce = header("wechatpay-nonce")?;
+        self.fresh(&ts, req.now)?;
+        let mut message = Vec::with_capacity(ts.len() + nonce.len() + req.body.len() + 3);
+        message.extend_from_slice(ts.as_bytes());
+        message.push(b'\n');
+        message.extend_from_slice(nonce.as_bytes());
+        message.push(b'\n');
+        message.extend_from_slice(req.body);
+        message.push(b'\n');
+        if !rsa_sha256_ok(key, &message, &signature) {
+            return Err("`Wechatpay-Signature` does not verify".into());
+        }
+        let body: Json =
+            serde_json::from_slice(req.body).map_err(|_| "the body is not JSON".to_string())?;
+        let Some(resource) = body.get("resource") else {
+            return Ok(Verified::default());
+        };
+        let field = |name: &str| {
+            resource
+                .get(name)
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+        };
+        let plaintext = wechatpay_decrypt(
+            api_v3_key,
+            field("nonce"),
+            field("associated_data"),
+            field("ciphertext"),
+        )?;
+        Ok(Verified {
+            resource_plaintext: Some(serde_json::from_slice(&plaintext).unwrap_or_else(|_| {
+                Json::String(String::from_utf8_lossy(&plaintext).into_owned())
+            })),
+            ..Verified::default()
+        })
     }
 
     /// Rejects timestamps outside the tolerance, in either direction.
@@ -257,6 +488,74 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// Alipay: RSA2 over the sorted form parameters without `sign`, `sign_type` and empty values.
+fn alipay(req: &Signed<'_>, key: &rsa::RsaPublicKey) -> Result<Verified, String> {
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(req.body).into_owned().collect();
+    let sign = params
+        .iter()
+        .find(|(k, _)| k == "sign")
+        .map(|(_, v)| v.clone())
+        .ok_or("missing `sign` parameter")?;
+    params.retain(|(k, v)| k != "sign" && k != "sign_type" && !v.is_empty());
+    params.sort();
+    let content = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    if rsa_sha256_ok(key, content.as_bytes(), &sign) {
+        Ok(Verified::default())
+    } else {
+        Err("`sign` does not verify".into())
+    }
+}
+
+/// Feishu: AES-256-CBC, key = SHA-256 of the encrypt key, IV = the first 16 bytes.
+fn feishu_decrypt(text: &str, encrypt_key: &[u8]) -> Result<serde_json::Value, String> {
+    use aes::cipher::{BlockDecryptMut, KeyIvInit};
+    use sha2::Digest;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| "`encrypt` is not base64".to_string())?;
+    if data.len() < 32 {
+        return Err("`encrypt` is too short".into());
+    }
+    let key = sha2::Sha256::digest(encrypt_key);
+    let (iv, ciphertext) = data.split_at(16);
+    let plain = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, iv)
+        .map_err(|_| "bad key or IV".to_string())?
+        .decrypt_padded_vec_mut::<aes::cipher::block_padding::Pkcs7>(ciphertext)
+        .map_err(|_| "`encrypt` does not decrypt with this encrypt key".to_string())?;
+    serde_json::from_slice(&plain).map_err(|_| "the decrypted event is not JSON".to_string())
+}
+
+/// WeChat Pay: AEAD_AES_256_GCM with the APIv3 key.
+fn wechatpay_decrypt(
+    key: &[u8],
+    nonce: &str,
+    aad: &str,
+    ciphertext: &str,
+) -> Result<Vec<u8>, String> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(key)
+        .map_err(|_| "`api_v3_key` must be 32 bytes".to_string())?;
+    if nonce.len() != 12 {
+        return Err("the resource nonce must be 12 bytes".into());
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(ciphertext.trim())
+        .map_err(|_| "the resource ciphertext is not base64".to_string())?;
+    cipher
+        .decrypt(
+            aes_gcm::Nonce::from_slice(nonce.as_bytes()),
+            Payload {
+                msg: &data,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| "the resource does not decrypt with the APIv3 key".to_string())
 }
 
 /// Tries each candidate signature; an empty or undecodable one never matches.
@@ -329,6 +628,10 @@ mod tests {
 
     /// One helper per boundary: headers and body in, accepted or the reason out.
     fn check(v: &Verifier, headers: &[(&str, &str)], body: &str) -> Result<(), String> {
+        check_full(v, headers, body).map(|_| ())
+    }
+
+    fn check_full(v: &Verifier, headers: &[(&str, &str)], body: &str) -> Result<Verified, String> {
         let map: HashMap<String, String> = headers
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
@@ -553,16 +856,242 @@ mod tests {
         );
     }
 
+    const PRIVATE: &str = include_str!("../testdata/test-only-rsa-private.pem");
+    const PUBLIC: &str = include_str!("../testdata/test-only-rsa-public.pem");
+
+    fn rsa_sign(message: &[u8]) -> String {
+        use rsa::pkcs8::DecodePrivateKey;
+        use sha2::Digest;
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(PRIVATE).expect("test key");
+        let sig = key
+            .sign(
+                rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &sha2::Sha256::digest(message),
+            )
+            .expect("signs");
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    }
+
+    fn indent(pem: &str) -> String {
+        pem.lines().map(|l| format!("      {l}\n")).collect()
+    }
+
     #[test]
-    fn unimplemented_presets_refuse_to_serve() {
-        let yaml = "title: v\ntrigger:\n  type: webhook\n  verify:\n    preset: alipay\n    public_key: pem\n";
+    fn feishu_published_decryption_vector() {
+        // From Feishu's event subscription docs: key "test key" decrypts this to "hello world".
+        let key = sha2_digest(b"test key");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode("P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=")
+            .expect("b64");
+        use aes::cipher::{BlockDecryptMut, KeyIvInit};
+        let plain = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &data[..16])
+            .expect("iv")
+            .decrypt_padded_vec_mut::<aes::cipher::block_padding::Pkcs7>(&data[16..])
+            .expect("decrypts");
+        assert_eq!(plain, b"hello world");
+    }
+
+    fn sha2_digest(b: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::digest(b).to_vec()
+    }
+
+    fn feishu_encrypt(key: &str, plain: &str) -> String {
+        use aes::cipher::{BlockEncryptMut, KeyIvInit};
+        let iv = [7u8; 16];
+        let ct = cbc::Encryptor::<aes::Aes256>::new_from_slices(&sha2_digest(key.as_bytes()), &iv)
+            .expect("iv")
+            .encrypt_padded_vec_mut::<aes::cipher::block_padding::Pkcs7>(plain.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode([iv.as_slice(), &ct].concat())
+    }
+
+    #[test]
+    fn feishu_token_encryption_signature_and_challenge() {
+        let plain = verifier("    preset: feishu\n    token: tok\n");
+        let event = r#"{"schema":"2.0","header":{"event_id":"e1","token":"tok","event_type":"approval_instance"},"event":{"status":"APPROVED"}}"#;
+        let v = check_full(&plain, &[], event).expect("token matches");
+        assert_eq!(
+            v.body
+                .as_ref()
+                .and_then(|b| b.pointer("/event/status"))
+                .cloned(),
+            Some(serde_json::json!("APPROVED"))
+        );
+        assert!(
+            check(&plain, &[], &event.replace("tok", "bad")).is_err(),
+            "wrong token"
+        );
+        let challenge = r#"{"challenge":"c-123","token":"tok","type":"url_verification"}"#;
+        assert_eq!(
+            check_full(&plain, &[], challenge)
+                .expect("challenge")
+                .challenge
+                .as_deref(),
+            Some("c-123")
+        );
+        assert!(
+            check(&plain, &[], &challenge.replace("\"tok\"", "\"x\"")).is_err(),
+            "challenge with a wrong token"
+        );
+
+        let enc = verifier("    preset: feishu\n    token: tok\n    encrypt_key: ekey\n");
+        let body = format!(r#"{{"encrypt":"{}"}}"#, feishu_encrypt("ekey", event));
+        let ts = NOW.to_string();
+        let sig = hex::encode(sha2_digest(format!("{ts}nonce1ekey{body}").as_bytes()));
+        let headers = [
+            ("X-Lark-Request-Timestamp", ts.as_str()),
+            ("X-Lark-Request-Nonce", "nonce1"),
+            ("X-Lark-Signature", sig.as_str()),
+        ];
+        let v = check_full(&enc, &headers, &body).expect("decrypts and verifies");
+        assert_eq!(
+            v.body
+                .as_ref()
+                .and_then(|b| b.pointer("/header/event_id"))
+                .cloned(),
+            Some(serde_json::json!("e1"))
+        );
+        assert!(
+            check(&enc, &headers[..2], &body).is_err(),
+            "missing signature"
+        );
+        let wrong_sig = [headers[0], headers[1], ("X-Lark-Signature", "00")];
+        assert!(check(&enc, &wrong_sig, &body).is_err(), "wrong signature");
+        let other_key = format!(r#"{{"encrypt":"{}"}}"#, feishu_encrypt("other", event));
+        assert!(
+            check(&enc, &headers, &other_key).is_err(),
+            "encrypted with another key"
+        );
+        // An encrypted challenge is answered without a signature.
+        let enc_challenge = format!(r#"{{"encrypt":"{}"}}"#, feishu_encrypt("ekey", challenge));
+        assert_eq!(
+            check_full(&enc, &[], &enc_challenge)
+                .expect("challenge")
+                .challenge
+                .as_deref(),
+            Some("c-123")
+        );
+    }
+
+    fn wechat_body(api_key: &[u8]) -> String {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(api_key).expect("key");
+        let plain = r#"{"out_trade_no":"T1","trade_state":"SUCCESS"}"#;
+        let ct = cipher
+            .encrypt(
+                aes_gcm::Nonce::from_slice(b"0123456789ab"),
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: b"transaction",
+                },
+            )
+            .expect("encrypts");
+        format!(
+            r#"{{"id":"n1","event_type":"TRANSACTION.SUCCESS","resource":{{"algorithm":"AEAD_AES_256_GCM","ciphertext":"{}","nonce":"0123456789ab","associated_data":"transaction"}}}}"#,
+            base64::engine::general_purpose::STANDARD.encode(ct)
+        )
+    }
+
+    #[test]
+    fn wechatpay_v3_signature_probe_and_resource() {
+        let api_key = b"0123456789abcdef0123456789abcdef";
+        let v = verifier(&format!(
+            "    preset: wechatpay_v3\n    public_key_id: SERIAL1\n    api_v3_key: {}\n    public_key: |\n{}",
+            std::str::from_utf8(api_key).expect("utf8"),
+            indent(PUBLIC)
+        ));
+        let body = wechat_body(api_key);
+        let ts = NOW.to_string();
+        let sig = rsa_sign(format!("{ts}\nnonce-1\n{body}\n").as_bytes());
+        let headers = [
+            ("Wechatpay-Timestamp", ts.as_str()),
+            ("Wechatpay-Nonce", "nonce-1"),
+            ("Wechatpay-Signature", sig.as_str()),
+            ("Wechatpay-Serial", "SERIAL1"),
+        ];
+        let verified = check_full(&v, &headers, &body).expect("verifies");
+        assert_eq!(
+            verified.resource_plaintext,
+            Some(serde_json::json!({"out_trade_no": "T1", "trade_state": "SUCCESS"}))
+        );
+        assert!(
+            check(&v, &headers, &body.replace("n1", "n2")).is_err(),
+            "tampered"
+        );
+        let probe = [
+            headers[0],
+            headers[1],
+            ("Wechatpay-Signature", "WECHATPAY/SIGNTEST/abc"),
+            headers[3],
+        ];
+        assert!(check(&v, &probe, &body).unwrap_err().contains("probe"));
+        let other_serial = [
+            headers[0],
+            headers[1],
+            headers[2],
+            ("Wechatpay-Serial", "SERIAL2"),
+        ];
+        assert!(
+            check(&v, &other_serial, &body).is_err(),
+            "another key's serial"
+        );
+        let old = (NOW - 600).to_string();
+        let old_sig = rsa_sign(format!("{old}\nnonce-1\n{body}\n").as_bytes());
+        let stale = [
+            ("Wechatpay-Timestamp", old.as_str()),
+            headers[1],
+            ("Wechatpay-Signature", old_sig.as_str()),
+            headers[3],
+        ];
+        assert!(check(&v, &stale, &body).is_err(), "stale");
+        assert!(
+            check(&v, &headers[1..], &body).is_err(),
+            "missing timestamp"
+        );
+    }
+
+    #[test]
+    fn alipay_rsa2_over_sorted_parameters() {
+        let v = verifier(&format!(
+            "    preset: alipay\n    public_key: |\n{}",
+            indent(PUBLIC)
+        ));
+        let content = "buyer_id=2088&out_trade_no=T1&total_amount=9.90&trade_status=TRADE_SUCCESS";
+        let sign = rsa_sign(content.as_bytes());
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        // Unsorted, with sign_type and an empty value, which are not signed.
+        for (k, val) in [
+            ("trade_status", "TRADE_SUCCESS"),
+            ("sign_type", "RSA2"),
+            ("total_amount", "9.90"),
+            ("memo", ""),
+            ("out_trade_no", "T1"),
+            ("buyer_id", "2088"),
+            ("sign", sign.as_str()),
+        ] {
+            form.append_pair(k, val);
+        }
+        let body = form.finish();
+        assert_eq!(check(&v, &[], &body), Ok(()));
+        assert!(
+            check(&v, &[], &body.replace("9.90", "0.01")).is_err(),
+            "tampered amount"
+        );
+        assert!(
+            check(&v, &[], &body.replace("&sign=", "&signx=")).is_err(),
+            "missing sign"
+        );
+        let bad_key = "title: v\ntrigger:\n  type: webhook\n  verify:\n    preset: alipay\n    public_key: not-a-key\n";
         let file = load_source(
             "v",
             Path::new("v.yaml"),
-            yaml,
+            bad_key,
             &LoadOptions::process_env(SecretPolicy::Warn),
         );
         let wf = file.workflow.expect("loads");
-        assert!(Verifier::build(&wf, wf.trigger.verify.as_ref().expect("verify")).is_err());
+        assert!(
+            Verifier::build(&wf, wf.trigger.verify.as_ref().expect("verify")).is_err(),
+            "a bad key is not served"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use crate::error::ApiError;
 use crate::idempotency::Claim;
 use crate::registry::Served;
+use crate::verify::Verified;
 use crate::AppState;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -122,8 +123,13 @@ async fn run(
             content_type.unwrap_or("(none)").to_string(),
         )));
     }
-    if let Some(verifier) = &served.verifier {
-        check_signature(req, verifier, &workflow, &body)?;
+    let verified = match &served.verifier {
+        Some(verifier) => check_signature(req, verifier, &workflow, &body)?,
+        None => Verified::default(),
+    };
+    if let Some(challenge) = verified.challenge {
+        // Feishu's URL check: answered here, no run.
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge })));
     }
     let headers = req
         .headers()
@@ -131,6 +137,15 @@ async fn run(
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)));
     let parts = hookflow_parser::parse_request(headers, req.query_string(), content_type, &body)
         .map_err(parse_error)?;
+    let mut parts = parts;
+    if let Some(event) = verified.body {
+        parts.body = event;
+    }
+    if let Some(plaintext) = verified.resource_plaintext {
+        if let Some(Json::Object(resource)) = parts.body.get_mut("resource") {
+            resource.insert("plaintext".into(), plaintext);
+        }
+    }
     let vars = hookflow_parser::extract(&workflow.trigger.parse, &parts).map_err(parse_error)?;
     let mut trigger = serde_json::Map::with_capacity(6);
     trigger.insert(
@@ -227,7 +242,7 @@ fn check_signature(
     verifier: &crate::verify::Verifier,
     workflow: &hookflow_model::Workflow,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<Verified, ApiError> {
     let header = |name: &str| {
         let values: Vec<&str> = req
             .headers()
