@@ -326,10 +326,14 @@ fn wechatpay_signed_by_openssl_is_accepted_and_probes_are_rejected() {
     .expect("key");
     let indented: String = public.lines().map(|l| format!("      {l}\n")).collect();
     let yaml = format!(
-        "title: WeChat Pay\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: wechat-notify-1\n  verify:\n    preset: wechatpay_v3\n    api_v3_key: 0123456789abcdef0123456789abcdef\n    public_key: |\n{indented}nodes:\n  - type: response\n    body: {{ code: SUCCESS, id: \"{{{{ trigger.body.id }}}}\" }}\n"
+        "title: WeChat Pay\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: wechat-notify-1\n  verify:\n    preset: wechatpay_v3\n    api_v3_key: 0123456789abcdef0123456789abcdef\n    public_key: |\n{indented}nodes:\n  - type: response\n    body: {{ code: SUCCESS, id: \"{{{{ trigger.body.id }}}}\", trade: \"{{% if trigger.body.resource is defined %}}{{{{ trigger.body.resource.plaintext.out_trade_no }}}}:{{{{ trigger.body.resource.plaintext.trade_state }}}}{{% endif %}}\" }}\n"
     );
     let app = TestApp::spawn(&[("wechat.yaml", &yaml)]);
     let body = r#"{"id":"n-1","event_type":"TRANSACTION.SUCCESS"}"#;
+    let encrypted = python_wechat_resource(
+        "0123456789abcdef0123456789abcdef",
+        r#"{"out_trade_no":"T-7","trade_state":"SUCCESS"}"#,
+    );
     let ts = hookflow_model::time::now_millis() / 1000;
     let sig = openssl_sign(&format!("{ts}\nnonce-x\n{body}\n"));
     let ts = ts.to_string();
@@ -343,7 +347,7 @@ fn wechatpay_signed_by_openssl_is_accepted_and_probes_are_rejected() {
     let r = app.post("wechat-notify-1", &headers, body);
     assert_eq!(
         (r.status, r.json()),
-        (200, json!({"code": "SUCCESS", "id": "n-1"})),
+        (200, json!({"code": "SUCCESS", "id": "n-1", "trade": ""})),
         "{r:?}\n{}",
         app.log_text()
     );
@@ -359,4 +363,41 @@ fn wechatpay_signed_by_openssl_is_accepted_and_probes_are_rejected() {
         (r.status, r.json()["error"].clone()),
         (401, json!("invalid_signature"))
     );
+
+    // The resource, encrypted by Python's `cryptography`, reaches templates decrypted.
+    let body = format!(r#"{{"id":"n-2","resource":{encrypted}}}"#);
+    let ts = hookflow_model::time::now_millis() / 1000;
+    let sig = openssl_sign(&format!("{ts}\nnonce-y\n{body}\n"));
+    let ts = ts.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("wechatpay-timestamp", ts.as_str()),
+        ("wechatpay-nonce", "nonce-y"),
+        ("wechatpay-signature", sig.as_str()),
+    ];
+    let r = app.post("wechat-notify-1", &headers, &body);
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(r.json()["trade"], json!("T-7:SUCCESS"));
+}
+
+/// A WeChat Pay `resource` (AEAD_AES_256_GCM) built by Python's `cryptography`.
+fn python_wechat_resource(api_v3_key: &str, plaintext: &str) -> String {
+    let script = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+key, plain = sys.argv[1].encode(), sys.argv[2].encode()
+nonce, aad = b"abcdefghijkl", b"transaction"
+ct = AESGCM(key).encrypt(nonce, plain, aad)
+print(json.dumps({"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(ct).decode(), "nonce": nonce.decode(), "associated_data": aad.decode()}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, api_v3_key, plaintext])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -761,6 +761,14 @@ mod tests {
         assert_eq!(check(&v, &ok, body), Ok(()));
         assert!(check(&v, &ok, "token=y&team_id=T1").is_err());
         assert!(check(&v, &ok[1..], body).is_err(), "missing timestamp");
+        let wrong = verifier("    preset: slack\n    secret: other\n");
+        assert!(check(&wrong, &ok, body).is_err(), "wrong secret");
+        let rotated = format!("v0={},{sig}", "ab".repeat(32));
+        assert_eq!(
+            check(&v, &[ok[0], ("X-Slack-Signature", rotated.as_str())], body),
+            Ok(()),
+            "one of several"
+        );
         let old = (NOW - 61).to_string();
         let old_sig = format!(
             "v0={}",
@@ -791,6 +799,11 @@ mod tests {
         assert_eq!(check(&v, &[("X-Shopify-Hmac-Sha256", &sig)], body), Ok(()));
         assert!(check(&v, &[("X-Shopify-Hmac-Sha256", &sig)], r#"{"id":2}"#).is_err());
         assert!(check(&v, &[("X-Shopify-Hmac-Sha256", "")], body).is_err());
+        let wrong = verifier("    preset: shopify\n    secret: other\n");
+        assert!(
+            check(&wrong, &[("X-Shopify-Hmac-Sha256", &sig)], body).is_err(),
+            "wrong secret"
+        );
         assert!(check(&v, &[], body).is_err());
     }
 
@@ -818,6 +831,28 @@ mod tests {
         let other_id = [("webhook-id", "msg_2"), ok[1], ok[2]];
         assert!(check(&v, &other_id, body).is_err(), "the id is signed");
         assert!(check(&v, &ok[..2], body).is_err(), "missing signature");
+        let other = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(b"another key entirely, 32 bytes!!")
+        );
+        let wrong = verifier(&format!(
+            "    preset: standard_webhooks\n    secret: {other}\n"
+        ));
+        assert!(check(&wrong, &ok, body).is_err(), "wrong secret");
+        let stale_ts = (NOW - 301).to_string();
+        let stale_sig = format!(
+            "v1,{}",
+            hmac_b64(
+                key,
+                &[b"msg_1", b".", stale_ts.as_bytes(), b".", body.as_bytes()]
+            )
+        );
+        let stale = [
+            ok[0],
+            ("webhook-timestamp", stale_ts.as_str()),
+            ("webhook-signature", stale_sig.as_str()),
+        ];
+        assert!(check(&v, &stale, body).is_err(), "stale");
     }
 
     #[test]
@@ -832,6 +867,18 @@ mod tests {
         );
         assert_eq!(check(&v, &[("X-Sig", &sig)], body), Ok(()));
         assert!(check(&v, &[("X-Sig", &sig)], "other").is_err());
+        assert!(check(&v, &[], body).is_err(), "missing header");
+        let wrong = verifier("    preset: hmac\n    secret: other\n    header: X-Sig\n    algorithm: sha512\n    encoding: base64\n    prefix: \"sha512=\"\n");
+        assert!(
+            check(&wrong, &[("X-Sig", &sig)], body).is_err(),
+            "wrong secret"
+        );
+        let several = format!("sha512=AAAA {sig}");
+        assert_eq!(
+            check(&v, &[("X-Sig", &several)], body),
+            Ok(()),
+            "one of several"
+        );
         // A templated payload and a timestamp header.
         let v = verifier("    preset: hmac\n    secret: k\n    header: X-Sig\n    payload: \"{{ trigger.headers['x-ts'] }}.{{ trigger.raw_body }}\"\n    timestamp_header: X-Ts\n");
         let sig = hmac_hex(b"k", &[b"77.", body.as_bytes()]);
