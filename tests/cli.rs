@@ -155,3 +155,36 @@ fn urls_lists_the_keys_the_running_server_uses() {
     let key = served_url.rsplit('/').next().expect("key");
     assert_eq!(app.post(key, &[], "").body, "hi");
 }
+
+#[test]
+fn workflow_examples_in_the_integration_docs_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/integrations");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&docs).expect("docs/integrations") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let yaml = block.split("```").next().unwrap_or_default();
+            // Fragments (no title) illustrate a field, not a whole workflow.
+            if !yaml.contains("title:") {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("doc")
+                .replace('_', "-");
+            std::fs::write(dir.path().join(format!("{stem}-{i}.yaml")), yaml).expect("write");
+            count += 1;
+        }
+    }
+    assert!(count >= 5, "found {count} examples");
+    let out = hookflow(&["validate", dir.path().to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

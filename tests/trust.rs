@@ -401,3 +401,101 @@ print(json.dumps({"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encod
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The example workflows in `workflows/` run as shipped, given their secrets.
+#[test]
+fn example_payment_workflows_run() {
+    let public = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/trigger/testdata/test-only-rsa-public.pem"
+    ))
+    .expect("key");
+    let app = TestApp::spawn_with(
+        &[
+            (
+                "alipay-notify.yaml",
+                include_str!("../workflows/alipay-notify.yaml"),
+            ),
+            (
+                "wechatpay-notify.yaml",
+                include_str!("../workflows/wechatpay-notify.yaml"),
+            ),
+        ],
+        crate::harness::Options {
+            env: vec![
+                ("ALIPAY_PUBLIC_KEY".into(), public.clone()),
+                ("WECHATPAY_PLATFORM_PUBLIC_KEY".into(), public),
+                (
+                    "WECHATPAY_API_V3_KEY".into(),
+                    "0123456789abcdef0123456789abcdef".into(),
+                ),
+            ],
+            ..Default::default()
+        },
+    );
+    let urls = app.admin_get("/api/workflows").json();
+    let key_of = |id: &str| {
+        urls["workflows"]
+            .as_array()
+            .and_then(|l| l.iter().find(|w| w["id"] == id))
+            .and_then(|w| w["url"].as_str())
+            .and_then(|u| u.rsplit('/').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{id} is listed: {urls}"))
+    };
+
+    // Alipay: form parameters sorted and signed (RSA2) by openssl; the answer is plain `success`.
+    let content = "notify_id=N1&out_trade_no=T1&total_amount=9.90&trade_status=TRADE_SUCCESS";
+    let sign = openssl_sign(content);
+    let form = {
+        let mut f = String::from("trade_status=TRADE_SUCCESS&sign_type=RSA2&out_trade_no=T1&total_amount=9.90&notify_id=N1&sign=");
+        f.push_str(
+            &sign
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D"),
+        );
+        f
+    };
+    let r = app.post(
+        &key_of("alipay-notify"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &form,
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "success"),
+        "{r:?}\n{}",
+        app.log_text()
+    );
+    let r = app.post(
+        &key_of("alipay-notify"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &form.replace("9.90", "0.01"),
+    );
+    assert_eq!(r.status, 401, "a tampered amount is rejected");
+
+    // WeChat Pay: SUCCESS answers 200, another trade state answers 500 FAIL (WeChat retries).
+    for (state, status, code) in [("SUCCESS", 200, "SUCCESS"), ("NOTPAY", 500, "FAIL")] {
+        let resource = python_wechat_resource(
+            "0123456789abcdef0123456789abcdef",
+            &format!(r#"{{"out_trade_no":"T-{state}","trade_state":"{state}"}}"#),
+        );
+        let body = format!(r#"{{"id":"n-{state}","resource":{resource}}}"#);
+        let ts = hookflow_model::time::now_millis() / 1000;
+        let sig = openssl_sign(&format!("{ts}\nn\n{body}\n"));
+        let ts = ts.to_string();
+        let headers = [
+            ("content-type", "application/json"),
+            ("wechatpay-timestamp", ts.as_str()),
+            ("wechatpay-nonce", "n"),
+            ("wechatpay-signature", sig.as_str()),
+        ];
+        let r = app.post(&key_of("wechatpay-notify"), &headers, &body);
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (status, json!(code)),
+            "{r:?}"
+        );
+    }
+}
