@@ -693,6 +693,12 @@ mod tests {
             "without the sha256= prefix"
         );
         let wrong = verifier("    preset: github\n    secret: other\n");
+        let several = format!("sha256={}, {good}", "0".repeat(64));
+        assert_eq!(
+            check(&v, &[("X-Hub-Signature-256", &several)], "Hello, World!"),
+            Ok(()),
+            "one of several"
+        );
         assert!(
             check(&wrong, &[("X-Hub-Signature-256", good)], "Hello, World!").is_err(),
             "wrong secret"
@@ -799,6 +805,12 @@ mod tests {
         assert_eq!(check(&v, &[("X-Shopify-Hmac-Sha256", &sig)], body), Ok(()));
         assert!(check(&v, &[("X-Shopify-Hmac-Sha256", &sig)], r#"{"id":2}"#).is_err());
         assert!(check(&v, &[("X-Shopify-Hmac-Sha256", "")], body).is_err());
+        let several = format!("{}, {sig}", hmac_b64(b"old", &[body.as_bytes()]));
+        assert_eq!(
+            check(&v, &[("X-Shopify-Hmac-Sha256", &several)], body),
+            Ok(()),
+            "one of several"
+        );
         let wrong = verifier("    preset: shopify\n    secret: other\n");
         assert!(
             check(&wrong, &[("X-Shopify-Hmac-Sha256", &sig)], body).is_err(),
@@ -1002,6 +1014,14 @@ mod tests {
             check(&enc, &headers[..2], &body).is_err(),
             "missing signature"
         );
+        let old = (NOW - 600).to_string();
+        let old_sig = hex::encode(sha2_digest(format!("{old}nonce1ekey{body}").as_bytes()));
+        let stale = [
+            ("X-Lark-Request-Timestamp", old.as_str()),
+            headers[1],
+            ("X-Lark-Signature", old_sig.as_str()),
+        ];
+        assert!(check(&enc, &stale, &body).is_err(), "stale timestamp");
         let wrong_sig = [headers[0], headers[1], ("X-Lark-Signature", "00")];
         assert!(check(&enc, &wrong_sig, &body).is_err(), "wrong signature");
         let other_key = format!(r#"{{"encrypt":"{}"}}"#, feishu_encrypt("other", event));
@@ -1094,6 +1114,17 @@ mod tests {
         assert!(
             check(&v, &headers[1..], &body).is_err(),
             "missing timestamp"
+        );
+        let wrong_key = verifier(&format!(
+            "    preset: wechatpay_v3\n    api_v3_key: {}\n    public_key: |\n{}",
+            "x".repeat(32),
+            indent(PUBLIC)
+        ));
+        assert!(
+            check(&wrong_key, &headers, &body)
+                .unwrap_err()
+                .contains("APIv3"),
+            "wrong APIv3 key"
         );
     }
 
