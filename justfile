@@ -8,6 +8,7 @@ run *ARGS:
 test:
     cargo test --workspace --all-targets
     cargo run --quiet -- validate workflows
+    cargo run --quiet -- test workflows
 
 # Formatting and lints, as CI checks them.
 lint:

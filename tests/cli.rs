@@ -43,7 +43,12 @@ fn every_example_workflow_validates_and_points_at_the_schema() {
         .expect("workflows/")
     {
         let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let is_test_file = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") && !is_test_file {
             let body = std::fs::read_to_string(&path).expect("readable");
             assert!(
                 body.starts_with("# yaml-language-server: $schema="),
@@ -186,5 +191,104 @@ fn workflow_examples_in_the_integration_docs_validate() {
         "{}\n{}",
         text(&out.stdout),
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn run_prints_the_answer_and_the_trace_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = dir.path().join("paid.json");
+    std::fs::write(&body, r#"{"order": {"id": "A-1"}, "status": "SUCCESS"}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["run", "payment-callback", "--body"])
+        .arg(&body)
+        .args(["-H", "X-Request-Id: r-9"])
+        .env("PAY_PASSWORD", "pw")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("response 200"), "{stdout}");
+    assert!(
+        stdout.contains(r#"{"code":"SUCCESS","order":"A-1"}"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("resolved"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("paid") && l.contains("condition") && l.contains("true")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("response") && l.contains("resolved")),
+        "{stdout}"
+    );
+
+    // A run that fails exits non-zero; so does a request that is refused.
+    std::fs::write(&body, r#"{"order": {"id": "A-1"}, "status": "SUCCESS"}"#).expect("write");
+    let failing = dir.path().join("fails.yaml");
+    std::fs::write(&failing, "title: F\ntrigger: { type: webhook }\nnodes:\n  - { key: boom, type: end, status: failed, message: no }\n").expect("write");
+    let out = hookflow(&[
+        "run",
+        failing.to_str().expect("utf-8"),
+        "--body",
+        body.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::write(&body, "{broken").expect("write");
+    let out = hookflow(&[
+        "run",
+        failing.to_str().expect("utf-8"),
+        "--body",
+        body.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("response 400 (no run)"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn test_reports_a_failing_case_with_a_diff() {
+    let out = hookflow(&["test", "tests/fixtures/failing"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok   echo › passes"), "{stdout}");
+    assert!(stdout.contains("FAIL echo › fails on purpose"), "{stdout}");
+    assert!(stdout.contains("status: expected 201, got 200"), "{stdout}");
+    assert!(
+        stdout.contains("-   \"greeting\": \"hello alice\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+   \"greeting\": \"hello bob\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"nodes: expected ["greet", "missing"], got ["greet"]"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn the_example_workflows_pass_their_test_files() {
+    let out = hookflow(&["test", "workflows"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(" 0 failed"),
+        "{}",
+        text(&out.stdout)
     );
 }

@@ -1,6 +1,9 @@
 //! Command-line definitions and dispatch.
 
+mod offline;
+mod run;
 mod serve;
+mod testing;
 mod urls;
 mod validate;
 
@@ -66,6 +69,14 @@ enum Command {
         #[arg(long)]
         require_secrets: bool,
     },
+    /// Run one workflow once without a server and print the answer and each node's result.
+    Run(run::RunArgs),
+    /// Run the workflow test files (`<id>.test.yaml`) of a folder.
+    Test {
+        /// The folder with workflows and their test files.
+        #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
+        dir: PathBuf,
+    },
     /// Print the JSON Schema of the workflow format.
     Schema,
 }
@@ -79,6 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             require_secrets,
         } => validate::run(&dir, require_secrets),
+        Command::Run(args) => run::run(args),
+        Command::Test { dir } => testing::run(&dir),
         Command::Schema => {
             print!("{}", hookflow_model::schema::workflow_schema());
             Ok(ExitCode::SUCCESS)

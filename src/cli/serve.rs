@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
                 capacity: args.queue_capacity,
             },
             request_policy,
+            stubs: Default::default(),
         },
     )
     .map_err(anyhow::Error::msg)?;

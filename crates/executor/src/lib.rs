@@ -70,6 +70,26 @@ pub enum RetryError {
     Unavailable(String),
 }
 
+/// A canned answer for a request node (`hookflow test`), by node key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stub {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: serde_json::Map<String, Json>,
+    /// Body (JSON, or a string).
+    pub body: Json,
+}
+
+/// A run made without a server (`hookflow run`, `hookflow test`).
+#[derive(Debug)]
+pub struct OfflineRun {
+    /// The answer the caller would get.
+    pub answer: Answer,
+    /// The final record, with one job per node run.
+    pub record: ExecutionRecord,
+}
+
 /// Services shared by all runs.
 pub struct Env {
     /// The HTTP client of request nodes.
@@ -78,6 +98,8 @@ pub struct Env {
     pub policy: Arc<policy::HostRules>,
     /// Largest response body a request node reads.
     pub max_response_body: usize,
+    /// Canned answers for request nodes, by node key (tests only; empty in a server).
+    pub stubs: HashMap<String, Stub>,
 }
 
 /// Executor settings.
@@ -87,6 +109,8 @@ pub struct ExecutorConfig {
     pub queue: QueueConfig,
     /// Request node destinations.
     pub request_policy: policy::HostRules,
+    /// Canned answers for request nodes (`hookflow test`).
+    pub stubs: HashMap<String, Stub>,
 }
 
 /// Largest response body a request node reads: 10 MiB.
@@ -121,6 +145,7 @@ impl Executor {
                 http,
                 policy,
                 max_response_body: MAX_RESPONSE_BODY,
+                stubs: config.stubs,
             }),
         })
     }
@@ -216,6 +241,7 @@ impl Executor {
             store: self.store.clone(),
             env: self.env.clone(),
             durable: false,
+            offline: false,
             control: control.clone(),
             deadline: None,
             responder: Some(responder.clone()),
@@ -241,6 +267,52 @@ impl Executor {
             },
         };
         (id, answer)
+    }
+
+    /// Runs a workflow once to its end in this task, without queue or
+    /// durability; delays do not wait. For `hookflow run` and `hookflow test`.
+    pub async fn run_offline(
+        &self,
+        workflow: Arc<Workflow>,
+        input: RunInput,
+    ) -> Result<OfflineRun, String> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = new_record(id.clone(), &workflow, &input, RunStatus::Running);
+        let state = RunState::start();
+        let scope = scope_for(&workflow, &record, &input, &state);
+        let ack = match (&workflow.mode, &workflow.trigger.response) {
+            (hookflow_model::def::Mode::Async, Some(spec)) => Some(
+                Answer::render(spec, &workflow.templates, &scope)
+                    .unwrap_or_else(|e| Answer::json(500, serde_json::json!({"error": e.message}))),
+            ),
+            (hookflow_model::def::Mode::Async, None) => Some(Answer::default_ack()),
+            _ => None,
+        };
+        let responder = Arc::new(Responder::default());
+        let run = Run {
+            workflow,
+            record,
+            state,
+            scope,
+            store: self.store.clone(),
+            env: self.env.clone(),
+            durable: false,
+            offline: true,
+            control: Arc::new(Control::default()),
+            deadline: None,
+            responder: ack.is_none().then(|| responder.clone()),
+        };
+        run.drive().await;
+        let _ = self.store.flush().await;
+        let record = self
+            .store
+            .get(&id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the run left no record".to_string())?;
+        let answer = ack
+            .or_else(|| responder.sent().cloned())
+            .unwrap_or_else(|| Answer::finished(record.status == RunStatus::Resolved, &id));
+        Ok(OfflineRun { answer, record })
     }
 
     /// Stores an async run durably and queues it; returns the execution id and
@@ -402,6 +474,7 @@ impl Executor {
             store: self.store.clone(),
             env: self.env.clone(),
             durable: true,
+            offline: false,
             control: Arc::new(Control::default()),
             deadline,
             responder: None,

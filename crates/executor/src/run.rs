@@ -253,6 +253,8 @@ pub struct Run {
     pub env: Arc<crate::Env>,
     /// Save the position after each node (async runs).
     pub durable: bool,
+    /// A run without a server (`hookflow run`/`test`): delays do not wait.
+    pub offline: bool,
     /// Cancellation.
     pub control: Arc<Control>,
     /// The whole-run deadline.
@@ -568,13 +570,20 @@ impl Run {
             Ok(Step::Wait { until_ms }) => {
                 job.status = JobStatus::Waiting;
                 job.result = json!({"until": millis_to_rfc3339(until_ms)});
-                ending = Some(if !self.durable {
-                    Ending::Failed("a delay cannot run in a sync run".into())
+                if self.offline {
+                    job.status = JobStatus::Resolved;
+                }
+                ending = if self.offline {
+                    None
+                } else if !self.durable {
+                    Some(Ending::Failed("a delay cannot run in a sync run".into()))
                 } else if !path.is_empty() {
-                    Ending::Failed("a delay cannot run inside a parallel branch".into())
+                    Some(Ending::Failed(
+                        "a delay cannot run inside a parallel branch".into(),
+                    ))
                 } else {
-                    Ending::Waiting(until_ms)
-                });
+                    Some(Ending::Waiting(until_ms))
+                };
             }
             Ok(Step::Respond(answer)) => {
                 if let Some(r) = &self.responder {

@@ -134,6 +134,7 @@ fn env() -> Arc<Env> {
         http: reqwest::Client::new(),
         policy: Arc::new(Default::default()),
         max_response_body: 1024,
+        stubs: Default::default(),
     })
 }
 
@@ -152,6 +153,7 @@ fn run_from(
         store,
         env: env(),
         durable: true,
+        offline: false,
         control: Arc::new(Control::default()),
         deadline: None,
         responder: None,

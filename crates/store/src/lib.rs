@@ -5,10 +5,12 @@
 //! Only this crate imports sled.
 
 pub mod keys;
+mod memory;
 pub mod record;
 mod sled_store;
 
 pub use keys::KeyFile;
+pub use memory::MemoryStore;
 pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, Pending,
     ResponseRecord, RunStatus,

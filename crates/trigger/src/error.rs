@@ -60,6 +60,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        self.status_code().as_u16()
+    }
+
+    /// The JSON body this error answers with.
+    pub fn body(&self) -> serde_json::Value {
+        let message = match self {
+            ApiError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        json!({"error": self.code(), "message": message})
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

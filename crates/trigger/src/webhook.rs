@@ -135,35 +135,18 @@ async fn run(
         .headers()
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)));
-    let parts = hookflow_parser::parse_request(headers, req.query_string(), content_type, &body)
-        .map_err(parse_error)?;
-    let mut parts = parts;
-    if let Some(event) = verified.body {
-        parts.body = event;
-    }
-    if let Some(plaintext) = verified.resource_plaintext {
-        if let Some(Json::Object(resource)) = parts.body.get_mut("resource") {
-            resource.insert("plaintext".into(), plaintext);
-        }
-    }
-    let vars = hookflow_parser::extract(&workflow.trigger.parse, &parts).map_err(parse_error)?;
-    let mut trigger = serde_json::Map::with_capacity(6);
-    trigger.insert(
-        "method".into(),
-        Json::String(req.method().as_str().to_string()),
-    );
-    trigger.insert("path".into(), Json::String(req.path().to_string()));
-    trigger.insert("headers".into(), Json::Object(parts.headers));
-    trigger.insert("query".into(), parts.query);
-    trigger.insert("body".into(), parts.body);
-    trigger.insert(
-        "raw_body".into(),
-        Json::String(String::from_utf8_lossy(&body).into_owned()),
-    );
-    let input = RunInput {
-        trigger: Json::Object(trigger),
-        vars: Json::Object(vars),
-    };
+    let input = build_input(
+        &workflow,
+        Request {
+            method: req.method().as_str(),
+            path: req.path(),
+            query: req.query_string(),
+            content_type,
+            body: &body,
+        },
+        headers,
+        verified,
+    )?;
     let first = match &workflow.trigger.idempotency {
         Some(idem) => match idempotency_key(&workflow, idem, &input)? {
             Some(key) => {
@@ -215,6 +198,57 @@ fn parse_error(e: ParseError) -> ApiError {
         ParseError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(e.to_string()),
         other => ApiError::BadRequest(other.to_string()),
     }
+}
+
+/// The parts of a request that become `trigger.*`.
+pub struct Request<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// The path, without the query string.
+    pub path: &'a str,
+    /// The raw query string.
+    pub query: &'a str,
+    /// The Content-Type header.
+    pub content_type: Option<&'a str>,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// Decodes a request into a run's input: `trigger.*` and the parse rules'
+/// `vars` (400/415 errors name the field). `verified` carries what the
+/// signature check decrypted. Used by the server and by `hookflow run`/`test`.
+pub fn build_input<'a>(
+    workflow: &hookflow_model::Workflow,
+    request: Request<'_>,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    verified: Verified,
+) -> Result<RunInput, ApiError> {
+    let mut parts =
+        hookflow_parser::parse_request(headers, request.query, request.content_type, request.body)
+            .map_err(parse_error)?;
+    if let Some(event) = verified.body {
+        parts.body = event;
+    }
+    if let Some(plaintext) = verified.resource_plaintext {
+        if let Some(Json::Object(resource)) = parts.body.get_mut("resource") {
+            resource.insert("plaintext".into(), plaintext);
+        }
+    }
+    let vars = hookflow_parser::extract(&workflow.trigger.parse, &parts).map_err(parse_error)?;
+    let mut trigger = serde_json::Map::with_capacity(6);
+    trigger.insert("method".into(), Json::String(request.method.to_string()));
+    trigger.insert("path".into(), Json::String(request.path.to_string()));
+    trigger.insert("headers".into(), Json::Object(parts.headers));
+    trigger.insert("query".into(), parts.query);
+    trigger.insert("body".into(), parts.body);
+    trigger.insert(
+        "raw_body".into(),
+        Json::String(String::from_utf8_lossy(request.body).into_owned()),
+    );
+    Ok(RunInput {
+        trigger: Json::Object(trigger),
+        vars: Json::Object(vars),
+    })
 }
 
 /// Renders the idempotency key over the request; an empty key means none.

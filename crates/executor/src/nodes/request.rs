@@ -59,9 +59,20 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
     };
     let idempotency_key = format!("{}-{node_ident}", cx.execution_id);
 
-    let attempts = spec.attempts.max(1);
+    // `hookflow test` answers stubbed nodes itself; nothing leaves the machine.
+    let stub = cx.env.stubs.get(node_ident).map(|s| Try::Response {
+        status: s.status,
+        headers: s.headers.clone(),
+        body: s.body.clone(),
+        retry_after: None,
+    });
+    let attempts = if stub.is_some() {
+        0
+    } else {
+        spec.attempts.max(1)
+    };
     let mut backoff = spec.backoff;
-    let mut last = None;
+    let mut last = stub;
     for attempt in 1..=attempts {
         let mut req = cx
             .env
