@@ -56,7 +56,7 @@ pub enum Outcome {
     /// The request was refused before a run (400, 415…): status and JSON body.
     Rejected(u16, serde_json::Value),
     /// A run happened.
-    Ran(OfflineRun),
+    Ran(Box<OfflineRun>),
 }
 
 /// Runs `workflow` once in memory, with request nodes answered by `stubs` where given.
@@ -106,7 +106,7 @@ pub fn run_once(
         executor
             .run_offline(workflow, input)
             .await
-            .map(Outcome::Ran)
+            .map(|r| Outcome::Ran(Box::new(r)))
             .map_err(anyhow::Error::msg)
     })
 }
