@@ -109,7 +109,11 @@ impl InFlight {
 
 impl First<'_> {
     /// Remembers the answer for `ttl` and hands it to requests waiting on the same key.
+    /// Only a 2xx answer is remembered: after an error the sender's retry runs again.
     pub fn finish(self, store: &dyn Store, execution_id: &str, answer: &Answer, ttl: Duration) {
+        if !(200..300).contains(&answer.status) {
+            return;
+        }
         let entry = IdempotencyEntry {
             execution_id: execution_id.to_string(),
             expires_ms: hookflow_model::time::now_millis()
