@@ -208,6 +208,29 @@ impl Executor {
         });
     }
 
+    /// A run with this executor's services: not durable, no deadline, no responder.
+    fn run_of(
+        &self,
+        workflow: Arc<Workflow>,
+        record: ExecutionRecord,
+        state: RunState,
+        scope: Scope,
+    ) -> Run {
+        Run {
+            workflow,
+            record,
+            state,
+            scope,
+            store: self.store.clone(),
+            env: self.env.clone(),
+            durable: false,
+            offline: false,
+            control: Arc::new(Control::default()),
+            deadline: None,
+            responder: None,
+        }
+    }
+
     /// Runs a sync workflow; returns the execution id and the answer for the caller.
     pub async fn run_sync(&self, workflow: Arc<Workflow>, input: RunInput) -> (String, Answer) {
         let id = uuid::Uuid::now_v7().to_string();
@@ -233,19 +256,9 @@ impl Executor {
                 Answer::timed_out(&id)
             })
         });
-        let run = Run {
-            workflow,
-            record,
-            state,
-            scope,
-            store: self.store.clone(),
-            env: self.env.clone(),
-            durable: false,
-            offline: false,
-            control: control.clone(),
-            deadline: None,
-            responder: Some(responder.clone()),
-        };
+        let mut run = self.run_of(workflow, record, state, scope);
+        run.control = control.clone();
+        run.responder = Some(responder.clone());
         tokio::spawn(run.drive());
         let answer = match timeout {
             None => responder.wait().await,
@@ -289,19 +302,9 @@ impl Executor {
             _ => None,
         };
         let responder = Arc::new(Responder::default());
-        let run = Run {
-            workflow,
-            record,
-            state,
-            scope,
-            store: self.store.clone(),
-            env: self.env.clone(),
-            durable: false,
-            offline: true,
-            control: Arc::new(Control::default()),
-            deadline: None,
-            responder: ack.is_none().then(|| responder.clone()),
-        };
+        let mut run = self.run_of(workflow, record, state, scope);
+        run.offline = true;
+        run.responder = ack.is_none().then(|| responder.clone());
         run.drive().await;
         let _ = self.store.flush().await;
         let record = self
@@ -466,19 +469,9 @@ impl Executor {
             tokio::time::Instant::now()
                 + t.saturating_sub(std::time::Duration::from_millis(elapsed))
         });
-        let run = Run {
-            workflow,
-            record,
-            state,
-            scope,
-            store: self.store.clone(),
-            env: self.env.clone(),
-            durable: true,
-            offline: false,
-            control: Arc::new(Control::default()),
-            deadline,
-            responder: None,
-        };
+        let mut run = self.run_of(workflow, record, state, scope);
+        run.durable = true;
+        run.deadline = deadline;
         if let run::Outcome::Waiting {
             record,
             state,
