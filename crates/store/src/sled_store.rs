@@ -439,6 +439,21 @@ mod tests {
         }
     }
 
+    /// Opens a database just closed. sled's own background threads release
+    /// the folder's lock shortly after the store is dropped, so wait a little.
+    fn reopen(dir: &Path) -> SledStore {
+        for _ in 0..100 {
+            match SledStore::open(dir) {
+                Ok(store) => return store,
+                Err(StoreError::Locked(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        }
+        panic!("the database stayed locked for 5 s after it was closed")
+    }
+
     fn ids(n: usize) -> Vec<String> {
         (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect()
     }
@@ -470,7 +485,7 @@ mod tests {
             store.put_version("v1", "title: x").expect("version");
             // Dropping the store applies what is queued.
         }
-        let store = SledStore::open(dir.path()).expect("reopen");
+        let store = reopen(dir.path());
         let pending = store.pending().expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].0.id, ids[0]);
@@ -588,7 +603,7 @@ mod tests {
             store.put_idempotency("wf", "k", &entry).expect("put");
             store.flush().await.expect("flush");
         }
-        let store = SledStore::open(dir.path()).expect("reopen");
+        let store = reopen(dir.path());
         assert_eq!(
             store.idempotency("wf", "k", 999).expect("get"),
             Some(entry.clone())
