@@ -14,8 +14,15 @@ t = str(int(time.time()))
 sig = hmac.new(secret.encode(), (t + "." + body).encode(), hashlib.sha256).hexdigest()
 print(f"t={t},v1={sig}")
 "#;
+    python(script, &[secret, body])
+}
+
+/// Runs a Python script with arguments and returns its trimmed output.
+fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
-        .args(["-c", script, secret, body])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .expect("python3 runs");
     assert!(
@@ -390,16 +397,7 @@ nonce, aad = b"abcdefghijkl", b"transaction"
 ct = AESGCM(key).encrypt(nonce, plain, aad)
 print(json.dumps({"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(ct).decode(), "nonce": nonce.decode(), "associated_data": aad.decode()}))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, api_v3_key, plaintext])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    python(script, &[api_v3_key, plaintext])
 }
 
 /// The example workflows in `workflows/` run as shipped, given their secrets.
