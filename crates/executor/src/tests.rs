@@ -264,28 +264,7 @@ async fn a_failing_node_ends_the_run_unless_it_continues() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("open"));
     let text = "title: f\ntrigger: { type: webhook }\nnodes:\n  - { key: soft, type: calculation, expression: \"nope.x\", on_error: continue }\n  - { key: hard, type: calculation, expression: \"nope.y\" }\n  - { key: never, type: log, message: x }\n";
-    let file = load_source(
-        "f",
-        Path::new("f.yaml"),
-        text,
-        &LoadOptions::process_env(SecretPolicy::Warn),
-    );
-    let wf = file.workflow.expect("loads");
-    let input = RunInput {
-        trigger: json!({}),
-        vars: json!({}),
-    };
-    let record = new_record(
-        uuid::Uuid::now_v7().to_string(),
-        &wf,
-        &input,
-        RunStatus::Queued,
-    );
-    let done = finish(
-        run_from(store.clone(), &wf, record, RunState::start(), &input),
-        &(store.clone() as Arc<dyn Store>),
-    )
-    .await;
+    let done = run_text(text, &store).await;
     assert_eq!(done.status, RunStatus::Failed);
     assert_eq!(job_keys(&done), vec!["soft", "hard"]);
     assert!(
