@@ -26,7 +26,7 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
 use queue::{Queue, QueueItem};
-use run::{new_record, scope_for, Control, Responder, Run};
+use run::{bare_record, new_record, redacted, scope_for, Control, Responder, Run};
 use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
@@ -224,6 +224,7 @@ impl Executor {
             store: self.store.clone(),
             env: self.env.clone(),
             durable: false,
+            save_every_node: false,
             offline: false,
             control: Arc::new(Control::default()),
             deadline: None,
@@ -234,7 +235,7 @@ impl Executor {
     /// Runs a sync workflow; returns the execution id and the answer for the caller.
     pub async fn run_sync(&self, workflow: Arc<Workflow>, input: RunInput) -> (String, Answer) {
         let id = uuid::Uuid::now_v7().to_string();
-        let record = new_record(id.clone(), &workflow, &input, RunStatus::Running);
+        let record = bare_record(id, &workflow, RunStatus::Running);
         self.run_sync_record(workflow, input, record).await
     }
 
@@ -242,11 +243,15 @@ impl Executor {
         &self,
         workflow: Arc<Workflow>,
         input: RunInput,
-        record: ExecutionRecord,
+        mut record: ExecutionRecord,
     ) -> (String, Answer) {
         let id = record.id.clone();
         let state = RunState::start();
         let scope = scope_for(&workflow, &record, &input, &state);
+        if record.trigger.is_null() {
+            // The scope holds its own copy now: move the context in rather than clone it.
+            record.trigger = redacted(input.trigger);
+        }
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());
         let timeout = workflow.timeout;
@@ -326,7 +331,8 @@ impl Executor {
         input: RunInput,
     ) -> Result<(String, Answer), AcceptError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let mut record = new_record(id.clone(), &workflow, &input, RunStatus::Queued);
+        // The stored input keeps the trigger context; the record needs none.
+        let mut record = bare_record(id.clone(), &workflow, RunStatus::Queued);
         let state = RunState::start();
         // The worker uses the same scope; build it once.
         let scope = scope_for(&workflow, &record, &input, &state);

@@ -216,11 +216,24 @@ pub fn new_record(
     input: &RunInput,
     status: RunStatus,
 ) -> ExecutionRecord {
-    let started_ms = now_millis();
-    let mut trigger = input.trigger.clone();
+    let mut record = bare_record(id, workflow, status);
+    record.trigger = redacted(input.trigger.clone());
+    record
+}
+
+/// The trigger context as records keep it: secret-bearing headers redacted.
+pub fn redacted(mut trigger: Json) -> Json {
     if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
         hookflow_store::record::redact_headers(headers);
     }
+    trigger
+}
+
+/// A new execution record without its trigger context (runs whose input is
+/// stored, or whose caller moves the context in after building the scope).
+pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> ExecutionRecord {
+    let started_ms = now_millis();
+    let trigger = Json::Null;
     ExecutionRecord {
         id,
         workflow: workflow.id.clone(),
@@ -253,6 +266,9 @@ pub struct Run {
     pub env: Arc<crate::Env>,
     /// Save the position after each node (async runs).
     pub durable: bool,
+    /// Save before every node, not only before requests (tests that resume
+    /// a run from every position it can have).
+    pub save_every_node: bool,
     /// A run without a server (`hookflow run`/`test`): delays do not wait.
     pub offline: bool,
     /// Cancellation.
@@ -270,7 +286,6 @@ impl Run {
         async move {
             self.record.status = RunStatus::Running;
             self.wake_waiting_jobs();
-            self.save();
             let ending = self.steps().await;
             if let Ending::Waiting(wake_at) = ending {
                 return self.wait(wake_at);
@@ -402,10 +417,14 @@ impl Run {
 
     async fn steps(&mut self) -> Ending {
         let mut running: Vec<InFlight> = Vec::new();
-        // The position is saved just before a node starts (so the last node's
-        // save is the final record instead). A node's position moves past it
-        // only when it finishes, so a node running at a crash runs again.
-        let mut unsaved = false;
+        // The position is saved just before a node that acts outside the run
+        // (a request) starts, if anything happened since the last save; the
+        // last save is the final record. A node's position moves past it only
+        // when it finishes, so a node running at a crash runs again. Other
+        // nodes only compute from the run's own data: after a crash they are
+        // recomputed from the last save, with the same results, and a run
+        // made only of them costs no writes between its queueing and its end.
+        let mut unsaved = true;
         loop {
             if self.control.is_cancelled()
                 || self
@@ -425,7 +444,9 @@ impl Run {
                 }
                 match self.advance(&path) {
                     Advance::Node(node_id) => {
-                        if unsaved {
+                        if unsaved
+                            && (self.save_every_node || self.workflow.nodes[node_id].acts_outside())
+                        {
                             self.save();
                             unsaved = false;
                         }

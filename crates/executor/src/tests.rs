@@ -1,9 +1,10 @@
-//! The state machine: a durable run saves its position after every node, and a
-//! run resumed from any saved position ends exactly like the uninterrupted one.
+//! The state machine: a durable run saves its position before requests (and,
+//! in these tests, before every node), and a run resumed from any saved
+//! position ends exactly like the uninterrupted one.
 
 use crate::run::{new_record, scope_for, Control, Run, RunInput};
 use crate::state::{Frame, RunState};
-use crate::Env;
+use crate::{Env, Stub};
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::{
@@ -11,6 +12,7 @@ use hookflow_store::{
     Write,
 };
 use serde_json::{json, Value as Json};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +155,7 @@ fn run_from(
         store,
         env: env(),
         durable: true,
+        save_every_node: true,
         offline: false,
         control: Arc::new(Control::default()),
         deadline: None,
@@ -453,4 +456,82 @@ async fn parallel_modes_decide_the_outcome() {
     // race: the first branch to finish decides (the failing one is first here).
     let r = run_text(&flow("race", "fail"), &store).await;
     assert_eq!(r.status, RunStatus::Failed, "{:?}", r.jobs);
+}
+
+const SAVES: &str = r#"
+title: Saves
+trigger: { type: webhook }
+nodes:
+  - { key: a, type: calculation, expression: "1 + 1" }
+  - { key: b, type: log, message: "a is {{ nodes.a }}" }
+  - { key: call, type: request, url: "http://127.0.0.1:9/never-called" }
+  - { key: c, type: calculation, expression: "nodes.a + 1" }
+  - { key: d, type: log, message: "done" }
+"#;
+
+#[tokio::test]
+async fn a_durable_run_saves_its_position_only_before_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Recording {
+        inner: SledStore::open(dir.path()).expect("open"),
+        saved: Mutex::new(Vec::new()),
+    });
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let file = load_source(
+        "saves",
+        Path::new("saves.yaml"),
+        SAVES,
+        &LoadOptions::process_env(SecretPolicy::Warn),
+    );
+    let wf = file.workflow.expect("loads");
+    let input = RunInput {
+        trigger: json!({}),
+        vars: json!({}),
+    };
+    let record = new_record(
+        uuid::Uuid::now_v7().to_string(),
+        &wf,
+        &input,
+        RunStatus::Queued,
+    );
+    let mut run = run_from(dyn_store.clone(), &wf, record, RunState::start(), &input);
+    run.save_every_node = false;
+    run.env = stubbed_env();
+    let full = finish(run, &dyn_store).await;
+    assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
+    assert_eq!(job_keys(&full), vec!["a", "b", "call", "c", "d"]);
+    // Computing nodes cost no writes; the request is preceded by one save
+    // whose position is the request itself (so a crash runs it again).
+    let saved = store.saved.lock().expect("saved").clone();
+    assert_eq!(saved.len(), 1, "one save, before the request");
+    let (record, pending) = &saved[0];
+    assert_eq!(job_keys(record), vec!["a", "b"]);
+    assert_eq!(record.status, RunStatus::Running);
+    // Resuming from it runs the request and what follows, as a crash would.
+    let state = RunState::from_json(&pending.state).expect("state");
+    let mut resumed = run_from(dyn_store.clone(), &wf, record.clone(), state, &input);
+    resumed.save_every_node = false;
+    resumed.env = stubbed_env();
+    let again = finish(resumed, &dyn_store).await;
+    assert_eq!(job_keys(&again), vec!["a", "b", "call", "c", "d"]);
+    assert_eq!(again.jobs[3].result, full.jobs[3].result);
+}
+
+/// An environment whose request node `call` answers 200 `{"ok": true}`.
+fn stubbed_env() -> Arc<Env> {
+    let mut stubs = HashMap::new();
+    stubs.insert(
+        "call".to_string(),
+        Stub {
+            status: 200,
+            headers: Default::default(),
+            body: json!({"ok": true}),
+        },
+    );
+    Arc::new(Env {
+        http: reqwest::Client::new(),
+        policy: Arc::new(Default::default()),
+        max_response_body: 1024,
+        stubs,
+    })
 }

@@ -270,6 +270,13 @@ pub struct RequestSpec {
 }
 
 impl Node {
+    /// True for nodes with effects outside the run (requests), before which a
+    /// durable run saves its position. A delay saves itself as it waits; loops
+    /// and parallels are judged by the nodes inside them.
+    pub fn acts_outside(&self) -> bool {
+        matches!(self.kind, NodeKind::Request(_))
+    }
+
     /// The `type` as written in files.
     pub fn type_name(&self) -> &'static str {
         match self.kind {

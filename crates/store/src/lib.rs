@@ -6,6 +6,7 @@
 
 pub mod keys;
 mod memory;
+mod pages;
 pub mod record;
 mod sled_store;
 

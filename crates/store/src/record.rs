@@ -188,9 +188,16 @@ pub fn redact_headers(headers: &mut serde_json::Map<String, Json>) {
 
 /// True for headers whose values must not be stored or logged.
 pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
+    // Header names arrive lowercase; only others pay for a copy.
+    let lower;
+    let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = name.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        name
+    };
     matches!(
-        n.as_str(),
+        n,
         "authorization"
             | "proxy-authorization"
             | "cookie"

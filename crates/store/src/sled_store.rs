@@ -1,16 +1,25 @@
 //! The sled implementation of [`Store`]: one writer thread applies queued
 //! writes in order, many at a time in one batch, and syncs the disk once per
 //! batch that holds a durable write (group commit).
+//!
+//! Keys of the `runs` tree: `e<id>` the record of a run not finished yet,
+//! `p<id>` its pending entry (position), `i<id>` a durable run's input, and
+//! `f<second><seq>` pages of finished records ([`crate::pages`]).
 
-use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending};
+use crate::pages::{self, PAGE};
+use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunStatus};
 use crate::{BoxFuture, Store, StoreError, StoreResult, Write};
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 /// sled's page cache (its default is 1 GiB).
-const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// A page is closed once it holds this much: sled keeps large values in
+/// memory far beyond its cache budget.
+const PAGE_BYTES: usize = 6 * 1024;
 /// Most writes applied in one batch.
 const MAX_BATCH: usize = 4096;
 /// How long the writer lets writes nobody waits on gather before a batch.
@@ -44,12 +53,19 @@ fn db_err(e: sled::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+fn id_bytes(id: &str) -> Option<[u8; 16]> {
+    uuid::Uuid::parse_str(id).ok().map(|u| *u.as_bytes())
+}
+
 fn key(prefix: u8, id: &str) -> Option<[u8; 17]> {
-    let uuid = uuid::Uuid::parse_str(id).ok()?;
+    Some(key_of(prefix, &id_bytes(id)?))
+}
+
+fn key_of(prefix: u8, id: &[u8; 16]) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = prefix;
-    k[1..].copy_from_slice(uuid.as_bytes());
-    Some(k)
+    k[1..].copy_from_slice(id);
+    k
 }
 
 /// `<workflow> NUL <key>`: keys of different workflows never meet.
@@ -120,6 +136,25 @@ impl SledStore {
         })
     }
 
+    /// A finished record, from the pages of the second its id names (the
+    /// last copy, should a resumed run have finished twice).
+    fn packed(&self, id: &[u8; 16]) -> StoreResult<Option<ExecutionRecord>> {
+        let mut found = None;
+        for item in self
+            .runs
+            .scan_prefix(pages::bucket_prefix(pages::bucket_of(id)))
+        {
+            let (k, v) = item.map_err(db_err)?;
+            for e in pages::entries(&v) {
+                let e = e.map_err(|()| corrupt_page(&k))?;
+                if e.id == *id {
+                    found = Some(decode(&k, e.json)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn submit(&self, job: Job) -> Result<(), Job> {
         match &self.jobs {
             Some(tx) => tx.send(job).map_err(|e| e.0),
@@ -128,42 +163,128 @@ impl SledStore {
     }
 }
 
-fn add_to_batch(batch: &mut sled::Batch, mut w: Write) -> StoreResult<()> {
-    if w.input_stored {
-        // The input holds the trigger context; do not store it twice.
-        w.record.trigger = Json::Null;
+/// Writes in the order they are applied: a value to insert, or `None` to
+/// remove the key.
+type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The writes of one writer turn: live records first, then the pages of
+/// finished records, then the removals that finishing implies. A crash
+/// between them leaves a run that resumes (at least once) or an orphan
+/// pending entry that [`SledStore::pending`] drops, never a lost record.
+#[derive(Default)]
+struct Batch {
+    ops: Ops,
+    /// The page being filled, per second.
+    pages: BTreeMap<u64, Vec<u8>>,
+    /// Pages already full.
+    full: Vec<(u64, Vec<u8>)>,
+    after: Ops,
+}
+
+impl Batch {
+    fn add(&mut self, mut w: Write) -> StoreResult<()> {
+        if w.input_stored {
+            // The input holds the trigger context; do not store it twice.
+            w.record.trigger = Json::Null;
+        }
+        let Some(id) = id_bytes(&w.record.id) else {
+            return Err(StoreError::Db(format!(
+                "invalid execution id {}",
+                w.record.id
+            )));
+        };
+        if let Some(input) = &w.input {
+            self.ops
+                .push((key_of(INPUT, &id).to_vec(), Some(encode(input)?)));
+        }
+        if w.record.status.is_finished() {
+            let json = encode(&w.record)?;
+            let bucket = pages::bucket_of(&id);
+            let page = self.pages.entry(bucket).or_default();
+            if page.len() >= PAGE_BYTES {
+                self.full.push((bucket, std::mem::take(page)));
+            }
+            pages::push_entry(
+                page,
+                &id,
+                w.record.started_ms,
+                w.record.status,
+                &w.record.workflow,
+                &json,
+            );
+            if w.clear_pending {
+                // A run with a pending entry also had a live record; a sync
+                // run had neither (and costs no removals).
+                self.after.push((key_of(RECORD, &id).to_vec(), None));
+                self.after.push((key_of(PENDING, &id).to_vec(), None));
+            }
+            return Ok(());
+        }
+        self.ops
+            .push((key_of(RECORD, &id).to_vec(), Some(encode(&w.record)?)));
+        match &w.pending {
+            Some(p) => self
+                .ops
+                .push((key_of(PENDING, &id).to_vec(), Some(encode(p)?))),
+            None if w.clear_pending => self.ops.push((key_of(PENDING, &id).to_vec(), None)),
+            None => {}
+        }
+        Ok(())
     }
-    let id = &w.record.id;
-    let (Some(rk), Some(pk), Some(ik)) = (key(RECORD, id), key(PENDING, id), key(INPUT, id)) else {
-        return Err(StoreError::Db(format!("invalid execution id {id}")));
-    };
-    batch.insert(&rk[..], encode(&w.record)?);
-    match &w.pending {
-        Some(p) => batch.insert(&pk[..], encode(p)?),
-        None if w.clear_pending => batch.remove(&pk[..]),
-        None => {}
+
+    fn into_ops(self, seq: &mut u64) -> Ops {
+        let mut ops = self.ops;
+        for (bucket, page) in self.full.into_iter().chain(self.pages) {
+            *seq += 1;
+            ops.push((pages::page_key(bucket, *seq).to_vec(), Some(page)));
+        }
+        ops.extend(self.after);
+        ops
     }
-    if let Some(input) = &w.input {
-        batch.insert(&ik[..], encode(input)?);
+}
+
+/// Applies writes one by one: cheaper than sled's `apply_batch`, which
+/// rolls the log buffer twice per call.
+fn apply_each(runs: &sled::Tree, ops: Ops) -> sled::Result<()> {
+    for (k, v) in ops {
+        match v {
+            Some(v) => runs.insert(k, v)?,
+            None => runs.remove(k)?,
+        };
     }
     Ok(())
+}
+
+/// Applies writes atomically (all or none after a crash).
+fn apply_atomic(runs: &sled::Tree, ops: Ops) -> sled::Result<()> {
+    let mut batch = sled::Batch::default();
+    for (k, v) in ops {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
+    runs.apply_batch(batch)
 }
 
 /// The writer: takes every job waiting, applies the writes as one batch,
 /// syncs once if anyone waits for durability, then answers them.
 fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
+    // Page sequence numbers only need to differ between pages of one second:
+    // start from the clock so that a restarted writer never reuses one.
+    let mut seq = hookflow_now_micros();
     while let Ok(first) = rx.recv() {
         if matches!(first, Job::Write(_, None)) {
             // Nobody waits on this one: let a batch gather. Under load the
             // writer is then rarely parked, so submitters seldom pay to wake it.
             std::thread::sleep(GATHER);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut waiters = Vec::new();
         let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
         for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
             match job {
-                Job::Write(w, waiter) => match (add_to_batch(&mut batch, *w), waiter) {
+                Job::Write(w, waiter) => match (batch.add(*w), waiter) {
                     (Ok(()), Some(tx)) => waiters.push(tx),
                     (Ok(()), None) => {}
                     (Err(e), Some(tx)) => failed.push((tx, e)),
@@ -174,7 +295,14 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
                 Job::Barrier(tx) => waiters.push(tx),
             }
         }
-        let mut result = runs.apply_batch(batch).map_err(|e| e.to_string());
+        let ops = batch.into_ops(&mut seq);
+        // Durable writes (queued runs) go in atomically; the sync follows anyway.
+        let mut result = if waiters.is_empty() {
+            apply_each(&runs, ops)
+        } else {
+            apply_atomic(&runs, ops)
+        }
+        .map_err(|e| e.to_string());
         if result.is_ok() && !waiters.is_empty() {
             result = db.flush().map(|_| ()).map_err(|e| e.to_string());
         }
@@ -188,6 +316,13 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
             let _ = tx.send(Err(e));
         }
     }
+}
+
+fn hookflow_now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn stopped() -> StoreError {
@@ -234,13 +369,17 @@ impl Store for SledStore {
     }
 
     fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
-        let Some(k) = key(RECORD, id) else {
+        let Some(id_b) = id_bytes(id) else {
             return Ok(None);
         };
-        let Some(v) = self.runs.get(k).map_err(db_err)? else {
-            return Ok(None);
+        let rk = key_of(RECORD, &id_b);
+        let mut record: ExecutionRecord = match self.runs.get(rk).map_err(db_err)? {
+            Some(v) => decode(&rk, &v)?,
+            None => match self.packed(&id_b)? {
+                Some(r) => r,
+                None => return Ok(None),
+            },
         };
-        let mut record: ExecutionRecord = decode(&k, &v)?;
         if record.trigger.is_null() {
             // Kept with the input: rebuild it, redacted.
             if let Some(mut trigger) = self
@@ -255,34 +394,80 @@ impl Store for SledStore {
         }
         Ok(Some(record))
     }
+
     fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
-        let start = [RECORD];
-        let end = match f.cursor.as_deref().and_then(|c| key(RECORD, c)) {
-            Some(k) => k.to_vec(),
-            None => vec![RECORD + 1],
-        };
+        let cursor = f.cursor.as_deref().and_then(id_bytes);
         let limit = f.limit.max(1);
-        let mut out = Vec::new();
-        let mut more = false;
-        for item in self.runs.range(start.to_vec()..end).rev() {
+        let wanted = |id: &[u8; 16], workflow: &[u8], status: RunStatus, started_ms: u64| {
+            cursor.is_none_or(|c| *id < c)
+                && f.since_ms.is_none_or(|s| started_ms >= s)
+                && f.until_ms.is_none_or(|u| started_ms <= u)
+                && f.workflow.as_ref().is_none_or(|w| w.as_bytes() == workflow)
+                && f.status.is_none_or(|s| s == status)
+        };
+        // Runs not finished yet are few: read them all, newest first.
+        let mut live = Vec::new();
+        for item in self.runs.scan_prefix([RECORD]) {
             let (k, v) = item.map_err(db_err)?;
             let record: ExecutionRecord = decode(&k, &v)?;
-            if f.since_ms.is_some_and(|s| record.started_ms < s) {
-                // Ids are time-ordered: everything further back is older still.
-                break;
-            }
-            if f.until_ms.is_some_and(|u| record.started_ms > u)
-                || f.workflow.as_ref().is_some_and(|w| *w != record.workflow)
-                || f.status.is_some_and(|s| s != record.status)
-            {
+            let Some(id) = id_bytes(&record.id) else {
                 continue;
+            };
+            if wanted(
+                &id,
+                record.workflow.as_bytes(),
+                record.status,
+                record.started_ms,
+            ) {
+                live.push((id, record));
             }
-            if out.len() == limit {
-                more = true;
+        }
+        live.sort_by_key(|l| std::cmp::Reverse(l.0));
+        let mut live = live.into_iter().peekable();
+        // Then the pages, one second at a time from the newest, merged with them.
+        // One record more than asked tells whether there is a next page.
+        let mut out = Vec::new();
+        let end = match cursor {
+            Some(c) => pages::bucket_prefix(pages::bucket_of(&c).saturating_add(1)).to_vec(),
+            None => vec![PAGE + 1],
+        };
+        let mut walk = self.runs.range(vec![PAGE]..end).rev();
+        let mut group: Vec<sled::IVec> = Vec::new();
+        let mut group_bucket = None;
+        loop {
+            let next = match walk.next() {
+                Some(item) => {
+                    let (k, v) = item.map_err(db_err)?;
+                    let bucket = pages::bucket_of_key(&k).ok_or_else(|| corrupt_page(&k))?;
+                    // Ids are time-ordered: a second before `since` ends the walk.
+                    let older = f
+                        .since_ms
+                        .is_some_and(|s| pages::bucket_end_ms(bucket) <= s);
+                    (!older).then_some((bucket, v))
+                }
+                None => None,
+            };
+            if !group.is_empty() && next.as_ref().map(|n| n.0) != group_bucket {
+                merge_group(&group, &wanted, &mut live, &mut out, limit)?;
+                group.clear();
+                if out.len() > limit {
+                    break;
+                }
+            }
+            let Some((bucket, page)) = next else {
+                break;
+            };
+            group_bucket = Some(bucket);
+            group.push(page);
+        }
+        for (_, record) in live {
+            if out.len() > limit {
                 break;
             }
             out.push(record);
         }
+        let more = out.len() > limit;
+        out.truncate(limit);
         let cursor = if more {
             out.last().map(|r| r.id.clone())
         } else {
@@ -298,7 +483,11 @@ impl Store for SledStore {
             let pending: Pending = decode(&k, &v)?;
             let id = id_of(&k);
             match self.get(&id)? {
-                Some(record) => out.push((record, pending)),
+                Some(record) if !record.status.is_finished() => out.push((record, pending)),
+                Some(_) => {
+                    // Finished; a crash cut its clean-up short.
+                    self.runs.remove(&k).map_err(db_err)?;
+                }
                 None => {
                     tracing::warn!(message = "Pending run without a record; skipped.", execution_id = %id)
                 }
@@ -374,23 +563,89 @@ impl Store for SledStore {
 
     fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize> {
         let mut removed = 0;
-        let mut batch = sled::Batch::default();
-        for item in self.runs.scan_prefix([RECORD]) {
+        let end = pages::bucket_prefix(pages::bucket_of_ms(cutoff_ms).saturating_add(1));
+        for item in self.runs.range(vec![PAGE]..end.to_vec()) {
             let (k, v) = item.map_err(db_err)?;
-            let record: ExecutionRecord = decode(&k, &v)?;
-            if record.started_ms >= cutoff_ms {
-                break;
-            }
-            if record.status.is_finished() {
-                batch.remove(k.clone());
-                if let Some(ik) = key(INPUT, &record.id) {
-                    batch.remove(&ik[..]);
+            let mut kept = Vec::new();
+            let mut dropped = 0;
+            for e in pages::entries(&v) {
+                let e = e.map_err(|()| corrupt_page(&k))?;
+                if e.started_ms < cutoff_ms {
+                    dropped += 1;
+                    self.runs.remove(key_of(INPUT, &e.id)).map_err(db_err)?;
+                } else {
+                    kept.extend_from_slice(&v[e.span.0..e.span.1]);
                 }
-                removed += 1;
+            }
+            if dropped > 0 {
+                if kept.is_empty() {
+                    self.runs.remove(&k).map_err(db_err)?;
+                } else {
+                    self.runs.insert(&k, kept).map_err(db_err)?;
+                }
+            }
+            removed += dropped;
+        }
+        Ok(removed)
+    }
+}
+
+/// Merges the entries of one second's pages (newest first, the last copy of
+/// a record written twice) with the live records newer than each of them.
+fn merge_group(
+    group: &[sled::IVec],
+    wanted: &impl Fn(&[u8; 16], &[u8], RunStatus, u64) -> bool,
+    live: &mut std::iter::Peekable<std::vec::IntoIter<([u8; 16], ExecutionRecord)>>,
+    out: &mut Vec<ExecutionRecord>,
+    limit: usize,
+) -> StoreResult<()> {
+    let mut entries = Vec::new();
+    // The walk is newest page first, so the first copy of an id is the last written.
+    for page in group {
+        for e in pages::entries(page) {
+            let e = e.map_err(|()| StoreError::Corrupt {
+                key: "a page of finished records".into(),
+                message: "an entry is cut short".into(),
+            })?;
+            if wanted(&e.id, e.workflow, e.status, e.started_ms) {
+                entries.push(e);
             }
         }
-        self.runs.apply_batch(batch).map_err(db_err)?;
-        Ok(removed)
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse(e.id));
+    let mut last = None;
+    for e in entries {
+        if last == Some(e.id) {
+            continue;
+        }
+        last = Some(e.id);
+        while let Some((id, _)) = live.peek() {
+            if *id < e.id {
+                break;
+            }
+            let newer = *id > e.id;
+            if let Some((_, record)) = live.next() {
+                // An equal id is a stale live copy of a finished run.
+                if newer {
+                    out.push(record);
+                    if out.len() > limit {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        out.push(decode(&e.id, e.json)?);
+        if out.len() > limit {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn corrupt_page(key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("page {key:02x?}"),
+        message: "not a page of finished records".into(),
     }
 }
 
@@ -454,8 +709,19 @@ mod tests {
         panic!("the database stayed locked for 5 s after it was closed")
     }
 
+    /// Ids a few milliseconds apart, like runs started one after another.
     fn ids(n: usize) -> Vec<String> {
-        (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect()
+        (0..n)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                uuid::Uuid::now_v7().to_string()
+            })
+            .collect()
+    }
+
+    /// The start time an id names (what the executor records).
+    fn ms(id: &str) -> u64 {
+        pages::id_millis(&id_bytes(id).expect("uuid"))
     }
 
     #[tokio::test]
@@ -534,7 +800,7 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             let wf = if i % 2 == 0 { "even" } else { "odd" };
             store.put(write(
-                record(id, wf, RunStatus::Resolved, 100 + i as u64),
+                record(id, wf, RunStatus::Resolved, ms(id)),
                 None,
                 Some(json!(i)),
             ));
@@ -571,12 +837,17 @@ mod tests {
         assert_eq!(even, vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]);
         let (window, _) = page(ExecutionFilter {
             limit: 10,
-            since_ms: Some(101),
-            until_ms: Some(103),
+            since_ms: Some(ms(&ids[1])),
+            until_ms: Some(ms(&ids[3])),
             ..Default::default()
         });
         assert_eq!(window, vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]);
-        assert_eq!(store.remove_finished_before(102).expect("retention"), 2);
+        assert_eq!(
+            store
+                .remove_finished_before(ms(&ids[2]))
+                .expect("retention"),
+            2
+        );
         let (left, _) = page(ExecutionFilter {
             limit: 10,
             ..Default::default()
@@ -588,6 +859,124 @@ mod tests {
             "retention removes inputs too"
         );
         assert_eq!(store.input(&ids[2]).expect("input"), Some(json!(2)));
+    }
+
+    #[tokio::test]
+    async fn finished_runs_are_packed_and_listed_with_live_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = ids(6);
+        let pending = |status| Pending {
+            status,
+            state: json!({}),
+            wake_at: None,
+        };
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            // 0, 2, 4 finish (4 as a durable run that was live first); 1, 3, 5 stay live.
+            for (i, id) in ids.iter().enumerate() {
+                let live = i % 2 == 1 || i == 4;
+                let status = if live {
+                    RunStatus::Queued
+                } else {
+                    RunStatus::Resolved
+                };
+                store.put(write(
+                    record(id, "w", status, ms(id)),
+                    live.then(|| pending(RunStatus::Queued)),
+                    live.then(|| json!({"trigger": {"headers": {"authorization": "Basic x"}}})),
+                ));
+            }
+            // As the executor finishes a durable run: its input stays stored.
+            store.put(Write {
+                record: record(&ids[4], "w", RunStatus::Failed, ms(&ids[4])),
+                pending: None,
+                clear_pending: true,
+                input_stored: true,
+                input: None,
+            });
+            store.flush().await.expect("flush");
+            let (all, _) = store
+                .list(&ExecutionFilter {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .expect("list");
+            let listed: Vec<_> = all.iter().map(|r| (r.id.clone(), r.status)).collect();
+            assert_eq!(
+                listed,
+                vec![
+                    (ids[5].clone(), RunStatus::Queued),
+                    (ids[4].clone(), RunStatus::Failed),
+                    (ids[3].clone(), RunStatus::Queued),
+                    (ids[2].clone(), RunStatus::Resolved),
+                    (ids[1].clone(), RunStatus::Queued),
+                    (ids[0].clone(), RunStatus::Resolved),
+                ]
+            );
+            // Pages of two and cursors walk the same order across live and packed runs.
+            let mut walked = Vec::new();
+            let mut cursor = None;
+            for _ in 0..10 {
+                let (page, next) = store
+                    .list(&ExecutionFilter {
+                        limit: 2,
+                        cursor: cursor.clone(),
+                        ..Default::default()
+                    })
+                    .expect("list");
+                walked.extend(page.into_iter().map(|r| r.id));
+                cursor = next;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(
+                walked,
+                listed.iter().map(|l| l.0.clone()).collect::<Vec<_>>()
+            );
+            let failed = store.get(&ids[4]).expect("get").expect("record");
+            assert_eq!(failed.status, RunStatus::Failed);
+            assert_eq!(
+                failed.trigger,
+                json!({"headers": {"authorization": "[redacted]"}}),
+                "a packed durable run reads its trigger back from the input, redacted"
+            );
+            // A crash that removed the live record but not the pending entry:
+            // the finished run is not resumed and the orphan goes.
+            store
+                .runs
+                .insert(
+                    &key(PENDING, &ids[2]).expect("key")[..],
+                    encode(&pending(RunStatus::Running)).expect("encode"),
+                )
+                .expect("insert");
+        }
+        let store = reopen(dir.path());
+        let resumed: Vec<_> = store
+            .pending()
+            .expect("pending")
+            .into_iter()
+            .map(|(r, _)| r.id)
+            .collect();
+        assert_eq!(
+            resumed,
+            vec![ids[1].clone(), ids[3].clone(), ids[5].clone()]
+        );
+        assert!(store
+            .runs
+            .get(key(PENDING, &ids[2]).expect("key"))
+            .expect("get")
+            .is_none());
+        // Retention splits a page: only records started before the cutoff go.
+        let removed = store
+            .remove_finished_before(ms(&ids[3]))
+            .expect("retention");
+        assert_eq!(removed, 2, "ids 0 and 2");
+        assert_eq!(store.get(&ids[0]).expect("get"), None);
+        assert_eq!(
+            store.get(&ids[4]).expect("get").map(|r| r.status),
+            Some(RunStatus::Failed)
+        );
     }
 
     #[tokio::test]

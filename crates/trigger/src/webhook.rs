@@ -91,28 +91,15 @@ async fn run(
     }
     let workflow = served.workflow.clone();
     let limit = workflow.trigger.max_body;
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
     }
-    let body = match payload
-        .to_bytes_limited(usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-    {
-        Err(_) => return Err(ApiError::PayloadTooLarge(limit)),
-        Ok(Err(e)) => {
-            return Err(ApiError::BadRequest(format!(
-                "could not read the body: {e}"
-            )))
-        }
-        Ok(Ok(bytes)) => bytes,
-    };
+    let body = read_body(payload, limit, declared).await?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -191,6 +178,30 @@ async fn run(
         first.finish(state.executor.store().as_ref(), &id, &answer, ttl);
     }
     Ok(respond(&id, answer))
+}
+
+/// Reads the body, never past `limit` bytes. The buffer starts at the
+/// declared length (actix's own helper starts every body at 32 KiB).
+async fn read_body(
+    mut payload: web::Payload,
+    limit: u64,
+    declared: Option<u64>,
+) -> Result<web::Bytes, ApiError> {
+    use futures_core::Stream;
+    let mut buf = web::BytesMut::with_capacity(
+        usize::try_from(declared.unwrap_or(0).min(limit).min(64 * 1024)).unwrap_or(0),
+    );
+    while let Some(chunk) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut payload).poll_next(cx)).await
+    {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 fn parse_error(e: ParseError) -> ApiError {

@@ -1,0 +1,219 @@
+//! Finished execution records, packed into pages.
+//!
+//! sled's cost is per operation (a tree descent, a copy-on-write leaf, a log
+//! reservation), not per byte. A finished record never changes again, so the
+//! writer packs every record a batch finishes into one page per second of
+//! start time: under load one sled insert carries dozens of records.
+//!
+//! A page's key is `f`, the second its records started (taken from the
+//! UUIDv7 id, big-endian) and a sequence number; its value is a run of
+//! entries, each `id (16) | started_ms (u64 LE) | status (u8) |
+//! workflow length (u16 LE) | workflow | record length (u32 LE) | record JSON`.
+//! The header lets lists filter and sort without decoding the JSON.
+
+use crate::record::RunStatus;
+
+/// The key prefix of pages.
+pub(crate) const PAGE: u8 = b'f';
+/// Records whose ids fall in the same second share pages.
+const BUCKET_MS: u64 = 1000;
+
+/// Unix milliseconds in a UUIDv7 (its first 48 bits).
+pub(crate) fn id_millis(id: &[u8; 16]) -> u64 {
+    let mut b = [0u8; 8];
+    b[2..].copy_from_slice(&id[..6]);
+    u64::from_be_bytes(b)
+}
+
+/// The page bucket (start second) of an id.
+pub(crate) fn bucket_of(id: &[u8; 16]) -> u64 {
+    id_millis(id) / BUCKET_MS
+}
+
+/// The bucket holding records started at `ms`.
+pub(crate) fn bucket_of_ms(ms: u64) -> u64 {
+    ms / BUCKET_MS
+}
+
+/// The first millisecond after a bucket.
+pub(crate) fn bucket_end_ms(bucket: u64) -> u64 {
+    bucket.saturating_add(1).saturating_mul(BUCKET_MS)
+}
+
+/// The key prefix of every page of `bucket`.
+pub(crate) fn bucket_prefix(bucket: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PAGE;
+    k[1..].copy_from_slice(&bucket.to_be_bytes());
+    k
+}
+
+/// The key of one page.
+pub(crate) fn page_key(bucket: u64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&bucket_prefix(bucket));
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The bucket a page key belongs to.
+pub(crate) fn bucket_of_key(key: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+fn status_code(s: RunStatus) -> u8 {
+    match s {
+        RunStatus::Queued => 0,
+        RunStatus::Running => 1,
+        RunStatus::Waiting => 2,
+        RunStatus::Resolved => 3,
+        RunStatus::Failed => 4,
+        RunStatus::Aborted => 5,
+    }
+}
+
+fn status_of(code: u8) -> Option<RunStatus> {
+    Some(match code {
+        0 => RunStatus::Queued,
+        1 => RunStatus::Running,
+        2 => RunStatus::Waiting,
+        3 => RunStatus::Resolved,
+        4 => RunStatus::Failed,
+        5 => RunStatus::Aborted,
+        _ => return None,
+    })
+}
+
+/// Appends one entry to a page.
+pub(crate) fn push_entry(
+    page: &mut Vec<u8>,
+    id: &[u8; 16],
+    started_ms: u64,
+    status: RunStatus,
+    workflow: &str,
+    json: &[u8],
+) {
+    // Workflow ids are file names; longer ones are cut (only filters read it).
+    let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
+    page.reserve(16 + 8 + 1 + 2 + wf.len() + 4 + json.len());
+    page.extend_from_slice(id);
+    page.extend_from_slice(&started_ms.to_le_bytes());
+    page.push(status_code(status));
+    page.extend_from_slice(&(wf.len() as u16).to_le_bytes());
+    page.extend_from_slice(wf);
+    page.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    page.extend_from_slice(json);
+}
+
+/// One entry of a page, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    /// The execution id.
+    pub id: [u8; 16],
+    /// When the run started.
+    pub started_ms: u64,
+    /// Its final status.
+    pub status: RunStatus,
+    /// Its workflow id.
+    pub workflow: &'a [u8],
+    /// The record, as JSON.
+    pub json: &'a [u8],
+    /// Where the entry starts and ends in the page.
+    pub span: (usize, usize),
+}
+
+/// The entries of a page, in the order written; `Err` marks a damaged page.
+pub(crate) fn entries(page: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, ()>> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= page.len() {
+            return None;
+        }
+        let start = at;
+        let mut take = |n: usize| -> Result<&[u8], ()> {
+            let s = page.get(at..at.checked_add(n).ok_or(())?).ok_or(())?;
+            at += n;
+            Ok(s)
+        };
+        let entry = (|| {
+            let id: [u8; 16] = take(16)?.try_into().map_err(|_| ())?;
+            let started_ms = u64::from_le_bytes(take(8)?.try_into().map_err(|_| ())?);
+            let status = status_of(take(1)?[0]).ok_or(())?;
+            let wf_len = u16::from_le_bytes(take(2)?.try_into().map_err(|_| ())?) as usize;
+            let workflow = take(wf_len)?;
+            let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| ())?) as usize;
+            let json = take(len)?;
+            Ok(Entry {
+                id,
+                started_ms,
+                status,
+                workflow,
+                json,
+                span: (start, 0),
+            })
+        })();
+        match entry {
+            Ok(mut e) => {
+                e.span.1 = at;
+                Some(Ok(e))
+            }
+            Err(()) => {
+                at = page.len();
+                Some(Err(()))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_damage_is_reported() {
+        let a = *uuid::Uuid::now_v7().as_bytes();
+        let b = *uuid::Uuid::now_v7().as_bytes();
+        let mut page = Vec::new();
+        push_entry(&mut page, &a, 5, RunStatus::Resolved, "pay", b"{\"x\":1}");
+        push_entry(&mut page, &b, 6, RunStatus::Failed, "", b"{}");
+        let got: Vec<_> = entries(&page).map(|e| e.expect("entry")).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].id, got[0].started_ms, got[0].status),
+            (a, 5, RunStatus::Resolved)
+        );
+        assert_eq!(
+            (got[0].workflow, got[0].json),
+            (&b"pay"[..], &b"{\"x\":1}"[..])
+        );
+        assert_eq!((got[1].id, got[1].status), (b, RunStatus::Failed));
+        assert_eq!(got[1].span.1, page.len());
+        // A cut page yields its whole entries, then one error, then stops.
+        let cut = &page[..page.len() - 1];
+        let got: Vec<_> = entries(cut).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok() && got[1].is_err());
+    }
+
+    #[test]
+    fn buckets_follow_the_id_time() {
+        let id = uuid::Uuid::now_v7();
+        let ms = hookflow_ms_now();
+        let bytes = *id.as_bytes();
+        assert!(id_millis(&bytes).abs_diff(ms) < 5_000);
+        assert_eq!(bucket_of(&bytes), id_millis(&bytes) / 1000);
+        let key = page_key(bucket_of(&bytes), 7);
+        assert_eq!(bucket_of_key(&key), Some(bucket_of(&bytes)));
+        assert!(key.starts_with(&bucket_prefix(bucket_of(&bytes))));
+        assert_eq!(bucket_end_ms(3), 4000);
+        assert_eq!(bucket_of_ms(3999), 3);
+    }
+
+    fn hookflow_ms_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
