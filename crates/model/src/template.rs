@@ -27,8 +27,8 @@ const RESULT_VAR: &str = "__hookflow_value";
 pub enum Text {
     /// No template syntax: the string itself.
     Literal(String),
-    /// Exactly one `{{ expr }}`: evaluates to a typed value (the name of the compiled expression).
-    Expr(String),
+    /// Exactly one `{{ expr }}`: evaluates to a typed value.
+    Expr(Expr),
     /// A text template (its name in the environment).
     Template(String),
 }
@@ -39,6 +39,79 @@ pub struct Expr {
     name: String,
     /// The source, for messages.
     pub source: String,
+    /// The shape of the commonest expressions, evaluated without the engine.
+    fast: Option<Fast>,
+}
+
+/// Expressions simple enough to evaluate by looking values up. Anything
+/// the lookup cannot settle (a missing variable, a value of another type)
+/// goes to the engine, which also words the errors; results are the same.
+#[derive(Debug, Clone)]
+enum Fast {
+    /// `vars.order_id`
+    Path(Vec<String>),
+    /// `vars.status == "SUCCESS"` (or `!=`)
+    StrEq {
+        path: Vec<String>,
+        literal: String,
+        negated: bool,
+    },
+}
+
+impl Fast {
+    fn parse(source: &str) -> Option<Fast> {
+        let source = source.trim();
+        for (op, negated) in [("==", false), ("!=", true)] {
+            if let Some((left, right)) = source.split_once(op) {
+                let literal = string_literal(right.trim())?;
+                let path = path_of(left.trim())?;
+                return Some(Fast::StrEq {
+                    path,
+                    literal,
+                    negated,
+                });
+            }
+        }
+        path_of(source).map(Fast::Path)
+    }
+}
+
+/// `a.b.c` of plain names, the first not a literal or keyword.
+fn path_of(s: &str) -> Option<Vec<String>> {
+    let ident = |p: &str| {
+        let mut chars = p.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<String> = s.split('.').map(str::to_string).collect();
+    let first = parts.first()?;
+    let keyword = matches!(
+        first.as_str(),
+        "true"
+            | "false"
+            | "none"
+            | "True"
+            | "False"
+            | "None"
+            | "not"
+            | "and"
+            | "or"
+            | "in"
+            | "is"
+            | "if"
+            | "else"
+            | "now"
+    );
+    (!keyword && parts.iter().all(|p| ident(p))).then_some(parts)
+}
+
+/// `"text"` or `'text'` without escapes.
+fn string_literal(s: &str) -> Option<String> {
+    let quote = s.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let inner = s.strip_prefix(quote)?.strip_suffix(quote)?;
+    (!inner.contains(quote) && !inner.contains('\\')).then(|| inner.to_string())
 }
 
 /// A JSON value whose strings are templates, compiled member by member.
@@ -154,6 +227,7 @@ impl TemplateBuilder {
             value: Expr {
                 name,
                 source: source.to_string(),
+                fast: Fast::parse(source),
             },
             refs,
         })
@@ -170,7 +244,7 @@ impl TemplateBuilder {
         if let Some(inner) = single_expression(source) {
             let compiled = self.expr(inner)?;
             return Ok(Compiled {
-                value: Text::Expr(compiled.value.name),
+                value: Text::Expr(compiled.value),
                 refs: compiled.refs,
             });
         }
@@ -360,6 +434,24 @@ impl Scope {
         }
     }
 
+    /// The value at a dotted path, if every step exists.
+    fn lookup(&self, path: &[String]) -> Option<MjValue> {
+        let data = &self.data;
+        let (mut value, rest) = match path.first()?.as_str() {
+            "nodes" => (data.nodes.get(path.get(1)?)?.clone(), path.get(2..)?),
+            "loop" => (data.loops.last()?.clone(), path.get(1..)?),
+            "now" => return None,
+            top => (data.entries.get(top)?.clone(), path.get(1..)?),
+        };
+        for step in rest {
+            value = value.get_attr(step).ok()?;
+            if value.is_undefined() {
+                return None;
+            }
+        }
+        Some(value)
+    }
+
     fn context(&self) -> MjValue {
         let data = &self.data;
         data.context
@@ -417,10 +509,30 @@ impl Templates {
         Ok(value)
     }
 
+    /// Evaluates an expression, by lookup when its shape allows.
+    fn eval_expr(&self, expr: &Expr, scope: &Scope) -> Result<MjValue, EvalError> {
+        let fast = match &expr.fast {
+            Some(Fast::Path(path)) => scope.lookup(path),
+            Some(Fast::StrEq {
+                path,
+                literal,
+                negated,
+            }) => scope.lookup(path).and_then(|v| {
+                v.as_str()
+                    .map(|s| MjValue::from((s == literal) != *negated))
+            }),
+            None => None,
+        };
+        match fast {
+            Some(value) => Ok(value),
+            None => self.eval_named(&expr.name, scope.context()),
+        }
+    }
+
     /// Evaluates an expression to a JSON value.
     pub fn eval(&self, expr: &Expr, scope: &Scope) -> Result<Json, EvalError> {
         to_json(
-            self.eval_named(&expr.name, scope.context())
+            self.eval_expr(expr, scope)
                 .map_err(|e| with_source(e, &expr.source))?,
         )
     }
@@ -428,7 +540,7 @@ impl Templates {
     /// Evaluates an expression for its truth (Jinja rules: empty, 0, none and false are false).
     pub fn truth(&self, expr: &Expr, scope: &Scope) -> Result<bool, EvalError> {
         Ok(self
-            .eval_named(&expr.name, scope.context())
+            .eval_expr(expr, scope)
             .map_err(|e| with_source(e, &expr.source))?
             .is_true())
     }
@@ -437,8 +549,8 @@ impl Templates {
     pub fn render(&self, text: &Text, scope: &Scope) -> Result<String, EvalError> {
         match text {
             Text::Literal(s) => Ok(s.clone()),
-            Text::Expr(name) => {
-                let value = self.eval_named(name, scope.context())?;
+            Text::Expr(expr) => {
+                let value = self.eval_expr(expr, scope)?;
                 Ok(match value.as_str() {
                     Some(s) => s.to_string(),
                     None if value.is_none() => String::new(),
@@ -457,7 +569,7 @@ impl Templates {
     /// Evaluates a string field keeping the type of a single `{{ expr }}`.
     pub fn eval_text(&self, text: &Text, scope: &Scope) -> Result<Json, EvalError> {
         match text {
-            Text::Expr(name) => to_json(self.eval_named(name, scope.context())?),
+            Text::Expr(expr) => to_json(self.eval_expr(expr, scope)?),
             other => self.render(other, scope).map(Json::String),
         }
     }
@@ -527,6 +639,54 @@ mod tests {
                 assert!(g.contains(e), "{source}: error `{g}` should contain `{e}`")
             }
             (g, e) => panic!("{source}: got {g:?}, expected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn looked_up_expressions_match_the_engine() {
+        let mut s = scope();
+        s.set_node("calc", &json!({"total": 7, "tags": ["a"]}));
+        s.push_loop(&json!({"sku": "X"}), 2);
+        let cases = [
+            // Taken by lookup.
+            ("vars.order_id", true),
+            ("vars.amount", true),
+            ("vars.none", true),
+            ("trigger.body", true),
+            ("trigger.body.items", true),
+            ("nodes.calc.total", true),
+            ("loop.item.sku", true),
+            ("loop.index", true),
+            ("vars.order_id == \"A1\"", true),
+            ("vars.order_id != 'A1'", true),
+            ("trigger.body.status == \"FAILED\"", true),
+            // Left to the engine (same answers or errors either way).
+            ("vars.n == \"3\"", false),
+            ("vars.missing", false),
+            ("vars.missing == \"x\"", false),
+            ("nope.x", false),
+            ("vars.n + 1", false),
+            ("vars.order_id == \"a\\\"b\"", false),
+            ("none", false),
+            ("now", false),
+        ];
+        for (source, by_lookup) in cases {
+            let mut b = TemplateBuilder::new();
+            let expr = b.expr(source).expect("compiles").value;
+            let templates = b.finish();
+            let mut slow = expr.clone();
+            slow.fast = None;
+            let fast_result = templates.eval(&expr, &s).map_err(|e| e.message);
+            let engine_result = templates.eval(&slow, &s).map_err(|e| e.message);
+            if source != "now" {
+                assert_eq!(fast_result, engine_result, "{source}");
+            }
+            let looked_up = expr.fast.as_ref().is_some_and(|_| {
+                matches!(&expr.fast, Some(Fast::Path(p)) if s.lookup(p).is_some())
+                    || matches!(&expr.fast, Some(Fast::StrEq { path, .. })
+                        if s.lookup(path).is_some_and(|v| v.as_str().is_some()))
+            });
+            assert_eq!(looked_up, by_lookup, "{source}");
         }
     }
 
