@@ -2,9 +2,11 @@
 //! writes in order, many at a time in one batch, and syncs the disk once per
 //! batch that holds a durable write (group commit).
 //!
-//! Keys of the `runs` tree: `e<id>` the record of a run not finished yet,
-//! `p<id>` its pending entry (position), `i<id>` a durable run's input, and
-//! `f<second><seq>` pages of finished records ([`crate::pages`]).
+//! Keys of the `runs` tree: `e<id>` a run not finished yet (its record and
+//! its pending entry, the position it resumes from), `i<id>` a durable run's
+//! input, and `f<second><seq>` pages of finished records ([`crate::pages`]).
+//! An async run costs four sled operations: its live entry and input when
+//! queued, its page entry and the live entry's removal when it ends.
 
 use crate::pages::{self, PAGE};
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunStatus};
@@ -31,9 +33,22 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// memory a writer stall can take (16 Ki writes made ~50 MiB peaks).
 const BACKLOG: usize = 2048;
 
-const RECORD: u8 = b'e';
-const PENDING: u8 = b'p';
+const LIVE: u8 = b'e';
 const INPUT: u8 = b'i';
+
+/// The value under `e<id>`: a run not finished yet.
+#[derive(serde::Deserialize)]
+struct Live {
+    record: ExecutionRecord,
+    pending: Option<Pending>,
+}
+
+/// [`Live`], borrowed for writing.
+#[derive(serde::Serialize)]
+struct LiveRef<'a> {
+    record: &'a ExecutionRecord,
+    pending: Option<&'a Pending>,
+}
 
 /// Work for the writer thread.
 enum Job {
@@ -79,12 +94,6 @@ fn idempotency_key(workflow: &str, key: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(key.as_bytes());
     k
-}
-
-fn id_of(key: &[u8]) -> String {
-    uuid::Uuid::from_slice(key.get(1..).unwrap_or_default())
-        .map(|u| u.to_string())
-        .unwrap_or_default()
 }
 
 fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> StoreResult<T> {
@@ -159,6 +168,23 @@ impl SledStore {
         Ok(found)
     }
 
+    /// Puts back the trigger context of a record that keeps it in its input
+    /// (redacted, as records show it).
+    fn with_trigger(&self, mut record: ExecutionRecord) -> StoreResult<ExecutionRecord> {
+        if record.trigger.is_null() {
+            if let Some(mut trigger) = self
+                .input(&record.id)?
+                .and_then(|mut i| i.get_mut("trigger").map(Json::take))
+            {
+                if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
+                    crate::record::redact_headers(headers);
+                }
+                record.trigger = trigger;
+            }
+        }
+        Ok(record)
+    }
+
     fn submit(&self, job: Job) -> Result<(), Job> {
         match &self.jobs {
             Some(tx) => tx.send(job).map_err(|e| e.0),
@@ -186,7 +212,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn add(&mut self, mut w: Write) -> StoreResult<()> {
+    fn add(&mut self, runs: &sled::Tree, mut w: Write) -> StoreResult<()> {
         if w.input_stored {
             // The input holds the trigger context; do not store it twice.
             w.record.trigger = Json::Null;
@@ -217,23 +243,42 @@ impl Batch {
                 &json,
             );
             if w.clear_pending {
-                // A run with a pending entry also had a live record; a sync
-                // run had neither (and costs no removals).
-                self.after.push((key_of(RECORD, &id).to_vec(), None));
-                self.after.push((key_of(PENDING, &id).to_vec(), None));
+                // A run with a pending entry had a live entry; a sync run
+                // never did (and costs no removal).
+                self.after.push((key_of(LIVE, &id).to_vec(), None));
             }
             return Ok(());
         }
-        self.ops
-            .push((key_of(RECORD, &id).to_vec(), Some(encode(&w.record)?)));
-        match &w.pending {
-            Some(p) => self
-                .ops
-                .push((key_of(PENDING, &id).to_vec(), Some(encode(p)?))),
-            None if w.clear_pending => self.ops.push((key_of(PENDING, &id).to_vec(), None)),
-            None => {}
-        }
+        let key = key_of(LIVE, &id);
+        let kept;
+        let pending = match &w.pending {
+            Some(p) => Some(p),
+            None if w.clear_pending => None,
+            None => {
+                // A record without its position keeps the one stored.
+                kept = self.stored_pending(runs, &key)?;
+                kept.as_ref()
+            }
+        };
+        let value = encode(&LiveRef {
+            record: &w.record,
+            pending,
+        })?;
+        self.ops.push((key.to_vec(), Some(value)));
         Ok(())
+    }
+
+    /// The pending entry of a live run, as this batch or the store has it.
+    fn stored_pending(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<Pending>> {
+        let queued = self.ops.iter().rev().find(|(k, _)| k == key);
+        let value = match queued {
+            Some((_, v)) => v.clone().map(sled::IVec::from),
+            None => runs.get(key).map_err(db_err)?,
+        };
+        match value {
+            Some(v) => Ok(decode::<Live>(key, &v)?.pending),
+            None => Ok(None),
+        }
     }
 
     fn into_ops(self, seq: &mut u64) -> Ops {
@@ -288,7 +333,7 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
         let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
         for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
             match job {
-                Job::Write(w, waiter) => match (batch.add(*w), waiter) {
+                Job::Write(w, waiter) => match (batch.add(&runs, *w), waiter) {
                     (Ok(()), Some(tx)) => waiters.push(tx),
                     (Ok(()), None) => {}
                     (Err(e), Some(tx)) => failed.push((tx, e)),
@@ -376,27 +421,15 @@ impl Store for SledStore {
         let Some(id_b) = id_bytes(id) else {
             return Ok(None);
         };
-        let rk = key_of(RECORD, &id_b);
-        let mut record: ExecutionRecord = match self.runs.get(rk).map_err(db_err)? {
-            Some(v) => decode(&rk, &v)?,
+        let lk = key_of(LIVE, &id_b);
+        let record = match self.runs.get(lk).map_err(db_err)? {
+            Some(v) => decode::<Live>(&lk, &v)?.record,
             None => match self.packed(&id_b)? {
                 Some(r) => r,
                 None => return Ok(None),
             },
         };
-        if record.trigger.is_null() {
-            // Kept with the input: rebuild it, redacted.
-            if let Some(mut trigger) = self
-                .input(id)?
-                .and_then(|mut i| i.get_mut("trigger").map(Json::take))
-            {
-                if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
-                    crate::record::redact_headers(headers);
-                }
-                record.trigger = trigger;
-            }
-        }
-        Ok(Some(record))
+        self.with_trigger(record).map(Some)
     }
 
     fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
@@ -411,9 +444,9 @@ impl Store for SledStore {
         };
         // Runs not finished yet are few: read them all, newest first.
         let mut live = Vec::new();
-        for item in self.runs.scan_prefix([RECORD]) {
+        for item in self.runs.scan_prefix([LIVE]) {
             let (k, v) = item.map_err(db_err)?;
-            let record: ExecutionRecord = decode(&k, &v)?;
+            let record = decode::<Live>(&k, &v)?.record;
             let Some(id) = id_bytes(&record.id) else {
                 continue;
             };
@@ -482,19 +515,11 @@ impl Store for SledStore {
 
     fn pending(&self) -> StoreResult<Vec<(ExecutionRecord, Pending)>> {
         let mut out = Vec::new();
-        for item in self.runs.scan_prefix([PENDING]) {
+        for item in self.runs.scan_prefix([LIVE]) {
             let (k, v) = item.map_err(db_err)?;
-            let pending: Pending = decode(&k, &v)?;
-            let id = id_of(&k);
-            match self.get(&id)? {
-                Some(record) if !record.status.is_finished() => out.push((record, pending)),
-                Some(_) => {
-                    // Finished; a crash cut its clean-up short.
-                    self.runs.remove(&k).map_err(db_err)?;
-                }
-                None => {
-                    tracing::warn!(message = "Pending run without a record; skipped.", execution_id = %id)
-                }
+            let live: Live = decode(&k, &v)?;
+            if let Some(pending) = live.pending {
+                out.push((self.with_trigger(live.record)?, pending));
             }
         }
         Ok(out)
@@ -772,6 +797,19 @@ mod tests {
             store.version("v1").expect("version").as_deref(),
             Some("title: x")
         );
+        // A record written without its position keeps the stored one.
+        store.put(Write {
+            record: record(&ids[0], "a", RunStatus::Running, 1),
+            pending: None,
+            clear_pending: false,
+            input_stored: true,
+            input: None,
+        });
+        store.flush().await.expect("flush");
+        let pending = store.pending().expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].0.status, RunStatus::Running);
+        assert_eq!(pending[0].1.state, json!({"at": 1}));
         // Writes apply in order: finishing removes the pending entry.
         store.put(write(
             record(&ids[0], "a", RunStatus::Running, 1),
@@ -945,13 +983,18 @@ mod tests {
                 json!({"headers": {"authorization": "[redacted]"}}),
                 "a packed durable run reads its trigger back from the input, redacted"
             );
-            // A crash that removed the live record but not the pending entry:
-            // the finished run is not resumed and the orphan goes.
+            // A crash between a finished run's page and the removal of its
+            // live entry leaves both.
+            let stale = record(&ids[2], "w", RunStatus::Running, ms(&ids[2]));
             store
                 .runs
                 .insert(
-                    &key(PENDING, &ids[2]).expect("key")[..],
-                    encode(&pending(RunStatus::Running)).expect("encode"),
+                    &key(LIVE, &ids[2]).expect("key")[..],
+                    encode(&LiveRef {
+                        record: &stale,
+                        pending: Some(&pending(RunStatus::Running)),
+                    })
+                    .expect("encode"),
                 )
                 .expect("insert");
         }
@@ -962,15 +1005,26 @@ mod tests {
             .into_iter()
             .map(|(r, _)| r.id)
             .collect();
+        // Such a run resumes (at least once, as after any crash mid-run)...
         assert_eq!(
             resumed,
-            vec![ids[1].clone(), ids[3].clone(), ids[5].clone()]
+            vec![
+                ids[1].clone(),
+                ids[2].clone(),
+                ids[3].clone(),
+                ids[5].clone()
+            ]
         );
-        assert!(store
-            .runs
-            .get(key(PENDING, &ids[2]).expect("key"))
-            .expect("get")
-            .is_none());
+        // ...and lists are not confused by the second copy: the finished one shows.
+        let (all, _) = store
+            .list(&ExecutionFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("list");
+        let listed: Vec<_> = all.iter().map(|r| (r.id.clone(), r.status)).collect();
+        assert_eq!(listed.len(), 6);
+        assert!(listed.contains(&(ids[2].clone(), RunStatus::Resolved)));
         // Retention splits a page: only records started before the cutoff go.
         let removed = store
             .remove_finished_before(ms(&ids[3]))
