@@ -29,9 +29,9 @@ const MAX_BATCH: usize = 4096;
 /// How long the writer lets writes nobody waits on gather before a batch.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Most writes waiting for the writer; past it, submitting blocks
-/// (backpressure). Each waiting write holds a record, so this also bounds the
-/// memory a writer stall can take (16 Ki writes made ~50 MiB peaks).
-const BACKLOG: usize = 2048;
+/// (backpressure). Writes wait encoded (about a kilobyte each), so a writer
+/// stall holds at most ~10 MiB.
+const BACKLOG: usize = 8192;
 
 const LIVE: u8 = b'e';
 const INPUT: u8 = b'i';
@@ -53,7 +53,7 @@ struct LiveRef<'a> {
 /// Work for the writer thread.
 enum Job {
     /// A write; with a sender, answer once it is on disk.
-    Write(Box<Write>, Option<oneshot::Sender<StoreResult<()>>>),
+    Write(Prepared, Option<oneshot::Sender<StoreResult<()>>>),
     /// Answer once everything before it is on disk.
     Barrier(oneshot::Sender<StoreResult<()>>),
 }
@@ -211,8 +211,31 @@ struct Batch {
     after: Ops,
 }
 
-impl Batch {
-    fn add(&mut self, runs: &sled::Tree, mut w: Write) -> StoreResult<()> {
+/// A write encoded on the thread that submits it, so that the writer only
+/// applies it and a waiting write holds bytes, not a record.
+enum Prepared {
+    /// A finished run: its page entry; `remove_live` when it had a live entry.
+    Finished {
+        id: [u8; 16],
+        started_ms: u64,
+        status: RunStatus,
+        workflow: String,
+        json: Vec<u8>,
+        input: Option<Vec<u8>>,
+        remove_live: bool,
+    },
+    /// A run not finished: its live entry (record and position).
+    Live {
+        id: [u8; 16],
+        value: Vec<u8>,
+        input: Option<Vec<u8>>,
+    },
+    /// A record without its position: the writer keeps the stored one.
+    Merge([u8; 16], Box<Write>),
+}
+
+impl Prepared {
+    fn new(mut w: Write) -> StoreResult<Prepared> {
         if w.input_stored {
             // The input holds the trigger context; do not store it twice.
             w.record.trigger = Json::Null;
@@ -223,48 +246,69 @@ impl Batch {
                 w.record.id
             )));
         };
-        if let Some(input) = &w.input {
-            self.ops
-                .push((key_of(INPUT, &id).to_vec(), Some(encode(input)?)));
-        }
+        let input = w.input.as_ref().map(encode).transpose()?;
         if w.record.status.is_finished() {
-            let json = encode(&w.record)?;
-            let bucket = pages::bucket_of(&id);
-            let page = self.pages.entry(bucket).or_default();
-            if page.len() >= PAGE_BYTES {
-                self.full.push((bucket, std::mem::take(page)));
-            }
-            pages::push_entry(
-                page,
-                &id,
-                w.record.started_ms,
-                w.record.status,
-                &w.record.workflow,
-                &json,
-            );
-            if w.clear_pending {
+            return Ok(Prepared::Finished {
+                id,
+                started_ms: w.record.started_ms,
+                status: w.record.status,
+                json: encode(&w.record)?,
+                workflow: w.record.workflow,
+                input,
                 // A run with a pending entry had a live entry; a sync run
                 // never did (and costs no removal).
-                self.after.push((key_of(LIVE, &id).to_vec(), None));
-            }
-            return Ok(());
+                remove_live: w.clear_pending,
+            });
         }
-        let key = key_of(LIVE, &id);
-        let kept;
-        let pending = match &w.pending {
-            Some(p) => Some(p),
-            None if w.clear_pending => None,
-            None => {
-                // A record without its position keeps the one stored.
-                kept = self.stored_pending(runs, &key)?;
-                kept.as_ref()
-            }
-        };
+        if w.pending.is_none() && !w.clear_pending {
+            return Ok(Prepared::Merge(id, Box::new(w)));
+        }
         let value = encode(&LiveRef {
             record: &w.record,
-            pending,
+            pending: w.pending.as_ref(),
         })?;
-        self.ops.push((key.to_vec(), Some(value)));
+        Ok(Prepared::Live { id, value, input })
+    }
+}
+
+impl Batch {
+    fn add(&mut self, runs: &sled::Tree, write: Prepared) -> StoreResult<()> {
+        match write {
+            Prepared::Finished {
+                id,
+                started_ms,
+                status,
+                workflow,
+                json,
+                input,
+                remove_live,
+            } => {
+                if let Some(input) = input {
+                    self.ops.push((key_of(INPUT, &id).to_vec(), Some(input)));
+                }
+                let bucket = pages::bucket_of(&id);
+                let page = self.pages.entry(bucket).or_default();
+                if page.len() >= PAGE_BYTES {
+                    self.full.push((bucket, std::mem::take(page)));
+                }
+                pages::push_entry(page, &id, started_ms, status, &workflow, &json);
+                if remove_live {
+                    self.after.push((key_of(LIVE, &id).to_vec(), None));
+                }
+            }
+            Prepared::Live { id, value, input } => {
+                if let Some(input) = input {
+                    self.ops.push((key_of(INPUT, &id).to_vec(), Some(input)));
+                }
+                self.ops.push((key_of(LIVE, &id).to_vec(), Some(value)));
+            }
+            Prepared::Merge(id, mut w) => {
+                let key = key_of(LIVE, &id);
+                w.pending = self.stored_pending(runs, &key)?;
+                w.clear_pending = w.pending.is_none();
+                return self.add(runs, Prepared::new(*w)?);
+            }
+        }
         Ok(())
     }
 
@@ -333,7 +377,7 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
         let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
         for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
             match job {
-                Job::Write(w, waiter) => match (batch.add(&runs, *w), waiter) {
+                Job::Write(w, waiter) => match (batch.add(&runs, w), waiter) {
                     (Ok(()), Some(tx)) => waiters.push(tx),
                     (Ok(()), None) => {}
                     (Err(e), Some(tx)) => failed.push((tx, e)),
@@ -380,19 +424,29 @@ fn stopped() -> StoreError {
 
 impl Store for SledStore {
     fn put(&self, write: Write) {
-        if self.submit(Job::Write(Box::new(write), None)).is_err() {
-            tracing::error!(message = "The store's writer has stopped; a record was not written.");
+        match Prepared::new(write) {
+            Ok(p) => {
+                if self.submit(Job::Write(p, None)).is_err() {
+                    tracing::error!(
+                        message = "The store's writer has stopped; a record was not written."
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!(message = "Could not write an execution record.", %error)
+            }
         }
     }
 
     fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
-        let submitted = self.submit(Job::Write(Box::new(write), Some(tx))).is_ok();
+        let submitted = Prepared::new(write).map(|p| self.submit(Job::Write(p, Some(tx))).is_ok());
         Box::pin(async move {
-            if !submitted {
-                return Err(stopped());
+            match submitted {
+                Ok(true) => rx.await.map_err(|_| stopped())?,
+                Ok(false) => Err(stopped()),
+                Err(e) => Err(e),
             }
-            rx.await.map_err(|_| stopped())?
         })
     }
 
