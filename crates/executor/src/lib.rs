@@ -264,26 +264,39 @@ impl Executor {
         let mut run = self.run_of(workflow, record, state, scope);
         run.control = control.clone();
         run.responder = Some(responder.clone());
-        tokio::spawn(run.drive());
-        let answer = match timeout {
-            None => responder.wait().await,
-            Some(limit) => match tokio::time::timeout(limit, responder.wait()).await {
-                Ok(answer) => answer,
+        // The run is driven here, in the request's task, until it answers;
+        // whatever is left of it then (nodes after a `timeout_response`, the
+        // end of an aborted run) goes on in a task of its own.
+        let mut drive = Box::pin(run.drive());
+        let answered = async {
+            tokio::select! {
+                biased;
+                _ = &mut drive => (responder.wait().await, true),
+                answer = responder.wait() => (answer, false),
+            }
+        };
+        let (answer, finished) = match timeout {
+            None => answered.await,
+            Some(limit) => match tokio::time::timeout(limit, answered).await {
+                Ok(answered) => answered,
                 Err(_) => match timeout_response {
                     // The caller gets the configured answer; the run goes on.
                     Some(answer) => {
                         responder.answer(answer);
-                        responder.wait().await
+                        (responder.wait().await, false)
                     }
                     None => {
                         if responder.answer(Answer::timed_out(&id)) {
                             control.cancel();
                         }
-                        responder.wait().await
+                        (responder.wait().await, false)
                     }
                 },
             },
         };
+        if !finished {
+            tokio::spawn(drive);
+        }
         (id, answer)
     }
 
