@@ -22,3 +22,7 @@ schema:
 # Throughput and latency: sync and async hookflow vs a hand-written actix-web handler.
 bench:
     bash bench/bench.sh
+
+# User-space instructions per request (callgrind): the repeatable measure for comparing builds.
+bench-instructions:
+    bash bench/instructions.sh
