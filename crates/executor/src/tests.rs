@@ -121,14 +121,27 @@ nodes:
 "#;
 
 fn workflow() -> Arc<Workflow> {
+    compile("branches", WORKFLOW)
+}
+
+/// Compiles a workflow file's text (failing the test with its diagnostics).
+fn compile(id: &str, text: &str) -> Arc<Workflow> {
     let file = load_source(
-        "branches",
-        Path::new("branches.yaml"),
-        WORKFLOW,
+        id,
+        Path::new(&format!("{id}.yaml")),
+        text,
         &LoadOptions::process_env(SecretPolicy::Warn),
     );
     file.workflow
         .unwrap_or_else(|| panic!("{:?}", file.diagnostics))
+}
+
+/// A sled store in `dir` that remembers every saved position.
+fn recording(dir: &Path) -> Arc<Recording> {
+    Arc::new(Recording {
+        inner: SledStore::open(dir).expect("open"),
+        saved: Mutex::new(Vec::new()),
+    })
 }
 
 fn env() -> Arc<Env> {
@@ -187,10 +200,7 @@ fn job_keys(record: &ExecutionRecord) -> Vec<String> {
 #[tokio::test]
 async fn resuming_from_every_saved_position_gives_the_same_run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Recording {
-        inner: SledStore::open(dir.path()).expect("open"),
-        saved: Mutex::new(Vec::new()),
-    });
+    let store = recording(dir.path());
     let wf = workflow();
     let input = RunInput {
         trigger: json!({"body": {"x": 4}}),
@@ -312,39 +322,32 @@ nodes:
 "#;
 
 async fn run_text(text: &str, store: &Arc<dyn Store>) -> ExecutionRecord {
-    let file = load_source(
-        "p",
-        Path::new("p.yaml"),
-        text,
-        &LoadOptions::process_env(SecretPolicy::Warn),
-    );
-    let wf = file
-        .workflow
-        .unwrap_or_else(|| panic!("{:?}", file.diagnostics));
-    let input = RunInput {
+    let wf = compile("p", text);
+    finish(new_run(store, &wf, &empty_input()), store).await
+}
+
+fn empty_input() -> RunInput {
+    RunInput {
         trigger: json!({}),
         vars: json!({}),
-    };
+    }
+}
+
+/// A queued run of `wf` at its start.
+fn new_run(store: &Arc<dyn Store>, wf: &Arc<Workflow>, input: &RunInput) -> Run {
     let record = new_record(
         uuid::Uuid::now_v7().to_string(),
-        &wf,
-        &input,
+        wf,
+        input,
         RunStatus::Queued,
     );
-    finish(
-        run_from(store.clone(), &wf, record, RunState::start(), &input),
-        store,
-    )
-    .await
+    run_from(store.clone(), wf, record, RunState::start(), input)
 }
 
 #[tokio::test]
 async fn parallel_branches_run_and_resume_from_every_position() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Recording {
-        inner: SledStore::open(dir.path()).expect("open"),
-        saved: Mutex::new(Vec::new()),
-    });
+    let store = recording(dir.path());
     let dyn_store: Arc<dyn Store> = store.clone();
     let full = run_text(PARALLEL, &dyn_store).await;
     assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
@@ -370,13 +373,7 @@ async fn parallel_branches_run_and_resume_from_every_position() {
         vec!["after", "each", "fan", "item", "item", "item", "left", "left2"]
     );
 
-    let file = load_source(
-        "p",
-        Path::new("p.yaml"),
-        PARALLEL,
-        &LoadOptions::process_env(SecretPolicy::Warn),
-    );
-    let wf = file.workflow.expect("loads");
+    let wf = compile("p", PARALLEL);
     let input = RunInput {
         trigger: json!({}),
         vars: json!({}),
@@ -472,29 +469,11 @@ nodes:
 #[tokio::test]
 async fn a_durable_run_saves_its_position_only_before_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Recording {
-        inner: SledStore::open(dir.path()).expect("open"),
-        saved: Mutex::new(Vec::new()),
-    });
+    let store = recording(dir.path());
     let dyn_store: Arc<dyn Store> = store.clone();
-    let file = load_source(
-        "saves",
-        Path::new("saves.yaml"),
-        SAVES,
-        &LoadOptions::process_env(SecretPolicy::Warn),
-    );
-    let wf = file.workflow.expect("loads");
-    let input = RunInput {
-        trigger: json!({}),
-        vars: json!({}),
-    };
-    let record = new_record(
-        uuid::Uuid::now_v7().to_string(),
-        &wf,
-        &input,
-        RunStatus::Queued,
-    );
-    let mut run = run_from(dyn_store.clone(), &wf, record, RunState::start(), &input);
+    let wf = compile("saves", SAVES);
+    let input = empty_input();
+    let mut run = new_run(&dyn_store, &wf, &input);
     run.save_every_node = false;
     run.env = stubbed_env();
     let full = finish(run, &dyn_store).await;

@@ -802,6 +802,17 @@ mod tests {
             .collect()
     }
 
+    /// Ids and statuses of the ten newest runs.
+    fn newest_ten(store: &SledStore) -> Vec<(String, RunStatus)> {
+        let (all, _) = store
+            .list(&ExecutionFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("list");
+        all.iter().map(|r| (r.id.clone(), r.status)).collect()
+    }
+
     /// The start time an id names (what the executor records).
     fn ms(id: &str) -> u64 {
         pages::id_millis(&id_bytes(id).expect("uuid"))
@@ -991,13 +1002,7 @@ mod tests {
                 input: None,
             });
             store.flush().await.expect("flush");
-            let (all, _) = store
-                .list(&ExecutionFilter {
-                    limit: 10,
-                    ..Default::default()
-                })
-                .expect("list");
-            let listed: Vec<_> = all.iter().map(|r| (r.id.clone(), r.status)).collect();
+            let listed = newest_ten(&store);
             assert_eq!(
                 listed,
                 vec![
@@ -1070,13 +1075,7 @@ mod tests {
             ]
         );
         // ...and lists are not confused by the second copy: the finished one shows.
-        let (all, _) = store
-            .list(&ExecutionFilter {
-                limit: 10,
-                ..Default::default()
-            })
-            .expect("list");
-        let listed: Vec<_> = all.iter().map(|r| (r.id.clone(), r.status)).collect();
+        let listed = newest_ten(&store);
         assert_eq!(listed.len(), 6);
         assert!(listed.contains(&(ids[2].clone(), RunStatus::Resolved)));
         // Retention splits a page: only records started before the cutoff go.
