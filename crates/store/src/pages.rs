@@ -8,7 +8,9 @@
 //! A page's key is `f`, the second its records started (taken from the
 //! UUIDv7 id, big-endian) and a sequence number; its value is a run of
 //! entries, each `id (16) | started_ms (u64 LE) | status (u8) |
-//! workflow length (u16 LE) | workflow | record length (u32 LE) | record JSON`.
+//! workflow length (u16 LE) | workflow | record length (u32 LE) | record JSON |
+//! input length (u32 LE) | input JSON` (a durable run's input, kept for
+//! retries; empty for sync runs).
 //! The header lets lists filter and sort without decoding the JSON.
 
 use crate::record::RunStatus;
@@ -93,10 +95,11 @@ pub(crate) fn push_entry(
     status: RunStatus,
     workflow: &str,
     json: &[u8],
+    input: &[u8],
 ) {
     // Workflow ids are file names; longer ones are cut (only filters read it).
     let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
-    page.reserve(16 + 8 + 1 + 2 + wf.len() + 4 + json.len());
+    page.reserve(16 + 8 + 1 + 2 + wf.len() + 4 + json.len() + 4 + input.len());
     page.extend_from_slice(id);
     page.extend_from_slice(&started_ms.to_le_bytes());
     page.push(status_code(status));
@@ -104,6 +107,8 @@ pub(crate) fn push_entry(
     page.extend_from_slice(wf);
     page.extend_from_slice(&(json.len() as u32).to_le_bytes());
     page.extend_from_slice(json);
+    page.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    page.extend_from_slice(input);
 }
 
 /// One entry of a page, borrowed.
@@ -119,6 +124,8 @@ pub(crate) struct Entry<'a> {
     pub workflow: &'a [u8],
     /// The record, as JSON.
     pub json: &'a [u8],
+    /// The run's input, as JSON; empty when none was kept.
+    pub input: &'a [u8],
     /// Where the entry starts and ends in the page.
     pub span: (usize, usize),
 }
@@ -144,12 +151,15 @@ pub(crate) fn entries(page: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, ()>
             let workflow = take(wf_len)?;
             let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| ())?) as usize;
             let json = take(len)?;
+            let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| ())?) as usize;
+            let input = take(len)?;
             Ok(Entry {
                 id,
                 started_ms,
                 status,
                 workflow,
                 json,
+                input,
                 span: (start, 0),
             })
         })();
@@ -175,8 +185,16 @@ mod tests {
         let a = *uuid::Uuid::now_v7().as_bytes();
         let b = *uuid::Uuid::now_v7().as_bytes();
         let mut page = Vec::new();
-        push_entry(&mut page, &a, 5, RunStatus::Resolved, "pay", b"{\"x\":1}");
-        push_entry(&mut page, &b, 6, RunStatus::Failed, "", b"{}");
+        push_entry(
+            &mut page,
+            &a,
+            5,
+            RunStatus::Resolved,
+            "pay",
+            b"{\"x\":1}",
+            b"",
+        );
+        push_entry(&mut page, &b, 6, RunStatus::Failed, "", b"{}", b"[1]");
         let got: Vec<_> = entries(&page).map(|e| e.expect("entry")).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(
@@ -188,6 +206,7 @@ mod tests {
             (&b"pay"[..], &b"{\"x\":1}"[..])
         );
         assert_eq!((got[1].id, got[1].status), (b, RunStatus::Failed));
+        assert_eq!((got[0].input, got[1].input), (&b""[..], &b"[1]"[..]));
         assert_eq!(got[1].span.1, page.len());
         // A cut page yields its whole entries, then one error, then stops.
         let cut = &page[..page.len() - 1];

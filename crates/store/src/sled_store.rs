@@ -2,11 +2,12 @@
 //! writes in order, many at a time in one batch, and syncs the disk once per
 //! batch that holds a durable write (group commit).
 //!
-//! Keys of the `runs` tree: `e<id>` a run not finished yet (its record and
-//! its pending entry, the position it resumes from), `i<id>` a durable run's
-//! input, and `f<second><seq>` pages of finished records ([`crate::pages`]).
-//! An async run costs four sled operations: its live entry and input when
-//! queued, its page entry and the live entry's removal when it ends.
+//! Keys of the `runs` tree: `e<id>` a run not finished yet (its record, its
+//! pending entry, the position it resumes from, and a durable run's input)
+//! and `f<second><seq>` pages of finished records with their inputs
+//! ([`crate::pages`]). An async run costs three sled operations: its live
+//! entry when queued, its page entry and the live entry's removal when it
+//! ends.
 
 use crate::pages::{self, PAGE};
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunStatus};
@@ -34,9 +35,10 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 const BACKLOG: usize = 8192;
 
 const LIVE: u8 = b'e';
-const INPUT: u8 = b'i';
 
-/// The value under `e<id>`: a run not finished yet.
+/// The value under `e<id>`, a run not finished yet, is `length (u32 LE) |`
+/// this as JSON `| input JSON` (empty when the run keeps none); the input
+/// can then be carried over without decoding it.
 #[derive(serde::Deserialize)]
 struct Live {
     record: ExecutionRecord,
@@ -48,6 +50,44 @@ struct Live {
 struct LiveRef<'a> {
     record: &'a ExecutionRecord,
     pending: Option<&'a Pending>,
+}
+
+/// A live entry's value from its JSON part and its input.
+fn live_value(json: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
+    let len = u32::try_from(json.len())
+        .map_err(|_| StoreError::Db("a run's record is larger than 4 GiB".into()))?;
+    let mut v = Vec::with_capacity(4 + json.len() + input.len());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(json);
+    v.extend_from_slice(input);
+    Ok(v)
+}
+
+/// A live entry's JSON part and input.
+fn split_live<'a>(key: &[u8], v: &'a [u8]) -> StoreResult<(&'a [u8], &'a [u8])> {
+    let damaged = || StoreError::Corrupt {
+        key: format!("{key:02x?}"),
+        message: "a live run's entry is cut short".into(),
+    };
+    let len: [u8; 4] = v
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(damaged)?;
+    let end = 4 + u32::from_le_bytes(len) as usize;
+    Ok((v.get(4..end).ok_or_else(damaged)?, &v[end..]))
+}
+
+fn decode_live(key: &[u8], v: &[u8]) -> StoreResult<Live> {
+    decode(key, split_live(key, v)?.0)
+}
+
+/// An input as stored (empty: none).
+fn decode_input(key: &[u8], input: &[u8]) -> StoreResult<Option<Json>> {
+    if input.is_empty() {
+        Ok(None)
+    } else {
+        decode(key, input).map(Some)
+    }
 }
 
 /// Work for the writer thread.
@@ -74,10 +114,6 @@ fn db_err(e: sled::Error) -> StoreError {
 
 fn id_bytes(id: &str) -> Option<[u8; 16]> {
     uuid::Uuid::parse_str(id).ok().map(|u| *u.as_bytes())
-}
-
-fn key(prefix: u8, id: &str) -> Option<[u8; 17]> {
-    Some(key_of(prefix, &id_bytes(id)?))
 }
 
 fn key_of(prefix: u8, id: &[u8; 16]) -> [u8; 17] {
@@ -151,7 +187,7 @@ impl SledStore {
 
     /// A finished record, from the pages of the second its id names (the
     /// last copy, should a resumed run have finished twice).
-    fn packed(&self, id: &[u8; 16]) -> StoreResult<Option<ExecutionRecord>> {
+    fn packed(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<Json>)>> {
         let mut found = None;
         for item in self
             .runs
@@ -161,20 +197,31 @@ impl SledStore {
             for e in pages::entries(&v) {
                 let e = e.map_err(|()| corrupt_page(&k))?;
                 if e.id == *id {
-                    found = Some(decode(&k, e.json)?);
+                    found = Some((decode(&k, e.json)?, decode_input(&k, e.input)?));
                 }
             }
         }
         Ok(found)
     }
 
+    /// A run's record and input, live or finished.
+    fn find(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<Json>)>> {
+        let lk = key_of(LIVE, id);
+        match self.runs.get(lk).map_err(db_err)? {
+            Some(v) => {
+                let (json, input) = split_live(&lk, &v)?;
+                let live: Live = decode(&lk, json)?;
+                Ok(Some((live.record, decode_input(&lk, input)?)))
+            }
+            None => self.packed(id),
+        }
+    }
+
     /// Puts back the trigger context of a record that keeps it in its input
     /// (redacted, as records show it).
-    fn with_trigger(&self, mut record: ExecutionRecord) -> StoreResult<ExecutionRecord> {
+    fn with_trigger(mut record: ExecutionRecord, input: Option<Json>) -> ExecutionRecord {
         if record.trigger.is_null() {
-            if let Some(mut trigger) = self
-                .input(&record.id)?
-                .and_then(|mut i| i.get_mut("trigger").map(Json::take))
+            if let Some(mut trigger) = input.and_then(|mut i| i.get_mut("trigger").map(Json::take))
             {
                 if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
                     crate::record::redact_headers(headers);
@@ -182,7 +229,7 @@ impl SledStore {
                 record.trigger = trigger;
             }
         }
-        Ok(record)
+        record
     }
 
     fn submit(&self, job: Job) -> Result<(), Job> {
@@ -214,7 +261,8 @@ struct Batch {
 /// A write encoded on the thread that submits it, so that the writer only
 /// applies it and a waiting write holds bytes, not a record.
 enum Prepared {
-    /// A finished run: its page entry; `remove_live` when it had a live entry.
+    /// A finished run: its page entry; `remove_live` when it had a live
+    /// entry (whose input the page entry then keeps, unless one is given).
     Finished {
         id: [u8; 16],
         started_ms: u64,
@@ -224,10 +272,11 @@ enum Prepared {
         input: Option<Vec<u8>>,
         remove_live: bool,
     },
-    /// A run not finished: its live entry (record and position).
+    /// A run not finished: its live entry (record and position, as JSON);
+    /// without an input, the stored one is kept.
     Live {
         id: [u8; 16],
-        value: Vec<u8>,
+        json: Vec<u8>,
         input: Option<Vec<u8>>,
     },
     /// A record without its position: the writer keeps the stored one.
@@ -263,11 +312,11 @@ impl Prepared {
         if w.pending.is_none() && !w.clear_pending {
             return Ok(Prepared::Merge(id, Box::new(w)));
         }
-        let value = encode(&LiveRef {
+        let json = encode(&LiveRef {
             record: &w.record,
             pending: w.pending.as_ref(),
         })?;
-        Ok(Prepared::Live { id, value, input })
+        Ok(Prepared::Live { id, json, input })
     }
 }
 
@@ -283,24 +332,30 @@ impl Batch {
                 input,
                 remove_live,
             } => {
-                if let Some(input) = input {
-                    self.ops.push((key_of(INPUT, &id).to_vec(), Some(input)));
-                }
+                let key = key_of(LIVE, &id);
+                let input = match (input, remove_live) {
+                    (Some(input), _) => input,
+                    (None, true) => self.stored_input(runs, &key)?,
+                    (None, false) => Vec::new(),
+                };
                 let bucket = pages::bucket_of(&id);
                 let page = self.pages.entry(bucket).or_default();
                 if page.len() >= PAGE_BYTES {
                     self.full.push((bucket, std::mem::take(page)));
                 }
-                pages::push_entry(page, &id, started_ms, status, &workflow, &json);
+                pages::push_entry(page, &id, started_ms, status, &workflow, &json, &input);
                 if remove_live {
-                    self.after.push((key_of(LIVE, &id).to_vec(), None));
+                    self.after.push((key.to_vec(), None));
                 }
             }
-            Prepared::Live { id, value, input } => {
-                if let Some(input) = input {
-                    self.ops.push((key_of(INPUT, &id).to_vec(), Some(input)));
-                }
-                self.ops.push((key_of(LIVE, &id).to_vec(), Some(value)));
+            Prepared::Live { id, json, input } => {
+                let key = key_of(LIVE, &id);
+                let input = match input {
+                    Some(input) => input,
+                    None => self.stored_input(runs, &key)?,
+                };
+                self.ops
+                    .push((key.to_vec(), Some(live_value(&json, &input)?)));
             }
             Prepared::Merge(id, mut w) => {
                 let key = key_of(LIVE, &id);
@@ -312,16 +367,27 @@ impl Batch {
         Ok(())
     }
 
-    /// The pending entry of a live run, as this batch or the store has it.
+    /// A live run's entry, as this batch or the store has it.
+    fn stored_live(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<sled::IVec>> {
+        match self.ops.iter().rev().find(|(k, _)| k == key) {
+            Some((_, v)) => Ok(v.clone().map(sled::IVec::from)),
+            None => runs.get(key).map_err(db_err),
+        }
+    }
+
+    /// The pending entry of a live run.
     fn stored_pending(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<Pending>> {
-        let queued = self.ops.iter().rev().find(|(k, _)| k == key);
-        let value = match queued {
-            Some((_, v)) => v.clone().map(sled::IVec::from),
-            None => runs.get(key).map_err(db_err)?,
-        };
-        match value {
-            Some(v) => Ok(decode::<Live>(key, &v)?.pending),
+        match self.stored_live(runs, key)? {
+            Some(v) => Ok(decode_live(key, &v)?.pending),
             None => Ok(None),
+        }
+    }
+
+    /// The input a live run keeps (empty: none).
+    fn stored_input(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Vec<u8>> {
+        match self.stored_live(runs, key)? {
+            Some(v) => Ok(split_live(key, &v)?.1.to_vec()),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -462,28 +528,19 @@ impl Store for SledStore {
     }
 
     fn input(&self, id: &str) -> StoreResult<Option<Json>> {
-        let Some(k) = key(INPUT, id) else {
+        let Some(id) = id_bytes(id) else {
             return Ok(None);
         };
-        match self.runs.get(k).map_err(db_err)? {
-            Some(v) => decode(&k, &v).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.find(&id)?.and_then(|(_, input)| input))
     }
 
     fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
-        let Some(id_b) = id_bytes(id) else {
+        let Some(id) = id_bytes(id) else {
             return Ok(None);
         };
-        let lk = key_of(LIVE, &id_b);
-        let record = match self.runs.get(lk).map_err(db_err)? {
-            Some(v) => decode::<Live>(&lk, &v)?.record,
-            None => match self.packed(&id_b)? {
-                Some(r) => r,
-                None => return Ok(None),
-            },
-        };
-        self.with_trigger(record).map(Some)
+        Ok(self
+            .find(&id)?
+            .map(|(record, input)| SledStore::with_trigger(record, input)))
     }
 
     fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
@@ -500,7 +557,7 @@ impl Store for SledStore {
         let mut live = Vec::new();
         for item in self.runs.scan_prefix([LIVE]) {
             let (k, v) = item.map_err(db_err)?;
-            let record = decode::<Live>(&k, &v)?.record;
+            let record = decode_live(&k, &v)?.record;
             let Some(id) = id_bytes(&record.id) else {
                 continue;
             };
@@ -571,9 +628,11 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.runs.scan_prefix([LIVE]) {
             let (k, v) = item.map_err(db_err)?;
-            let live: Live = decode(&k, &v)?;
+            let (json, input) = split_live(&k, &v)?;
+            let live: Live = decode(&k, json)?;
             if let Some(pending) = live.pending {
-                out.push((self.with_trigger(live.record)?, pending));
+                let input = decode_input(&k, input)?;
+                out.push((SledStore::with_trigger(live.record, input), pending));
             }
         }
         Ok(out)
@@ -654,8 +713,8 @@ impl Store for SledStore {
             for e in pages::entries(&v) {
                 let e = e.map_err(|()| corrupt_page(&k))?;
                 if e.started_ms < cutoff_ms {
+                    // Its input goes with it.
                     dropped += 1;
-                    self.runs.remove(key_of(INPUT, &e.id)).map_err(db_err)?;
                 } else {
                     kept.extend_from_slice(&v[e.span.0..e.span.1]);
                 }
@@ -1042,18 +1101,27 @@ mod tests {
                 json!({"headers": {"authorization": "[redacted]"}}),
                 "a packed durable run reads its trigger back from the input, redacted"
             );
+            assert_eq!(
+                store.input(&ids[4]).expect("input"),
+                Some(json!({"trigger": {"headers": {"authorization": "Basic x"}}})),
+                "a finished durable run keeps its full input, for retries"
+            );
             // A crash between a finished run's page and the removal of its
             // live entry leaves both.
             let stale = record(&ids[2], "w", RunStatus::Running, ms(&ids[2]));
             store
                 .runs
                 .insert(
-                    &key(LIVE, &ids[2]).expect("key")[..],
-                    encode(&LiveRef {
-                        record: &stale,
-                        pending: Some(&pending(RunStatus::Running)),
-                    })
-                    .expect("encode"),
+                    &key_of(LIVE, &id_bytes(&ids[2]).expect("uuid"))[..],
+                    live_value(
+                        &encode(&LiveRef {
+                            record: &stale,
+                            pending: Some(&pending(RunStatus::Running)),
+                        })
+                        .expect("encode"),
+                        b"",
+                    )
+                    .expect("value"),
                 )
                 .expect("insert");
         }
