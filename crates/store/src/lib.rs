@@ -62,7 +62,8 @@ pub struct Write {
     pub record: ExecutionRecord,
     /// The pending entry; `None` leaves it as it is, unless `clear_pending`.
     pub pending: Option<Pending>,
-    /// Remove the pending entry (the run had one and is now finished).
+    /// Remove the pending entry (the run had one, so a live record too, and
+    /// is now finished).
     pub clear_pending: bool,
     /// The run's input is (or is in this write) stored: the record is kept
     /// without its trigger context, which reads rebuild from the input.

@@ -246,8 +246,9 @@ type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// The writes of one writer turn: live records first, then the pages of
 /// finished records, then the removals that finishing implies. A crash
-/// between them leaves a run that resumes (at least once) or an orphan
-/// pending entry that [`SledStore::pending`] drops, never a lost record.
+/// between them leaves a finished run's live entry next to its page: the run
+/// resumes (at least once) and lists show the finished copy; never a lost
+/// record.
 #[derive(Default)]
 struct Batch {
     ops: Ops,
