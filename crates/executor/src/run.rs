@@ -1,5 +1,5 @@
 //! The interpreter: steps a run through its workflow one node at a time,
-//! saving its position after each node when the run is durable.
+//! saving its position before each request node when the run is durable.
 
 use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
@@ -264,7 +264,7 @@ pub struct Run {
     pub store: Arc<dyn Store>,
     /// Shared services (HTTP client, request policy).
     pub env: Arc<crate::Env>,
-    /// Save the position after each node (async runs).
+    /// Save the position before request nodes (async runs).
     pub durable: bool,
     /// Save before every node, not only before requests (tests that resume
     /// a run from every position it can have).
