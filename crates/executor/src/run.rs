@@ -1,5 +1,5 @@
 //! The interpreter: steps a run through its workflow one node at a time,
-//! saving its position before each request node when the run is durable.
+//! saving its position after each request node when the run is durable.
 
 use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
@@ -264,7 +264,7 @@ pub struct Run {
     pub store: Arc<dyn Store>,
     /// Shared services (HTTP client, request policy).
     pub env: Arc<crate::Env>,
-    /// Save the position before request nodes (async runs).
+    /// Save the position after request nodes (async runs).
     pub durable: bool,
     /// Save before every node, not only before requests (tests that resume
     /// a run from every position it can have).
@@ -417,13 +417,13 @@ impl Run {
 
     async fn steps(&mut self) -> Ending {
         let mut running: Vec<InFlight> = Vec::new();
-        // The position is saved just before a node that acts outside the run
-        // (a request) starts, if anything happened since the last save; the
-        // last save is the final record. A node's position moves past it only
-        // when it finishes, so a node running at a crash runs again. Other
+        // The position is saved as soon as a node that acts outside the run
+        // (a request) finishes, so that a crash never sends a finished request
+        // again; a node running at a crash runs again (at least once). Other
         // nodes only compute from the run's own data: after a crash they are
-        // recomputed from the last save, with the same results, and a run
-        // made only of them costs no writes between its queueing and its end.
+        // recomputed from the last save with the same results, so a run made
+        // only of them costs no writes between its queueing and its end.
+        // (`save_every_node`, for tests, also saves before every node.)
         let mut unsaved = true;
         loop {
             if self.control.is_cancelled()
@@ -444,9 +444,7 @@ impl Run {
                 }
                 match self.advance(&path) {
                     Advance::Node(node_id) => {
-                        if unsaved
-                            && (self.save_every_node || self.workflow.nodes[node_id].acts_outside())
-                        {
+                        if unsaved && self.save_every_node {
                             self.save();
                             unsaved = false;
                         }
@@ -490,11 +488,16 @@ impl Run {
                 _ = sleep_until_opt(self.deadline) => continue,
             };
             let done = running.swap_remove(index);
+            let acted = self.workflow.nodes[done.node_id].acts_outside();
             if let Some(ending) = self.apply(done, outcome, &mut running) {
                 self.cancel_all(&mut running);
                 return ending;
             }
             unsaved = true;
+            if acted {
+                self.save();
+                unsaved = false;
+            }
         }
     }
 

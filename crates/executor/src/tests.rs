@@ -1,4 +1,4 @@
-//! The state machine: a durable run saves its position before requests (and,
+//! The state machine: a durable run saves its position after requests (and,
 //! in these tests, before every node), and a run resumed from any saved
 //! position ends exactly like the uninterrupted one.
 
@@ -467,7 +467,7 @@ nodes:
 "#;
 
 #[tokio::test]
-async fn a_durable_run_saves_its_position_only_before_requests() {
+async fn a_durable_run_saves_its_position_only_after_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = recording(dir.path());
     let dyn_store: Arc<dyn Store> = store.clone();
@@ -479,14 +479,14 @@ async fn a_durable_run_saves_its_position_only_before_requests() {
     let full = finish(run, &dyn_store).await;
     assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
     assert_eq!(job_keys(&full), vec!["a", "b", "call", "c", "d"]);
-    // Computing nodes cost no writes; the request is preceded by one save
-    // whose position is the request itself (so a crash runs it again).
+    // Computing nodes cost no writes; the request is followed by one save
+    // whose position is past it.
     let saved = store.saved.lock().expect("saved").clone();
-    assert_eq!(saved.len(), 1, "one save, before the request");
+    assert_eq!(saved.len(), 1, "one save, after the request");
     let (record, pending) = &saved[0];
-    assert_eq!(job_keys(record), vec!["a", "b"]);
+    assert_eq!(job_keys(record), vec!["a", "b", "call"]);
     assert_eq!(record.status, RunStatus::Running);
-    // Resuming from it runs the request and what follows, as a crash would.
+    // Resuming from it (as after a crash) does not send the request again.
     let state = RunState::from_json(&pending.state).expect("state");
     let mut resumed = run_from(dyn_store.clone(), &wf, record.clone(), state, &input);
     resumed.save_every_node = false;

@@ -270,7 +270,7 @@ pub struct RequestSpec {
 }
 
 impl Node {
-    /// True for nodes with effects outside the run (requests), before which a
+    /// True for nodes with effects outside the run (requests), after which a
     /// durable run saves its position. A delay saves itself as it waits; loops
     /// and parallels are judged by the nodes inside them.
     pub fn acts_outside(&self) -> bool {
