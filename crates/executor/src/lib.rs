@@ -24,9 +24,10 @@ pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
+use hookflow_store::record::redacted_trigger;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
 use queue::{Queue, QueueItem};
-use run::{bare_record, new_record, redacted, scope_for, Control, Responder, Run};
+use run::{bare_record, new_record, scope_for, Control, Responder, Run};
 use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
@@ -250,7 +251,7 @@ impl Executor {
         let scope = scope_for(&workflow, &record, &input, &state);
         if record.trigger.is_null() {
             // The scope holds its own copy now: move the context in rather than clone it.
-            record.trigger = redacted(input.trigger);
+            record.trigger = redacted_trigger(input.trigger);
         }
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());

@@ -11,6 +11,7 @@ use hookflow_model::runtime::NodeId;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis};
+use hookflow_store::record::redacted_trigger;
 use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store, Write};
 use serde_json::{json, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,16 +218,8 @@ pub fn new_record(
     status: RunStatus,
 ) -> ExecutionRecord {
     let mut record = bare_record(id, workflow, status);
-    record.trigger = redacted(input.trigger.clone());
+    record.trigger = redacted_trigger(input.trigger.clone());
     record
-}
-
-/// The trigger context as records keep it: secret-bearing headers redacted.
-pub fn redacted(mut trigger: Json) -> Json {
-    if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
-        hookflow_store::record::redact_headers(headers);
-    }
-    trigger
 }
 
 /// A new execution record without its trigger context (runs whose input is
@@ -266,8 +259,8 @@ pub struct Run {
     pub env: Arc<crate::Env>,
     /// Save the position after request nodes (async runs).
     pub durable: bool,
-    /// Save before every node, not only before requests (tests that resume
-    /// a run from every position it can have).
+    /// Also save before every node (tests that resume a run from every
+    /// position it can have).
     pub save_every_node: bool,
     /// A run without a server (`hookflow run`/`test`): delays do not wait.
     pub offline: bool,

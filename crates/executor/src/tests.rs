@@ -374,10 +374,7 @@ async fn parallel_branches_run_and_resume_from_every_position() {
     );
 
     let wf = compile("p", PARALLEL);
-    let input = RunInput {
-        trigger: json!({}),
-        vars: json!({}),
-    };
+    let input = empty_input();
     let saved = store.saved.lock().expect("saved").clone();
     assert!(
         saved.len() >= 6,

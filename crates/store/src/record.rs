@@ -177,6 +177,14 @@ pub struct ExecutionFilter {
     pub cursor: Option<String>,
 }
 
+/// A trigger context as records keep it: its secret-bearing headers redacted.
+pub fn redacted_trigger(mut trigger: Json) -> Json {
+    if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
+        redact_headers(headers);
+    }
+    trigger
+}
+
 /// Redacts header values that carry credentials or signatures.
 pub fn redact_headers(headers: &mut serde_json::Map<String, Json>) {
     for (name, value) in headers.iter_mut() {

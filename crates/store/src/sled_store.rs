@@ -221,12 +221,8 @@ impl SledStore {
     /// (redacted, as records show it).
     fn with_trigger(mut record: ExecutionRecord, input: Option<Json>) -> ExecutionRecord {
         if record.trigger.is_null() {
-            if let Some(mut trigger) = input.and_then(|mut i| i.get_mut("trigger").map(Json::take))
-            {
-                if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
-                    crate::record::redact_headers(headers);
-                }
-                record.trigger = trigger;
+            if let Some(trigger) = input.and_then(|mut i| i.get_mut("trigger").map(Json::take)) {
+                record.trigger = crate::record::redacted_trigger(trigger);
             }
         }
         record
