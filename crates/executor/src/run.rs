@@ -199,11 +199,11 @@ pub fn scope_for(
     let mut scope = Scope::new();
     scope.set("trigger", &input.trigger);
     scope.set("vars", &input.vars);
-    scope.set(
+    scope.set_owned(
         "execution",
-        &json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at}),
+        json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at}),
     );
-    scope.set("secrets", &workflow.secret_values());
+    scope.set_owned("secrets", workflow.secret_values());
     for (k, v) in &state.results {
         scope.set_node(k, v);
     }
@@ -381,11 +381,8 @@ impl Run {
     /// Starts the node at the top of the stack at `path`, with the scope it sees.
     fn start(&self, path: StackPath, node_id: NodeId) -> InFlight {
         let mut scope = self.scope.clone();
-        let loops = self.state.loop_scopes(&path);
-        if !loops.is_empty() {
-            for (item, index) in &loops {
-                scope.push_loop(item, *index);
-            }
+        for (item, index) in self.state.loop_scopes(&path) {
+            scope.push_loop_owned(item, index);
         }
         let workflow = self.workflow.clone();
         let env = self.env.clone();

@@ -8,12 +8,12 @@
 //! lists compile member by member into a [`ValueTemplate`]; JSON is never
 //! rendered as text and parsed again.
 
-use minijinja::value::{Object, Value as MjValue};
+use minijinja::value::{Enumerator, Object, ObjectExt, ObjectRepr, Value as MjValue};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Instruction budget of one evaluation, so that no template runs away.
 const FUEL: u64 = 200_000;
@@ -374,21 +374,103 @@ fn eval_error(e: &minijinja::Error) -> EvalError {
     EvalError { message }
 }
 
-/// The variables templates see during one run. Values are set from JSON;
-/// `now` is formatted only when a template reads it. Cloning is cheap (the
-/// data is shared until one of the clones changes it).
+/// The variables templates see during one run. Values are kept as JSON and
+/// turned into engine values only when a template reads them: a dotted path
+/// is looked up in the JSON directly, and the engine's context converts a
+/// top-level entry (`trigger`, `vars`, each `nodes.<key>`, the current loop…)
+/// on first read, once; `now` is formatted only when a template reads it.
+/// Cloning is cheap (the data is shared until one of the clones changes it).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     data: Arc<ScopeData>,
+    /// The context handed to templates, built on first use after a change.
+    context: OnceLock<MjValue>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct ScopeData {
-    entries: BTreeMap<&'static str, MjValue>,
-    nodes: BTreeMap<String, MjValue>,
-    loops: Vec<MjValue>,
-    /// The context handed to templates, built on first use after a change.
-    context: std::sync::OnceLock<MjValue>,
+    entries: BTreeMap<&'static str, Arc<Lazy>>,
+    nodes: BTreeMap<String, Arc<Lazy>>,
+    loops: Vec<Arc<LoopEntry>>,
+}
+
+/// A JSON value and its engine form, converted on first use.
+#[derive(Debug)]
+struct Lazy {
+    json: Json,
+    value: OnceLock<MjValue>,
+}
+
+impl Lazy {
+    fn new(json: Json) -> Arc<Lazy> {
+        Arc::new(Lazy {
+            json,
+            value: OnceLock::new(),
+        })
+    }
+
+    /// The engine form (converted once, then shared).
+    fn value(&self) -> MjValue {
+        self.value.get_or_init(|| engine_value(&self.json)).clone()
+    }
+}
+
+/// One loop iteration: `loop.item`, `loop.index`.
+#[derive(Debug)]
+struct LoopEntry {
+    item: Json,
+    index: usize,
+    value: OnceLock<MjValue>,
+}
+
+impl LoopEntry {
+    /// The engine form of `loop` (converted once, then shared).
+    fn value(&self) -> MjValue {
+        self.value
+            .get_or_init(|| {
+                let mut m = BTreeMap::new();
+                m.insert("item", engine_value(&self.item));
+                m.insert("index", MjValue::from(self.index));
+                MjValue::from(m)
+            })
+            .clone()
+    }
+}
+
+/// A JSON value as the engine sees it.
+fn engine_value(json: &Json) -> MjValue {
+    MjValue::from(minijinja::value::Serde(json))
+}
+
+/// The value at `path` below `json`, stepping into objects by key (the only
+/// steps a dotted path of names resolves in the engine).
+fn walk<'a>(json: &'a Json, path: &[String]) -> Option<&'a Json> {
+    path.iter()
+        .try_fold(json, |value, step| value.as_object()?.get(step))
+}
+
+/// What a lookup found: JSON still to convert, or an engine value.
+enum Found<'a> {
+    Json(&'a Json),
+    Value(MjValue),
+}
+
+impl Found<'_> {
+    /// The string, when the value is one.
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Found::Json(json) => json.as_str(),
+            Found::Value(value) => value.as_str(),
+        }
+    }
+
+    /// The engine form.
+    fn into_value(self) -> MjValue {
+        match self {
+            Found::Json(json) => engine_value(json),
+            Found::Value(value) => value,
+        }
+    }
 }
 
 impl Scope {
@@ -397,34 +479,42 @@ impl Scope {
         Scope::default()
     }
 
-    /// The data, for a change (the cached context is dropped).
+    /// The data, for a change (the cached context is dropped first, so that
+    /// it does not keep the data shared).
     fn change(&mut self) -> &mut ScopeData {
-        let data = Arc::make_mut(&mut self.data);
-        data.context = std::sync::OnceLock::new();
-        data
+        self.context = OnceLock::new();
+        Arc::make_mut(&mut self.data)
     }
 
     /// Sets a top-level variable (`trigger`, `vars`, `execution`, `secrets`).
     pub fn set(&mut self, name: &'static str, value: &Json) {
-        self.change()
-            .entries
-            .insert(name, MjValue::from(minijinja::value::Serde(value)));
+        self.set_owned(name, value.clone());
+    }
+
+    /// Sets a top-level variable, taking the value without a copy.
+    pub fn set_owned(&mut self, name: &'static str, value: Json) {
+        self.change().entries.insert(name, Lazy::new(value));
     }
 
     /// Sets `nodes.<key>`.
     pub fn set_node(&mut self, key: &str, value: &Json) {
-        self.change().nodes.insert(
-            key.to_string(),
-            MjValue::from(minijinja::value::Serde(value)),
-        );
+        self.change()
+            .nodes
+            .insert(key.to_string(), Lazy::new(value.clone()));
     }
 
     /// Enters a loop iteration: `loop.item`, `loop.index`.
     pub fn push_loop(&mut self, item: &Json, index: usize) {
-        let mut m = BTreeMap::new();
-        m.insert("item", MjValue::from(minijinja::value::Serde(item)));
-        m.insert("index", MjValue::from(index));
-        self.change().loops.push(MjValue::from(m));
+        self.push_loop_owned(item.clone(), index);
+    }
+
+    /// Enters a loop iteration, taking the item without a copy.
+    pub fn push_loop_owned(&mut self, item: Json, index: usize) {
+        self.change().loops.push(Arc::new(LoopEntry {
+            item,
+            index,
+            value: OnceLock::new(),
+        }));
     }
 
     /// Leaves every loop iteration.
@@ -436,51 +526,94 @@ impl Scope {
 
     /// The value at a dotted path, if every step exists.
     fn lookup(&self, path: &[String]) -> Option<MjValue> {
+        self.find(path).map(Found::into_value)
+    }
+
+    /// The value at a dotted path, converted only when it is a whole entry.
+    fn find(&self, path: &[String]) -> Option<Found<'_>> {
         let data = &self.data;
-        let (mut value, rest) = match path.first()?.as_str() {
-            "nodes" => (data.nodes.get(path.get(1)?)?.clone(), path.get(2..)?),
-            "loop" => (data.loops.last()?.clone(), path.get(1..)?),
+        let (entry, rest) = match path.first()?.as_str() {
+            "nodes" => (data.nodes.get(path.get(1)?)?, path.get(2..)?),
+            "loop" => return Self::find_in_loop(data.loops.last()?, path.get(1..)?),
             "now" => return None,
-            top => (data.entries.get(top)?.clone(), path.get(1..)?),
+            top => (data.entries.get(top)?, path.get(1..)?),
         };
-        for step in rest {
-            value = value.get_attr(step).ok()?;
-            if value.is_undefined() {
-                return None;
-            }
+        if rest.is_empty() {
+            return Some(Found::Value(entry.value()));
         }
-        Some(value)
+        walk(&entry.json, rest).map(Found::Json)
+    }
+
+    /// `loop`, `loop.index` or a path below `loop.item`.
+    fn find_in_loop<'a>(current: &'a LoopEntry, rest: &[String]) -> Option<Found<'a>> {
+        match rest.split_first() {
+            None => Some(Found::Value(current.value())),
+            Some((step, more)) => match step.as_str() {
+                "item" => walk(&current.item, more).map(Found::Json),
+                "index" if more.is_empty() => Some(Found::Value(MjValue::from(current.index))),
+                _ => None,
+            },
+        }
     }
 
     fn context(&self) -> MjValue {
-        let data = &self.data;
-        data.context
+        self.context
             .get_or_init(|| {
                 MjValue::from_object(ScopeObject {
-                    entries: data.entries.clone(),
-                    nodes: MjValue::from(data.nodes.clone()),
-                    current_loop: data.loops.last().cloned(),
+                    data: self.data.clone(),
                 })
             })
             .clone()
     }
 }
 
+/// The scope as the engine's context; entries convert when read.
 #[derive(Debug)]
 struct ScopeObject {
-    entries: BTreeMap<&'static str, MjValue>,
-    nodes: MjValue,
-    current_loop: Option<MjValue>,
+    data: Arc<ScopeData>,
 }
 
 impl Object for ScopeObject {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        let data = &self.data;
         match key.as_str()? {
-            "nodes" => Some(self.nodes.clone()),
-            "loop" => self.current_loop.clone(),
+            "nodes" => Some(MjValue::from_object(NodesObject { data: data.clone() })),
+            "loop" => data.loops.last().map(|l| l.value()),
             "now" => Some(MjValue::from(crate::time::now_rfc3339())),
-            other => self.entries.get(other).cloned(),
+            other => data.entries.get(other).map(|e| e.value()),
         }
+    }
+}
+
+/// `nodes` as the engine sees it: a mapping (like a `BTreeMap` of node
+/// results) whose members convert when read.
+#[derive(Debug)]
+struct NodesObject {
+    data: Arc<ScopeData>,
+}
+
+impl Object for NodesObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        self.data.nodes.get(key.as_str()?).map(|n| n.value())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.mapped_rev_key_value_enumerator(|this| {
+            Box::new(
+                this.data
+                    .nodes
+                    .iter()
+                    .map(|(k, v)| (MjValue::from(k.as_str()), v.value())),
+            )
+        })
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.data.nodes.len())
     }
 }
 
@@ -517,8 +650,9 @@ impl Templates {
                 path,
                 literal,
                 negated,
-            }) => scope.lookup(path).and_then(|v| {
-                v.as_str()
+            }) => scope.find(path).and_then(|found| {
+                found
+                    .as_str()
                     .map(|s| MjValue::from((s == literal) != *negated))
             }),
             None => None,
@@ -688,6 +822,101 @@ mod tests {
             });
             assert_eq!(looked_up, by_lookup, "{source}");
         }
+    }
+
+    /// The context as it was built before it turned lazy: every entry converted.
+    fn eager_context(s: &Scope) -> MjValue {
+        let data = &s.data;
+        let mut m: BTreeMap<&str, MjValue> = data
+            .entries
+            .iter()
+            .map(|(k, v)| (*k, engine_value(&v.json)))
+            .collect();
+        let nodes: BTreeMap<String, MjValue> = data
+            .nodes
+            .iter()
+            .map(|(k, v)| (k.clone(), engine_value(&v.json)))
+            .collect();
+        m.insert("nodes", MjValue::from(nodes));
+        if let Some(l) = data.loops.last() {
+            let mut current = BTreeMap::new();
+            current.insert("item", engine_value(&l.item));
+            current.insert("index", MjValue::from(l.index));
+            m.insert("loop", MjValue::from(current));
+        }
+        MjValue::from(m)
+    }
+
+    #[test]
+    fn lazy_context_matches_an_eager_one() {
+        let mut s = scope();
+        s.set_node("calc", &json!({"total": 7, "tags": ["a"]}));
+        s.set_node("b", &json!([1, {"x": null}]));
+        s.push_loop(&json!({"sku": "X"}), 2);
+        let cases = [
+            "nodes",
+            "nodes | length",
+            "nodes | list",
+            "nodes | tojson",
+            "nodes | dictsort",
+            "nodes.items() | list",
+            "nodes | reverse | list",
+            "nodes is mapping",
+            "'calc' in nodes",
+            "nodes == nodes",
+            "nodes.calc",
+            "nodes['b'][1]",
+            "nodes.calc.tags[0]",
+            "nodes.missing",
+            "loop",
+            "loop | tojson",
+            "loop.item.sku",
+            "vars",
+            "vars | length",
+            "trigger.body.items[1]",
+            "trigger.body.items.x",
+            "vars.none.x",
+            "vars.order_id.x",
+        ];
+        for source in cases {
+            let mut b = TemplateBuilder::new();
+            let expr = b.expr(source).expect("compiles").value;
+            let t = b.finish();
+            let lazy = t.eval_named(&expr.name, s.context()).and_then(to_json);
+            let eager = t
+                .eval_named(&expr.name, eager_context(&s))
+                .and_then(to_json);
+            assert_eq!(lazy, eager, "{source}");
+        }
+    }
+
+    #[test]
+    fn entries_convert_only_when_read() {
+        let mut b = TemplateBuilder::new();
+        let by_lookup = b.expr("vars.order_id == \"A1\"").expect("compiles").value;
+        let by_engine = b.expr("vars.n + 1").expect("compiles").value;
+        let t = b.finish();
+        let s = scope();
+        let converted = |name: &str| s.data.entries[name].value.get().is_some();
+        assert!(t.truth(&by_lookup, &s).expect("evaluates"));
+        assert!(!converted("vars") && !converted("trigger"));
+        assert_eq!(t.eval(&by_engine, &s).expect("evaluates"), json!(4));
+        assert!(converted("vars") && !converted("trigger"));
+    }
+
+    #[test]
+    fn node_results_set_later_are_seen() {
+        let mut b = TemplateBuilder::new();
+        let c = b.text("{{ nodes.a.v + 1 }}").expect("compiles").value;
+        let t = b.finish();
+        let mut s = scope();
+        assert!(t.eval_text(&c, &s).is_err());
+        let branch = s.clone();
+        s.set_node("a", &json!({"v": 1}));
+        assert_eq!(t.eval_text(&c, &s).expect("evaluates"), json!(2));
+        s.set_node("a", &json!({"v": 5}));
+        assert_eq!(t.eval_text(&c, &s).expect("evaluates"), json!(6));
+        assert!(t.eval_text(&c, &branch).is_err());
     }
 
     #[test]

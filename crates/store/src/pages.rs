@@ -6,7 +6,10 @@
 //! start time: under load one sled insert carries dozens of records.
 //!
 //! A page's key is `f`, the second its records started (taken from the
-//! UUIDv7 id, big-endian) and a sequence number; its value is a run of
+//! UUIDv7 id, big-endian) and a sequence number; its value is LZ4-compressed
+//! ([`seal`], [`open`]): records of one workflow repeat their field names and
+//! most values, so a page shrinks several times, and sled's memory and disk
+//! traffic grow with the bytes it is given. Uncompressed, a page is a run of
 //! entries, each `id (16) | started_ms (u64 LE) | status (u8) |
 //! workflow length (u16 LE) | workflow | record length (u32 LE) | record JSON |
 //! input length (u32 LE) | input JSON` (a durable run's input, kept for
@@ -111,6 +114,28 @@ pub(crate) fn push_entry(
     page.extend_from_slice(input);
 }
 
+/// A page's entries as stored: compressed, its length prepended.
+pub(crate) fn seal(entries: &[u8]) -> Vec<u8> {
+    lz4_flex::block::compress_prepend_size(entries)
+}
+
+/// A stored page's entries; `Err` marks a damaged page.
+pub(crate) fn open(stored: &[u8]) -> Result<Vec<u8>, ()> {
+    let (len, body) = stored.split_first_chunk::<4>().ok_or(())?;
+    let len = u32::from_le_bytes(*len) as usize;
+    // LZ4 expands at most ~255 times: a larger length is damage, not a page
+    // (and must not become an allocation).
+    if len > body.len().saturating_mul(255).saturating_add(16) {
+        return Err(());
+    }
+    let entries = lz4_flex::block::decompress(body, len).map_err(|_| ())?;
+    if entries.len() == len {
+        Ok(entries)
+    } else {
+        Err(())
+    }
+}
+
 /// One entry of a page, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry<'a> {
@@ -213,6 +238,37 @@ mod tests {
         let got: Vec<_> = entries(cut).collect();
         assert_eq!(got.len(), 2);
         assert!(got[0].is_ok() && got[1].is_err());
+        // Sealed and opened, a page is the same bytes; a damaged one is an error.
+        let sealed = seal(&page);
+        assert_eq!(open(&sealed).as_deref(), Ok(&page[..]));
+        assert!(open(&sealed[..sealed.len() / 2]).is_err());
+        assert!(open(b"").is_err());
+    }
+
+    #[test]
+    fn pages_of_similar_records_shrink() {
+        let mut page = Vec::new();
+        for i in 0..16u64 {
+            let id = *uuid::Uuid::now_v7().as_bytes();
+            let json = format!(
+                "{{\"id\":\"{i}\",\"workflow\":\"pay\",\"status\":\"resolved\",\"jobs\":[{{\"key\":\"paid\",\"type\":\"condition\"}}]}}"
+            );
+            push_entry(
+                &mut page,
+                &id,
+                i,
+                RunStatus::Resolved,
+                "pay",
+                json.as_bytes(),
+                b"",
+            );
+        }
+        assert!(
+            seal(&page).len() * 2 < page.len(),
+            "{} of {}",
+            seal(&page).len(),
+            page.len()
+        );
     }
 
     #[test]

@@ -20,11 +20,13 @@ use tokio::sync::oneshot;
 
 /// sled's page cache (its default is 1 GiB).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
-/// A page is closed once it holds this much. sled's resident memory grows
-/// with the size of its values (measured: 1 KiB pages peak ~55 MiB under
-/// the benchmark, 4 KiB ~75 MiB, 6 KiB up to ~190 MiB), so pages stay small:
-/// records of about a kilobyte get a page each, smaller ones share.
-const PAGE_BYTES: usize = 1024;
+/// A page is closed once its entries hold this much, before compression.
+/// sled's CPU is per insert and its resident memory grows with the bytes it
+/// is given (measured under the benchmark: uncompressed pages of 1 KiB peak
+/// ~46 MiB, of 16 KiB ~155 MiB; compressed 16 KiB pages ~36 MiB), so pages
+/// are large and compressed ([`pages::seal`]): ~16 records of a kilobyte
+/// cost one insert of ~2 KiB.
+const PAGE_BYTES: usize = 16 * 1024;
 /// Most writes applied in one batch.
 const MAX_BATCH: usize = 4096;
 /// How long the writer lets writes nobody waits on gather before a batch.
@@ -35,6 +37,38 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 const BACKLOG: usize = 8192;
 
 const LIVE: u8 = b'e';
+
+/// The layout of the `runs` tree, kept under [`FORMAT_KEY`] in the default
+/// tree. Pages became compressed in format 3; earlier folders are refused
+/// with a clear error rather than read as damaged pages.
+const FORMAT: &[u8] = b"3";
+const FORMAT_KEY: &[u8] = b"format";
+
+/// Refuses a database whose runs were written in another layout, and marks
+/// a new one.
+fn check_format(db: &sled::Db, runs: &sled::Tree, dir: &Path) -> StoreResult<()> {
+    let found = db.get(FORMAT_KEY).map_err(db_err)?;
+    match found {
+        Some(v) if v == FORMAT => Ok(()),
+        None if runs.is_empty() => {
+            db.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
+            db.flush().map_err(db_err)?;
+            Ok(())
+        }
+        other => Err(StoreError::Db(format!(
+            "{}: execution records were written by another hookflow version (format {}, this \
+             one reads {}); they are not migrated: stop the server and move {} away \
+             (keys.json stays, so URLs do not change)",
+            dir.display(),
+            other.map_or_else(
+                || "2 or older".into(),
+                |v| String::from_utf8_lossy(&v).into_owned()
+            ),
+            String::from_utf8_lossy(FORMAT),
+            dir.join("db").display(),
+        ))),
+    }
+}
 
 /// The value under `e<id>`, a run not finished yet, is `length (u32 LE) |`
 /// this as JSON `| input JSON` (empty when the run keeps none); the input
@@ -167,6 +201,7 @@ impl SledStore {
                 }
             })?;
         let runs = db.open_tree("runs").map_err(db_err)?;
+        check_format(&db, &runs, dir)?;
         let versions = db.open_tree("versions").map_err(db_err)?;
         let idempotency = db.open_tree("idempotency").map_err(db_err)?;
         let (tx, rx) = mpsc::sync_channel(BACKLOG);
@@ -194,7 +229,8 @@ impl SledStore {
             .scan_prefix(pages::bucket_prefix(pages::bucket_of(id)))
         {
             let (k, v) = item.map_err(db_err)?;
-            for e in pages::entries(&v) {
+            let page = pages::open(&v).map_err(|()| corrupt_page(&k))?;
+            for e in pages::entries(&page) {
                 let e = e.map_err(|()| corrupt_page(&k))?;
                 if e.id == *id {
                     found = Some((decode(&k, e.json)?, decode_input(&k, e.input)?));
@@ -392,7 +428,10 @@ impl Batch {
         let mut ops = self.ops;
         for (bucket, page) in self.full.into_iter().chain(self.pages) {
             *seq += 1;
-            ops.push((pages::page_key(bucket, *seq).to_vec(), Some(page)));
+            ops.push((
+                pages::page_key(bucket, *seq).to_vec(),
+                Some(pages::seal(&page)),
+            ));
         }
         ops.extend(self.after);
         ops
@@ -577,7 +616,7 @@ impl Store for SledStore {
             None => vec![PAGE + 1],
         };
         let mut walk = self.runs.range(vec![PAGE]..end).rev();
-        let mut group: Vec<sled::IVec> = Vec::new();
+        let mut group: Vec<Vec<u8>> = Vec::new();
         let mut group_bucket = None;
         loop {
             let next = match walk.next() {
@@ -588,7 +627,12 @@ impl Store for SledStore {
                     let older = f
                         .since_ms
                         .is_some_and(|s| pages::bucket_end_ms(bucket) <= s);
-                    (!older).then_some((bucket, v))
+                    if older {
+                        None
+                    } else {
+                        let page = pages::open(&v).map_err(|()| corrupt_page(&k))?;
+                        Some((bucket, page))
+                    }
                 }
                 None => None,
             };
@@ -705,22 +749,23 @@ impl Store for SledStore {
         let end = pages::bucket_prefix(pages::bucket_of_ms(cutoff_ms).saturating_add(1));
         for item in self.runs.range(vec![PAGE]..end.to_vec()) {
             let (k, v) = item.map_err(db_err)?;
+            let page = pages::open(&v).map_err(|()| corrupt_page(&k))?;
             let mut kept = Vec::new();
             let mut dropped = 0;
-            for e in pages::entries(&v) {
+            for e in pages::entries(&page) {
                 let e = e.map_err(|()| corrupt_page(&k))?;
                 if e.started_ms < cutoff_ms {
                     // Its input goes with it.
                     dropped += 1;
                 } else {
-                    kept.extend_from_slice(&v[e.span.0..e.span.1]);
+                    kept.extend_from_slice(&page[e.span.0..e.span.1]);
                 }
             }
             if dropped > 0 {
                 if kept.is_empty() {
                     self.runs.remove(&k).map_err(db_err)?;
                 } else {
-                    self.runs.insert(&k, kept).map_err(db_err)?;
+                    self.runs.insert(&k, pages::seal(&kept)).map_err(db_err)?;
                 }
             }
             removed += dropped;
@@ -732,7 +777,7 @@ impl Store for SledStore {
 /// Merges the entries of one second's pages (newest first, the last copy of
 /// a record written twice) with the live records newer than each of them.
 fn merge_group(
-    group: &[sled::IVec],
+    group: &[Vec<u8>],
     wanted: &impl Fn(&[u8; 16], &[u8], RunStatus, u64) -> bool,
     live: &mut std::iter::Peekable<std::vec::IntoIter<([u8; 16], ExecutionRecord)>>,
     out: &mut Vec<ExecutionRecord>,
@@ -872,6 +917,55 @@ mod tests {
     /// The start time an id names (what the executor records).
     fn ms(id: &str) -> u64 {
         pages::id_millis(&id_bytes(id).expect("uuid"))
+    }
+
+    /// Opens the raw database of a data folder once its lock is released.
+    fn raw_db(dir: &Path) -> sled::Db {
+        for _ in 0..100 {
+            if let Ok(db) = sled::open(dir.join("db")) {
+                return db;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the database stayed locked for 5 s after it was closed")
+    }
+
+    #[test]
+    fn folders_of_another_format_are_refused_with_a_clear_error() {
+        // A folder without a format mark but with runs (an older build).
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = raw_db(dir.path());
+            let runs = db.open_tree("runs").expect("tree");
+            runs.insert(b"fold", &b"x"[..]).expect("insert");
+            db.flush().expect("flush");
+        }
+        let err = SledStore::open(dir.path()).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("not migrated"), "{text}");
+        assert!(text.contains("2 or older"), "{text}");
+        // A folder marked with another format.
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(SledStore::open(dir.path()).expect("new folder"));
+        {
+            let db = raw_db(dir.path());
+            db.insert(FORMAT_KEY, &b"9"[..]).expect("mark");
+            db.flush().expect("flush");
+        }
+        let text = loop {
+            match SledStore::open(dir.path()) {
+                Err(StoreError::Locked(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => break e.to_string(),
+                Ok(_) => panic!("a folder of format 9 was opened"),
+            }
+        };
+        assert!(text.contains("format 9"), "{text}");
+        // A new folder is marked and opens again.
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(SledStore::open(dir.path()).expect("new folder"));
+        drop(reopen(dir.path()));
     }
 
     #[tokio::test]
@@ -1153,6 +1247,73 @@ mod tests {
             store.get(&ids[4]).expect("get").map(|r| r.status),
             Some(RunStatus::Failed)
         );
+    }
+
+    #[tokio::test]
+    async fn full_pages_close_and_every_record_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        let ids = ids(40);
+        for (i, id) in ids.iter().enumerate() {
+            let mut r = record(id, "w", RunStatus::Resolved, ms(id));
+            // About 1.2 KiB each, so forty records fill several pages.
+            r.error = Some(format!("{i}:{}", "x".repeat(1200)));
+            store.put(write(r, None, None));
+        }
+        store.flush().await.expect("flush");
+        let stored: Vec<_> = store
+            .runs
+            .scan_prefix([PAGE])
+            .map(|item| item.expect("page").1)
+            .collect();
+        assert!(stored.len() >= 3, "{} pages", stored.len());
+        for v in &stored {
+            let page = pages::open(v).expect("a sealed page");
+            assert!(v.len() < page.len(), "pages are stored compressed");
+            assert!(
+                page.len() < PAGE_BYTES + 2 * 1400,
+                "a page closes near its size"
+            );
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let r = store.get(id).expect("get").expect("found");
+            assert_eq!(
+                r.error.as_deref().and_then(|e| e.split(':').next()),
+                Some(&*i.to_string())
+            );
+        }
+        let (all, next) = store
+            .list(&ExecutionFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("list");
+        assert_eq!(next, None);
+        let mut newest_first = ids.clone();
+        newest_first.reverse();
+        assert_eq!(
+            all.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+            newest_first
+        );
+        // A damaged page is an error that names it, not a panic or a silent gap.
+        let (k, _) = store
+            .runs
+            .scan_prefix([PAGE])
+            .next()
+            .expect("a page")
+            .expect("read");
+        store
+            .runs
+            .insert(&k, &b"\xff\xff\xff\x7fjunk"[..])
+            .expect("damage");
+        let err = store
+            .list(&ExecutionFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .err()
+            .expect("a damaged page is reported");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 
     #[tokio::test]
