@@ -1311,8 +1311,7 @@ mod tests {
                 limit: 100,
                 ..Default::default()
             })
-            .err()
-            .expect("a damaged page is reported");
+            .expect_err("a damaged page is reported");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 
