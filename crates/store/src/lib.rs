@@ -7,6 +7,7 @@
 pub mod keys;
 mod memory;
 mod pages;
+mod queued;
 pub mod record;
 mod sled_store;
 

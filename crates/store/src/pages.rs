@@ -11,10 +11,10 @@
 //! most values, so a page shrinks several times, and sled's memory and disk
 //! traffic grow with the bytes it is given. Uncompressed, a page is a run of
 //! entries, each `id (16) | started_ms (u64 LE) | status (u8) |
-//! workflow length (u16 LE) | workflow | record length (u32 LE) | record JSON |
-//! input length (u32 LE) | input JSON` (a durable run's input, kept for
-//! retries; empty for sync runs).
-//! The header lets lists filter and sort without decoding the JSON.
+//! workflow length (u16 LE) | workflow | record length (u32 LE) | record |
+//! input length (u32 LE) | input`: the record and a durable run's input (kept
+//! for retries; empty for sync runs) in MessagePack, as the store encodes
+//! every value. The header lets lists filter and sort without decoding.
 
 use crate::record::RunStatus;
 
@@ -147,9 +147,9 @@ pub(crate) struct Entry<'a> {
     pub status: RunStatus,
     /// Its workflow id.
     pub workflow: &'a [u8],
-    /// The record, as JSON.
+    /// The record, encoded.
     pub json: &'a [u8],
-    /// The run's input, as JSON; empty when none was kept.
+    /// The run's input, encoded; empty when none was kept.
     pub input: &'a [u8],
     /// Where the entry starts and ends in the page.
     pub span: (usize, usize),

@@ -10,12 +10,13 @@
 //! ends.
 
 use crate::pages::{self, PAGE};
+use crate::queued::{self, Queued, QUEUE};
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunStatus};
 use crate::{BoxFuture, Store, StoreError, StoreResult, Write};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 /// sled's page cache (its default is 1 GiB).
@@ -39,7 +40,7 @@ const BACKLOG: usize = 8192;
 const LIVE: u8 = b'e';
 
 /// The layout of the `runs` tree, kept under [`FORMAT_KEY`] in the default
-/// tree. Pages became compressed in format 3; earlier folders are refused
+/// tree. Format 3: compressed pages, values in MessagePack; earlier folders are refused
 /// with a clear error rather than read as damaged pages.
 const FORMAT: &[u8] = b"3";
 const FORMAT_KEY: &[u8] = b"format";
@@ -71,13 +72,17 @@ fn check_format(db: &sled::Db, runs: &sled::Tree, dir: &Path) -> StoreResult<()>
 }
 
 /// The value under `e<id>`, a run not finished yet, is `length (u32 LE) |`
-/// this as JSON `| input JSON` (empty when the run keeps none); the input
-/// can then be carried over without decoding it.
+/// this [encoded](encode) `| input` (encoded; empty when the run keeps
+/// none); the input can then be carried over without decoding it.
 #[derive(serde::Deserialize)]
 struct Live {
     record: ExecutionRecord,
     pending: Option<Pending>,
 }
+
+/// A run not finished, as reads collect it: its id, its entry and its
+/// input (encoded; empty for none).
+type LiveRun = ([u8; 16], Live, Vec<u8>);
 
 /// [`Live`], borrowed for writing.
 #[derive(serde::Serialize)]
@@ -86,7 +91,7 @@ struct LiveRef<'a> {
     pending: Option<&'a Pending>,
 }
 
-/// A live entry's value from its JSON part and its input.
+/// A live entry's value from its encoded record part and its input.
 fn live_value(json: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
     let len = u32::try_from(json.len())
         .map_err(|_| StoreError::Db("a run's record is larger than 4 GiB".into()))?;
@@ -97,7 +102,7 @@ fn live_value(json: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
     Ok(v)
 }
 
-/// A live entry's JSON part and input.
+/// A live entry's record part and input.
 fn split_live<'a>(key: &[u8], v: &'a [u8]) -> StoreResult<(&'a [u8], &'a [u8])> {
     let damaged = || StoreError::Corrupt {
         key: format!("{key:02x?}"),
@@ -140,6 +145,14 @@ pub struct SledStore {
     idempotency: sled::Tree,
     jobs: Option<mpsc::SyncSender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Runs whose live entry is in a queue page ([`crate::queued`]).
+    queued: Arc<Mutex<Queued>>,
+}
+
+/// The index of queued runs, even if a thread panicked while holding it
+/// (its updates are single inserts and removals).
+fn lock(q: &Mutex<Queued>) -> MutexGuard<'_, Queued> {
+    q.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn db_err(e: sled::Error) -> StoreError {
@@ -166,15 +179,19 @@ fn idempotency_key(workflow: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// A stored value (MessagePack, fields by name; see [`encode`]).
 fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> StoreResult<T> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+    rmp_serde::from_slice(v).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(k).into_owned(),
         message: e.to_string(),
     })
 }
 
+/// A value as stored: MessagePack with fields by name, so that fields can be
+/// added with a default. It copies strings where JSON escapes them (a
+/// record's encoding was a tenth of a request's instructions as JSON).
 fn encode<T: serde::Serialize>(v: &T) -> StoreResult<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Db(format!("cannot encode: {e}")))
+    rmp_serde::to_vec_named(v).map_err(|e| StoreError::Db(format!("cannot encode: {e}")))
 }
 
 impl SledStore {
@@ -204,11 +221,16 @@ impl SledStore {
         check_format(&db, &runs, dir)?;
         let versions = db.open_tree("versions").map_err(db_err)?;
         let idempotency = db.open_tree("idempotency").map_err(db_err)?;
+        let (index, empty) = Queued::rebuild(&runs, LIVE)?;
+        for k in empty {
+            runs.remove(k).map_err(db_err)?;
+        }
+        let queued = Arc::new(Mutex::new(index));
         let (tx, rx) = mpsc::sync_channel(BACKLOG);
-        let (writer_db, writer_runs) = (db.clone(), runs.clone());
+        let (writer_db, writer_runs, writer_queued) = (db.clone(), runs.clone(), queued.clone());
         let writer = std::thread::Builder::new()
             .name("hookflow-writer".into())
-            .spawn(move || write_loop(writer_db, writer_runs, rx))
+            .spawn(move || write_loop(writer_db, writer_runs, writer_queued, rx))
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(SledStore {
             db,
@@ -217,6 +239,7 @@ impl SledStore {
             idempotency,
             jobs: Some(tx),
             writer: Some(writer),
+            queued,
         })
     }
 
@@ -243,14 +266,71 @@ impl SledStore {
     /// A run's record and input, live or finished.
     fn find(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<Json>)>> {
         let lk = key_of(LIVE, id);
-        match self.runs.get(lk).map_err(db_err)? {
-            Some(v) => {
-                let (json, input) = split_live(&lk, &v)?;
-                let live: Live = decode(&lk, json)?;
-                Ok(Some((live.record, decode_input(&lk, input)?)))
-            }
-            None => self.packed(id),
+        if let Some(v) = self.runs.get(lk).map_err(db_err)? {
+            let (json, input) = split_live(&lk, &v)?;
+            let live: Live = decode(&lk, json)?;
+            return Ok(Some((live.record, decode_input(&lk, input)?)));
         }
+        let page = lock(&self.queued).runs.get(id).map(|r| r.page);
+        if let Some(seq) = page {
+            if let Some((live, input)) = self.queue_entry(seq, id)? {
+                return Ok(Some((live.record, input)));
+            }
+        }
+        self.packed(id)
+    }
+
+    /// A run's entry in a queue page.
+    fn queue_entry(&self, seq: u64, id: &[u8; 16]) -> StoreResult<Option<(Live, Option<Json>)>> {
+        let key = queued::queue_key(seq);
+        let Some(v) = self.runs.get(key).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let page = pages::open(&v).map_err(|()| queued::corrupt(&key))?;
+        for e in pages::entries(&page) {
+            let e = e.map_err(|()| queued::corrupt(&key))?;
+            if e.id == *id {
+                return Ok(Some((decode(&key, e.json)?, decode_input(&key, e.input)?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every run not finished: live entries, then queue entries of runs
+    /// without one; each with its input (encoded, empty for none), unordered.
+    fn live_runs(&self) -> StoreResult<Vec<LiveRun>> {
+        let mut out = Vec::new();
+        let mut own = std::collections::HashSet::new();
+        for item in self.runs.scan_prefix([LIVE]) {
+            let (k, v) = item.map_err(db_err)?;
+            let (json, input) = split_live(&k, &v)?;
+            let live: Live = decode(&k, json)?;
+            let Some(id) = id_bytes(&live.record.id) else {
+                continue;
+            };
+            own.insert(id);
+            out.push((id, live, input.to_vec()));
+        }
+        let queued: std::collections::HashSet<[u8; 16]> = lock(&self.queued)
+            .runs
+            .iter()
+            .filter(|(_, r)| !r.finished)
+            .map(|(id, _)| *id)
+            .collect();
+        if queued.is_empty() {
+            return Ok(out);
+        }
+        for item in self.runs.scan_prefix([QUEUE]) {
+            let (k, v) = item.map_err(db_err)?;
+            let page = pages::open(&v).map_err(|()| queued::corrupt(&k))?;
+            for e in pages::entries(&page) {
+                let e = e.map_err(|()| queued::corrupt(&k))?;
+                if queued.contains(&e.id) && !own.contains(&e.id) {
+                    out.push((e.id, decode(&k, e.json)?, e.input.to_vec()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Puts back the trigger context of a record that keeps it in its input
@@ -276,19 +356,24 @@ impl SledStore {
 /// remove the key.
 type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// The writes of one writer turn: live records first, then the pages of
-/// finished records, then the removals that finishing implies. A crash
-/// between them leaves a finished run's live entry next to its page: the run
-/// resumes (at least once) and lists show the finished copy; never a lost
+/// The writes of one writer turn: live entries and queue pages first, then
+/// the pages of finished records, then the removals that finishing implies.
+/// A crash between them leaves a finished run's live or queue entry next to
+/// its page: a live entry resumes the run (at least once) and lists show the
+/// finished copy; a queue entry is dropped at the next start. Never a lost
 /// record.
 #[derive(Default)]
 struct Batch {
     ops: Ops,
+    /// The queue pages of runs this turn queues; the last one is filling.
+    queue: Vec<(u64, Vec<u8>)>,
     /// The page being filled, per second.
     pages: BTreeMap<u64, Vec<u8>>,
     /// Pages already full.
     full: Vec<(u64, Vec<u8>)>,
     after: Ops,
+    /// Queued runs this turn finishes, forgotten by the index once written.
+    finished: Vec<[u8; 16]>,
 }
 
 /// A write encoded on the thread that submits it, so that the writer only
@@ -305,10 +390,14 @@ enum Prepared {
         input: Option<Vec<u8>>,
         remove_live: bool,
     },
-    /// A run not finished: its live entry (record and position, as JSON);
-    /// without an input, the stored one is kept.
+    /// A run not finished: its live entry (record and position, encoded);
+    /// without an input, the stored one is kept. A run given its input is
+    /// new: its entry goes into a queue page.
     Live {
         id: [u8; 16],
+        started_ms: u64,
+        status: RunStatus,
+        workflow: String,
         json: Vec<u8>,
         input: Option<Vec<u8>>,
     },
@@ -349,12 +438,25 @@ impl Prepared {
             record: &w.record,
             pending: w.pending.as_ref(),
         })?;
-        Ok(Prepared::Live { id, json, input })
+        Ok(Prepared::Live {
+            id,
+            started_ms: w.record.started_ms,
+            status: w.record.status,
+            workflow: w.record.workflow,
+            json,
+            input,
+        })
     }
 }
 
 impl Batch {
-    fn add(&mut self, runs: &sled::Tree, write: Prepared) -> StoreResult<()> {
+    fn add(
+        &mut self,
+        runs: &sled::Tree,
+        queued: &mut Queued,
+        seq: &mut u64,
+        write: Prepared,
+    ) -> StoreResult<()> {
         match write {
             Prepared::Finished {
                 id,
@@ -366,10 +468,32 @@ impl Batch {
                 remove_live,
             } => {
                 let key = key_of(LIVE, &id);
-                let input = match (input, remove_live) {
-                    (Some(input), _) => input,
-                    (None, true) => self.stored_input(runs, &key)?,
-                    (None, false) => Vec::new(),
+                let input = match queued.finish(&id) {
+                    Some((run, empty)) => {
+                        let (page, own) = (run.page, run.own);
+                        let input = match (input, run.input.take()) {
+                            (Some(input), _) | (None, Some(input)) => input,
+                            (None, None) => self.stored_input(runs, queued, &key)?,
+                        };
+                        if own {
+                            self.after.push((key.to_vec(), None));
+                        }
+                        if empty {
+                            self.after.push((queued::queue_key(page).to_vec(), None));
+                        }
+                        self.finished.push(id);
+                        input
+                    }
+                    None => {
+                        if remove_live {
+                            self.after.push((key.to_vec(), None));
+                        }
+                        match (input, remove_live) {
+                            (Some(input), _) => input,
+                            (None, true) => self.stored_input(runs, queued, &key)?,
+                            (None, false) => Vec::new(),
+                        }
+                    }
                 };
                 let bucket = pages::bucket_of(&id);
                 let page = self.pages.entry(bucket).or_default();
@@ -377,55 +501,128 @@ impl Batch {
                     self.full.push((bucket, std::mem::take(page)));
                 }
                 pages::push_entry(page, &id, started_ms, status, &workflow, &json, &input);
-                if remove_live {
-                    self.after.push((key.to_vec(), None));
-                }
             }
-            Prepared::Live { id, json, input } => {
+            Prepared::Live {
+                id,
+                started_ms,
+                status,
+                workflow,
+                json,
+                input,
+            } => {
                 let key = key_of(LIVE, &id);
-                let input = match input {
-                    Some(input) => input,
-                    None => self.stored_input(runs, &key)?,
-                };
-                self.ops
-                    .push((key.to_vec(), Some(live_value(&json, &input)?)));
+                match (input, queued.runs.get_mut(&id)) {
+                    (Some(input), None) => {
+                        // A new run: into this turn's queue page.
+                        if self.queue.last().is_none_or(|(_, p)| p.len() >= PAGE_BYTES) {
+                            *seq += 1;
+                            self.queue.push((*seq, Vec::new()));
+                        }
+                        if let Some((page_seq, page)) = self.queue.last_mut() {
+                            pages::push_entry(
+                                page, &id, started_ms, status, &workflow, &json, &input,
+                            );
+                            queued.add(id, *page_seq, input);
+                        }
+                    }
+                    (input, Some(run)) if !run.finished => {
+                        // A queued run's own entry, newer than its queue entry.
+                        let input = match (input, run.input.take()) {
+                            (Some(input), _) | (None, Some(input)) => input,
+                            (None, None) => self.stored_input(runs, queued, &key)?,
+                        };
+                        if let Some(run) = queued.runs.get_mut(&id) {
+                            run.own = true;
+                        }
+                        self.ops
+                            .push((key.to_vec(), Some(live_value(&json, &input)?)));
+                    }
+                    (input, _) => {
+                        let input = match input {
+                            Some(input) => input,
+                            None => self.stored_input(runs, queued, &key)?,
+                        };
+                        self.ops
+                            .push((key.to_vec(), Some(live_value(&json, &input)?)));
+                    }
+                }
             }
             Prepared::Merge(id, mut w) => {
                 let key = key_of(LIVE, &id);
-                w.pending = self.stored_pending(runs, &key)?;
+                w.pending = self.stored_pending(runs, queued, &key)?;
                 w.clear_pending = w.pending.is_none();
-                return self.add(runs, Prepared::new(*w)?);
+                return self.add(runs, queued, seq, Prepared::new(*w)?);
             }
         }
         Ok(())
     }
 
-    /// A live run's entry, as this batch or the store has it.
-    fn stored_live(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<sled::IVec>> {
-        match self.ops.iter().rev().find(|(k, _)| k == key) {
-            Some((_, v)) => Ok(v.clone().map(sled::IVec::from)),
-            None => runs.get(key).map_err(db_err),
+    /// A live run's entry (`e<id>` key), as this batch, the store or its
+    /// queue page has it.
+    fn stored_live(
+        &self,
+        runs: &sled::Tree,
+        queued: &Queued,
+        key: &[u8],
+    ) -> StoreResult<Option<Vec<u8>>> {
+        if let Some((_, v)) = self.ops.iter().rev().find(|(k, _)| k == key) {
+            return Ok(v.clone());
         }
+        if let Some(v) = runs.get(key).map_err(db_err)? {
+            return Ok(Some(v.to_vec()));
+        }
+        let Some(id) = key.get(1..).and_then(|id| <[u8; 16]>::try_from(id).ok()) else {
+            return Ok(None);
+        };
+        let Some(run) = queued.runs.get(&id).filter(|r| !r.own) else {
+            return Ok(None);
+        };
+        let page = match self.queue.iter().find(|(s, _)| *s == run.page) {
+            Some((_, page)) => page.clone(),
+            None => {
+                let qk = queued::queue_key(run.page);
+                match runs.get(qk).map_err(db_err)? {
+                    Some(v) => pages::open(&v).map_err(|()| queued::corrupt(&qk))?,
+                    None => return Ok(None),
+                }
+            }
+        };
+        for e in pages::entries(&page) {
+            let e = e.map_err(|()| queued::corrupt(key))?;
+            if e.id == id {
+                return Ok(Some(live_value(e.json, e.input)?));
+            }
+        }
+        Ok(None)
     }
 
     /// The pending entry of a live run.
-    fn stored_pending(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<Pending>> {
-        match self.stored_live(runs, key)? {
+    fn stored_pending(
+        &self,
+        runs: &sled::Tree,
+        queued: &Queued,
+        key: &[u8],
+    ) -> StoreResult<Option<Pending>> {
+        match self.stored_live(runs, queued, key)? {
             Some(v) => Ok(decode_live(key, &v)?.pending),
             None => Ok(None),
         }
     }
 
     /// The input a live run keeps (empty: none).
-    fn stored_input(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Vec<u8>> {
-        match self.stored_live(runs, key)? {
+    fn stored_input(&self, runs: &sled::Tree, queued: &Queued, key: &[u8]) -> StoreResult<Vec<u8>> {
+        match self.stored_live(runs, queued, key)? {
             Some(v) => Ok(split_live(key, &v)?.1.to_vec()),
             None => Ok(Vec::new()),
         }
     }
 
-    fn into_ops(self, seq: &mut u64) -> Ops {
+    /// The writes to apply, in order, and the queued runs they finish.
+    fn into_ops(self, seq: &mut u64) -> (Ops, Vec<[u8; 16]>) {
         let mut ops = self.ops;
+        for (q, page) in self.queue {
+            ops.push((queued::queue_key(q).to_vec(), Some(pages::seal(&page))));
+        }
         for (bucket, page) in self.full.into_iter().chain(self.pages) {
             *seq += 1;
             ops.push((
@@ -434,7 +631,7 @@ impl Batch {
             ));
         }
         ops.extend(self.after);
-        ops
+        (ops, self.finished)
     }
 }
 
@@ -464,9 +661,10 @@ fn apply_atomic(runs: &sled::Tree, ops: Ops) -> sled::Result<()> {
 
 /// The writer: takes every job waiting, applies the writes as one batch,
 /// syncs once if anyone waits for durability, then answers them.
-fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
-    // Page sequence numbers only need to differ between pages of one second:
-    // start from the clock so that a restarted writer never reuses one.
+fn write_loop(db: sled::Db, runs: sled::Tree, queued: Arc<Mutex<Queued>>, rx: mpsc::Receiver<Job>) {
+    // Page sequence numbers only need to differ between pages of one second
+    // (and queue pages from all other queue pages): start from the clock so
+    // that a restarted writer never reuses one.
     let mut seq = hookflow_now_micros();
     while let Ok(first) = rx.recv() {
         if matches!(first, Job::Write(_, None)) {
@@ -479,18 +677,21 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
         let mut failed: Vec<(oneshot::Sender<StoreResult<()>>, StoreError)> = Vec::new();
         for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
             match job {
-                Job::Write(w, waiter) => match (batch.add(&runs, w), waiter) {
-                    (Ok(()), Some(tx)) => waiters.push(tx),
-                    (Ok(()), None) => {}
-                    (Err(e), Some(tx)) => failed.push((tx, e)),
-                    (Err(error), None) => {
-                        tracing::error!(message = "Could not write an execution record.", %error)
+                Job::Write(w, waiter) => {
+                    let added = batch.add(&runs, &mut lock(&queued), &mut seq, w);
+                    match (added, waiter) {
+                        (Ok(()), Some(tx)) => waiters.push(tx),
+                        (Ok(()), None) => {}
+                        (Err(e), Some(tx)) => failed.push((tx, e)),
+                        (Err(error), None) => {
+                            tracing::error!(message = "Could not write an execution record.", %error)
+                        }
                     }
-                },
+                }
                 Job::Barrier(tx) => waiters.push(tx),
             }
         }
-        let ops = batch.into_ops(&mut seq);
+        let (ops, finished) = batch.into_ops(&mut seq);
         // Durable writes (queued runs) go in atomically; the sync follows anyway.
         let mut result = if waiters.is_empty() {
             apply_each(&runs, ops)
@@ -498,6 +699,7 @@ fn write_loop(db: sled::Db, runs: sled::Tree, rx: mpsc::Receiver<Job>) {
             apply_atomic(&runs, ops)
         }
         .map_err(|e| e.to_string());
+        lock(&queued).forget(&finished);
         if result.is_ok() && !waiters.is_empty() {
             result = db.flush().map(|_| ()).map_err(|e| e.to_string());
         }
@@ -591,12 +793,8 @@ impl Store for SledStore {
         };
         // Runs not finished yet are few: read them all, newest first.
         let mut live = Vec::new();
-        for item in self.runs.scan_prefix([LIVE]) {
-            let (k, v) = item.map_err(db_err)?;
-            let record = decode_live(&k, &v)?.record;
-            let Some(id) = id_bytes(&record.id) else {
-                continue;
-            };
+        for (id, entry, _) in self.live_runs()? {
+            let record = entry.record;
             if wanted(
                 &id,
                 record.workflow.as_bytes(),
@@ -666,13 +864,13 @@ impl Store for SledStore {
     }
 
     fn pending(&self) -> StoreResult<Vec<(ExecutionRecord, Pending)>> {
+        let mut runs = self.live_runs()?;
+        // Oldest first: ids are time-ordered.
+        runs.sort_by_key(|r| r.0);
         let mut out = Vec::new();
-        for item in self.runs.scan_prefix([LIVE]) {
-            let (k, v) = item.map_err(db_err)?;
-            let (json, input) = split_live(&k, &v)?;
-            let live: Live = decode(&k, json)?;
+        for (id, live, input) in runs {
             if let Some(pending) = live.pending {
-                let input = decode_input(&k, input)?;
+                let input = decode_input(&key_of(LIVE, &id), &input)?;
                 out.push((SledStore::with_trigger(live.record, input), pending));
             }
         }
@@ -931,6 +1129,27 @@ mod tests {
     }
 
     #[test]
+    fn every_json_shape_round_trips_through_the_encoding() {
+        let mut r = record(&uuid::Uuid::now_v7().to_string(), "w", RunStatus::Failed, 7);
+        r.trigger = json!({
+            "numbers": [0, -1, u64::MAX, i64::MIN, 99.5, 1.0, -0.25, 1e300],
+            "text": ["", "ünïcödé \u{1F600}", "quote \" and \\ and \n"],
+            "nested": {"a": {"b": [null, true, false, {}, []]}},
+        });
+        r.error = Some("a reason".into());
+        r.finished_at = None;
+        let back: ExecutionRecord = decode(b"k", &encode(&r).expect("encode")).expect("decode");
+        assert_eq!(back, r);
+        assert_eq!(
+            serde_json::to_string(&back.trigger).expect("json"),
+            serde_json::to_string(&r.trigger).expect("json"),
+            "numbers keep their JSON form (1.0 stays a float)"
+        );
+        let err = decode::<ExecutionRecord>(b"k", b"\x93junk").expect_err("junk is refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
     fn folders_of_another_format_are_refused_with_a_clear_error() {
         // A folder without a format mark but with runs (an older build).
         let dir = tempfile::tempdir().expect("tempdir");
@@ -966,6 +1185,149 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(SledStore::open(dir.path()).expect("new folder"));
         drop(reopen(dir.path()));
+    }
+
+    /// How many queue pages the database holds.
+    fn queue_pages(store: &SledStore) -> usize {
+        store.runs.scan_prefix([QUEUE]).count()
+    }
+
+    #[tokio::test]
+    async fn queued_runs_share_pages_that_go_when_their_runs_finish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = ids(5);
+        let queued = |i: usize| {
+            write(
+                record(&ids[i], "q", RunStatus::Queued, ms(&ids[i])),
+                Some(Pending {
+                    status: RunStatus::Queued,
+                    state: json!({"i": i}),
+                    wake_at: None,
+                }),
+                Some(json!({"trigger": {"headers": {"authorization": "Basic s"}}, "i": i})),
+            )
+        };
+        let finished = |i: usize| Write {
+            record: record(&ids[i], "q", RunStatus::Resolved, ms(&ids[i])),
+            pending: None,
+            clear_pending: true,
+            input_stored: true,
+            input: None,
+        };
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            // Acknowledged together: one writer turn, one queue page.
+            let acks: Vec<_> = (0..5).map(|i| store.put_durable(queued(i))).collect();
+            for ack in acks {
+                ack.await.expect("durable");
+            }
+            assert!(queue_pages(&store) <= 2, "{} pages", queue_pages(&store));
+            let q = store.get(&ids[3]).expect("get").expect("queued run");
+            assert_eq!(q.status, RunStatus::Queued);
+            assert_eq!(
+                q.trigger,
+                json!({"headers": {"authorization": "[redacted]"}})
+            );
+            assert_eq!(
+                store.input(&ids[3]).expect("input").map(|i| i["i"].clone()),
+                Some(json!(3))
+            );
+            // 0 and 1 finish; 2 saves a position (an entry of its own), then waits.
+            store.put(finished(0));
+            store.put(finished(1));
+            store.put(write(
+                record(&ids[2], "q", RunStatus::Waiting, ms(&ids[2])),
+                Some(Pending {
+                    status: RunStatus::Waiting,
+                    state: json!({"at": "delay"}),
+                    wake_at: Some(5),
+                }),
+                None,
+            ));
+            store.flush().await.expect("flush");
+            let statuses: Vec<_> = newest_ten(&store).into_iter().map(|(_, s)| s).collect();
+            assert_eq!(
+                statuses,
+                vec![
+                    RunStatus::Queued,
+                    RunStatus::Queued,
+                    RunStatus::Waiting,
+                    RunStatus::Resolved,
+                    RunStatus::Resolved
+                ]
+            );
+            assert_eq!(
+                store.input(&ids[0]).expect("input").map(|i| i["i"].clone()),
+                Some(json!(0)),
+                "a finished queued run keeps its input for retries"
+            );
+            // A page whose runs have all finished, left by a crash before its
+            // removal: it is dropped at the next start, its run not resumed.
+            let mut stale = Vec::new();
+            pages::push_entry(
+                &mut stale,
+                &id_bytes(&ids[0]).expect("id"),
+                ms(&ids[0]),
+                RunStatus::Queued,
+                "q",
+                &encode(&LiveRef {
+                    record: &record(&ids[0], "q", RunStatus::Queued, ms(&ids[0])),
+                    pending: Some(&Pending {
+                        status: RunStatus::Queued,
+                        state: json!({}),
+                        wake_at: None,
+                    }),
+                })
+                .expect("encode"),
+                b"",
+            );
+            store
+                .runs
+                .insert(queued::queue_key(1), pages::seal(&stale))
+                .expect("insert");
+        }
+        let store = reopen(dir.path());
+        assert!(
+            store.runs.get(queued::queue_key(1)).expect("get").is_none(),
+            "the stale page is gone"
+        );
+        let pending = store.pending().expect("pending");
+        let resumed: Vec<_> = pending
+            .iter()
+            .map(|(r, p)| (r.id.clone(), p.status))
+            .collect();
+        assert_eq!(
+            resumed,
+            vec![
+                (ids[2].clone(), RunStatus::Waiting),
+                (ids[3].clone(), RunStatus::Queued),
+                (ids[4].clone(), RunStatus::Queued)
+            ],
+            "unfinished runs resume, oldest first, the newest entry winning"
+        );
+        assert_eq!(
+            pending[1].0.trigger["headers"]["authorization"],
+            json!("[redacted]")
+        );
+        // The index is rebuilt: finishing the rest removes every queue page
+        // and every live entry, and keeps every record and input.
+        for i in 2..5 {
+            store.put(finished(i));
+        }
+        store.flush().await.expect("flush");
+        assert_eq!(queue_pages(&store), 0);
+        assert_eq!(store.runs.scan_prefix([LIVE]).count(), 0);
+        assert!(store.pending().expect("pending").is_empty());
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                store.get(id).expect("get").map(|r| r.status),
+                Some(RunStatus::Resolved)
+            );
+            assert_eq!(
+                store.input(id).expect("input").map(|v| v["i"].clone()),
+                Some(json!(i))
+            );
+        }
     }
 
     #[tokio::test]
