@@ -170,6 +170,8 @@ pub struct Compiled<T> {
 pub struct TemplateBuilder {
     env: Environment<'static>,
     count: usize,
+    /// The top-level variables any template reads (`trigger`, `vars`…).
+    reads: BTreeSet<String>,
 }
 
 impl Default for TemplateBuilder {
@@ -199,7 +201,21 @@ impl TemplateBuilder {
             }
             Ok(())
         });
-        TemplateBuilder { env, count: 0 }
+        TemplateBuilder {
+            env,
+            count: 0,
+            reads: BTreeSet::new(),
+        }
+    }
+
+    /// Notes the top-level variables of a template's references.
+    fn note_reads(&mut self, refs: &BTreeSet<String>) {
+        for r in refs {
+            let top = r.split('.').next().unwrap_or(r);
+            if !self.reads.contains(top) {
+                self.reads.insert(top.to_string());
+            }
+        }
     }
 
     fn next_name(&mut self, prefix: &str) -> String {
@@ -216,6 +232,7 @@ impl TemplateBuilder {
                 .map_err(|e| compile_error(&e))?;
             nested_refs(compiled.undeclared_variables(true))
         };
+        self.note_reads(&refs);
         let name = self.next_name("e");
         // An expression is stored as a template that assigns it, so that the
         // compiled form lives in the environment and keeps no borrows.
@@ -256,6 +273,7 @@ impl TemplateBuilder {
             Ok(t) => nested_refs(t.undeclared_variables(true)),
             Err(e) => return Err(compile_error(&e)),
         };
+        self.note_reads(&refs);
         Ok(Compiled {
             value: Text::Template(name),
             refs,
@@ -321,6 +339,7 @@ impl TemplateBuilder {
     pub fn finish(self) -> Templates {
         Templates {
             env: Arc::new(self.env),
+            reads: Arc::new(self.reads),
         }
     }
 }
@@ -621,6 +640,7 @@ impl Object for NodesObject {
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
+    reads: Arc<BTreeSet<String>>,
 }
 
 impl fmt::Debug for Templates {
@@ -630,6 +650,14 @@ impl fmt::Debug for Templates {
 }
 
 impl Templates {
+    /// Whether any template may read the top-level variable `name`
+    /// (`trigger`, `vars`, `nodes`…), so that a run need not hand its scope
+    /// a variable no template reads. Templates name every variable they
+    /// read, except through `debug()`, which prints the whole context.
+    pub fn reads(&self, name: &str) -> bool {
+        self.reads.contains(name) || self.reads.contains("debug")
+    }
+
     fn eval_named(&self, name: &str, ctx: MjValue) -> Result<MjValue, EvalError> {
         let template = self.env.get_template(name).map_err(|e| eval_error(&e))?;
         let captured = template.render_captured(ctx).map_err(|e| eval_error(&e))?;
@@ -756,6 +784,32 @@ mod tests {
             &json!({"body": {"status": "SUCCESS", "items": [1, 2]}}),
         );
         s
+    }
+
+    #[test]
+    fn templates_name_the_variables_they_read() {
+        let mut b = TemplateBuilder::new();
+        b.expr("vars.status == \"SUCCESS\"").expect("expr");
+        b.text("order {{ nodes.paid.id }}").expect("text");
+        b.value(&serde_json::json!({"a": ["{% for h in trigger.headers %}{{ h }}{% endfor %}"]}))
+            .expect("value");
+        let t = b.finish();
+        for (name, read) in [
+            ("vars", true),
+            ("nodes", true),
+            ("trigger", true),
+            ("secrets", false),
+            ("execution", false),
+        ] {
+            assert_eq!(t.reads(name), read, "{name}");
+        }
+        // Literals read nothing; `debug()` may print anything.
+        let mut b = TemplateBuilder::new();
+        b.text("plain").expect("text");
+        assert!(!b.finish().reads("trigger"));
+        let mut b = TemplateBuilder::new();
+        b.text("{{ debug() }}").expect("text");
+        assert!(b.finish().reads("trigger"));
     }
 
     /// One helper for template behaviour: source in, JSON out (or error text).

@@ -49,7 +49,10 @@ pub fn millis_to_rfc3339(ms: u64) -> String {
     ] {
         out[at] = c;
     }
-    out.iter().map(|&b| b as char).collect()
+    // Every byte is an ASCII digit or separator.
+    std::str::from_utf8(&out)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// Parses RFC 3339 (`2026-11-22T10:00:00Z`, fractional seconds and offsets allowed) to Unix milliseconds.

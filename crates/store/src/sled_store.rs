@@ -30,8 +30,11 @@ const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 const PAGE_BYTES: usize = 16 * 1024;
 /// Most writes applied in one batch.
 const MAX_BATCH: usize = 4096;
-/// How long the writer lets writes nobody waits on gather before a batch.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long the writer lets writes nobody waits on gather before a batch; a
+/// durable write cuts the wait short (it wakes the writer). Longer gathers
+/// mean fewer, larger pages and fewer wake-ups: 4 ms against 1 ms cut ~5 %
+/// of a sync request's CPU in paired runs.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
 /// Most writes waiting for the writer; past it, submitting blocks
 /// (backpressure). Writes wait encoded (about a kilobyte each), so a writer
 /// stall holds at most ~10 MiB.
@@ -191,7 +194,11 @@ fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> StoreResult<T> 
 /// added with a default. It copies strings where JSON escapes them (a
 /// record's encoding was a tenth of a request's instructions as JSON).
 fn encode<T: serde::Serialize>(v: &T) -> StoreResult<Vec<u8>> {
-    rmp_serde::to_vec_named(v).map_err(|e| StoreError::Db(format!("cannot encode: {e}")))
+    // Records are about a kilobyte: start there rather than grow to it.
+    let mut out = Vec::with_capacity(1024);
+    rmp_serde::encode::write_named(&mut out, v)
+        .map_err(|e| StoreError::Db(format!("cannot encode: {e}")))?;
+    Ok(out)
 }
 
 impl SledStore {
@@ -345,10 +352,18 @@ impl SledStore {
     }
 
     fn submit(&self, job: Job) -> Result<(), Job> {
+        let waited_on = !matches!(job, Job::Write(_, None));
         match &self.jobs {
-            Some(tx) => tx.send(job).map_err(|e| e.0),
-            None => Err(job),
+            Some(tx) => tx.send(job).map_err(|e| e.0)?,
+            None => return Err(job),
         }
+        if waited_on {
+            // Someone waits for this one: end the writer's gather now.
+            if let Some(writer) = &self.writer {
+                writer.thread().unpark();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -668,9 +683,11 @@ fn write_loop(db: sled::Db, runs: sled::Tree, queued: Arc<Mutex<Queued>>, rx: mp
     let mut seq = hookflow_now_micros();
     while let Ok(first) = rx.recv() {
         if matches!(first, Job::Write(_, None)) {
-            // Nobody waits on this one: let a batch gather. Under load the
-            // writer is then rarely parked, so submitters seldom pay to wake it.
-            std::thread::sleep(GATHER);
+            // Nobody waits on this one: let a batch gather, until a write
+            // somebody waits for wakes the writer. Under load the writer is
+            // then rarely blocked, so submitters seldom pay to wake it.
+            // (Returns early when unparked, or spuriously: a shorter gather.)
+            std::thread::park_timeout(GATHER);
         }
         let mut batch = Batch::default();
         let mut waiters = Vec::new();
