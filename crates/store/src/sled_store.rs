@@ -351,19 +351,17 @@ impl SledStore {
         record
     }
 
-    fn submit(&self, job: Job) -> Result<(), Job> {
+    /// Hands a job to the writer; false when the writer has stopped.
+    fn submit(&self, job: Job) -> bool {
         let waited_on = !matches!(job, Job::Write(_, None));
-        match &self.jobs {
-            Some(tx) => tx.send(job).map_err(|e| e.0)?,
-            None => return Err(job),
-        }
-        if waited_on {
+        let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if sent && waited_on {
             // Someone waits for this one: end the writer's gather now.
             if let Some(writer) = &self.writer {
                 writer.thread().unpark();
             }
         }
-        Ok(())
+        sent
     }
 }
 
@@ -391,17 +389,38 @@ struct Batch {
     finished: Vec<[u8; 16]>,
 }
 
+/// A run's record, encoded, with what a page entry's header says of it.
+struct Encoded {
+    id: [u8; 16],
+    started_ms: u64,
+    status: RunStatus,
+    workflow: String,
+    /// The record (a finished run) or the live entry's record part.
+    json: Vec<u8>,
+}
+
+impl Encoded {
+    /// Appends this run, with its input, to a page.
+    fn push_to(&self, page: &mut Vec<u8>, input: &[u8]) {
+        pages::push_entry(
+            page,
+            &self.id,
+            self.started_ms,
+            self.status,
+            &self.workflow,
+            &self.json,
+            input,
+        );
+    }
+}
+
 /// A write encoded on the thread that submits it, so that the writer only
 /// applies it and a waiting write holds bytes, not a record.
 enum Prepared {
     /// A finished run: its page entry; `remove_live` when it had a live
     /// entry (whose input the page entry then keeps, unless one is given).
     Finished {
-        id: [u8; 16],
-        started_ms: u64,
-        status: RunStatus,
-        workflow: String,
-        json: Vec<u8>,
+        run: Encoded,
         input: Option<Vec<u8>>,
         remove_live: bool,
     },
@@ -409,11 +428,7 @@ enum Prepared {
     /// without an input, the stored one is kept. A run given its input is
     /// new: its entry goes into a queue page.
     Live {
-        id: [u8; 16],
-        started_ms: u64,
-        status: RunStatus,
-        workflow: String,
-        json: Vec<u8>,
+        run: Encoded,
         input: Option<Vec<u8>>,
     },
     /// A record without its position: the writer keeps the stored one.
@@ -433,33 +448,35 @@ impl Prepared {
             )));
         };
         let input = w.input.as_ref().map(encode).transpose()?;
-        if w.record.status.is_finished() {
-            return Ok(Prepared::Finished {
-                id,
-                started_ms: w.record.started_ms,
-                status: w.record.status,
-                json: encode(&w.record)?,
-                workflow: w.record.workflow,
-                input,
-                // A run with a pending entry had a live entry; a sync run
-                // never did (and costs no removal).
-                remove_live: w.clear_pending,
-            });
-        }
-        if w.pending.is_none() && !w.clear_pending {
+        let finished = w.record.status.is_finished();
+        if !finished && w.pending.is_none() && !w.clear_pending {
             return Ok(Prepared::Merge(id, Box::new(w)));
         }
-        let json = encode(&LiveRef {
-            record: &w.record,
-            pending: w.pending.as_ref(),
-        })?;
-        Ok(Prepared::Live {
+        let json = if finished {
+            encode(&w.record)?
+        } else {
+            encode(&LiveRef {
+                record: &w.record,
+                pending: w.pending.as_ref(),
+            })?
+        };
+        let run = Encoded {
             id,
             started_ms: w.record.started_ms,
             status: w.record.status,
             workflow: w.record.workflow,
             json,
-            input,
+        };
+        Ok(if finished {
+            Prepared::Finished {
+                run,
+                input,
+                // A run with a pending entry had a live entry; a sync run
+                // never did (and costs no removal).
+                remove_live: w.clear_pending,
+            }
+        } else {
+            Prepared::Live { run, input }
         })
     }
 }
@@ -474,14 +491,11 @@ impl Batch {
     ) -> StoreResult<()> {
         match write {
             Prepared::Finished {
-                id,
-                started_ms,
-                status,
-                workflow,
-                json,
+                run: encoded,
                 input,
                 remove_live,
             } => {
+                let id = encoded.id;
                 let key = key_of(LIVE, &id);
                 let input = match queued.finish(&id) {
                     Some((run, empty)) => {
@@ -515,16 +529,13 @@ impl Batch {
                 if page.len() >= PAGE_BYTES {
                     self.full.push((bucket, std::mem::take(page)));
                 }
-                pages::push_entry(page, &id, started_ms, status, &workflow, &json, &input);
+                encoded.push_to(page, &input);
             }
             Prepared::Live {
-                id,
-                started_ms,
-                status,
-                workflow,
-                json,
+                run: encoded,
                 input,
             } => {
+                let id = encoded.id;
                 let key = key_of(LIVE, &id);
                 match (input, queued.runs.get_mut(&id)) {
                     (Some(input), None) => {
@@ -534,9 +545,7 @@ impl Batch {
                             self.queue.push((*seq, Vec::new()));
                         }
                         if let Some((page_seq, page)) = self.queue.last_mut() {
-                            pages::push_entry(
-                                page, &id, started_ms, status, &workflow, &json, &input,
-                            );
+                            encoded.push_to(page, &input);
                             queued.add(id, *page_seq, input);
                         }
                     }
@@ -550,7 +559,7 @@ impl Batch {
                             run.own = true;
                         }
                         self.ops
-                            .push((key.to_vec(), Some(live_value(&json, &input)?)));
+                            .push((key.to_vec(), Some(live_value(&encoded.json, &input)?)));
                     }
                     (input, _) => {
                         let input = match input {
@@ -558,7 +567,7 @@ impl Batch {
                             None => self.stored_input(runs, queued, &key)?,
                         };
                         self.ops
-                            .push((key.to_vec(), Some(live_value(&json, &input)?)));
+                            .push((key.to_vec(), Some(live_value(&encoded.json, &input)?)));
                     }
                 }
             }
@@ -747,7 +756,7 @@ impl Store for SledStore {
     fn put(&self, write: Write) {
         match Prepared::new(write) {
             Ok(p) => {
-                if self.submit(Job::Write(p, None)).is_err() {
+                if !self.submit(Job::Write(p, None)) {
                     tracing::error!(
                         message = "The store's writer has stopped; a record was not written."
                     );
@@ -761,7 +770,7 @@ impl Store for SledStore {
 
     fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
-        let submitted = Prepared::new(write).map(|p| self.submit(Job::Write(p, Some(tx))).is_ok());
+        let submitted = Prepared::new(write).map(|p| self.submit(Job::Write(p, Some(tx))));
         Box::pin(async move {
             match submitted {
                 Ok(true) => rx.await.map_err(|_| stopped())?,
@@ -773,7 +782,7 @@ impl Store for SledStore {
 
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
-        let submitted = self.submit(Job::Barrier(tx)).is_ok();
+        let submitted = self.submit(Job::Barrier(tx));
         Box::pin(async move {
             if !submitted {
                 return Err(stopped());
