@@ -498,17 +498,17 @@ impl Batch {
                 let id = encoded.id;
                 let key = key_of(LIVE, &id);
                 let input = match queued.finish(&id) {
-                    Some((run, empty)) => {
-                        let (page, own) = (run.page, run.own);
-                        let input = match (input, run.input.take()) {
+                    Some(done) => {
+                        let input = match (input, done.input) {
                             (Some(input), _) | (None, Some(input)) => input,
                             (None, None) => self.stored_input(runs, queued, &key)?,
                         };
-                        if own {
+                        if done.own {
                             self.after.push((key.to_vec(), None));
                         }
-                        if empty {
-                            self.after.push((queued::queue_key(page).to_vec(), None));
+                        if done.empty {
+                            self.after
+                                .push((queued::queue_key(done.page).to_vec(), None));
                         }
                         self.finished.push(id);
                         input
@@ -537,7 +537,8 @@ impl Batch {
             } => {
                 let id = encoded.id;
                 let key = key_of(LIVE, &id);
-                match (input, queued.runs.get_mut(&id)) {
+                let queued_run = queued.runs.get(&id).map(|r| r.finished);
+                match (input, queued_run) {
                     (Some(input), None) => {
                         // A new run: into this turn's queue page.
                         if self.queue.last().is_none_or(|(_, p)| p.len() >= PAGE_BYTES) {
@@ -549,15 +550,15 @@ impl Batch {
                             queued.add(id, *page_seq, input);
                         }
                     }
-                    (input, Some(run)) if !run.finished => {
-                        // A queued run's own entry, newer than its queue entry.
-                        let input = match (input, run.input.take()) {
+                    (input, Some(false)) => {
+                        // A queued run's own entry, newer than its queue
+                        // entry; the input comes along (read before the run
+                        // is marked, while its queue entry still counts).
+                        let input = match (input, queued.take_input(&id)) {
                             (Some(input), _) | (None, Some(input)) => input,
                             (None, None) => self.stored_input(runs, queued, &key)?,
                         };
-                        if let Some(run) = queued.runs.get_mut(&id) {
-                            run.own = true;
-                        }
+                        queued.own(&id);
                         self.ops
                             .push((key.to_vec(), Some(live_value(&encoded.json, &input)?)));
                     }
@@ -1353,6 +1354,55 @@ mod tests {
                 store.input(id).expect("input").map(|v| v["i"].clone()),
                 Some(json!(i))
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn inputs_too_large_to_keep_are_read_back_from_the_queue_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        let ids = ids(2);
+        let big = json!({"body": "x".repeat(queued::KEPT_INPUT + 100)});
+        for id in &ids {
+            store
+                .put_durable(write(
+                    record(id, "q", RunStatus::Queued, ms(id)),
+                    Some(Pending {
+                        status: RunStatus::Queued,
+                        state: json!({}),
+                        wake_at: None,
+                    }),
+                    Some(big.clone()),
+                ))
+                .await
+                .expect("durable");
+        }
+        // 0 saves a position (its own entry takes the input from the page), then finishes;
+        // 1 finishes from the queue.
+        store.put(write(
+            record(&ids[0], "q", RunStatus::Running, ms(&ids[0])),
+            Some(Pending {
+                status: RunStatus::Running,
+                state: json!({"at": 1}),
+                wake_at: None,
+            }),
+            None,
+        ));
+        store.flush().await.expect("flush");
+        assert_eq!(store.input(&ids[0]).expect("input"), Some(big.clone()));
+        for id in &ids {
+            store.put(Write {
+                record: record(id, "q", RunStatus::Resolved, ms(id)),
+                pending: None,
+                clear_pending: true,
+                input_stored: true,
+                input: None,
+            });
+        }
+        store.flush().await.expect("flush");
+        assert_eq!(queue_pages(&store), 0);
+        for id in &ids {
+            assert_eq!(store.input(id).expect("input"), Some(big.clone()), "{id}");
         }
     }
 
