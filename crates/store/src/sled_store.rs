@@ -48,13 +48,13 @@ const LIVE: u8 = b'e';
 const FORMAT: &[u8] = b"3";
 const FORMAT_KEY: &[u8] = b"format";
 
-/// Refuses a database whose runs were written in another layout, and marks
-/// a new one.
-fn check_format(db: &sled::Db, runs: &sled::Tree, dir: &Path) -> StoreResult<()> {
+/// Refuses a database whose values were written in another layout, and
+/// marks a new one (one with no runs and no idempotency keys).
+fn check_format(db: &sled::Db, trees: &[&sled::Tree], dir: &Path) -> StoreResult<()> {
     let found = db.get(FORMAT_KEY).map_err(db_err)?;
     match found {
         Some(v) if v == FORMAT => Ok(()),
-        None if runs.is_empty() => {
+        None if trees.iter().all(|t| t.is_empty()) => {
             db.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
             db.flush().map_err(db_err)?;
             Ok(())
@@ -225,9 +225,9 @@ impl SledStore {
                 }
             })?;
         let runs = db.open_tree("runs").map_err(db_err)?;
-        check_format(&db, &runs, dir)?;
         let versions = db.open_tree("versions").map_err(db_err)?;
         let idempotency = db.open_tree("idempotency").map_err(db_err)?;
+        check_format(&db, &[&runs, &idempotency], dir)?;
         let (index, empty) = Queued::rebuild(&runs, LIVE)?;
         for k in empty {
             runs.remove(k).map_err(db_err)?;
@@ -1190,6 +1190,15 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("not migrated"), "{text}");
         assert!(text.contains("2 or older"), "{text}");
+        // Or with idempotency keys only (its runs removed by retention).
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = raw_db(dir.path());
+            let keys = db.open_tree("idempotency").expect("tree");
+            keys.insert(b"w\0k", &b"{}"[..]).expect("insert");
+            db.flush().expect("flush");
+        }
+        assert!(SledStore::open(dir.path()).is_err(), "old idempotency keys");
         // A folder marked with another format.
         let dir = tempfile::tempdir().expect("tempdir");
         drop(SledStore::open(dir.path()).expect("new folder"));
