@@ -7,8 +7,8 @@
 //!
 //! A page's key is `f`, the second its records started (taken from the
 //! UUIDv7 id, big-endian) and a sequence number; its value is LZ4-compressed
-//! ([`seal`], [`open`]): records of one workflow repeat their field names and
-//! most values, so a page shrinks several times, and sled's memory and disk
+//! ([`seal`], [`open`]): records of one workflow repeat most of their
+//! values, so a page shrinks several times, and sled's memory and disk
 //! traffic grow with the bytes it is given. Uncompressed, a page is a run of
 //! entries, each `id (16) | started_ms (u64 LE) | status (u8) |
 //! workflow length (u16 LE) | workflow | record length (u32 LE) | record |

@@ -124,8 +124,8 @@ pub struct ExecutionRecord {
     #[serde(default)]
     pub started_ms: u64,
     /// The trigger context, secret-bearing headers redacted. Runs that keep
-    /// their input store it only there; reads put it back here.
-    #[serde(default, skip_serializing_if = "Json::is_null")]
+    /// their input store it only there (null here); reads put it back.
+    #[serde(default)]
     pub trigger: Json,
     /// One job per node run.
     pub jobs: Vec<JobRecord>,
