@@ -794,10 +794,12 @@ impl Run {
         };
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
-            r.answer(Answer::finished(
-                status == RunStatus::Resolved,
-                &self.record.id,
-            ));
+            if r.sent().is_none() {
+                r.answer(Answer::finished(
+                    status == RunStatus::Resolved,
+                    &self.record.id,
+                ));
+            }
             self.record.response = r.sent().map(Answer::record);
         }
         self.record.status = status;
