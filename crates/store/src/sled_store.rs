@@ -2,12 +2,15 @@
 //! writes in order, many at a time in one batch, and syncs the disk once per
 //! batch that holds a durable write (group commit).
 //!
-//! Keys of the `runs` tree: `e<id>` a run not finished yet (its record, its
-//! pending entry, the position it resumes from, and a durable run's input)
-//! and `f<second><seq>` pages of finished records with their inputs
-//! ([`crate::pages`]). An async run costs three sled operations: its live
-//! entry when queued, its page entry and the live entry's removal when it
-//! ends.
+//! Keys of the `runs` tree: `q<seq>` queue pages, the runs one writer turn
+//! queued ([`crate::queued`]); `e<id>` a run not finished yet that saved a
+//! position or waits (its record, its pending entry, the position it resumes
+//! from, and its input); `f<second><seq>` compressed pages of finished
+//! records with their inputs ([`crate::pages`]). An async run that finishes
+//! without saving a position shares all three of its sled operations (queue
+//! page, finished page, the queue page's removal) with the other runs of its
+//! writer turns. Values are MessagePack ([`encode`]); the default tree holds
+//! the format mark ([`FORMAT`]).
 
 use crate::pages::{self, PAGE};
 use crate::queued::{self, Queued, QUEUE};
