@@ -49,6 +49,11 @@ pub enum StoreError {
     Locked(String),
 }
 
+/// A sled failure as a store error.
+pub(crate) fn db_err(e: sled::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -136,6 +136,30 @@ pub(crate) fn open(stored: &[u8]) -> Result<Vec<u8>, ()> {
     }
 }
 
+/// The error for a damaged page (finished records or queued runs).
+pub(crate) fn corrupt(key: &[u8]) -> crate::StoreError {
+    crate::StoreError::Corrupt {
+        key: format!("page {key:02x?}"),
+        message: "not a page of records".into(),
+    }
+}
+
+/// The first entry of `id` in a page (uncompressed), or `None`; `key` names
+/// the page in the error for a damaged one.
+pub(crate) fn find<'a>(
+    key: &[u8],
+    page: &'a [u8],
+    id: &[u8; 16],
+) -> crate::StoreResult<Option<Entry<'a>>> {
+    for e in entries(page) {
+        let e = e.map_err(|()| corrupt(key))?;
+        if e.id == *id {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
 /// One entry of a page, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry<'a> {

@@ -15,8 +15,8 @@
 //! kept has it read from its page when it finishes. After a restart the index
 //! is rebuilt from the pages ([`Queued::rebuild`]).
 
-use crate::pages::{self, PAGE};
-use crate::{StoreError, StoreResult};
+use crate::pages::{self, corrupt, PAGE};
+use crate::{db_err, StoreResult};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
@@ -208,18 +208,6 @@ fn finished_in(runs: &sled::Tree, bucket: u64) -> StoreResult<HashSet<[u8; 16]>>
         }
     }
     Ok(ids)
-}
-
-fn db_err(e: sled::Error) -> StoreError {
-    StoreError::Db(e.to_string())
-}
-
-/// A damaged page.
-pub(crate) fn corrupt(key: &[u8]) -> StoreError {
-    StoreError::Corrupt {
-        key: format!("page {key:02x?}"),
-        message: "not a page of records".into(),
-    }
 }
 
 #[cfg(test)]
