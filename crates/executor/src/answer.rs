@@ -6,6 +6,7 @@ use hookflow_model::template::{EvalError, Scope, Templates};
 use hookflow_store::ResponseRecord;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// An answer to the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,8 +17,9 @@ pub struct Answer {
     pub headers: Vec<(String, String)>,
     /// The body bytes.
     pub body: Vec<u8>,
-    /// The body as recorded: JSON as JSON, other bodies as text.
-    pub recorded_body: Json,
+    /// The body as recorded: JSON as JSON, other bodies as text (shared with
+    /// the record, so recording an answer copies no body).
+    pub recorded_body: Arc<Json>,
 }
 
 const JSON_TYPE: &str = "application/json";
@@ -30,7 +32,7 @@ impl Answer {
             status,
             headers: vec![("content-type".into(), JSON_TYPE.into())],
             body: serde_json::to_vec(&body).unwrap_or_default(),
-            recorded_body: body,
+            recorded_body: Arc::new(body),
         }
     }
 
@@ -40,7 +42,7 @@ impl Answer {
             status,
             headers: vec![("content-type".into(), TEXT_TYPE.into())],
             body: body.as_bytes().to_vec(),
-            recorded_body: Json::String(body.to_string()),
+            recorded_body: Arc::new(Json::String(body.to_string())),
         }
     }
 
@@ -110,7 +112,7 @@ impl Answer {
             status: status as u16,
             headers,
             body,
-            recorded_body,
+            recorded_body: Arc::new(recorded_body),
         })
     }
 
@@ -123,7 +125,7 @@ impl Answer {
         ResponseRecord {
             status: self.status,
             headers,
-            body: self.recorded_body.clone(),
+            body: Arc::clone(&self.recorded_body),
         }
     }
 }
@@ -131,7 +133,7 @@ impl Answer {
 impl Answer {
     /// The answer stored in a record, to send again (idempotent replays).
     pub fn from_record(record: &ResponseRecord) -> Answer {
-        let body = match &record.body {
+        let body = match record.body.as_ref() {
             Json::String(s) => s.clone().into_bytes(),
             Json::Null => Vec::new(),
             other => serde_json::to_vec(other).unwrap_or_default(),
@@ -144,7 +146,7 @@ impl Answer {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             body,
-            recorded_body: record.body.clone(),
+            recorded_body: Arc::clone(&record.body),
         }
     }
 }

@@ -248,10 +248,11 @@ impl Executor {
     ) -> (String, Answer) {
         let id = record.id.clone();
         let state = RunState::start();
-        let scope = scope_for(&workflow, &record, &input, &state);
+        let RunInput { trigger, vars } = input;
+        let scope = scope_for(&workflow, &record, &trigger, vars, &state);
         if record.trigger.is_null() {
             // The scope holds its own copy now: move the context in rather than clone it.
-            record.trigger = redacted_trigger(input.trigger);
+            record.trigger = redacted_trigger(trigger);
         }
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());
@@ -311,7 +312,13 @@ impl Executor {
         let id = uuid::Uuid::now_v7().to_string();
         let record = new_record(id.clone(), &workflow, &input, RunStatus::Running);
         let state = RunState::start();
-        let scope = scope_for(&workflow, &record, &input, &state);
+        let scope = scope_for(
+            &workflow,
+            &record,
+            &input.trigger,
+            input.vars.clone(),
+            &state,
+        );
         let ack = match (&workflow.mode, &workflow.trigger.response) {
             (hookflow_model::def::Mode::Async, Some(spec)) => Some(
                 Answer::render(spec, &workflow.templates, &scope)
@@ -332,7 +339,7 @@ impl Executor {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the run left no record".to_string())?;
         let answer = ack
-            .or_else(|| responder.sent().cloned())
+            .or_else(|| responder.take())
             .unwrap_or_else(|| Answer::finished(record.status == RunStatus::Resolved, &id));
         Ok(OfflineRun { answer, record })
     }
@@ -349,7 +356,13 @@ impl Executor {
         let mut record = bare_record(id.clone(), &workflow, RunStatus::Queued);
         let state = RunState::start();
         // The worker uses the same scope; build it once.
-        let scope = scope_for(&workflow, &record, &input, &state);
+        let scope = scope_for(
+            &workflow,
+            &record,
+            &input.trigger,
+            input.vars.clone(),
+            &state,
+        );
         let ack = match &workflow.trigger.response {
             Some(spec) => Answer::render(spec, &workflow.templates, &scope)
                 .map_err(|e| AcceptError::Response(e.message))?,
@@ -424,7 +437,7 @@ impl Executor {
             .input(id)
             .map_err(|e| RetryError::Store(e.to_string()))?
         {
-            Some(v) => RunInput::from_json(&v),
+            Some(v) => RunInput::from_json(v),
             None => RunInput {
                 vars: rebuild_vars(&workflow, &old.trigger).map_err(RetryError::Workflow)?,
                 trigger: old.trigger.clone(),
@@ -444,7 +457,13 @@ impl Executor {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
                 record.retry_of = Some(id.to_string());
                 let state = RunState::start();
-                let scope = scope_for(&workflow, &record, &input, &state);
+                let scope = scope_for(
+                    &workflow,
+                    &record,
+                    &input.trigger,
+                    input.vars.clone(),
+                    &state,
+                );
                 self.enqueue(workflow, input, record, state, scope)
                     .await
                     .map_err(|e| match e {
@@ -475,7 +494,10 @@ impl Executor {
         let scope = match scope {
             Some(scope) => scope,
             None => match self.store.input(&id) {
-                Ok(Some(v)) => scope_for(&workflow, &record, &RunInput::from_json(&v), &state),
+                Ok(Some(v)) => {
+                    let input = RunInput::from_json(v);
+                    scope_for(&workflow, &record, &input.trigger, input.vars, &state)
+                }
                 _ => {
                     return self.fail_unrunnable(
                         record,

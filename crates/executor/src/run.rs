@@ -12,45 +12,69 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis};
 use hookflow_store::record::redacted_trigger;
-use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store, Write};
+use hookflow_store::{
+    ExecutionRecord, JobRecord, JobStatus, Pending, ResponseRecord, RunStatus, Store, Write,
+};
 use serde_json::{json, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
 /// The first answer of a sync run wins: the response node's, or the timeout's.
+///
+/// The answer goes to its one waiter (the request) without a copy; the
+/// record of it, made when it is offered, stays for the run's record.
 #[derive(Debug, Default)]
 pub struct Responder {
-    slot: OnceLock<Answer>,
+    answered: OnceLock<()>,
+    recorded: Mutex<Option<ResponseRecord>>,
+    slot: Mutex<Option<Answer>>,
     notify: Notify,
 }
 
 impl Responder {
     /// Offers an answer; true when it is the one sent.
     pub fn answer(&self, answer: Answer) -> bool {
-        let first = self.slot.set(answer).is_ok();
+        let first = self.answered.set(()).is_ok();
         if first {
+            *lock(&self.recorded) = Some(answer.record());
+            *lock(&self.slot) = Some(answer);
             self.notify.notify_one();
         }
         first
     }
 
-    /// The answer sent, if any.
-    pub fn sent(&self) -> Option<&Answer> {
-        self.slot.get()
+    /// True once an answer was sent.
+    pub fn is_answered(&self) -> bool {
+        self.answered.get().is_some()
     }
 
-    /// Waits for the answer.
+    /// Takes the record of the answer sent (for the run's record).
+    pub fn take_recorded(&self) -> Option<ResponseRecord> {
+        lock(&self.recorded).take()
+    }
+
+    /// Takes the answer sent, if there is one and nobody took it yet.
+    pub fn take(&self) -> Option<Answer> {
+        lock(&self.slot).take()
+    }
+
+    /// Waits for the answer and takes it (there is one waiter: the request).
     pub async fn wait(&self) -> Answer {
         loop {
-            if let Some(a) = self.slot.get() {
-                return a.clone();
+            if let Some(a) = self.take() {
+                return a;
             }
             self.notify.notified().await;
         }
     }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Stops a run between nodes (timeouts).
@@ -152,10 +176,11 @@ impl RunInput {
     }
 
     /// From storage.
-    pub fn from_json(v: &Json) -> RunInput {
+    pub fn from_json(mut v: Json) -> RunInput {
+        let mut take = |name| v.get_mut(name).map(Json::take);
         RunInput {
-            trigger: v.get("trigger").cloned().unwrap_or(Json::Null),
-            vars: v.get("vars").cloned().unwrap_or_else(|| json!({})),
+            trigger: take("trigger").unwrap_or(Json::Null),
+            vars: take("vars").unwrap_or_else(|| json!({})),
         }
     }
 }
@@ -192,19 +217,21 @@ pub enum Outcome {
 /// Builds the template variables of a run: those the workflow's templates
 /// read (a payment callback's templates seldom read the whole trigger
 /// context, and copying it was ~6 % of a small sync run's instructions).
+/// `vars` is taken, not copied.
 pub fn scope_for(
     workflow: &Workflow,
     record: &ExecutionRecord,
-    input: &RunInput,
+    trigger: &Json,
+    vars: Json,
     state: &RunState,
 ) -> Scope {
     let reads = |name| workflow.templates.reads(name);
     let mut scope = Scope::new();
     if reads("trigger") {
-        scope.set("trigger", &input.trigger);
+        scope.set("trigger", trigger);
     }
     if reads("vars") {
-        scope.set("vars", &input.vars);
+        scope.set_owned("vars", vars);
     }
     if reads("execution") {
         scope.set_owned(
@@ -515,7 +542,7 @@ impl Run {
         let node = &self.workflow.nodes[r.node_id];
         JobRecord {
             key: node.key.clone(),
-            kind: node.type_name().to_string(),
+            kind: node.type_name().into(),
             status,
             result: Json::Null,
             error: None,
@@ -794,13 +821,13 @@ impl Run {
         };
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
-            if r.sent().is_none() {
+            if !r.is_answered() {
                 r.answer(Answer::finished(
                     status == RunStatus::Resolved,
                     &self.record.id,
                 ));
             }
-            self.record.response = r.sent().map(Answer::record);
+            self.record.response = r.take_recorded();
         }
         self.record.status = status;
         self.record.error = error;

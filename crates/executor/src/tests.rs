@@ -162,7 +162,7 @@ fn run_from(
 ) -> Run {
     Run {
         workflow: wf.clone(),
-        scope: scope_for(wf, &record, input, &state),
+        scope: scope_for(wf, &record, &input.trigger, input.vars.clone(), &state),
         record,
         state,
         store,

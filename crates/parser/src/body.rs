@@ -16,18 +16,25 @@ pub enum BodyKind {
 }
 
 /// The kind of a content type, or `None` when it is not accepted.
+/// Media types compare without regard to case (RFC 9110 §8.3.1).
 pub fn body_kind(content_type: Option<&str>) -> Option<BodyKind> {
-    let mime = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+    let mime = content_type?.split(';').next()?.trim();
     let (kind, sub) = mime.split_once('/')?;
     if kind.is_empty() || sub.is_empty() {
         return None;
     }
-    match (kind, sub) {
-        ("application", "json") => Some(BodyKind::Json),
-        (_, sub) if sub.ends_with("+json") => Some(BodyKind::Json),
-        ("application", "x-www-form-urlencoded") => Some(BodyKind::Form),
-        ("text", _) | ("application", "xml") => Some(BodyKind::Text),
-        _ => None,
+    let is = |part: &str, name: &str| part.eq_ignore_ascii_case(name);
+    let sub_bytes = sub.as_bytes();
+    let json_suffix =
+        sub_bytes.len() >= 5 && sub_bytes[sub_bytes.len() - 5..].eq_ignore_ascii_case(b"+json");
+    if is(kind, "application") && is(sub, "json") || json_suffix {
+        Some(BodyKind::Json)
+    } else if is(kind, "application") && is(sub, "x-www-form-urlencoded") {
+        Some(BodyKind::Form)
+    } else if is(kind, "text") || is(kind, "application") && is(sub, "xml") {
+        Some(BodyKind::Text)
+    } else {
+        None
     }
 }
 

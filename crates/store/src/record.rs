@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,9 +81,9 @@ pub enum JobStatus {
 pub struct JobRecord {
     /// The node key, if any.
     pub key: Option<String>,
-    /// The node type.
+    /// The node type (a static name when the run makes it; owned when read back).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Status.
     pub status: JobStatus,
     /// The result.
@@ -101,8 +103,8 @@ pub struct ResponseRecord {
     pub status: u16,
     /// Headers.
     pub headers: BTreeMap<String, String>,
-    /// JSON bodies as JSON, others as text.
-    pub body: Json,
+    /// JSON bodies as JSON, others as text (shared with the answer it records).
+    pub body: Arc<Json>,
 }
 
 /// Everything recorded about one run.
@@ -213,20 +215,21 @@ pub fn is_secret_header(name: &str) -> bool {
             | "stripe-signature"
             | "x-lark-signature"
             | "wechatpay-signature"
-    ) || has(n, "signature")
-        || has(n, "token")
-        || has(n, "secret")
+    ) || has_secret_word(n.as_bytes())
         || n == "x-shopify-hmac-sha256"
 }
 
-/// `str::contains` for the short names of headers: a plain window scan
-/// (the general searcher's setup costs more than these names are long).
-fn has(name: &str, part: &str) -> bool {
-    name.len() >= part.len()
-        && name
-            .as_bytes()
-            .windows(part.len())
-            .any(|w| w == part.as_bytes())
+/// True when the name contains `signature`, `token` or `secret`: one pass
+/// over the name's bytes (these checks run for every header of every request).
+fn has_secret_word(name: &[u8]) -> bool {
+    (0..name.len()).any(|i| {
+        let rest = &name[i..];
+        match rest[0] {
+            b's' => rest.starts_with(b"signature") || rest.starts_with(b"secret"),
+            b't' => rest.starts_with(b"token"),
+            _ => false,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -256,6 +259,10 @@ mod tests {
             ("sig", false),
             ("x-signed-by", false),
             ("host", false),
+            ("x-signatur", false),
+            ("a-secre", false),
+            ("secrets-x", true),
+            ("x-tokens", true),
         ] {
             assert_eq!(is_secret_header(name), secret, "{name}");
         }

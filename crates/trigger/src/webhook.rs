@@ -47,7 +47,8 @@ pub async fn handle(
     } else {
         state.registry().get(key).cloned()
     };
-    let workflow = served.as_ref().map(|s| s.workflow.id.clone());
+    // Held for the log line (an `Arc`, not a copy of the id).
+    let workflow = served.as_ref().map(|s| s.workflow.clone());
     let response = match served {
         Some(served) => match run(&req, payload, &state, served).await {
             Ok(r) => r,
@@ -64,7 +65,7 @@ pub async fn handle(
         .unwrap_or("-");
     tracing::info!(
         message = "Webhook request.",
-        workflow = workflow.as_deref().unwrap_or("-"),
+        workflow = workflow.as_ref().map_or("-", |w| w.id.as_str()),
         execution_id = execution,
         status = response.status().as_u16(),
         latency_ms = format!("{:.2}", clock.elapsed().as_secs_f64() * 1000.0),
