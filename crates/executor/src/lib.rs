@@ -24,8 +24,7 @@ pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
-use hookflow_store::record::redacted_trigger;
-use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
+use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, TriggerRequest, Write};
 use queue::{Queue, QueueItem};
 use run::{bare_record, new_record, scope_for, Control, Responder, Run};
 use serde_json::Value as Json;
@@ -250,9 +249,9 @@ impl Executor {
         let state = RunState::start();
         let RunInput { trigger, vars } = input;
         let scope = scope_for(&workflow, &record, &trigger, vars, &state);
-        if record.trigger.is_null() {
-            // The scope holds its own copy now: move the context in rather than clone it.
-            record.trigger = redacted_trigger(trigger);
+        if record.trigger.is_none() {
+            // The scope has what it reads now: move the request in rather than clone it.
+            record.trigger = Some(trigger.redacted());
         }
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());
@@ -389,14 +388,14 @@ impl Executor {
         };
         // The stored input holds the trigger context; the record needs no copy.
         let mut record = record;
-        record.trigger = Json::Null;
+        record.trigger = None;
         self.store
             .put_durable(Write {
                 record: record.clone(),
                 pending: Some(pending),
                 clear_pending: false,
                 input_stored: true,
-                input: Some(input.into_json()),
+                input: Some(input),
             })
             .await
             .map_err(|e| AcceptError::Store(e.to_string()))?;
@@ -418,7 +417,7 @@ impl Executor {
     pub async fn retry(
         &self,
         id: &str,
-        rebuild_vars: &(dyn Fn(&Workflow, &Json) -> Result<Json, String> + Sync),
+        rebuild_vars: &(dyn Fn(&Workflow, &TriggerRequest) -> Result<Json, String> + Sync),
     ) -> Result<String, RetryError> {
         let old = self
             .store
@@ -437,11 +436,14 @@ impl Executor {
             .input(id)
             .map_err(|e| RetryError::Store(e.to_string()))?
         {
-            Some(v) => RunInput::from_json(v),
-            None => RunInput {
-                vars: rebuild_vars(&workflow, &old.trigger).map_err(RetryError::Workflow)?,
-                trigger: old.trigger.clone(),
-            },
+            Some(input) => input,
+            None => {
+                let trigger = old.trigger.clone().unwrap_or_default();
+                RunInput {
+                    vars: rebuild_vars(&workflow, &trigger).map_err(RetryError::Workflow)?,
+                    trigger,
+                }
+            }
         };
         let new_id = uuid::Uuid::now_v7().to_string();
         match workflow.mode {
@@ -494,8 +496,7 @@ impl Executor {
         let scope = match scope {
             Some(scope) => scope,
             None => match self.store.input(&id) {
-                Ok(Some(v)) => {
-                    let input = RunInput::from_json(v);
+                Ok(Some(input)) => {
                     scope_for(&workflow, &record, &input.trigger, input.vars, &state)
                 }
                 _ => {

@@ -11,9 +11,9 @@ use hookflow_model::runtime::NodeId;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis};
-use hookflow_store::record::redacted_trigger;
 use hookflow_store::{
-    ExecutionRecord, JobRecord, JobStatus, Pending, ResponseRecord, RunStatus, Store, Write,
+    ExecutionRecord, JobRecord, JobStatus, Pending, ResponseRecord, RunStatus, Store,
+    TriggerRequest, Write,
 };
 use serde_json::{json, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,33 +157,7 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// The input of a run: the full trigger context and the parsed variables.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInput {
-    /// `trigger`: method, path, headers, query, body, raw_body.
-    pub trigger: Json,
-    /// `vars`.
-    pub vars: Json,
-}
-
-impl RunInput {
-    /// As stored.
-    pub fn into_json(self) -> Json {
-        let mut m = serde_json::Map::with_capacity(2);
-        m.insert("trigger".into(), self.trigger);
-        m.insert("vars".into(), self.vars);
-        Json::Object(m)
-    }
-
-    /// From storage.
-    pub fn from_json(mut v: Json) -> RunInput {
-        let mut take = |name| v.get_mut(name).map(Json::take);
-        RunInput {
-            trigger: take("trigger").unwrap_or(Json::Null),
-            vars: take("vars").unwrap_or_else(|| json!({})),
-        }
-    }
-}
+pub use hookflow_store::RunInput;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,14 +195,14 @@ pub enum Outcome {
 pub fn scope_for(
     workflow: &Workflow,
     record: &ExecutionRecord,
-    trigger: &Json,
+    trigger: &TriggerRequest,
     vars: Json,
     state: &RunState,
 ) -> Scope {
     let reads = |name| workflow.templates.reads(name);
     let mut scope = Scope::new();
     if reads("trigger") {
-        scope.set("trigger", trigger);
+        scope.set_owned("trigger", trigger.to_json());
     }
     if reads("vars") {
         scope.set_owned("vars", vars);
@@ -258,7 +232,7 @@ pub fn new_record(
     status: RunStatus,
 ) -> ExecutionRecord {
     let mut record = bare_record(id, workflow, status);
-    record.trigger = redacted_trigger(input.trigger.clone());
+    record.trigger = Some(input.trigger.clone().redacted());
     record
 }
 
@@ -266,7 +240,7 @@ pub fn new_record(
 /// stored, or whose caller moves the context in after building the scope).
 pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> ExecutionRecord {
     let started_ms = now_millis();
-    let trigger = Json::Null;
+    let trigger = None;
     ExecutionRecord {
         id,
         workflow: workflow.id.clone(),

@@ -9,7 +9,7 @@ use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::{
     BoxFuture, ExecutionFilter, ExecutionRecord, Pending, RunStatus, SledStore, Store, StoreResult,
-    Write,
+    TriggerRequest, Write,
 };
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ impl Store for Recording {
     fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.put_durable(write)
     }
-    fn input(&self, id: &str) -> StoreResult<Option<Json>> {
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
         self.inner.input(id)
     }
     fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
@@ -203,7 +203,10 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
     let store = recording(dir.path());
     let wf = workflow();
     let input = RunInput {
-        trigger: json!({"body": {"x": 4}}),
+        trigger: TriggerRequest {
+            body: json!({"x": 4}),
+            ..TriggerRequest::default()
+        },
         vars: json!({}),
     };
     let record = new_record(
@@ -328,7 +331,7 @@ async fn run_text(text: &str, store: &Arc<dyn Store>) -> ExecutionRecord {
 
 fn empty_input() -> RunInput {
     RunInput {
-        trigger: json!({}),
+        trigger: TriggerRequest::default(),
         vars: json!({}),
     }
 }

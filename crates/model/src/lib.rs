@@ -14,6 +14,7 @@ pub mod def;
 pub mod diag;
 pub mod load;
 pub mod path;
+pub mod request;
 pub mod runtime;
 pub mod schema;
 pub mod template;

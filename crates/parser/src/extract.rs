@@ -1,19 +1,19 @@
 //! Applies a workflow's parse rules: headers, query and body → `vars`.
 
-use crate::{ParseError, RequestParts};
+use crate::{ParseError, TriggerRequest};
 use hookflow_model::def::ValueType;
 use hookflow_model::path::{KeyPath, Step};
 use hookflow_model::runtime::{ParseEntry, ParseSpec};
 use serde_json::{Map, Number, Value as Json};
 
 /// Extracts every entry of `spec` into one `vars` object.
-pub fn extract(spec: &ParseSpec, parts: &RequestParts) -> Result<Map<String, Json>, ParseError> {
+pub fn extract(spec: &ParseSpec, parts: &TriggerRequest) -> Result<Map<String, Json>, ParseError> {
     let mut vars = Map::new();
     for entry in &spec.headers {
         // A header entry's path is the one lower-cased name.
         let found = match &entry.path {
             KeyPath::Dotted(steps) => match steps.as_slice() {
-                [Step::Key(name)] => parts.headers.get(name).cloned(),
+                [Step::Key(name)] => parts.header(name).map(Json::String),
                 _ => None,
             },
             KeyPath::JsonPath(_) => None,

@@ -13,6 +13,8 @@ pub use body::{body_kind, parse_body, BodyKind};
 pub use extract::{convert, extract};
 pub use query::parse_query;
 
+use hookflow_model::request::BodySource;
+pub use hookflow_model::request::TriggerRequest;
 use serde_json::{Map, Value as Json};
 
 /// Why a request cannot start a run. Each variant maps to one HTTP status in the trigger.
@@ -51,17 +53,6 @@ pub enum ParseError {
     },
 }
 
-/// The parts of a request that workflows see, already decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestParts {
-    /// `trigger.headers`: names lower-cased; repeated headers joined with `, `.
-    pub headers: Map<String, Json>,
-    /// `trigger.query`.
-    pub query: Json,
-    /// `trigger.body`.
-    pub body: Json,
-}
-
 /// Builds `trigger.headers` from name/value pairs.
 pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Map<String, Json> {
     let mut map = Map::new();
@@ -80,17 +71,42 @@ pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Ma
     map
 }
 
-/// Decodes the whole request: headers, query string and body.
+/// Decodes a request's headers, query string and body into a
+/// [`TriggerRequest`] (method and path left empty for the caller).
 pub fn parse_request<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     query: &str,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<RequestParts, ParseError> {
-    Ok(RequestParts {
-        headers: header_map(headers),
+) -> Result<TriggerRequest, ParseError> {
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| {
+            // Names from the HTTP server are lower-case already.
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_string()
+            };
+            (name, value.to_string())
+        })
+        .collect();
+    let parsed = parse_body(content_type, body)?;
+    let body_source = match (body.is_empty(), body_kind(content_type)) {
+        (true, _) => BodySource::Stored,
+        (false, Some(BodyKind::Json)) => BodySource::JsonOfRaw,
+        // Text bodies are the raw body, unless it was not UTF-8.
+        (false, Some(BodyKind::Text)) if std::str::from_utf8(body).is_ok() => BodySource::TextOfRaw,
+        _ => BodySource::Stored,
+    };
+    Ok(TriggerRequest {
+        method: String::new(),
+        path: String::new(),
+        headers,
         query: parse_query(query),
-        body: parse_body(content_type, body)?,
+        body: parsed,
+        raw_body: String::from_utf8_lossy(body).into_owned(),
+        body_source,
     })
 }
 

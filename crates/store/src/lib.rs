@@ -11,11 +11,12 @@ mod queued;
 pub mod record;
 mod sled_store;
 
+pub use hookflow_model::request::TriggerRequest;
 pub use keys::KeyFile;
 pub use memory::MemoryStore;
 pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, Pending,
-    ResponseRecord, RunStatus,
+    ResponseRecord, RunInput, RunStatus,
 };
 pub use sled_store::SledStore;
 
@@ -74,9 +75,9 @@ pub struct Write {
     /// The run's input is (or is in this write) stored: the record is kept
     /// without its trigger context, which reads rebuild from the input.
     pub input_stored: bool,
-    /// The run's full input (the unredacted trigger context and vars), kept
-    /// for resume and retry until the record is removed.
-    pub input: Option<serde_json::Value>,
+    /// The run's full input (the unredacted request and vars), kept for
+    /// resume and retry until the record is removed.
+    pub input: Option<RunInput>,
 }
 
 /// Everything hookflow keeps about runs.
@@ -96,7 +97,7 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 
     /// A run's full input.
-    fn input(&self, id: &str) -> StoreResult<Option<serde_json::Value>>;
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>>;
 
     /// One execution record.
     fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>>;

@@ -1,9 +1,8 @@
 //! An in-memory [`Store`] for runs that need no durability (`hookflow run`,
 //! `hookflow test`): the same contract, nothing on disk.
 
-use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending};
+use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunInput};
 use crate::{BoxFuture, Store, StoreResult, Write};
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -11,7 +10,7 @@ use std::sync::Mutex;
 struct Data {
     records: BTreeMap<String, ExecutionRecord>,
     pending: BTreeMap<String, Pending>,
-    inputs: BTreeMap<String, Json>,
+    inputs: BTreeMap<String, RunInput>,
     versions: BTreeMap<String, String>,
     idempotency: BTreeMap<(String, String), IdempotencyEntry>,
 }
@@ -65,7 +64,7 @@ impl Store for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn input(&self, id: &str) -> StoreResult<Option<Json>> {
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
         Ok(self.with(|d| d.inputs.get(id).cloned()))
     }
 

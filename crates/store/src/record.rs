@@ -1,5 +1,6 @@
 //! The execution record (SPEC §5) and the pending-run entry.
 
+use hookflow_model::request::TriggerRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::borrow::Cow;
@@ -125,10 +126,11 @@ pub struct ExecutionRecord {
     /// Unix milliseconds of `started_at` (for filtering).
     #[serde(default)]
     pub started_ms: u64,
-    /// The trigger context, secret-bearing headers redacted. Runs that keep
-    /// their input store it only there (null here); reads put it back.
+    /// The request, secret-bearing headers redacted (`trigger` in the API).
+    /// Runs that keep their input store it only there (`None` here); reads
+    /// put it back.
     #[serde(default)]
-    pub trigger: Json,
+    pub trigger: Option<TriggerRequest>,
     /// One job per node run.
     pub jobs: Vec<JobRecord>,
     /// The answer sent to the caller.
@@ -179,92 +181,71 @@ pub struct ExecutionFilter {
     pub cursor: Option<String>,
 }
 
-/// A trigger context as records keep it: its secret-bearing headers redacted.
-pub fn redacted_trigger(mut trigger: Json) -> Json {
-    if let Some(Json::Object(headers)) = trigger.get_mut("headers") {
-        redact_headers(headers);
-    }
-    trigger
-}
+pub use hookflow_model::request::is_secret_header;
 
-/// Redacts header values that carry credentials or signatures.
-pub fn redact_headers(headers: &mut serde_json::Map<String, Json>) {
-    for (name, value) in headers.iter_mut() {
-        if is_secret_header(name) {
-            *value = Json::String("[redacted]".into());
-        }
-    }
-}
-
-/// True for headers whose values must not be stored or logged.
-pub fn is_secret_header(name: &str) -> bool {
-    // Header names arrive lowercase; only others pay for a copy.
-    let lower;
-    let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        lower = name.to_ascii_lowercase();
-        lower.as_str()
-    } else {
-        name
-    };
-    matches!(
-        n,
-        "authorization"
-            | "proxy-authorization"
-            | "cookie"
-            | "set-cookie"
-            | "stripe-signature"
-            | "x-lark-signature"
-            | "wechatpay-signature"
-    ) || has_secret_word(n.as_bytes())
-        || n == "x-shopify-hmac-sha256"
-}
-
-/// True when the name contains `signature`, `token` or `secret`: one pass
-/// over the name's bytes (these checks run for every header of every request).
-fn has_secret_word(name: &[u8]) -> bool {
-    (0..name.len()).any(|i| {
-        let rest = &name[i..];
-        match rest[0] {
-            b's' => rest.starts_with(b"signature") || rest.starts_with(b"secret"),
-            b't' => rest.starts_with(b"token"),
-            _ => false,
-        }
-    })
+/// A run's input: the request as received (nothing redacted) and the `vars`
+/// its parse rules made. Kept for resume and retry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunInput {
+    /// `trigger.*`.
+    pub trigger: TriggerRequest,
+    /// `vars`.
+    pub vars: Json,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookflow_model::request::BodySource;
     use serde_json::json;
 
     #[test]
-    fn secret_headers_are_redacted() {
-        let mut h = json!({"authorization": "Basic x", "cookie": "a=b", "stripe-signature": "t=1", "x-hub-signature-256": "sha256=", "webhook-signature": "v1,x", "x-request-id": "r", "content-type": "application/json"});
-        if let Json::Object(m) = &mut h {
-            redact_headers(m);
+    fn stored_requests_leave_out_bodies_they_can_parse_again() {
+        let base = TriggerRequest {
+            method: "POST".into(),
+            path: "/p".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            query: json!({}),
+            ..TriggerRequest::default()
+        };
+        let cases = [
+            (
+                BodySource::JsonOfRaw,
+                json!({"a": [1, 2]}),
+                r#"{"a":[1,2]}"#,
+            ),
+            (BodySource::TextOfRaw, json!("<x/>"), "<x/>"),
+            (BodySource::Stored, json!({"form": "1"}), "form=1"),
+            (BodySource::Stored, Json::Null, ""),
+        ];
+        for (source, body, raw) in cases {
+            let r = TriggerRequest {
+                body: body.clone(),
+                raw_body: raw.into(),
+                body_source: source,
+                ..base.clone()
+            };
+            let bytes = rmp_serde::to_vec(&r).expect("encode");
+            let stored_twice = bytes
+                .windows(raw.len().max(1))
+                .filter(|w| *w == raw.as_bytes())
+                .count();
+            if source != BodySource::Stored {
+                assert_eq!(stored_twice, 1, "{source:?}: the body is not stored twice");
+            }
+            let back: TriggerRequest = rmp_serde::from_slice(&bytes).expect("decode");
+            assert_eq!(back, r, "{source:?}");
         }
-        assert_eq!(
-            h,
-            json!({"authorization": "[redacted]", "cookie": "[redacted]", "stripe-signature": "[redacted]", "x-hub-signature-256": "[redacted]", "webhook-signature": "[redacted]", "x-request-id": "r", "content-type": "application/json"})
-        );
-        for (name, secret) in [
-            ("X-Api-Token", true),
-            ("x-secret", true),
-            ("x-shopify-hmac-sha256", true),
-            ("x-slack-signature", true),
-            ("proxy-authorization", true),
-            ("set-cookie", true),
-            ("token", true),
-            ("x-tok", false),
-            ("sig", false),
-            ("x-signed-by", false),
-            ("host", false),
-            ("x-signatur", false),
-            ("a-secre", false),
-            ("secrets-x", true),
-            ("x-tokens", true),
-        ] {
-            assert_eq!(is_secret_header(name), secret, "{name}");
-        }
+    }
+
+    #[test]
+    fn a_damaged_json_body_is_an_error_not_a_null() {
+        let r = TriggerRequest {
+            raw_body: "{not json".into(),
+            body_source: BodySource::JsonOfRaw,
+            ..TriggerRequest::default()
+        };
+        let bytes = rmp_serde::to_vec(&r).expect("encode");
+        assert!(rmp_serde::from_slice::<TriggerRequest>(&bytes).is_err());
     }
 }

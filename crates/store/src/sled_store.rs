@@ -14,9 +14,10 @@
 
 use crate::pages::{self, PAGE};
 use crate::queued::{self, Queued, QUEUE};
-use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunStatus};
+use crate::record::{
+    ExecutionFilter, ExecutionRecord, IdempotencyEntry, Pending, RunInput, RunStatus,
+};
 use crate::{db_err, BoxFuture, Store, StoreError, StoreResult, Write};
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -46,9 +47,11 @@ const BACKLOG: usize = 8192;
 const LIVE: u8 = b'e';
 
 /// The layout of the `runs` tree, kept under [`FORMAT_KEY`] in the default
-/// tree. Format 3: compressed pages, values in MessagePack; earlier folders are refused
-/// with a clear error rather than read as damaged pages.
-const FORMAT: &[u8] = b"3";
+/// tree. Format 3: compressed pages, values in MessagePack. Format 4: a
+/// record's request kept as received (headers in order, a body that parses
+/// again from the raw body not stored twice). Other folders are refused with
+/// a clear error rather than read as damaged pages.
+const FORMAT: &[u8] = b"4";
 const FORMAT_KEY: &[u8] = b"format";
 
 /// Refuses a database whose values were written in another layout, and
@@ -127,7 +130,7 @@ fn decode_live(key: &[u8], v: &[u8]) -> StoreResult<Live> {
 }
 
 /// An input as stored (empty: none).
-fn decode_input(key: &[u8], input: &[u8]) -> StoreResult<Option<Json>> {
+fn decode_input(key: &[u8], input: &[u8]) -> StoreResult<Option<RunInput>> {
     if input.is_empty() {
         Ok(None)
     } else {
@@ -255,7 +258,7 @@ impl SledStore {
 
     /// A finished record, from the pages of the second its id names (the
     /// last copy, should a resumed run have finished twice).
-    fn packed(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<Json>)>> {
+    fn packed(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
         let mut found = None;
         for item in self
             .runs
@@ -274,7 +277,7 @@ impl SledStore {
     }
 
     /// A run's record and input, live or finished.
-    fn find(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<Json>)>> {
+    fn find(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
         let lk = key_of(LIVE, id);
         if let Some(v) = self.runs.get(lk).map_err(db_err)? {
             let (json, input) = split_live(&lk, &v)?;
@@ -291,7 +294,11 @@ impl SledStore {
     }
 
     /// A run's entry in a queue page.
-    fn queue_entry(&self, seq: u64, id: &[u8; 16]) -> StoreResult<Option<(Live, Option<Json>)>> {
+    fn queue_entry(
+        &self,
+        seq: u64,
+        id: &[u8; 16],
+    ) -> StoreResult<Option<(Live, Option<RunInput>)>> {
         let key = queued::queue_key(seq);
         let Some(v) = self.runs.get(key).map_err(db_err)? else {
             return Ok(None);
@@ -342,11 +349,9 @@ impl SledStore {
 
     /// Puts back the trigger context of a record that keeps it in its input
     /// (redacted, as records show it).
-    fn with_trigger(mut record: ExecutionRecord, input: Option<Json>) -> ExecutionRecord {
-        if record.trigger.is_null() {
-            if let Some(trigger) = input.and_then(|mut i| i.get_mut("trigger").map(Json::take)) {
-                record.trigger = crate::record::redacted_trigger(trigger);
-            }
+    fn with_trigger(mut record: ExecutionRecord, input: Option<RunInput>) -> ExecutionRecord {
+        if record.trigger.is_none() {
+            record.trigger = input.map(|i| i.trigger.redacted());
         }
         record
     }
@@ -439,7 +444,7 @@ impl Prepared {
     fn new(mut w: Write) -> StoreResult<Prepared> {
         if w.input_stored {
             // The input holds the trigger context; do not store it twice.
-            w.record.trigger = Json::Null;
+            w.record.trigger = None;
         }
         let Some(id) = id_bytes(&w.record.id) else {
             return Err(StoreError::Db(format!(
@@ -791,7 +796,7 @@ impl Store for SledStore {
         })
     }
 
-    fn input(&self, id: &str) -> StoreResult<Option<Json>> {
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
         let Some(id) = id_bytes(id) else {
             return Ok(None);
         };
@@ -1066,7 +1071,8 @@ impl Drop for SledStore {
 mod tests {
     use super::*;
     use crate::record::RunStatus;
-    use serde_json::json;
+    use hookflow_model::request::TriggerRequest;
+    use serde_json::{json, Value as Json};
 
     fn record(id: &str, workflow: &str, status: RunStatus, started_ms: u64) -> ExecutionRecord {
         ExecutionRecord {
@@ -1077,7 +1083,7 @@ mod tests {
             started_at: String::new(),
             finished_at: None,
             started_ms,
-            trigger: json!({}),
+            trigger: None,
             jobs: Vec::new(),
             response: None,
             retry_of: None,
@@ -1091,8 +1097,29 @@ mod tests {
             clear_pending: pending.is_none(),
             input_stored: input.is_some(),
             pending,
-            input,
+            input: input.map(run_input),
         }
+    }
+
+    /// An input whose `vars` is `v` and whose request is `v.trigger` (if any).
+    fn run_input(v: Json) -> RunInput {
+        RunInput {
+            trigger: TriggerRequest::from_json(v.get("trigger").unwrap_or(&Json::Null)),
+            vars: v,
+        }
+    }
+
+    /// A request with one Authorization header.
+    fn authorized(value: &str) -> Option<TriggerRequest> {
+        Some(TriggerRequest {
+            headers: vec![("authorization".into(), value.into())],
+            ..TriggerRequest::default()
+        })
+    }
+
+    /// What the store says of a run's input, as the `vars` it was given.
+    fn input_of(store: &SledStore, id: &str) -> Option<Json> {
+        store.input(id).expect("input").map(|i| i.vars)
     }
 
     /// Opens a database just closed. sled's own background threads release
@@ -1150,10 +1177,13 @@ mod tests {
     #[test]
     fn every_json_shape_round_trips_through_the_encoding() {
         let mut r = record(&uuid::Uuid::now_v7().to_string(), "w", RunStatus::Failed, 7);
-        r.trigger = json!({
-            "numbers": [0, -1, u64::MAX, i64::MIN, 99.5, 1.0, -0.25, 1e300],
-            "text": ["", "ünïcödé \u{1F600}", "quote \" and \\ and \n"],
-            "nested": {"a": {"b": [null, true, false, {}, []]}},
+        r.trigger = Some(TriggerRequest {
+            body: json!({
+                "numbers": [0, -1, u64::MAX, i64::MIN, 99.5, 1.0, -0.25, 1e300],
+                "text": ["", "ünïcödé \u{1F600}", "quote \" and \\ and \n"],
+                "nested": {"a": {"b": [null, true, false, {}, []]}},
+            }),
+            ..TriggerRequest::default()
         });
         r.error = Some("a reason".into());
         r.finished_at = None;
@@ -1252,12 +1282,9 @@ mod tests {
             assert!(queue_pages(&store) <= 2, "{} pages", queue_pages(&store));
             let q = store.get(&ids[3]).expect("get").expect("queued run");
             assert_eq!(q.status, RunStatus::Queued);
+            assert_eq!(q.trigger, authorized("[redacted]"));
             assert_eq!(
-                q.trigger,
-                json!({"headers": {"authorization": "[redacted]"}})
-            );
-            assert_eq!(
-                store.input(&ids[3]).expect("input").map(|i| i["i"].clone()),
+                input_of(&store, &ids[3]).map(|i| i["i"].clone()),
                 Some(json!(3))
             );
             // 0 and 1 finish; 2 saves a position (an entry of its own), then waits.
@@ -1285,7 +1312,7 @@ mod tests {
                 ]
             );
             assert_eq!(
-                store.input(&ids[0]).expect("input").map(|i| i["i"].clone()),
+                input_of(&store, &ids[0]).map(|i| i["i"].clone()),
                 Some(json!(0)),
                 "a finished queued run keeps its input for retries"
             );
@@ -1333,10 +1360,7 @@ mod tests {
             ],
             "unfinished runs resume, oldest first, the newest entry winning"
         );
-        assert_eq!(
-            pending[1].0.trigger["headers"]["authorization"],
-            json!("[redacted]")
-        );
+        assert_eq!(pending[1].0.trigger, authorized("[redacted]"));
         // The index is rebuilt: finishing the rest removes every queue page
         // and every live entry, and keeps every record and input.
         for i in 2..5 {
@@ -1351,10 +1375,7 @@ mod tests {
                 store.get(id).expect("get").map(|r| r.status),
                 Some(RunStatus::Resolved)
             );
-            assert_eq!(
-                store.input(id).expect("input").map(|v| v["i"].clone()),
-                Some(json!(i))
-            );
+            assert_eq!(input_of(&store, id).map(|v| v["i"].clone()), Some(json!(i)));
         }
     }
 
@@ -1390,7 +1411,7 @@ mod tests {
             None,
         ));
         store.flush().await.expect("flush");
-        assert_eq!(store.input(&ids[0]).expect("input"), Some(big.clone()));
+        assert_eq!(input_of(&store, &ids[0]), Some(big.clone()));
         for id in &ids {
             store.put(Write {
                 record: record(id, "q", RunStatus::Resolved, ms(id)),
@@ -1403,7 +1424,7 @@ mod tests {
         store.flush().await.expect("flush");
         assert_eq!(queue_pages(&store), 0);
         for id in &ids {
-            assert_eq!(store.input(id).expect("input"), Some(big.clone()), "{id}");
+            assert_eq!(input_of(&store, id), Some(big.clone()), "{id}");
         }
     }
 
@@ -1443,10 +1464,7 @@ mod tests {
             store.get(&ids[1]).expect("get").map(|r| r.status),
             Some(RunStatus::Resolved)
         );
-        assert_eq!(
-            store.input(&ids[0]).expect("input"),
-            Some(json!({"body": 1}))
-        );
+        assert_eq!(input_of(&store, &ids[0]), Some(json!({"body": 1})));
         assert_eq!(
             store.version("v1").expect("version").as_deref(),
             Some("title: x")
@@ -1554,7 +1572,7 @@ mod tests {
             None,
             "retention removes inputs too"
         );
-        assert_eq!(store.input(&ids[2]).expect("input"), Some(json!(2)));
+        assert_eq!(input_of(&store, &ids[2]), Some(json!(2)));
     }
 
     #[tokio::test]
@@ -1628,12 +1646,12 @@ mod tests {
             assert_eq!(failed.status, RunStatus::Failed);
             assert_eq!(
                 failed.trigger,
-                json!({"headers": {"authorization": "[redacted]"}}),
+                authorized("[redacted]"),
                 "a packed durable run reads its trigger back from the input, redacted"
             );
             assert_eq!(
-                store.input(&ids[4]).expect("input"),
-                Some(json!({"trigger": {"headers": {"authorization": "Basic x"}}})),
+                store.input(&ids[4]).expect("input").map(|i| i.trigger),
+                authorized("Basic x"),
                 "a finished durable run keeps its full input, for retries"
             );
             // A crash between a finished run's page and the removal of its

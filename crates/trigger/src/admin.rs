@@ -156,19 +156,13 @@ async fn retry(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResp
     }
 }
 
-/// Applies a workflow's parse rules to a recorded trigger context (for
-/// retrying sync runs, which keep no separate input).
-fn rebuild_vars(workflow: &hookflow_model::Workflow, trigger: &Json) -> Result<Json, String> {
-    let parts = hookflow_parser::RequestParts {
-        headers: trigger
-            .get("headers")
-            .and_then(Json::as_object)
-            .cloned()
-            .unwrap_or_default(),
-        query: trigger.get("query").cloned().unwrap_or(Json::Null),
-        body: trigger.get("body").cloned().unwrap_or(Json::Null),
-    };
-    hookflow_parser::extract(&workflow.trigger.parse, &parts)
+/// Applies a workflow's parse rules to a recorded request (for retrying
+/// sync runs, which keep no separate input).
+fn rebuild_vars(
+    workflow: &hookflow_model::Workflow,
+    trigger: &hookflow_store::TriggerRequest,
+) -> Result<Json, String> {
+    hookflow_parser::extract(&workflow.trigger.parse, trigger)
         .map(Json::Object)
         .map_err(|e| format!("the recorded request no longer parses: {e}"))
 }

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use hookflow_executor::{AcceptError, Answer, RunInput};
 use hookflow_model::def::Mode;
+use hookflow_model::request::BodySource;
 use hookflow_parser::ParseError;
 use serde_json::Value as Json;
 use std::sync::Arc;
@@ -235,30 +236,24 @@ pub fn build_input<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     verified: Verified,
 ) -> Result<RunInput, ApiError> {
-    let mut parts =
+    let mut trigger =
         hookflow_parser::parse_request(headers, request.query, request.content_type, request.body)
             .map_err(parse_error)?;
+    trigger.method = request.method.to_string();
+    trigger.path = request.path.to_string();
     if let Some(event) = verified.body {
-        parts.body = event;
+        trigger.body = event;
+        trigger.body_source = BodySource::Stored;
     }
     if let Some(plaintext) = verified.resource_plaintext {
-        if let Some(Json::Object(resource)) = parts.body.get_mut("resource") {
+        if let Some(Json::Object(resource)) = trigger.body.get_mut("resource") {
             resource.insert("plaintext".into(), plaintext);
+            trigger.body_source = BodySource::Stored;
         }
     }
-    let vars = hookflow_parser::extract(&workflow.trigger.parse, &parts).map_err(parse_error)?;
-    let mut trigger = serde_json::Map::with_capacity(6);
-    trigger.insert("method".into(), Json::String(request.method.to_string()));
-    trigger.insert("path".into(), Json::String(request.path.to_string()));
-    trigger.insert("headers".into(), Json::Object(parts.headers));
-    trigger.insert("query".into(), parts.query);
-    trigger.insert("body".into(), parts.body);
-    trigger.insert(
-        "raw_body".into(),
-        Json::String(String::from_utf8_lossy(request.body).into_owned()),
-    );
+    let vars = hookflow_parser::extract(&workflow.trigger.parse, &trigger).map_err(parse_error)?;
     Ok(RunInput {
-        trigger: Json::Object(trigger),
+        trigger,
         vars: Json::Object(vars),
     })
 }
@@ -270,7 +265,7 @@ fn idempotency_key(
     input: &RunInput,
 ) -> Result<Option<String>, ApiError> {
     let mut scope = hookflow_model::template::Scope::new();
-    scope.set("trigger", &input.trigger);
+    scope.set_owned("trigger", input.trigger.to_json());
     scope.set("vars", &input.vars);
     scope.set("secrets", &workflow.secret_values());
     let key = workflow.templates.render(&idem.key, &scope).map_err(|e| {

@@ -1,0 +1,317 @@
+//! The request that started a run, as runs use it and records keep it.
+//!
+//! A [`TriggerRequest`] holds the request as received (headers in arrival
+//! order, the raw body) plus what the parser decoded (query, body), not the
+//! `trigger` JSON object: building that object, storing it and dropping it
+//! was ~8 % of a small sync run's instructions. [`TriggerRequest::to_json`]
+//! builds `trigger.*` (SPEC §2) when a template or a reader wants it.
+//!
+//! Serialized two ways: as the `trigger` object for JSON (the API), and
+//! packed for storage, where a body that is the raw body parsed again is not
+//! stored twice.
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value as Json};
+
+/// The text that replaces a secret header's value in records.
+pub const REDACTED: &str = "[redacted]";
+
+/// The request behind `trigger.*`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TriggerRequest {
+    /// `trigger.method`.
+    pub method: String,
+    /// `trigger.path`, without the query string.
+    pub path: String,
+    /// Headers in arrival order, names lower-cased; `trigger.headers` joins
+    /// repeated names with `, `.
+    pub headers: Vec<(String, String)>,
+    /// `trigger.query`, decoded.
+    pub query: Json,
+    /// `trigger.body`, decoded (or decrypted by a signature preset).
+    pub body: Json,
+    /// `trigger.raw_body`.
+    pub raw_body: String,
+    /// How `body` follows from `raw_body` (what storage may leave out).
+    pub body_source: BodySource,
+}
+
+/// How a request's decoded body relates to its raw body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodySource {
+    /// `body` is `raw_body` parsed as JSON.
+    JsonOfRaw,
+    /// `body` is `raw_body` as a string.
+    TextOfRaw,
+    /// Neither (empty, form and decrypted bodies): stored as it is.
+    #[default]
+    Stored,
+}
+
+impl TriggerRequest {
+    /// A header's value by lower-case name; repeated headers joined with `, `.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let mut found: Option<String> = None;
+        for (n, v) in &self.headers {
+            if n == name {
+                match &mut found {
+                    Some(joined) => {
+                        joined.push_str(", ");
+                        joined.push_str(v);
+                    }
+                    None => found = Some(v.clone()),
+                }
+            }
+        }
+        found
+    }
+
+    /// `trigger.headers`: lower-case names, repeated headers joined with `, `.
+    pub fn headers_json(&self) -> Map<String, Json> {
+        let mut map = Map::new();
+        for (name, value) in &self.headers {
+            match map.get_mut(name) {
+                Some(Json::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(value);
+                }
+                _ => {
+                    map.insert(name.clone(), Json::String(value.clone()));
+                }
+            }
+        }
+        map
+    }
+
+    /// The `trigger` object of SPEC §2.
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("method".into(), Json::String(self.method.clone()));
+        m.insert("path".into(), Json::String(self.path.clone()));
+        m.insert("headers".into(), Json::Object(self.headers_json()));
+        m.insert("query".into(), self.query.clone());
+        m.insert("body".into(), self.body.clone());
+        m.insert("raw_body".into(), Json::String(self.raw_body.clone()));
+        Json::Object(m)
+    }
+
+    /// Reads a `trigger` object back (records read from JSON).
+    pub fn from_json(v: &Json) -> TriggerRequest {
+        let text = |k: &str| v.get(k).and_then(Json::as_str).unwrap_or_default();
+        let headers = v
+            .get("headers")
+            .and_then(Json::as_object)
+            .map(|h| {
+                h.iter()
+                    .map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        TriggerRequest {
+            method: text("method").to_string(),
+            path: text("path").to_string(),
+            headers,
+            query: v.get("query").cloned().unwrap_or(Json::Null),
+            body: v.get("body").cloned().unwrap_or(Json::Null),
+            raw_body: text("raw_body").to_string(),
+            body_source: BodySource::Stored,
+        }
+    }
+
+    /// The request as records keep it: secret-bearing header values redacted.
+    pub fn redacted(mut self) -> TriggerRequest {
+        for (name, value) in &mut self.headers {
+            if is_secret_header(name) {
+                *value = REDACTED.to_string();
+            }
+        }
+        self
+    }
+}
+
+/// True for headers whose values must not be stored or logged.
+pub fn is_secret_header(name: &str) -> bool {
+    // Header names arrive lowercase; only others pay for a copy.
+    let lower;
+    let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = name.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        name
+    };
+    matches!(
+        n,
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || has_secret_word(n.as_bytes())
+        || n == "x-shopify-hmac-sha256"
+}
+
+/// True when the name contains `signature`, `token` or `secret`: one pass
+/// over the name's bytes (these checks run for every header of every request).
+fn has_secret_word(name: &[u8]) -> bool {
+    (0..name.len()).any(|i| {
+        let rest = &name[i..];
+        match rest[0] {
+            b's' => rest.starts_with(b"signature") || rest.starts_with(b"secret"),
+            b't' => rest.starts_with(b"token"),
+            _ => false,
+        }
+    })
+}
+
+/// The stored form, fields by position; `body` only when `source` says it
+/// cannot be had again from `raw_body`.
+#[derive(Serialize)]
+struct PackedRef<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: &'a [(String, String)],
+    query: &'a Json,
+    raw_body: &'a str,
+    source: u8,
+    body: Option<&'a Json>,
+}
+
+#[derive(Deserialize)]
+struct Packed {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    query: Json,
+    raw_body: String,
+    source: u8,
+    body: Option<Json>,
+}
+
+impl Serialize for TriggerRequest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return self.to_json().serialize(s);
+        }
+        let (source, body) = match self.body_source {
+            BodySource::JsonOfRaw => (0, None),
+            BodySource::TextOfRaw => (1, None),
+            BodySource::Stored => (2, Some(&self.body)),
+        };
+        PackedRef {
+            method: &self.method,
+            path: &self.path,
+            headers: &self.headers,
+            query: &self.query,
+            raw_body: &self.raw_body,
+            source,
+            body,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TriggerRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TriggerRequest, D::Error> {
+        if d.is_human_readable() {
+            return Json::deserialize(d).map(|v| TriggerRequest::from_json(&v));
+        }
+        let p = Packed::deserialize(d)?;
+        let (body_source, body) = match (p.source, p.body) {
+            (0, _) => (
+                BodySource::JsonOfRaw,
+                serde_json::from_str(&p.raw_body)
+                    .map_err(|e| D::Error::custom(format!("stored raw body is not JSON: {e}")))?,
+            ),
+            (1, _) => (BodySource::TextOfRaw, Json::String(p.raw_body.clone())),
+            (2, body) => (BodySource::Stored, body.unwrap_or(Json::Null)),
+            (other, _) => {
+                return Err(D::Error::custom(format!("unknown body source {other}")));
+            }
+        };
+        Ok(TriggerRequest {
+            method: p.method,
+            path: p.path,
+            headers: p.headers,
+            query: p.query,
+            body,
+            raw_body: p.raw_body,
+            body_source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request() -> TriggerRequest {
+        TriggerRequest {
+            method: "POST".into(),
+            path: "/api/webhook:trigger/k".into(),
+            headers: vec![
+                ("authorization".into(), "Basic x".into()),
+                ("accept".into(), "a".into()),
+                ("accept".into(), "b".into()),
+                ("x-hub-signature-256".into(), "sha256=1".into()),
+            ],
+            query: json!({"q": "1"}),
+            body: json!({"a": 1}),
+            raw_body: r#"{"a":1}"#.into(),
+            body_source: BodySource::JsonOfRaw,
+        }
+    }
+
+    #[test]
+    fn the_trigger_object_joins_repeated_headers() {
+        let r = request();
+        assert_eq!(
+            r.to_json(),
+            json!({"method": "POST", "path": "/api/webhook:trigger/k",
+                   "headers": {"authorization": "Basic x", "accept": "a, b", "x-hub-signature-256": "sha256=1"},
+                   "query": {"q": "1"}, "body": {"a": 1}, "raw_body": "{\"a\":1}"})
+        );
+        assert_eq!(r.header("accept").as_deref(), Some("a, b"));
+        assert_eq!(r.header("missing"), None);
+    }
+
+    #[test]
+    fn redaction_replaces_secret_values_only() {
+        let r = request().redacted();
+        assert_eq!(r.header("authorization").as_deref(), Some(REDACTED));
+        assert_eq!(r.header("x-hub-signature-256").as_deref(), Some(REDACTED));
+        assert_eq!(r.header("accept").as_deref(), Some("a, b"));
+    }
+
+    #[test]
+    fn json_round_trip_is_the_trigger_object() {
+        let r = request();
+        let text = serde_json::to_value(&r).expect("serialize");
+        assert_eq!(text, r.to_json());
+        let back: TriggerRequest = serde_json::from_value(text).expect("deserialize");
+        assert_eq!(back.to_json(), r.to_json());
+    }
+
+    #[test]
+    fn secret_header_names() {
+        for (name, secret) in [
+            ("authorization", true),
+            ("Cookie", true),
+            ("stripe-signature", true),
+            ("X-Api-Token", true),
+            ("x-secret", true),
+            ("x-shopify-hmac-sha256", true),
+            ("x-slack-signature", true),
+            ("proxy-authorization", true),
+            ("set-cookie", true),
+            ("token", true),
+            ("secrets-x", true),
+            ("x-tokens", true),
+            ("x-tok", false),
+            ("sig", false),
+            ("x-signed-by", false),
+            ("x-signatur", false),
+            ("a-secre", false),
+            ("host", false),
+        ] {
+            assert_eq!(is_secret_header(name), secret, "{name}");
+        }
+    }
+}
