@@ -538,7 +538,7 @@ impl Executor {
         tracing::error!(message = "Run cannot start.", execution_id = %record.id, workflow = %record.workflow, %error);
         record.status = RunStatus::Failed;
         record.error = Some(error);
-        record.finished_at = Some(hookflow_model::time::now_rfc3339());
+        record.finished_at = Some(hookflow_model::time::Timestamp::now());
         self.store.put(Write {
             record,
             pending: None,

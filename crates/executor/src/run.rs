@@ -10,7 +10,7 @@ use hookflow_model::def::{OnError, ParallelMode};
 use hookflow_model::runtime::NodeId;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
-use hookflow_model::time::{millis_to_rfc3339, now_millis};
+use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
 use hookflow_store::{
     ExecutionRecord, JobRecord, JobStatus, Pending, ResponseRecord, RunStatus, Store,
     TriggerRequest, Write,
@@ -210,7 +210,7 @@ pub fn scope_for(
     if reads("execution") {
         scope.set_owned(
             "execution",
-            json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at}),
+            json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at.to_string()}),
         );
     }
     if reads("secrets") {
@@ -246,7 +246,7 @@ pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> Execut
         workflow: workflow.id.clone(),
         version: workflow.version.clone(),
         status,
-        started_at: millis_to_rfc3339(started_ms),
+        started_at: Timestamp(started_ms),
         finished_at: None,
         started_ms,
         trigger,
@@ -313,7 +313,7 @@ impl Run {
             .filter(|j| j.status == JobStatus::Waiting)
         {
             job.status = JobStatus::Resolved;
-            let started = hookflow_model::time::parse_rfc3339(&job.started_at).unwrap_or(now);
+            let started = job.started_at.millis();
             job.duration_ms = now.saturating_sub(started);
         }
     }
@@ -520,7 +520,7 @@ impl Run {
             status,
             result: Json::Null,
             error: None,
-            started_at: millis_to_rfc3339(r.started_ms),
+            started_at: Timestamp(r.started_ms),
             duration_ms: u64::try_from(r.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -760,8 +760,7 @@ impl Run {
         let workflow = self.workflow.clone();
         let parallel = &workflow.nodes[node];
         if let Some(j) = self.record.jobs.get_mut(job) {
-            let started =
-                hookflow_model::time::parse_rfc3339(&j.started_at).unwrap_or_else(now_millis);
+            let started = j.started_at.millis();
             j.duration_ms = now_millis().saturating_sub(started);
             j.result = result.clone();
             match &decision {
@@ -805,7 +804,7 @@ impl Run {
         }
         self.record.status = status;
         self.record.error = error;
-        self.record.finished_at = Some(millis_to_rfc3339(now_millis()));
+        self.record.finished_at = Some(Timestamp::now());
         match &self.record.error {
             Some(error) => {
                 tracing::info!(message = "Run finished.", status = status.as_str(), %error)

@@ -131,8 +131,11 @@ impl RunState {
         }
     }
 
-    /// Reads a saved state.
+    /// Reads a saved state (null: the start).
     pub fn from_json(value: &Json) -> Option<RunState> {
+        if value.is_null() {
+            return Some(RunState::start());
+        }
         serde_json::from_value(value.clone()).ok()
     }
 
@@ -167,8 +170,36 @@ impl RunState {
         out
     }
 
-    /// The state as saved.
+    /// The state as saved: null for the start (every queued run's).
     pub fn to_json(&self) -> Json {
+        let at_start = self.results.is_empty()
+            && matches!(self.frames.as_slice(), [Frame::Block { block, next: 0 }] if *block == ROOT_BLOCK);
+        if at_start {
+            return Json::Null;
+        }
         serde_json::to_value(self).unwrap_or(Json::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_is_saved_as_null_and_other_positions_in_full() {
+        let start = RunState::start();
+        assert_eq!(start.to_json(), Json::Null);
+        assert_eq!(RunState::from_json(&Json::Null), Some(start.clone()));
+        let mut moved = start.clone();
+        if let Some(Frame::Block { next, .. }) = moved.frames.last_mut() {
+            *next = 1;
+        }
+        let mut with_result = start;
+        with_result.results.insert("a".into(), serde_json::json!(1));
+        for state in [moved, with_result] {
+            let saved = state.to_json();
+            assert!(saved.is_object(), "{saved}");
+            assert_eq!(RunState::from_json(&saved), Some(state));
+        }
     }
 }

@@ -1,6 +1,69 @@
 //! Wall-clock helpers shared by the crates.
 
+use serde::de::{Error as _, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A point in time in Unix milliseconds. In JSON (the API) it is RFC 3339
+/// text; in storage a number, formatted only when someone reads it (records
+/// carry several, and formatting each was ~1 % of a small run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Timestamp {
+        Timestamp(now_millis())
+    }
+
+    /// Unix milliseconds.
+    pub fn millis(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&millis_to_rfc3339(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&millis_to_rfc3339(self.0))
+        } else {
+            s.serialize_u64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        struct Either;
+        impl Visitor<'_> for Either {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time or Unix milliseconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                parse_rfc3339(v)
+                    .map(Timestamp)
+                    .ok_or_else(|| E::custom(format!("`{v}` is not an RFC 3339 time")))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_any(Either)
+        } else {
+            u64::deserialize(d)
+                .map(Timestamp)
+                .map_err(|e| D::Error::custom(format!("a time: {e}")))
+        }
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> u64 {
@@ -163,6 +226,15 @@ mod tests {
             parse_rfc3339("2026-11-22T10:00:00.5Z").map(|m| m % 1000),
             Some(500)
         );
+        let t = Timestamp(1_795_000_000_123);
+        let text = serde_json::to_value(t).expect("json");
+        assert_eq!(text, serde_json::json!("2026-11-18T11:06:40.123Z"));
+        assert_eq!(serde_json::from_value::<Timestamp>(text).expect("back"), t);
+        assert_eq!(
+            serde_json::from_value::<Timestamp>(serde_json::json!(5)).expect("ms"),
+            Timestamp(5)
+        );
+        assert!(serde_json::from_value::<Timestamp>(serde_json::json!("soon")).is_err());
         for bad in [
             "",
             "2026-11-22",

@@ -18,7 +18,11 @@ pub enum BodyKind {
 /// The kind of a content type, or `None` when it is not accepted.
 /// Media types compare without regard to case (RFC 9110 §8.3.1).
 pub fn body_kind(content_type: Option<&str>) -> Option<BodyKind> {
-    let mime = content_type?.split(';').next()?.trim();
+    let content_type = content_type?;
+    let mime = content_type
+        .split_once(';')
+        .map_or(content_type, |(mime, _)| mime)
+        .trim_ascii();
     let (kind, sub) = mime.split_once('/')?;
     if kind.is_empty() || sub.is_empty() {
         return None;
@@ -47,6 +51,11 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Json, Parse
     let kind = body_kind(content_type).ok_or_else(|| {
         ParseError::UnsupportedMediaType(content_type.unwrap_or("(none)").to_string())
     })?;
+    parse_as(kind, body)
+}
+
+/// Parses a non-empty body of a known kind.
+pub fn parse_as(kind: BodyKind, body: &[u8]) -> Result<Json, ParseError> {
     Ok(match kind {
         BodyKind::Json => serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson {
             line: e.line(),

@@ -1,6 +1,7 @@
 //! The execution record (SPEC §5) and the pending-run entry.
 
 use hookflow_model::request::TriggerRequest;
+use hookflow_model::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::borrow::Cow;
@@ -91,8 +92,8 @@ pub struct JobRecord {
     pub result: Json,
     /// The error message.
     pub error: Option<String>,
-    /// RFC 3339 start time.
-    pub started_at: String,
+    /// Start time (RFC 3339 in the API).
+    pub started_at: Timestamp,
     /// How long it took.
     pub duration_ms: u64,
 }
@@ -119,10 +120,10 @@ pub struct ExecutionRecord {
     pub version: String,
     /// Status.
     pub status: RunStatus,
-    /// RFC 3339.
-    pub started_at: String,
-    /// RFC 3339, once finished.
-    pub finished_at: Option<String>,
+    /// Start time (RFC 3339 in the API).
+    pub started_at: Timestamp,
+    /// End time, once finished.
+    pub finished_at: Option<Timestamp>,
     /// Unix milliseconds of `started_at` (for filtering).
     #[serde(default)]
     pub started_ms: u64,

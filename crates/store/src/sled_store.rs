@@ -1080,7 +1080,7 @@ mod tests {
             workflow: workflow.into(),
             version: "v1".into(),
             status,
-            started_at: String::new(),
+            started_at: hookflow_model::time::Timestamp(started_ms),
             finished_at: None,
             started_ms,
             trigger: None,
