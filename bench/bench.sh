@@ -2,12 +2,19 @@
 # `just bench`: sync and async hookflow against a hand-written actix-web handler.
 # Installs wrk (Debian) when missing, builds release, prints req/s, p50/p99,
 # peak RSS and the ratios. Loopback only; every run is bounded by -d.
+#
+# The three cases are measured in ROUNDS interleaved rounds (sync, async,
+# ceiling, sync, ...) and each case's median round is reported: on a shared
+# 2-core machine throughput drifts by 10-20 % within a minute, and one
+# sequential pass per case turns that drift into the ratio. Every round is
+# printed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${BENCH_DURATION:-10s}"
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 
 if ! command -v wrk >/dev/null 2>&1; then
     echo "installing wrk (apt-get install wrk)"
@@ -50,20 +57,53 @@ pids+=($!); ceiling=$!
 wait_for http://127.0.0.1:13101/healthz
 wait_for http://127.0.0.1:13100/
 
-a=$(measure sync  http://127.0.0.1:13101/api/webhook:trigger/bench-pay-sync "$hf")
-b=$(measure async http://127.0.0.1:13101/api/webhook:trigger/bench-pay-async "$hf")
-c=$(measure ceiling http://127.0.0.1:13100/api/webhook:trigger/bench-pay-sync "$ceiling")
+rows=()
+for round in $(seq 1 "$ROUNDS"); do
+    for case in sync async ceiling; do
+        case $case in
+            sync) row=$(measure sync http://127.0.0.1:13101/api/webhook:trigger/bench-pay-sync "$hf") ;;
+            async) row=$(measure async http://127.0.0.1:13101/api/webhook:trigger/bench-pay-async "$hf") ;;
+            ceiling) row=$(measure ceiling http://127.0.0.1:13100/api/webhook:trigger/bench-pay-sync "$ceiling") ;;
+        esac
+        rows+=("$round $row")
+    done
+done
+
+get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+table() { # rows...
+    printf '%-6s %-8s %10s %9s %9s %8s %9s\n' round case req/s p50_ms p99_ms errors rss_MiB
+    for row in "$@"; do
+        read -r round name _ <<<"$row"
+        printf '%-6s %-8s %10s %9s %9s %8s %9s\n' "$round" "$name" "$(get rps "$row")" \
+            "$(get p50_ms "$row")" "$(get p99_ms "$row")" "$(get errors "$row")" "$(get rss_mib "$row")"
+    done
+}
+# The round whose req/s is the median of a case's rounds.
+median_row() { # case
+    for row in "${rows[@]}"; do
+        read -r _ name _ <<<"$row"
+        if [ "$name" = "$1" ]; then echo "$(get rps "$row") $row"; fi
+    done | sort -n | awk '{a[NR] = $0} END {print a[int((NR + 1) / 2)]}' | cut -d' ' -f2-
+}
 
 echo
-printf '%-8s %10s %9s %9s %8s %9s\n' case req/s p50_ms p99_ms errors rss_MiB
-for row in "$a" "$b" "$c"; do
-    name=${row%% *}
-    get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$row"; }
-    printf '%-8s %10s %9s %9s %8s %9s\n' "$name" "$(get rps)" "$(get p50_ms)" "$(get p99_ms)" "$(get errors)" "$(get rss_mib)"
-done
-rps() { sed -n 's/.*rps=\([^ ]*\).*/\1/p' <<<"$1"; }
+echo "every round:"
+table "${rows[@]}"
+a=$(median_row sync); b=$(median_row async); c=$(median_row ceiling)
 echo
-awk -v a="$(rps "$a")" -v b="$(rps "$b")" -v c="$(rps "$c")" 'BEGIN {
+echo "median round of each case (peak RSS is the process's, over all rounds):"
+table "$a" "$b" "$c"
+echo
+echo "per round: $(for r in $(seq 1 "$ROUNDS"); do
+    s=""
+    for row in "${rows[@]}"; do
+        read -r round name _ <<<"$row"
+        if [ "$round" = "$r" ]; then s="$s $name=$(get rps "$row")"; fi
+    done
+    awk -v s="$s" 'BEGIN { n = split(s, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+        printf "%.2f/%.2f ", v["sync"] / v["ceiling"], v["async"] / v["ceiling"] }'
+done)(sync/async ratios of each round)"
+awk -v a="$(get rps "$a")" -v b="$(get rps "$b")" -v c="$(get rps "$c")" 'BEGIN {
     printf "sync/ceiling  = %.2f (target >= 0.50)\n", a / c;
     printf "async/ceiling = %.2f (target >= 0.30)\n", b / c;
 }'

@@ -18,19 +18,18 @@ pub enum BodyKind {
 /// The kind of a content type, or `None` when it is not accepted.
 /// Media types compare without regard to case (RFC 9110 §8.3.1).
 pub fn body_kind(content_type: Option<&str>) -> Option<BodyKind> {
-    let content_type = content_type?;
-    let mime = content_type
-        .split_once(';')
-        .map_or(content_type, |(mime, _)| mime)
-        .trim_ascii();
-    let (kind, sub) = mime.split_once('/')?;
+    // On bytes: this runs for every request, and the `str` searchers cost
+    // more than these few bytes are long.
+    let b = content_type?.as_bytes();
+    let end = b.iter().position(|&c| c == b';').unwrap_or(b.len());
+    let mime = b[..end].trim_ascii();
+    let slash = mime.iter().position(|&c| c == b'/')?;
+    let (kind, sub) = (&mime[..slash], &mime[slash + 1..]);
     if kind.is_empty() || sub.is_empty() {
         return None;
     }
-    let is = |part: &str, name: &str| part.eq_ignore_ascii_case(name);
-    let sub_bytes = sub.as_bytes();
-    let json_suffix =
-        sub_bytes.len() >= 5 && sub_bytes[sub_bytes.len() - 5..].eq_ignore_ascii_case(b"+json");
+    let is = |part: &[u8], name: &str| part.eq_ignore_ascii_case(name.as_bytes());
+    let json_suffix = sub.len() >= 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json");
     if is(kind, "application") && is(sub, "json") || json_suffix {
         Some(BodyKind::Json)
     } else if is(kind, "application") && is(sub, "x-www-form-urlencoded") {
