@@ -26,7 +26,7 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, TriggerRequest, Write};
 use queue::{Queue, QueueItem};
-use run::{bare_record, new_record, scope_for, Control, Responder, Run};
+use run::{bare_record, new_record, scope_copying, scope_for, Control, Responder, Run};
 use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
@@ -311,13 +311,7 @@ impl Executor {
         let id = uuid::Uuid::now_v7().to_string();
         let record = new_record(id.clone(), &workflow, &input, RunStatus::Running);
         let state = RunState::start();
-        let scope = scope_for(
-            &workflow,
-            &record,
-            &input.trigger,
-            input.vars.clone(),
-            &state,
-        );
+        let scope = scope_copying(&workflow, &record, &input, &state);
         let ack = match (&workflow.mode, &workflow.trigger.response) {
             (hookflow_model::def::Mode::Async, Some(spec)) => Some(
                 Answer::render(spec, &workflow.templates, &scope)
@@ -351,17 +345,11 @@ impl Executor {
         input: RunInput,
     ) -> Result<(String, Answer), AcceptError> {
         let id = uuid::Uuid::now_v7().to_string();
-        // The stored input keeps the trigger context; the record needs none.
+        // The stored input keeps the request; the record needs none.
         let mut record = bare_record(id.clone(), &workflow, RunStatus::Queued);
         let state = RunState::start();
         // The worker uses the same scope; build it once.
-        let scope = scope_for(
-            &workflow,
-            &record,
-            &input.trigger,
-            input.vars.clone(),
-            &state,
-        );
+        let scope = scope_copying(&workflow, &record, &input, &state);
         let ack = match &workflow.trigger.response {
             Some(spec) => Answer::render(spec, &workflow.templates, &scope)
                 .map_err(|e| AcceptError::Response(e.message))?,
@@ -459,13 +447,7 @@ impl Executor {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
                 record.retry_of = Some(id.to_string());
                 let state = RunState::start();
-                let scope = scope_for(
-                    &workflow,
-                    &record,
-                    &input.trigger,
-                    input.vars.clone(),
-                    &state,
-                );
+                let scope = scope_copying(&workflow, &record, &input, &state);
                 self.enqueue(workflow, input, record, state, scope)
                     .await
                     .map_err(|e| match e {

@@ -224,6 +224,16 @@ pub fn scope_for(
     scope
 }
 
+/// [`scope_for`] of an input the caller keeps (its `vars` copied).
+pub fn scope_copying(
+    workflow: &Workflow,
+    record: &ExecutionRecord,
+    input: &RunInput,
+    state: &RunState,
+) -> Scope {
+    scope_for(workflow, record, &input.trigger, input.vars.clone(), state)
+}
+
 /// A new execution record.
 pub fn new_record(
     id: String,

@@ -2,7 +2,7 @@
 //! in these tests, before every node), and a run resumed from any saved
 //! position ends exactly like the uninterrupted one.
 
-use crate::run::{new_record, scope_for, Control, Run, RunInput};
+use crate::run::{new_record, scope_copying, Control, Run, RunInput};
 use crate::state::{Frame, RunState};
 use crate::{Env, Stub};
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
@@ -162,7 +162,7 @@ fn run_from(
 ) -> Run {
     Run {
         workflow: wf.clone(),
-        scope: scope_for(wf, &record, &input.trigger, input.vars.clone(), &state),
+        scope: scope_copying(wf, &record, input, &state),
         record,
         state,
         store,

@@ -91,12 +91,21 @@ pub fn parse_request<'a>(
             (name, value.to_string())
         })
         .collect();
-    let parsed = parse_body(content_type, body)?;
-    let body_source = match (body.is_empty(), body_kind(content_type)) {
-        (true, _) => BodySource::Stored,
-        (false, Some(BodyKind::Json)) => BodySource::JsonOfRaw,
+    // The media type is read once: it decides both the parse and what storage keeps.
+    let kind = match body.is_empty() {
+        true => None,
+        false => Some(body_kind(content_type).ok_or_else(|| {
+            ParseError::UnsupportedMediaType(content_type.unwrap_or("(none)").to_string())
+        })?),
+    };
+    let parsed = match kind {
+        Some(kind) => body::parse_as(kind, body)?,
+        None => Json::Null,
+    };
+    let body_source = match kind {
+        Some(BodyKind::Json) => BodySource::JsonOfRaw,
         // Text bodies are the raw body, unless it was not UTF-8.
-        (false, Some(BodyKind::Text)) if std::str::from_utf8(body).is_ok() => BodySource::TextOfRaw,
+        Some(BodyKind::Text) if std::str::from_utf8(body).is_ok() => BodySource::TextOfRaw,
         _ => BodySource::Stored,
     };
     Ok(TriggerRequest {
@@ -114,6 +123,29 @@ pub fn parse_request<'a>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn requests_note_when_their_body_parses_again_from_the_raw_body() {
+        for (content_type, body, source) in [
+            ("application/json", &b"{\"a\":1}"[..], BodySource::JsonOfRaw),
+            ("text/plain", b"hi", BodySource::TextOfRaw),
+            ("text/plain", b"\xff", BodySource::Stored),
+            (
+                "application/x-www-form-urlencoded",
+                b"a=1",
+                BodySource::Stored,
+            ),
+            ("application/json", b"", BodySource::Stored),
+        ] {
+            let r = parse_request([("X-A", "1")], "", Some(content_type), body).expect("parses");
+            assert_eq!(r.body_source, source, "{content_type} {body:?}");
+            assert_eq!(r.headers, vec![("x-a".to_string(), "1".to_string())]);
+        }
+        assert!(matches!(
+            parse_request([], "", Some("image/png"), b"x"),
+            Err(ParseError::UnsupportedMediaType(_))
+        ));
+    }
 
     #[test]
     fn headers_are_lower_cased_and_repeats_joined() {
