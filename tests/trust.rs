@@ -308,7 +308,7 @@ fn openssl_sign(message: &str) -> String {
     std::fs::write(&msg, message).expect("write");
     let key = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/crates/trigger/testdata/test-only-rsa-private.pem"
+        "/crates/verify/testdata/test-only-rsa-private.pem"
     );
     let out = Command::new("openssl")
         .args(["dgst", "-sha256", "-sign", key])
@@ -328,7 +328,7 @@ fn openssl_sign(message: &str) -> String {
 fn wechatpay_signed_by_openssl_is_accepted_and_probes_are_rejected() {
     let public = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/crates/trigger/testdata/test-only-rsa-public.pem"
+        "/crates/verify/testdata/test-only-rsa-public.pem"
     ))
     .expect("key");
     let indented: String = public.lines().map(|l| format!("      {l}\n")).collect();
@@ -405,7 +405,7 @@ print(json.dumps({"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encod
 fn example_payment_workflows_run() {
     let public = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/crates/trigger/testdata/test-only-rsa-public.pem"
+        "/crates/verify/testdata/test-only-rsa-public.pem"
     ))
     .expect("key");
     let app = TestApp::spawn_with(

@@ -3,10 +3,11 @@
 
 use anyhow::{anyhow, Context};
 use hookflow_executor::{Executor, ExecutorConfig, OfflineRun, RunInput, Stub};
+use hookflow_model::request::Verified;
 use hookflow_model::{load_source, LoadOptions, SecretPolicy, Workflow};
+use hookflow_parser::Request;
+use hookflow_service::{webhook_path, Refusal};
 use hookflow_store::{MemoryStore, Store};
-use hookflow_trigger::verify::Verified;
-use hookflow_trigger::webhook::{build_input, Request};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,9 +71,8 @@ pub fn run_once(
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.as_str());
-    let path = format!("/api/webhook:trigger/{}", workflow.id);
-    let input: RunInput = match build_input(
-        &workflow,
+    let path = webhook_path(&workflow.id);
+    let received = hookflow_parser::receive(
         Request {
             method: &request.method,
             path: &path,
@@ -84,10 +84,16 @@ pub fn run_once(
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str())),
-        Verified::default(),
-    ) {
+    );
+    // No signature check and no idempotency offline: nothing was verified.
+    let input: RunInput = match received
+        .and_then(|received| hookflow_parser::build_input(&workflow, received, Verified::default()))
+    {
         Ok(input) => input,
-        Err(e) => return Ok(Outcome::Rejected(e.status(), e.body())),
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            return Ok(Outcome::Rejected(refusal.status(), refusal.body()));
+        }
     };
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -5,8 +5,9 @@ use anyhow::Context;
 use hookflow_executor::policy::HostRules;
 use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
 use hookflow_model::units::parse_duration;
+use hookflow_service::{Service, Settings};
 use hookflow_store::{SledStore, Store};
-use hookflow_trigger::{AppState, Settings};
+use hookflow_trigger::{AppState, HttpSettings};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,16 +101,14 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}")),
-        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
-        http_workers: cores,
         shutdown_grace: args.shutdown_grace,
         reload_every: Duration::from_secs(1),
         retention: args.retention,
     };
-    let state = AppState::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
+    let service = Service::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
     let resumed = executor.start().map_err(anyhow::Error::msg)?;
     println!("hookflow listening on http://{local}");
-    for w in &state.registry().listing {
+    for w in &service.registry().listing {
         match (w.loaded, w.enabled) {
             (true, true) => println!("  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
             (true, false) => println!("  {:<28} {:<5} (disabled)", w.id, mode_name(w.mode)),
@@ -127,6 +126,13 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
     if resumed > 0 {
         println!("resumed {resumed} run(s) left on disk");
     }
+    let state = Arc::new(AppState {
+        service,
+        http: HttpSettings {
+            admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            http_workers: cores,
+        },
+    });
     hookflow_trigger::run(state, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,8 @@
 use super::PlaceArgs;
 use clap::ValueEnum;
 use hookflow_model::{load_dir, LoadOptions, SecretPolicy};
+use hookflow_service::Registry;
 use hookflow_store::KeyFile;
-use hookflow_trigger::Registry;
 use serde_json::json;
 use std::process::ExitCode;
 

@@ -24,7 +24,7 @@ pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
-use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, TriggerRequest, Write};
+use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
 use queue::{Queue, QueueItem};
 use run::{bare_record, new_record, scope_copying, scope_for, Control, Responder, Run};
 use serde_json::Value as Json;
@@ -48,26 +48,6 @@ pub enum AcceptError {
     /// The acknowledgement could not be rendered.
     #[error("trigger.response failed: {0}")]
     Response(String),
-}
-
-/// Why a retry was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RetryError {
-    /// No such execution.
-    #[error("no execution {0}")]
-    NotFound(String),
-    /// The run has not finished.
-    #[error("execution {0} has not finished")]
-    NotFinished(String),
-    /// The run's workflow version cannot be loaded.
-    #[error("{0}")]
-    Workflow(String),
-    /// Storage failed.
-    #[error("{0}")]
-    Store(String),
-    /// The server is shutting down or the queue is full.
-    #[error("{0}")]
-    Unavailable(String),
 }
 
 /// A canned answer for a request node (`hookflow test`), by node key.
@@ -396,48 +376,27 @@ impl Executor {
         Ok(())
     }
 
-    /// Starts a new run of a finished run's workflow version with the same input.
-    ///
-    /// Async runs kept their full input. Sync runs keep only their record, so
-    /// their input is rebuilt from the recorded trigger context (whose
-    /// secret-bearing headers are redacted) by `rebuild_vars`, which applies the
-    /// workflow's parse rules to it.
-    pub async fn retry(
+    /// The workflow `id` at `version`: the current one, or an older one
+    /// compiled again from its stored text.
+    pub fn resolve_version(&self, id: &str, version: &str) -> Result<Arc<Workflow>, String> {
+        self.versions.resolve(id, version)
+    }
+
+    /// Starts a new run of `workflow` with `input`, recorded as a retry of
+    /// the run `retry_of`; returns the new run's id. A sync workflow runs in
+    /// a task of its own (nobody waits for its answer); an async one is
+    /// queued durably.
+    pub async fn rerun(
         &self,
-        id: &str,
-        rebuild_vars: &(dyn Fn(&Workflow, &TriggerRequest) -> Result<Json, String> + Sync),
-    ) -> Result<String, RetryError> {
-        let old = self
-            .store
-            .get(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-            .ok_or_else(|| RetryError::NotFound(id.to_string()))?;
-        if !old.status.is_finished() {
-            return Err(RetryError::NotFinished(id.to_string()));
-        }
-        let workflow = self
-            .versions
-            .resolve(&old.workflow, &old.version)
-            .map_err(RetryError::Workflow)?;
-        let input = match self
-            .store
-            .input(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-        {
-            Some(input) => input,
-            None => {
-                let trigger = old.trigger.clone().unwrap_or_default();
-                RunInput {
-                    vars: rebuild_vars(&workflow, &trigger).map_err(RetryError::Workflow)?,
-                    trigger,
-                }
-            }
-        };
+        workflow: Arc<Workflow>,
+        input: RunInput,
+        retry_of: &str,
+    ) -> Result<String, AcceptError> {
         let new_id = uuid::Uuid::now_v7().to_string();
         match workflow.mode {
             hookflow_model::def::Mode::Sync => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);
-                record.retry_of = Some(id.to_string());
+                record.retry_of = Some(retry_of.to_string());
                 let exec = self.clone();
                 tokio::spawn(async move {
                     exec.run_sync_record(workflow, input, record).await;
@@ -445,15 +404,10 @@ impl Executor {
             }
             hookflow_model::def::Mode::Async => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
-                record.retry_of = Some(id.to_string());
+                record.retry_of = Some(retry_of.to_string());
                 let state = RunState::start();
                 let scope = scope_copying(&workflow, &record, &input, &state);
-                self.enqueue(workflow, input, record, state, scope)
-                    .await
-                    .map_err(|e| match e {
-                        AcceptError::Store(s) => RetryError::Store(s),
-                        other => RetryError::Unavailable(other.to_string()),
-                    })?;
+                self.enqueue(workflow, input, record, state, scope).await?;
             }
         }
         Ok(new_id)

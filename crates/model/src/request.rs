@@ -49,17 +49,37 @@ pub enum BodySource {
     Stored,
 }
 
+/// A run's input: the request as received (nothing redacted) and the `vars`
+/// its parse rules made. Kept for resume and retry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunInput {
+    /// `trigger.*`.
+    pub trigger: TriggerRequest,
+    /// `vars`.
+    pub vars: Json,
+}
+
+/// What a passed signature check hands on to the run's input (SPEC §4b:
+/// where decrypted content goes).
+#[derive(Debug, Default, PartialEq)]
+pub struct Verified {
+    /// Replaces `trigger.body` (Feishu's decrypted event).
+    pub body: Option<Json>,
+    /// Goes to `trigger.body.resource.plaintext` (WeChat Pay's decrypted resource).
+    pub resource_plaintext: Option<Json>,
+    /// Answer this challenge and start no run (Feishu's `url_verification`).
+    pub challenge: Option<String>,
+}
+
 impl TriggerRequest {
-    /// A header's value by lower-case name; repeated headers joined with `, `.
+    /// A header's value by lower-case name; repeated headers joined as
+    /// [`join_header`] does.
     pub fn header(&self, name: &str) -> Option<String> {
         let mut found: Option<String> = None;
         for (n, v) in &self.headers {
             if n == name {
                 match &mut found {
-                    Some(joined) => {
-                        joined.push_str(", ");
-                        joined.push_str(v);
-                    }
+                    Some(joined) => join_header(joined, v),
                     None => found = Some(v.clone()),
                 }
             }
@@ -67,15 +87,13 @@ impl TriggerRequest {
         found
     }
 
-    /// `trigger.headers`: lower-case names, repeated headers joined with `, `.
+    /// `trigger.headers`: lower-case names, repeated headers joined as
+    /// [`join_header`] does.
     pub fn headers_json(&self) -> Map<String, Json> {
         let mut map = Map::new();
         for (name, value) in &self.headers {
             match map.get_mut(name) {
-                Some(Json::String(existing)) => {
-                    existing.push_str(", ");
-                    existing.push_str(value);
-                }
+                Some(Json::String(joined)) => join_header(joined, value),
                 _ => {
                     map.insert(name.clone(), Json::String(value.clone()));
                 }
@@ -128,6 +146,14 @@ impl TriggerRequest {
         }
         self
     }
+}
+
+/// Appends a repeated header's next value: field lines of one name are
+/// combined with `, ` (RFC 9110 §5.3), in arrival order. The one rule for
+/// `trigger.headers`, signature checks and header lookups.
+pub fn join_header(joined: &mut String, value: &str) {
+    joined.push_str(", ");
+    joined.push_str(value);
 }
 
 /// True for headers whose values must not be stored or logged.

@@ -184,15 +184,17 @@ mod tests {
         let wf = file
             .workflow
             .unwrap_or_else(|| panic!("workflow should load: {:?}", file.diagnostics));
-        let got = parse_request(
-            headers.iter().copied(),
+        let request = crate::Request {
+            method: "POST",
+            path: "/api/webhook:trigger/k",
             query,
-            Some(content_type),
-            body.as_bytes(),
-        )
-        .and_then(|parts| extract(&wf.trigger.parse, &parts))
-        .map(Json::Object)
-        .map_err(|e| e.to_string());
+            content_type: Some(content_type),
+            body: body.as_bytes(),
+        };
+        let got = parse_request(request, headers.iter().copied())
+            .and_then(|parts| extract(&wf.trigger.parse, &parts))
+            .map(Json::Object)
+            .map_err(|e| e.to_string());
         match (got, expected) {
             (Ok(g), Ok(e)) => assert_eq!(g, e),
             (Err(g), Err(e)) => assert!(g.contains(e), "error `{g}` should contain `{e}`"),

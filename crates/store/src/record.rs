@@ -184,15 +184,7 @@ pub struct ExecutionFilter {
 
 pub use hookflow_model::request::is_secret_header;
 
-/// A run's input: the request as received (nothing redacted) and the `vars`
-/// its parse rules made. Kept for resume and retry.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct RunInput {
-    /// `trigger.*`.
-    pub trigger: TriggerRequest,
-    /// `vars`.
-    pub vars: Json,
-}
+pub use hookflow_model::request::RunInput;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use hookflow_executor::RetryError;
+use hookflow_service::Refusal;
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ pub async fn dispatch(
     let method = req.method().clone();
     let get = method == actix_web::http::Method::GET;
     let post = method == actix_web::http::Method::POST;
-    let not_allowed = || Some(Err(ApiError::NotFound("no such route".into())));
+    let not_allowed = || Some(Err(ApiError(Refusal::NotFound("no such route".into()))));
     if path == "/api/workflows" {
         return if get {
             Some(workflows(req, state))
@@ -47,8 +47,8 @@ pub async fn dispatch(
 
 /// 404 when no token is configured; 401 without the right one.
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(token) = state.settings.admin_token.as_deref() else {
-        return Err(ApiError::NotFound("not found".into()));
+    let Some(token) = state.http.admin_token.as_deref() else {
+        return Err(Refusal::NotFound("not found".into()).into());
     };
     let given = req
         .headers()
@@ -59,15 +59,13 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized(
-            "a valid admin bearer token is required".into(),
-        ))
+        Err(Refusal::Unauthorized("a valid admin bearer token is required".into()).into())
     }
 }
 
 fn workflows(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
-    let registry = state.registry();
+    let registry = state.service.registry();
     Ok(HttpResponse::Ok().json(json!({"workflows": registry.listing})))
 }
 
@@ -83,8 +81,9 @@ pub fn record_json(record: &ExecutionRecord) -> Json {
 fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
     value
         .map(|v| {
-            hookflow_model::time::parse_rfc3339(v)
-                .ok_or_else(|| ApiError::BadRequest(format!("`{name}` must be an RFC 3339 time")))
+            hookflow_model::time::parse_rfc3339(v).ok_or_else(|| {
+                Refusal::BadRequest(format!("`{name}` must be an RFC 3339 time")).into()
+            })
         })
         .transpose()
 }
@@ -92,21 +91,21 @@ fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiErro
 fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+        .map_err(|e| Refusal::BadRequest(format!("bad query string: {e}")))?;
     let limit = match query.get("limit") {
         Some(l) => l
             .parse::<usize>()
             .ok()
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| {
-                ApiError::BadRequest(format!("`limit` must be a number from 1 to {MAX_LIMIT}"))
+                Refusal::BadRequest(format!("`limit` must be a number from 1 to {MAX_LIMIT}"))
             })?,
         None => DEFAULT_LIMIT,
     };
     let status = match query.get("status") {
         Some(s) => Some(
             RunStatus::parse(s)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown status `{s}`")))?,
+                .ok_or_else(|| Refusal::BadRequest(format!("unknown status `{s}`")))?,
         ),
         None => None,
     };
@@ -119,10 +118,11 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
         cursor: query.get("cursor").cloned(),
     };
     let (records, next) = state
+        .service
         .executor
         .store()
         .list(&filter)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
     let rows: Vec<Json> = records
         .iter()
         .map(|r| {
@@ -136,33 +136,17 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
 fn execution(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let record = state
+        .service
         .executor
         .store()
         .get(id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("no execution {id}")))?;
+        .map_err(|e| Refusal::Internal(e.to_string()))?
+        .ok_or_else(|| Refusal::NotFound(format!("no execution {id}")))?;
     Ok(HttpResponse::Ok().json(record_json(&record)))
 }
 
 async fn retry(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
-    match state.executor.retry(id, &rebuild_vars).await {
-        Ok(new_id) => Ok(HttpResponse::Created().json(json!({"execution_id": new_id}))),
-        Err(RetryError::NotFound(m)) => Err(ApiError::NotFound(m)),
-        Err(RetryError::NotFinished(m)) => Err(ApiError::Conflict(m)),
-        Err(RetryError::Unavailable(m)) => Err(ApiError::Unavailable(m)),
-        Err(RetryError::Workflow(m)) => Err(ApiError::Conflict(m)),
-        Err(RetryError::Store(m)) => Err(ApiError::Internal(m)),
-    }
-}
-
-/// Applies a workflow's parse rules to a recorded request (for retrying
-/// sync runs, which keep no separate input).
-fn rebuild_vars(
-    workflow: &hookflow_model::Workflow,
-    trigger: &hookflow_store::TriggerRequest,
-) -> Result<Json, String> {
-    hookflow_parser::extract(&workflow.trigger.parse, trigger)
-        .map(Json::Object)
-        .map_err(|e| format!("the recorded request no longer parses: {e}"))
+    let new_id = state.service.retry(id).await.map_err(Refusal::from)?;
+    Ok(HttpResponse::Created().json(json!({"execution_id": new_id})))
 }

@@ -2,7 +2,7 @@
 //! no new run and gets the first run's answer again. Two identical requests
 //! arriving together start one run: the second waits for the first here.
 
-use crate::error::ApiError;
+use crate::Refusal;
 use hookflow_executor::Answer;
 use hookflow_store::{IdempotencyEntry, Store};
 use std::collections::HashMap;
@@ -12,9 +12,10 @@ use tokio::sync::watch;
 
 type Outcome = Option<(String, Answer)>;
 
-/// Keys whose first request is still being handled.
+/// The idempotency keys whose first request is still being handled, each
+/// with the channel its repeats wait on.
 #[derive(Default)]
-pub struct InFlight {
+pub struct Claims {
     map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
 }
 
@@ -28,7 +29,7 @@ pub enum Claim<'a> {
 
 /// The first request of a key; dropping it without `finish` lets waiters try again.
 pub struct First<'a> {
-    inflight: &'a InFlight,
+    claims: &'a Claims,
     slot: String,
     workflow: String,
     key: String,
@@ -39,7 +40,7 @@ fn slot(workflow: &str, key: &str) -> String {
     format!("{workflow}\0{key}")
 }
 
-impl InFlight {
+impl Claims {
     /// Claims `key` for `workflow`, waiting up to `wait` for a first request still running.
     pub async fn claim<'a>(
         &'a self,
@@ -47,7 +48,7 @@ impl InFlight {
         workflow: &str,
         key: &str,
         wait: Duration,
-    ) -> Result<Claim<'a>, ApiError> {
+    ) -> Result<Claim<'a>, Refusal> {
         let slot = slot(workflow, key);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -55,14 +56,14 @@ impl InFlight {
                 let mut map = self
                     .map
                     .lock()
-                    .map_err(|_| ApiError::Internal("idempotency lock poisoned".into()))?;
+                    .map_err(|_| Refusal::Internal("idempotency lock poisoned".into()))?;
                 match map.get(&slot) {
                     Some(rx) => rx.clone(),
                     None => {
                         let now = hookflow_model::time::now_millis();
                         let stored = store
                             .idempotency(workflow, key, now)
-                            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                            .map_err(|e| Refusal::Internal(e.to_string()))?;
                         if let Some(IdempotencyEntry {
                             execution_id,
                             response: Some(r),
@@ -74,7 +75,7 @@ impl InFlight {
                         let (tx, rx) = watch::channel(None);
                         map.insert(slot.clone(), rx);
                         return Ok(Claim::First(First {
-                            inflight: self,
+                            claims: self,
                             slot,
                             workflow: workflow.to_string(),
                             key: key.to_string(),
@@ -98,7 +99,7 @@ impl InFlight {
                 }
                 // The first request gave up without an answer: try to become the first.
                 Ok(Err(_)) => continue,
-                Err(_) => return Err(ApiError::Conflict(
+                Err(_) => return Err(Refusal::Conflict(
                     "a request with this idempotency key is still being handled; try again later"
                         .into(),
                 )),
@@ -131,7 +132,7 @@ impl First<'_> {
 
 impl Drop for First<'_> {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.inflight.map.lock() {
+        if let Ok(mut map) = self.claims.map.lock() {
             map.remove(&self.slot);
         }
     }

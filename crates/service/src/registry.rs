@@ -6,6 +6,7 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::{Catalog, Diagnostic};
 use hookflow_store::KeyFile;
+use hookflow_verify::Verifier;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub struct Served {
     /// Basic credentials, rendered once from the secrets.
     pub basic: Option<Credentials>,
     /// Signature verification, ready for requests.
-    pub verifier: Option<crate::verify::Verifier>,
+    pub verifier: Option<Verifier>,
 }
 
 /// One row of `GET /api/workflows` and `hookflow urls`.
@@ -56,12 +57,22 @@ pub struct Registry {
     pub listing: Vec<WorkflowInfo>,
 }
 
+/// The path prefix of webhook URLs (NocoBase's); the key is the one segment after it.
+pub const WEBHOOK_PREFIX: &str = "/api/webhook:trigger";
+
+/// The webhook path of a key.
+pub fn webhook_path(key: &str) -> String {
+    format!("{WEBHOOK_PREFIX}/{key}")
+}
+
+/// The key of a webhook path, if the path is one.
+pub fn webhook_key(path: &str) -> Option<&str> {
+    path.strip_prefix(WEBHOOK_PREFIX)?.strip_prefix('/')
+}
+
 /// The webhook URL of a key.
 pub fn webhook_url(public_url: &str, key: &str) -> String {
-    format!(
-        "{}/api/webhook:trigger/{key}",
-        public_url.trim_end_matches('/')
-    )
+    format!("{}{}", public_url.trim_end_matches('/'), webhook_path(key))
 }
 
 impl Registry {
@@ -130,7 +141,7 @@ impl Registry {
                 .trigger
                 .verify
                 .as_ref()
-                .map(|v| crate::verify::Verifier::build(&workflow, v))
+                .map(|v| Verifier::build(&workflow, v))
             {
                 None => None,
                 Some(Ok(v)) => Some(v),

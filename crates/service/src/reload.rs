@@ -1,6 +1,6 @@
 //! Hot reload: polls the workflows folder and reinstalls it when a file changes.
 
-use crate::AppState;
+use crate::Service;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,13 +26,13 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     out
 }
 
-/// Watches until the state starts shutting down.
-pub async fn watch(state: Arc<AppState>, every: Duration) {
-    let dir = state.settings.workflows_dir.clone();
+/// Watches until the service starts shutting down.
+pub async fn watch(service: Arc<Service>, every: Duration) {
+    let dir = service.settings.workflows_dir.clone();
     let mut last = fingerprint(&dir);
     loop {
         tokio::time::sleep(every).await;
-        if state.is_shutting_down() {
+        if service.is_shutting_down() {
             return;
         }
         let now = fingerprint(&dir);
@@ -40,8 +40,8 @@ pub async fn watch(state: Arc<AppState>, every: Duration) {
             continue;
         }
         last = now;
-        let catalog = state.load_catalog();
-        match state.install(&catalog) {
+        let catalog = service.load_catalog();
+        match service.install(&catalog) {
             Ok(()) => tracing::info!(message = "Workflows reloaded.", files = catalog.files.len()),
             Err(error) => {
                 tracing::error!(message = "Reload failed; still serving the previous workflows.", %error)

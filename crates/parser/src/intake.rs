@@ -1,0 +1,238 @@
+//! Intake: a request as received → a run's input, in the two stages SPEC §4
+//! orders around the signature check.
+//!
+//! [`receive`] keeps the request as it arrived (method, path, headers, the
+//! decoded query, the raw body) and checks the media type (415); the
+//! signature check reads that. [`build_input`] then decodes the body (400),
+//! puts in what the check decrypted, and applies the workflow's parse rules
+//! (400). The server and `hookflow run`/`test` both go through here.
+
+use crate::body::{self, body_kind, BodyKind};
+use crate::query::parse_query;
+use crate::{extract, ParseError};
+use hookflow_model::request::{BodySource, RunInput, TriggerRequest, Verified};
+use hookflow_model::runtime::Workflow;
+use serde_json::Value as Json;
+
+/// A request's parts as an HTTP server (or a test file) hands them in.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// The path, without the query string.
+    pub path: &'a str,
+    /// The raw query string.
+    pub query: &'a str,
+    /// The Content-Type header.
+    pub content_type: Option<&'a str>,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// A request as received, its body not decoded yet.
+#[derive(Debug)]
+pub struct Received<'a> {
+    /// Everything but `body` (null until [`build_input`]).
+    pub request: TriggerRequest,
+    /// The raw body bytes (what signatures are computed over).
+    pub body: &'a [u8],
+    /// How the body is read; `None` for an empty body.
+    kind: Option<BodyKind>,
+}
+
+/// Keeps a request as received and reads its media type: a non-empty body
+/// whose content type is not accepted is refused here (415).
+pub fn receive<'a, 'h>(
+    request: Request<'a>,
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+) -> Result<Received<'a>, ParseError> {
+    // The media type is read once: it decides both the parse and what storage keeps.
+    let kind = match request.body.is_empty() {
+        true => None,
+        false => Some(body_kind(request.content_type).ok_or_else(|| {
+            ParseError::UnsupportedMediaType(request.content_type.unwrap_or("(none)").to_string())
+        })?),
+    };
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| {
+            // Names from the HTTP server are lower-case already.
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_string()
+            };
+            (name, value.to_string())
+        })
+        .collect();
+    Ok(Received {
+        request: TriggerRequest {
+            method: request.method.to_string(),
+            path: request.path.to_string(),
+            headers,
+            query: parse_query(request.query),
+            body: Json::Null,
+            raw_body: String::from_utf8_lossy(request.body).into_owned(),
+            body_source: BodySource::Stored,
+        },
+        body: request.body,
+        kind,
+    })
+}
+
+impl Received<'_> {
+    /// Decodes the body (400 when it does not parse) into the request.
+    pub fn decode(self) -> Result<TriggerRequest, ParseError> {
+        let mut request = self.request;
+        if let Some(kind) = self.kind {
+            request.body = body::parse_as(kind, self.body)?;
+        }
+        request.body_source = match self.kind {
+            Some(BodyKind::Json) => BodySource::JsonOfRaw,
+            // Text bodies are the raw body, unless it was not UTF-8.
+            Some(BodyKind::Text) if std::str::from_utf8(self.body).is_ok() => BodySource::TextOfRaw,
+            _ => BodySource::Stored,
+        };
+        Ok(request)
+    }
+}
+
+/// Puts what a signature check decrypted into the request (SPEC §4b): Feishu's
+/// event replaces `trigger.body`; WeChat Pay's resource goes to
+/// `trigger.body.resource.plaintext`. Either makes the body one to store.
+pub fn apply_verified(request: &mut TriggerRequest, verified: Verified) {
+    if let Some(event) = verified.body {
+        request.body = event;
+        request.body_source = BodySource::Stored;
+    }
+    if let Some(plaintext) = verified.resource_plaintext {
+        if let Some(Json::Object(resource)) = request.body.get_mut("resource") {
+            resource.insert("plaintext".into(), plaintext);
+            request.body_source = BodySource::Stored;
+        }
+    }
+}
+
+/// A received request → the run's input: the body decoded, the verified
+/// content put in, `vars` made by the workflow's parse rules (errors name
+/// the field).
+pub fn build_input(
+    workflow: &Workflow,
+    received: Received<'_>,
+    verified: Verified,
+) -> Result<RunInput, ParseError> {
+    let mut trigger = received.decode()?;
+    apply_verified(&mut trigger, verified);
+    let vars = extract(&workflow.trigger.parse, &trigger)?;
+    Ok(RunInput {
+        trigger,
+        vars: Json::Object(vars),
+    })
+}
+
+/// Both stages with nothing verified: a request → `trigger.*` (what
+/// `hookflow run`/`test` and the tests use).
+pub fn parse_request<'h>(
+    request: Request<'_>,
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+) -> Result<TriggerRequest, ParseError> {
+    receive(request, headers)?.decode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request<'a>(content_type: &'a str, body: &'a [u8]) -> Request<'a> {
+        Request {
+            method: "POST",
+            path: "/api/webhook:trigger/k",
+            query: "",
+            content_type: Some(content_type),
+            body,
+        }
+    }
+
+    #[test]
+    fn requests_note_when_their_body_parses_again_from_the_raw_body() {
+        for (content_type, body, source) in [
+            ("application/json", &b"{\"a\":1}"[..], BodySource::JsonOfRaw),
+            ("text/plain", b"hi", BodySource::TextOfRaw),
+            ("text/plain", b"\xff", BodySource::Stored),
+            (
+                "application/x-www-form-urlencoded",
+                b"a=1",
+                BodySource::Stored,
+            ),
+            ("application/json", b"", BodySource::Stored),
+        ] {
+            let r = parse_request(request(content_type, body), [("X-A", "1")]).expect("parses");
+            assert_eq!(r.body_source, source, "{content_type} {body:?}");
+            assert_eq!(r.headers, vec![("x-a".to_string(), "1".to_string())]);
+        }
+        assert!(matches!(
+            parse_request(request("image/png", b"x"), []),
+            Err(ParseError::UnsupportedMediaType(_))
+        ));
+    }
+
+    #[test]
+    fn headers_are_lower_cased_and_repeats_joined() {
+        let r = parse_request(
+            request("application/json", b""),
+            [("X-Request-Id", "1"), ("Accept", "a"), ("accept", "b")],
+        )
+        .expect("parses");
+        assert_eq!(
+            Json::Object(r.headers_json()),
+            json!({"x-request-id": "1", "accept": "a, b"})
+        );
+        assert_eq!(r.header("accept").as_deref(), Some("a, b"));
+    }
+
+    #[test]
+    fn the_media_type_is_refused_before_the_body_is_read() {
+        // 415 comes before 400: a malformed body of a refused type is a 415.
+        assert!(matches!(
+            receive(request("image/png", b"{"), []),
+            Err(ParseError::UnsupportedMediaType(_))
+        ));
+        let received = receive(request("application/json", b"{"), []).expect("received");
+        assert_eq!(received.request.raw_body, "{");
+        assert!(matches!(
+            received.decode(),
+            Err(ParseError::MalformedJson { .. })
+        ));
+    }
+
+    #[test]
+    fn verified_content_goes_where_spec_says() {
+        let body = br#"{"resource":{"ciphertext":"x"}}"#;
+        let mut r = parse_request(request("application/json", body), []).expect("parses");
+        apply_verified(
+            &mut r,
+            Verified {
+                resource_plaintext: Some(json!({"out_trade_no": "T1"})),
+                ..Verified::default()
+            },
+        );
+        assert_eq!(
+            r.body,
+            json!({"resource": {"ciphertext": "x", "plaintext": {"out_trade_no": "T1"}}})
+        );
+        assert_eq!(r.body_source, BodySource::Stored);
+        let mut r =
+            parse_request(request("application/json", br#"{"encrypt":"e"}"#), []).expect("parses");
+        apply_verified(
+            &mut r,
+            Verified {
+                body: Some(json!({"event": 1})),
+                ..Verified::default()
+            },
+        );
+        assert_eq!(r.body, json!({"event": 1}));
+        assert_eq!(r.raw_body, r#"{"encrypt":"e"}"#);
+        assert_eq!(r.body_source, BodySource::Stored);
+    }
+}

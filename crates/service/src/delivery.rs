@@ -1,0 +1,141 @@
+//! Delivery: a request that passed the HTTP checks (key, method, Basic auth,
+//! size) → a run and its answer, in SPEC §4's order: content type (415),
+//! signature (401), parsing (400), idempotency, run.
+
+use crate::idempotency::Claim;
+use crate::{Refusal, Served, Service};
+use hookflow_executor::{AcceptError, Answer};
+use hookflow_model::def::Mode;
+use hookflow_model::request::{RunInput, Verified};
+use hookflow_model::runtime::{Idempotency, Workflow};
+use hookflow_model::template::Scope;
+use hookflow_parser::{Received, Request};
+use hookflow_verify::{Signed, Verifier};
+use std::time::Duration;
+
+/// How long a repeat waits for a first request of an async workflow.
+const IDEMPOTENT_WAIT: Duration = Duration::from_secs(30);
+
+/// What a delivered request is answered with.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Feishu's URL check: answer 200 `{"challenge": …}`; no run.
+    Challenge(String),
+    /// A run's answer, or a replay of the first run's answer for the same
+    /// idempotency key.
+    Answer {
+        /// The run the answer belongs to.
+        execution_id: String,
+        /// The answer.
+        answer: Answer,
+        /// True for an idempotent replay.
+        replayed: bool,
+    },
+}
+
+impl Service {
+    /// Delivers a request to `served`'s workflow; `headers` are the request's
+    /// name/value pairs in arrival order.
+    pub async fn deliver<'h>(
+        &self,
+        served: &Served,
+        request: Request<'_>,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+    ) -> Result<Delivery, Refusal> {
+        let workflow = served.workflow.clone();
+        let received = hookflow_parser::receive(request, headers)?;
+        let mut verified = match &served.verifier {
+            Some(verifier) => check_signature(verifier, &workflow, &received)?,
+            None => Verified::default(),
+        };
+        if let Some(challenge) = verified.challenge.take() {
+            return Ok(Delivery::Challenge(challenge));
+        }
+        let input = hookflow_parser::build_input(&workflow, received, verified)?;
+        let first = match &workflow.trigger.idempotency {
+            Some(idem) => match idempotency_key(&workflow, idem, &input)? {
+                Some(key) => {
+                    let wait = workflow.timeout.unwrap_or(IDEMPOTENT_WAIT);
+                    let store = self.executor.store().as_ref();
+                    match self.claims.claim(store, &workflow.id, &key, wait).await? {
+                        Claim::Replay(execution_id, answer) => {
+                            return Ok(Delivery::Answer {
+                                execution_id,
+                                answer,
+                                replayed: true,
+                            })
+                        }
+                        Claim::First(first) => Some((first, idem.ttl)),
+                    }
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let (execution_id, answer) = match workflow.mode {
+            Mode::Sync => self.executor.run_sync(workflow, input).await,
+            Mode::Async => self
+                .executor
+                .accept(workflow, input)
+                .await
+                .map_err(accept_refusal)?,
+        };
+        if let Some((first, ttl)) = first {
+            first.finish(self.executor.store().as_ref(), &execution_id, &answer, ttl);
+        }
+        Ok(Delivery::Answer {
+            execution_id,
+            answer,
+            replayed: false,
+        })
+    }
+}
+
+/// Why an async run was not accepted, as the sender sees it.
+pub(crate) fn accept_refusal(e: AcceptError) -> Refusal {
+    match e {
+        AcceptError::QueueFull => Refusal::Unavailable("the queue is full; try again later".into()),
+        AcceptError::ShuttingDown => {
+            Refusal::Unavailable("the server is shutting down; try again later".into())
+        }
+        AcceptError::Store(m) | AcceptError::Response(m) => Refusal::Internal(m),
+    }
+}
+
+/// Runs the workflow's signature check on the request as received.
+fn check_signature(
+    verifier: &Verifier,
+    workflow: &Workflow,
+    received: &Received<'_>,
+) -> Result<Verified, Refusal> {
+    let now = hookflow_model::time::now_millis() / 1000;
+    verifier
+        .check(&Signed {
+            request: &received.request,
+            body: received.body,
+            now,
+        })
+        .map_err(|reason| {
+            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, %reason);
+            Refusal::InvalidSignature
+        })
+}
+
+/// Renders the idempotency key over the request; an empty key means none.
+fn idempotency_key(
+    workflow: &Workflow,
+    idem: &Idempotency,
+    input: &RunInput,
+) -> Result<Option<String>, Refusal> {
+    let mut scope = Scope::new();
+    scope.set_owned("trigger", input.trigger.to_json());
+    scope.set("vars", &input.vars);
+    scope.set("secrets", &workflow.secret_values());
+    let key = workflow.templates.render(&idem.key, &scope).map_err(|e| {
+        Refusal::BadRequest(format!(
+            "the idempotency key cannot be computed: {}",
+            e.message
+        ))
+    })?;
+    Ok((!key.is_empty()).then_some(key))
+}

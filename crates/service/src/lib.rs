@@ -1,0 +1,160 @@
+//! The webhook service without HTTP: what the server does between reading a
+//! request and answering it, and around the runs.
+//!
+//! A [`Service`] holds the served workflows ([`registry`], reloaded from the
+//! folder by [`reload`]), delivers a request to a run ([`delivery`]: the
+//! signature check, intake, [`idempotency`], the executor), re-runs finished
+//! runs ([`retry`]) and removes old records ([`retention`]). [`Refusal`] is
+//! the one place where a refused request gets its status and JSON body. The
+//! HTTP crate and the `hookflow` binary both use this crate; it knows no HTTP
+//! server.
+
+pub mod delivery;
+pub mod idempotency;
+pub mod refusal;
+pub mod registry;
+mod reload;
+pub mod retention;
+pub mod retry;
+
+pub use delivery::Delivery;
+pub use hookflow_parser::Request;
+pub use refusal::{Refusal, RETRY_AFTER_SECS};
+pub use registry::{
+    webhook_key, webhook_path, webhook_url, Registry, Served, WorkflowInfo, WEBHOOK_PREFIX,
+};
+pub use retry::RetryError;
+
+use hookflow_executor::Executor;
+use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};
+use hookflow_store::KeyFile;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Service settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The workflows folder.
+    pub workflows_dir: PathBuf,
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The base of printed URLs.
+    pub public_url: String,
+    /// How long shutdown waits for in-flight requests and runs.
+    pub shutdown_grace: Duration,
+    /// How often the workflows folder is checked for changes.
+    pub reload_every: Duration,
+    /// Finished records older than this are removed.
+    pub retention: Duration,
+}
+
+/// The webhook service: served workflows, the executor, idempotency claims.
+pub struct Service {
+    /// Runs workflows.
+    pub executor: Executor,
+    /// Paths, URLs and timings.
+    pub settings: Settings,
+    keys: KeyFile,
+    registry: RwLock<Arc<Registry>>,
+    shutting_down: AtomicBool,
+    /// Idempotency keys whose first request is still being handled.
+    claims: idempotency::Claims,
+}
+
+impl Service {
+    /// Loads the workflows folder and builds the first registry.
+    pub fn load(settings: Settings, executor: Executor) -> Result<Arc<Service>, String> {
+        let keys = KeyFile::new(&settings.data_dir);
+        let service = Arc::new(Service {
+            executor,
+            keys,
+            settings,
+            registry: RwLock::new(Arc::new(Registry::default())),
+            shutting_down: AtomicBool::new(false),
+            claims: idempotency::Claims::default(),
+        });
+        let catalog = service.load_catalog();
+        service.install(&catalog)?;
+        Ok(service)
+    }
+
+    fn load_catalog(&self) -> Catalog {
+        let catalog = load_dir(
+            &self.settings.workflows_dir,
+            &LoadOptions::process_env(SecretPolicy::Require),
+        );
+        for d in catalog.diagnostics() {
+            if d.is_error() {
+                tracing::error!(message = "Workflow file problem.", diagnostic = %d);
+            } else {
+                tracing::warn!(message = "Workflow file problem.", diagnostic = %d);
+            }
+        }
+        catalog
+    }
+
+    /// Builds a registry from `catalog` (keeping last good versions) and publishes it.
+    fn install(&self, catalog: &Catalog) -> Result<(), String> {
+        let previous = self.registry();
+        let registry = Registry::build(
+            catalog,
+            Some(&previous),
+            &self.keys,
+            &self.settings.public_url,
+        )?;
+        self.executor.publish(registry.workflows.clone());
+        if let Ok(mut r) = self.registry.write() {
+            *r = Arc::new(registry);
+        }
+        Ok(())
+    }
+
+    /// The current registry.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// True once shutdown began: webhook requests get 503.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Starts the background work: hot reload of the workflows folder and the
+    /// retention of old records. It stops when the returned value is stopped or dropped.
+    pub fn start_background(self: &Arc<Self>) -> Background {
+        Background {
+            tasks: vec![
+                tokio::spawn(reload::watch(self.clone(), self.settings.reload_every)),
+                tokio::spawn(retention::run(
+                    self.executor.store().clone(),
+                    self.settings.retention,
+                )),
+            ],
+        }
+    }
+
+    /// Stops taking webhook requests (they get 503) and queued runs; waits
+    /// up to the grace period for running ones and returns how many were still
+    /// running (they stay on disk and resume at the next start).
+    /// Webhook requests get 503 from the moment this is called.
+    pub fn shut_down(&self) -> impl std::future::Future<Output = usize> + '_ {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.executor.shutdown(self.settings.shutdown_grace)
+    }
+}
+
+/// The service's background tasks; stopped on drop.
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

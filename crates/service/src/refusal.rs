@@ -1,0 +1,124 @@
+//! Why a request gets no run, and the status and JSON body it is answered
+//! with (SPEC §4). The one place that maps errors to statuses: the HTTP
+//! crate turns a [`Refusal`] into a response, `hookflow run`/`test` print it.
+
+use hookflow_parser::ParseError;
+use serde_json::{json, Value as Json};
+
+/// Seconds a sender is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Everything a request can be refused with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// Unknown key, disabled workflow, unknown record or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not POST.
+    #[error("only POST is allowed")]
+    MethodNotAllowed,
+    /// Missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The signature check failed (the reason is logged, not sent).
+    #[error("the request signature is missing or invalid")]
+    InvalidSignature,
+    /// Body over the limit.
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    /// Content type not accepted.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// State conflict (retrying an unfinished run, a key still being handled).
+    #[error("{0}")]
+    Conflict(String),
+    /// Queue full or shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else; the message is logged, not sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Refusal {
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotFound(_) => "not_found",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::InvalidSignature => "invalid_signature",
+            Refusal::PayloadTooLarge(_) => "payload_too_large",
+            Refusal::UnsupportedMediaType(_) => "unsupported_media_type",
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::Conflict(_) => "conflict",
+            Refusal::Unavailable(_) => "unavailable",
+            Refusal::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status this refusal answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NotFound(_) => 404,
+            Refusal::MethodNotAllowed => 405,
+            Refusal::Unauthorized(_) | Refusal::InvalidSignature => 401,
+            Refusal::PayloadTooLarge(_) => 413,
+            Refusal::UnsupportedMediaType(_) => 415,
+            Refusal::BadRequest(_) => 400,
+            Refusal::Conflict(_) => 409,
+            Refusal::Unavailable(_) => 503,
+            Refusal::Internal(_) => 500,
+        }
+    }
+
+    /// The JSON body this refusal answers with (an internal error's text is not sent).
+    pub fn body(&self) -> Json {
+        let message = match self {
+            Refusal::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        json!({"error": self.code(), "message": message})
+    }
+}
+
+impl From<ParseError> for Refusal {
+    fn from(e: ParseError) -> Refusal {
+        match e {
+            ParseError::UnsupportedMediaType(_) => Refusal::UnsupportedMediaType(e.to_string()),
+            other => Refusal::BadRequest(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_answer_415_or_400_and_internal_text_stays_inside() {
+        let media: Refusal = ParseError::UnsupportedMediaType("image/png".into()).into();
+        assert_eq!(
+            (media.status(), media.code()),
+            (415, "unsupported_media_type")
+        );
+        let missing: Refusal = ParseError::Missing {
+            part: "body",
+            key: "a".into(),
+        }
+        .into();
+        assert_eq!(
+            missing.body(),
+            json!({"error": "bad_request", "message": "missing required field `a` in the body"})
+        );
+        assert_eq!(missing.status(), 400);
+        let internal = Refusal::Internal("disk on fire at /secret/path".into());
+        assert_eq!(
+            internal.body(),
+            json!({"error": "internal", "message": "internal error"})
+        );
+    }
+}

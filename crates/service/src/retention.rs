@@ -1,0 +1,28 @@
+//! Retention: finished records older than `--retention` and expired
+//! idempotency keys are removed in the background.
+
+use hookflow_model::time::now_millis;
+use hookflow_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often retention runs.
+const EVERY: Duration = Duration::from_secs(600);
+
+/// Removes expired idempotency keys and old finished records now and then
+/// every [`EVERY`], until the task is aborted.
+pub async fn run(store: Arc<dyn Store>, retention: Duration) {
+    loop {
+        let cutoff =
+            now_millis().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        if let Err(error) = store.remove_expired_idempotency(now_millis()) {
+            tracing::warn!(message = "Idempotency key expiry failed.", %error);
+        }
+        match store.remove_finished_before(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(message = "Removed old execution records.", count = n),
+            Err(error) => tracing::warn!(message = "Retention failed.", %error),
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}

@@ -1,0 +1,235 @@
+//! Signature verification (SPEC §4b) over the raw body, before parsing.
+//!
+//! A [`Verifier`] is built once when a workflow is installed (secrets
+//! rendered, keys read); [`Verifier::check`] then runs per request on the
+//! request as received. Every MAC comparison is the MAC crate's constant-time
+//! `verify_slice`, which also checks the length. Presets that sign a timestamp
+//! reject stale and future ones (`tolerance`, default 5 minutes). Headers may
+//! carry several signatures (key rotation): one match is enough.
+//!
+//! One module per scheme family: [`mac`] (hmac, standard_webhooks, github,
+//! stripe, slack, shopify), [`feishu`], [`wechatpay`], [`alipay`]; RSA public
+//! keys are read in [`pubkey`]. Nothing here knows HTTP servers.
+
+mod alipay;
+mod feishu;
+mod mac;
+mod pubkey;
+mod wechatpay;
+
+#[cfg(test)]
+mod tests;
+
+pub use hookflow_model::request::Verified;
+
+use hookflow_model::def::{HmacAlgorithm, SignatureEncoding, VerifyDef};
+use hookflow_model::request::TriggerRequest;
+use hookflow_model::runtime::{Verify, Workflow};
+use hookflow_model::template::Scope;
+use hookflow_model::units::Dur;
+use std::time::Duration;
+
+/// Default tolerance of signed timestamps.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// A workflow's signature check cannot be set up; the workflow must not be served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+/// Why a request was rejected (for the log, never sent to the caller).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+impl From<&str> for Rejected {
+    fn from(reason: &str) -> Rejected {
+        Rejected(reason.to_string())
+    }
+}
+
+impl From<String> for Rejected {
+    fn from(reason: String) -> Rejected {
+        Rejected(reason)
+    }
+}
+
+/// What a request shows the verifier.
+pub struct Signed<'a> {
+    /// The request as received: headers by lower-case name (repeated ones
+    /// joined with `, `), the query, the raw body as text. Its body need not
+    /// be decoded yet.
+    pub request: &'a TriggerRequest,
+    /// The raw body bytes, as signed.
+    pub body: &'a [u8],
+    /// Now, Unix seconds.
+    pub now: u64,
+}
+
+impl Signed<'_> {
+    /// A header that the scheme requires.
+    fn header(&self, name: &str) -> Result<String, Rejected> {
+        self.request
+            .header(name)
+            .ok_or_else(|| Rejected(format!("missing `{name}` header")))
+    }
+}
+
+/// A verifier ready for requests.
+pub struct Verifier {
+    scheme: Scheme,
+    tolerance: Duration,
+}
+
+/// The scheme families.
+enum Scheme {
+    Mac(mac::MacScheme),
+    Feishu(feishu::Feishu),
+    Wechatpay(wechatpay::Wechatpay),
+    Alipay(alipay::Alipay),
+}
+
+/// Renders a workflow's secret-bearing verify fields with only `secrets` in scope.
+struct Secrets<'a> {
+    workflow: &'a Workflow,
+    verify: &'a Verify,
+    scope: Scope,
+}
+
+impl Secrets<'_> {
+    /// A required field, rendered; empty is an error.
+    fn field(&self, field: &str) -> Result<Vec<u8>, SetupError> {
+        let text = self
+            .verify
+            .texts
+            .get(field)
+            .ok_or_else(|| SetupError(format!("`{field}` is missing")))?;
+        let value = self
+            .workflow
+            .templates
+            .render(text, &self.scope)
+            .map_err(|e| SetupError(format!("`{field}`: {}", e.message)))?;
+        if value.is_empty() {
+            return Err(SetupError(format!("`{field}` renders to an empty string")));
+        }
+        Ok(value.into_bytes())
+    }
+
+    /// An optional field, rendered when present.
+    fn optional(&self, field: &str) -> Result<Option<Vec<u8>>, SetupError> {
+        match self.verify.texts.get(field) {
+            Some(_) => self.field(field).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn tolerance_of(t: &Option<Dur>) -> Duration {
+    t.map(|d| d.0).unwrap_or(DEFAULT_TOLERANCE)
+}
+
+impl Verifier {
+    /// Prepares the verifier of a workflow; an error means the workflow must not be served.
+    pub fn build(workflow: &Workflow, verify: &Verify) -> Result<Verifier, SetupError> {
+        let mut scope = Scope::new();
+        scope.set("secrets", &workflow.secret_values());
+        let secrets = Secrets {
+            workflow,
+            verify,
+            scope,
+        };
+        let (scheme, tolerance) = match &verify.preset {
+            VerifyDef::Hmac(h) => (
+                Scheme::Mac(mac::MacScheme::generic(workflow, verify, h, &secrets)?),
+                tolerance_of(&h.tolerance),
+            ),
+            VerifyDef::StandardWebhooks(s) => (
+                Scheme::Mac(mac::MacScheme::standard_webhooks(&secrets)?),
+                tolerance_of(&s.tolerance),
+            ),
+            VerifyDef::Github(_) => (
+                Scheme::Mac(mac::MacScheme::Github {
+                    secret: secrets.field("secret")?,
+                }),
+                DEFAULT_TOLERANCE,
+            ),
+            VerifyDef::Stripe(s) => (
+                Scheme::Mac(mac::MacScheme::Stripe {
+                    secret: secrets.field("secret")?,
+                }),
+                tolerance_of(&s.tolerance),
+            ),
+            VerifyDef::Slack(s) => (
+                Scheme::Mac(mac::MacScheme::Slack {
+                    secret: secrets.field("secret")?,
+                }),
+                tolerance_of(&s.tolerance),
+            ),
+            VerifyDef::Shopify(_) => (
+                Scheme::Mac(mac::MacScheme::Shopify {
+                    secret: secrets.field("secret")?,
+                }),
+                DEFAULT_TOLERANCE,
+            ),
+            VerifyDef::Feishu(_) => (
+                Scheme::Feishu(feishu::Feishu {
+                    token: secrets.field("token")?,
+                    encrypt_key: secrets.optional("encrypt_key")?,
+                }),
+                DEFAULT_TOLERANCE,
+            ),
+            VerifyDef::WechatpayV3(w) => (
+                Scheme::Wechatpay(wechatpay::Wechatpay::build(w, &secrets)?),
+                tolerance_of(&w.tolerance),
+            ),
+            VerifyDef::Alipay(_) => (
+                Scheme::Alipay(alipay::Alipay {
+                    public_key: Box::new(pubkey::read(&secrets.field("public_key")?)?),
+                }),
+                DEFAULT_TOLERANCE,
+            ),
+        };
+        Ok(Verifier { scheme, tolerance })
+    }
+
+    /// Checks a request; `Err` says why it is rejected (for the log, not the caller).
+    pub fn check(&self, req: &Signed<'_>) -> Result<Verified, Rejected> {
+        let fresh = Freshness {
+            tolerance: self.tolerance,
+            now: req.now,
+        };
+        match &self.scheme {
+            Scheme::Mac(m) => m.check(req, &fresh).map(|()| Verified::default()),
+            Scheme::Feishu(f) => f.check(req, &fresh),
+            Scheme::Wechatpay(w) => w.check(req, &fresh),
+            Scheme::Alipay(a) => a.check(req),
+        }
+    }
+}
+
+/// Rejects signed timestamps outside the tolerance, in either direction.
+struct Freshness {
+    tolerance: Duration,
+    now: u64,
+}
+
+impl Freshness {
+    fn check(&self, ts: &str) -> Result<(), Rejected> {
+        let ts: u64 = ts
+            .trim()
+            .parse()
+            .map_err(|_| Rejected(format!("timestamp `{ts}` is not Unix seconds")))?;
+        let skew = self.now.abs_diff(ts);
+        if skew > self.tolerance.as_secs() {
+            return Err(Rejected(format!(
+                "timestamp is {skew} s away from now (tolerance {} s)",
+                self.tolerance.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The defaults of the generic `hmac` preset.
+const DEFAULT_ALGORITHM: HmacAlgorithm = HmacAlgorithm::Sha256;
+const DEFAULT_ENCODING: SignatureEncoding = SignatureEncoding::Hex;
