@@ -97,19 +97,19 @@ pub(crate) fn push_entry(
     started_ms: u64,
     status: RunStatus,
     workflow: &str,
-    json: &[u8],
+    record: &[u8],
     input: &[u8],
 ) {
     // Workflow ids are file names; longer ones are cut (only filters read it).
     let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
-    page.reserve(16 + 8 + 1 + 2 + wf.len() + 4 + json.len() + 4 + input.len());
+    page.reserve(16 + 8 + 1 + 2 + wf.len() + 4 + record.len() + 4 + input.len());
     page.extend_from_slice(id);
     page.extend_from_slice(&started_ms.to_le_bytes());
     page.push(status_code(status));
     page.extend_from_slice(&(wf.len() as u16).to_le_bytes());
     page.extend_from_slice(wf);
-    page.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    page.extend_from_slice(json);
+    page.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    page.extend_from_slice(record);
     page.extend_from_slice(&(input.len() as u32).to_le_bytes());
     page.extend_from_slice(input);
 }
@@ -172,7 +172,7 @@ pub(crate) struct Entry<'a> {
     /// Its workflow id.
     pub workflow: &'a [u8],
     /// The record, encoded.
-    pub json: &'a [u8],
+    pub record: &'a [u8],
     /// The run's input, encoded; empty when none was kept.
     pub input: &'a [u8],
     /// Where the entry starts and ends in the page.
@@ -199,7 +199,7 @@ pub(crate) fn entries(page: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, ()>
             let wf_len = u16::from_le_bytes(take(2)?.try_into().map_err(|_| ())?) as usize;
             let workflow = take(wf_len)?;
             let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| ())?) as usize;
-            let json = take(len)?;
+            let record = take(len)?;
             let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| ())?) as usize;
             let input = take(len)?;
             Ok(Entry {
@@ -207,7 +207,7 @@ pub(crate) fn entries(page: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, ()>
                 started_ms,
                 status,
                 workflow,
-                json,
+                record,
                 input,
                 span: (start, 0),
             })
@@ -251,7 +251,7 @@ mod tests {
             (a, 5, RunStatus::Resolved)
         );
         assert_eq!(
-            (got[0].workflow, got[0].json),
+            (got[0].workflow, got[0].record),
             (&b"pay"[..], &b"{\"x\":1}"[..])
         );
         assert_eq!((got[1].id, got[1].status), (b, RunStatus::Failed));

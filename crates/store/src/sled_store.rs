@@ -101,12 +101,12 @@ struct LiveRef<'a> {
 }
 
 /// A live entry's value from its encoded record part and its input.
-fn live_value(json: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
-    let len = u32::try_from(json.len())
+fn live_value(record: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
+    let len = u32::try_from(record.len())
         .map_err(|_| StoreError::Db("a run's record is larger than 4 GiB".into()))?;
-    let mut v = Vec::with_capacity(4 + json.len() + input.len());
+    let mut v = Vec::with_capacity(4 + record.len() + input.len());
     v.extend_from_slice(&len.to_le_bytes());
-    v.extend_from_slice(json);
+    v.extend_from_slice(record);
     v.extend_from_slice(input);
     Ok(v)
 }
@@ -269,7 +269,7 @@ impl SledStore {
             for e in pages::entries(&page) {
                 let e = e.map_err(|()| pages::corrupt(&k))?;
                 if e.id == *id {
-                    found = Some((decode(&k, e.json)?, decode_input(&k, e.input)?));
+                    found = Some((decode(&k, e.record)?, decode_input(&k, e.input)?));
                 }
             }
         }
@@ -280,8 +280,8 @@ impl SledStore {
     fn find(&self, id: &[u8; 16]) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
         let lk = key_of(LIVE, id);
         if let Some(v) = self.runs.get(lk).map_err(db_err)? {
-            let (json, input) = split_live(&lk, &v)?;
-            let live: Live = decode(&lk, json)?;
+            let (record, input) = split_live(&lk, &v)?;
+            let live: Live = decode(&lk, record)?;
             return Ok(Some((live.record, decode_input(&lk, input)?)));
         }
         let page = lock(&self.queued).runs.get(id).map(|r| r.page);
@@ -305,7 +305,10 @@ impl SledStore {
         };
         let page = pages::open(&v).map_err(|()| pages::corrupt(&key))?;
         match pages::find(&key, &page, id)? {
-            Some(e) => Ok(Some((decode(&key, e.json)?, decode_input(&key, e.input)?))),
+            Some(e) => Ok(Some((
+                decode(&key, e.record)?,
+                decode_input(&key, e.input)?,
+            ))),
             None => Ok(None),
         }
     }
@@ -317,8 +320,8 @@ impl SledStore {
         let mut own = std::collections::HashSet::new();
         for item in self.runs.scan_prefix([LIVE]) {
             let (k, v) = item.map_err(db_err)?;
-            let (json, input) = split_live(&k, &v)?;
-            let live: Live = decode(&k, json)?;
+            let (record, input) = split_live(&k, &v)?;
+            let live: Live = decode(&k, record)?;
             let Some(id) = id_bytes(&live.record.id) else {
                 continue;
             };
@@ -340,7 +343,7 @@ impl SledStore {
             for e in pages::entries(&page) {
                 let e = e.map_err(|()| pages::corrupt(&k))?;
                 if queued.contains(&e.id) && !own.contains(&e.id) {
-                    out.push((e.id, decode(&k, e.json)?, e.input.to_vec()));
+                    out.push((e.id, decode(&k, e.record)?, e.input.to_vec()));
                 }
             }
         }
@@ -400,8 +403,9 @@ struct Encoded {
     started_ms: u64,
     status: RunStatus,
     workflow: String,
-    /// The record (a finished run) or the live entry's record part.
-    json: Vec<u8>,
+    /// The record (a finished run) or the live entry (record and
+    /// position), in MessagePack.
+    msgpack: Vec<u8>,
 }
 
 impl Encoded {
@@ -413,7 +417,7 @@ impl Encoded {
             self.started_ms,
             self.status,
             &self.workflow,
-            &self.json,
+            &self.msgpack,
             input,
         );
     }
@@ -457,7 +461,7 @@ impl Prepared {
         if !finished && w.pending.is_none() && !w.clear_pending {
             return Ok(Prepared::Merge(id, Box::new(w)));
         }
-        let json = if finished {
+        let msgpack = if finished {
             encode(&w.record)?
         } else {
             encode(&LiveRef {
@@ -470,7 +474,7 @@ impl Prepared {
             started_ms: w.record.started_ms,
             status: w.record.status,
             workflow: w.record.workflow,
-            json,
+            msgpack,
         };
         Ok(if finished {
             Prepared::Finished {
@@ -565,7 +569,7 @@ impl Batch {
                         };
                         queued.own(&id);
                         self.ops
-                            .push((key.to_vec(), Some(live_value(&encoded.json, &input)?)));
+                            .push((key.to_vec(), Some(live_value(&encoded.msgpack, &input)?)));
                     }
                     (input, _) => {
                         let input = match input {
@@ -573,7 +577,7 @@ impl Batch {
                             None => self.stored_input(runs, queued, &key)?,
                         };
                         self.ops
-                            .push((key.to_vec(), Some(live_value(&encoded.json, &input)?)));
+                            .push((key.to_vec(), Some(live_value(&encoded.msgpack, &input)?)));
                     }
                 }
             }
@@ -620,7 +624,7 @@ impl Batch {
             },
         };
         match pages::find(&qk, page, &id)? {
-            Some(e) => Ok(Some(live_value(e.json, e.input)?)),
+            Some(e) => Ok(Some(live_value(e.record, e.input)?)),
             None => Ok(None),
         }
     }
@@ -1047,7 +1051,7 @@ fn merge_group(
                 }
             }
         }
-        out.push(decode(&e.id, e.json)?);
+        out.push(decode(&e.id, e.record)?);
         if out.len() > limit {
             return Ok(());
         }
