@@ -9,6 +9,26 @@ fn sync_flow(key: &str, nodes: &str) -> String {
     format!("title: Nodes\nenabled: true\noptions: {{ timeout: 20s }}\ntrigger: {{ type: webhook, mode: sync, key: {key} }}\nnodes:\n{nodes}")
 }
 
+/// A repeated response header reaches `nodes.<key>.headers` joined with
+/// `, `, the same rule as `trigger.headers` (RFC 9110 §5.3).
+#[test]
+fn repeated_response_headers_are_joined_like_request_headers() {
+    let up = Upstream::start();
+    let nodes = format!(
+        r#"  - key: call
+    type: request
+    url: "{base}/repeat"
+  - type: response
+    body: {{ many: "{{{{ nodes.call.headers['x-many'] }}}}" }}
+"#,
+        base = up.base
+    );
+    let app = TestApp::spawn(&[("rep.yaml", &sync_flow("repeat-key-001", &nodes))]);
+    let r = app.post_json("repeat-key-001", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(r.json(), json!({"many": "a, b"}));
+}
+
 #[test]
 fn request_sends_templated_method_url_headers_query_and_body() {
     let up = Upstream::start();

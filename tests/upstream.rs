@@ -1,7 +1,8 @@
 //! A real HTTP server for request nodes to call, started inside a test.
 //!
 //! Routes: `/sleep/{ms}` answers after a pause; `/status/{code}` answers that
-//! status; `/flaky/{n}` answers 503 (with `Retry-After` when `?retry_after=` is
+//! status; `/repeat` answers with the header `x-many` twice (`a`, then `b`);
+//! `/flaky/{n}` answers 503 (with `Retry-After` when `?retry_after=` is
 //! given) to its first `n` calls, then 200; anything else echoes the request.
 
 #![allow(dead_code)]
@@ -82,6 +83,10 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
             HttpResponse::build(code).json(json!({"status": code.as_u16()}))
         }
+        ["repeat"] => HttpResponse::Ok()
+            .append_header(("x-many", "a"))
+            .append_header(("x-many", "b"))
+            .json(json!({"repeated": true})),
         ["flaky", n] => {
             let n: u32 = n.parse().unwrap_or(0);
             if count <= n {

@@ -5,6 +5,7 @@
 
 use super::{NodeCx, NodeError, Step};
 use hookflow_model::def::ContentType;
+use hookflow_model::request::join_header;
 use hookflow_model::runtime::RequestSpec;
 use hookflow_model::template::ValueTemplate;
 use serde_json::{json, Map, Value as Json};
@@ -154,10 +155,7 @@ async fn attempt_once(req: reqwest::RequestBuilder, max_body: usize) -> Try {
     for (name, value) in resp.headers() {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
         match headers.get_mut(name.as_str()) {
-            Some(Json::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
-            }
+            Some(Json::String(joined)) => join_header(joined, &v),
             _ => {
                 headers.insert(name.as_str().to_string(), Json::String(v));
             }
