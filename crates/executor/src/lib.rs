@@ -11,7 +11,10 @@ pub mod answer;
 mod nodes;
 pub mod policy;
 mod queue;
+mod record;
+mod responder;
 pub mod run;
+mod scope;
 pub mod state;
 mod versions;
 
@@ -19,14 +22,17 @@ mod versions;
 mod tests;
 
 pub use answer::Answer;
+pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
-pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, TriggerRequest, Write};
 use queue::{Queue, QueueItem};
-use run::{bare_record, new_record, scope_copying, scope_for, Control, Responder, Run};
+use record::{bare_record, new_record};
+use responder::{Control, Responder};
+use run::Run;
+use scope::{scope_copying, scope_for};
 use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
