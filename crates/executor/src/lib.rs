@@ -28,7 +28,7 @@ pub use queue::QueueConfig;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, TriggerRequest, Write};
-use queue::{Queue, QueueItem};
+use queue::{Queue, ReadyRun};
 use record::{bare_record, new_record};
 use responder::{Control, Responder};
 use run::Run;
@@ -187,7 +187,7 @@ impl Executor {
 
     fn resume(&self, record: ExecutionRecord, pending: Pending) {
         let state = RunState::from_json(&pending.state).unwrap_or_else(RunState::start);
-        let item = QueueItem {
+        let item = ReadyRun {
             record,
             state,
             scope: None,
@@ -201,7 +201,7 @@ impl Executor {
 
     /// Queues a waiting run again at `wake_at` (Unix ms; at once if it has passed).
     /// Until then it holds no worker and no queue place.
-    fn wake_later(&self, item: QueueItem, wake_at: u64) {
+    fn wake_later(&self, item: ReadyRun, wake_at: u64) {
         let queue = self.queue.clone();
         let wait = std::time::Duration::from_millis(
             wake_at.saturating_sub(hookflow_model::time::now_millis()),
@@ -393,7 +393,7 @@ impl Executor {
             })
             .await
             .map_err(|e| AcceptError::Store(e.to_string()))?;
-        slot.push(QueueItem {
+        slot.push(ReadyRun {
             record,
             state,
             scope: Some(scope),
@@ -466,8 +466,8 @@ impl Executor {
     }
 
     /// Runs a queued or resumed run to its end (called by a worker).
-    async fn execute(&self, item: QueueItem) {
-        let QueueItem {
+    async fn execute(&self, item: ReadyRun) {
+        let ReadyRun {
             record,
             state,
             scope,
@@ -510,7 +510,7 @@ impl Executor {
         } = run.drive().await
         {
             self.wake_later(
-                QueueItem {
+                ReadyRun {
                     record: *record,
                     state,
                     // Read again from the store on waking: nothing is kept in memory.

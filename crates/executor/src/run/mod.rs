@@ -31,7 +31,7 @@ enum Advance {
 }
 
 /// A node running on some stack.
-struct InFlight {
+struct RunningNode {
     path: StackPath,
     node_id: NodeId,
     started_ms: u64,
@@ -41,7 +41,7 @@ struct InFlight {
 }
 
 /// Resolves when any running node finishes: its index and outcome.
-async fn any_finished(running: &mut [InFlight]) -> (usize, Result<Step, nodes::NodeError>) {
+async fn any_finished(running: &mut [RunningNode]) -> (usize, Result<Step, nodes::NodeError>) {
     std::future::poll_fn(|cx| {
         for (i, r) in running.iter_mut().enumerate() {
             if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
@@ -236,7 +236,7 @@ impl Run {
     }
 
     /// Starts the node at the top of the stack at `path`, with the scope it sees.
-    fn start(&self, path: StackPath, node_id: NodeId) -> InFlight {
+    fn start(&self, path: StackPath, node_id: NodeId) -> RunningNode {
         let mut scope = self.scope.clone();
         for (item, index) in self.state.loop_scopes(&path) {
             scope.push_loop_owned(item, index);
@@ -244,7 +244,7 @@ impl Run {
         let workflow = self.workflow.clone();
         let env = self.env.clone();
         let execution_id = self.record.id.clone();
-        InFlight {
+        RunningNode {
             path,
             node_id,
             started_ms: now_millis(),
@@ -263,7 +263,7 @@ impl Run {
     }
 
     async fn steps(&mut self) -> Ending {
-        let mut running: Vec<InFlight> = Vec::new();
+        let mut running: Vec<RunningNode> = Vec::new();
         // The position is saved as soon as a node that acts outside the run
         // (a request) finishes, so that a crash never sends a finished request
         // again; a node running at a crash runs again (at least once). Other
@@ -349,13 +349,13 @@ impl Run {
     }
 
     /// Records the jobs of nodes still running as cancelled and drops them.
-    fn cancel_all(&mut self, running: &mut Vec<InFlight>) {
+    fn cancel_all(&mut self, running: &mut Vec<RunningNode>) {
         for r in running.drain(..) {
             self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
         }
     }
 
-    fn job_of(&self, r: &InFlight, status: JobStatus) -> JobRecord {
+    fn job_of(&self, r: &RunningNode, status: JobStatus) -> JobRecord {
         let node = &self.workflow.nodes[r.node_id];
         JobRecord {
             key: node.key.clone(),
@@ -380,9 +380,9 @@ impl Run {
     /// Applies a finished node to its stack; returns an ending for the whole run.
     fn apply(
         &mut self,
-        done: InFlight,
+        done: RunningNode,
         outcome: Result<Step, nodes::NodeError>,
-        running: &mut Vec<InFlight>,
+        running: &mut Vec<RunningNode>,
     ) -> Option<Ending> {
         let node_id = done.node_id;
         let path = done.path.clone();
