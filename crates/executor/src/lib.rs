@@ -11,7 +11,10 @@ pub mod answer;
 mod nodes;
 pub mod policy;
 mod queue;
+mod record;
+mod responder;
 pub mod run;
+mod scope;
 pub mod state;
 mod versions;
 
@@ -19,14 +22,17 @@ mod versions;
 mod tests;
 
 pub use answer::Answer;
+pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
-pub use run::{Ending, RunInput};
 
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
-use queue::{Queue, QueueItem};
-use run::{bare_record, new_record, scope_copying, scope_for, Control, Responder, Run};
+use queue::{Queue, ReadyRun};
+use record::{bare_record, new_record};
+use responder::{Control, Responder};
+use run::Run;
+use scope::{scope_copying, scope_for};
 use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
@@ -161,7 +167,7 @@ impl Executor {
 
     fn resume(&self, record: ExecutionRecord, pending: Pending) {
         let state = RunState::from_json(&pending.state).unwrap_or_else(RunState::start);
-        let item = QueueItem {
+        let item = ReadyRun {
             record,
             state,
             scope: None,
@@ -175,7 +181,7 @@ impl Executor {
 
     /// Queues a waiting run again at `wake_at` (Unix ms; at once if it has passed).
     /// Until then it holds no worker and no queue place.
-    fn wake_later(&self, item: QueueItem, wake_at: u64) {
+    fn wake_later(&self, item: ReadyRun, wake_at: u64) {
         let queue = self.queue.clone();
         let wait = std::time::Duration::from_millis(
             wake_at.saturating_sub(hookflow_model::time::now_millis()),
@@ -367,7 +373,7 @@ impl Executor {
             })
             .await
             .map_err(|e| AcceptError::Store(e.to_string()))?;
-        slot.push(QueueItem {
+        slot.push(ReadyRun {
             record,
             state,
             scope: Some(scope),
@@ -414,8 +420,8 @@ impl Executor {
     }
 
     /// Runs a queued or resumed run to its end (called by a worker).
-    async fn execute(&self, item: QueueItem) {
-        let QueueItem {
+    async fn execute(&self, item: ReadyRun) {
+        let ReadyRun {
             record,
             state,
             scope,
@@ -458,7 +464,7 @@ impl Executor {
         } = run.drive().await
         {
             self.wake_later(
-                QueueItem {
+                ReadyRun {
                     record: *record,
                     state,
                     // Read again from the store on waking: nothing is kept in memory.

@@ -29,8 +29,8 @@ impl Default for QueueConfig {
     }
 }
 
-/// A run ready to be executed.
-pub struct QueueItem {
+/// A run ready for a worker: queued, resumed after a crash, or woken after a delay.
+pub struct ReadyRun {
     pub record: ExecutionRecord,
     pub state: RunState,
     /// The template variables; `None` when resumed: rebuilt from the stored input.
@@ -45,8 +45,8 @@ pub struct Queue {
     active: Arc<AtomicUsize>,
     idle: Arc<Notify>,
     shutting_down: AtomicBool,
-    tx: mpsc::UnboundedSender<QueueItem>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<QueueItem>>>,
+    tx: mpsc::UnboundedSender<ReadyRun>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<ReadyRun>>>,
     stop: Arc<Notify>,
 }
 
@@ -57,7 +57,7 @@ pub struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    pub fn push(mut self, item: QueueItem) {
+    pub fn push(mut self, item: ReadyRun) {
         self.used = true;
         if self.queue.tx.send(item).is_err() {
             tracing::error!(
@@ -108,8 +108,8 @@ impl Queue {
         })
     }
 
-    /// Queues a run found on disk at start, whatever the capacity.
-    pub fn push_recovered(&self, item: QueueItem) {
+    /// Queues a run found on disk at start, or woken after a delay, whatever the capacity.
+    pub fn push_recovered(&self, item: ReadyRun) {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(item).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);

@@ -2,9 +2,12 @@
 //! in these tests, before every node), and a run resumed from any saved
 //! position ends exactly like the uninterrupted one.
 
-use crate::run::{new_record, scope_copying, Control, Run, RunInput};
+use crate::record::new_record;
+use crate::responder::Control;
+use crate::run::Run;
+use crate::scope::scope_copying;
 use crate::state::{Frame, RunState};
-use crate::{Env, Stub};
+use crate::{Env, RunInput, Stub};
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::{

@@ -1,112 +1,24 @@
 //! The interpreter: steps a run through its workflow one node at a time,
 //! saving its position after each request node when the run is durable.
 
+mod parallel;
+
 use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
+use crate::responder::{Control, Responder};
 use crate::state::{
     runnable_stacks, stack_at, stack_at_mut, Branch, BranchOutcome, Frame, RunState, StackPath,
 };
-use hookflow_model::def::{OnError, ParallelMode};
+use hookflow_model::def::OnError;
 use hookflow_model::runtime::NodeId;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
-use hookflow_store::{
-    ExecutionRecord, JobRecord, JobStatus, Pending, ResponseRecord, RunStatus, Store,
-    TriggerRequest, Write,
-};
+use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store, Write};
 use serde_json::{json, Value as Json};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Notify;
 use tracing::Instrument;
-
-/// The first answer of a sync run wins: the response node's, or the timeout's.
-///
-/// The answer goes to its one waiter (the request) without a copy; the
-/// record of it, made when it is offered, stays for the run's record.
-#[derive(Debug, Default)]
-pub struct Responder {
-    answered: OnceLock<()>,
-    recorded: Mutex<Option<ResponseRecord>>,
-    slot: Mutex<Option<Answer>>,
-    notify: Notify,
-}
-
-impl Responder {
-    /// Offers an answer; true when it is the one sent.
-    pub fn answer(&self, answer: Answer) -> bool {
-        let first = self.answered.set(()).is_ok();
-        if first {
-            *lock(&self.recorded) = Some(answer.record());
-            *lock(&self.slot) = Some(answer);
-            self.notify.notify_one();
-        }
-        first
-    }
-
-    /// True once an answer was sent.
-    pub fn is_answered(&self) -> bool {
-        self.answered.get().is_some()
-    }
-
-    /// Takes the record of the answer sent (for the run's record).
-    pub fn take_recorded(&self) -> Option<ResponseRecord> {
-        lock(&self.recorded).take()
-    }
-
-    /// Takes the answer sent, if there is one and nobody took it yet.
-    pub fn take(&self) -> Option<Answer> {
-        lock(&self.slot).take()
-    }
-
-    /// Waits for the answer and takes it (there is one waiter: the request).
-    pub async fn wait(&self) -> Answer {
-        loop {
-            if let Some(a) = self.take() {
-                return a;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
-
-/// Locks a mutex whose data stays valid even if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Stops a run between nodes (timeouts).
-#[derive(Debug, Default)]
-pub struct Control {
-    cancelled: AtomicBool,
-    notify: Notify,
-}
-
-impl Control {
-    /// Asks the run to stop as aborted.
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    /// True once cancelled.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once cancelled.
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// What a stack does next.
 enum Advance {
@@ -119,7 +31,7 @@ enum Advance {
 }
 
 /// A node running on some stack.
-struct InFlight {
+struct RunningNode {
     path: StackPath,
     node_id: NodeId,
     started_ms: u64,
@@ -129,7 +41,7 @@ struct InFlight {
 }
 
 /// Resolves when any running node finishes: its index and outcome.
-async fn any_finished(running: &mut [InFlight]) -> (usize, Result<Step, nodes::NodeError>) {
+async fn any_finished(running: &mut [RunningNode]) -> (usize, Result<Step, nodes::NodeError>) {
     std::future::poll_fn(|cx| {
         for (i, r) in running.iter_mut().enumerate() {
             if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
@@ -157,11 +69,9 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-pub use hookflow_store::RunInput;
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
+/// How the interpreter's steps ended.
+#[derive(Debug)]
+enum Ending {
     /// Finished well.
     Resolved,
     /// A node failed or an end node said so.
@@ -186,85 +96,6 @@ pub enum Outcome {
         /// When to wake (Unix ms).
         wake_at: u64,
     },
-}
-
-/// Builds the template variables of a run: those the workflow's templates
-/// read (a payment callback's templates seldom read the whole trigger
-/// context, and copying it was ~6 % of a small sync run's instructions).
-/// `vars` is taken, not copied.
-pub fn scope_for(
-    workflow: &Workflow,
-    record: &ExecutionRecord,
-    trigger: &TriggerRequest,
-    vars: Json,
-    state: &RunState,
-) -> Scope {
-    let reads = |name| workflow.templates.reads(name);
-    let mut scope = Scope::new();
-    if reads("trigger") {
-        scope.set_owned("trigger", trigger.to_json());
-    }
-    if reads("vars") {
-        scope.set_owned("vars", vars);
-    }
-    if reads("execution") {
-        scope.set_owned(
-            "execution",
-            json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at.to_string()}),
-        );
-    }
-    if reads("secrets") {
-        scope.set_owned("secrets", workflow.secret_values());
-    }
-    if reads("nodes") {
-        for (k, v) in &state.results {
-            scope.set_node(k, v);
-        }
-    }
-    scope
-}
-
-/// [`scope_for`] of an input the caller keeps (its `vars` copied).
-pub fn scope_copying(
-    workflow: &Workflow,
-    record: &ExecutionRecord,
-    input: &RunInput,
-    state: &RunState,
-) -> Scope {
-    scope_for(workflow, record, &input.trigger, input.vars.clone(), state)
-}
-
-/// A new execution record.
-pub fn new_record(
-    id: String,
-    workflow: &Workflow,
-    input: &RunInput,
-    status: RunStatus,
-) -> ExecutionRecord {
-    let mut record = bare_record(id, workflow, status);
-    record.trigger = Some(input.trigger.clone().redacted());
-    record
-}
-
-/// A new execution record without its trigger context (runs whose input is
-/// stored, or whose caller moves the context in after building the scope).
-pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> ExecutionRecord {
-    let started_ms = now_millis();
-    let trigger = None;
-    ExecutionRecord {
-        id,
-        workflow: workflow.id.clone(),
-        version: workflow.version.clone(),
-        status,
-        started_at: Timestamp(started_ms),
-        finished_at: None,
-        started_ms,
-        trigger,
-        jobs: Vec::new(),
-        response: None,
-        retry_of: None,
-        error: None,
-    }
 }
 
 /// One run in progress.
@@ -303,11 +134,13 @@ impl Run {
         async move {
             self.record.status = RunStatus::Running;
             self.wake_waiting_jobs();
-            let ending = self.steps().await;
-            if let Ending::Waiting(wake_at) = ending {
-                return self.wait(wake_at);
-            }
-            Outcome::Finished(self.finish(ending))
+            let (status, error) = match self.steps().await {
+                Ending::Resolved => (RunStatus::Resolved, None),
+                Ending::Failed(e) => (RunStatus::Failed, Some(e)),
+                Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
+                Ending::Waiting(wake_at) => return self.wait(wake_at),
+            };
+            Outcome::Finished(self.finish(status, error))
         }
         .instrument(span)
         .await
@@ -403,7 +236,7 @@ impl Run {
     }
 
     /// Starts the node at the top of the stack at `path`, with the scope it sees.
-    fn start(&self, path: StackPath, node_id: NodeId) -> InFlight {
+    fn start(&self, path: StackPath, node_id: NodeId) -> RunningNode {
         let mut scope = self.scope.clone();
         for (item, index) in self.state.loop_scopes(&path) {
             scope.push_loop_owned(item, index);
@@ -411,7 +244,7 @@ impl Run {
         let workflow = self.workflow.clone();
         let env = self.env.clone();
         let execution_id = self.record.id.clone();
-        InFlight {
+        RunningNode {
             path,
             node_id,
             started_ms: now_millis(),
@@ -430,7 +263,7 @@ impl Run {
     }
 
     async fn steps(&mut self) -> Ending {
-        let mut running: Vec<InFlight> = Vec::new();
+        let mut running: Vec<RunningNode> = Vec::new();
         // The position is saved as soon as a node that acts outside the run
         // (a request) finishes, so that a crash never sends a finished request
         // again; a node running at a crash runs again (at least once). Other
@@ -516,13 +349,13 @@ impl Run {
     }
 
     /// Records the jobs of nodes still running as cancelled and drops them.
-    fn cancel_all(&mut self, running: &mut Vec<InFlight>) {
+    fn cancel_all(&mut self, running: &mut Vec<RunningNode>) {
         for r in running.drain(..) {
             self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
         }
     }
 
-    fn job_of(&self, r: &InFlight, status: JobStatus) -> JobRecord {
+    fn job_of(&self, r: &RunningNode, status: JobStatus) -> JobRecord {
         let node = &self.workflow.nodes[r.node_id];
         JobRecord {
             key: node.key.clone(),
@@ -547,9 +380,9 @@ impl Run {
     /// Applies a finished node to its stack; returns an ending for the whole run.
     fn apply(
         &mut self,
-        done: InFlight,
+        done: RunningNode,
         outcome: Result<Step, nodes::NodeError>,
-        running: &mut Vec<InFlight>,
+        running: &mut Vec<RunningNode>,
     ) -> Option<Ending> {
         let node_id = done.node_id;
         let path = done.path.clone();
@@ -660,148 +493,8 @@ impl Run {
         }
     }
 
-    /// A node failed on the stack at `path`: the run fails, or the branch does.
-    fn stack_failed(
-        &mut self,
-        path: &[(usize, usize)],
-        error: String,
-        running: &mut Vec<InFlight>,
-    ) -> Option<Ending> {
-        if path.is_empty() {
-            Some(Ending::Failed(error))
-        } else {
-            self.branch_ended(path, BranchOutcome::Failed { error }, running)
-        }
-    }
-
-    /// Records a branch's outcome and decides its parallel node if it can.
-    fn branch_ended(
-        &mut self,
-        path: &[(usize, usize)],
-        outcome: BranchOutcome,
-        running: &mut Vec<InFlight>,
-    ) -> Option<Ending> {
-        let (&(fi, bi), parent) = path.split_last()?;
-        if let Some(Frame::Parallel { branches, .. }) =
-            stack_at_mut(&mut self.state.frames, parent).and_then(|s| s.get_mut(fi))
-        {
-            if let Some(b) = branches.get_mut(bi) {
-                b.outcome = Some(outcome);
-            }
-        }
-        self.decide(path, running)
-    }
-
-    /// Settles the parallel frame that the branch at `path` belongs to, once
-    /// its mode can tell the outcome: cancels the undecided branches, sets the
-    /// node's result and leaves the frame.
-    fn decide(&mut self, path: &[(usize, usize)], running: &mut Vec<InFlight>) -> Option<Ending> {
-        let (&(fi, just), parent) = path.split_last()?;
-        let parent = parent.to_vec();
-        let Some(Frame::Parallel {
-            node,
-            job,
-            mode,
-            branches,
-        }) = stack_at(&self.state.frames, &parent).and_then(|s| s.get(fi))
-        else {
-            return None;
-        };
-        let (node, job, mode) = (*node, *job, *mode);
-        let outcomes: Vec<Option<BranchOutcome>> =
-            branches.iter().map(|b| b.outcome.clone()).collect();
-        let failed = |o: &Option<BranchOutcome>| matches!(o, Some(BranchOutcome::Failed { .. }));
-        let resolved = |o: &Option<BranchOutcome>| matches!(o, Some(BranchOutcome::Resolved));
-        let first_error = outcomes.iter().find_map(|o| match o {
-            Some(BranchOutcome::Failed { error }) => Some(error.clone()),
-            _ => None,
-        });
-        let decision: Option<Result<(), String>> = match mode {
-            ParallelMode::All if outcomes.iter().any(failed) => {
-                Some(Err(first_error.unwrap_or_default()))
-            }
-            ParallelMode::All if outcomes.iter().all(resolved) => Some(Ok(())),
-            ParallelMode::Any if outcomes.iter().any(resolved) => Some(Ok(())),
-            ParallelMode::Any if outcomes.iter().all(failed) => Some(Err(format!(
-                "every branch failed; the first: {}",
-                first_error.unwrap_or_default()
-            ))),
-            ParallelMode::Race => match outcomes.get(just).cloned().flatten() {
-                Some(BranchOutcome::Failed { error }) => Some(Err(error)),
-                Some(_) => Some(Ok(())),
-                None if outcomes.is_empty() => Some(Ok(())),
-                None => None,
-            },
-            _ => None,
-        };
-        let decision = match decision {
-            Some(d) => d,
-            None if outcomes.is_empty() => Ok(()),
-            None => return None,
-        };
-        // Cancel what is still running under this parallel node.
-        let mut i = 0;
-        while i < running.len() {
-            let under = running[i].path.len() > parent.len()
-                && running[i].path[..parent.len()] == parent[..]
-                && running[i].path[parent.len()].0 == fi;
-            if under {
-                let r = running.swap_remove(i);
-                self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
-            } else {
-                i += 1;
-            }
-        }
-        let stack = stack_at_mut(&mut self.state.frames, &parent)?;
-        let Some(Frame::Parallel { branches, .. }) = stack.pop() else {
-            return None;
-        };
-        let result: Vec<Json> = branches
-            .iter()
-            .map(|b| match &b.outcome {
-                Some(BranchOutcome::Resolved) => json!({"status": "resolved"}),
-                Some(BranchOutcome::Failed { error }) => {
-                    json!({"status": "failed", "error": error})
-                }
-                Some(BranchOutcome::Cancelled) | None => json!({"status": "cancelled"}),
-            })
-            .collect();
-        let result = Json::Array(result);
-        let workflow = self.workflow.clone();
-        let parallel = &workflow.nodes[node];
-        if let Some(j) = self.record.jobs.get_mut(job) {
-            let started = j.started_at.millis();
-            j.duration_ms = now_millis().saturating_sub(started);
-            j.result = result.clone();
-            match &decision {
-                Ok(()) => j.status = JobStatus::Resolved,
-                Err(e) => {
-                    j.status = JobStatus::Failed;
-                    j.error = Some(e.clone());
-                }
-            }
-        }
-        match decision {
-            Ok(()) => {
-                self.set_result(node, &result);
-                None
-            }
-            Err(error) if parallel.on_error == OnError::Continue => {
-                self.set_result(node, &json!({"error": error, "branches": result}));
-                None
-            }
-            Err(error) => self.stack_failed(&parent, node_failure(parallel, &error), running),
-        }
-    }
-
-    fn finish(mut self, ending: Ending) -> RunStatus {
-        let (status, error) = match ending {
-            Ending::Resolved => (RunStatus::Resolved, None),
-            Ending::Failed(e) => (RunStatus::Failed, Some(e)),
-            Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
-            // Handled by `wait` before a run is finished.
-            Ending::Waiting(_) => (RunStatus::Waiting, None),
-        };
+    /// Writes the final record with this status and error.
+    fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
             if !r.is_answered() {
