@@ -244,6 +244,23 @@ pub enum DelayWait {
     Until(Text),
 }
 
+impl DelayWait {
+    /// Where a `delay` node may stand: in an async workflow (the caller of a
+    /// sync one is waiting) and outside parallel branches (a waiting run saves
+    /// one position). The one statement of the rule: the compiler refuses a
+    /// workflow that breaks it, so the interpreter never meets such a delay,
+    /// and should it, the run fails with the same message.
+    pub fn placement(mode: Mode, in_parallel_branch: bool) -> Result<(), &'static str> {
+        if mode == Mode::Sync {
+            Err("a `delay` node cannot be used in a sync workflow (the caller is waiting)")
+        } else if in_parallel_branch {
+            Err("a `delay` node cannot be used inside a parallel branch")
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// An outbound request.
 #[derive(Debug)]
 pub struct RequestSpec {

@@ -10,8 +10,8 @@ use crate::state::{
     runnable_stacks, stack_at, stack_at_mut, Branch, BranchOutcome, Frame, RunState, StackPath,
 };
 use hookflow_model::def::OnError;
-use hookflow_model::runtime::NodeId;
 use hookflow_model::runtime::Workflow;
+use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
 use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store, Write};
@@ -448,14 +448,13 @@ impl Run {
                 }
                 ending = if self.offline {
                     None
-                } else if !self.durable {
-                    Some(Ending::Failed("a delay cannot run in a sync run".into()))
-                } else if !path.is_empty() {
-                    Some(Ending::Failed(
-                        "a delay cannot run inside a parallel branch".into(),
-                    ))
                 } else {
-                    Some(Ending::Waiting(until_ms))
+                    Some(
+                        match DelayWait::placement(self.workflow.mode, !path.is_empty()) {
+                            Ok(()) => Ending::Waiting(until_ms),
+                            Err(rule) => Ending::Failed(rule.into()),
+                        },
+                    )
                 };
             }
             Ok(Step::Respond(answer)) => {
