@@ -1,0 +1,300 @@
+//! Turns a [`WorkflowDef`] into a runnable [`Workflow`], collecting every
+//! problem (with its position in the file) instead of stopping at the first.
+//!
+//! This file holds the entry point, the defaults and the compiler's context
+//! with its diagnostic and template helpers; the parts of a workflow are
+//! compiled in `trigger`, `nodes` and `request`.
+
+use crate::def::*;
+use crate::diag::{Diagnostic, Severity};
+use crate::runtime::*;
+use crate::template::{Compiled, Expr, TemplateBuilder, Text, ValueTemplate};
+use crate::yaml::{Seg, Yaml};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod nodes;
+mod request;
+mod trigger;
+
+pub use trigger::{default_alias, valid_pinned_key};
+
+/// Default body limit: 1 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+/// Default whole-run deadline of sync workflows.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default per-try timeout of request nodes.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default first retry delay of request nodes.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+/// Default loop limit.
+pub const DEFAULT_MAX_ITERATIONS: u64 = 10_000;
+/// Default idempotency key lifetime.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// HTTP methods a request node may use.
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// What the compiler needs besides the definition.
+pub struct Source<'a> {
+    /// Workflow id.
+    pub id: &'a str,
+    /// File path, for diagnostics.
+    pub path: &'a Path,
+    /// File text.
+    pub text: &'a str,
+    /// The positioned tree of the file.
+    pub tree: &'a Yaml,
+}
+
+/// Compiles a definition. Returns the workflow when there is no error, and
+/// every diagnostic found either way.
+pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Diagnostic>) {
+    let mut cx = Cx {
+        src,
+        diags: Vec::new(),
+        templates: TemplateBuilder::new(),
+        declared_secrets: def.secrets.iter().cloned().collect(),
+        all_keys: BTreeSet::new(),
+        seen_keys: BTreeMap::new(),
+        nodes: Vec::new(),
+        blocks: Vec::new(),
+        mode: def.trigger.mode,
+        parallel_depth: 0,
+    };
+    collect_keys(&def.nodes, &mut cx.all_keys);
+    for (i, name) in def.secrets.iter().enumerate() {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            cx.error_at_value(
+                &p(&["secrets"]).index(i),
+                format!(
+                    "secret name `{name}` must be an environment variable name ([A-Za-z0-9_]+)"
+                ),
+            );
+        }
+    }
+    let trigger = cx.trigger(&def.trigger);
+    let timeout = match (def.options.timeout, def.trigger.mode) {
+        (Some(t), _) => Some(t.0),
+        (None, Mode::Sync) => Some(DEFAULT_SYNC_TIMEOUT),
+        (None, Mode::Async) => None,
+    };
+    if timeout == Some(Duration::ZERO) {
+        cx.error_at_value(
+            &p(&["options", "timeout"]),
+            "timeout must be longer than zero".into(),
+        );
+    }
+    let mut visible = Vec::new();
+    let root = cx.block(&def.nodes, p(&["nodes"]), &mut visible);
+    debug_assert_eq!(root, ROOT_BLOCK);
+    let Cx {
+        diags,
+        templates,
+        nodes,
+        blocks,
+        ..
+    } = cx;
+    if diags.iter().any(Diagnostic::is_error) {
+        return (None, diags);
+    }
+    let keys = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.key.clone().map(|k| (k, i)))
+        .collect();
+    let workflow = Workflow {
+        id: src.id.to_string(),
+        version: content_hash(src.text.as_bytes()),
+        source: Arc::from(src.text),
+        path: src.path.to_path_buf(),
+        title: def.title.clone(),
+        description: def.description.clone(),
+        enabled: def.enabled,
+        mode: def.trigger.mode,
+        secrets: def.secrets.clone(),
+        timeout,
+        trigger,
+        nodes,
+        blocks,
+        keys,
+        templates: templates.finish(),
+    };
+    (Some(workflow), diags)
+}
+
+fn collect_keys(defs: &[NodeDef], out: &mut BTreeSet<String>) {
+    for def in defs {
+        if let Some(k) = def.common().key {
+            out.insert(k.to_string());
+        }
+        for block in child_blocks(def) {
+            collect_keys(block, out);
+        }
+    }
+}
+
+fn child_blocks(def: &NodeDef) -> Vec<&[NodeDef]> {
+    match def {
+        NodeDef::Condition(c) => c
+            .then
+            .iter()
+            .chain(c.otherwise.iter())
+            .map(Vec::as_slice)
+            .collect(),
+        NodeDef::Switch(s) => s
+            .cases
+            .iter()
+            .map(|c| c.body.as_slice())
+            .chain(s.default.as_deref())
+            .collect(),
+        NodeDef::Loop(l) => vec![l.body.as_slice()],
+        NodeDef::Parallel(par) => par.branches.iter().map(Vec::as_slice).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A path into the file, built with small helpers.
+#[derive(Clone, Debug, Default)]
+struct P(Vec<Seg>);
+
+fn p(keys: &[&str]) -> P {
+    P(keys.iter().map(|k| Seg::from(*k)).collect())
+}
+
+impl P {
+    fn key(&self, k: &str) -> P {
+        let mut v = self.0.clone();
+        v.push(Seg::from(k));
+        P(v)
+    }
+    fn index(&self, i: usize) -> P {
+        let mut v = self.0.clone();
+        v.push(Seg::Index(i));
+        P(v)
+    }
+}
+
+struct Cx<'a> {
+    src: &'a Source<'a>,
+    diags: Vec<Diagnostic>,
+    templates: TemplateBuilder,
+    declared_secrets: BTreeSet<String>,
+    all_keys: BTreeSet<String>,
+    seen_keys: BTreeMap<String, P>,
+    nodes: Vec<Node>,
+    blocks: Vec<Vec<NodeId>>,
+    mode: Mode,
+    /// How many parallel nodes enclose the node being compiled.
+    parallel_depth: usize,
+}
+
+impl Cx<'_> {
+    fn push(&mut self, pos: crate::yaml::Pos, message: String) {
+        self.diags.push(Diagnostic {
+            file: self.src.path.to_path_buf(),
+            line: pos.line,
+            column: pos.column,
+            severity: Severity::Error,
+            message,
+        });
+    }
+
+    /// An error pointing at a field's key.
+    fn error_at_key(&mut self, path: &P, message: String) {
+        let pos = self.src.tree.locate(&path.0);
+        self.push(pos, message);
+    }
+
+    /// An error pointing at a field's value.
+    fn error_at_value(&mut self, path: &P, message: String) {
+        let pos = self.src.tree.locate_value(&path.0);
+        self.push(pos, message);
+    }
+
+    /// Checks the variables a template reads: declared secrets, and nodes that can have run.
+    fn check_refs(&mut self, path: &P, refs: &BTreeSet<String>, visible: &[String]) {
+        for r in refs {
+            let mut parts = r.split('.');
+            match (parts.next(), parts.next()) {
+                (Some("secrets"), Some(name)) if !self.declared_secrets.contains(name) => {
+                    self.error_at_value(
+                        path,
+                        format!("`secrets.{name}` is used but not declared in `secrets`"),
+                    );
+                }
+                (Some("nodes"), Some(key)) if !visible.iter().any(|k| k == key) => {
+                    let message = if self.all_keys.contains(key) {
+                        format!(
+                            "`nodes.{key}` refers to a node that cannot have run before this point"
+                        )
+                    } else {
+                        format!("`nodes.{key}` refers to no node: no node has the key `{key}`")
+                    };
+                    self.error_at_value(path, message);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn text(&mut self, path: &P, source: &str, visible: &[String]) -> Option<Text> {
+        match self.templates.text(source) {
+            Ok(Compiled { value, refs }) => {
+                self.check_refs(path, &refs, visible);
+                Some(value)
+            }
+            Err(e) => {
+                self.error_at_value(path, format!("template does not compile: {e}"));
+                None
+            }
+        }
+    }
+
+    fn expr(&mut self, path: &P, source: &str, visible: &[String]) -> Option<Expr> {
+        let trimmed = source.trim();
+        if trimmed.starts_with("{{") && trimmed.ends_with("}}") {
+            self.error_at_value(path, "an expression is written without `{{ }}`".into());
+            return None;
+        }
+        match self.templates.expr(source) {
+            Ok(Compiled { value, refs }) => {
+                self.check_refs(path, &refs, visible);
+                Some(value)
+            }
+            Err(e) => {
+                self.error_at_value(path, format!("expression does not compile: {e}"));
+                None
+            }
+        }
+    }
+
+    fn value(&mut self, path: &P, value: &Json, visible: &[String]) -> Option<ValueTemplate> {
+        match self.templates.value(value) {
+            Ok(Compiled { value, refs }) => {
+                self.check_refs(path, &refs, visible);
+                Some(value)
+            }
+            Err((sub, e)) => {
+                let mut at = path.clone();
+                for s in sub {
+                    at = match s.parse::<usize>() {
+                        Ok(i)
+                            if matches!(
+                                self.src.tree.get(&at.0).map(|n| &n.kind),
+                                Some(crate::yaml::YamlKind::Seq(_))
+                            ) =>
+                        {
+                            at.index(i)
+                        }
+                        _ => at.key(&s),
+                    };
+                }
+                self.error_at_value(&at, format!("template does not compile: {e}"));
+                None
+            }
+        }
+    }
+}

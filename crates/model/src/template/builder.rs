@@ -1,0 +1,227 @@
+//! [`TemplateBuilder`]: hookflow's one environment configuration, and the
+//! compiling of expressions, string fields and JSON values (with their errors).
+
+use super::{CompileError, Compiled, Expr, Fast, Templates, Text, ValueTemplate, RESULT_VAR};
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value as Json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Instruction budget of one evaluation, so that no template runs away.
+const FUEL: u64 = 200_000;
+/// Nesting limit of one evaluation.
+const RECURSION_LIMIT: usize = 64;
+
+/// Builds the environment of one workflow.
+pub struct TemplateBuilder {
+    env: Environment<'static>,
+    count: usize,
+    /// The top-level variables any template reads (`trigger`, `vars`…).
+    reads: BTreeSet<String>,
+}
+
+impl Default for TemplateBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TemplateBuilder {
+    /// A builder with hookflow's one environment configuration.
+    pub fn new() -> TemplateBuilder {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
+        env.set_formatter(|out, _state, value| {
+            if let Some(s) = value.as_str() {
+                out.write_str(s)?;
+            } else if value.is_none() || value.is_undefined() {
+                // null renders as nothing inside text
+            } else {
+                let json = serde_json::to_string(value).map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+                })?;
+                out.write_str(&json)?;
+            }
+            Ok(())
+        });
+        TemplateBuilder {
+            env,
+            count: 0,
+            reads: BTreeSet::new(),
+        }
+    }
+
+    /// Notes the top-level variables of a template's references.
+    fn note_reads(&mut self, refs: &BTreeSet<String>) {
+        for r in refs {
+            let top = r.split('.').next().unwrap_or(r);
+            if !self.reads.contains(top) {
+                self.reads.insert(top.to_string());
+            }
+        }
+    }
+
+    fn next_name(&mut self, prefix: &str) -> String {
+        self.count += 1;
+        format!("{prefix}{}", self.count)
+    }
+
+    /// Compiles an expression written without braces.
+    pub fn expr(&mut self, source: &str) -> Result<Compiled<Expr>, CompileError> {
+        let refs = {
+            let compiled = self
+                .env
+                .compile_expression(source)
+                .map_err(|e| compile_error(&e))?;
+            nested_refs(compiled.undeclared_variables(true))
+        };
+        self.note_reads(&refs);
+        let name = self.next_name("e");
+        // An expression is stored as a template that assigns it, so that the
+        // compiled form lives in the environment and keeps no borrows.
+        let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
+        self.env
+            .add_template_owned(name.clone(), wrapper)
+            .map_err(|e| compile_error(&e))?;
+        Ok(Compiled {
+            value: Expr {
+                name,
+                source: source.to_string(),
+                fast: Fast::parse(source),
+            },
+            refs,
+        })
+    }
+
+    /// Compiles a string field: literal, typed single expression, or text template.
+    pub fn text(&mut self, source: &str) -> Result<Compiled<Text>, CompileError> {
+        if !has_template_syntax(source) {
+            return Ok(Compiled {
+                value: Text::Literal(source.to_string()),
+                refs: BTreeSet::new(),
+            });
+        }
+        if let Some(inner) = single_expression(source) {
+            let compiled = self.expr(inner)?;
+            return Ok(Compiled {
+                value: Text::Expr(compiled.value),
+                refs: compiled.refs,
+            });
+        }
+        let name = self.next_name("t");
+        self.env
+            .add_template_owned(name.clone(), source.to_string())
+            .map_err(|e| compile_error(&e))?;
+        let refs = match self.env.get_template(&name) {
+            Ok(t) => nested_refs(t.undeclared_variables(true)),
+            Err(e) => return Err(compile_error(&e)),
+        };
+        self.note_reads(&refs);
+        Ok(Compiled {
+            value: Text::Template(name),
+            refs,
+        })
+    }
+
+    /// Compiles a JSON value member by member. The error names the failing
+    /// member's path below `value` (e.g. `["items", "0"]`).
+    pub fn value(
+        &mut self,
+        value: &Json,
+    ) -> Result<Compiled<ValueTemplate>, (Vec<String>, CompileError)> {
+        let mut refs = BTreeSet::new();
+        let value = self.value_inner(value, &mut refs)?;
+        Ok(Compiled { value, refs })
+    }
+
+    fn value_inner(
+        &mut self,
+        value: &Json,
+        refs: &mut BTreeSet<String>,
+    ) -> Result<ValueTemplate, (Vec<String>, CompileError)> {
+        Ok(match value {
+            Json::String(s) if has_template_syntax(s) => {
+                let c = self.text(s).map_err(|e| (Vec::new(), e))?;
+                refs.extend(c.refs);
+                ValueTemplate::Text(c.value)
+            }
+            Json::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.value_inner(item, refs).map_err(|(mut p, e)| {
+                        p.insert(0, i.to_string());
+                        (p, e)
+                    })?);
+                }
+                if out.iter().all(ValueTemplate::is_literal) {
+                    ValueTemplate::Literal(value.clone())
+                } else {
+                    ValueTemplate::Array(out)
+                }
+            }
+            Json::Object(map) => {
+                let mut out = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let t = self.value_inner(v, refs).map_err(|(mut p, e)| {
+                        p.insert(0, k.clone());
+                        (p, e)
+                    })?;
+                    out.push((k.clone(), t));
+                }
+                if out.iter().all(|(_, t)| t.is_literal()) {
+                    ValueTemplate::Literal(value.clone())
+                } else {
+                    ValueTemplate::Object(out)
+                }
+            }
+            other => ValueTemplate::Literal(other.clone()),
+        })
+    }
+
+    /// Freezes the environment.
+    pub fn finish(self) -> Templates {
+        Templates {
+            env: Arc::new(self.env),
+            reads: Arc::new(self.reads),
+        }
+    }
+}
+
+/// True when a string contains template syntax (`{{`, `{%` or `{#`).
+pub fn has_template_syntax(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// The inner expression when `s` is exactly one `{{ expr }}`.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim())
+}
+
+fn nested_refs(vars: std::collections::HashSet<String>) -> BTreeSet<String> {
+    vars.into_iter().collect()
+}
+
+fn compile_error(e: &minijinja::Error) -> CompileError {
+    let detail = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
+    let message = match e.kind() {
+        minijinja::ErrorKind::SyntaxError => format!("syntax error: {detail}"),
+        _ => detail,
+    };
+    CompileError {
+        message,
+        line: e.line(),
+    }
+}

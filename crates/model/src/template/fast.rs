@@ -1,0 +1,142 @@
+//! The fast path: expressions of a common shape (a dotted path, a string
+//! comparison) evaluated by looking values up in the scope, without the engine.
+
+use super::scope::{engine_value, LoopEntry, Scope};
+use minijinja::value::Value as MjValue;
+use serde_json::Value as Json;
+
+/// Expressions simple enough to evaluate by looking values up. Anything
+/// the lookup cannot settle (a missing variable, a value of another type)
+/// goes to the engine, which also words the errors; results are the same.
+#[derive(Debug, Clone)]
+pub(super) enum Fast {
+    /// `vars.order_id`
+    Path(Vec<String>),
+    /// `vars.status == "SUCCESS"` (or `!=`)
+    StrEq {
+        path: Vec<String>,
+        literal: String,
+        negated: bool,
+    },
+}
+
+impl Fast {
+    pub(super) fn parse(source: &str) -> Option<Fast> {
+        let source = source.trim();
+        for (op, negated) in [("==", false), ("!=", true)] {
+            if let Some((left, right)) = source.split_once(op) {
+                let literal = string_literal(right.trim())?;
+                let path = path_of(left.trim())?;
+                return Some(Fast::StrEq {
+                    path,
+                    literal,
+                    negated,
+                });
+            }
+        }
+        path_of(source).map(Fast::Path)
+    }
+}
+
+/// `a.b.c` of plain names, the first not a literal or keyword.
+fn path_of(s: &str) -> Option<Vec<String>> {
+    let ident = |p: &str| {
+        let mut chars = p.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<String> = s.split('.').map(str::to_string).collect();
+    let first = parts.first()?;
+    let keyword = matches!(
+        first.as_str(),
+        "true"
+            | "false"
+            | "none"
+            | "True"
+            | "False"
+            | "None"
+            | "not"
+            | "and"
+            | "or"
+            | "in"
+            | "is"
+            | "if"
+            | "else"
+            | "now"
+    );
+    (!keyword && parts.iter().all(|p| ident(p))).then_some(parts)
+}
+
+/// `"text"` or `'text'` without escapes.
+fn string_literal(s: &str) -> Option<String> {
+    let quote = s.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let inner = s.strip_prefix(quote)?.strip_suffix(quote)?;
+    (!inner.contains(quote) && !inner.contains('\\')).then(|| inner.to_string())
+}
+
+/// The value at `path` below `json`, stepping into objects by key (the only
+/// steps a dotted path of names resolves in the engine).
+fn walk<'a>(json: &'a Json, path: &[String]) -> Option<&'a Json> {
+    path.iter()
+        .try_fold(json, |value, step| value.as_object()?.get(step))
+}
+
+/// What a lookup found: JSON still to convert, or an engine value.
+pub(super) enum Found<'a> {
+    Json(&'a Json),
+    Value(MjValue),
+}
+
+impl Found<'_> {
+    /// The string, when the value is one.
+    pub(super) fn as_str(&self) -> Option<&str> {
+        match self {
+            Found::Json(json) => json.as_str(),
+            Found::Value(value) => value.as_str(),
+        }
+    }
+
+    /// The engine form.
+    fn into_value(self) -> MjValue {
+        match self {
+            Found::Json(json) => engine_value(json),
+            Found::Value(value) => value,
+        }
+    }
+}
+
+impl Scope {
+    /// The value at a dotted path, if every step exists.
+    pub(super) fn lookup(&self, path: &[String]) -> Option<MjValue> {
+        self.find(path).map(Found::into_value)
+    }
+
+    /// The value at a dotted path, converted only when it is a whole entry.
+    pub(super) fn find(&self, path: &[String]) -> Option<Found<'_>> {
+        let data = &self.data;
+        let (entry, rest) = match path.first()?.as_str() {
+            "nodes" => (data.nodes.get(path.get(1)?)?, path.get(2..)?),
+            "loop" => return Self::find_in_loop(data.loops.last()?, path.get(1..)?),
+            "now" => return None,
+            top => (data.entries.get(top)?, path.get(1..)?),
+        };
+        if rest.is_empty() {
+            return Some(Found::Value(entry.value()));
+        }
+        walk(&entry.json, rest).map(Found::Json)
+    }
+
+    /// `loop`, `loop.index` or a path below `loop.item`.
+    fn find_in_loop<'a>(current: &'a LoopEntry, rest: &[String]) -> Option<Found<'a>> {
+        match rest.split_first() {
+            None => Some(Found::Value(current.value())),
+            Some((step, more)) => match step.as_str() {
+                "item" => walk(&current.item, more).map(Found::Json),
+                "index" if more.is_empty() => Some(Found::Value(MjValue::from(current.index))),
+                _ => None,
+            },
+        }
+    }
+}
