@@ -234,17 +234,8 @@ impl Cx<'_> {
                 }
             }
             NodeDef::Delay(d) => {
-                if self.mode == Mode::Sync {
-                    self.error_at_value(
-                        &path.key("type"),
-                        "a `delay` node cannot be used in a sync workflow (the caller is waiting)"
-                            .into(),
-                    );
-                } else if self.parallel_depth > 0 {
-                    self.error_at_value(
-                        &path.key("type"),
-                        "a `delay` node cannot be used inside a parallel branch".into(),
-                    );
+                if let Err(rule) = DelayWait::placement(self.mode, self.parallel_depth > 0) {
+                    self.error_at_value(&path.key("type"), rule.into());
                 }
                 match (&d.duration, &d.until) {
                     (Some(dur), None) => NodeKind::Delay(DelayWait::For(dur.0)),
