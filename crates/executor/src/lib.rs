@@ -3,7 +3,9 @@
 //! [`Executor::run_sync`] runs a sync workflow and returns the answer for the
 //! caller (a response node's, the default 200/500, or the timeout's).
 //! [`Executor::accept`] stores an async run durably, flushes, and only then
-//! returns the acknowledgement; a pool of workers runs queued runs. Runs are
+//! returns the acknowledgement; a pool of workers runs queued runs.
+//! [`Executor::run_offline`] runs a workflow once in this task for
+//! `hookflow run`/`test`; [`Executor::rerun`] starts a retry. Runs are
 //! interpreted from a saved position ([`state::RunState`]), so that a run
 //! interrupted by a crash resumes after its last finished node.
 

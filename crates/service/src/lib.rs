@@ -2,7 +2,7 @@
 //! request and answering it, and around the runs.
 //!
 //! A [`Service`] holds the served workflows ([`registry`], reloaded from the
-//! folder by [`reload`]), delivers a request to a run ([`delivery`]: the
+//! folder by `reload`), delivers a request to a run ([`delivery`]: the
 //! signature check, intake, [`idempotency`], the executor), re-runs finished
 //! runs ([`retry`]) and removes old records ([`retention`]). [`Refusal`] is
 //! the one place where a refused request gets its status and JSON body. The

@@ -9,8 +9,8 @@ use std::time::Duration;
 /// How often retention runs.
 const EVERY: Duration = Duration::from_secs(600);
 
-/// Removes expired idempotency keys and old finished records now and then
-/// every [`EVERY`], until the task is aborted.
+/// Removes expired idempotency keys and old finished records at once, then
+/// every ten minutes, until the task is aborted.
 pub async fn run(store: Arc<dyn Store>, retention: Duration) {
     loop {
         let cutoff =

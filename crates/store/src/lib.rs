@@ -1,4 +1,4 @@
-//! Durable state of hookflow: execution records, the async queue, workflow
+//! Durable state of hookflow: execution records, queued runs, workflow
 //! versions (sled, behind the [`Store`] trait) and URL keys (a small JSON file
 //! that any process may read while a server runs).
 //!
@@ -82,18 +82,19 @@ pub struct Write {
 
 /// Everything hookflow keeps about runs.
 ///
-/// Writes go through one ordered queue: a write is applied after every write
-/// submitted before it, and reads see it within milliseconds. A write is
+/// Writes are applied in the order they were submitted (one writer's
+/// backlog): a write is applied after every write submitted before it, and
+/// reads see it within milliseconds. A write is
 /// durable once [`Store::put_durable`] or a later [`Store::flush`] resolves;
 /// many concurrent callers share one disk sync (group commit).
 pub trait Store: Send + Sync + 'static {
-    /// Queues a write.
+    /// Submits a write.
     fn put(&self, write: Write);
 
-    /// Queues a write and resolves once it is on disk.
+    /// Submits a write and resolves once it is on disk.
     fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>>;
 
-    /// Resolves once every write queued before it is on disk.
+    /// Resolves once every write submitted before it is on disk.
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 
     /// A run's full input.

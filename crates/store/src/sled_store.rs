@@ -387,7 +387,7 @@ type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 struct Batch {
     ops: Ops,
     /// The queue pages of runs this turn queues; the last one is filling.
-    queue: Vec<(u64, Vec<u8>)>,
+    queue_pages: Vec<(u64, Vec<u8>)>,
     /// The page being filled, per second.
     pages: BTreeMap<u64, Vec<u8>>,
     /// Pages already full.
@@ -550,11 +550,15 @@ impl Batch {
                 match (input, queued_run) {
                     (Some(input), None) => {
                         // A new run: into this turn's queue page.
-                        if self.queue.last().is_none_or(|(_, p)| p.len() >= PAGE_BYTES) {
+                        if self
+                            .queue_pages
+                            .last()
+                            .is_none_or(|(_, p)| p.len() >= PAGE_BYTES)
+                        {
                             *seq += 1;
-                            self.queue.push((*seq, Vec::new()));
+                            self.queue_pages.push((*seq, Vec::new()));
                         }
-                        if let Some((page_seq, page)) = self.queue.last_mut() {
+                        if let Some((page_seq, page)) = self.queue_pages.last_mut() {
                             encoded.push_to(page, &input);
                             queued.add(id, *page_seq, input);
                         }
@@ -613,7 +617,7 @@ impl Batch {
         };
         let qk = queued::queue_key(run.page);
         let stored;
-        let page = match self.queue.iter().find(|(s, _)| *s == run.page) {
+        let page = match self.queue_pages.iter().find(|(s, _)| *s == run.page) {
             Some((_, page)) => page.as_slice(),
             None => match runs.get(qk).map_err(db_err)? {
                 Some(v) => {
@@ -653,7 +657,7 @@ impl Batch {
     /// The writes to apply, in order, and the queued runs they finish.
     fn into_ops(self, seq: &mut u64) -> (Ops, Vec<[u8; 16]>) {
         let mut ops = self.ops;
-        for (q, page) in self.queue {
+        for (q, page) in self.queue_pages {
             ops.push((queued::queue_key(q).to_vec(), Some(pages::seal(&page))));
         }
         for (bucket, page) in self.full.into_iter().chain(self.pages) {

@@ -7,9 +7,9 @@
 //! reject stale and future ones (`tolerance`, default 5 minutes). Headers may
 //! carry several signatures (key rotation): one match is enough.
 //!
-//! One module per scheme family: [`mac`] (hmac, standard_webhooks, github,
-//! stripe, slack, shopify), [`feishu`], [`wechatpay`], [`alipay`]; RSA public
-//! keys are read in [`pubkey`]. Nothing here knows HTTP servers.
+//! One module per scheme family: `mac` (hmac, standard_webhooks, github,
+//! stripe, slack, shopify), `feishu`, `wechatpay`, `alipay`; RSA public keys
+//! are read in `pubkey`. Nothing here knows HTTP servers.
 
 mod alipay;
 mod feishu;
