@@ -15,7 +15,7 @@ pub mod policy;
 mod queue;
 mod record;
 mod responder;
-pub mod run;
+mod run;
 mod scope;
 pub mod state;
 mod versions;
@@ -459,11 +459,11 @@ impl Executor {
         let mut run = self.run_of(workflow, record, state, scope);
         run.durable = true;
         run.deadline = deadline;
-        if let run::Outcome::Waiting {
+        if let Some(run::Waiting {
             record,
             state,
             wake_at,
-        } = run.drive().await
+        }) = run.drive().await
         {
             self.wake_later(
                 ReadyRun {

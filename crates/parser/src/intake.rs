@@ -82,7 +82,7 @@ pub fn receive<'a, 'h>(
 
 impl Received<'_> {
     /// Decodes the body (400 when it does not parse) into the request.
-    pub fn decode(self) -> Result<TriggerRequest, ParseError> {
+    fn decode(self) -> Result<TriggerRequest, ParseError> {
         let mut request = self.request;
         if let Some(kind) = self.kind {
             request.body = body::parse_as(kind, self.body)?;
@@ -100,7 +100,7 @@ impl Received<'_> {
 /// Puts what a signature check decrypted into the request (SPEC §4b): Feishu's
 /// event replaces `trigger.body`; WeChat Pay's resource goes to
 /// `trigger.body.resource.plaintext`. Either makes the body one to store.
-pub fn apply_verified(request: &mut TriggerRequest, verified: Verified) {
+fn apply_verified(request: &mut TriggerRequest, verified: Verified) {
     if let Some(event) = verified.body {
         request.body = event;
         request.body_source = BodySource::Stored;
@@ -130,8 +130,8 @@ pub fn build_input(
     })
 }
 
-/// Both stages with nothing verified: a request → `trigger.*` (what
-/// `hookflow run`/`test` and the tests use).
+/// Both stages with nothing verified and no parse rules: a request →
+/// `trigger.*`.
 pub fn parse_request<'h>(
     request: Request<'_>,
     headers: impl IntoIterator<Item = (&'h str, &'h str)>,

@@ -92,7 +92,7 @@ impl Service {
 }
 
 /// Why an async run was not accepted, as the sender sees it.
-pub(crate) fn accept_refusal(e: AcceptError) -> Refusal {
+fn accept_refusal(e: AcceptError) -> Refusal {
     match e {
         AcceptError::QueueFull => Refusal::Unavailable("the queue is full; try again later".into()),
         AcceptError::ShuttingDown => {

@@ -3,26 +3,24 @@
 //!
 //! A [`Service`] holds the served workflows ([`registry`], reloaded from the
 //! folder by `reload`), delivers a request to a run ([`delivery`]: the
-//! signature check, intake, [`idempotency`], the executor), re-runs finished
-//! runs ([`retry`]) and removes old records ([`retention`]). [`Refusal`] is
+//! signature check, intake, `idempotency`, the executor), re-runs finished
+//! runs ([`retry`]) and removes old records (`retention`). [`Refusal`] is
 //! the one place where a refused request gets its status and JSON body. The
 //! HTTP crate and the `hookflow` binary both use this crate; it knows no HTTP
 //! server.
 
 pub mod delivery;
-pub mod idempotency;
+mod idempotency;
 pub mod refusal;
 pub mod registry;
 mod reload;
-pub mod retention;
+mod retention;
 pub mod retry;
 
 pub use delivery::Delivery;
 pub use hookflow_parser::Request;
 pub use refusal::{Refusal, RETRY_AFTER_SECS};
-pub use registry::{
-    webhook_key, webhook_path, webhook_url, Registry, Served, WorkflowInfo, WEBHOOK_PREFIX,
-};
+pub use registry::{webhook_key, webhook_path, Registry, Served, WEBHOOK_PREFIX};
 pub use retry::RetryError;
 
 use hookflow_executor::Executor;
@@ -123,7 +121,7 @@ impl Service {
     }
 
     /// Starts the background work: hot reload of the workflows folder and the
-    /// retention of old records. It stops when the returned value is stopped or dropped.
+    /// retention of old records. It stops when the returned value is dropped.
     pub fn start_background(self: &Arc<Self>) -> Background {
         Background {
             tasks: vec![
@@ -136,10 +134,10 @@ impl Service {
         }
     }
 
-    /// Stops taking webhook requests (they get 503) and queued runs; waits
-    /// up to the grace period for running ones and returns how many were still
-    /// running (they stay on disk and resume at the next start).
-    /// Webhook requests get 503 from the moment this is called.
+    /// Stops taking webhook requests (they get 503 from the moment this is
+    /// called, before the returned future is polled) and queued runs; waits
+    /// up to the grace period for running ones and returns how many were
+    /// still running (they stay on disk and resume at the next start).
     pub fn shut_down(&self) -> impl std::future::Future<Output = usize> + '_ {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.executor.shutdown(self.settings.shutdown_grace)

@@ -56,7 +56,9 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(message = "Shutting down.", grace_secs = grace.as_secs_f64());
-    let (_, still_running) = tokio::join!(handle.stop(true), service.shut_down());
+    // Webhook requests get 503 before the server starts stopping.
+    let draining = service.shut_down();
+    let (_, still_running) = tokio::join!(handle.stop(true), draining);
     if still_running > 0 {
         tracing::warn!(
             message = "Runs still going at shutdown stay on disk and resume at the next start.",

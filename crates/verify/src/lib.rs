@@ -22,7 +22,7 @@ mod tests;
 
 pub use hookflow_model::request::Verified;
 
-use hookflow_model::def::{HmacAlgorithm, SignatureEncoding, VerifyDef};
+use hookflow_model::def::VerifyDef;
 use hookflow_model::request::TriggerRequest;
 use hookflow_model::runtime::{Verify, Workflow};
 use hookflow_model::template::Scope;
@@ -229,7 +229,3 @@ impl Freshness {
         Ok(())
     }
 }
-
-/// The defaults of the generic `hmac` preset.
-const DEFAULT_ALGORITHM: HmacAlgorithm = HmacAlgorithm::Sha256;
-const DEFAULT_ENCODING: SignatureEncoding = SignatureEncoding::Hex;

@@ -2,15 +2,17 @@
 //! `stripe`, `slack` and `shopify`. Each reads its signatures from a header
 //! (several allowed, for key rotation) and compares HMACs in constant time.
 
-use crate::{
-    Freshness, Rejected, Secrets, SetupError, Signed, DEFAULT_ALGORITHM, DEFAULT_ENCODING,
-};
+use crate::{Freshness, Rejected, Secrets, SetupError, Signed};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use hookflow_model::def::{HmacAlgorithm, HmacVerifyDef, SignatureEncoding};
 use hookflow_model::runtime::{Verify, Workflow};
 use hookflow_model::template::{Scope, Templates, Text};
 use serde_json::Value as Json;
+
+/// The defaults of the generic `hmac` preset.
+const DEFAULT_ALGORITHM: HmacAlgorithm = HmacAlgorithm::Sha256;
+const DEFAULT_ENCODING: SignatureEncoding = SignatureEncoding::Hex;
 
 /// A templated signed payload of the generic preset.
 pub(crate) struct Payload {

@@ -82,20 +82,16 @@ enum Ending {
     Waiting(u64),
 }
 
-/// What a driven run left behind.
+/// A run that stopped at a delay: it is saved and holds no worker; the
+/// caller schedules its wake-up.
 #[derive(Debug)]
-pub enum Outcome {
-    /// It finished with this status.
-    Finished(RunStatus),
-    /// It waits for a delay; it is saved and holds no worker.
-    Waiting {
-        /// The record as saved.
-        record: Box<ExecutionRecord>,
-        /// The position after the delay node.
-        state: RunState,
-        /// When to wake (Unix ms).
-        wake_at: u64,
-    },
+pub struct Waiting {
+    /// The record as saved.
+    pub record: Box<ExecutionRecord>,
+    /// The position after the delay node.
+    pub state: RunState,
+    /// When to wake (Unix ms).
+    pub wake_at: u64,
 }
 
 /// One run in progress.
@@ -128,8 +124,8 @@ pub struct Run {
 }
 
 impl Run {
-    /// Runs to the end (or to a delay) and writes the record.
-    pub async fn drive(mut self) -> Outcome {
+    /// Runs to the end and writes the record; `Some` when it stopped at a delay.
+    pub async fn drive(mut self) -> Option<Waiting> {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
         async move {
             self.record.status = RunStatus::Running;
@@ -138,9 +134,10 @@ impl Run {
                 Ending::Resolved => (RunStatus::Resolved, None),
                 Ending::Failed(e) => (RunStatus::Failed, Some(e)),
                 Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
-                Ending::Waiting(wake_at) => return self.wait(wake_at),
+                Ending::Waiting(wake_at) => return Some(self.wait(wake_at)),
             };
-            Outcome::Finished(self.finish(status, error))
+            self.finish(status, error);
+            None
         }
         .instrument(span)
         .await
@@ -162,7 +159,7 @@ impl Run {
     }
 
     /// Saves the run as waiting; the caller schedules the wake-up.
-    fn wait(mut self, wake_at: u64) -> Outcome {
+    fn wait(mut self, wake_at: u64) -> Waiting {
         self.record.status = RunStatus::Waiting;
         tracing::info!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
         self.store.put(Write {
@@ -176,7 +173,7 @@ impl Run {
             input_stored: true,
             input: None,
         });
-        Outcome::Waiting {
+        Waiting {
             record: Box::new(self.record),
             state: self.state,
             wake_at,
@@ -493,7 +490,7 @@ impl Run {
     }
 
     /// Writes the final record with this status and error.
-    fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
+    fn finish(mut self, status: RunStatus, error: Option<String>) {
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
             if !r.is_answered() {
@@ -522,6 +519,5 @@ impl Run {
             input_stored: self.durable,
             input: None,
         });
-        status
     }
 }
