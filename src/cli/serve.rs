@@ -4,7 +4,7 @@ use super::{LogFormat, PlaceArgs};
 use anyhow::Context;
 use hookflow_executor::policy::HostRules;
 use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
-use hookflow_model::units::parse_duration;
+use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_service::{Service, Settings};
 use hookflow_store::{SledStore, Store};
 use hookflow_trigger::{AppState, HttpSettings};
@@ -26,9 +26,13 @@ pub struct ServeArgs {
     /// Async runs waiting to start before requests get 503.
     #[arg(long, default_value_t = 10_000, env = "HOOKFLOW_QUEUE_CAPACITY")]
     queue_capacity: usize,
-    /// Finished execution records are kept this long.
+    /// Finished execution records are kept this long (counted from the finish).
     #[arg(long, default_value = "7d", value_parser = parse_duration, env = "HOOKFLOW_RETENTION")]
     retention: Duration,
+    /// A job result kept in a record is cut down to this much JSON (the run
+    /// itself uses the whole value).
+    #[arg(long, default_value = "256KiB", value_parser = parse_size, env = "HOOKFLOW_MAX_RESULT")]
+    max_result: u64,
     /// How long shutdown waits for in-flight requests and runs.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HOOKFLOW_SHUTDOWN_GRACE")]
     shutdown_grace: Duration,
@@ -87,6 +91,9 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
             },
             request_policy,
             stubs: Default::default(),
+            max_result: usize::try_from(args.max_result)
+                .unwrap_or(usize::MAX)
+                .max(1),
         },
     )
     .map_err(anyhow::Error::msg)?;

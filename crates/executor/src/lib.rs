@@ -14,6 +14,7 @@ mod nodes;
 pub mod policy;
 mod queue;
 mod record;
+mod recovery;
 mod responder;
 mod run;
 mod scope;
@@ -29,8 +30,10 @@ pub use queue::QueueConfig;
 
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
-use hookflow_store::{ExecutionRecord, Pending, RunStatus, Store, Write};
-use queue::{Queue, ReadyRun};
+use hookflow_store::{
+    Accepted, ExecutionRecord, IdempotencyClaim, IdempotencyEntry, RunStatus, Store,
+};
+use queue::{NewRun, Queue, ReadyRun};
 use record::{bare_record, new_record};
 use responder::{Control, Responder};
 use run::Run;
@@ -88,6 +91,8 @@ pub struct Env {
     pub max_response_body: usize,
     /// Canned answers for request nodes, by node key (tests only; empty in a server).
     pub stubs: HashMap<String, Stub>,
+    /// Largest job result kept in a record (`--max-result`).
+    pub max_result: usize,
 }
 
 /// Executor settings.
@@ -99,6 +104,9 @@ pub struct ExecutorConfig {
     pub request_policy: policy::HostRules,
     /// Canned answers for request nodes (`hookflow test`).
     pub stubs: HashMap<String, Stub>,
+    /// Largest job result kept in a record (`--max-result`); 0 for the
+    /// default, 256 KiB.
+    pub max_result: usize,
 }
 
 /// Largest response body a request node reads: 10 MiB.
@@ -111,6 +119,11 @@ pub struct Executor {
     queue: Arc<Queue>,
     versions: Arc<Versions>,
     env: Arc<Env>,
+    /// Wakes the timer of waiting runs when one saves an earlier wake time.
+    waker: Arc<tokio::sync::Notify>,
+    /// The earliest wake time saved since the timer last looked (Unix ms;
+    /// `u64::MAX` for none): the store may not show it yet.
+    earliest_wake: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Executor {
@@ -134,7 +147,13 @@ impl Executor {
                 policy,
                 max_response_body: MAX_RESPONSE_BODY,
                 stubs: config.stubs,
+                max_result: match config.max_result {
+                    0 => hookflow_store::DEFAULT_MAX_RESULT,
+                    n => n,
+                },
             }),
+            waker: Arc::new(tokio::sync::Notify::new()),
+            earliest_wake: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         })
     }
 
@@ -153,49 +172,6 @@ impl Executor {
         self.versions.publish(workflows);
     }
 
-    /// Starts the workers and resumes every run left on disk (queued, running, waiting).
-    pub fn start(&self) -> Result<usize, String> {
-        self.queue.start(self.clone());
-        let pending = self.store.pending().map_err(|e| e.to_string())?;
-        let count = pending.len();
-        for (record, pending) in pending {
-            self.resume(record, pending);
-        }
-        if count > 0 {
-            tracing::info!(message = "Resuming runs left on disk.", count);
-        }
-        Ok(count)
-    }
-
-    fn resume(&self, record: ExecutionRecord, pending: Pending) {
-        let state = RunState::from_json(&pending.state).unwrap_or_else(RunState::start);
-        let item = ReadyRun {
-            record,
-            state,
-            scope: None,
-            workflow: None,
-        };
-        match (pending.status, pending.wake_at) {
-            (RunStatus::Waiting, Some(wake_at)) => self.wake_later(item, wake_at),
-            _ => self.queue.push_recovered(item),
-        }
-    }
-
-    /// Queues a waiting run again at `wake_at` (Unix ms; at once if it has passed).
-    /// Until then it holds no worker and no queue place.
-    fn wake_later(&self, item: ReadyRun, wake_at: u64) {
-        let queue = self.queue.clone();
-        let wait = std::time::Duration::from_millis(
-            wake_at.saturating_sub(hookflow_model::time::now_millis()),
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            if !queue.is_shutting_down() {
-                queue.push_recovered(item);
-            }
-        });
-    }
-
     /// A run with this executor's services: not durable, no deadline, no responder.
     fn run_of(
         &self,
@@ -204,20 +180,14 @@ impl Executor {
         state: RunState,
         scope: Scope,
     ) -> Run {
-        Run {
+        Run::new(
             workflow,
             record,
             state,
             scope,
-            store: self.store.clone(),
-            env: self.env.clone(),
-            durable: false,
-            save_every_node: false,
-            offline: false,
-            control: Arc::new(Control::default()),
-            deadline: None,
-            responder: None,
-        }
+            self.store.clone(),
+            self.env.clone(),
+        )
     }
 
     /// Runs a sync workflow; returns the execution id and the answer for the caller.
@@ -250,6 +220,9 @@ impl Executor {
                 Answer::timed_out(&id)
             })
         });
+        // What makes the run readable should the caller get an answer
+        // (a timeout's) before it finishes.
+        let header = (workflow.clone(), record.started_ms);
         let mut run = self.run_of(workflow, record, state, scope);
         run.control = control.clone();
         run.responder = Some(responder.clone());
@@ -284,6 +257,11 @@ impl Executor {
             },
         };
         if !finished {
+            let (workflow, started_ms) = header;
+            let mut going = bare_record(id.clone(), &workflow, RunStatus::Running);
+            going.started_ms = started_ms;
+            going.started_at = hookflow_model::time::Timestamp(started_ms);
+            self.store.announce(going);
             tokio::spawn(drive);
         }
         (id, answer)
@@ -326,11 +304,13 @@ impl Executor {
     }
 
     /// Stores an async run durably and queues it; returns the execution id and
-    /// the acknowledgement. Returns only after the run is on disk.
+    /// the acknowledgement. Returns only after the run is on disk, together
+    /// with its idempotency key (`key`, kept for `ttl`) when it has one.
     pub async fn accept(
         &self,
         workflow: Arc<Workflow>,
         input: RunInput,
+        key: Option<(String, std::time::Duration)>,
     ) -> Result<(String, Answer), AcceptError> {
         let id = uuid::Uuid::now_v7().to_string();
         // The stored input keeps the request; the record needs none.
@@ -344,44 +324,62 @@ impl Executor {
             None => Answer::default_ack(),
         };
         record.response = Some(ack.record());
-        self.enqueue(workflow, input, record, state, scope).await?;
+        // Only a 2xx answer is remembered: after an error the sender's retry runs again.
+        let remembered = (200..300).contains(&ack.status);
+        let idempotency = key
+            .filter(|_| remembered)
+            .map(|(key, ttl)| IdempotencyClaim {
+                workflow: workflow.id.clone(),
+                key,
+                entry: IdempotencyEntry {
+                    execution_id: id.clone(),
+                    expires_ms: hookflow_model::time::now_millis()
+                        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+                    response: Some(ack.record()),
+                },
+            });
+        self.enqueue(workflow, input, record, state, scope, idempotency)
+            .await?;
         Ok((id, ack))
     }
 
+    /// Writes a new async run durably, then hands it to the workers. Both
+    /// happen in a task of their own: a caller that goes away (a client that
+    /// resets its connection) cancels neither, so a run on disk is never
+    /// left behind until the next start.
     async fn enqueue(
         &self,
         workflow: Arc<Workflow>,
         input: RunInput,
-        record: ExecutionRecord,
+        mut record: ExecutionRecord,
         state: RunState,
         scope: Scope,
+        idempotency: Option<IdempotencyClaim>,
     ) -> Result<(), AcceptError> {
         let slot = self.queue.reserve()?;
-        let pending = Pending {
-            status: RunStatus::Queued,
-            state: state.to_json(),
-            wake_at: None,
-        };
         // The stored input holds the trigger context; the record needs no copy.
-        let mut record = record;
         record.trigger = None;
-        self.store
-            .put_durable(Write {
-                record: record.clone(),
-                pending: Some(pending),
-                clear_pending: false,
-                input_stored: true,
-                input: Some(input),
-            })
-            .await
-            .map_err(|e| AcceptError::Store(e.to_string()))?;
-        slot.push(ReadyRun {
-            record,
-            state,
-            scope: Some(scope),
-            workflow: Some(workflow),
+        let store = self.store.clone();
+        let handoff = tokio::spawn(async move {
+            store
+                .accept(Accepted {
+                    record: record.clone(),
+                    input,
+                    idempotency,
+                })
+                .await
+                .map_err(|e| AcceptError::Store(e.to_string()))?;
+            slot.push(ReadyRun::New(Box::new(NewRun {
+                record,
+                state,
+                scope,
+                workflow,
+            })));
+            Ok(())
         });
-        Ok(())
+        handoff
+            .await
+            .map_err(|e| AcceptError::Store(format!("the hand-off failed: {e}")))?
     }
 
     /// The workflow `id` at `version`: the current one, or an older one
@@ -405,6 +403,8 @@ impl Executor {
             hookflow_model::def::Mode::Sync => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);
                 record.retry_of = Some(retry_of.to_string());
+                // Its id is sent to the caller before it finishes.
+                self.store.announce(record.clone());
                 let exec = self.clone();
                 tokio::spawn(async move {
                     exec.run_sync_record(workflow, input, record).await;
@@ -415,81 +415,45 @@ impl Executor {
                 record.retry_of = Some(retry_of.to_string());
                 let state = RunState::start();
                 let scope = scope_copying(&workflow, &record, &input, &state);
-                self.enqueue(workflow, input, record, state, scope).await?;
+                self.enqueue(workflow, input, record, state, scope, None)
+                    .await?;
             }
         }
         Ok(new_id)
     }
 
-    /// Runs a queued or resumed run to its end (called by a worker).
+    /// Runs a queued, resumed or woken run to its end (called by a worker).
     async fn execute(&self, item: ReadyRun) {
-        let ReadyRun {
-            record,
-            state,
-            scope,
-            workflow,
-        } = item;
-        let id = record.id.clone();
-        let workflow = match workflow
-            .map(Ok)
-            .unwrap_or_else(|| self.versions.resolve(&record.workflow, &record.version))
-        {
-            Ok(w) => w,
-            Err(error) => return self.fail_unrunnable(record, error),
-        };
-        let scope = match scope {
-            Some(scope) => scope,
-            None => match self.store.input(&id) {
-                Ok(Some(input)) => {
-                    scope_for(&workflow, &record, &input.trigger, input.vars, &state)
-                }
-                _ => {
-                    return self.fail_unrunnable(
-                        record,
-                        "the run's input is missing from the store".into(),
-                    )
-                }
+        let run = match item {
+            ReadyRun::New(new) => {
+                let NewRun {
+                    record,
+                    state,
+                    scope,
+                    workflow,
+                } = *new;
+                self.run_of(workflow, record, state, scope)
+            }
+            ReadyRun::Stored { id } => match self.load(&id) {
+                Some(run) => run,
+                None => return,
             },
         };
-        let deadline = workflow.timeout.map(|t| {
-            let elapsed = hookflow_model::time::now_millis().saturating_sub(record.started_ms);
+        let mut run = run;
+        run.durable = true;
+        run.deadline = run.workflow.timeout.map(|t| {
+            let elapsed = hookflow_model::time::now_millis().saturating_sub(run.record.started_ms);
             tokio::time::Instant::now()
                 + t.saturating_sub(std::time::Duration::from_millis(elapsed))
         });
-        let mut run = self.run_of(workflow, record, state, scope);
-        run.durable = true;
-        run.deadline = deadline;
-        if let Some(run::Waiting {
-            record,
-            state,
-            wake_at,
-        }) = run.drive().await
-        {
-            self.wake_later(
-                ReadyRun {
-                    record: *record,
-                    state,
-                    // Read again from the store on waking: nothing is kept in memory.
-                    scope: None,
-                    workflow: None,
-                },
-                wake_at,
-            );
+        if let Some(waiting) = run.drive().await {
+            // A waiting run is on disk before its worker moves on: a crash
+            // does not make it wait again from the start.
+            if let Err(error) = self.store.flush().await {
+                tracing::error!(message = "Could not save a waiting run.", %error);
+            }
+            self.waiting_saved(waiting.wake_at);
         }
-    }
-
-    fn fail_unrunnable(&self, mut record: ExecutionRecord, error: String) {
-        tracing::error!(message = "Run cannot start.", execution_id = %record.id, workflow = %record.workflow, %error);
-        record.status = RunStatus::Failed;
-        record.error = Some(error);
-        record.finished_at = Some(hookflow_model::time::Timestamp::now());
-        self.store.put(Write {
-            record,
-            pending: None,
-            clear_pending: true,
-            input_stored: true,
-            input: None,
-        });
     }
 
     /// Stops taking queued runs and waits up to `grace` for running ones;

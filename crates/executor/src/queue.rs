@@ -1,10 +1,11 @@
-//! The async queue in memory: a bounded count of runs waiting to start, a
-//! dispatcher, and a pool of worker permits. The store is the source of
+//! The queue of SPEC §5 in memory: a bounded count of runs waiting to start,
+//! a dispatcher, and a pool of worker permits. The store is the source of
 //! truth; this only orders what is already on disk.
 
 use crate::state::RunState;
 use crate::{AcceptError, Executor};
 use hookflow_model::runtime::Workflow;
+use hookflow_model::template::Scope;
 use hookflow_store::ExecutionRecord;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,14 +30,21 @@ impl Default for QueueConfig {
     }
 }
 
-/// A run ready for a worker: queued, resumed after a crash, or woken after a delay.
-pub struct ReadyRun {
+/// A run just accepted: everything it needs is in memory.
+pub struct NewRun {
     pub record: ExecutionRecord,
     pub state: RunState,
-    /// The template variables; `None` when resumed: rebuilt from the stored input.
-    pub scope: Option<hookflow_model::template::Scope>,
-    /// `None` when resumed: resolved by version.
-    pub workflow: Option<Arc<Workflow>>,
+    pub scope: Scope,
+    pub workflow: Arc<Workflow>,
+}
+
+/// A run ready for a worker.
+pub enum ReadyRun {
+    /// Just accepted.
+    New(Box<NewRun>),
+    /// Resumed after a restart or woken after a delay: read from the store
+    /// when a worker takes it (nothing of it is held meanwhile).
+    Stored { id: String },
 }
 
 pub struct Queue {
@@ -51,12 +59,12 @@ pub struct Queue {
 }
 
 /// A reserved place in the queue; dropping it without pushing gives it back.
-pub struct Slot<'a> {
-    queue: &'a Queue,
+pub struct Slot {
+    queue: Arc<Queue>,
     used: bool,
 }
 
-impl Slot<'_> {
+impl Slot {
     pub fn push(mut self, item: ReadyRun) {
         self.used = true;
         if self.queue.tx.send(item).is_err() {
@@ -67,7 +75,7 @@ impl Slot<'_> {
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         if !self.used {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -94,7 +102,7 @@ impl Queue {
     }
 
     /// Takes a place in the queue, or says why there is none.
-    pub fn reserve(&self) -> Result<Slot<'_>, AcceptError> {
+    pub fn reserve(self: &Arc<Self>) -> Result<Slot, AcceptError> {
         if self.is_shutting_down() {
             return Err(AcceptError::ShuttingDown);
         }
@@ -103,13 +111,15 @@ impl Queue {
             return Err(AcceptError::QueueFull);
         }
         Ok(Slot {
-            queue: self,
+            queue: self.clone(),
             used: false,
         })
     }
 
-    /// Queues a run found on disk at start, or woken after a delay, whatever the capacity.
-    pub fn push_recovered(&self, item: ReadyRun) {
+    /// Queues a run woken after a delay, whatever the capacity (waiting
+    /// runs do not count against it, and a woken run must not wait behind
+    /// new requests for a place).
+    pub fn push_woken(&self, item: ReadyRun) {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(item).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -118,6 +128,17 @@ impl Queue {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once shutdown began.
+    pub async fn stopped(&self) {
+        loop {
+            let stop = self.stop.notified();
+            if self.is_shutting_down() {
+                return;
+            }
+            stop.await;
+        }
     }
 
     /// Starts the dispatcher on the current Tokio runtime.
@@ -131,12 +152,12 @@ impl Queue {
             loop {
                 let item = tokio::select! {
                     item = rx.recv() => item,
-                    _ = queue.stop.notified() => None,
+                    _ = queue.stopped() => None,
                 };
                 let Some(item) = item else { break };
                 let permit = tokio::select! {
                     p = permits.clone().acquire_owned() => p,
-                    _ = queue.stop.notified() => break,
+                    _ = queue.stopped() => break,
                 };
                 let Ok(permit) = permit else { break };
                 if queue.is_shutting_down() {
@@ -162,7 +183,6 @@ impl Queue {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop.notify_waiters();
-        self.stop.notify_one();
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let idle = self.idle.notified();

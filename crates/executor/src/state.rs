@@ -1,10 +1,22 @@
-//! A run's position as plain data: what is saved after every node so that a
-//! run can resume after a crash, and what the interpreter steps through.
+//! A run's position as plain data: what the interpreter steps through, and
+//! what a durable run saves so that it can resume after a crash.
+//!
+//! A saved position is the stack (small) and named parts stored once each:
+//! node results (`r/<key>`) and loop item lists (`l/<n>`), so that a loop of
+//! 3,000 items does not store its items again at every step.
 
 use hookflow_model::def::ParallelMode;
 use hookflow_model::runtime::{BlockId, NodeId, ROOT_BLOCK};
+use hookflow_store::Position;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The part name of a node result.
+const RESULT_PART: &str = "r/";
+/// The part name of a loop's item list.
+const LIST_PART: &str = "l/";
 
 /// One level of the position stack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,8 +34,12 @@ pub enum Frame {
     Loop {
         /// The loop's body.
         body: BlockId,
-        /// What it iterates over, evaluated once when the loop started.
-        items: Vec<Json>,
+        /// The number of its item list (saved once as the part `l/<list>`).
+        list: u32,
+        /// What it iterates over, evaluated once when the loop started (not
+        /// in the saved stack: see `list`).
+        #[serde(skip)]
+        items: Arc<Vec<Json>>,
         /// The index of the next iteration to start.
         next: usize,
     },
@@ -111,12 +127,21 @@ pub fn runnable_stacks(frames: &[Frame], path: &mut StackPath, out: &mut Vec<Sta
 }
 
 /// Everything needed to continue a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunState {
     /// The position stack; empty when the run has nothing left to do.
     pub frames: Vec<Frame>,
     /// Node results by key (`nodes.<key>`).
     pub results: Map<String, Json>,
+    /// The number the next loop's item list gets.
+    pub next_list: u32,
+}
+
+/// The saved stack.
+#[derive(Serialize, Deserialize)]
+struct Stack {
+    frames: Vec<Frame>,
+    next_list: u32,
 }
 
 impl RunState {
@@ -128,15 +153,68 @@ impl RunState {
                 next: 0,
             }],
             results: Map::new(),
+            next_list: 0,
         }
     }
 
-    /// Reads a saved state (null: the start).
-    pub fn from_json(value: &Json) -> Option<RunState> {
-        if value.is_null() {
+    /// The position to save: the stack, the results named in `results` and
+    /// the item lists numbered in `lists` (loops started since the last
+    /// save) that are still on the stack.
+    pub fn position<'a>(
+        &self,
+        results: impl IntoIterator<Item = &'a String>,
+        lists: &[u32],
+    ) -> Position {
+        let mut parts = Vec::new();
+        for key in results {
+            if let Some(value) = self.results.get(key) {
+                parts.push((format!("{RESULT_PART}{key}"), value.clone()));
+            }
+        }
+        if !lists.is_empty() {
+            visit_loops(&self.frames, &mut |list, items| {
+                if lists.contains(&list) {
+                    parts.push((format!("{LIST_PART}{list}"), Json::Array(items.to_vec())));
+                }
+            });
+        }
+        let stack = Stack {
+            frames: self.frames.clone(),
+            next_list: self.next_list,
+        };
+        Position {
+            frames: serde_json::to_value(&stack).unwrap_or(Json::Null),
+            parts,
+        }
+    }
+
+    /// Reads a saved position back (a null stack: the start); `None` when it
+    /// does not read (or a loop's items are missing).
+    pub fn resume(frames: &Json, parts: &BTreeMap<String, Json>) -> Option<RunState> {
+        if frames.is_null() {
             return Some(RunState::start());
         }
-        serde_json::from_value(value.clone()).ok()
+        let stack: Stack = serde_json::from_value(frames.clone()).ok()?;
+        let mut state = RunState {
+            frames: stack.frames,
+            results: Map::new(),
+            next_list: stack.next_list,
+        };
+        for (name, value) in parts {
+            if let Some(key) = name.strip_prefix(RESULT_PART) {
+                state.results.insert(key.to_string(), value.clone());
+            }
+        }
+        let mut complete = true;
+        fill_loops(&mut state.frames, &mut |list| {
+            let items = parts
+                .get(&format!("{LIST_PART}{list}"))
+                .and_then(Json::as_array)
+                .cloned();
+            complete &= items.is_some();
+            Arc::new(items.unwrap_or_default())
+        });
+        complete.then_some(state)
     }
 
     /// `loop.item` and `loop.index` of every iteration in progress on the
@@ -169,37 +247,80 @@ impl RunState {
         }
         out
     }
+}
 
-    /// The state as saved: null for the start (every queued run's).
-    pub fn to_json(&self) -> Json {
-        let at_start = self.results.is_empty()
-            && matches!(self.frames.as_slice(), [Frame::Block { block, next: 0 }] if *block == ROOT_BLOCK);
-        if at_start {
-            return Json::Null;
+/// Every loop frame's list number and items, branches included.
+fn visit_loops(frames: &[Frame], f: &mut impl FnMut(u32, &[Json])) {
+    for frame in frames {
+        match frame {
+            Frame::Loop { list, items, .. } => f(*list, items),
+            Frame::Parallel { branches, .. } => {
+                for b in branches {
+                    visit_loops(&b.frames, f);
+                }
+            }
+            Frame::Block { .. } => {}
         }
-        serde_json::to_value(self).unwrap_or(Json::Null)
+    }
+}
+
+/// Gives every loop frame its items back, by list number.
+fn fill_loops(frames: &mut [Frame], items_of: &mut impl FnMut(u32) -> Arc<Vec<Json>>) {
+    for frame in frames {
+        match frame {
+            Frame::Loop { list, items, .. } => *items = items_of(*list),
+            Frame::Parallel { branches, .. } => {
+                for b in branches {
+                    fill_loops(&mut b.frames, items_of);
+                }
+            }
+            Frame::Block { .. } => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn the_start_is_saved_as_null_and_other_positions_in_full() {
-        let start = RunState::start();
-        assert_eq!(start.to_json(), Json::Null);
-        assert_eq!(RunState::from_json(&Json::Null), Some(start.clone()));
-        let mut moved = start.clone();
-        if let Some(Frame::Block { next, .. }) = moved.frames.last_mut() {
-            *next = 1;
-        }
-        let mut with_result = start;
-        with_result.results.insert("a".into(), serde_json::json!(1));
-        for state in [moved, with_result] {
-            let saved = state.to_json();
-            assert!(saved.is_object(), "{saved}");
-            assert_eq!(RunState::from_json(&saved), Some(state));
-        }
+    fn positions_save_the_stack_and_each_part_once() {
+        assert_eq!(
+            RunState::resume(&Json::Null, &BTreeMap::new()),
+            Some(RunState::start()),
+            "a run never saved starts at the start"
+        );
+        let mut state = RunState::start();
+        state.frames.push(Frame::Loop {
+            body: 3,
+            list: 0,
+            items: Arc::new(vec![json!("a"), json!("b")]),
+            next: 1,
+        });
+        state.next_list = 1;
+        state.frames.push(Frame::Block { block: 3, next: 0 });
+        state.results.insert("x".into(), json!({"big": [1, 2, 3]}));
+        let first = state.position([&"x".to_string()], &[0]);
+        assert_eq!(
+            first.parts,
+            vec![
+                ("r/x".to_string(), json!({"big": [1, 2, 3]})),
+                ("l/0".to_string(), json!(["a", "b"]))
+            ]
+        );
+        let stack = first.frames.to_string();
+        assert!(
+            !stack.contains("\"a\""),
+            "items are not in the stack: {stack}"
+        );
+        // A later save with nothing new carries no parts.
+        let later = state.position([], &[]);
+        assert!(later.parts.is_empty());
+        let parts: BTreeMap<String, Json> = first.parts.into_iter().collect();
+        assert_eq!(RunState::resume(&later.frames, &parts), Some(state.clone()));
+        assert_eq!(state.loop_scopes(&[]), vec![(json!("a"), 0)]);
+        // A loop whose items are missing does not resume.
+        assert_eq!(RunState::resume(&later.frames, &BTreeMap::new()), None);
     }
 }

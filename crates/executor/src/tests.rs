@@ -1,9 +1,8 @@
-//! The state machine: a durable run saves its position after requests (and,
+//! The state machine: a durable run saves what changed after requests (and,
 //! in these tests, before every node), and a run resumed from any saved
 //! position ends exactly like the uninterrupted one.
 
 use crate::record::new_record;
-use crate::responder::Control;
 use crate::run::Run;
 use crate::scope::scope_copying;
 use crate::state::{Frame, RunState};
@@ -11,41 +10,64 @@ use crate::{Env, RunInput, Stub};
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::{
-    BoxFuture, ExecutionFilter, ExecutionRecord, Pending, RunStatus, SledStore, Store, StoreResult,
-    TriggerRequest, Write,
+    Accepted, BoxFuture, ExecutionFilter, ExecutionRecord, IdempotencyClaim, IdempotencyEntry,
+    MemoryStore, Resumable, RunStatus, RunSummary, Saved, SledStore, Store, StoreResult,
+    TriggerRequest,
 };
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// A store that remembers every saved position.
+/// A store that remembers the run as it was after every save.
+#[derive(Default)]
 struct Recording {
-    inner: SledStore,
-    saved: Mutex<Vec<(ExecutionRecord, Pending)>>,
+    inner: MemoryStore,
+    saved: Mutex<Vec<Resumable>>,
 }
 
 impl Store for Recording {
-    fn put(&self, write: Write) {
-        if let (Some(p), Ok(mut saved)) = (&write.pending, self.saved.lock()) {
-            saved.push((write.record.clone(), p.clone()));
+    fn accept(&self, run: Accepted) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.accept(run)
+    }
+    fn save(&self, id: &str, saved: Saved) {
+        self.inner.save(id, saved);
+        if let (Ok(Some(now)), Ok(mut all)) = (self.inner.resumable(id), self.saved.lock()) {
+            all.push(now);
         }
-        self.inner.put(write)
     }
-    fn put_durable(&self, write: Write) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.put_durable(write)
+    fn woke(&self, id: &str) {
+        self.inner.woke(id)
     }
-    fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
-        self.inner.input(id)
+    fn finish(&self, record: ExecutionRecord, durable: bool) {
+        self.inner.finish(record, durable)
+    }
+    fn announce(&self, record: ExecutionRecord) {
+        self.inner.announce(record)
+    }
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.flush()
     }
     fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
         self.inner.get(id)
     }
-    fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, Option<String>)> {
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
+        self.inner.input(id)
+    }
+    fn list(&self, f: &ExecutionFilter) -> StoreResult<(Vec<RunSummary>, Option<String>)> {
         self.inner.list(f)
     }
-    fn pending(&self) -> StoreResult<Vec<(ExecutionRecord, Pending)>> {
-        self.inner.pending()
+    fn unfinished(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+        self.inner.unfinished(after, limit)
+    }
+    fn resumable(&self, id: &str) -> StoreResult<Option<Resumable>> {
+        self.inner.resumable(id)
+    }
+    fn next_wake(&self) -> StoreResult<Option<u64>> {
+        self.inner.next_wake()
+    }
+    fn due(&self, now: u64, limit: usize) -> StoreResult<Vec<String>> {
+        self.inner.due(now, limit)
     }
     fn put_version(&self, v: &str, s: &str) -> StoreResult<()> {
         self.inner.put_version(v, s)
@@ -53,30 +75,20 @@ impl Store for Recording {
     fn version(&self, v: &str) -> StoreResult<Option<String>> {
         self.inner.version(v)
     }
-    fn remove_finished_before(&self, c: u64) -> StoreResult<usize> {
-        self.inner.remove_finished_before(c)
-    }
-    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.flush()
-    }
-    fn idempotency(
-        &self,
-        w: &str,
-        k: &str,
-        now: u64,
-    ) -> StoreResult<Option<hookflow_store::IdempotencyEntry>> {
+    fn idempotency(&self, w: &str, k: &str, now: u64) -> StoreResult<Option<IdempotencyEntry>> {
         self.inner.idempotency(w, k, now)
     }
-    fn put_idempotency(
-        &self,
-        w: &str,
-        k: &str,
-        e: &hookflow_store::IdempotencyEntry,
-    ) -> StoreResult<()> {
-        self.inner.put_idempotency(w, k, e)
+    fn put_idempotency(&self, claim: IdempotencyClaim) {
+        self.inner.put_idempotency(claim)
     }
     fn remove_expired_idempotency(&self, now: u64) -> StoreResult<usize> {
         self.inner.remove_expired_idempotency(now)
+    }
+    fn remove_finished_before(&self, cutoff: u64) -> StoreResult<usize> {
+        self.inner.remove_finished_before(cutoff)
+    }
+    fn damaged(&self) -> usize {
+        0
     }
 }
 
@@ -139,12 +151,9 @@ fn compile(id: &str, text: &str) -> Arc<Workflow> {
         .unwrap_or_else(|| panic!("{:?}", file.diagnostics))
 }
 
-/// A sled store in `dir` that remembers every saved position.
-fn recording(dir: &Path) -> Arc<Recording> {
-    Arc::new(Recording {
-        inner: SledStore::open(dir).expect("open"),
-        saved: Mutex::new(Vec::new()),
-    })
+/// A store that remembers the run after every save.
+fn recording() -> Arc<Recording> {
+    Arc::new(Recording::default())
 }
 
 fn env() -> Arc<Env> {
@@ -153,9 +162,11 @@ fn env() -> Arc<Env> {
         policy: Arc::new(Default::default()),
         max_response_body: 1024,
         stubs: Default::default(),
+        max_result: hookflow_store::DEFAULT_MAX_RESULT,
     })
 }
 
+/// A durable run from a given record and position, saving before every node.
 fn run_from(
     store: Arc<dyn Store>,
     wf: &Arc<Workflow>,
@@ -163,20 +174,37 @@ fn run_from(
     state: RunState,
     input: &RunInput,
 ) -> Run {
-    Run {
-        workflow: wf.clone(),
-        scope: scope_copying(wf, &record, input, &state),
-        record,
-        state,
-        store,
-        env: env(),
-        durable: true,
-        save_every_node: true,
-        offline: false,
-        control: Arc::new(Control::default()),
-        deadline: None,
-        responder: None,
-    }
+    let scope = scope_copying(wf, &record, input, &state);
+    let mut run = Run::new(wf.clone(), record, state, scope, store, env());
+    run.durable = true;
+    run.save_every_node = true;
+    run
+}
+
+/// A run resumed from what the store had after one save.
+fn resumed(store: Arc<dyn Store>, wf: &Arc<Workflow>, saved: &Resumable, input: &RunInput) -> Run {
+    let state =
+        RunState::resume(&saved.frames, &saved.parts).expect("the saved position reads back");
+    run_from(store, wf, saved.record.clone(), state, input)
+}
+
+/// Accepts a new run of `wf` into `store`, as a request would.
+async fn accepted(store: &Arc<dyn Store>, wf: &Arc<Workflow>, input: &RunInput) -> ExecutionRecord {
+    let record = new_record(
+        uuid::Uuid::now_v7().to_string(),
+        wf,
+        input,
+        RunStatus::Queued,
+    );
+    store
+        .accept(Accepted {
+            record: record.clone(),
+            input: input.clone(),
+            idempotency: None,
+        })
+        .await
+        .expect("accepted");
+    record
 }
 
 /// Drives a run to its end and reads its final record back from the store.
@@ -205,8 +233,8 @@ fn job_keys(record: &ExecutionRecord) -> Vec<String> {
 
 #[tokio::test]
 async fn resuming_from_every_saved_position_gives_the_same_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = recording(dir.path());
+    let store = recording();
+    let dyn_store: Arc<dyn Store> = store.clone();
     let wf = workflow();
     let input = RunInput {
         trigger: TriggerRequest {
@@ -215,15 +243,10 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
         },
         vars: json!({}),
     };
-    let record = new_record(
-        uuid::Uuid::now_v7().to_string(),
-        &wf,
-        &input,
-        RunStatus::Queued,
-    );
+    let record = accepted(&dyn_store, &wf, &input).await;
     let full = finish(
-        run_from(store.clone(), &wf, record, RunState::start(), &input),
-        &(store.clone() as Arc<dyn Store>),
+        run_from(dyn_store.clone(), &wf, record, RunState::start(), &input),
+        &dyn_store,
     )
     .await;
     assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
@@ -259,18 +282,25 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
     // One save when the run starts and one before each further node.
     assert_eq!(saved.len(), full.jobs.len());
     // Positions are plain data: the save after `s` is inside the switch's default block.
-    let after_switch = RunState::from_json(&saved[4].1.state).expect("state");
+    let after_switch = RunState::resume(&saved[4].frames, &saved[4].parts).expect("state");
     assert_eq!(after_switch.frames.len(), 3);
     assert!(matches!(
         after_switch.frames[2],
         Frame::Block { next: 0, .. }
     ));
 
-    for (i, (record, pending)) in saved.iter().enumerate() {
-        let state = RunState::from_json(&pending.state).expect("saved state reads back");
+    // Saves are deltas: each writes the jobs since the one before, and the
+    // loop's items once, not at every step.
+    for (i, snapshot) in saved.iter().enumerate() {
+        assert!(
+            full.jobs.starts_with(&snapshot.record.jobs),
+            "save {i} holds the jobs run before it"
+        );
+    }
+    for (i, snapshot) in saved.iter().enumerate() {
         let resumed = finish(
-            run_from(store.clone(), &wf, record.clone(), state, &input),
-            &(store.clone() as Arc<dyn Store>),
+            resumed(dyn_store.clone(), &wf, snapshot, &input),
+            &dyn_store,
         )
         .await;
         assert_eq!(resumed.status, RunStatus::Resolved, "resume from save {i}");
@@ -305,9 +335,10 @@ async fn a_failing_node_ends_the_run_unless_it_continues() {
         "{:?}",
         done.error
     );
-    // A finished run leaves nothing pending.
+    // A finished run leaves nothing to resume.
     store.flush().await.expect("flush");
-    assert!(store.pending().expect("pending").is_empty());
+    assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
+    assert!(store.resumable(&done.id).expect("resumable").is_none());
 }
 
 const PARALLEL: &str = r#"
@@ -332,7 +363,7 @@ nodes:
 
 async fn run_text(text: &str, store: &Arc<dyn Store>) -> ExecutionRecord {
     let wf = compile("p", text);
-    finish(new_run(store, &wf, &empty_input()), store).await
+    finish(new_run(store, &wf, &empty_input()).await, store).await
 }
 
 fn empty_input() -> RunInput {
@@ -342,21 +373,15 @@ fn empty_input() -> RunInput {
     }
 }
 
-/// A queued run of `wf` at its start.
-fn new_run(store: &Arc<dyn Store>, wf: &Arc<Workflow>, input: &RunInput) -> Run {
-    let record = new_record(
-        uuid::Uuid::now_v7().to_string(),
-        wf,
-        input,
-        RunStatus::Queued,
-    );
+/// A run of `wf` accepted into `store`, at its start.
+async fn new_run(store: &Arc<dyn Store>, wf: &Arc<Workflow>, input: &RunInput) -> Run {
+    let record = accepted(store, wf, input).await;
     run_from(store.clone(), wf, record, RunState::start(), input)
 }
 
 #[tokio::test]
 async fn parallel_branches_run_and_resume_from_every_position() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = recording(dir.path());
+    let store = recording();
     let dyn_store: Arc<dyn Store> = store.clone();
     let full = run_text(PARALLEL, &dyn_store).await;
     assert_eq!(full.status, RunStatus::Resolved, "{:?}", full.error);
@@ -390,10 +415,9 @@ async fn parallel_branches_run_and_resume_from_every_position() {
         "positions were saved inside the branches: {}",
         saved.len()
     );
-    for (i, (record, pending)) in saved.iter().enumerate() {
-        let state = RunState::from_json(&pending.state).expect("saved state reads back");
+    for (i, snapshot) in saved.iter().enumerate() {
         let resumed = finish(
-            run_from(dyn_store.clone(), &wf, record.clone(), state, &input),
+            resumed(dyn_store.clone(), &wf, snapshot, &input),
             &dyn_store,
         )
         .await;
@@ -474,12 +498,11 @@ nodes:
 
 #[tokio::test]
 async fn a_durable_run_saves_its_position_only_after_requests() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = recording(dir.path());
+    let store = recording();
     let dyn_store: Arc<dyn Store> = store.clone();
     let wf = compile("saves", SAVES);
     let input = empty_input();
-    let mut run = new_run(&dyn_store, &wf, &input);
+    let mut run = new_run(&dyn_store, &wf, &input).await;
     run.save_every_node = false;
     run.env = stubbed_env();
     let full = finish(run, &dyn_store).await;
@@ -489,12 +512,11 @@ async fn a_durable_run_saves_its_position_only_after_requests() {
     // whose position is past it.
     let saved = store.saved.lock().expect("saved").clone();
     assert_eq!(saved.len(), 1, "one save, after the request");
-    let (record, pending) = &saved[0];
-    assert_eq!(job_keys(record), vec!["a", "b", "call"]);
-    assert_eq!(record.status, RunStatus::Running);
+    let snapshot = &saved[0];
+    assert_eq!(job_keys(&snapshot.record), vec!["a", "b", "call"]);
+    assert_eq!(snapshot.record.status, RunStatus::Running);
     // Resuming from it (as after a crash) does not send the request again.
-    let state = RunState::from_json(&pending.state).expect("state");
-    let mut resumed = run_from(dyn_store.clone(), &wf, record.clone(), state, &input);
+    let mut resumed = resumed(dyn_store.clone(), &wf, snapshot, &input);
     resumed.save_every_node = false;
     resumed.env = stubbed_env();
     let again = finish(resumed, &dyn_store).await;
@@ -518,5 +540,6 @@ fn stubbed_env() -> Arc<Env> {
         policy: Arc::new(Default::default()),
         max_response_body: 1024,
         stubs,
+        max_result: hookflow_store::DEFAULT_MAX_RESULT,
     })
 }

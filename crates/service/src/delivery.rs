@@ -43,6 +43,7 @@ impl Service {
         headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     ) -> Result<Delivery, Refusal> {
         let workflow = served.workflow.clone();
+        let mode = workflow.mode;
         let received = hookflow_parser::receive(request, headers)?;
         let mut verified = match &served.verifier {
             Some(verifier) => check_signature(verifier, &workflow, &received)?,
@@ -74,14 +75,19 @@ impl Service {
         };
         let (execution_id, answer) = match workflow.mode {
             Mode::Sync => self.executor.run_sync(workflow, input).await,
-            Mode::Async => self
-                .executor
-                .accept(workflow, input)
-                .await
-                .map_err(accept_refusal)?,
+            Mode::Async => {
+                // The key goes to disk with the run, before the acknowledgement.
+                let key = first.as_ref().map(|(f, ttl)| (f.key().to_string(), *ttl));
+                self.executor
+                    .accept(workflow, input, key)
+                    .await
+                    .map_err(accept_refusal)?
+            }
         };
         if let Some((first, ttl)) = first {
-            first.finish(self.executor.store().as_ref(), &execution_id, &answer, ttl);
+            let stored = mode == Mode::Async;
+            let store = self.executor.store().as_ref();
+            first.finish(store, &execution_id, &answer, ttl, stored);
         }
         Ok(Delivery::Answer {
             execution_id,

@@ -4,7 +4,7 @@
 
 use crate::Refusal;
 use hookflow_executor::Answer;
-use hookflow_store::{IdempotencyEntry, Store};
+use hookflow_store::{IdempotencyClaim, IdempotencyEntry, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -109,20 +109,37 @@ impl Claims {
 }
 
 impl First<'_> {
-    /// Remembers the answer for `ttl` and hands it to requests waiting on the same key.
-    /// Only a 2xx answer is remembered: after an error the sender's retry runs again.
-    pub fn finish(self, store: &dyn Store, execution_id: &str, answer: &Answer, ttl: Duration) {
+    /// The key, as rendered.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Remembers the answer for `ttl` (unless `stored`: an async run's key
+    /// went to disk with the run) and hands it to requests waiting on the
+    /// same key. Only a 2xx answer is remembered: after an error the
+    /// sender's retry runs again.
+    pub fn finish(
+        self,
+        store: &dyn Store,
+        execution_id: &str,
+        answer: &Answer,
+        ttl: Duration,
+        stored: bool,
+    ) {
         if !(200..300).contains(&answer.status) {
             return;
         }
-        let entry = IdempotencyEntry {
-            execution_id: execution_id.to_string(),
-            expires_ms: hookflow_model::time::now_millis()
-                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-            response: Some(answer.record()),
-        };
-        if let Err(error) = store.put_idempotency(&self.workflow, &self.key, &entry) {
-            tracing::error!(message = "Could not store an idempotency key.", workflow = %self.workflow, %error);
+        if !stored {
+            store.put_idempotency(IdempotencyClaim {
+                workflow: self.workflow.clone(),
+                key: self.key.clone(),
+                entry: IdempotencyEntry {
+                    execution_id: execution_id.to_string(),
+                    expires_ms: hookflow_model::time::now_millis()
+                        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+                    response: Some(answer.record()),
+                },
+            });
         }
         let _ = self
             .tx

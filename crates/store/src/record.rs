@@ -1,4 +1,4 @@
-//! The execution record (SPEC §5) and the pending-run entry.
+//! The execution record (SPEC §5), its list row, and idempotency entries.
 
 use hookflow_model::request::TriggerRequest;
 use hookflow_model::time::Timestamp;
@@ -96,6 +96,40 @@ pub struct JobRecord {
     pub started_at: Timestamp,
     /// How long it took.
     pub duration_ms: u64,
+    /// The result kept here was cut down to `--max-result` (the run itself
+    /// used the whole value).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// The default cap of a job result kept in a record: 256 KiB of its JSON.
+pub const DEFAULT_MAX_RESULT: usize = 256 * 1024;
+
+impl JobRecord {
+    /// Sets the result kept in the record, cut down to at most `max` bytes
+    /// of JSON: a larger value is kept as the text of its JSON cut at a
+    /// character boundary, and the job is marked `truncated`.
+    pub fn keep_result(&mut self, result: Json, max: usize) {
+        // Most results are small: a walk with no allocation tells.
+        if json_len_bound(&result, max) <= max {
+            self.result = result;
+            return;
+        }
+        let text = match serde_json::to_string(&result) {
+            Ok(text) if text.len() <= max => {
+                self.result = result;
+                return;
+            }
+            Ok(text) => text,
+            Err(_) => String::new(),
+        };
+        let mut end = max.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.result = Json::String(text[..end].to_string());
+        self.truncated = true;
+    }
 }
 
 /// The HTTP answer as sent.
@@ -143,15 +177,76 @@ pub struct ExecutionRecord {
     pub error: Option<String>,
 }
 
-/// A run that is not finished: what the executor needs to resume it.
+/// An upper bound of the length of `v`'s JSON text (a string may need six
+/// bytes per character escaped), stopping early once it passes `limit`.
+fn json_len_bound(v: &Json, limit: usize) -> usize {
+    match v {
+        Json::Null | Json::Bool(_) => 5,
+        Json::Number(_) => 24,
+        Json::String(s) => s.len().saturating_mul(6).saturating_add(2),
+        Json::Array(items) => {
+            let mut n = 2usize;
+            for item in items {
+                n = n
+                    .saturating_add(json_len_bound(item, limit))
+                    .saturating_add(1);
+                if n > limit {
+                    break;
+                }
+            }
+            n
+        }
+        Json::Object(map) => {
+            let mut n = 2usize;
+            for (k, item) in map {
+                n = n
+                    .saturating_add(k.len().saturating_mul(6).saturating_add(4))
+                    .saturating_add(json_len_bound(item, limit));
+                if n > limit {
+                    break;
+                }
+            }
+            n
+        }
+    }
+}
+
+/// One row of a list of runs: what a record says of a run without its
+/// request and jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
-    /// queued, running or waiting.
+pub struct RunSummary {
+    /// UUID v7.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// Workflow version (content hash).
+    pub version: String,
+    /// Status.
     pub status: RunStatus,
-    /// The executor's saved position (opaque here).
-    pub state: Json,
-    /// For waiting runs: when to wake (Unix ms).
-    pub wake_at: Option<u64>,
+    /// Start time.
+    pub started_at: Timestamp,
+    /// End time, once finished.
+    pub finished_at: Option<Timestamp>,
+    /// The HTTP status answered to the caller, if any yet.
+    pub response_status: Option<u16>,
+    /// The run this one retries.
+    pub retry_of: Option<String>,
+}
+
+impl ExecutionRecord {
+    /// The record's row in a list.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            id: self.id.clone(),
+            workflow: self.workflow.clone(),
+            version: self.version.clone(),
+            status: self.status,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            response_status: self.response.as_ref().map(|r| r.status),
+            retry_of: self.retry_of.clone(),
+        }
+    }
 }
 
 /// What is remembered about an idempotency key.
@@ -229,6 +324,34 @@ mod tests {
             let back: TriggerRequest = rmp_serde::from_slice(&bytes).expect("decode");
             assert_eq!(back, r, "{source:?}");
         }
+    }
+
+    #[test]
+    fn kept_results_are_cut_to_the_cap() {
+        let mut job = JobRecord {
+            key: None,
+            kind: "request".into(),
+            status: JobStatus::Resolved,
+            result: Json::Null,
+            error: None,
+            started_at: Timestamp(0),
+            duration_ms: 0,
+            truncated: false,
+        };
+        let small = json!({"status": 200, "body": {"ok": true}});
+        job.keep_result(small.clone(), 64);
+        assert_eq!((job.result.clone(), job.truncated), (small, false));
+        let big = json!({"body": "é".repeat(100)});
+        let text = serde_json::to_string(&big).expect("json");
+        job.keep_result(big, 51);
+        assert!(job.truncated);
+        let kept = job.result.as_str().expect("kept as text");
+        assert!(kept.len() <= 51 && text.starts_with(kept), "{kept}");
+        // Exactly at the cap is kept whole.
+        let exact = json!("x".repeat(10));
+        job.truncated = false;
+        job.keep_result(exact.clone(), 12);
+        assert_eq!((job.result.clone(), job.truncated), (exact, false));
     }
 
     #[test]

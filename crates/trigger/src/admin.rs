@@ -127,7 +127,8 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
         .iter()
         .map(|r| {
             json!({"id": r.id, "workflow": r.workflow, "version": r.version, "status": r.status,
-                   "started_at": r.started_at, "finished_at": r.finished_at})
+                   "started_at": r.started_at, "finished_at": r.finished_at,
+                   "response_status": r.response_status, "retry_of": r.retry_of})
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"executions": rows, "next_cursor": next})))

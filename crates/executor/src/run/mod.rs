@@ -1,5 +1,5 @@
 //! The interpreter: steps a run through its workflow one node at a time,
-//! saving its position after each request node when the run is durable.
+//! saving what changed after each request node when the run is durable.
 
 mod parallel;
 
@@ -14,8 +14,9 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
-use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, Pending, RunStatus, Store, Write};
+use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
 use serde_json::{json, Value as Json};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -82,16 +83,32 @@ enum Ending {
     Waiting(u64),
 }
 
-/// A run that stopped at a delay: it is saved and holds no worker; the
-/// caller schedules its wake-up.
-#[derive(Debug)]
+/// A run that stopped at a delay: it is saved and holds no worker; it is
+/// read back from the store when it wakes.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Waiting {
-    /// The record as saved.
-    pub record: Box<ExecutionRecord>,
-    /// The position after the delay node.
-    pub state: RunState,
-    /// When to wake (Unix ms).
+    /// When it wakes (Unix ms).
     pub wake_at: u64,
+}
+
+/// What changed since the last save: a save writes only this.
+#[derive(Debug, Default)]
+pub struct Unsaved {
+    /// Jobs below this index were saved.
+    saved_jobs: usize,
+    /// Saved jobs changed since (a parallel node decided, a delay woke).
+    changed_jobs: BTreeSet<usize>,
+    /// Node results set since.
+    results: BTreeSet<String>,
+    /// Loops started since (their item lists).
+    lists: Vec<u32>,
+}
+
+impl Unsaved {
+    /// The job at `index` changed after it was kept.
+    fn changed(&mut self, index: usize) {
+        self.changed_jobs.insert(index);
+    }
 }
 
 /// One run in progress.
@@ -121,9 +138,42 @@ pub struct Run {
     pub deadline: Option<tokio::time::Instant>,
     /// Where a sync run's answer goes.
     pub responder: Option<Arc<Responder>>,
+    /// What the next save writes.
+    pub unsaved: Unsaved,
 }
 
 impl Run {
+    /// A run of `workflow` from `state`: not durable, no deadline, no
+    /// responder. Every job already in `record` counts as saved.
+    pub fn new(
+        workflow: Arc<Workflow>,
+        record: ExecutionRecord,
+        state: RunState,
+        scope: Scope,
+        store: Arc<dyn Store>,
+        env: Arc<crate::Env>,
+    ) -> Run {
+        let unsaved = Unsaved {
+            saved_jobs: record.jobs.len(),
+            ..Unsaved::default()
+        };
+        Run {
+            workflow,
+            record,
+            state,
+            scope,
+            store,
+            env,
+            durable: false,
+            save_every_node: false,
+            offline: false,
+            control: Arc::new(Control::default()),
+            deadline: None,
+            responder: None,
+            unsaved,
+        }
+    }
+
     /// Runs to the end and writes the record; `Some` when it stopped at a delay.
     pub async fn drive(mut self) -> Option<Waiting> {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
@@ -146,55 +196,60 @@ impl Run {
     /// A run resumed after a delay: its waiting job is done.
     fn wake_waiting_jobs(&mut self) {
         let now = now_millis();
-        for job in self
-            .record
-            .jobs
-            .iter_mut()
-            .filter(|j| j.status == JobStatus::Waiting)
-        {
-            job.status = JobStatus::Resolved;
-            let started = job.started_at.millis();
-            job.duration_ms = now.saturating_sub(started);
+        for (i, job) in self.record.jobs.iter_mut().enumerate() {
+            if job.status == JobStatus::Waiting {
+                job.status = JobStatus::Resolved;
+                let started = job.started_at.millis();
+                job.duration_ms = now.saturating_sub(started);
+                self.unsaved.changed_jobs.insert(i);
+            }
         }
     }
 
-    /// Saves the run as waiting; the caller schedules the wake-up.
+    /// Saves the run as waiting; it wakes from the store.
     fn wait(mut self, wake_at: u64) -> Waiting {
         self.record.status = RunStatus::Waiting;
         tracing::info!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
-        self.store.put(Write {
-            record: self.record.clone(),
-            pending: Some(Pending {
-                status: RunStatus::Waiting,
-                state: self.state.to_json(),
-                wake_at: Some(wake_at),
-            }),
-            clear_pending: false,
-            input_stored: true,
-            input: None,
-        });
-        Waiting {
-            record: Box::new(self.record),
-            state: self.state,
-            wake_at,
-        }
+        let saved = self.saved(RunStatus::Waiting, Some(wake_at));
+        self.store.save(&self.record.id, saved);
+        Waiting { wake_at }
     }
 
-    fn save(&self) {
+    /// Saves what changed since the last save (durable runs).
+    fn save(&mut self) {
         if !self.durable {
             return;
         }
-        self.store.put(Write {
-            record: self.record.clone(),
-            pending: Some(Pending {
-                status: RunStatus::Running,
-                state: self.state.to_json(),
-                wake_at: None,
-            }),
-            clear_pending: false,
-            input_stored: true,
-            input: None,
-        });
+        let saved = self.saved(RunStatus::Running, None);
+        self.store.save(&self.record.id, saved);
+    }
+
+    /// The delta since the last save; from now on it counts as saved.
+    fn saved(&mut self, status: RunStatus, wake_at: Option<u64>) -> Saved {
+        let unsaved = std::mem::take(&mut self.unsaved);
+        let jobs = unsaved
+            .changed_jobs
+            .iter()
+            .copied()
+            .filter(|i| *i < unsaved.saved_jobs)
+            .chain(unsaved.saved_jobs..self.record.jobs.len())
+            .filter_map(|i| self.record.jobs.get(i).map(|j| (i, j.clone())))
+            .collect();
+        self.unsaved.saved_jobs = self.record.jobs.len();
+        Saved {
+            status,
+            wake_at,
+            jobs,
+            position: self.state.position(&unsaved.results, &unsaved.lists),
+        }
+    }
+
+    /// Keeps a job in the record, its result cut down to `--max-result`
+    /// (the run itself goes on with the whole value).
+    fn push_job(&mut self, mut job: JobRecord) {
+        let result = std::mem::take(&mut job.result);
+        job.keep_result(result, self.env.max_result);
+        self.record.jobs.push(job);
     }
 
     /// Moves the stack at `path` to its next node: leaves finished blocks,
@@ -215,7 +270,9 @@ impl Run {
                         }
                     }
                 }
-                Some(Frame::Loop { body, items, next }) => {
+                Some(Frame::Loop {
+                    body, items, next, ..
+                }) => {
                     if *next < items.len() {
                         *next += 1;
                         let body = *body;
@@ -268,7 +325,7 @@ impl Run {
         // recomputed from the last save with the same results, so a run made
         // only of them costs no writes between its queueing and its end.
         // (`save_every_node`, for tests, also saves before every node.)
-        let mut unsaved = true;
+        let mut changed = true;
         loop {
             if self.control.is_cancelled()
                 || self
@@ -288,9 +345,9 @@ impl Run {
                 }
                 match self.advance(&path) {
                     Advance::Node(node_id) => {
-                        if unsaved && self.save_every_node {
+                        if changed && self.save_every_node {
                             self.save();
-                            unsaved = false;
+                            changed = false;
                         }
                         running.push(self.start(path, node_id));
                     }
@@ -337,10 +394,10 @@ impl Run {
                 self.cancel_all(&mut running);
                 return ending;
             }
-            unsaved = true;
+            changed = true;
             if acted {
                 self.save();
-                unsaved = false;
+                changed = false;
             }
         }
     }
@@ -348,7 +405,8 @@ impl Run {
     /// Records the jobs of nodes still running as cancelled and drops them.
     fn cancel_all(&mut self, running: &mut Vec<RunningNode>) {
         for r in running.drain(..) {
-            self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
+            let job = self.job_of(&r, JobStatus::Cancelled);
+            self.push_job(job);
         }
     }
 
@@ -362,12 +420,14 @@ impl Run {
             error: None,
             started_at: Timestamp(r.started_ms),
             duration_ms: u64::try_from(r.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+            truncated: false,
         }
     }
 
     fn set_result(&mut self, node_id: NodeId, result: &Json) {
         if let Some(key) = &self.workflow.nodes[node_id].key {
             self.state.results.insert(key.clone(), result.clone());
+            self.unsaved.results.insert(key.clone());
             if self.workflow.templates.reads("nodes") {
                 self.scope.set_node(key, result);
             }
@@ -404,9 +464,14 @@ impl Run {
             Ok(Step::Loop { items, body }) => {
                 job.result = json!({"count": items.len()});
                 if !items.is_empty() {
+                    // Its items are saved once, with the next position.
+                    let list = self.state.next_list;
+                    self.state.next_list += 1;
+                    self.unsaved.lists.push(list);
                     stack.push(Frame::Loop {
                         body,
-                        items,
+                        list,
+                        items: Arc::new(items),
                         next: 0,
                     });
                 }
@@ -429,7 +494,7 @@ impl Run {
                     mode,
                     branches,
                 });
-                self.record.jobs.push(job);
+                self.push_job(job);
                 if empty {
                     let mut p = path.clone();
                     p.push((frame_index, 0));
@@ -479,7 +544,7 @@ impl Run {
             }
         }
         self.set_result(node_id, &job.result);
-        self.record.jobs.push(job);
+        self.push_job(job);
         if ending.is_some() {
             return ending;
         }
@@ -510,14 +575,8 @@ impl Run {
             }
             None => tracing::info!(message = "Run finished.", status = status.as_str()),
         }
-        // Nobody waits for the final record to be durable: it is written behind.
-        // A durable run removes its pending entry; a sync run never had one.
-        self.store.put(Write {
-            record: self.record,
-            pending: None,
-            clear_pending: self.durable,
-            input_stored: self.durable,
-            input: None,
-        });
+        // Nobody waits for the final record to be durable: it is written
+        // behind (and readable at once). A durable run's saved state goes.
+        self.store.finish(self.record, self.durable);
     }
 }

@@ -100,7 +100,8 @@ impl Run {
                 && running[i].path[parent.len()].0 == fi;
             if under {
                 let r = running.swap_remove(i);
-                self.record.jobs.push(self.job_of(&r, JobStatus::Cancelled));
+                let cancelled = self.job_of(&r, JobStatus::Cancelled);
+                self.push_job(cancelled);
             } else {
                 i += 1;
             }
@@ -112,10 +113,11 @@ impl Run {
         let result = branches_result(&branches);
         let workflow = self.workflow.clone();
         let parallel = &workflow.nodes[node];
+        let max_result = self.env.max_result;
         if let Some(j) = self.record.jobs.get_mut(job) {
             let started = j.started_at.millis();
             j.duration_ms = now_millis().saturating_sub(started);
-            j.result = result.clone();
+            j.keep_result(result.clone(), max_result);
             match &decision {
                 Ok(()) => j.status = JobStatus::Resolved,
                 Err(e) => {
@@ -123,6 +125,7 @@ impl Run {
                     j.error = Some(e.clone());
                 }
             }
+            self.unsaved.changed(job);
         }
         match decision {
             Ok(()) => {

@@ -2,7 +2,7 @@
 //!
 //! sled's cost is per operation (a tree descent, a copy-on-write leaf, a log
 //! reservation), not per byte. A finished record never changes again, so the
-//! writer packs every record a batch finishes into one page per second of
+//! writer packs every record a turn finishes into one page per second of
 //! start time: under load one sled insert carries dozens of records.
 //!
 //! A page's key is `f`, the second its records started (taken from the
@@ -10,16 +10,15 @@
 //! ([`seal`], [`open`]): records of one workflow repeat most of their
 //! values, so a page shrinks several times, and sled's memory and disk
 //! traffic grow with the bytes it is given. Uncompressed, a page is a run of
-//! entries, each `id (16) | started_ms (u64 LE) | status (u8) |
-//! workflow length (u16 LE) | workflow | record length (u32 LE) | record |
-//! input length (u32 LE) | input`: the record and a durable run's input (kept
-//! for retries; empty for sync runs) in MessagePack, as the store encodes
-//! every value. The header lets lists filter and sort without decoding.
+//! entries, each `id (16) | started_ms (u64 LE) | finished_ms (u64 LE) |
+//! status (u8) | workflow length (u16 LE) | workflow | record length (u32 LE)
+//! | record | input length (u32 LE) | input`: the record and a durable run's
+//! input (kept for retries; empty for sync runs) in MessagePack, as the
+//! store encodes every value. The header lets lists filter and sort, and
+//! retention find what finished before its cutoff, without decoding.
 
+use super::layout::PAGE;
 use crate::record::RunStatus;
-
-/// The key prefix of pages.
-pub(crate) const PAGE: u8 = b'f';
 /// Records whose ids fall in the same second share pages.
 const BUCKET_MS: u64 = 1000;
 
@@ -90,22 +89,31 @@ fn status_of(code: u8) -> Option<RunStatus> {
     })
 }
 
+/// What a page entry's header says of a finished run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Header<'a> {
+    /// The execution id.
+    pub id: [u8; 16],
+    /// When the run started.
+    pub started_ms: u64,
+    /// When it finished.
+    pub finished_ms: u64,
+    /// Its final status.
+    pub status: RunStatus,
+    /// Its workflow id.
+    pub workflow: &'a str,
+}
+
 /// Appends one entry to a page.
-pub(crate) fn push_entry(
-    page: &mut Vec<u8>,
-    id: &[u8; 16],
-    started_ms: u64,
-    status: RunStatus,
-    workflow: &str,
-    record: &[u8],
-    input: &[u8],
-) {
+pub(crate) fn push_entry(page: &mut Vec<u8>, header: &Header<'_>, record: &[u8], input: &[u8]) {
     // Workflow ids are file names; longer ones are cut (only filters read it).
+    let workflow = header.workflow;
     let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
-    page.reserve(16 + 8 + 1 + 2 + wf.len() + 4 + record.len() + 4 + input.len());
-    page.extend_from_slice(id);
-    page.extend_from_slice(&started_ms.to_le_bytes());
-    page.push(status_code(status));
+    page.reserve(16 + 8 + 8 + 1 + 2 + wf.len() + 4 + record.len() + 4 + input.len());
+    page.extend_from_slice(&header.id);
+    page.extend_from_slice(&header.started_ms.to_le_bytes());
+    page.extend_from_slice(&header.finished_ms.to_le_bytes());
+    page.push(status_code(header.status));
     page.extend_from_slice(&(wf.len() as u16).to_le_bytes());
     page.extend_from_slice(wf);
     page.extend_from_slice(&(record.len() as u32).to_le_bytes());
@@ -136,28 +144,12 @@ pub(crate) fn open(stored: &[u8]) -> Result<Vec<u8>, ()> {
     }
 }
 
-/// The error for a damaged page (finished records or queued runs).
+/// The error for a damaged page.
 pub(crate) fn corrupt(key: &[u8]) -> crate::StoreError {
     crate::StoreError::Corrupt {
-        key: format!("page {key:02x?}"),
+        key: super::codec::show_key(key),
         message: "not a page of records".into(),
     }
-}
-
-/// The first entry of `id` in a page (uncompressed), or `None`; `key` names
-/// the page in the error for a damaged one.
-pub(crate) fn find<'a>(
-    key: &[u8],
-    page: &'a [u8],
-    id: &[u8; 16],
-) -> crate::StoreResult<Option<Entry<'a>>> {
-    for e in entries(page) {
-        let e = e.map_err(|()| corrupt(key))?;
-        if e.id == *id {
-            return Ok(Some(e));
-        }
-    }
-    Ok(None)
 }
 
 /// One entry of a page, borrowed.
@@ -167,6 +159,8 @@ pub(crate) struct Entry<'a> {
     pub id: [u8; 16],
     /// When the run started.
     pub started_ms: u64,
+    /// When it finished.
+    pub finished_ms: u64,
     /// Its final status.
     pub status: RunStatus,
     /// Its workflow id.
@@ -195,6 +189,7 @@ pub(crate) fn entries(page: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, ()>
         let entry = (|| {
             let id: [u8; 16] = take(16)?.try_into().map_err(|_| ())?;
             let started_ms = u64::from_le_bytes(take(8)?.try_into().map_err(|_| ())?);
+            let finished_ms = u64::from_le_bytes(take(8)?.try_into().map_err(|_| ())?);
             let status = status_of(take(1)?[0]).ok_or(())?;
             let wf_len = u16::from_le_bytes(take(2)?.try_into().map_err(|_| ())?) as usize;
             let workflow = take(wf_len)?;
@@ -205,6 +200,7 @@ pub(crate) fn entries(page: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, ()>
             Ok(Entry {
                 id,
                 started_ms,
+                finished_ms,
                 status,
                 workflow,
                 record,
@@ -234,21 +230,35 @@ mod tests {
         let a = *uuid::Uuid::now_v7().as_bytes();
         let b = *uuid::Uuid::now_v7().as_bytes();
         let mut page = Vec::new();
+        let header = |id, started_ms, status, workflow| Header {
+            id,
+            started_ms,
+            finished_ms: started_ms + 10,
+            status,
+            workflow,
+        };
         push_entry(
             &mut page,
-            &a,
-            5,
-            RunStatus::Resolved,
-            "pay",
+            &header(a, 5, RunStatus::Resolved, "pay"),
             b"{\"x\":1}",
             b"",
         );
-        push_entry(&mut page, &b, 6, RunStatus::Failed, "", b"{}", b"[1]");
+        push_entry(
+            &mut page,
+            &header(b, 6, RunStatus::Failed, ""),
+            b"{}",
+            b"[1]",
+        );
         let got: Vec<_> = entries(&page).map(|e| e.expect("entry")).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(
-            (got[0].id, got[0].started_ms, got[0].status),
-            (a, 5, RunStatus::Resolved)
+            (
+                got[0].id,
+                got[0].started_ms,
+                got[0].finished_ms,
+                got[0].status
+            ),
+            (a, 5, 15, RunStatus::Resolved)
         );
         assert_eq!(
             (got[0].workflow, got[0].record),
@@ -277,15 +287,14 @@ mod tests {
             let json = format!(
                 "{{\"id\":\"{i}\",\"workflow\":\"pay\",\"status\":\"resolved\",\"jobs\":[{{\"key\":\"paid\",\"type\":\"condition\"}}]}}"
             );
-            push_entry(
-                &mut page,
-                &id,
-                i,
-                RunStatus::Resolved,
-                "pay",
-                json.as_bytes(),
-                b"",
-            );
+            let header = Header {
+                id,
+                started_ms: i,
+                finished_ms: i,
+                status: RunStatus::Resolved,
+                workflow: "pay",
+            };
+            push_entry(&mut page, &header, json.as_bytes(), b"");
         }
         assert!(
             seal(&page).len() * 2 < page.len(),

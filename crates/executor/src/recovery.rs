@@ -1,0 +1,162 @@
+//! Runs that come back from the store: those left queued or running by the
+//! last process (resumed at start, a page at a time as the queue has room),
+//! and waiting runs (one timer over the store's wake-time index, not a task
+//! per run: a waiting run costs disk, not memory).
+
+use crate::queue::ReadyRun;
+use crate::run::Run;
+use crate::scope::scope_for;
+use crate::state::RunState;
+use crate::{AcceptError, Executor};
+use hookflow_model::time::{now_millis, Timestamp};
+use hookflow_store::{ExecutionRecord, RunStatus};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Runs read from the store per call.
+const PAGE: usize = 256;
+/// The longest the timer sleeps without looking at the store again.
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+/// How long the resume feeder waits for a place in a full queue.
+const FULL_QUEUE_PAUSE: Duration = Duration::from_millis(20);
+
+impl Executor {
+    /// Starts the workers, resumes the runs left queued or running on disk
+    /// (returns how many) and starts the timer of waiting runs.
+    pub fn start(&self) -> Result<usize, String> {
+        self.queue.start(self.clone());
+        // Runs accepted from now on are queued by their request: resume only
+        // the older ones (ids are time-ordered).
+        let boundary = uuid::Uuid::now_v7().to_string();
+        let mut count = 0usize;
+        let mut after: Option<String> = None;
+        loop {
+            let ids = self
+                .store
+                .unfinished(after.as_deref(), PAGE)
+                .map_err(|e| e.to_string())?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            count += ids.iter().filter(|id| **id < boundary).count();
+            after = Some(last);
+        }
+        if count > 0 {
+            tracing::info!(message = "Resuming runs left on disk.", count);
+            tokio::spawn(self.clone().feed_resumed(boundary));
+        }
+        tokio::spawn(self.clone().wake_waiting());
+        Ok(count)
+    }
+
+    /// Queues the runs left on disk, oldest first, as places free up.
+    async fn feed_resumed(self, boundary: String) {
+        let mut after: Option<String> = None;
+        loop {
+            let ids = match self.store.unfinished(after.as_deref(), PAGE) {
+                Ok(ids) => ids,
+                Err(error) => {
+                    tracing::error!(message = "Could not read the runs to resume.", %error);
+                    return;
+                }
+            };
+            let Some(last) = ids.last().cloned() else {
+                return;
+            };
+            for id in ids {
+                if id >= boundary {
+                    return;
+                }
+                loop {
+                    match self.queue.reserve() {
+                        Ok(slot) => {
+                            slot.push(ReadyRun::Stored { id });
+                            break;
+                        }
+                        Err(AcceptError::QueueFull) => tokio::time::sleep(FULL_QUEUE_PAUSE).await,
+                        Err(_) => return,
+                    }
+                }
+            }
+            after = Some(last);
+        }
+    }
+
+    /// The timer of waiting runs: queues each when its time comes.
+    async fn wake_waiting(self) {
+        loop {
+            if self.queue.is_shutting_down() {
+                return;
+            }
+            let due = match self.store.due(now_millis(), PAGE) {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!(message = "Could not read the waiting runs.", %error);
+                    Vec::new()
+                }
+            };
+            for id in &due {
+                self.store.woke(id);
+                self.queue.push_woken(ReadyRun::Stored { id: id.clone() });
+            }
+            if due.len() == PAGE {
+                continue;
+            }
+            let saved = self.earliest_wake.swap(u64::MAX, Ordering::SeqCst);
+            let next = match self.store.next_wake() {
+                Ok(Some(at)) => at.min(saved),
+                _ => saved,
+            };
+            let sleep = Duration::from_millis(next.saturating_sub(now_millis())).min(LONGEST_SLEEP);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.waker.notified() => {}
+                _ = self.queue.stopped() => return,
+            }
+        }
+    }
+
+    /// A run saved itself as waiting: the timer looks again (its wake time
+    /// may come before the one it sleeps until).
+    pub(crate) fn waiting_saved(&self, wake_at: u64) {
+        self.earliest_wake.fetch_min(wake_at, Ordering::SeqCst);
+        self.waker.notify_one();
+    }
+
+    /// A run from the store, ready to drive; `None` when there is nothing to
+    /// run (it finished meanwhile, or it cannot run and was failed).
+    pub(crate) fn load(&self, id: &str) -> Option<Run> {
+        let saved = match self.store.resumable(id) {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::error!(message = "Could not read a run to resume.", execution_id = %id, %error);
+                return None;
+            }
+        };
+        let record = saved.record;
+        let workflow = match self.versions.resolve(&record.workflow, &record.version) {
+            Ok(w) => w,
+            Err(error) => return self.fail_unrunnable(record, error),
+        };
+        let Some(state) = RunState::resume(&saved.frames, &saved.parts) else {
+            return self.fail_unrunnable(record, "the run's saved position does not read".into());
+        };
+        let Some(input) = saved.input else {
+            return self
+                .fail_unrunnable(record, "the run's input is missing from the store".into());
+        };
+        let scope = scope_for(&workflow, &record, &input.trigger, input.vars, &state);
+        Some(self.run_of(workflow, record, state, scope))
+    }
+
+    /// Ends a run that cannot start as failed, with the reason in its record.
+    fn fail_unrunnable(&self, mut record: ExecutionRecord, error: String) -> Option<Run> {
+        tracing::error!(message = "Run cannot start.", execution_id = %record.id, workflow = %record.workflow, %error);
+        record.status = RunStatus::Failed;
+        record.error = Some(error);
+        record.finished_at = Some(Timestamp::now());
+        self.store.finish(record, true);
+        None
+    }
+}

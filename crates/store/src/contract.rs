@@ -1,0 +1,162 @@
+//! The store contract: what the executor tells a store about runs, and what
+//! it reads back. Every backend keeps the same promises (SPEC §5), checked by
+//! one conformance suite (`conformance`, in the tests of this crate).
+//!
+//! A run's life is a few named events: an async run is [`Store::accept`]ed
+//! (durable, with its idempotency key, before the acknowledgement); a durable
+//! run [`Store::save`]s what changed after each request node and when it
+//! waits; a waiting run that is due [`Store::woke`]; every run
+//! [`Store::finish`]es with its final record. A sync run is never durable:
+//! its record is written when it finishes (or [`Store::announce`]d when
+//! someone is told its id earlier). Writes after `accept` are written behind,
+//! in the order they were submitted; reads see a write from the moment it
+//! was submitted.
+
+use crate::record::{
+    ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, RunInput, RunStatus, RunSummary,
+};
+use crate::StoreResult;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, for the async methods of the trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A new async run, made durable by [`Store::accept`].
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Its record: status `queued`, the acknowledgement as `response`, no
+    /// `trigger` (the input keeps the request).
+    pub record: ExecutionRecord,
+    /// Its input: kept for resume and retry until the record is removed.
+    pub input: RunInput,
+    /// The idempotency key it claimed, kept in the same durable write.
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// An idempotency key of a workflow and what it remembers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyClaim {
+    /// The workflow.
+    pub workflow: String,
+    /// The key, as rendered.
+    pub key: String,
+    /// The run it started, its answer and when it is forgotten.
+    pub entry: IdempotencyEntry,
+}
+
+/// What a durable run did since it was last saved: a delta, never the whole
+/// record again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    /// `running`, or `waiting` (then `wake_at` is set).
+    pub status: RunStatus,
+    /// When a waiting run wakes (Unix ms).
+    pub wake_at: Option<u64>,
+    /// Jobs added or changed since the last save, by index in the record.
+    pub jobs: Vec<(usize, JobRecord)>,
+    /// Where the run resumes.
+    pub position: Position,
+}
+
+/// Where a run resumes: the interpreter's stack, and named parts stored
+/// once each and replaced when set again (node results, loop item lists), so
+/// that a long run does not store what it already stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Position {
+    /// The interpreter's stack (opaque here).
+    pub frames: Json,
+    /// Parts set since the last save.
+    pub parts: Vec<(String, Json)>,
+}
+
+/// A run to resume, as it was last saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resumable {
+    /// Its record with every job saved so far (no `trigger`: see `input`).
+    pub record: ExecutionRecord,
+    /// Its input.
+    pub input: Option<RunInput>,
+    /// The stack it resumes from; null for a run that never saved one.
+    pub frames: Json,
+    /// Every part saved so far, by name.
+    pub parts: BTreeMap<String, Json>,
+}
+
+/// Everything hookflow keeps about runs, idempotency keys and workflow versions.
+pub trait Store: Send + Sync + 'static {
+    /// Makes a new async run durable, with its idempotency key, and resolves
+    /// once both are on disk. From then on the run is the store's: it is
+    /// handed to the workers whatever happens to the request.
+    fn accept(&self, run: Accepted) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// A durable run saved its progress (written behind, in order).
+    fn save(&self, id: &str, saved: Saved);
+
+    /// A waiting run is due and runs again: it leaves the waiting runs.
+    fn woke(&self, id: &str);
+
+    /// A run finished: `record` is its final record with every job. `durable`
+    /// when the run was accepted (its saved state goes, its input stays with
+    /// the record); a sync run's record is simply kept.
+    fn finish(&self, record: ExecutionRecord, durable: bool);
+
+    /// Makes a sync run's record readable before it finishes (its id was
+    /// sent to someone); not durable.
+    fn announce(&self, record: ExecutionRecord);
+
+    /// Resolves once every write submitted before it is on disk.
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// One run's record, finished or not (with its request, redacted).
+    fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>>;
+
+    /// A run's full input (unredacted), while its record is kept.
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>>;
+
+    /// Runs newest first, filtered; the page and the cursor of the next one.
+    fn list(&self, filter: &ExecutionFilter) -> StoreResult<(Vec<RunSummary>, Option<String>)>;
+
+    /// Ids of runs that are queued or running (not waiting), oldest first,
+    /// after `after`: the runs to resume at start.
+    fn unfinished(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>>;
+
+    /// A run that is not finished, as it was last saved.
+    fn resumable(&self, id: &str) -> StoreResult<Option<Resumable>>;
+
+    /// The earliest wake time of a waiting run.
+    fn next_wake(&self) -> StoreResult<Option<u64>>;
+
+    /// Waiting runs due at `now_ms`, earliest first, at most `limit`.
+    fn due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>>;
+
+    /// Keeps the text of a workflow version (content hash → YAML) so that runs can finish on it.
+    fn put_version(&self, version: &str, source: &str) -> StoreResult<()>;
+
+    /// The text of a workflow version.
+    fn version(&self, version: &str) -> StoreResult<Option<String>>;
+
+    /// The entry of an idempotency key of a workflow, if it has not expired at `now_ms`.
+    fn idempotency(
+        &self,
+        workflow: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<IdempotencyEntry>>;
+
+    /// Remembers an idempotency key of a sync run: readable at once (a
+    /// repeat may follow the answer immediately), durable with the next flush.
+    fn put_idempotency(&self, claim: IdempotencyClaim);
+
+    /// Forgets keys that expired at `now_ms`; returns how many.
+    fn remove_expired_idempotency(&self, now_ms: u64) -> StoreResult<usize>;
+
+    /// Removes the records (and inputs) of runs that finished before
+    /// `cutoff_ms`; returns how many. Unfinished runs are never touched.
+    fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize>;
+
+    /// How many damaged entries were set aside since the store opened.
+    fn damaged(&self) -> usize;
+}

@@ -1,0 +1,165 @@
+//! The keys of the `runs` tree and the data folder's format mark.
+//!
+//! Everything about runs lives in one sled tree, so that a writer turn that
+//! touches a durable run is one atomic batch (a finished run's page goes in
+//! with the removal of its saved state, never one without the other).
+//! One prefix byte per kind of entry:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `h` id | the head of an unfinished run: its record without jobs or request |
+//! | `i` id | its input (request and vars) |
+//! | `t` id | its status and wake time, once it saved progress |
+//! | `s` id | the stack it resumes from |
+//! | `j` id index | one job (u32 big-endian index in the record) |
+//! | `p` id name | one named part of its position (node results, loop items) |
+//! | `w` wake-ms id | a waiting run, by wake time (no value) |
+//! | `f` second seq | a compressed page of finished runs ([`super::pages`]) |
+//! | `k` workflow NUL key | an idempotency entry |
+//! | `x` expires-ms workflow NUL key | its expiry (no value) |
+//!
+//! Ids are UUID v7 (16 bytes, time-ordered), times big-endian Unix ms, so
+//! keys sort by time.
+
+use crate::{StoreError, StoreResult};
+use std::path::Path;
+
+pub(crate) const HEAD: u8 = b'h';
+pub(crate) const INPUT: u8 = b'i';
+pub(crate) const STATE: u8 = b't';
+pub(crate) const STACK: u8 = b's';
+pub(crate) const JOB: u8 = b'j';
+pub(crate) const PART: u8 = b'p';
+pub(crate) const WAKE: u8 = b'w';
+pub(crate) const PAGE: u8 = b'f';
+pub(crate) const IDEMPOTENCY: u8 = b'k';
+pub(crate) const EXPIRY: u8 = b'x';
+
+/// An execution id as stored.
+pub(crate) type Id = [u8; 16];
+
+/// The id of an execution id string, if it is one.
+pub(crate) fn id_bytes(id: &str) -> Option<Id> {
+    uuid::Uuid::parse_str(id).ok().map(|u| *u.as_bytes())
+}
+
+/// The string form of a stored id.
+pub(crate) fn id_string(id: &Id) -> String {
+    uuid::Uuid::from_bytes(*id).to_string()
+}
+
+/// `prefix id`.
+pub(crate) fn run_key(prefix: u8, id: &Id) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = prefix;
+    k[1..].copy_from_slice(id);
+    k
+}
+
+/// The id of a `prefix id …` key.
+pub(crate) fn id_of(key: &[u8]) -> Option<Id> {
+    key.get(1..17)?.try_into().ok()
+}
+
+/// `j id index`.
+pub(crate) fn job_key(id: &Id, index: u32) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[..17].copy_from_slice(&run_key(JOB, id));
+    k[17..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// `p id name`.
+pub(crate) fn part_key(id: &Id, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + name.len());
+    k.extend_from_slice(&run_key(PART, id));
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `w wake id`.
+pub(crate) fn wake_key(wake_ms: u64, id: &Id) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = WAKE;
+    k[1..9].copy_from_slice(&wake_ms.to_be_bytes());
+    k[9..].copy_from_slice(id);
+    k
+}
+
+/// The wake time and id of a `w` key.
+pub(crate) fn wake_of(key: &[u8]) -> Option<(u64, Id)> {
+    let ms = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    Some((ms, key.get(9..25)?.try_into().ok()?))
+}
+
+/// `k workflow NUL key`: keys of different workflows never meet.
+pub(crate) fn idempotency_key(workflow: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(workflow.len() + key.len() + 2);
+    k.push(IDEMPOTENCY);
+    k.extend_from_slice(workflow.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `x expires k…`: the expiry index entry of an idempotency key.
+pub(crate) fn expiry_key(expires_ms: u64, idempotency_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + idempotency_key.len());
+    k.push(EXPIRY);
+    k.extend_from_slice(&expires_ms.to_be_bytes());
+    k.extend_from_slice(idempotency_key);
+    k
+}
+
+/// The layout of the data folder, kept under [`FORMAT_KEY`] in the default
+/// tree. Format 5: one key per unfinished run and per saved job (no shared
+/// queue pages), finished pages with their finish times, idempotency keys
+/// beside the runs. Other folders are refused with a clear error rather
+/// than read as damage.
+pub(crate) const FORMAT: &[u8] = b"5";
+const FORMAT_KEY: &[u8] = b"format";
+
+/// Refuses a database whose values were written in another layout, and
+/// marks a new one (one whose trees are empty).
+pub(crate) fn check_format(db: &sled::Db, trees: &[&sled::Tree], dir: &Path) -> StoreResult<()> {
+    let found = db.get(FORMAT_KEY).map_err(super::db_err)?;
+    match found {
+        Some(v) if v == FORMAT => Ok(()),
+        None if trees.iter().all(|t| t.is_empty()) => {
+            db.insert(FORMAT_KEY, FORMAT).map_err(super::db_err)?;
+            db.flush().map_err(super::db_err)?;
+            Ok(())
+        }
+        other => Err(StoreError::Db(format!(
+            "{}: execution records were written by another hookflow version (format {}, this \
+             one reads {}); they are not migrated: stop the server and move {} away \
+             (keys.json stays, so URLs do not change)",
+            dir.display(),
+            other.map_or_else(
+                || "2 or older".into(),
+                |v| String::from_utf8_lossy(&v).into_owned()
+            ),
+            String::from_utf8_lossy(FORMAT),
+            dir.join("db").display(),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_time_and_read_back() {
+        let a = *uuid::Uuid::now_v7().as_bytes();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = *uuid::Uuid::now_v7().as_bytes();
+        assert!(run_key(HEAD, &a) < run_key(HEAD, &b));
+        assert!(job_key(&a, 1) < job_key(&a, 256), "jobs in index order");
+        assert!(wake_key(5, &b) < wake_key(6, &a), "wake keys by time first");
+        assert_eq!(wake_of(&wake_key(7, &a)), Some((7, a)));
+        assert_eq!(id_of(&part_key(&a, "r/x")), Some(a));
+        assert_eq!(id_bytes(&id_string(&a)), Some(a));
+        assert_ne!(idempotency_key("ab", "c"), idempotency_key("a", "bc"));
+    }
+}

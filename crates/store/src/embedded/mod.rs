@@ -1,0 +1,477 @@
+//! The embedded store: the [`Store`] contract on sled, in the data folder.
+//!
+//! One tree holds everything about runs ([`layout`]): an unfinished run's
+//! head, input, status, stack, jobs and parts under keys of its own, waiting
+//! runs by wake time, finished runs packed into compressed [`pages`] per
+//! second of start time, and idempotency keys with their expiry index. Events
+//! are encoded by the caller and applied in order by one [`writer`] thread
+//! ([`batch`] turns a turn's events into keys); reads ([`reads`]) see what
+//! the writer has not applied yet through the [`overlay`]. [`retention`]
+//! removes old pages and expired keys. A value that does not decode is set
+//! aside in the `quarantine` tree and skipped.
+
+mod batch;
+mod codec;
+mod layout;
+mod overlay;
+mod pages;
+mod reads;
+mod retention;
+mod writer;
+
+use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, Store};
+use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
+use crate::{db_err, StoreError, StoreResult};
+use codec::{encode, RunState};
+use layout::{id_bytes, Id, HEAD, INPUT, JOB, PART, STACK, STATE};
+use overlay::{Overlay, Unwritten};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use tokio::sync::oneshot;
+use writer::{Event, FinishedHeader, Job, KeyWrite, Writer};
+
+/// sled's page cache (its default is 1 GiB).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Runs, idempotency keys and workflow versions in one sled database.
+pub struct SledStore {
+    db: sled::Db,
+    runs: sled::Tree,
+    versions: sled::Tree,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    overlay: Arc<Overlay>,
+    damaged: AtomicUsize,
+}
+
+/// Makes the data folder and what is in it private to the user running
+/// hookflow: 0700 folders, 0600 files (also when they existed).
+#[cfg(unix)]
+fn make_private(dir: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let file_err = |p: &Path, e: std::io::Error| StoreError::File {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| file_err(dir, e))?;
+    if meta.is_dir() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| file_err(dir, e))?;
+        for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))? {
+            let path = entry.map_err(|e| file_err(dir, e))?.path();
+            make_private(&path)?;
+        }
+    } else if meta.is_file() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| file_err(dir, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_dir: &Path) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Opens sled in `dir/db`. A database still held is waited for a moment
+/// (sled lets go of its lock once its background writes are done: a store
+/// closed and opened again in one process); then it is in use by another.
+fn open_db(dir: &Path) -> StoreResult<sled::Db> {
+    let mut tries = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e) => {
+                let text = e.to_string();
+                let locked = text.contains("lock")
+                    || text.contains("WouldBlock")
+                    || text.contains("temporarily unavailable");
+                if !locked {
+                    return Err(db_err(e));
+                }
+                if tries >= 50 {
+                    return Err(StoreError::Locked(dir.display().to_string()));
+                }
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(40));
+            }
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Db("the store's writer has stopped".into())
+}
+
+impl SledStore {
+    /// Opens (or creates) the database under `dir`.
+    pub fn open(dir: &Path) -> StoreResult<SledStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::File {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        make_private(dir)?;
+        let db = open_db(dir)?;
+        make_private(&dir.join("db"))?;
+        let runs = db.open_tree("runs").map_err(db_err)?;
+        let versions = db.open_tree("versions").map_err(db_err)?;
+        let quarantine = db.open_tree("quarantine").map_err(db_err)?;
+        layout::check_format(&db, &[&runs], dir)?;
+        let overlay = Arc::new(Overlay::default());
+        let (tx, rx) = mpsc::sync_channel(writer::BACKLOG);
+        let writer = Writer {
+            db: db.clone(),
+            runs: runs.clone(),
+            quarantine,
+            overlay: overlay.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("hookflow-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(SledStore {
+            db,
+            runs,
+            versions,
+            jobs: Some(tx),
+            writer: Some(writer),
+            overlay,
+            damaged: AtomicUsize::new(0),
+        })
+    }
+
+    /// Hands a job to the writer; false when the writer has stopped.
+    fn submit(&self, job: Job) -> bool {
+        let waited_on = !matches!(job, Job::Event(_, None));
+        let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if sent && waited_on {
+            // Someone waits for this one: end the writer's gather now.
+            if let Some(writer) = &self.writer {
+                writer.thread().unpark();
+            }
+        }
+        sent
+    }
+
+    fn send(&self, event: StoreResult<Event>) {
+        match event {
+            Ok(event) => {
+                if !self.submit(Job::Event(event, None)) {
+                    tracing::error!(
+                        message = "The store's writer has stopped; a run was not written."
+                    );
+                }
+            }
+            Err(error) => tracing::error!(message = "Could not write a run.", %error),
+        }
+    }
+
+    /// Sets damaged entries aside (in the `quarantine` tree) and logs them;
+    /// a damaged head takes the whole run with it.
+    pub(crate) fn set_aside(&self, mut keys: Vec<Vec<u8>>, error: &StoreError) {
+        for key in keys.clone() {
+            tracing::error!(
+                message = "A damaged entry was set aside.",
+                key = %codec::show_key(&key),
+                %error
+            );
+            if key.first() == Some(&HEAD) {
+                if let Some(id) = layout::id_of(&key) {
+                    for prefix in [INPUT, STATE, STACK] {
+                        keys.push(layout::run_key(prefix, &id).to_vec());
+                    }
+                    for prefix in [JOB, PART] {
+                        keys.extend(
+                            self.runs
+                                .scan_prefix(layout::run_key(prefix, &id))
+                                .keys()
+                                .filter_map(Result::ok)
+                                .map(|k| k.to_vec()),
+                        );
+                    }
+                }
+            }
+        }
+        self.damaged.fetch_add(1, Ordering::Relaxed);
+        self.send(Ok(Event::Quarantine(keys)));
+    }
+}
+
+fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
+    Ok(KeyWrite {
+        key: layout::idempotency_key(&claim.workflow, &claim.key),
+        entry: encode(&claim.entry)?,
+        expires_ms: claim.entry.expires_ms,
+    })
+}
+
+fn id_of_record(id: &str) -> StoreResult<Id> {
+    id_bytes(id).ok_or_else(|| StoreError::Db(format!("invalid execution id {id}")))
+}
+
+impl Store for SledStore {
+    fn accept(&self, run: Accepted) -> BoxFuture<'_, StoreResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        let event = (|| {
+            Ok(Event::Accept {
+                id: id_of_record(&run.record.id)?,
+                head: encode(&run.record)?,
+                input: encode(&run.input)?,
+                key: run.idempotency.as_ref().map(key_write).transpose()?,
+            })
+        })();
+        let submitted = event.map(|e| self.submit(Job::Event(e, Some(tx))));
+        Box::pin(async move {
+            match submitted {
+                Ok(true) => rx.await.map_err(|_| stopped())?,
+                Ok(false) => Err(stopped()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn save(&self, id: &str, saved: Saved) {
+        let event = (|| {
+            let jobs = saved
+                .jobs
+                .iter()
+                .map(|(i, job)| Ok((u32::try_from(*i).unwrap_or(u32::MAX), encode(job)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let parts = saved
+                .position
+                .parts
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), encode(value)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Event::Save {
+                id: id_of_record(id)?,
+                state: encode(&RunState {
+                    status: saved.status,
+                    wake_at: saved.wake_at,
+                })?,
+                wake_at: saved.wake_at,
+                jobs,
+                frames: encode(&saved.position.frames)?,
+                parts,
+            })
+        })();
+        self.send(event);
+    }
+
+    fn woke(&self, id: &str) {
+        match id_of_record(id) {
+            Ok(id) => {
+                self.overlay.woke(id);
+                self.send(Ok(Event::Woke { id }));
+            }
+            Err(error) => tracing::error!(message = "Could not write a run.", %error),
+        }
+    }
+
+    fn finish(&self, record: ExecutionRecord, durable: bool) {
+        let event = (|| {
+            let id = id_of_record(&record.id)?;
+            let unwritten = Arc::new(Unwritten {
+                record: encode(&record)?,
+                durable,
+            });
+            self.overlay.insert(id, unwritten.clone());
+            Ok(Event::Finish {
+                id,
+                header: FinishedHeader {
+                    started_ms: record.started_ms,
+                    finished_ms: record
+                        .finished_at
+                        .map_or_else(hookflow_model::time::now_millis, |t| t.millis()),
+                    status: record.status,
+                    workflow: record.workflow,
+                },
+                record: unwritten,
+            })
+        })();
+        self.send(event);
+    }
+
+    fn announce(&self, record: ExecutionRecord) {
+        match (id_of_record(&record.id), encode(&record)) {
+            (Ok(id), Ok(bytes)) => self.overlay.insert(
+                id,
+                Arc::new(Unwritten {
+                    record: bytes,
+                    durable: false,
+                }),
+            ),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(message = "Could not announce a run.", %error)
+            }
+        }
+    }
+
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        let submitted = self.submit(Job::Barrier(tx));
+        Box::pin(async move {
+            if !submitted {
+                return Err(stopped());
+            }
+            rx.await.map_err(|_| stopped())?
+        })
+    }
+
+    fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        match id_bytes(id) {
+            Some(id) => self.read_record(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
+        match id_bytes(id) {
+            Some(id) => self.read_input(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&self, filter: &ExecutionFilter) -> StoreResult<(Vec<RunSummary>, Option<String>)> {
+        self.read_list(filter)
+    }
+
+    fn unfinished(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+        let after = after.and_then(id_bytes);
+        self.read_unfinished(after.as_ref(), limit)
+    }
+
+    fn resumable(&self, id: &str) -> StoreResult<Option<Resumable>> {
+        match id_bytes(id) {
+            Some(id) => self.read_resumable(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn next_wake(&self) -> StoreResult<Option<u64>> {
+        Ok(self.read_due(u64::MAX, 1)?.first().map(|(ms, _)| *ms))
+    }
+
+    fn due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
+        Ok(self
+            .read_due(now_ms, limit)?
+            .iter()
+            .map(|(_, id)| layout::id_string(id))
+            .collect())
+    }
+
+    fn put_version(&self, version: &str, source: &str) -> StoreResult<()> {
+        if self
+            .versions
+            .contains_key(version.as_bytes())
+            .map_err(db_err)?
+        {
+            return Ok(());
+        }
+        self.versions
+            .insert(version.as_bytes(), source.as_bytes())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn version(&self, version: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .versions
+            .get(version.as_bytes())
+            .map_err(db_err)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn idempotency(
+        &self,
+        workflow: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<IdempotencyEntry>> {
+        let k = layout::idempotency_key(workflow, key);
+        match self.runs.get(&k).map_err(db_err)? {
+            Some(v) => Ok(self
+                .decoded::<IdempotencyEntry>(&k, &v)
+                .filter(|e| e.expires_ms > now_ms)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_idempotency(&self, claim: IdempotencyClaim) {
+        // Written here, not behind: a repeat may come right after the answer.
+        let written = key_write(&claim).and_then(|w| {
+            let expiry = layout::expiry_key(w.expires_ms, &w.key);
+            self.runs.insert(w.key, w.entry).map_err(db_err)?;
+            self.runs.insert(expiry, &[][..]).map_err(db_err)?;
+            Ok(())
+        });
+        if let Err(error) = written {
+            tracing::error!(message = "Could not store an idempotency key.", %error);
+        }
+    }
+
+    fn remove_expired_idempotency(&self, now_ms: u64) -> StoreResult<usize> {
+        self.expire_keys(now_ms)
+    }
+
+    fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize> {
+        self.retain(cutoff_ms)
+    }
+
+    fn damaged(&self) -> usize {
+        self.damaged.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Let the writer apply what is submitted, then release its handle on
+        // the database and sync.
+        self.jobs.take();
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
+        let _ = self.db.flush();
+    }
+}
+
+/// Writes garbage over a run's head (`finished`: over the page holding its
+/// finished record) in the closed store in `dir`, as damage would.
+#[cfg(test)]
+pub(crate) fn damage_for_tests(dir: &Path, id: &str, finished: bool) {
+    // sled lets go of its file lock once its flusher thread has stopped:
+    // retry for a little while (bounded).
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(dir.join("db")) {
+            Ok(db) => break db,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the closed store: {e}"),
+        }
+    };
+    let runs = db.open_tree("runs").expect("runs");
+    let id = id_bytes(id).expect("an execution id");
+    let key = if finished {
+        runs.scan_prefix(pages::bucket_prefix(pages::bucket_of(&id)))
+            .keys()
+            .filter_map(Result::ok)
+            .next()
+            .expect("a page of that second")
+            .to_vec()
+    } else {
+        layout::run_key(HEAD, &id).to_vec()
+    };
+    runs.insert(key, &b"\xc1\xc1 not a value"[..])
+        .expect("write");
+    db.flush().expect("flush");
+}
