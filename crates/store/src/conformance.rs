@@ -710,6 +710,100 @@ pub(crate) async fn a_finished_run_never_runs_again<B: Backend>() {
     }
 }
 
+/// Runs accepted together (they may share storage) finish apart: after a
+/// restart, and after retention removed the finished ones, exactly the
+/// unfinished ones come back.
+pub(crate) async fn runs_accepted_together_finish_apart<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = now_millis();
+    let store = B::open(dir.path());
+    let mut tasks = Vec::new();
+    for i in 0..24u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            accept_at(store.as_ref(), "t", now + i, None).await
+        }));
+    }
+    let mut runs = Vec::new();
+    for t in tasks {
+        runs.push(t.await.expect("accepted"));
+    }
+    runs.sort_by(|a, b| a.id.cmp(&b.id));
+    for r in runs.iter().step_by(2) {
+        store.finish(finished(r.clone(), RunStatus::Resolved, now + 100), true);
+    }
+    let open: Vec<String> = runs
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|r| r.id.clone())
+        .collect();
+    store.save(
+        &open[0],
+        saved(
+            RunStatus::Running,
+            None,
+            vec![(0, job("x", JobStatus::Resolved, json!(1)))],
+            json!({"at": 1}),
+            vec![],
+        ),
+    );
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store
+            .remove_finished_before(now + 1_000)
+            .expect("retention"),
+        12
+    );
+    assert_eq!(store.unfinished(None, 100).expect("unfinished"), open);
+    let store = if B::DURABLE {
+        drop(store);
+        B::open(dir.path())
+    } else {
+        store
+    };
+    assert_eq!(
+        store.unfinished(None, 100).expect("unfinished"),
+        open,
+        "after a restart"
+    );
+    for r in runs.iter().step_by(2) {
+        assert!(store.resumable(&r.id).expect("resumable").is_none());
+    }
+    for id in &open {
+        let saved = store.resumable(id).expect("resumable").expect("unfinished");
+        assert_eq!(saved.input, Some(input(saved.record.started_ms)));
+    }
+    assert_eq!(
+        store
+            .resumable(&open[0])
+            .expect("resumable")
+            .map(|r| r.record.jobs.len()),
+        Some(1)
+    );
+    // The rest finish; their inputs stay with their records.
+    for r in runs.iter().skip(1).step_by(2) {
+        store.finish(finished(r.clone(), RunStatus::Failed, now + 200), true);
+    }
+    store.flush().await.expect("flush");
+    let store = if B::DURABLE {
+        drop(store);
+        B::open(dir.path())
+    } else {
+        store
+    };
+    assert!(store.unfinished(None, 100).expect("unfinished").is_empty());
+    for id in &open {
+        let record = store.get(id).expect("get").expect("finished");
+        assert_eq!(record.status, RunStatus::Failed);
+        assert!(
+            store.input(id).expect("input").is_some(),
+            "kept for retries"
+        );
+        assert_eq!(record.jobs.len(), 0, "the final record is what finish said");
+    }
+}
+
 /// What the caller can observe of a store, for comparing two of them.
 async fn observe(store: &dyn Store, runs: &[String]) -> Json {
     let mut out = serde_json::Map::new();
@@ -1005,6 +1099,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn restarts_at_every_point_lose_nothing() {
                 super::restarts_at_every_point_lose_nothing::<$backend>().await
+            }
+            #[tokio::test]
+            async fn runs_accepted_together_finish_apart() {
+                super::runs_accepted_together_finish_apart::<$backend>().await
             }
             #[tokio::test]
             async fn damage_is_set_aside() {

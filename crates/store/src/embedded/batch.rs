@@ -1,14 +1,17 @@
 //! One writer turn: events in, the keys to write out.
 //!
-//! Saved state first, then the pages of runs finished in the turn, then the
-//! removals finishing implies; a turn that touches a durable run is applied
-//! atomically, so a finished run's page never exists without the removal of
-//! its saved state (which would resume it: a second run of a finished run).
+//! The turn's new runs go into queue pages ([`super::queued`]), saved
+//! progress into the runs' own keys, finished runs into pages of finished
+//! records, with their queue bits set and their own keys removed. A turn
+//! that touches a durable run is applied atomically, so a finished run's
+//! record never exists without its bit (which would resume it: a second run
+//! of a finished run), nor the bit without the record.
 
 use super::codec::{decode, encode, RunState};
-use super::layout::{self, Id, HEAD, INPUT, JOB, PART, STACK, STATE};
+use super::layout::{self, Id, STACK, STATE};
 use super::overlay::Unwritten;
 use super::pages::{self, Header};
+use super::queued::{self, Queued, DONE, QUEUE};
 use super::writer::{Event, KeyWrite};
 use crate::record::RunStatus;
 use crate::{db_err, StoreResult};
@@ -29,12 +32,19 @@ type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Default)]
 pub(crate) struct Batch {
     ops: Ops,
-    /// The latest value this turn gives a key (`None`: removed), for reads
-    /// within the turn.
-    latest: HashMap<Vec<u8>, Option<usize>>,
-    /// Keys of runs' jobs and parts written this turn, by run.
-    parts: HashMap<Id, Vec<Vec<u8>>>,
-    /// The page being filled, per second.
+    /// The latest value this turn gives a key, for reads within the turn.
+    latest: HashMap<Vec<u8>, usize>,
+    /// Keys of unfinished runs written this turn, by run.
+    run_keys: HashMap<Id, Vec<Vec<u8>>>,
+    /// Queue pages of runs accepted this turn (the last one is filling).
+    queue_pages: Vec<(u64, Vec<u8>)>,
+    /// Bitmaps of finished runs changed this turn, by queue page.
+    done: BTreeMap<u64, Vec<u8>>,
+    /// Queue pages whose runs all finished this turn.
+    spent: Vec<u64>,
+    /// Queue pages read back this turn (for inputs not kept in memory).
+    opened: HashMap<u64, Vec<u8>>,
+    /// The page of finished records being filled, per second.
     pages: BTreeMap<u64, Vec<u8>>,
     /// Pages already full.
     full: Vec<(u64, Vec<u8>)>,
@@ -60,8 +70,14 @@ pub(crate) struct Turn {
 
 impl Batch {
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.latest.insert(key.clone(), Some(self.ops.len()));
+        self.latest.insert(key.clone(), self.ops.len());
         self.ops.push((key, Some(value)));
+    }
+
+    /// Puts one of run `id`'s keys (so that finishing it this turn removes it).
+    fn put_run(&mut self, id: Id, key: Vec<u8>, value: Vec<u8>) {
+        self.run_keys.entry(id).or_default().push(key.clone());
+        self.put(key, value);
     }
 
     fn remove_after(&mut self, key: Vec<u8>) {
@@ -71,14 +87,19 @@ impl Batch {
     /// A key's value as this turn or the tree has it.
     fn read(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         match self.latest.get(key) {
-            Some(Some(i)) => Ok(self.ops[*i].1.clone()),
-            Some(None) => Ok(None),
+            Some(i) => Ok(self.ops[*i].1.clone()),
             None => Ok(runs.get(key).map_err(db_err)?.map(|v| v.to_vec())),
         }
     }
 
-    /// Adds one event.
-    pub fn add(&mut self, runs: &sled::Tree, event: Event) -> StoreResult<()> {
+    /// Adds one event; `seq` numbers the pages this turn writes.
+    pub fn add(
+        &mut self,
+        runs: &sled::Tree,
+        queued: &mut Queued,
+        seq: &mut u64,
+        event: Event,
+    ) -> StoreResult<()> {
         match event {
             Event::Accept {
                 id,
@@ -87,8 +108,19 @@ impl Batch {
                 key,
             } => {
                 self.atomic = true;
-                self.put(layout::run_key(HEAD, &id).to_vec(), head);
-                self.put(layout::run_key(INPUT, &id).to_vec(), input);
+                if self
+                    .queue_pages
+                    .last()
+                    .is_none_or(|(_, p)| p.len() >= PAGE_BYTES)
+                {
+                    *seq += 1;
+                    self.queue_pages.push((*seq, Vec::new()));
+                }
+                if let Some((page_seq, page)) = self.queue_pages.last_mut() {
+                    let index = queued.pages.get(page_seq).map_or(0, |p| p.entries);
+                    queued::push_entry(page, &id, &head, &input);
+                    queued.add(id, *page_seq, index, &input);
+                }
                 if let Some(key) = key {
                     self.key(key);
                 }
@@ -102,18 +134,15 @@ impl Batch {
                 parts,
             } => {
                 self.atomic = true;
+                queued.saved(&id, wake_at.is_some());
                 for (index, job) in jobs {
-                    let key = layout::job_key(&id, index).to_vec();
-                    self.parts.entry(id).or_default().push(key.clone());
-                    self.put(key, job);
+                    self.put_run(id, layout::job_key(&id, index).to_vec(), job);
                 }
                 for (name, value) in parts {
-                    let key = layout::part_key(&id, &name);
-                    self.parts.entry(id).or_default().push(key.clone());
-                    self.put(key, value);
+                    self.put_run(id, layout::part_key(&id, &name), value);
                 }
-                self.put(layout::run_key(STACK, &id).to_vec(), frames);
-                self.put(layout::run_key(STATE, &id).to_vec(), state);
+                self.put_run(id, layout::run_key(&id, STACK).to_vec(), frames);
+                self.put_run(id, layout::run_key(&id, STATE).to_vec(), state);
                 if let Some(ms) = wake_at {
                     self.put(layout::wake_key(ms, &id).to_vec(), Vec::new());
                 }
@@ -121,7 +150,7 @@ impl Batch {
             Event::Woke { id } => {
                 self.atomic = true;
                 self.woken.push(id);
-                let key = layout::run_key(STATE, &id);
+                let key = layout::run_key(&id, STATE);
                 if let Some(ms) = self.wake_of(runs, &key)? {
                     self.ops.push((layout::wake_key(ms, &id).to_vec(), None));
                 }
@@ -129,12 +158,12 @@ impl Batch {
                     status: RunStatus::Running,
                     wake_at: None,
                 };
-                self.put(key.to_vec(), encode(&running)?);
+                self.put_run(id, key.to_vec(), encode(&running)?);
             }
             Event::Finish { id, header, record } => {
                 let input = if record.durable {
                     self.atomic = true;
-                    self.finish_durable(runs, &id)?
+                    self.finish_durable(runs, queued, &id)?
                 } else {
                     Vec::new()
                 };
@@ -182,28 +211,71 @@ impl Batch {
         }
     }
 
-    /// Removes a durable run's saved state (after its page); returns its
-    /// input for the page (empty if it has none).
-    fn finish_durable(&mut self, runs: &sled::Tree, id: &Id) -> StoreResult<Vec<u8>> {
-        let input = self
-            .read(runs, &layout::run_key(INPUT, id))?
-            .unwrap_or_default();
-        let state = layout::run_key(STATE, id);
-        if let Some(ms) = self.wake_of(runs, &state)? {
-            self.remove_after(layout::wake_key(ms, id).to_vec());
+    /// A queued run's input, read back from its page.
+    fn input_from_page(
+        &mut self,
+        runs: &sled::Tree,
+        page: u64,
+        index: u16,
+    ) -> StoreResult<Vec<u8>> {
+        if !self.opened.contains_key(&page) {
+            let pending = self.queue_pages.iter().find(|(s, _)| *s == page);
+            let bytes = match pending {
+                Some((_, p)) => p.clone(),
+                None => {
+                    let key = queued::page_key(QUEUE, page);
+                    match runs.get(key).map_err(db_err)? {
+                        Some(v) => queued::open(&key, &v)?,
+                        None => Vec::new(),
+                    }
+                }
+            };
+            self.opened.insert(page, bytes);
         }
-        for prefix in [HEAD, INPUT, STATE, STACK] {
-            self.remove_after(layout::run_key(prefix, id).to_vec());
+        let bytes = &self.opened[&page];
+        let entries = queued::entries(&queued::page_key(QUEUE, page), bytes)?;
+        Ok(entries
+            .get(usize::from(index))
+            .map(|e| e.input.to_vec())
+            .unwrap_or_default())
+    }
+
+    /// Sets a durable run's bit and removes its own keys (after its page);
+    /// returns its input for the finished page (empty if it has none).
+    fn finish_durable(
+        &mut self,
+        runs: &sled::Tree,
+        queued: &mut Queued,
+        id: &Id,
+    ) -> StoreResult<Vec<u8>> {
+        let Some(done) = queued.finish(id) else {
+            // Not queued (never accepted here, or already finished).
+            return Ok(Vec::new());
+        };
+        let input = match &done.input {
+            Some(input) => input.to_vec(),
+            None => self.input_from_page(runs, done.page, done.index)?,
+        };
+        if done.complete {
+            self.done.remove(&done.page);
+            self.spent.push(done.page);
+        } else {
+            self.done.insert(done.page, done.done);
         }
-        for prefix in [JOB, PART] {
-            for item in runs.scan_prefix(layout::run_key(prefix, id)) {
+        if done.saved || self.run_keys.contains_key(id) {
+            let mut keys = self.run_keys.remove(id).unwrap_or_default();
+            for item in runs.scan_prefix(layout::run_prefix(id)) {
                 let (k, _) = item.map_err(db_err)?;
-                self.remove_after(k.to_vec());
+                keys.push(k.to_vec());
             }
-        }
-        if let Some(keys) = self.parts.remove(id) {
-            for k in keys {
-                self.remove_after(k);
+            keys.sort();
+            keys.dedup();
+            let state = layout::run_key(id, STATE);
+            if let Some(ms) = self.wake_of(runs, &state)? {
+                self.remove_after(layout::wake_key(ms, id).to_vec());
+            }
+            for key in keys {
+                self.remove_after(key);
             }
         }
         Ok(input)
@@ -212,6 +284,15 @@ impl Batch {
     /// The keys to write, in order.
     pub fn finish(self, seq: &mut u64) -> Turn {
         let mut ops = self.ops;
+        for (q, page) in self.queue_pages {
+            // A page whose runs all finished in this very turn is not written.
+            if !self.spent.contains(&q) {
+                ops.push((
+                    queued::page_key(QUEUE, q).to_vec(),
+                    Some(pages::seal(&page)),
+                ));
+            }
+        }
         for (bucket, page) in self.full.into_iter().chain(self.pages) {
             *seq += 1;
             ops.push((
@@ -219,7 +300,15 @@ impl Batch {
                 Some(pages::seal(&page)),
             ));
         }
-        ops.extend(self.after);
+        for (q, bits) in self.done {
+            ops.push((queued::page_key(DONE, q).to_vec(), Some(bits)));
+        }
+        let mut after = self.after;
+        for q in self.spent {
+            after.push((queued::page_key(QUEUE, q).to_vec(), None));
+            after.push((queued::page_key(DONE, q).to_vec(), None));
+        }
+        ops.extend(after);
         Turn {
             ops,
             atomic: self.atomic,

@@ -1,18 +1,19 @@
 //! The keys of the `runs` tree and the data folder's format mark.
 //!
 //! Everything about runs lives in one sled tree, so that a writer turn that
-//! touches a durable run is one atomic batch (a finished run's page goes in
-//! with the removal of its saved state, never one without the other).
-//! One prefix byte per kind of entry:
+//! touches a durable run is one atomic batch (a finished run's record goes
+//! in with its queue bit, never one without the other). A run's own keys
+//! (made once it saves progress) are contiguous (`r`, its id, then a kind
+//! byte), so that one scan finds all of them:
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `h` id | the head of an unfinished run: its record without jobs or request |
-//! | `i` id | its input (request and vars) |
-//! | `t` id | its status and wake time, once it saved progress |
-//! | `s` id | the stack it resumes from |
-//! | `j` id index | one job (u32 big-endian index in the record) |
-//! | `p` id name | one named part of its position (node results, loop items) |
+//! | `q` seq | a queue page: the runs one turn accepted, each its head (record without jobs or request) and input ([`super::queued`]) |
+//! | `d` seq | which runs of queue page `seq` finished (a bitmap) |
+//! | `r` id `j` index | one job (u32 big-endian index in the record) |
+//! | `r` id `p` name | one named part of its position (node results, loop items) |
+//! | `r` id `s` | the stack it resumes from |
+//! | `r` id `t` | its status and wake time, once it saved progress |
 //! | `w` wake-ms id | a waiting run, by wake time (no value) |
 //! | `f` second seq | a compressed page of finished runs ([`super::pages`]) |
 //! | `k` workflow NUL key | an idempotency entry |
@@ -24,12 +25,13 @@
 use crate::{StoreError, StoreResult};
 use std::path::Path;
 
-pub(crate) const HEAD: u8 = b'h';
-pub(crate) const INPUT: u8 = b'i';
-pub(crate) const STATE: u8 = b't';
-pub(crate) const STACK: u8 = b's';
+/// The prefix of an unfinished run's keys.
+pub(crate) const RUN: u8 = b'r';
+/// Kinds of a run's keys (the byte after its id).
 pub(crate) const JOB: u8 = b'j';
 pub(crate) const PART: u8 = b'p';
+pub(crate) const STACK: u8 = b's';
+pub(crate) const STATE: u8 = b't';
 pub(crate) const WAKE: u8 = b'w';
 pub(crate) const PAGE: u8 = b'f';
 pub(crate) const IDEMPOTENCY: u8 = b'k';
@@ -48,33 +50,52 @@ pub(crate) fn id_string(id: &Id) -> String {
     uuid::Uuid::from_bytes(*id).to_string()
 }
 
-/// `prefix id`.
-pub(crate) fn run_key(prefix: u8, id: &Id) -> [u8; 17] {
+/// `r id`: the prefix of every key of one run.
+pub(crate) fn run_prefix(id: &Id) -> [u8; 17] {
     let mut k = [0u8; 17];
-    k[0] = prefix;
+    k[0] = RUN;
     k[1..].copy_from_slice(id);
     k
 }
 
-/// The id of a `prefix id …` key.
+/// `r id kind`.
+pub(crate) fn run_key(id: &Id, kind: u8) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..17].copy_from_slice(&run_prefix(id));
+    k[17] = kind;
+    k
+}
+
+/// The id of an `r id …` key.
 pub(crate) fn id_of(key: &[u8]) -> Option<Id> {
     key.get(1..17)?.try_into().ok()
 }
 
-/// `j id index`.
-pub(crate) fn job_key(id: &Id, index: u32) -> [u8; 21] {
-    let mut k = [0u8; 21];
-    k[..17].copy_from_slice(&run_key(JOB, id));
-    k[17..].copy_from_slice(&index.to_be_bytes());
+/// `r id j index`.
+pub(crate) fn job_key(id: &Id, index: u32) -> [u8; 22] {
+    let mut k = [0u8; 22];
+    k[..18].copy_from_slice(&run_key(id, JOB));
+    k[18..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
-/// `p id name`.
+/// The index of a job key.
+pub(crate) fn job_index(key: &[u8]) -> Option<usize> {
+    let b: [u8; 4] = key.get(18..22)?.try_into().ok()?;
+    usize::try_from(u32::from_be_bytes(b)).ok()
+}
+
+/// `r id p name`.
 pub(crate) fn part_key(id: &Id, name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17 + name.len());
-    k.extend_from_slice(&run_key(PART, id));
+    let mut k = Vec::with_capacity(18 + name.len());
+    k.extend_from_slice(&run_key(id, PART));
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// The name of a part key.
+pub(crate) fn part_name(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.get(18..).unwrap_or_default()).into_owned()
 }
 
 /// `w wake id`.
@@ -154,8 +175,14 @@ mod tests {
         let a = *uuid::Uuid::now_v7().as_bytes();
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = *uuid::Uuid::now_v7().as_bytes();
-        assert!(run_key(HEAD, &a) < run_key(HEAD, &b));
+        assert!(run_key(&a, JOB) < run_key(&b, JOB));
+        assert!(
+            run_key(&a, STATE) < run_key(&b, JOB),
+            "a run's keys are together"
+        );
         assert!(job_key(&a, 1) < job_key(&a, 256), "jobs in index order");
+        assert_eq!(job_index(&job_key(&a, 256)), Some(256));
+        assert_eq!(part_name(&part_key(&a, "r/x")), "r/x");
         assert!(wake_key(5, &b) < wake_key(6, &a), "wake keys by time first");
         assert_eq!(wake_of(&wake_key(7, &a)), Some((7, a)));
         assert_eq!(id_of(&part_key(&a, "r/x")), Some(a));

@@ -15,6 +15,7 @@ mod codec;
 mod layout;
 mod overlay;
 mod pages;
+mod queued;
 mod reads;
 mod retention;
 mod writer;
@@ -23,11 +24,12 @@ use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, S
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
 use crate::{db_err, StoreError, StoreResult};
 use codec::{encode, RunState};
-use layout::{id_bytes, Id, HEAD, INPUT, JOB, PART, STACK, STATE};
+use layout::{id_bytes, Id};
 use overlay::{Overlay, Unwritten};
+use queued::Queued;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use writer::{Event, FinishedHeader, Job, KeyWrite, Writer};
 
@@ -42,7 +44,15 @@ pub struct SledStore {
     jobs: Option<mpsc::SyncSender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     overlay: Arc<Overlay>,
+    /// Unfinished runs in queue pages ([`queued`]).
+    queued: Arc<Mutex<Queued>>,
     damaged: AtomicUsize,
+}
+
+/// The index of queued runs, even if a thread panicked while holding it
+/// (its updates are single inserts and removals).
+pub(crate) fn lock(q: &Mutex<Queued>) -> MutexGuard<'_, Queued> {
+    q.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Makes the data folder and what is in it private to the user running
@@ -123,6 +133,27 @@ impl SledStore {
         let versions = db.open_tree("versions").map_err(db_err)?;
         let quarantine = db.open_tree("quarantine").map_err(db_err)?;
         layout::check_format(&db, &[&runs], dir)?;
+        let queued::Rebuilt {
+            index,
+            spent,
+            damaged,
+        } = queued::rebuild(&runs)?;
+        for key in spent {
+            runs.remove(key).map_err(db_err)?;
+        }
+        for key in &damaged {
+            if let Some(seq) = queued::seq_of(key) {
+                for k in [
+                    queued::page_key(queued::QUEUE, seq),
+                    queued::page_key(queued::DONE, seq),
+                ] {
+                    if let Some(v) = runs.remove(k).map_err(db_err)? {
+                        quarantine.insert(k, v).map_err(db_err)?;
+                    }
+                }
+            }
+        }
+        let queued = Arc::new(Mutex::new(index));
         let overlay = Arc::new(Overlay::default());
         let (tx, rx) = mpsc::sync_channel(writer::BACKLOG);
         let writer = Writer {
@@ -130,6 +161,7 @@ impl SledStore {
             runs: runs.clone(),
             quarantine,
             overlay: overlay.clone(),
+            queued: queued.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("hookflow-writer".into())
@@ -142,7 +174,8 @@ impl SledStore {
             jobs: Some(tx),
             writer: Some(writer),
             overlay,
-            damaged: AtomicUsize::new(0),
+            queued,
+            damaged: AtomicUsize::new(damaged.len()),
         })
     }
 
@@ -173,7 +206,7 @@ impl SledStore {
     }
 
     /// Sets damaged entries aside (in the `quarantine` tree) and logs them;
-    /// a damaged head takes the whole run with it.
+    /// a damaged queue page takes its bitmap and its runs with it.
     pub(crate) fn set_aside(&self, mut keys: Vec<Vec<u8>>, error: &StoreError) {
         for key in keys.clone() {
             tracing::error!(
@@ -181,20 +214,12 @@ impl SledStore {
                 key = %codec::show_key(&key),
                 %error
             );
-            if key.first() == Some(&HEAD) {
-                if let Some(id) = layout::id_of(&key) {
-                    for prefix in [INPUT, STATE, STACK] {
-                        keys.push(layout::run_key(prefix, &id).to_vec());
-                    }
-                    for prefix in [JOB, PART] {
-                        keys.extend(
-                            self.runs
-                                .scan_prefix(layout::run_key(prefix, &id))
-                                .keys()
-                                .filter_map(Result::ok)
-                                .map(|k| k.to_vec()),
-                        );
-                    }
+            if key.first() == Some(&queued::QUEUE) {
+                if let Some(seq) = queued::seq_of(&key) {
+                    keys.push(queued::page_key(queued::DONE, seq).to_vec());
+                    let mut index = lock(&self.queued);
+                    index.runs.retain(|_, r| r.page != seq);
+                    index.pages.remove(&seq);
                 }
             }
         }
@@ -469,9 +494,75 @@ pub(crate) fn damage_for_tests(dir: &Path, id: &str, finished: bool) {
             .expect("a page of that second")
             .to_vec()
     } else {
-        layout::run_key(HEAD, &id).to_vec()
+        let index = queued::rebuild(&runs).expect("rebuild").index;
+        let run = index.runs.get(&id).expect("a queued run").clone();
+        queued::page_key(queued::QUEUE, run.page).to_vec()
     };
     runs.insert(key, &b"\xc1\xc1 not a value"[..])
         .expect("write");
     db.flush().expect("flush");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ExecutionRecord, RunStatus};
+    use hookflow_model::time::{now_millis, Timestamp};
+
+    /// Runs accepted in one writer turn share one queue page (one sled
+    /// insert for all of them), and their page goes once they all finished.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_accepted_together_share_a_queue_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(dir.path()).expect("open"));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let ms = now_millis();
+                let record = ExecutionRecord {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    workflow: "w".into(),
+                    version: "v".into(),
+                    status: RunStatus::Queued,
+                    started_at: Timestamp(ms),
+                    finished_at: None,
+                    started_ms: ms,
+                    trigger: None,
+                    jobs: Vec::new(),
+                    response: None,
+                    retry_of: None,
+                    error: None,
+                };
+                store
+                    .accept(Accepted {
+                        record: record.clone(),
+                        input: RunInput::default(),
+                        idempotency: None,
+                    })
+                    .await
+                    .expect("accepted");
+                record
+            }));
+        }
+        let mut records = Vec::new();
+        for t in tasks {
+            records.push(t.await.expect("join"));
+        }
+        let pages = lock(&store.queued).pages.len();
+        assert!(
+            pages < 32,
+            "{pages} queue pages for 32 runs accepted together"
+        );
+        for mut r in records {
+            r.status = RunStatus::Resolved;
+            r.finished_at = Some(Timestamp(now_millis()));
+            store.finish(r, true);
+        }
+        store.flush().await.expect("flush");
+        assert!(lock(&store.queued).pages.is_empty());
+        let left = store.runs.scan_prefix([queued::QUEUE]).count()
+            + store.runs.scan_prefix([queued::DONE]).count();
+        assert_eq!(left, 0, "finished pages and their bitmaps are gone");
+    }
 }

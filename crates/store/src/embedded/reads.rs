@@ -3,14 +3,15 @@
 //! and skipped, never an error that stops the caller.
 
 use super::codec::{decode, RunState};
-use super::layout::{self, Id, HEAD, INPUT, JOB, PAGE, PART, STACK, STATE, WAKE};
+use super::layout::{self, Id, JOB, PAGE, PART, STACK, STATE, WAKE};
 use super::pages;
-use super::SledStore;
+use super::queued::{self, QUEUE};
+use super::{lock, SledStore};
 use crate::contract::Resumable;
 use crate::record::{ExecutionFilter, ExecutionRecord, JobRecord, RunInput, RunStatus, RunSummary};
 use crate::{db_err, StoreResult};
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A finished run's page entry, decoded.
 pub(crate) struct Packed {
@@ -41,21 +42,68 @@ impl SledStore {
         })
     }
 
-    /// An unfinished run's record as saved (its jobs, its status), without request.
-    fn live_record(&self, id: &Id) -> StoreResult<Option<ExecutionRecord>> {
-        let Some(mut record) = self.value::<ExecutionRecord>(&layout::run_key(HEAD, id))? else {
+    /// An unfinished run's head: its record (as accepted) and its input,
+    /// from its queue page (`pages` keeps pages opened by the caller).
+    fn head_in(
+        &self,
+        id: &Id,
+        pages: &mut HashMap<u64, Option<Vec<u8>>>,
+    ) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+        let Some(run) = lock(&self.queued).runs.get(id).cloned() else {
             return Ok(None);
         };
-        if let Some(state) = self.value::<RunState>(&layout::run_key(STATE, id))? {
-            record.status = state.status;
+        let key = queued::page_key(QUEUE, run.page);
+        if let std::collections::hash_map::Entry::Vacant(slot) = pages.entry(run.page) {
+            // A page not written yet (its turn is being applied) reads as absent.
+            let page = match self.runs.get(key).map_err(db_err)? {
+                Some(v) => match queued::open(&key, &v) {
+                    Ok(page) => Some(page),
+                    Err(error) => {
+                        self.set_aside(vec![key.to_vec()], &error);
+                        None
+                    }
+                },
+                None => None,
+            };
+            slot.insert(page);
         }
-        for item in self.runs.scan_prefix(layout::run_key(JOB, id)) {
+        let Some(Some(page)) = pages.get(&run.page) else {
+            return Ok(None);
+        };
+        let entries = match queued::entries(&key, page) {
+            Ok(entries) => entries,
+            Err(error) => {
+                self.set_aside(vec![key.to_vec()], &error);
+                return Ok(None);
+            }
+        };
+        let Some(e) = entries.get(usize::from(run.index)).filter(|e| e.id == *id) else {
+            return Ok(None);
+        };
+        let Some(record) = self.decoded::<ExecutionRecord>(&key, e.head) else {
+            return Ok(None);
+        };
+        let input = match e.input.is_empty() {
+            true => None,
+            false => self.decoded::<RunInput>(&key, e.input),
+        };
+        Ok(Some((record, input)))
+    }
+
+    fn head(&self, id: &Id) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+        self.head_in(id, &mut HashMap::new())
+    }
+
+    /// An unfinished run's record as saved (its jobs, its status), without
+    /// request; and its input.
+    fn live_record(&self, id: &Id) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+        let Some((mut record, input)) = self.head(id)? else {
+            return Ok(None);
+        };
+        record.status = self.live_status(id)?;
+        for item in self.runs.scan_prefix(layout::run_key(id, JOB)) {
             let (k, v) = item.map_err(db_err)?;
-            let index = k
-                .get(17..21)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes)
-                .unwrap_or(u32::MAX) as usize;
+            let index = layout::job_index(&k).unwrap_or(usize::MAX);
             let Some(job) = self.decoded::<JobRecord>(&k, &v) else {
                 continue;
             };
@@ -65,7 +113,7 @@ impl SledStore {
                 record.jobs.push(job);
             }
         }
-        Ok(Some(record))
+        Ok(Some((record, input)))
     }
 
     /// A finished run's entry in the pages of the second its id names (the
@@ -111,11 +159,9 @@ impl SledStore {
                 return Ok(Some(record));
             }
         }
-        if let Some(mut record) = self.live_record(id)? {
+        if let Some((mut record, input)) = self.live_record(id)? {
             if record.trigger.is_none() {
-                record.trigger = self
-                    .value::<RunInput>(&layout::run_key(INPUT, id))?
-                    .map(|i| i.trigger.redacted());
+                record.trigger = input.map(|i| i.trigger.redacted());
             }
             return Ok(Some(record));
         }
@@ -130,25 +176,24 @@ impl SledStore {
 
     /// A run's input, live or kept with its finished record.
     pub(crate) fn read_input(&self, id: &Id) -> StoreResult<Option<RunInput>> {
-        if let Some(input) = self.value(&layout::run_key(INPUT, id))? {
-            return Ok(Some(input));
+        if let Some((_, input)) = self.head(id)? {
+            return Ok(input);
         }
         Ok(self.packed(id)?.and_then(|p| p.input))
     }
 
     /// An unfinished run as last saved.
     pub(crate) fn read_resumable(&self, id: &Id) -> StoreResult<Option<Resumable>> {
-        let Some(record) = self.live_record(id)? else {
+        let Some((record, input)) = self.live_record(id)? else {
             return Ok(None);
         };
-        let input = self.value(&layout::run_key(INPUT, id))?;
         let frames = self
-            .value::<Json>(&layout::run_key(STACK, id))?
+            .value::<Json>(&layout::run_key(id, STACK))?
             .unwrap_or(Json::Null);
         let mut parts = BTreeMap::new();
-        for item in self.runs.scan_prefix(layout::run_key(PART, id)) {
+        for item in self.runs.scan_prefix(layout::run_key(id, PART)) {
             let (k, v) = item.map_err(db_err)?;
-            let name = String::from_utf8_lossy(&k[17..]).into_owned();
+            let name = layout::part_name(&k);
             if let Some(value) = self.decoded::<Json>(&k, &v) {
                 parts.insert(name, value);
             }
@@ -167,7 +212,7 @@ impl SledStore {
             return Ok(RunStatus::Running);
         }
         Ok(self
-            .value::<RunState>(&layout::run_key(STATE, id))?
+            .value::<RunState>(&layout::run_key(id, STATE))?
             .map_or(RunStatus::Queued, |s| s.status))
     }
 
@@ -177,21 +222,19 @@ impl SledStore {
         after: Option<&Id>,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let start = match after {
-            Some(id) => {
-                let mut k = layout::run_key(HEAD, id).to_vec();
-                k.push(0);
-                k
-            }
-            None => vec![HEAD],
+        let candidates: Vec<(Id, bool)> = {
+            let index = lock(&self.queued);
+            let range = match after {
+                Some(a) => index
+                    .runs
+                    .range((std::ops::Bound::Excluded(*a), std::ops::Bound::Unbounded)),
+                None => index.runs.range::<Id, _>(..),
+            };
+            range.map(|(id, r)| (*id, r.saved)).collect()
         };
         let mut out = Vec::new();
-        for item in self.runs.range(start..vec![HEAD + 1]) {
-            let (k, _) = item.map_err(db_err)?;
-            let Some(id) = layout::id_of(&k) else {
-                continue;
-            };
-            if self.live_status(&id)? != RunStatus::Waiting {
+        for (id, saved) in candidates {
+            if !saved || self.live_status(&id)? != RunStatus::Waiting {
                 out.push(layout::id_string(&id));
                 if out.len() >= limit {
                     break;
@@ -255,19 +298,20 @@ impl SledStore {
                 }
             }
         }
-        let upper = match cursor {
-            Some(c) => layout::run_key(HEAD, &c).to_vec(),
-            None => vec![HEAD + 1],
-        };
-        for item in self.runs.range(vec![HEAD]..upper).rev() {
-            let (k, v) = item.map_err(db_err)?;
-            let Some(id) = layout::id_of(&k) else {
-                continue;
+        let live: Vec<Id> = {
+            let index = lock(&self.queued);
+            let range = match cursor {
+                Some(c) => index.runs.range(..c),
+                None => index.runs.range::<Id, _>(..),
             };
+            range.rev().map(|(id, _)| *id).collect()
+        };
+        let mut opened = HashMap::new();
+        for id in live {
             if full_and_older(&rows, &id) {
                 break;
             }
-            let Some(mut r) = self.decoded::<ExecutionRecord>(&k, &v) else {
+            let Some((mut r, _)) = self.head_in(&id, &mut opened)? else {
                 continue;
             };
             r.status = self.live_status(&id)?;

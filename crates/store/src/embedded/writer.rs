@@ -7,6 +7,7 @@
 use super::batch::Batch;
 use super::layout::Id;
 use super::overlay::{Overlay, Unwritten};
+use super::queued::Queued;
 use crate::{StoreError, StoreResult};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
@@ -88,6 +89,7 @@ pub(crate) struct Writer {
     pub runs: sled::Tree,
     pub quarantine: sled::Tree,
     pub overlay: Arc<Overlay>,
+    pub queued: Arc<std::sync::Mutex<Queued>>,
 }
 
 /// Applies writes one by one: cheaper than sled's `apply_batch`, which
@@ -135,7 +137,9 @@ impl Writer {
             for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
                 match job {
                     Job::Event(event, waiter) => {
-                        if let Err(error) = batch.add(&self.runs, event) {
+                        let added =
+                            batch.add(&self.runs, &mut super::lock(&self.queued), &mut seq, event);
+                        if let Err(error) = added {
                             tracing::error!(message = "Could not write a run.", %error);
                         }
                         if let Some(tx) = waiter {
