@@ -427,7 +427,9 @@ impl Run {
     fn set_result(&mut self, node_id: NodeId, result: &Json) {
         if let Some(key) = &self.workflow.nodes[node_id].key {
             self.state.results.insert(key.clone(), result.clone());
-            self.unsaved.results.insert(key.clone());
+            if self.durable {
+                self.unsaved.results.insert(key.clone());
+            }
             if self.workflow.templates.reads("nodes") {
                 self.scope.set_node(key, result);
             }
@@ -467,7 +469,9 @@ impl Run {
                     // Its items are saved once, with the next position.
                     let list = self.state.next_list;
                     self.state.next_list += 1;
-                    self.unsaved.lists.push(list);
+                    if self.durable {
+                        self.unsaved.lists.push(list);
+                    }
                     stack.push(Frame::Loop {
                         body,
                         list,

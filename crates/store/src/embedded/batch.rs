@@ -9,14 +9,12 @@
 
 use super::codec::{decode, encode, RunState};
 use super::layout::{self, Id, STACK, STATE};
-use super::overlay::Unwritten;
 use super::pages::{self, Header};
-use super::queued::{self, Queued, DONE, QUEUE};
+use super::queued::{self, IdMap, Queued, DONE, QUEUE};
 use super::writer::{Event, KeyWrite};
 use crate::record::RunStatus;
 use crate::{db_err, StoreResult};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 /// A page is closed once its entries hold this much, before compression.
 /// sled's CPU is per insert and its resident memory grows with the bytes it
@@ -32,10 +30,10 @@ type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Default)]
 pub(crate) struct Batch {
     ops: Ops,
-    /// The latest value this turn gives a key, for reads within the turn.
-    latest: HashMap<Vec<u8>, usize>,
+    /// Where this turn writes runs' states (`t` keys), for reads within the turn.
+    latest: IdMap<usize>,
     /// Keys of unfinished runs written this turn, by run.
-    run_keys: HashMap<Id, Vec<Vec<u8>>>,
+    run_keys: IdMap<Vec<Vec<u8>>>,
     /// Queue pages of runs accepted this turn (the last one is filling).
     queue_pages: Vec<(u64, Vec<u8>)>,
     /// Bitmaps of finished runs changed this turn, by queue page.
@@ -50,7 +48,6 @@ pub(crate) struct Batch {
     full: Vec<(u64, Vec<u8>)>,
     after: Ops,
     atomic: bool,
-    written: Vec<(Id, Arc<Unwritten>)>,
     woken: Vec<Id>,
     quarantine: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -60,8 +57,6 @@ pub(crate) struct Turn {
     pub ops: Ops,
     /// Apply all or nothing.
     pub atomic: bool,
-    /// Records the overlay may let go of once applied.
-    pub written: Vec<(Id, Arc<Unwritten>)>,
     /// Wake-ups applied.
     pub woken: Vec<Id>,
     /// Damaged entries (key, value) to keep in the quarantine tree.
@@ -70,13 +65,15 @@ pub(crate) struct Turn {
 
 impl Batch {
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.latest.insert(key.clone(), self.ops.len());
         self.ops.push((key, Some(value)));
     }
 
     /// Puts one of run `id`'s keys (so that finishing it this turn removes it).
     fn put_run(&mut self, id: Id, key: Vec<u8>, value: Vec<u8>) {
         self.run_keys.entry(id).or_default().push(key.clone());
+        if key.get(17) == Some(&STATE) {
+            self.latest.insert(id, self.ops.len());
+        }
         self.put(key, value);
     }
 
@@ -84,9 +81,13 @@ impl Batch {
         self.after.push((key, None));
     }
 
-    /// A key's value as this turn or the tree has it.
+    /// A key's value as this turn (runs' states) or the tree has it.
     fn read(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        match self.latest.get(key) {
+        let pending = match (layout::id_of(key), key.get(17)) {
+            (Some(id), Some(&STATE)) if key.first() == Some(&layout::RUN) => self.latest.get(&id),
+            _ => None,
+        };
+        match pending {
             Some(i) => Ok(self.ops[*i].1.clone()),
             None => Ok(runs.get(key).map_err(db_err)?.map(|v| v.to_vec())),
         }
@@ -160,8 +161,13 @@ impl Batch {
                 };
                 self.put_run(id, key.to_vec(), encode(&running)?);
             }
-            Event::Finish { id, header, record } => {
-                let input = if record.durable {
+            Event::Finish {
+                id,
+                header,
+                record,
+                durable,
+            } => {
+                let input = if durable {
                     self.atomic = true;
                     self.finish_durable(runs, queued, &id)?
                 } else {
@@ -179,8 +185,7 @@ impl Batch {
                     status: header.status,
                     workflow: &header.workflow,
                 };
-                pages::push_entry(page, &head, &record.record, &input);
-                self.written.push((id, record));
+                pages::push_entry(page, &head, &record, &input);
             }
             Event::Quarantine(keys) => {
                 self.atomic = true;
@@ -312,7 +317,6 @@ impl Batch {
         Turn {
             ops,
             atomic: self.atomic,
-            written: self.written,
             woken: self.woken,
             quarantine: self.quarantine,
         }

@@ -25,13 +25,16 @@ use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput
 use crate::{db_err, StoreError, StoreResult};
 use codec::{encode, RunState};
 use layout::{id_bytes, Id};
-use overlay::{Overlay, Unwritten};
+use overlay::Overlay;
 use queued::Queued;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use writer::{Event, FinishedHeader, Job, KeyWrite, Writer};
+
+/// The longest a read waits for the writer to catch up.
+const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// sled's page cache (its default is 1 GiB).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
@@ -205,6 +208,16 @@ impl SledStore {
         }
     }
 
+    /// Waits (a moment, bounded) until the writer has applied everything
+    /// submitted so far: what a read sees from then on includes every write
+    /// submitted before it (read-your-writes without a cost per write).
+    fn catch_up(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.submit(Job::Applied(tx)) {
+            let _ = rx.recv_timeout(CATCH_UP_LIMIT);
+        }
+    }
+
     /// Sets damaged entries aside (in the `quarantine` tree) and logs them;
     /// a damaged queue page takes its bitmap and its runs with it.
     pub(crate) fn set_aside(&self, mut keys: Vec<Vec<u8>>, error: &StoreError) {
@@ -302,11 +315,8 @@ impl Store for SledStore {
     fn finish(&self, record: ExecutionRecord, durable: bool) {
         let event = (|| {
             let id = id_of_record(&record.id)?;
-            let unwritten = Arc::new(Unwritten {
-                record: encode(&record)?,
-                durable,
-            });
-            self.overlay.insert(id, unwritten.clone());
+            let bytes = encode(&record)?;
+            self.overlay.finished(&id);
             Ok(Event::Finish {
                 id,
                 header: FinishedHeader {
@@ -317,7 +327,8 @@ impl Store for SledStore {
                     status: record.status,
                     workflow: record.workflow,
                 },
-                record: unwritten,
+                record: bytes,
+                durable,
             })
         })();
         self.send(event);
@@ -325,13 +336,7 @@ impl Store for SledStore {
 
     fn announce(&self, record: ExecutionRecord) {
         match (id_of_record(&record.id), encode(&record)) {
-            (Ok(id), Ok(bytes)) => self.overlay.insert(
-                id,
-                Arc::new(Unwritten {
-                    record: bytes,
-                    durable: false,
-                }),
-            ),
+            (Ok(id), Ok(bytes)) => self.overlay.announce(id, bytes),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::error!(message = "Could not announce a run.", %error)
             }
@@ -350,20 +355,24 @@ impl Store for SledStore {
     }
 
     fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
-        match id_bytes(id) {
-            Some(id) => self.read_record(&id),
-            None => Ok(None),
-        }
+        let Some(id) = id_bytes(id) else {
+            return Ok(None);
+        };
+        // Everything submitted before this read is applied first.
+        self.catch_up();
+        self.read_record(&id)
     }
 
     fn input(&self, id: &str) -> StoreResult<Option<RunInput>> {
-        match id_bytes(id) {
-            Some(id) => self.read_input(&id),
-            None => Ok(None),
-        }
+        let Some(id) = id_bytes(id) else {
+            return Ok(None);
+        };
+        self.catch_up();
+        self.read_input(&id)
     }
 
     fn list(&self, filter: &ExecutionFilter) -> StoreResult<(Vec<RunSummary>, Option<String>)> {
+        self.catch_up();
         self.read_list(filter)
     }
 

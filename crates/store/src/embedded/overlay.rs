@@ -1,29 +1,22 @@
-//! Read-your-writes: what was submitted but the writer has not applied yet.
+//! What readers see before the writer has applied it: sync runs announced
+//! before they finish (their id was sent while they go on), and waiting runs
+//! taken by the timer (hidden from `due` at once).
 //!
-//! Finished and announced records wait for the writer encoded; until it has
-//! written them they are read from here, so a record is there from the
-//! moment its id was sent to anyone (a sync answer goes out before its
-//! record is on disk). Woken runs are hidden from `due` the same way.
+//! A finished run needs nothing here: a read that misses waits for the
+//! writer to apply what was submitted before it ([`super::SledStore`]'s
+//! catch-up), so the hot path pays nothing for read-your-writes.
 
 use super::layout::Id;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Shards of the record map: sync runs of every HTTP worker pass through it.
-const SHARDS: usize = 16;
-
-/// A record on its way to the writer.
-#[derive(Debug)]
-pub(crate) struct Unwritten {
-    /// The record, encoded.
-    pub record: Vec<u8>,
-    /// Whether the run was durable (its input is kept apart from the record).
-    pub durable: bool,
-}
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]
 pub(crate) struct Overlay {
-    records: [Mutex<HashMap<Id, Arc<Unwritten>>>; SHARDS],
+    /// Announced records, encoded.
+    announced: Mutex<HashMap<Id, Vec<u8>>>,
+    /// How many are announced (read without the lock on the hot path).
+    count: AtomicUsize,
     woken: Mutex<HashSet<Id>>,
 }
 
@@ -32,38 +25,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn shard(id: &Id) -> usize {
-    // The low bits of a UUID v7 are random.
-    usize::from(id[15]) % SHARDS
-}
-
 impl Overlay {
-    /// Makes a record readable until [`Overlay::written`].
-    pub fn insert(&self, id: Id, entry: Arc<Unwritten>) {
-        lock(&self.records[shard(&id)]).insert(id, entry);
+    /// Makes a running sync run's record readable until it finishes.
+    pub fn announce(&self, id: Id, record: Vec<u8>) {
+        let mut map = lock(&self.announced);
+        map.insert(id, record);
+        self.count.store(map.len(), Ordering::SeqCst);
     }
 
-    /// The writer wrote `entry`: reads go to the store again (unless a newer
-    /// entry replaced it meanwhile).
-    pub fn written(&self, id: &Id, entry: &Arc<Unwritten>) {
-        let mut map = lock(&self.records[shard(id)]);
-        if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-            map.remove(id);
+    /// The run finished: its own record replaces the announced one.
+    pub fn finished(&self, id: &Id) {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return;
         }
+        let mut map = lock(&self.announced);
+        map.remove(id);
+        self.count.store(map.len(), Ordering::SeqCst);
     }
 
-    /// A record not written yet.
-    pub fn get(&self, id: &Id) -> Option<Arc<Unwritten>> {
-        lock(&self.records[shard(id)]).get(id).cloned()
+    /// An announced record.
+    pub fn get(&self, id: &Id) -> Option<Vec<u8>> {
+        lock(&self.announced).get(id).cloned()
     }
 
-    /// Every record not written yet.
-    pub fn all(&self) -> Vec<(Id, Arc<Unwritten>)> {
-        let mut out = Vec::new();
-        for s in &self.records {
-            out.extend(lock(s).iter().map(|(id, e)| (*id, e.clone())));
-        }
-        out
+    /// Every announced record.
+    pub fn all(&self) -> Vec<(Id, Vec<u8>)> {
+        lock(&self.announced)
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect()
     }
 
     /// A waiting run was taken: `due` no longer lists it.
@@ -87,24 +77,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_goes_once_written_unless_replaced() {
+    fn announced_records_go_when_their_run_finishes() {
         let o = Overlay::default();
         let id = [7u8; 16];
-        let first = Arc::new(Unwritten {
-            record: vec![1],
-            durable: false,
-        });
-        o.insert(id, first.clone());
-        assert_eq!(o.get(&id).map(|e| e.record.clone()), Some(vec![1]));
-        let second = Arc::new(Unwritten {
-            record: vec![2],
-            durable: false,
-        });
-        o.insert(id, second.clone());
-        o.written(&id, &first);
-        assert_eq!(o.get(&id).map(|e| e.record.clone()), Some(vec![2]));
+        o.finished(&id);
+        o.announce(id, vec![1]);
+        assert_eq!(o.get(&id), Some(vec![1]));
         assert_eq!(o.all().len(), 1);
-        o.written(&id, &second);
+        o.finished(&id);
         assert!(o.get(&id).is_none());
         o.woke(id);
         assert!(o.is_woken(&id));

@@ -19,8 +19,34 @@ use super::codec::show_key;
 use super::layout::Id;
 use super::pages;
 use crate::{StoreError, StoreResult};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// Hashes an execution id by its last eight bytes, which are random in a
+/// UUID v7 (the index is touched twice per async run; SipHash cost more
+/// than the rest of the lookup).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
+}
+
+/// A map keyed by execution id.
+pub(crate) type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
 
 /// The key prefix of queue pages.
 pub(crate) const QUEUE: u8 = b'q';
@@ -143,8 +169,8 @@ impl PageState {
 /// The index of queued runs.
 #[derive(Debug, Default)]
 pub(crate) struct Queued {
-    /// Unfinished runs by id (time order).
-    pub runs: BTreeMap<Id, QueuedRun>,
+    /// Unfinished runs by id.
+    pub runs: IdMap<QueuedRun>,
     /// Pages with unfinished runs.
     pub pages: HashMap<u64, PageState>,
     /// Bytes of inputs kept.

@@ -151,11 +151,8 @@ impl SledStore {
 
     /// One run's record, with its request (redacted).
     pub(crate) fn read_record(&self, id: &Id) -> StoreResult<Option<ExecutionRecord>> {
-        if let Some(unwritten) = self.overlay.get(id) {
-            if let Ok(mut record) = decode::<ExecutionRecord>(b"unwritten", &unwritten.record) {
-                if record.trigger.is_none() && unwritten.durable {
-                    record.trigger = self.read_input(id)?.map(|i| i.trigger.redacted());
-                }
+        if let Some(announced) = self.overlay.get(id) {
+            if let Ok(record) = decode::<ExecutionRecord>(b"announced", &announced) {
                 return Ok(Some(record));
             }
         }
@@ -224,13 +221,14 @@ impl SledStore {
     ) -> StoreResult<Vec<String>> {
         let candidates: Vec<(Id, bool)> = {
             let index = lock(&self.queued);
-            let range = match after {
-                Some(a) => index
-                    .runs
-                    .range((std::ops::Bound::Excluded(*a), std::ops::Bound::Unbounded)),
-                None => index.runs.range::<Id, _>(..),
-            };
-            range.map(|(id, r)| (*id, r.saved)).collect()
+            let mut found: Vec<(Id, bool)> = index
+                .runs
+                .iter()
+                .filter(|(id, _)| after.is_none_or(|a| *id > a))
+                .map(|(id, r)| (*id, r.saved))
+                .collect();
+            found.sort_unstable();
+            found
         };
         let mut out = Vec::new();
         for (id, saved) in candidates {
@@ -291,8 +289,8 @@ impl SledStore {
         let full_and_older = |rows: &BTreeMap<Id, RunSummary>, id: &Id| {
             rows.len() >= keep && rows.keys().next().is_some_and(|oldest| id < oldest)
         };
-        for (id, unwritten) in self.overlay.all() {
-            if let Ok(r) = decode::<ExecutionRecord>(b"unwritten", &unwritten.record) {
+        for (id, announced) in self.overlay.all() {
+            if let Ok(r) = decode::<ExecutionRecord>(b"announced", &announced) {
                 if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
                     add(&mut rows, id, r.summary());
                 }
@@ -300,11 +298,14 @@ impl SledStore {
         }
         let live: Vec<Id> = {
             let index = lock(&self.queued);
-            let range = match cursor {
-                Some(c) => index.runs.range(..c),
-                None => index.runs.range::<Id, _>(..),
-            };
-            range.rev().map(|(id, _)| *id).collect()
+            let mut found: Vec<Id> = index
+                .runs
+                .keys()
+                .filter(|id| cursor.is_none_or(|c| **id < c))
+                .copied()
+                .collect();
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            found
         };
         let mut opened = HashMap::new();
         for id in live {

@@ -6,7 +6,7 @@
 
 use super::batch::Batch;
 use super::layout::Id;
-use super::overlay::{Overlay, Unwritten};
+use super::overlay::Overlay;
 use super::queued::Queued;
 use crate::{StoreError, StoreResult};
 use std::sync::{mpsc, Arc};
@@ -65,11 +65,13 @@ pub(crate) enum Event {
     },
     /// A waiting run runs again.
     Woke { id: Id },
-    /// A run finished; its record waits in the overlay meanwhile.
+    /// A run finished: its final record, encoded; `durable` when it was
+    /// accepted (its queue bit and own keys go).
     Finish {
         id: Id,
         header: FinishedHeader,
-        record: Arc<Unwritten>,
+        record: Vec<u8>,
+        durable: bool,
     },
     /// Damaged entries to move aside.
     Quarantine(Vec<Vec<u8>>),
@@ -81,6 +83,8 @@ pub(crate) enum Job {
     Event(Event, Option<oneshot::Sender<StoreResult<()>>>),
     /// Answer once everything before it is on disk.
     Barrier(oneshot::Sender<StoreResult<()>>),
+    /// Answer once everything before it is applied (readable), without a sync.
+    Applied(mpsc::Sender<()>),
 }
 
 /// What the writer works on.
@@ -134,6 +138,7 @@ impl Writer {
             }
             let mut batch = Batch::default();
             let mut waiters = Vec::new();
+            let mut readers = Vec::new();
             for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
                 match job {
                     Job::Event(event, waiter) => {
@@ -147,6 +152,7 @@ impl Writer {
                         }
                     }
                     Job::Barrier(tx) => waiters.push(tx),
+                    Job::Applied(tx) => readers.push(tx),
                 }
             }
             let turn = batch.finish(&mut seq);
@@ -163,14 +169,14 @@ impl Writer {
                     }
                 }
             }
+            for tx in readers {
+                let _ = tx.send(());
+            }
             if result.is_ok() && !waiters.is_empty() {
                 result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
             }
             if let Err(error) = &result {
                 tracing::error!(message = "Could not write runs.", %error);
-            }
-            for (id, entry) in &turn.written {
-                self.overlay.written(id, entry);
             }
             for id in &turn.woken {
                 self.overlay.woke_written(id);
