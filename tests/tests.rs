@@ -5,5 +5,6 @@ mod harness;
 mod http;
 mod nodes;
 mod runs;
+mod store;
 mod trust;
 mod upstream;

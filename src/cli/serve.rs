@@ -64,6 +64,13 @@ fn init_logs(format: LogFormat) {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logs(args.log_format);
+    // Everything the server creates (the data folder's files, present and
+    // future: the store's snapshots) is private to its user.
+    #[cfg(unix)]
+    // SAFETY: sets the process's file mode mask; no memory is involved.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);

@@ -40,14 +40,13 @@ impl KeyFile {
     }
 
     fn lock(&self) -> StoreResult<File> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| file_err(&self.dir, e))?;
+        private_dir(&self.dir)?;
         let path = self.dir.join("keys.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| file_err(&path, e))?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(|e| file_err(&path, e))?;
         file.lock().map_err(|e| file_err(&path, e))?;
         Ok(file)
     }
@@ -79,14 +78,40 @@ impl KeyFile {
             let path = self.path();
             let tmp = self.dir.join("keys.json.tmp");
             let text = serde_json::to_vec_pretty(&keys).map_err(|e| file_err(&path, e))?;
-            std::fs::write(&tmp, text).map_err(|e| file_err(&tmp, e))?;
-            File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| file_err(&tmp, e))?;
+            // Written whole to a private temporary file, synced, renamed over
+            // the old one, and the folder synced: a crash leaves the old file
+            // or the new one, never a part.
+            let mut file = private_file(&tmp).map_err(|e| file_err(&tmp, e))?;
+            std::io::Write::write_all(&mut file, &text).map_err(|e| file_err(&tmp, e))?;
+            file.sync_all().map_err(|e| file_err(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| file_err(&self.dir, e))?;
         }
         Ok(keys)
     }
+}
+
+/// Creates the data folder (0700) if it is missing.
+fn private_dir(dir: &Path) -> StoreResult<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| file_err(dir, e))
+}
+
+/// A new file only its owner can read (0600), truncated.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -103,6 +128,15 @@ mod tests {
             && k.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
         assert_ne!(first["a"], first["b"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("keys.json"))
+                .expect("keys.json")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "keys.json is private");
+        }
         let again = KeyFile::new(dir.path()).ensure(["a", "c"]).expect("ensure");
         assert_eq!(again["a"], first["a"]);
         assert_eq!(again["b"], first["b"]);

@@ -1,0 +1,365 @@
+//! The store's edges, end to end (SPEC §5): a long loop does not fill the
+//! disk, a run outliving the retention brings nobody back, an acknowledged
+//! key survives kill -9, a reset connection leaves no orphan, damage is set
+//! aside. Upstreams are real local HTTP servers.
+
+use crate::harness::{eventually, Options, TestApp};
+use crate::upstream::Upstream;
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// Bytes under a folder.
+fn folder_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => folder_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// One 17 KB webhook: a loop over 3,000 items, a request node each (the
+/// workflow that grew the data folder by 1.7 GB when every save wrote the
+/// whole record again).
+#[test]
+fn a_long_loop_does_not_fill_the_disk() {
+    let up = Upstream::start();
+    let flow = format!(
+        r#"title: Long loop
+enabled: true
+trigger: {{ type: webhook, mode: async, key: long-loop-key-01 }}
+nodes:
+  - key: each
+    type: loop
+    over: trigger.body.items
+    max_iterations: 5000
+    do:
+      - key: call
+        type: request
+        url: "{base}/echo/item"
+        body: {{ sku: "{{{{ loop.item.sku }}}}", n: "{{{{ loop.index }}}}" }}
+"#,
+        base = up.base
+    );
+    let app = TestApp::spawn_with(
+        &[("loop.yaml", &flow)],
+        Options {
+            args: vec!["--workers".into(), "1".into()],
+            ..Options::default()
+        },
+    );
+    let items: Vec<_> = (0..3000)
+        .map(|i| json!({"sku": format!("S{i:04}")}))
+        .collect();
+    let body = json!({ "items": items });
+    assert!(body.to_string().len() > 16_000, "a webhook of about 17 KB");
+    let before = folder_size(app.data_path());
+    let r = app.post_json("long-loop-key-01", &body);
+    assert_eq!(r.status, 200, "{r:?}");
+    let record = app.finished(&r.execution(), Duration::from_secs(240));
+    assert_eq!(record["status"], json!("resolved"), "{}", app.log_text());
+    assert_eq!(up.hits_on("/echo/item").len(), 3000);
+    let jobs = record["jobs"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(jobs, 3001, "the loop and one job per request");
+    let grown = folder_size(app.data_path()).saturating_sub(before);
+    assert!(
+        grown < 50 * 1024 * 1024,
+        "the data folder grew by {} MB",
+        grown / (1024 * 1024)
+    );
+}
+
+/// Runs accepted together share storage; one of them waiting past the
+/// retention must not bring the others back after a restart (before, their
+/// shared queue page made them run a second time).
+#[test]
+fn a_run_outliving_the_retention_brings_nobody_back() {
+    let up = Upstream::start();
+    let flow = format!(
+        r#"title: Mixed
+enabled: true
+trigger: {{ type: webhook, mode: async, key: mixed-runs-key-1 }}
+nodes:
+  - key: call
+    type: request
+    url: "{base}/echo/{{{{ trigger.body.n }}}}"
+  - key: long
+    type: condition
+    if: trigger.body.n == 0
+    then:
+      - {{ key: pause, type: delay, duration: 1h }}
+"#,
+        base = up.base
+    );
+    let mut app = TestApp::spawn_with(
+        &[("mixed.yaml", &flow)],
+        Options {
+            args: vec!["--retention".into(), "1s".into()],
+            ..Options::default()
+        },
+    );
+    let url = app.hook("mixed-runs-key-1");
+    let senders: Vec<_> = (0..16)
+        .map(|n| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .new_agent();
+                let r = agent
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .send(json!({ "n": n }).to_string())
+                    .expect("request");
+                assert_eq!(r.status().as_u16(), 200);
+                r.headers()
+                    .get("x-hookflow-execution")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .expect("an execution id")
+            })
+        })
+        .collect();
+    let ids: Vec<String> = senders
+        .into_iter()
+        .map(|s| s.join().expect("sender"))
+        .collect();
+    // Every run called once; the first one waits for an hour.
+    eventually(Duration::from_secs(20), "every run to call", || {
+        (up.hits().len() == 16).then_some(())
+    });
+    let waiting = &ids[0];
+    eventually(Duration::from_secs(10), "the long run to wait", || {
+        (app.execution(waiting)["status"] == "waiting").then_some(())
+    });
+    // Retention (1 s, a pass every 10 s) removes the finished records.
+    for id in &ids[1..] {
+        eventually(
+            Duration::from_secs(30),
+            "retention to remove a record",
+            || (app.admin_get(&format!("/api/executions/{id}")).status == 404).then_some(()),
+        );
+    }
+    app.kill9();
+    app.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        up.hits().len(),
+        16,
+        "no finished run ran again after the restart\n{}",
+        app.log_text()
+    );
+    assert_eq!(app.execution(waiting)["status"], json!("waiting"));
+}
+
+/// kill -9 right after an async acknowledgement: the provider's retry with
+/// the same key is a replay, not a second run.
+#[test]
+fn an_acknowledged_key_survives_kill_9() {
+    let up = Upstream::start();
+    let flow = format!(
+        r#"title: Keyed
+enabled: true
+trigger:
+  type: webhook
+  mode: async
+  key: keyed-async-key1
+  idempotency: {{ key: "{{{{ trigger.body.id }}}}", ttl: 1h }}
+nodes:
+  - key: call
+    type: request
+    url: "{base}/sleep/200"
+"#,
+        base = up.base
+    );
+    let mut app = TestApp::spawn(&[("keyed.yaml", &flow)]);
+    let first = app.post_json("keyed-async-key1", &json!({"id": "pay-1"}));
+    assert_eq!(first.status, 200, "{first:?}");
+    app.kill9();
+    app.start();
+    let again = app.post_json("keyed-async-key1", &json!({"id": "pay-1"}));
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.header("x-hookflow-replayed"), Some("true"));
+    assert_eq!(again.execution(), first.execution());
+    let record = app.finished(&first.execution(), Duration::from_secs(20));
+    assert_eq!(record["status"], json!("resolved"));
+    let runs = app.admin_get("/api/executions?workflow=keyed").json();
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(1),
+        "one run for the event: {runs}"
+    );
+    // The kill may interrupt its request, which is then sent again by the
+    // same run (at least once), with the same Idempotency-Key.
+    let keys: Vec<String> = up
+        .hits_on("/sleep/200")
+        .iter()
+        .map(|h| h.headers["idempotency-key"].clone())
+        .collect();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter()
+            .all(|k| *k == format!("{}-call", first.execution())),
+        "{keys:?}"
+    );
+}
+
+/// Sends a whole request and resets the connection at once (SO_LINGER 0:
+/// the close sends RST), as a client that gives up would.
+fn post_and_reset(addr: &str, key: &str, body: &str) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let request = format!(
+        "POST /api/webhook:trigger/{key} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::linger>()).expect("size");
+    // SAFETY: a valid socket descriptor we own and a correctly sized option.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            len,
+        );
+    }
+    drop(stream);
+}
+
+/// A run that reached the disk is handed to the workers whatever the client
+/// does: 200 requests, each connection reset right after sending.
+#[test]
+fn reset_connections_leave_no_orphan() {
+    let up = Upstream::start();
+    let flow = format!(
+        r#"title: Reset
+enabled: true
+trigger: {{ type: webhook, mode: async, key: reset-conns-key1 }}
+nodes:
+  - key: call
+    type: request
+    url: "{base}/echo/{{{{ trigger.body.n }}}}"
+"#,
+        base = up.base
+    );
+    let app = TestApp::spawn(&[("reset.yaml", &flow)]);
+    let addr = app.base.trim_start_matches("http://").to_string();
+    for n in 0..200 {
+        post_and_reset(&addr, "reset-conns-key1", &json!({ "n": n }).to_string());
+    }
+    // Whatever reached the disk runs, within seconds.
+    let listed = eventually(
+        Duration::from_secs(30),
+        "every stored run to finish",
+        || {
+            let r = app.admin_get("/api/executions?workflow=reset&limit=1000");
+            let rows = r.json()["executions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let unfinished = rows
+                .iter()
+                .filter(|row| !matches!(row["status"].as_str(), Some("resolved" | "failed")))
+                .count();
+            (unfinished == 0).then_some(rows.len())
+        },
+    );
+    eventually(Duration::from_secs(10), "every stored run to call", || {
+        (up.hits().len() == listed).then_some(())
+    });
+    assert!(listed > 0, "some requests reached the disk");
+}
+
+/// Garbage written into one stored entry while the server is stopped: the
+/// server starts, logs the damage, and serves.
+#[test]
+fn a_damaged_entry_does_not_stop_the_server() {
+    let flow = "title: Waits\nenabled: true\ntrigger: { type: webhook, mode: async, key: waits-key-0001 }\nnodes:\n  - { key: pause, type: delay, duration: 1h }\n";
+    let mut app = TestApp::spawn(&[("waits.yaml", flow)]);
+    let first = app.post_json("waits-key-0001", &json!({"n": 1}));
+    let second = app.post_json("waits-key-0001", &json!({"n": 2}));
+    for id in [first.execution(), second.execution()] {
+        eventually(Duration::from_secs(10), "the run to wait", || {
+            (app.execution(&id)["status"] == "waiting").then_some(())
+        });
+    }
+    let mut child = app.sigterm();
+    let _ = child.wait();
+    {
+        // The first queue page (the first run's) gets garbage for a value.
+        let db = sled::open(app.data_path().join("db")).expect("open the stopped store");
+        let runs = db.open_tree("runs").expect("runs");
+        let key = runs
+            .scan_prefix(b"q")
+            .keys()
+            .next()
+            .expect("a queue page")
+            .expect("key");
+        runs.insert(key, &b"\x00garbage, not a page"[..])
+            .expect("write");
+        db.flush().expect("flush");
+    }
+    app.start();
+    assert_eq!(app.get("/healthz").status, 200);
+    let log = app.log_text();
+    assert!(
+        log.contains("damaged") && log.contains("set aside"),
+        "the damage is reported:\n{log}"
+    );
+    // The other run is still there, and new requests are served.
+    assert_eq!(
+        app.execution(&second.execution())["status"],
+        json!("waiting")
+    );
+    let third = app.post_json("waits-key-0001", &json!({"n": 3}));
+    assert_eq!(third.status, 200);
+}
+
+/// The data folder holds request bodies and credentials of unfinished runs:
+/// it is 0700 and its files 0600, also when it existed with other modes.
+#[test]
+fn the_data_folder_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let flow = "title: P\nenabled: true\ntrigger: { type: webhook, mode: async, key: private-key-001 }\nnodes:\n  - { key: pause, type: delay, duration: 1h }\n";
+    let mut app = TestApp::spawn(&[("p.yaml", flow)]);
+    let mut child = app.sigterm();
+    let _ = child.wait();
+    std::fs::set_permissions(app.data_path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::fs::set_permissions(
+        app.data_path().join("keys.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    app.start();
+    assert_eq!(app.post_json("private-key-001", &json!({})).status, 200);
+    fn check(path: &Path, found: &mut Vec<String>) {
+        let meta = std::fs::symlink_metadata(path).expect("metadata");
+        let mode = meta.permissions().mode() & 0o777;
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != want {
+            found.push(format!("{} {mode:o}", path.display()));
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(path).expect("read_dir").flatten() {
+                check(&e.path(), found);
+            }
+        }
+    }
+    let mut wrong = Vec::new();
+    check(app.data_path(), &mut wrong);
+    assert!(wrong.is_empty(), "not private: {wrong:?}");
+}
