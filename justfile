@@ -26,3 +26,11 @@ bench:
 # User-space instructions per request (callgrind): the repeatable measure for comparing builds.
 bench-instructions:
     bash bench/instructions.sh
+
+# The store over time: W2 at full speed for 10 minutes with --retention 1m; the data folder must level off.
+soak:
+    bash bench/soak.sh
+
+# 100,000 runs waiting in a delay: what they cost in RSS (live, and after a restart) and on disk.
+bench-waiting:
+    bash bench/waiting.sh

@@ -299,21 +299,24 @@ fn a_damaged_entry_does_not_stop_the_server() {
     let mut child = app.sigterm();
     let _ = child.wait();
     {
-        // The first queue page (the first run's) gets garbage for a value.
+        // The first waiting run's head (`r`, its id, `h`) gets garbage for a value.
         let db = sled::open(app.data_path().join("db")).expect("open the stopped store");
         let runs = db.open_tree("runs").expect("runs");
         let key = runs
-            .scan_prefix(b"q")
+            .scan_prefix(b"r")
             .keys()
-            .next()
-            .expect("a queue page")
-            .expect("key");
+            .filter_map(Result::ok)
+            .find(|k| k.get(17) == Some(&b'h'))
+            .expect("a waiting run's head");
         runs.insert(key, &b"\x00garbage, not a page"[..])
             .expect("write");
         db.flush().expect("flush");
     }
     app.start();
     assert_eq!(app.get("/healthz").status, 200);
+    // Reading the damaged run sets it aside (and reports it) instead of failing.
+    let gone = app.admin_get(&format!("/api/executions/{}", first.execution()));
+    assert_eq!(gone.status, 404, "{gone:?}");
     let log = app.log_text();
     assert!(
         log.contains("damaged") && log.contains("set aside"),

@@ -1,14 +1,15 @@
 //! One writer turn: events in, the keys to write out.
 //!
-//! The turn's new runs go into queue pages ([`super::queued`]), saved
-//! progress into the runs' own keys, finished runs into pages of finished
-//! records, with their queue bits set and their own keys removed. A turn
+//! The turn's new runs go into queue pages ([`super::queued`]); a run's
+//! first save moves it out of its page into keys of its own (its head, then
+//! its jobs, parts, stack and status); finished runs go into pages of
+//! finished records, with their queue bits set or their own keys removed. A turn
 //! that touches a durable run is applied atomically, so a finished run's
 //! record never exists without its bit (which would resume it: a second run
 //! of a finished run), nor the bit without the record.
 
-use super::codec::{decode, encode, RunState};
-use super::layout::{self, Id, STACK, STATE};
+use super::codec::{decode, encode, head_value, split_head, RunState};
+use super::layout::{self, Id, HEAD, STACK, STATE};
 use super::pages::{self, Header};
 use super::queued::{self, IdMap, Queued, DONE, QUEUE};
 use super::writer::{Event, KeyWrite};
@@ -30,8 +31,9 @@ type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Default)]
 pub(crate) struct Batch {
     ops: Ops,
-    /// Where this turn writes runs' states (`t` keys), for reads within the turn.
-    latest: IdMap<usize>,
+    /// Where this turn writes runs' states and heads (`t` and `h` keys), for
+    /// reads within the turn.
+    latest: HashMap<(Id, u8), usize>,
     /// Keys of unfinished runs written this turn, by run.
     run_keys: IdMap<Vec<Vec<u8>>>,
     /// Queue pages of runs accepted this turn (the last one is filling).
@@ -71,8 +73,8 @@ impl Batch {
     /// Puts one of run `id`'s keys (so that finishing it this turn removes it).
     fn put_run(&mut self, id: Id, key: Vec<u8>, value: Vec<u8>) {
         self.run_keys.entry(id).or_default().push(key.clone());
-        if key.get(17) == Some(&STATE) {
-            self.latest.insert(id, self.ops.len());
+        if let Some(kind @ (STATE | HEAD)) = key.get(17).copied() {
+            self.latest.insert((id, kind), self.ops.len());
         }
         self.put(key, value);
     }
@@ -83,8 +85,10 @@ impl Batch {
 
     /// A key's value as this turn (runs' states) or the tree has it.
     fn read(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        let pending = match (layout::id_of(key), key.get(17)) {
-            (Some(id), Some(&STATE)) if key.first() == Some(&layout::RUN) => self.latest.get(&id),
+        let pending = match (layout::id_of(key), layout::kind_of(key)) {
+            (Some(id), Some(kind)) if key.first() == Some(&layout::RUN) => {
+                self.latest.get(&(id, kind))
+            }
             _ => None,
         };
         match pending {
@@ -135,7 +139,17 @@ impl Batch {
                 parts,
             } => {
                 self.atomic = true;
-                queued.saved(&id, wake_at.is_some());
+                if let Some(left) = queued.leave(&id) {
+                    // Its first save: it leaves its queue page for a head of its own.
+                    let (head, input) = self.entry_in_page(runs, left.page, left.index)?;
+                    let input = left.input.as_deref().cloned().unwrap_or(input);
+                    self.left_page(left.page, left.complete, left.done);
+                    self.put_run(
+                        id,
+                        layout::run_key(&id, HEAD).to_vec(),
+                        head_value(&head, &input)?,
+                    );
+                }
                 for (index, job) in jobs {
                     self.put_run(id, layout::job_key(&id, index).to_vec(), job);
                 }
@@ -216,13 +230,13 @@ impl Batch {
         }
     }
 
-    /// A queued run's input, read back from its page.
-    fn input_from_page(
+    /// A queued run's head and input, read back from its page.
+    fn entry_in_page(
         &mut self,
         runs: &sled::Tree,
         page: u64,
         index: u16,
-    ) -> StoreResult<Vec<u8>> {
+    ) -> StoreResult<(Vec<u8>, Vec<u8>)> {
         if !self.opened.contains_key(&page) {
             let pending = self.queue_pages.iter().find(|(s, _)| *s == page);
             let bytes = match pending {
@@ -241,47 +255,63 @@ impl Batch {
         let entries = queued::entries(&queued::page_key(QUEUE, page), bytes)?;
         Ok(entries
             .get(usize::from(index))
-            .map(|e| e.input.to_vec())
+            .map(|e| (e.head.to_vec(), e.input.to_vec()))
             .unwrap_or_default())
     }
 
-    /// Sets a durable run's bit and removes its own keys (after its page);
-    /// returns its input for the finished page (empty if it has none).
+    /// A run left queue page `page`: its new bitmap, or the page goes.
+    fn left_page(&mut self, page: u64, complete: bool, done: Vec<u8>) {
+        if complete {
+            self.done.remove(&page);
+            self.spent.push(page);
+        } else {
+            self.done.insert(page, done);
+        }
+    }
+
+    /// Finishes a durable run: its queue bit set, or its own keys removed
+    /// (after its finished record); returns its input for the finished
+    /// page (empty if it has none).
     fn finish_durable(
         &mut self,
         runs: &sled::Tree,
         queued: &mut Queued,
         id: &Id,
     ) -> StoreResult<Vec<u8>> {
-        let Some(done) = queued.finish(id) else {
-            // Not queued (never accepted here, or already finished).
-            return Ok(Vec::new());
-        };
-        let input = match &done.input {
-            Some(input) => input.to_vec(),
-            None => self.input_from_page(runs, done.page, done.index)?,
-        };
-        if done.complete {
-            self.done.remove(&done.page);
-            self.spent.push(done.page);
-        } else {
-            self.done.insert(done.page, done.done);
+        if let Some(left) = queued.leave(id) {
+            // It never saved progress: it was only in its page.
+            let input = match &left.input {
+                Some(input) => input.to_vec(),
+                None => self.entry_in_page(runs, left.page, left.index)?.1,
+            };
+            self.left_page(left.page, left.complete, left.done);
+            return Ok(input);
         }
-        if done.saved || self.run_keys.contains_key(id) {
-            let mut keys = self.run_keys.remove(id).unwrap_or_default();
-            for item in runs.scan_prefix(layout::run_prefix(id)) {
-                let (k, _) = item.map_err(db_err)?;
-                keys.push(k.to_vec());
+        let mut keys = self.run_keys.remove(id).unwrap_or_default();
+        for item in runs.scan_prefix(layout::run_prefix(id)) {
+            let (k, _) = item.map_err(db_err)?;
+            keys.push(k.to_vec());
+        }
+        keys.sort();
+        keys.dedup();
+        let mut input = Vec::new();
+        for key in keys {
+            match layout::kind_of(&key) {
+                Some(HEAD) => {
+                    if let Some(v) = self.read(runs, &key)? {
+                        if let Ok((_, i)) = split_head(&key, &v) {
+                            input = i.to_vec();
+                        }
+                    }
+                }
+                Some(STATE) => {
+                    if let Some(ms) = self.wake_of(runs, &key)? {
+                        self.remove_after(layout::wake_key(ms, id).to_vec());
+                    }
+                }
+                _ => {}
             }
-            keys.sort();
-            keys.dedup();
-            let state = layout::run_key(id, STATE);
-            if let Some(ms) = self.wake_of(runs, &state)? {
-                self.remove_after(layout::wake_key(ms, id).to_vec());
-            }
-            for key in keys {
-                self.remove_after(key);
-            }
+            self.remove_after(key);
         }
         Ok(input)
     }

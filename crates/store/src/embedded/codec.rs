@@ -37,6 +37,32 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     }
 }
 
+/// A head's value: the record's length (u32 LE), the record, the input;
+/// the record reads without decoding the input (lists read many heads).
+pub(crate) fn head_value(record: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
+    let len = u32::try_from(record.len())
+        .map_err(|_| StoreError::Db("a run's record is larger than 4 GiB".into()))?;
+    let mut v = Vec::with_capacity(4 + record.len() + input.len());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(record);
+    v.extend_from_slice(input);
+    Ok(v)
+}
+
+/// A head's record and input parts.
+pub(crate) fn split_head<'a>(key: &[u8], v: &'a [u8]) -> StoreResult<(&'a [u8], &'a [u8])> {
+    let damaged = || StoreError::Corrupt {
+        key: show_key(key),
+        message: "a run's head is cut short".into(),
+    };
+    let len: [u8; 4] = v
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(damaged)?;
+    let end = 4usize.saturating_add(u32::from_le_bytes(len) as usize);
+    Ok((v.get(4..end).ok_or_else(damaged)?, &v[end..]))
+}
+
 /// The `t` entry of a run that saved progress: where it is and, waiting,
 /// when it wakes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -59,5 +85,12 @@ mod tests {
         assert_eq!(decode::<RunState>(b"t1", &bytes).expect("decode"), s);
         let err = decode::<RunState>(&[b'h', 0xab], b"\xc1").expect_err("garbage");
         assert!(err.to_string().contains("h:ab"), "{err}");
+        let head = head_value(b"rec", b"input").expect("head");
+        assert_eq!(
+            split_head(b"h", &head).expect("split"),
+            (&b"rec"[..], &b"input"[..])
+        );
+        assert!(split_head(b"h", &head[..5]).is_err(), "cut short");
+        assert!(split_head(b"h", b"").is_err());
     }
 }

@@ -9,7 +9,8 @@
 //! | key | value |
 //! | --- | --- |
 //! | `q` seq | a queue page: the runs one turn accepted, each its head (record without jobs or request) and input ([`super::queued`]) |
-//! | `d` seq | which runs of queue page `seq` finished (a bitmap) |
+//! | `d` seq | which runs of queue page `seq` left it (a bitmap) |
+//! | `r` id `h` | the head of a run that saved progress: record length (u32 LE), record, input |
 //! | `r` id `j` index | one job (u32 big-endian index in the record) |
 //! | `r` id `p` name | one named part of its position (node results, loop items) |
 //! | `r` id `s` | the stack it resumes from |
@@ -28,6 +29,7 @@ use std::path::Path;
 /// The prefix of an unfinished run's keys.
 pub(crate) const RUN: u8 = b'r';
 /// Kinds of a run's keys (the byte after its id).
+pub(crate) const HEAD: u8 = b'h';
 pub(crate) const JOB: u8 = b'j';
 pub(crate) const PART: u8 = b'p';
 pub(crate) const STACK: u8 = b's';
@@ -69,6 +71,11 @@ pub(crate) fn run_key(id: &Id, kind: u8) -> [u8; 18] {
 /// The id of an `r id …` key.
 pub(crate) fn id_of(key: &[u8]) -> Option<Id> {
     key.get(1..17)?.try_into().ok()
+}
+
+/// The kind of an `r id kind …` key.
+pub(crate) fn kind_of(key: &[u8]) -> Option<u8> {
+    key.get(17).copied()
 }
 
 /// `r id j index`.

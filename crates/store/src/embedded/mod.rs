@@ -227,6 +227,19 @@ impl SledStore {
                 key = %codec::show_key(&key),
                 %error
             );
+            if key.first() == Some(&layout::RUN) && layout::kind_of(&key) == Some(layout::HEAD) {
+                // A run without its head cannot run: its other keys go too.
+                if let Some(id) = layout::id_of(&key) {
+                    keys.extend(
+                        self.runs
+                            .scan_prefix(layout::run_prefix(&id))
+                            .keys()
+                            .filter_map(Result::ok)
+                            .map(|k| k.to_vec())
+                            .filter(|k| *k != key),
+                    );
+                }
+            }
             if key.first() == Some(&queued::QUEUE) {
                 if let Some(seq) = queued::seq_of(&key) {
                     keys.push(queued::page_key(queued::DONE, seq).to_vec());

@@ -1,19 +1,22 @@
 //! Queue pages: the runs one writer turn accepted share one key, and one
-//! bitmap says which of them finished.
+//! bitmap says which of them left it.
 //!
 //! sled's cost is per operation (~10,000 instructions an insert), so an
 //! accepted run does not get a key of its own: the turn's new runs go into
-//! one compressed page `q<seq>` (each entry: id, head, input). When a run
-//! finishes, its bit is set in `d<seq>` in the same atomic batch as its
-//! finished record; the page and its bitmap go once every bit is set. A run
-//! is unfinished exactly when its bit is clear: retention, which removes
-//! finished records, cannot make a finished run look unfinished (it never
-//! reads the bitmaps), so a run never runs twice.
+//! one compressed page `q<seq>` (each entry: id, head, input). A run leaves
+//! its page when it finishes (its bit is set in `d<seq>` in the same atomic
+//! batch as its finished record) or when it first saves progress (the same
+//! batch gives it a head key of its own, `r<id>h`); the page and its bitmap
+//! go once every bit is set. A run in a page is unfinished exactly when its
+//! bit is clear: retention, which removes finished records, cannot make a
+//! finished run look unfinished (it never reads the bitmaps), so a run never
+//! runs twice.
 //!
-//! [`Queued`] is the index in memory (rebuilt from the pages at start): each
-//! unfinished run's page and entry, whether it has saved state of its own
-//! (`r<id>…` keys), and its input while small and not waiting (so that
-//! finishing it does not read its page back).
+//! [`Queued`] is the index in memory (rebuilt from the pages at start): the
+//! page and entry of each run still in a page, and its input while small
+//! (so that finishing it does not read its page back). Runs that saved
+//! progress, waiting ones among them, are not in it: they cost disk, not
+//! memory.
 
 use super::codec::show_key;
 use super::layout::Id;
@@ -137,16 +140,14 @@ pub(crate) fn set_done(bitmap: &mut Vec<u8>, index: usize) {
     bitmap[index / 8] |= 1 << (index % 8);
 }
 
-/// An unfinished run in a queue page.
+/// A run in a queue page that has not left it.
 #[derive(Debug, Clone)]
 pub(crate) struct QueuedRun {
     /// Its page.
     pub page: u64,
     /// Its entry in the page.
     pub index: u16,
-    /// It has keys of its own (it saved progress).
-    pub saved: bool,
-    /// Its input, while small and not waiting.
+    /// Its input, while small.
     pub input: Option<Arc<Vec<u8>>>,
 }
 
@@ -185,36 +186,15 @@ impl Queued {
                 self.kept += input.len();
                 Arc::new(input.to_vec())
             });
-        self.runs.insert(
-            id,
-            QueuedRun {
-                page,
-                index,
-                saved: false,
-                input,
-            },
-        );
+        self.runs.insert(id, QueuedRun { page, index, input });
         let state = self.pages.entry(page).or_default();
         state.entries = state.entries.max(index + 1);
     }
 
-    /// The run saved progress: it has keys of its own; a waiting run's
-    /// input leaves memory (it may wait for days).
-    pub fn saved(&mut self, id: &Id, waiting: bool) {
-        if let Some(run) = self.runs.get_mut(id) {
-            run.saved = true;
-            if waiting {
-                if let Some(input) = run.input.take() {
-                    self.kept -= input.len();
-                }
-            }
-        }
-    }
-
-    /// The run finished: its bit is set. Returns its page, the page's new
-    /// bitmap, whether the page is now complete, whether the run had keys of
-    /// its own, and its input if kept.
-    pub fn finish(&mut self, id: &Id) -> Option<Finished> {
+    /// The run leaves its page (it finished, or saved progress): its bit is
+    /// set. Returns its page and entry, the page's new bitmap, whether the
+    /// page is now complete, and its input if kept.
+    pub fn leave(&mut self, id: &Id) -> Option<Left> {
         let run = self.runs.remove(id)?;
         if let Some(input) = &run.input {
             self.kept -= input.len();
@@ -226,24 +206,22 @@ impl Queued {
         if complete {
             self.pages.remove(&run.page);
         }
-        Some(Finished {
+        Some(Left {
             page: run.page,
             index: run.index,
             done,
             complete,
-            saved: run.saved,
             input: run.input,
         })
     }
 }
 
-/// What finishing a queued run changes.
-pub(crate) struct Finished {
+/// What a run leaving its queue page changes.
+pub(crate) struct Left {
     pub page: u64,
     pub index: u16,
     pub done: Vec<u8>,
     pub complete: bool,
-    pub saved: bool,
     pub input: Option<Arc<Vec<u8>>>,
 }
 
@@ -304,15 +282,6 @@ pub(crate) fn rebuild(runs: &sled::Tree) -> StoreResult<Rebuilt> {
             spent.push(done_key.to_vec());
         }
     }
-    // Runs with keys of their own.
-    for item in runs.scan_prefix([super::layout::RUN]) {
-        let (k, _) = item.map_err(crate::db_err)?;
-        if let Some(id) = super::layout::id_of(&k) {
-            if let Some(run) = index.runs.get_mut(&id) {
-                run.saved = true;
-            }
-        }
-    }
     Ok(Rebuilt {
         index,
         spent,
@@ -344,18 +313,17 @@ mod tests {
     }
 
     #[test]
-    fn a_page_is_complete_when_every_run_finished() {
+    fn a_page_is_complete_when_every_run_left() {
         let mut q = Queued::default();
         q.add([1; 16], 7, 0, b"in");
         q.add([2; 16], 7, 1, b"");
-        q.saved(&[2; 16], true);
-        let first = q.finish(&[1; 16]).expect("queued");
-        assert!(!first.complete && !first.saved);
+        let first = q.leave(&[1; 16]).expect("queued");
+        assert!(!first.complete);
         assert_eq!(first.input.as_deref().map(Vec::as_slice), Some(&b"in"[..]));
-        let second = q.finish(&[2; 16]).expect("queued");
-        assert!(second.complete && second.saved);
+        let second = q.leave(&[2; 16]).expect("queued");
+        assert!(second.complete);
         assert!(is_done(&second.done, 0) && is_done(&second.done, 1));
-        assert!(q.finish(&[2; 16]).is_none(), "finished once");
+        assert!(q.leave(&[2; 16]).is_none(), "left once");
         assert!(q.pages.is_empty() && q.runs.is_empty());
         assert_eq!(q.kept, 0);
     }

@@ -2,8 +2,8 @@
 //! and to wake. A damaged entry met here is set aside (through the writer)
 //! and skipped, never an error that stops the caller.
 
-use super::codec::{decode, RunState};
-use super::layout::{self, Id, JOB, PAGE, PART, STACK, STATE, WAKE};
+use super::codec::{decode, split_head, RunState};
+use super::layout::{self, Id, HEAD, JOB, PAGE, PART, RUN, STACK, STATE, WAKE};
 use super::pages;
 use super::queued::{self, QUEUE};
 use super::{lock, SledStore};
@@ -42,15 +42,48 @@ impl SledStore {
         })
     }
 
+    /// The head key of a run that saved progress: its record and input.
+    fn own_head(&self, id: &Id) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+        let key = layout::run_key(id, HEAD);
+        let Some(v) = self.runs.get(key).map_err(db_err)? else {
+            return Ok(None);
+        };
+        self.split_decoded(&key, &v)
+    }
+
+    /// A head value, decoded; a damaged one is set aside and read as absent.
+    fn split_decoded(
+        &self,
+        key: &[u8],
+        v: &[u8],
+    ) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+        let (record, input) = match split_head(key, v) {
+            Ok(parts) => parts,
+            Err(error) => {
+                self.set_aside(vec![key.to_vec()], &error);
+                return Ok(None);
+            }
+        };
+        let Some(record) = self.decoded::<ExecutionRecord>(key, record) else {
+            return Ok(None);
+        };
+        let input = match input.is_empty() {
+            true => None,
+            false => self.decoded::<RunInput>(key, input),
+        };
+        Ok(Some((record, input)))
+    }
+
     /// An unfinished run's head: its record (as accepted) and its input,
-    /// from its queue page (`pages` keeps pages opened by the caller).
+    /// from its queue page (`pages` keeps pages opened by the caller) or
+    /// its own head key.
     fn head_in(
         &self,
         id: &Id,
         pages: &mut HashMap<u64, Option<Vec<u8>>>,
     ) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
         let Some(run) = lock(&self.queued).runs.get(id).cloned() else {
-            return Ok(None);
+            return self.own_head(id);
         };
         let key = queued::page_key(QUEUE, run.page);
         if let std::collections::hash_map::Entry::Vacant(slot) = pages.entry(run.page) {
@@ -219,24 +252,56 @@ impl SledStore {
         after: Option<&Id>,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let candidates: Vec<(Id, bool)> = {
+        // Runs still in queue pages are queued; runs with heads of their own
+        // are running or waiting.
+        let mut candidates: Vec<(Id, bool)> = {
             let index = lock(&self.queued);
-            let mut found: Vec<(Id, bool)> = index
+            index
                 .runs
-                .iter()
-                .filter(|(id, _)| after.is_none_or(|a| *id > a))
-                .map(|(id, r)| (*id, r.saved))
-                .collect();
-            found.sort_unstable();
-            found
+                .keys()
+                .filter(|id| after.is_none_or(|a| *id > a))
+                .map(|id| (*id, false))
+                .collect()
         };
+        for id in self.own_heads(after, false)? {
+            candidates.push((id, true));
+        }
+        candidates.sort_unstable();
         let mut out = Vec::new();
-        for (id, saved) in candidates {
-            if !saved || self.live_status(&id)? != RunStatus::Waiting {
+        for (id, own) in candidates {
+            if !own || self.live_status(&id)? != RunStatus::Waiting {
                 out.push(layout::id_string(&id));
                 if out.len() >= limit {
                     break;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of runs with heads of their own, after `after` (or before, `rev`:
+    /// newest first), from the keys alone.
+    fn own_heads(&self, bound: Option<&Id>, rev: bool) -> StoreResult<Vec<Id>> {
+        let range = match (bound, rev) {
+            (Some(id), false) => {
+                // After every key of `bound` (kinds are letters, below 0xff).
+                let mut k = layout::run_prefix(id).to_vec();
+                k.push(0xff);
+                self.runs.range(k..vec![RUN + 1])
+            }
+            (Some(id), true) => self.runs.range(vec![RUN]..layout::run_prefix(id).to_vec()),
+            (None, _) => self.runs.range(vec![RUN]..vec![RUN + 1]),
+        };
+        let mut out = Vec::new();
+        let keys: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if rev {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for item in keys {
+            let (k, _) = item.map_err(db_err)?;
+            if let (Some(id), Some(HEAD)) = (layout::id_of(&k), layout::kind_of(&k)) {
+                out.push(id);
             }
         }
         Ok(out)
@@ -297,13 +362,16 @@ impl SledStore {
             }
         }
         let live: Vec<Id> = {
-            let index = lock(&self.queued);
-            let mut found: Vec<Id> = index
-                .runs
-                .keys()
-                .filter(|id| cursor.is_none_or(|c| **id < c))
-                .copied()
-                .collect();
+            let mut found: Vec<Id> = {
+                let index = lock(&self.queued);
+                index
+                    .runs
+                    .keys()
+                    .filter(|id| cursor.is_none_or(|c| **id < c))
+                    .copied()
+                    .collect()
+            };
+            found.extend(self.own_heads(cursor.as_ref(), true)?);
             found.sort_unstable_by(|a, b| b.cmp(a));
             found
         };
