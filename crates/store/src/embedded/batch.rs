@@ -158,8 +158,12 @@ impl Batch {
                 }
                 self.put_run(id, layout::run_key(&id, STACK).to_vec(), frames);
                 self.put_run(id, layout::run_key(&id, STATE).to_vec(), state);
-                if let Some(ms) = wake_at {
-                    self.put(layout::wake_key(ms, &id).to_vec(), Vec::new());
+                match wake_at {
+                    Some(ms) => {
+                        self.put(layout::wake_key(ms, &id).to_vec(), Vec::new());
+                        self.ops.push((layout::running_key(&id).to_vec(), None));
+                    }
+                    None => self.put(layout::running_key(&id).to_vec(), Vec::new()),
                 }
             }
             Event::Woke { id } => {
@@ -174,6 +178,7 @@ impl Batch {
                     wake_at: None,
                 };
                 self.put_run(id, key.to_vec(), encode(&running)?);
+                self.put(layout::running_key(&id).to_vec(), Vec::new());
             }
             Event::Finish {
                 id,
@@ -294,6 +299,7 @@ impl Batch {
         }
         keys.sort();
         keys.dedup();
+        self.remove_after(layout::running_key(id).to_vec());
         let mut input = Vec::new();
         for key in keys {
             match layout::kind_of(&key) {

@@ -15,6 +15,7 @@
 //! | `r` id `p` name | one named part of its position (node results, loop items) |
 //! | `r` id `s` | the stack it resumes from |
 //! | `r` id `t` | its status and wake time, once it saved progress |
+//! | `u` id | a run with a head of its own that is running (no value): the runs to resume without reading any run's data |
 //! | `w` wake-ms id | a waiting run, by wake time (no value) |
 //! | `f` second seq | a compressed page of finished runs ([`super::pages`]) |
 //! | `k` workflow NUL key | an idempotency entry |
@@ -34,6 +35,7 @@ pub(crate) const JOB: u8 = b'j';
 pub(crate) const PART: u8 = b'p';
 pub(crate) const STACK: u8 = b's';
 pub(crate) const STATE: u8 = b't';
+pub(crate) const RUNNING: u8 = b'u';
 pub(crate) const WAKE: u8 = b'w';
 pub(crate) const PAGE: u8 = b'f';
 pub(crate) const IDEMPOTENCY: u8 = b'k';
@@ -56,6 +58,14 @@ pub(crate) fn id_string(id: &Id) -> String {
 pub(crate) fn run_prefix(id: &Id) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = RUN;
+    k[1..].copy_from_slice(id);
+    k
+}
+
+/// `u id`.
+pub(crate) fn running_key(id: &Id) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RUNNING;
     k[1..].copy_from_slice(id);
     k
 }

@@ -3,7 +3,7 @@
 //! and skipped, never an error that stops the caller.
 
 use super::codec::{decode, split_head, RunState};
-use super::layout::{self, Id, HEAD, JOB, PAGE, PART, RUN, STACK, STATE, WAKE};
+use super::layout::{self, Id, HEAD, JOB, PAGE, PART, RUN, RUNNING, STACK, STATE, WAKE};
 use super::pages;
 use super::queued::{self, QUEUE};
 use super::{lock, SledStore};
@@ -253,58 +253,33 @@ impl SledStore {
         limit: usize,
     ) -> StoreResult<Vec<String>> {
         // Runs still in queue pages are queued; runs with heads of their own
-        // are running or waiting.
-        let mut candidates: Vec<(Id, bool)> = {
+        // that run are marked (`u` keys): no run's data is read.
+        let mut ids: Vec<Id> = {
             let index = lock(&self.queued);
             index
                 .runs
                 .keys()
                 .filter(|id| after.is_none_or(|a| *id > a))
-                .map(|id| (*id, false))
+                .copied()
                 .collect()
         };
-        for id in self.own_heads(after, false)? {
-            candidates.push((id, true));
-        }
-        candidates.sort_unstable();
-        let mut out = Vec::new();
-        for (id, own) in candidates {
-            if !own || self.live_status(&id)? != RunStatus::Waiting {
-                out.push(layout::id_string(&id));
-                if out.len() >= limit {
-                    break;
-                }
+        let start = match after {
+            Some(a) => {
+                let mut k = layout::running_key(a).to_vec();
+                k.push(0);
+                k
             }
-        }
-        Ok(out)
-    }
-
-    /// Ids of runs with heads of their own, after `after` (or before, `rev`:
-    /// newest first), from the keys alone.
-    fn own_heads(&self, bound: Option<&Id>, rev: bool) -> StoreResult<Vec<Id>> {
-        let range = match (bound, rev) {
-            (Some(id), false) => {
-                // After every key of `bound` (kinds are letters, below 0xff).
-                let mut k = layout::run_prefix(id).to_vec();
-                k.push(0xff);
-                self.runs.range(k..vec![RUN + 1])
-            }
-            (Some(id), true) => self.runs.range(vec![RUN]..layout::run_prefix(id).to_vec()),
-            (None, _) => self.runs.range(vec![RUN]..vec![RUN + 1]),
+            None => vec![RUNNING],
         };
-        let mut out = Vec::new();
-        let keys: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if rev {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        for item in keys {
+        for item in self.runs.range(start..vec![RUNNING + 1]) {
             let (k, _) = item.map_err(db_err)?;
-            if let (Some(id), Some(HEAD)) = (layout::id_of(&k), layout::kind_of(&k)) {
-                out.push(id);
+            if let Some(id) = layout::id_of(&k) {
+                ids.push(id);
             }
         }
-        Ok(out)
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids.iter().take(limit).map(layout::id_string).collect())
     }
 
     /// Waiting runs due at `now_ms` (all of them for `u64::MAX`), earliest first.
@@ -361,7 +336,8 @@ impl SledStore {
                 }
             }
         }
-        let live: Vec<Id> = {
+        // Runs still in queue pages (few), newest first.
+        let queued: Vec<Id> = {
             let mut found: Vec<Id> = {
                 let index = lock(&self.queued);
                 index
@@ -371,16 +347,37 @@ impl SledStore {
                     .copied()
                     .collect()
             };
-            found.extend(self.own_heads(cursor.as_ref(), true)?);
             found.sort_unstable_by(|a, b| b.cmp(a));
             found
         };
         let mut opened = HashMap::new();
-        for id in live {
+        for id in queued {
             if full_and_older(&rows, &id) {
                 break;
             }
             let Some((mut r, _)) = self.head_in(&id, &mut opened)? else {
+                continue;
+            };
+            r.status = RunStatus::Queued;
+            if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
+                add(&mut rows, id, r.summary());
+            }
+        }
+        // Runs with heads of their own, newest first, read only as far as
+        // the page needs.
+        let upper = match cursor {
+            Some(c) => layout::run_prefix(&c).to_vec(),
+            None => vec![RUN + 1],
+        };
+        for item in self.runs.range(vec![RUN]..upper).rev() {
+            let (k, v) = item.map_err(db_err)?;
+            let (Some(id), Some(HEAD)) = (layout::id_of(&k), layout::kind_of(&k)) else {
+                continue;
+            };
+            if full_and_older(&rows, &id) {
+                break;
+            }
+            let Some((mut r, _)) = self.split_decoded(&k, &v)? else {
                 continue;
             };
             r.status = self.live_status(&id)?;
