@@ -8,8 +8,8 @@
 //! record never exists without its bit (which would resume it: a second run
 //! of a finished run), nor the bit without the record.
 
-use super::codec::{decode, encode, head_value, split_head, RunState};
-use super::layout::{self, Id, HEAD, STACK, STATE};
+use super::codec::{decode, encode, head_value, split_head, Embedded, RunState};
+use super::layout::{self, Id, HEAD, JOB, PART, STACK, STATE};
 use super::pages::{self, Header};
 use super::queued::{self, IdMap, Queued, DONE, QUEUE};
 use super::writer::{Event, KeyWrite};
@@ -140,24 +140,35 @@ impl Batch {
             } => {
                 self.atomic = true;
                 if let Some(left) = queued.leave(&id) {
-                    // Its first save: it leaves its queue page for a head of its own.
+                    // Its first save: it leaves its queue page for a head of
+                    // its own, which carries this save's keys too.
                     let (head, input) = self.entry_in_page(runs, left.page, left.index)?;
                     let input = left.input.as_deref().cloned().unwrap_or(input);
                     self.left_page(left.page, left.complete, left.done);
+                    let mut first: Vec<Embedded> = Vec::with_capacity(jobs.len() + parts.len() + 2);
+                    for (index, job) in jobs {
+                        first.push((JOB, index.to_be_bytes().to_vec(), job));
+                    }
+                    for (name, value) in parts {
+                        first.push((PART, name.into_bytes(), value));
+                    }
+                    first.push((STACK, Vec::new(), frames));
+                    first.push((STATE, Vec::new(), state));
                     self.put_run(
                         id,
                         layout::run_key(&id, HEAD).to_vec(),
-                        head_value(&head, &input)?,
+                        head_value(&head, &input, &first)?,
                     );
+                } else {
+                    for (index, job) in jobs {
+                        self.put_run(id, layout::job_key(&id, index).to_vec(), job);
+                    }
+                    for (name, value) in parts {
+                        self.put_run(id, layout::part_key(&id, &name), value);
+                    }
+                    self.put_run(id, layout::run_key(&id, STACK).to_vec(), frames);
+                    self.put_run(id, layout::run_key(&id, STATE).to_vec(), state);
                 }
-                for (index, job) in jobs {
-                    self.put_run(id, layout::job_key(&id, index).to_vec(), job);
-                }
-                for (name, value) in parts {
-                    self.put_run(id, layout::part_key(&id, &name), value);
-                }
-                self.put_run(id, layout::run_key(&id, STACK).to_vec(), frames);
-                self.put_run(id, layout::run_key(&id, STATE).to_vec(), state);
                 match wake_at {
                     Some(ms) => {
                         self.put(layout::wake_key(ms, &id).to_vec(), Vec::new());
@@ -170,7 +181,7 @@ impl Batch {
                 self.atomic = true;
                 self.woken.push(id);
                 let key = layout::run_key(&id, STATE);
-                if let Some(ms) = self.wake_of(runs, &key)? {
+                if let Some(ms) = self.wake_of(runs, &id)? {
                     self.ops.push((layout::wake_key(ms, &id).to_vec(), None));
                 }
                 let running = RunState {
@@ -225,14 +236,27 @@ impl Batch {
         self.put(expiry, Vec::new());
     }
 
-    /// The wake time a run's `t` entry holds.
-    fn wake_of(&self, runs: &sled::Tree, key: &[u8]) -> StoreResult<Option<u64>> {
-        match self.read(runs, key)? {
-            Some(v) => Ok(decode::<RunState>(key, &v)
+    /// The wake time of a run: its `t` key, or the status its head carries.
+    fn wake_of(&self, runs: &sled::Tree, id: &Id) -> StoreResult<Option<u64>> {
+        let key = layout::run_key(id, STATE);
+        if let Some(v) = self.read(runs, &key)? {
+            return Ok(decode::<RunState>(&key, &v)
                 .map(|s| s.wake_at)
-                .unwrap_or(None)),
-            None => Ok(None),
+                .unwrap_or(None));
         }
+        let head = layout::run_key(id, HEAD);
+        if let Some(v) = self.read(runs, &head)? {
+            if let Ok(parts) = split_head(&head, &v) {
+                for (kind, _, value) in parts.first {
+                    if kind == STATE {
+                        return Ok(decode::<RunState>(&key, value)
+                            .map(|s| s.wake_at)
+                            .unwrap_or(None));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// A queued run's head and input, read back from its page.
@@ -300,22 +324,17 @@ impl Batch {
         keys.sort();
         keys.dedup();
         self.remove_after(layout::running_key(id).to_vec());
+        if let Some(ms) = self.wake_of(runs, id)? {
+            self.remove_after(layout::wake_key(ms, id).to_vec());
+        }
         let mut input = Vec::new();
         for key in keys {
-            match layout::kind_of(&key) {
-                Some(HEAD) => {
-                    if let Some(v) = self.read(runs, &key)? {
-                        if let Ok((_, i)) = split_head(&key, &v) {
-                            input = i.to_vec();
-                        }
+            if layout::kind_of(&key) == Some(HEAD) {
+                if let Some(v) = self.read(runs, &key)? {
+                    if let Ok(parts) = split_head(&key, &v) {
+                        input = parts.input.to_vec();
                     }
                 }
-                Some(STATE) => {
-                    if let Some(ms) = self.wake_of(runs, &key)? {
-                        self.remove_after(layout::wake_key(ms, id).to_vec());
-                    }
-                }
-                _ => {}
             }
             self.remove_after(key);
         }

@@ -37,30 +37,75 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     }
 }
 
-/// A head's value: the record's length (u32 LE), the record, the input;
-/// the record reads without decoding the input (lists read many heads).
-pub(crate) fn head_value(record: &[u8], input: &[u8]) -> StoreResult<Vec<u8>> {
-    let len = u32::try_from(record.len())
-        .map_err(|_| StoreError::Db("a run's record is larger than 4 GiB".into()))?;
-    let mut v = Vec::with_capacity(4 + record.len() + input.len());
-    v.extend_from_slice(&len.to_le_bytes());
-    v.extend_from_slice(record);
-    v.extend_from_slice(input);
-    Ok(v)
+/// One of a run's keys kept inside its head: its kind byte, its name (a
+/// job's index, a part's name; empty for the stack and the status) and its
+/// value.
+pub(crate) type Embedded = (u8, Vec<u8>, Vec<u8>);
+
+/// A head's value: the record and the input, each after its length (u32
+/// LE), then the first save's keys (kind, name and value, the lengths u32
+/// LE): a run that saves once (a run that waits) costs one key, not one per
+/// job and part. Later saves write keys of their own, which win.
+pub(crate) fn head_value(record: &[u8], input: &[u8], first: &[Embedded]) -> StoreResult<Vec<u8>> {
+    let len = |n: usize| {
+        u32::try_from(n).map_err(|_| StoreError::Db("a run's head is larger than 4 GiB".into()))
+    };
+    let extra: usize = first.iter().map(|(_, n, v)| 9 + n.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(8 + record.len() + input.len() + extra);
+    out.extend_from_slice(&len(record.len())?.to_le_bytes());
+    out.extend_from_slice(record);
+    out.extend_from_slice(&len(input.len())?.to_le_bytes());
+    out.extend_from_slice(input);
+    for (kind, name, value) in first {
+        out.push(*kind);
+        out.extend_from_slice(&len(name.len())?.to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&len(value.len())?.to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    Ok(out)
 }
 
-/// A head's record and input parts.
-pub(crate) fn split_head<'a>(key: &[u8], v: &'a [u8]) -> StoreResult<(&'a [u8], &'a [u8])> {
+/// A head value's parts, borrowed.
+pub(crate) struct HeadParts<'a> {
+    pub record: &'a [u8],
+    pub input: &'a [u8],
+    pub first: Vec<(u8, &'a [u8], &'a [u8])>,
+}
+
+/// Reads a head value back.
+pub(crate) fn split_head<'a>(key: &[u8], v: &'a [u8]) -> StoreResult<HeadParts<'a>> {
     let damaged = || StoreError::Corrupt {
         key: show_key(key),
         message: "a run's head is cut short".into(),
     };
-    let len: [u8; 4] = v
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(damaged)?;
-    let end = 4usize.saturating_add(u32::from_le_bytes(len) as usize);
-    Ok((v.get(4..end).ok_or_else(damaged)?, &v[end..]))
+    let mut rest = v;
+    let mut take = |n: usize| -> StoreResult<&'a [u8]> {
+        if rest.len() < n {
+            return Err(damaged());
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let sized = |take: &mut dyn FnMut(usize) -> StoreResult<&'a [u8]>| -> StoreResult<&'a [u8]> {
+        let n: [u8; 4] = take(4)?.try_into().map_err(|_| damaged())?;
+        take(u32::from_le_bytes(n) as usize)
+    };
+    let record = sized(&mut take)?;
+    let input = sized(&mut take)?;
+    let mut first = Vec::new();
+    while let Ok(kind) = take(1) {
+        let kind = kind[0];
+        let name = sized(&mut take)?;
+        let value = sized(&mut take)?;
+        first.push((kind, name, value));
+    }
+    Ok(HeadParts {
+        record,
+        input,
+        first,
+    })
 }
 
 /// The `t` entry of a run that saved progress: where it is and, waiting,
@@ -85,12 +130,25 @@ mod tests {
         assert_eq!(decode::<RunState>(b"t1", &bytes).expect("decode"), s);
         let err = decode::<RunState>(&[b'h', 0xab], b"\xc1").expect_err("garbage");
         assert!(err.to_string().contains("h:ab"), "{err}");
-        let head = head_value(b"rec", b"input").expect("head");
+        let first = vec![
+            (b'j', 7u32.to_be_bytes().to_vec(), b"job".to_vec()),
+            (b't', Vec::new(), b"st".to_vec()),
+        ];
+        let head = head_value(b"rec", b"input", &first).expect("head");
+        let parts = split_head(b"h", &head).expect("split");
+        assert_eq!((parts.record, parts.input), (&b"rec"[..], &b"input"[..]));
         assert_eq!(
-            split_head(b"h", &head).expect("split"),
-            (&b"rec"[..], &b"input"[..])
+            parts.first,
+            vec![
+                (b'j', &7u32.to_be_bytes()[..], &b"job"[..]),
+                (b't', &b""[..], &b"st"[..])
+            ]
         );
         assert!(split_head(b"h", &head[..5]).is_err(), "cut short");
+        assert!(
+            split_head(b"h", &head[..head.len() - 1]).is_err(),
+            "a saved key cut short"
+        );
         assert!(split_head(b"h", b"").is_err());
     }
 }

@@ -96,23 +96,12 @@ pub(crate) fn job_key(id: &Id, index: u32) -> [u8; 22] {
     k
 }
 
-/// The index of a job key.
-pub(crate) fn job_index(key: &[u8]) -> Option<usize> {
-    let b: [u8; 4] = key.get(18..22)?.try_into().ok()?;
-    usize::try_from(u32::from_be_bytes(b)).ok()
-}
-
 /// `r id p name`.
 pub(crate) fn part_key(id: &Id, name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(18 + name.len());
     k.extend_from_slice(&run_key(id, PART));
     k.extend_from_slice(name.as_bytes());
     k
-}
-
-/// The name of a part key.
-pub(crate) fn part_name(key: &[u8]) -> String {
-    String::from_utf8_lossy(key.get(18..).unwrap_or_default()).into_owned()
 }
 
 /// `w wake id`.
@@ -198,8 +187,8 @@ mod tests {
             "a run's keys are together"
         );
         assert!(job_key(&a, 1) < job_key(&a, 256), "jobs in index order");
-        assert_eq!(job_index(&job_key(&a, 256)), Some(256));
-        assert_eq!(part_name(&part_key(&a, "r/x")), "r/x");
+        assert_eq!(job_key(&a, 256)[18..], 256u32.to_be_bytes());
+        assert_eq!(&part_key(&a, "r/x")[18..], b"r/x");
         assert!(wake_key(5, &b) < wake_key(6, &a), "wake keys by time first");
         assert_eq!(wake_of(&wake_key(7, &a)), Some((7, a)));
         assert_eq!(id_of(&part_key(&a, "r/x")), Some(a));

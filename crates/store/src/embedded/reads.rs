@@ -13,6 +13,73 @@ use crate::{db_err, StoreResult};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 
+/// An unfinished run's head and what it saved, as reads assemble it.
+struct Head {
+    record: ExecutionRecord,
+    input: Option<RunInput>,
+    jobs: BTreeMap<usize, JobRecord>,
+    parts: BTreeMap<String, Json>,
+    frames: Option<Json>,
+    state: Option<RunState>,
+}
+
+impl Head {
+    fn new(record: ExecutionRecord, input: Option<RunInput>) -> Head {
+        Head {
+            record,
+            input,
+            jobs: BTreeMap::new(),
+            parts: BTreeMap::new(),
+            frames: None,
+            state: None,
+        }
+    }
+
+    /// Applies one saved key (from the head's first save, or a key of its own).
+    fn apply(&mut self, store: &SledStore, key: &[u8], kind: u8, name: &[u8], value: &[u8]) {
+        match kind {
+            JOB => {
+                let index = <[u8; 4]>::try_from(name)
+                    .ok()
+                    .map(u32::from_be_bytes)
+                    .and_then(|i| usize::try_from(i).ok());
+                if let (Some(i), Some(job)) = (index, store.decoded::<JobRecord>(key, value)) {
+                    self.jobs.insert(i, job);
+                }
+            }
+            PART => {
+                if let Some(v) = store.decoded::<Json>(key, value) {
+                    self.parts
+                        .insert(String::from_utf8_lossy(name).into_owned(), v);
+                }
+            }
+            STACK => self.frames = store.decoded::<Json>(key, value),
+            STATE => self.state = store.decoded::<RunState>(key, value),
+            _ => {}
+        }
+    }
+
+    /// Queued until it saved progress.
+    fn status(&self) -> RunStatus {
+        self.state.map_or(RunStatus::Queued, |s| s.status)
+    }
+
+    /// The record with its jobs (in index order, up to the first gap) and status.
+    fn into_record(self) -> (ExecutionRecord, Option<RunInput>) {
+        let status = self.status();
+        let mut record = self.record;
+        record.status = status;
+        for (i, job) in self.jobs {
+            if i == record.jobs.len() {
+                record.jobs.push(job);
+            } else if i < record.jobs.len() {
+                record.jobs[i] = job;
+            }
+        }
+        (record, self.input)
+    }
+}
+
 /// A finished run's page entry, decoded.
 pub(crate) struct Packed {
     pub record: ExecutionRecord,
@@ -42,8 +109,8 @@ impl SledStore {
         })
     }
 
-    /// The head key of a run that saved progress: its record and input.
-    fn own_head(&self, id: &Id) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+    /// The head key of a run that saved progress.
+    fn own_head(&self, id: &Id) -> StoreResult<Option<Head>> {
         let key = layout::run_key(id, HEAD);
         let Some(v) = self.runs.get(key).map_err(db_err)? else {
             return Ok(None);
@@ -51,37 +118,38 @@ impl SledStore {
         self.split_decoded(&key, &v)
     }
 
-    /// A head value, decoded; a damaged one is set aside and read as absent.
-    fn split_decoded(
-        &self,
-        key: &[u8],
-        v: &[u8],
-    ) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
-        let (record, input) = match split_head(key, v) {
+    /// A head value, decoded with what its first save carried; a damaged
+    /// one is set aside and read as absent.
+    fn split_decoded(&self, key: &[u8], v: &[u8]) -> StoreResult<Option<Head>> {
+        let parts = match split_head(key, v) {
             Ok(parts) => parts,
             Err(error) => {
                 self.set_aside(vec![key.to_vec()], &error);
                 return Ok(None);
             }
         };
-        let Some(record) = self.decoded::<ExecutionRecord>(key, record) else {
+        let Some(record) = self.decoded::<ExecutionRecord>(key, parts.record) else {
             return Ok(None);
         };
-        let input = match input.is_empty() {
+        let input = match parts.input.is_empty() {
             true => None,
-            false => self.decoded::<RunInput>(key, input),
+            false => self.decoded::<RunInput>(key, parts.input),
         };
-        Ok(Some((record, input)))
+        let mut head = Head::new(record, input);
+        for (kind, name, value) in parts.first {
+            head.apply(self, key, kind, name, value);
+        }
+        Ok(Some(head))
     }
 
     /// An unfinished run's head: its record (as accepted) and its input,
-    /// from its queue page (`pages` keeps pages opened by the caller) or
-    /// its own head key.
+    /// from its queue page (`pages` keeps pages opened by the caller) or its
+    /// own head key.
     fn head_in(
         &self,
         id: &Id,
         pages: &mut HashMap<u64, Option<Vec<u8>>>,
-    ) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
+    ) -> StoreResult<Option<Head>> {
         let Some(run) = lock(&self.queued).runs.get(id).cloned() else {
             return self.own_head(id);
         };
@@ -120,33 +188,27 @@ impl SledStore {
             true => None,
             false => self.decoded::<RunInput>(&key, e.input),
         };
-        Ok(Some((record, input)))
+        Ok(Some(Head::new(record, input)))
     }
 
-    fn head(&self, id: &Id) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
-        self.head_in(id, &mut HashMap::new())
+    /// An unfinished run as saved: its head, then its own keys, which win.
+    fn live(&self, id: &Id) -> StoreResult<Option<Head>> {
+        let Some(mut head) = self.head_in(id, &mut HashMap::new())? else {
+            return Ok(None);
+        };
+        for item in self.runs.scan_prefix(layout::run_prefix(id)) {
+            let (k, v) = item.map_err(db_err)?;
+            if let Some(kind @ (JOB | PART | STACK | STATE)) = layout::kind_of(&k) {
+                head.apply(self, &k, kind, &k[18..], &v);
+            }
+        }
+        Ok(Some(head))
     }
 
     /// An unfinished run's record as saved (its jobs, its status), without
     /// request; and its input.
     fn live_record(&self, id: &Id) -> StoreResult<Option<(ExecutionRecord, Option<RunInput>)>> {
-        let Some((mut record, input)) = self.head(id)? else {
-            return Ok(None);
-        };
-        record.status = self.live_status(id)?;
-        for item in self.runs.scan_prefix(layout::run_key(id, JOB)) {
-            let (k, v) = item.map_err(db_err)?;
-            let index = layout::job_index(&k).unwrap_or(usize::MAX);
-            let Some(job) = self.decoded::<JobRecord>(&k, &v) else {
-                continue;
-            };
-            if index < record.jobs.len() {
-                record.jobs[index] = job;
-            } else if index == record.jobs.len() {
-                record.jobs.push(job);
-            }
-        }
-        Ok(Some((record, input)))
+        Ok(self.live(id)?.map(Head::into_record))
     }
 
     /// A finished run's entry in the pages of the second its id names (the
@@ -206,28 +268,20 @@ impl SledStore {
 
     /// A run's input, live or kept with its finished record.
     pub(crate) fn read_input(&self, id: &Id) -> StoreResult<Option<RunInput>> {
-        if let Some((_, input)) = self.head(id)? {
-            return Ok(input);
+        if let Some(head) = self.head_in(id, &mut HashMap::new())? {
+            return Ok(head.input);
         }
         Ok(self.packed(id)?.and_then(|p| p.input))
     }
 
     /// An unfinished run as last saved.
     pub(crate) fn read_resumable(&self, id: &Id) -> StoreResult<Option<Resumable>> {
-        let Some((record, input)) = self.live_record(id)? else {
+        let Some(head) = self.live(id)? else {
             return Ok(None);
         };
-        let frames = self
-            .value::<Json>(&layout::run_key(id, STACK))?
-            .unwrap_or(Json::Null);
-        let mut parts = BTreeMap::new();
-        for item in self.runs.scan_prefix(layout::run_key(id, PART)) {
-            let (k, v) = item.map_err(db_err)?;
-            let name = layout::part_name(&k);
-            if let Some(value) = self.decoded::<Json>(&k, &v) {
-                parts.insert(name, value);
-            }
-        }
+        let frames = head.frames.clone().unwrap_or(Json::Null);
+        let parts = head.parts.clone();
+        let (record, input) = head.into_record();
         Ok(Some(Resumable {
             record,
             input,
@@ -236,14 +290,16 @@ impl SledStore {
         }))
     }
 
-    /// The status of an unfinished run (queued until it saved progress).
-    fn live_status(&self, id: &Id) -> StoreResult<RunStatus> {
+    /// The status of a run with a head of its own: its `t` key, or what its
+    /// head carries.
+    fn own_status(&self, id: &Id, head: &Head) -> StoreResult<RunStatus> {
         if self.overlay.is_woken(id) {
             return Ok(RunStatus::Running);
         }
-        Ok(self
-            .value::<RunState>(&layout::run_key(id, STATE))?
-            .map_or(RunStatus::Queued, |s| s.status))
+        Ok(match self.value::<RunState>(&layout::run_key(id, STATE))? {
+            Some(state) => state.status,
+            None => head.status(),
+        })
     }
 
     /// Queued and running runs, oldest first, after `after`.
@@ -355,9 +411,10 @@ impl SledStore {
             if full_and_older(&rows, &id) {
                 break;
             }
-            let Some((mut r, _)) = self.head_in(&id, &mut opened)? else {
+            let Some(head) = self.head_in(&id, &mut opened)? else {
                 continue;
             };
+            let mut r = head.record;
             r.status = RunStatus::Queued;
             if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
                 add(&mut rows, id, r.summary());
@@ -377,10 +434,12 @@ impl SledStore {
             if full_and_older(&rows, &id) {
                 break;
             }
-            let Some((mut r, _)) = self.split_decoded(&k, &v)? else {
+            let Some(head) = self.split_decoded(&k, &v)? else {
                 continue;
             };
-            r.status = self.live_status(&id)?;
+            let status = self.own_status(&id, &head)?;
+            let mut r = head.record;
+            r.status = status;
             if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
                 add(&mut rows, id, r.summary());
             }
