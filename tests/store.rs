@@ -69,6 +69,7 @@ nodes:
     let jobs = record["jobs"].as_array().map(Vec::len).unwrap_or(0);
     assert_eq!(jobs, 3001, "the loop and one job per request");
     let grown = folder_size(app.data_path()).saturating_sub(before);
+    eprintln!("the data folder grew by {} KiB", grown / 1024);
     assert!(
         grown < 50 * 1024 * 1024,
         "the data folder grew by {} MB",
