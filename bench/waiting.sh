@@ -53,7 +53,13 @@ for _ in $(seq 1 600); do
         | awk '/requests in/ {print $1}')
     sent=$((sent + ${n:-0}))
 done
-sleep 5
+# Until every run has reached its delay (none queued or running), at most 5 min.
+api() { curl -s -H "Authorization: Bearer t" "http://127.0.0.1:$PORT/api/executions?limit=1&status=$1"; }
+for _ in $(seq 1 300); do
+    [ "$(api queued)$(api running)" = '{"executions":[],"next_cursor":null}{"executions":[],"next_cursor":null}' ] && break
+    sleep 1
+done
+sleep 2
 loaded=$(rss)
 kill "$hf"; wait "$hf" 2>/dev/null || true
 start

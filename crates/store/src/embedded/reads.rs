@@ -310,6 +310,8 @@ impl SledStore {
     ) -> StoreResult<Vec<String>> {
         // Runs still in queue pages are queued; runs with heads of their own
         // that run are marked (`u` keys): no run's data is read.
+        // Only the first `limit` of each source can be among the first
+        // `limit` of both: a page costs `limit` reads, not every marker.
         let mut ids: Vec<Id> = {
             let index = lock(&self.queued);
             index
@@ -319,6 +321,10 @@ impl SledStore {
                 .copied()
                 .collect()
         };
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
         let start = match after {
             Some(a) => {
                 let mut k = layout::running_key(a).to_vec();
@@ -327,7 +333,7 @@ impl SledStore {
             }
             None => vec![RUNNING],
         };
-        for item in self.runs.range(start..vec![RUNNING + 1]) {
+        for item in self.runs.range(start..vec![RUNNING + 1]).take(limit) {
             let (k, _) = item.map_err(db_err)?;
             if let Some(id) = layout::id_of(&k) {
                 ids.push(id);
