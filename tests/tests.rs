@@ -4,6 +4,7 @@ mod cli;
 mod harness;
 mod http;
 mod nodes;
+mod panics;
 mod runs;
 mod store;
 mod trust;

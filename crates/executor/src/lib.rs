@@ -11,6 +11,7 @@
 
 pub mod answer;
 mod nodes;
+mod panics;
 pub mod policy;
 mod queue;
 mod record;
@@ -28,6 +29,7 @@ pub use answer::Answer;
 pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
 
+use futures_util::FutureExt;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{
@@ -41,6 +43,7 @@ use scope::{scope_copying, scope_for};
 use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use versions::Versions;
 
@@ -229,11 +232,18 @@ impl Executor {
         // The run is driven here, in the request's task, until it answers;
         // whatever is left of it then (nodes after a `timeout_response`, the
         // end of an aborted run) goes on in a task of its own.
-        let mut drive = Box::pin(run.drive());
+        let mut drive = Box::pin(AssertUnwindSafe(run.drive()).catch_unwind());
         let answered = async {
             tokio::select! {
                 biased;
-                _ = &mut drive => (responder.wait().await, true),
+                driven = &mut drive => {
+                    if let Err(payload) = driven {
+                        let (workflow, started_ms) = &header;
+                        self.fail_panicked(&id, Some((workflow, *started_ms)), &*payload);
+                        responder.answer(Answer::finished(false, &id));
+                    }
+                    (responder.wait().await, true)
+                }
                 answer = responder.wait() => (answer, false),
             }
         };
@@ -258,11 +268,17 @@ impl Executor {
         };
         if !finished {
             let (workflow, started_ms) = header;
+            let id_after = id.clone();
             let mut going = bare_record(id.clone(), &workflow, RunStatus::Running);
             going.started_ms = started_ms;
             going.started_at = hookflow_model::time::Timestamp(started_ms);
             self.store.announce(going);
-            tokio::spawn(drive);
+            let executor = self.clone();
+            tokio::spawn(async move {
+                if let Err(payload) = drive.await {
+                    executor.fail_panicked(&id_after, Some((&workflow, started_ms)), &*payload);
+                }
+            });
         }
         (id, answer)
     }
@@ -424,6 +440,23 @@ impl Executor {
 
     /// Runs a queued, resumed or woken run to its end (called by a worker).
     async fn execute(&self, item: ReadyRun) {
+        let (id, workflow) = match &item {
+            ReadyRun::New(new) => (
+                new.record.id.clone(),
+                Some((new.workflow.clone(), new.record.started_ms)),
+            ),
+            ReadyRun::Stored { id } => (id.clone(), None),
+        };
+        let driven = AssertUnwindSafe(self.execute_unguarded(item))
+            .catch_unwind()
+            .await;
+        if let Err(payload) = driven {
+            let workflow = workflow.as_ref().map(|(w, started)| (&**w, *started));
+            self.fail_panicked(&id, workflow, &*payload);
+        }
+    }
+
+    async fn execute_unguarded(&self, item: ReadyRun) {
         let run = match item {
             ReadyRun::New(new) => {
                 let NewRun {
@@ -443,8 +476,9 @@ impl Executor {
         run.durable = true;
         run.deadline = run.workflow.timeout.map(|t| {
             let elapsed = hookflow_model::time::now_millis().saturating_sub(run.record.started_ms);
-            tokio::time::Instant::now()
-                + t.saturating_sub(std::time::Duration::from_millis(elapsed))
+            tokio::time::Instant::from_std(hookflow_model::time::deadline_after(
+                t.saturating_sub(std::time::Duration::from_millis(elapsed)),
+            ))
         });
         if let Some(waiting) = run.drive().await {
             // A waiting run is on disk before its worker moves on: a crash

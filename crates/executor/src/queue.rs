@@ -169,11 +169,14 @@ impl Queue {
                 let active = queue.active.clone();
                 let idle = queue.idle.clone();
                 tokio::spawn(async move {
+                    // Counted down however the task ends, a panic included:
+                    // a shutdown waits for runs, not for a lost count.
+                    let _done = Finished {
+                        active,
+                        idle,
+                        _permit: permit,
+                    };
                     exec.execute(item).await;
-                    drop(permit);
-                    if active.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        idle.notify_waiters();
-                    }
                 });
             }
         });
@@ -183,7 +186,7 @@ impl Queue {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop.notify_waiters();
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = tokio::time::Instant::from_std(hookflow_model::time::deadline_after(grace));
         loop {
             let idle = self.idle.notified();
             let active = self.active.load(Ordering::SeqCst);
@@ -193,6 +196,23 @@ impl Queue {
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 return self.active.load(Ordering::SeqCst);
             }
+        }
+    }
+}
+
+/// A worker's run ended: its permit freed and the active count lowered (the
+/// last one wakes a waiting shutdown). Runs on drop, so an unwinding task
+/// counts down too.
+struct Finished {
+    active: Arc<AtomicUsize>,
+    idle: Arc<tokio::sync::Notify>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
         }
     }
 }

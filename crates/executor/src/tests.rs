@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex};
 struct Recording {
     inner: MemoryStore,
     saved: Mutex<Vec<Resumable>>,
+    /// The next `finish` panics (a stand-in for a bug inside a run).
+    panic_at_finish: std::sync::atomic::AtomicBool,
 }
 
 impl Store for Recording {
@@ -40,6 +42,12 @@ impl Store for Recording {
         self.inner.woke(id)
     }
     fn finish(&self, record: ExecutionRecord, durable: bool) {
+        if self
+            .panic_at_finish
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a bug while finishing run {}", record.id);
+        }
         self.inner.finish(record, durable)
     }
     fn announce(&self, record: ExecutionRecord) {
@@ -542,4 +550,106 @@ fn stubbed_env() -> Arc<Env> {
         stubs,
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
     })
+}
+
+/// An executor over `store` with one worker, started.
+fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
+    let config = crate::ExecutorConfig {
+        queue: crate::queue::QueueConfig {
+            workers: 1,
+            capacity: 16,
+        },
+        request_policy: Default::default(),
+        stubs: Default::default(),
+        max_result: 0,
+    };
+    let executor = crate::Executor::new(store, config).expect("executor");
+    executor.start().expect("start");
+    executor
+}
+
+/// A panic inside an async run fails that run (durably, with the panic's
+/// message) and frees its worker: the next run runs, and a shutdown does
+/// not wait for a worker that will never come back.
+#[tokio::test]
+async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
+    let store = recording();
+    store
+        .panic_at_finish
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let executor = started_executor(dyn_store.clone());
+    let wf = compile(
+        "simple",
+        "title: Simple\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: one, type: calculation, expression: \"1 + 1\" }\n",
+    );
+    let input = RunInput {
+        trigger: hookflow_model::request::TriggerRequest::default(),
+        vars: json!({}),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (id, _) = executor
+            .accept(wf.clone(), input.clone(), None)
+            .await
+            .expect("accepted");
+        ids.push(id);
+    }
+    let mut records = Vec::new();
+    for id in &ids {
+        let mut finished = None;
+        for _ in 0..200 {
+            match dyn_store.get(id).expect("get") {
+                Some(r) if r.finished_at.is_some() => {
+                    finished = Some(r);
+                    break;
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        records.push(finished.expect("the run finished within 2 s"));
+    }
+    assert_eq!(records[0].status, RunStatus::Failed);
+    let error = records[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("internal error") && error.contains("a bug while finishing"),
+        "{error}"
+    );
+    assert_eq!(
+        records[1].status,
+        RunStatus::Resolved,
+        "the worker took the next run"
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        executor.shutdown(std::time::Duration::from_secs(3)).await,
+        0
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+/// A panic inside a sync run answers 500 `failed` and fails its record.
+#[tokio::test]
+async fn a_panic_inside_a_sync_run_answers_500_and_fails_the_record() {
+    let store = recording();
+    store
+        .panic_at_finish
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let executor = started_executor(dyn_store.clone());
+    let input = RunInput {
+        trigger: hookflow_model::request::TriggerRequest::default(),
+        vars: json!({}),
+    };
+    let (id, answer) = executor.run_sync(workflow(), input).await;
+    assert_eq!(answer.status, 500);
+    let record = dyn_store
+        .get(&id)
+        .expect("get")
+        .expect("the failed run is stored");
+    assert_eq!(record.status, RunStatus::Failed);
+    assert!(record
+        .error
+        .unwrap_or_default()
+        .contains("a bug while finishing"));
 }

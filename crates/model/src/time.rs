@@ -65,6 +65,15 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// The instant `after` from now; a duration too long for the clock gives a
+/// day short of a hundred years (it never panics, unlike `Instant + Duration`).
+pub fn deadline_after(after: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(36_499 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> u64 {
     SystemTime::now()
@@ -130,7 +139,14 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let text = s.get(r)?;
+        // `parse` would take a sign; a field is digits only.
+        if !text.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    };
     let (y, mo, d, h, mi, se) = (
         num(0..4)?,
         num(5..7)?,
@@ -142,7 +158,9 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let mut rest = &s[19..];
+    // Every slice below is taken with `get`: a multi-byte character where a
+    // digit belongs makes the text invalid, never a panic.
+    let mut rest = s.get(19..)?;
     let mut millis = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac
@@ -151,24 +169,38 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
         if digits == 0 {
             return None;
         }
-        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
+        let padded = format!("{:0<3}", frac.get(..digits.min(3))?);
         millis = padded.parse().ok()?;
-        rest = &frac[digits..];
+        rest = frac.get(digits..)?;
     }
-    let offset_secs = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
-        {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
+    let offset_secs = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let hours: i64 = rest.get(1..3)?.parse().ok()?;
+            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let sign = if *sign == b'-' { -1 } else { 1 };
+            sign * (hours * 3600 + minutes * 60)
         }
         _ => return None,
     };
+    if d > days_in_month(y, mo) {
+        return None;
+    }
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
     u64::try_from(secs * 1000 + millis).ok()
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 // Howard Hinnant's civil calendar algorithms.
@@ -241,8 +273,37 @@ mod tests {
             "2026-13-01T00:00:00Z",
             "2026-11-22T10:00:00",
             "2026-11-22T10:00:00+0800",
+            "2026-02-30T10:00:00Z",
+            "2026-11-22T10:00:00+24:00",
+            "+026-11-22T10:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    /// A multi-byte character at any position is an invalid time, never a
+    /// panic (it was: fixed-offset slices split the character).
+    #[test]
+    fn multi_byte_characters_anywhere_are_invalid_not_a_panic() {
+        let good = "2026-11-22T10:00:00.123+08:00";
+        for at in 0..=good.len() {
+            for ch in ["é", "时", "🙂"] {
+                let mut text = good.to_string();
+                text.insert_str(at, ch);
+                assert_eq!(parse_rfc3339(&text), None, "{text}");
+                let mut replaced = good.to_string();
+                if at < good.len() {
+                    replaced.replace_range(at..at + 1, ch);
+                    assert_eq!(parse_rfc3339(&replaced), None, "{replaced}");
+                }
+            }
+        }
+        assert!(parse_rfc3339(good).is_some());
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00Z时"), None);
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00.时"), None);
+        // Six bytes where `+hh:mm` belongs, split inside a character.
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00+时00"), None);
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00+0é:0"), None);
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00+08:é"), None);
     }
 }

@@ -14,6 +14,10 @@ pub struct Dur(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Size(pub u64);
 
+/// The longest duration a file or a flag may write: 100 years. Longer ones
+/// are an error (they would overflow the clock's arithmetic).
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// Parses a duration such as `90s`, `10m`, `25h`, `500ms`, `7d` or `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
@@ -54,6 +58,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
         };
         total = total.saturating_add(part);
+    }
+    if total > MAX_DURATION {
+        return Err(format!(
+            "duration `{text}` is too long (at most 36500d, 100 years)"
+        ));
     }
     Ok(total)
 }
@@ -213,8 +222,14 @@ mod tests {
                 Ok(ms)
             );
         }
-        for bad in ["", "10", "s", "5x", "1.5s", "-3s"] {
+        for bad in ["", "10", "s", "5x", "1.5s", "-3s", "3时", "时3s"] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
+        }
+        // Long enough to overflow `Instant + Duration`: an error, not a panic later.
+        assert!(parse_duration("36500d").is_ok());
+        for long in ["36501d", "99999999999999999d", "18446744073709551615s"] {
+            let error = parse_duration(long).expect_err(long);
+            assert!(error.contains("too long"), "{error}");
         }
     }
 

@@ -50,7 +50,7 @@ impl Claims {
         wait: Duration,
     ) -> Result<Claim<'a>, Refusal> {
         let slot = slot(workflow, key);
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::from_std(hookflow_model::time::deadline_after(wait));
         loop {
             let waiting = {
                 let mut map = self
