@@ -34,3 +34,8 @@ soak:
 # 100,000 runs waiting in a delay: what they cost in RSS (live, and after a restart) and on disk.
 bench-waiting:
     bash bench/waiting.sh
+
+# Fuzz the parsers, signature schemes, workflow loading and templates (nightly + cargo-fuzz,
+# installed when missing); FUZZ_SECONDS per target (default 180). Not run by CI.
+fuzz:
+    bash fuzz/run.sh
