@@ -158,8 +158,7 @@ fn recording() -> Arc<Recording> {
 
 fn env() -> Arc<Env> {
     Arc::new(Env {
-        http: reqwest::Client::new(),
-        policy: Arc::new(Default::default()),
+        http: crate::policy::Outbound::new(Default::default(), None).expect("client"),
         max_response_body: 1024,
         stubs: Default::default(),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
@@ -536,8 +535,7 @@ fn stubbed_env() -> Arc<Env> {
         },
     );
     Arc::new(Env {
-        http: reqwest::Client::new(),
-        policy: Arc::new(Default::default()),
+        http: crate::policy::Outbound::new(Default::default(), None).expect("client"),
         max_response_body: 1024,
         stubs,
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
