@@ -1,6 +1,7 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
 mod cli;
+mod destinations;
 mod harness;
 mod http;
 mod nodes;

@@ -3,7 +3,10 @@
 //! Routes: `/sleep/{ms}` answers after a pause; `/status/{code}` answers that
 //! status; `/repeat` answers with the header `x-many` twice (`a`, then `b`);
 //! `/flaky/{n}` answers 503 (with `Retry-After` when `?retry_after=` is
-//! given) to its first `n` calls, then 200; anything else echoes the request.
+//! given) to its first `n` calls, then 200; `/redirect-to/{host:port}/{path…}`
+//! answers 302 to `http://{host:port}/{path…}` (keeping the query string);
+//! `/hops/{n}` redirects to `/hops/{n-1}` until `/hops/0`, which answers 200;
+//! anything else echoes the request.
 
 #![allow(dead_code)]
 
@@ -99,6 +102,21 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 HttpResponse::Ok().json(json!({"try": count}))
             }
         }
+        ["redirect-to", target, rest @ ..] => {
+            let mut location = format!("http://{target}/{}", rest.join("/"));
+            if !hit.query.is_empty() {
+                location = format!("{location}?{}", hit.query);
+            }
+            HttpResponse::Found()
+                .insert_header(("location", location))
+                .json(json!({"redirect": true}))
+        }
+        ["hops", n] => match n.parse::<u32>().unwrap_or(0) {
+            0 => HttpResponse::Ok().json(json!({"hops": "done"})),
+            n => HttpResponse::Found()
+                .insert_header(("location", format!("/hops/{}", n - 1)))
+                .finish(),
+        },
         _ => {
             let parsed: Json =
                 serde_json::from_str(&hit.body).unwrap_or(Json::String(hit.body.clone()));
@@ -108,8 +126,13 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
 }
 
 impl Upstream {
-    /// Starts on a free loopback port.
+    /// Starts on a free port of 127.0.0.1.
     pub fn start() -> Upstream {
+        Upstream::start_on("127.0.0.1")
+    }
+
+    /// Starts on a free port of a loopback address (`127.0.0.2`…).
+    pub fn start_on(ip: &'static str) -> Upstream {
         let shared = Arc::new(Shared::default());
         let data = web::Data::from(shared.clone());
         let (tx, rx) = std::sync::mpsc::channel();
@@ -124,7 +147,7 @@ impl Upstream {
                 .workers(2)
                 .disable_signals()
                 .shutdown_timeout(1)
-                .bind(("127.0.0.1", 0))
+                .bind((ip, 0))
                 .expect("bind upstream");
                 let addr = server.addrs()[0];
                 let server = server.run();
@@ -149,6 +172,11 @@ impl Upstream {
             .lock()
             .map(|h| h.clone())
             .unwrap_or_default()
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Requests to one path.

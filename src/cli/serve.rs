@@ -2,7 +2,7 @@
 
 use super::{LogFormat, PlaceArgs};
 use anyhow::Context;
-use hookflow_executor::policy::HostRules;
+use hookflow_executor::policy::{HostRules, RequestProxy};
 use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
 use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_service::{Service, Settings};
@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Hosts or networks request nodes may not call (comma-separated; wins over allow).
     #[arg(long, env = "HOOKFLOW_REQUEST_DENY", value_delimiter = ',')]
     request_deny: Vec<String>,
+    /// Proxy for request nodes (http:// or https://, user info allowed). None
+    /// by default; HTTP_PROXY and HTTPS_PROXY are never used.
+    #[arg(long, env = "HOOKFLOW_REQUEST_PROXY", hide_env_values = true)]
+    request_proxy: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "HOOKFLOW_LOG_FORMAT")]
     log_format: LogFormat,
@@ -89,6 +93,10 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
         })?);
     let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
         .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;
+    let request_proxy = match args.request_proxy.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => Some(RequestProxy::parse(url).map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
     let executor = Executor::new(
         store,
         ExecutorConfig {
@@ -97,6 +105,7 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
                 capacity: args.queue_capacity,
             },
             request_policy,
+            request_proxy,
             stubs: Default::default(),
             max_result: usize::try_from(args.max_result)
                 .unwrap_or(usize::MAX)

@@ -86,10 +86,9 @@ pub struct OfflineRun {
 
 /// Services shared by all runs.
 pub struct Env {
-    /// The HTTP client of request nodes.
-    pub http: reqwest::Client,
-    /// Where request nodes may connect.
-    pub policy: Arc<policy::HostRules>,
+    /// How request nodes reach other systems: the HTTP clients and the
+    /// rules of where they may connect.
+    pub http: policy::Outbound,
     /// Largest response body a request node reads.
     pub max_response_body: usize,
     /// Canned answers for request nodes, by node key (tests only; empty in a server).
@@ -105,6 +104,9 @@ pub struct ExecutorConfig {
     pub queue: QueueConfig,
     /// Request node destinations.
     pub request_policy: policy::HostRules,
+    /// The proxy request nodes go through (`--request-proxy`); none by
+    /// default, and never one from the environment.
+    pub request_proxy: Option<policy::RequestProxy>,
     /// Canned answers for request nodes (`hookflow test`).
     pub stubs: HashMap<String, Stub>,
     /// Largest job result kept in a record (`--max-result`); 0 for the
@@ -134,20 +136,13 @@ impl Executor {
     /// before accepting async runs.
     pub fn new(store: Arc<dyn Store>, config: ExecutorConfig) -> Result<Executor, String> {
         let versions = Arc::new(Versions::new(store.clone()));
-        let policy = Arc::new(config.request_policy);
-        let http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(policy::PolicyResolver(policy.clone())))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = policy::Outbound::new(config.request_policy, config.request_proxy.as_ref())?;
         Ok(Executor {
             queue: Arc::new(Queue::new(config.queue)),
             store,
             versions,
             env: Arc::new(Env {
                 http,
-                policy,
                 max_response_body: MAX_RESPONSE_BODY,
                 stubs: config.stubs,
                 max_result: match config.max_result {

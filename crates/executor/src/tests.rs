@@ -166,8 +166,7 @@ fn recording() -> Arc<Recording> {
 
 fn env() -> Arc<Env> {
     Arc::new(Env {
-        http: reqwest::Client::new(),
-        policy: Arc::new(Default::default()),
+        http: crate::policy::Outbound::new(Default::default(), None).expect("client"),
         max_response_body: 1024,
         stubs: Default::default(),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
@@ -544,8 +543,7 @@ fn stubbed_env() -> Arc<Env> {
         },
     );
     Arc::new(Env {
-        http: reqwest::Client::new(),
-        policy: Arc::new(Default::default()),
+        http: crate::policy::Outbound::new(Default::default(), None).expect("client"),
         max_response_body: 1024,
         stubs,
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
@@ -560,6 +558,7 @@ fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
             capacity: 16,
         },
         request_policy: Default::default(),
+        request_proxy: None,
         stubs: Default::default(),
         max_result: 0,
     };

@@ -284,6 +284,8 @@ pub struct RequestSpec {
     pub backoff: Duration,
     /// Failures resolve with `error`.
     pub ignore_fail: bool,
+    /// Follow redirects; when false a 3xx is the result.
+    pub follow_redirects: bool,
 }
 
 impl Node {

@@ -389,3 +389,13 @@ fn other_rules() {
         &[(4, 5, "exactly one of `duration` or `until`")],
     );
 }
+
+#[test]
+fn follow_redirects_is_a_boolean() {
+    let node = "  - type: request\n    url: \"http://x.example/\"\n    follow_redirects: ";
+    check(&sync(&format!("{node}false\n")), &[]);
+    check(
+        &sync(&format!("{node}sometimes\n")),
+        &[(8, 23, "invalid type")],
+    );
+}

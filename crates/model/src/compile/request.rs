@@ -158,6 +158,7 @@ impl Cx<'_> {
             attempts,
             backoff,
             ignore_fail: r.ignore_fail,
+            follow_redirects: r.follow_redirects.unwrap_or(true),
         })
     }
 }

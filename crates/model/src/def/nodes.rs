@@ -149,6 +149,11 @@ node_struct!(
         /// A non-2xx, timeout or connection error resolves with `error` in the result.
         #[serde(default)]
         ignore_fail: bool,
+        /// Follow redirects (default true; at most 5, each checked against the
+        /// server's request policy). false: a 3xx is the node's result and does
+        /// not fail the node.
+        #[serde(default)]
+        follow_redirects: Option<bool>,
     }
 );
 

@@ -2,32 +2,25 @@
 //!
 //! Every try carries `Idempotency-Key: <execution id>-<node key>` so that an
 //! upstream can drop the repeats that at-least-once execution may cause.
+//! Every destination is checked against the server's request policy
+//! ([`crate::policy`]); a refused one fails the node without another try.
+//! Errors and logs show the URL without user info, query or fragment, which
+//! carry tokens.
+
+mod attempt;
 
 use super::{NodeCx, NodeError, Step};
+use attempt::{attempt_once, Try};
 use hookflow_model::def::ContentType;
-use hookflow_model::request::join_header;
 use hookflow_model::runtime::RequestSpec;
 use hookflow_model::template::ValueTemplate;
-use serde_json::{json, Map, Value as Json};
-use std::time::{Duration, SystemTime};
+use serde_json::{json, Value as Json};
+use std::time::Duration;
 
 /// Longest computed backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest wait a `Retry-After` may ask for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// One try's outcome.
-enum Try {
-    /// A response arrived.
-    Response {
-        status: u16,
-        headers: Map<String, Json>,
-        body: Json,
-        retry_after: Option<Duration>,
-    },
-    /// No response: connect error, timeout, body too large.
-    Failed(String),
-}
 
 pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Result<Step, NodeError> {
     let templates = &cx.workflow.templates;
@@ -38,18 +31,19 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
         .map_err(|_| NodeError(format!("invalid method `{method_text}`")))?;
     let url_text = templates.render(&spec.url, cx.scope)?;
     let mut url = reqwest::Url::parse(&url_text)
-        .map_err(|e| NodeError(format!("invalid url `{url_text}`: {e}")))?;
+        .map_err(|e| NodeError(format!("invalid url `{}`: {e}", shown_text(&url_text))))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(NodeError(format!(
-            "url `{url_text}` must use http or https"
+            "url `{}` must use http or https",
+            shown(&url)
         )));
     }
-    let host = url.host_str().unwrap_or_default().to_string();
-    cx.env.policy.check_host(&host).map_err(NodeError)?;
     for (name, value) in &spec.query {
         let value = templates.eval_value(value, cx.scope)?;
         append_value(&mut url.query_pairs_mut(), name, &value);
     }
+    // The URL as errors and logs show it.
+    let target = format!("{method_text} {}", shown(&url));
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (name, value) in &spec.headers {
         headers.push((name.clone(), templates.render(value, cx.scope)?));
@@ -60,7 +54,8 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
     };
     let idempotency_key = format!("{}-{node_ident}", cx.execution_id);
 
-    // `hookflow test` answers stubbed nodes itself; nothing leaves the machine.
+    // `hookflow test` answers stubbed nodes itself; nothing leaves the machine
+    // (so the request policy has nothing to check).
     let stub = cx.env.stubs.get(node_ident).map(|s| Try::Response {
         status: s.status,
         headers: s.headers.clone(),
@@ -72,27 +67,28 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
     } else {
         spec.attempts.max(1)
     };
+    let outbound = &cx.env.http;
     let mut backoff = spec.backoff;
     let mut last = stub;
     for attempt in 1..=attempts {
-        let mut req = cx
-            .env
-            .http
-            .request(method.clone(), url.clone())
-            .timeout(spec.timeout)
-            .header("idempotency-key", &idempotency_key);
-        if let Some((content_type, bytes)) = &body {
-            req = req
-                .header("content-type", *content_type)
-                .body(bytes.clone());
-        }
-        for (name, value) in &headers {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        let outcome = attempt_once(req, cx.env.max_response_body).await;
-        let retryable = match &outcome {
-            Try::Response { status, .. } => *status == 429 || *status >= 500,
-            Try::Failed(_) => true,
+        let outcome = match outbound.check_url(&url) {
+            Err(refused) => Try::Refused(refused.to_string()),
+            Ok(()) => {
+                let mut req = outbound
+                    .client(spec.follow_redirects)
+                    .request(method.clone(), url.clone())
+                    .timeout(spec.timeout)
+                    .header("idempotency-key", &idempotency_key);
+                if let Some((content_type, bytes)) = &body {
+                    req = req
+                        .header("content-type", *content_type)
+                        .body(bytes.clone());
+                }
+                for (name, value) in &headers {
+                    req = req.header(name.as_str(), value.as_str());
+                }
+                attempt_once(req, outbound, cx.env.max_response_body).await
+            }
         };
         let wait = match &outcome {
             Try::Response {
@@ -101,21 +97,26 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
             } => (*d).min(MAX_RETRY_AFTER),
             _ => jitter(backoff),
         };
+        let retryable = outcome.retryable();
         last = Some(outcome);
         if !retryable || attempt == attempts {
             break;
         }
-        tracing::info!(message = "Request failed; retrying.", url = %url_text, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        tracing::info!(message = "Request failed; retrying.", request = %target, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         tokio::time::sleep(wait).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    // Without following, a redirect is an answer like any other success.
+    let success = |status: u16| {
+        (200..300).contains(&status) || (!spec.follow_redirects && (300..400).contains(&status))
+    };
     match last {
         Some(Try::Response {
             status,
             headers,
             body,
             ..
-        }) if (200..300).contains(&status) => Ok(Step::Next(
+        }) if success(status) => Ok(Step::Next(
             json!({"status": status, "headers": headers, "body": body}),
         )),
         Some(Try::Response {
@@ -124,7 +125,7 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
             body,
             ..
         }) => {
-            let error = format!("{method_text} {url_text} answered {status}");
+            let error = format!("{target} answered {status}");
             if spec.ignore_fail {
                 Ok(Step::Next(
                     json!({"status": status, "headers": headers, "body": body, "error": error}),
@@ -133,106 +134,49 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
                 Err(NodeError(error))
             }
         }
-        Some(Try::Failed(reason)) => {
-            let error = format!("{method_text} {url_text} failed: {reason}");
+        Some(Try::Failed { reason, .. }) => {
+            let error = format!("{target} failed: {reason}");
             if spec.ignore_fail {
                 Ok(Step::Next(json!({"error": error})))
             } else {
                 Err(NodeError(error))
             }
         }
+        // The operator's policy, not the upstream: `ignore_fail` does not
+        // turn it into a result.
+        Some(Try::Refused(reason)) => Err(NodeError(format!("{target} refused: {reason}"))),
         None => Err(NodeError("no attempt was made".into())),
     }
 }
 
-async fn attempt_once(req: reqwest::RequestBuilder, max_body: usize) -> Try {
-    let mut resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => return Try::Failed(describe(&e)),
-    };
-    let status = resp.status().as_u16();
-    let mut headers = Map::new();
-    for (name, value) in resp.headers() {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match headers.get_mut(name.as_str()) {
-            Some(Json::String(joined)) => join_header(joined, &v),
-            _ => {
-                headers.insert(name.as_str().to_string(), Json::String(v));
-            }
-        }
-    }
-    let retry_after = headers
-        .get("retry-after")
-        .and_then(Json::as_str)
-        .and_then(parse_retry_after);
-    let is_json = headers
-        .get("content-type")
-        .and_then(Json::as_str)
-        .and_then(|ct| ct.split(';').next())
-        .map(|m| {
-            let m = m.trim().to_ascii_lowercase();
-            m == "application/json" || m.ends_with("+json")
-        })
-        .unwrap_or(false);
-    let mut bytes = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if bytes.len() + chunk.len() > max_body {
-                    return Try::Failed(format!(
-                        "the response body is larger than {max_body} bytes"
-                    ));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return Try::Failed(describe(&e)),
-        }
-    }
-    let body = if bytes.is_empty() {
-        Json::Null
-    } else if is_json {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()))
-    } else {
-        Json::String(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    Try::Response {
-        status,
-        headers,
-        body,
-        retry_after,
-    }
+/// A URL as errors and logs show it: without user info, query string or
+/// fragment (they carry tokens).
+fn shown(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else {
-        "request error".to_string()
+/// The same for text that is not a URL: cut at `?` or `#`, without what
+/// precedes an `@` in the authority, at most 200 characters.
+fn shown_text(text: &str) -> String {
+    let cut = text.split(['?', '#']).next().unwrap_or_default();
+    let cut = match cut.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => cut.to_string(),
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    if cut.chars().count() > 200 {
+        format!("{}…", cut.chars().take(200).collect::<String>())
+    } else {
+        cut
     }
-    text
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// ±25% jitter.
@@ -304,19 +248,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
-        let d = parse_retry_after(&later).expect("date parses");
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
+    fn urls_are_shown_without_user_info_query_or_fragment() {
+        let url = |t: &str| reqwest::Url::parse(t).expect("url");
+        assert_eq!(
+            shown(&url(
+                "https://user:pw@api.example.com/v1/pay?token=abc#frag"
+            )),
+            "https://api.example.com/v1/pay"
         );
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
+            shown(&url("http://127.0.0.1:8080?k=v")),
+            "http://127.0.0.1:8080/"
         );
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            shown(&url("mailto:x@example.com?subject=s")),
+            "mailto:x@example.com"
+        );
+        assert_eq!(
+            shown_text("https://user:pw@host:99999/p/q?token=abc"),
+            "https://host:99999/p/q"
+        );
+        assert_eq!(shown_text("http://a@b@host#x?y"), "http://host");
+        assert_eq!(shown_text("not a url?token=abc"), "not a url");
+        assert_eq!(shown_text(&"x".repeat(300)).chars().count(), 201);
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! One try of a request node: send, check where the answer came from, read
+//! the answer; or say why there is none, without the URL.
+
+use crate::policy::{Outbound, Refused, TooManyRedirects};
+use hookflow_model::request::join_header;
+use serde_json::{Map, Value as Json};
+use std::time::{Duration, SystemTime};
+
+/// One try's outcome.
+pub(super) enum Try {
+    /// A response arrived.
+    Response {
+        status: u16,
+        headers: Map<String, Json>,
+        body: Json,
+        retry_after: Option<Duration>,
+    },
+    /// No response: connect error, timeout, body too large, too many
+    /// redirects. `retry` is false when another try cannot help.
+    Failed { reason: String, retry: bool },
+    /// The destination (the first, a redirect hop, or the address connected
+    /// to) is refused by the server's request policy: never retried.
+    Refused(String),
+}
+
+impl Try {
+    /// Worth another try: connect errors and timeouts, 429 and 5xx.
+    pub(super) fn retryable(&self) -> bool {
+        match self {
+            Try::Response { status, .. } => *status == 429 || *status >= 500,
+            Try::Failed { retry, .. } => *retry,
+            Try::Refused(_) => false,
+        }
+    }
+}
+
+/// Sends `req` and reads the answer, at most `max_body` bytes of body.
+pub(super) async fn attempt_once(
+    req: reqwest::RequestBuilder,
+    outbound: &Outbound,
+    max_body: usize,
+) -> Try {
+    let mut resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return failure(&e),
+    };
+    // The resolver let only allowed addresses through; check the one the
+    // answer came from all the same, before reading a byte of its body.
+    if let Err(refused) = outbound.check_peer(resp.url(), resp.remote_addr()) {
+        return Try::Refused(refused.to_string());
+    }
+    let status = resp.status().as_u16();
+    let mut headers = Map::new();
+    for (name, value) in resp.headers() {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(Json::String(joined)) => join_header(joined, &v),
+            _ => {
+                headers.insert(name.as_str().to_string(), Json::String(v));
+            }
+        }
+    }
+    let retry_after = headers
+        .get("retry-after")
+        .and_then(Json::as_str)
+        .and_then(parse_retry_after);
+    let is_json = headers
+        .get("content-type")
+        .and_then(Json::as_str)
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        })
+        .unwrap_or(false);
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > max_body {
+                    return Try::Failed {
+                        reason: format!("the response body is larger than {max_body} bytes"),
+                        retry: true,
+                    };
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return failure(&e),
+        }
+    }
+    let body = if bytes.is_empty() {
+        Json::Null
+    } else if is_json {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()))
+    } else {
+        Json::String(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    Try::Response {
+        status,
+        headers,
+        body,
+        retry_after,
+    }
+}
+
+/// What a client error means for the node: a refusal (from the resolver or
+/// the redirect policy), too many redirects, or a failed try.
+fn failure(e: &reqwest::Error) -> Try {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<Refused>() {
+            return Try::Refused(refused.to_string());
+        }
+        if let Some(too_many) = s.downcast_ref::<TooManyRedirects>() {
+            return Try::Failed {
+                reason: too_many.to_string(),
+                retry: false,
+            };
+        }
+        source = s.source();
+    }
+    Try::Failed {
+        reason: describe(e),
+        retry: !e.is_redirect() && !e.is_builder(),
+    }
+}
+
+/// The error and its causes, without the URL: a `reqwest::Error` shows its
+/// URL (query string included), so none is shown, only what it wraps.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else if e.is_redirect() {
+        "could not follow a redirect".to_string()
+    } else {
+        "request error".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if !s.is::<reqwest::Error>() {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let d = parse_retry_after(&later).expect("date parses");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
