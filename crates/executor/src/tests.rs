@@ -163,6 +163,7 @@ fn env() -> Arc<Env> {
         max_response_body: 1024,
         stubs: Default::default(),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
+        secrets: Default::default(),
     })
 }
 
@@ -242,6 +243,7 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
             ..TriggerRequest::default()
         },
         vars: json!({}),
+        secret_headers: Vec::new(),
     };
     let record = accepted(&dyn_store, &wf, &input).await;
     let full = finish(
@@ -370,6 +372,7 @@ fn empty_input() -> RunInput {
     RunInput {
         trigger: TriggerRequest::default(),
         vars: json!({}),
+        secret_headers: Vec::new(),
     }
 }
 
@@ -541,5 +544,6 @@ fn stubbed_env() -> Arc<Env> {
         max_response_body: 1024,
         stubs,
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
+        secrets: Default::default(),
     })
 }

@@ -244,11 +244,18 @@ impl Run {
         }
     }
 
-    /// Keeps a job in the record, its result cut down to `--max-result`
-    /// (the run itself goes on with the whole value).
+    /// Keeps a job in the record, scrubbed and its result cut down to
+    /// `--max-result` (the run itself goes on with the whole value).
     fn push_job(&mut self, mut job: JobRecord) {
         let result = std::mem::take(&mut job.result);
-        job.keep_result(result, self.env.max_result);
+        let scrubber = self.env.secrets.current();
+        crate::record::keep_job(
+            &mut job,
+            result,
+            self.env.max_result,
+            &scrubber,
+            &self.workflow,
+        );
         self.record.jobs.push(job);
     }
 
@@ -540,7 +547,7 @@ impl Run {
             Err(error) => {
                 job.status = JobStatus::Failed;
                 job.error = Some(error.0.clone());
-                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = %error.0);
+                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = ?error.0);
                 match node.on_error {
                     OnError::Continue => job.result = json!({"error": error.0}),
                     OnError::Fail => failure = Some(node_failure(node, &error.0)),
@@ -568,14 +575,18 @@ impl Run {
                     &self.record.id,
                 ));
             }
-            self.record.response = r.take_recorded();
+            let scrubber = self.env.secrets.current();
+            self.record.response = r
+                .take_recorded()
+                .map(|r| crate::record::stored_response(r, &scrubber, &self.workflow));
         }
         self.record.status = status;
         self.record.error = error;
+        crate::record::scrub_text(&mut self.record.error, &self.env.secrets.current());
         self.record.finished_at = Some(Timestamp::now());
         match &self.record.error {
             Some(error) => {
-                tracing::info!(message = "Run finished.", status = status.as_str(), %error)
+                tracing::info!(message = "Run finished.", status = status.as_str(), ?error)
             }
             None => tracing::info!(message = "Run finished.", status = status.as_str()),
         }
