@@ -5,6 +5,7 @@ mod harness;
 mod http;
 mod nodes;
 mod runs;
+mod secrets;
 mod store;
 mod trust;
 mod upstream;
