@@ -361,7 +361,9 @@ const EMPTY_PASSWORD: &str = "title: Guarded\nenabled: true\nsecrets: [HF_E2E_BA
 fn an_empty_basic_password_is_a_load_error_for_validate_and_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("guarded.yaml"), EMPTY_PASSWORD).expect("write");
-    let written = EMPTY_PASSWORD.replace("\"{{ secrets.HF_E2E_BASIC_PASS }}\"", "\"\"");
+    let written = EMPTY_PASSWORD
+        .replace("\"{{ secrets.HF_E2E_BASIC_PASS }}\"", "\"\"")
+        .replace("guarded-0001", "guarded-0002");
     std::fs::write(dir.path().join("written.yaml"), &written).expect("write");
     let dir_arg = dir.path().to_str().expect("utf-8");
     let (code, stdout, _) = hookflow(&["validate", dir_arg], &[("HF_E2E_BASIC_PASS", "")]);
@@ -560,4 +562,82 @@ fn values_an_attacker_sent_are_escaped_in_the_rejection_log_line() {
         "a forged line:\n{log}"
     );
     stop(&mut app);
+}
+
+/// A Feishu event encrypted the published way (AES-256-CBC, key = SHA-256 of
+/// the encrypt key, IV first), by Python's `cryptography`; with its
+/// `X-Lark-Signature` for timestamp `ts` and nonce `n1`.
+fn python_feishu(encrypt_key: &str, event: &str, ts: &str) -> (String, String) {
+    let script = r#"
+import base64, hashlib, os, sys, json
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives import padding
+key, event, ts = sys.argv[1], sys.argv[2], sys.argv[3]
+iv = os.urandom(16)
+p = padding.PKCS7(128).padder()
+data = p.update(event.encode()) + p.finalize()
+e = Cipher(algorithms.AES(hashlib.sha256(key.encode()).digest()), modes.CBC(iv)).encryptor()
+body = json.dumps({"encrypt": base64.b64encode(iv + e.update(data) + e.finalize()).decode()})
+print(body)
+print(hashlib.sha256((ts + "n1" + key + body).encode()).hexdigest())
+"#;
+    let out = python(script, &[encrypt_key, event, ts]);
+    let (body, sig) = out.split_once('\n').expect("two lines");
+    (body.to_string(), sig.to_string())
+}
+
+const FEISHU_SECRET: &str = r#"
+title: Feishu with secrets
+enabled: true
+secrets: [HF_E2E_FEISHU_TOKEN, HF_E2E_FEISHU_KEY]
+trigger:
+  type: webhook
+  mode: sync
+  key: feishu-secret-01
+  verify:
+    preset: feishu
+    token: "{{ secrets.HF_E2E_FEISHU_TOKEN }}"
+    encrypt_key: "{{ secrets.HF_E2E_FEISHU_KEY }}"
+nodes:
+  - type: response
+    body: { token: "{{ trigger.body.header.token }}", event: "{{ trigger.body.header.event_id }}" }
+"#;
+
+#[test]
+fn a_decrypted_feishu_token_is_neither_seen_nor_stored() {
+    let token = "feishu-verify-tok-1";
+    let mut app = TestApp::spawn_with(
+        &[("feishu.yaml", FEISHU_SECRET)],
+        Options {
+            env: vec![
+                ("HF_E2E_FEISHU_TOKEN".into(), token.into()),
+                ("HF_E2E_FEISHU_KEY".into(), "feishu-encrypt-key-1".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    let event = format!(
+        r#"{{"schema":"2.0","header":{{"event_id":"ev-1","token":"{token}"}},"event":{{"status":"APPROVED"}}}}"#
+    );
+    let ts = (hookflow_model::time::now_millis() / 1000).to_string();
+    let (body, sig) = python_feishu("feishu-encrypt-key-1", &event, &ts);
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-lark-request-timestamp", ts.as_str()),
+        ("x-lark-request-nonce", "n1"),
+        ("x-lark-signature", sig.as_str()),
+    ];
+    let r = app.post("feishu-secret-01", &headers, &body);
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(r.json(), json!({"token": "[redacted]", "event": "ev-1"}));
+    let record = app.finished(&r.execution(), Duration::from_secs(10));
+    assert_eq!(
+        record["trigger"]["body"]["header"]["token"],
+        json!("[redacted]"),
+        "{record}"
+    );
+    assert!(!record.to_string().contains(token), "{record}");
+    stop(&mut app);
+    let found = files_containing(app.data_path(), token.as_bytes());
+    assert!(found.is_empty(), "the token is stored in {found:?}");
 }
