@@ -1,6 +1,7 @@
 //! A run's new execution record, with or without its trigger context, and
 //! what a record keeps of the run (scrubbed, SPEC §3).
 
+use crate::Env;
 use hookflow_model::request::{is_secret_header, REDACTED};
 use hookflow_model::runtime::Workflow;
 use hookflow_model::scrub::Scrubber;
@@ -48,7 +49,17 @@ pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> Execut
 /// request node's answer redacted, then the result cut down to `max_result`
 /// (scrubbed first, so that a cut never leaves half a secret behind). The
 /// run itself goes on with the whole value.
-pub(crate) fn keep_job(
+pub(crate) fn keep_job(job: &mut JobRecord, result: Json, env: &Env, workflow: &Workflow) {
+    keep_job_with(
+        job,
+        result,
+        env.max_result,
+        &env.secrets.current(),
+        workflow,
+    );
+}
+
+fn keep_job_with(
     job: &mut JobRecord,
     result: Json,
     max_result: usize,
@@ -68,6 +79,16 @@ pub(crate) fn keep_job(
     scrubber.json(&mut result);
     job.keep_result(result, max_result);
     scrub_text(&mut job.error, scrubber);
+}
+
+/// The end of a run as its record keeps it: the stored copy of the answer
+/// and the run's error, scrubbed.
+pub(crate) fn keep_ending(record: &mut ExecutionRecord, env: &Env, workflow: &Workflow) {
+    let scrubber = &env.secrets.current();
+    if let Some(response) = record.response.take() {
+        record.response = Some(stored_response(response, scrubber, workflow));
+    }
+    scrub_text(&mut record.error, scrubber);
 }
 
 /// A run's error as the record keeps it.
@@ -151,7 +172,7 @@ mod tests {
         let result = json!({"status": 500, "headers": {"set-cookie": "sid=1", "x-api-key": "k",
             "x-custom-sig": "abc", "content-type": "text/plain"}, "body": "echo SUPERSECRET123"});
         let mut j = job("request");
-        keep_job(&mut j, result.clone(), 1 << 20, &scrubber, &wf);
+        keep_job_with(&mut j, result.clone(), 1 << 20, &scrubber, &wf);
         assert_eq!(
             j.result,
             json!({"status": 500, "headers": {"set-cookie": "[redacted]", "x-api-key": "[redacted]",
@@ -163,12 +184,12 @@ mod tests {
         );
         // Other kinds keep their `headers` as computed, secrets scrubbed.
         let mut j = job("calculation");
-        keep_job(&mut j, result, 1 << 20, &scrubber, &wf);
+        keep_job_with(&mut j, result, 1 << 20, &scrubber, &wf);
         assert_eq!(j.result["headers"]["set-cookie"], json!("sid=1"));
         // A cut result never keeps part of a secret.
         let mut j = job("calculation");
         let long = json!(format!("{}SUPERSECRET123", "x".repeat(30)));
-        keep_job(&mut j, long, 40, &scrubber, &wf);
+        keep_job_with(&mut j, long, 40, &scrubber, &wf);
         assert!(j.truncated);
         assert!(!j.result.to_string().contains("SUPERSE"), "{}", j.result);
     }

@@ -248,14 +248,7 @@ impl Run {
     /// `--max-result` (the run itself goes on with the whole value).
     fn push_job(&mut self, mut job: JobRecord) {
         let result = std::mem::take(&mut job.result);
-        let scrubber = self.env.secrets.current();
-        crate::record::keep_job(
-            &mut job,
-            result,
-            self.env.max_result,
-            &scrubber,
-            &self.workflow,
-        );
+        crate::record::keep_job(&mut job, result, &self.env, &self.workflow);
         self.record.jobs.push(job);
     }
 
@@ -575,14 +568,11 @@ impl Run {
                     &self.record.id,
                 ));
             }
-            let scrubber = self.env.secrets.current();
-            self.record.response = r
-                .take_recorded()
-                .map(|r| crate::record::stored_response(r, &scrubber, &self.workflow));
+            self.record.response = r.take_recorded();
         }
         self.record.status = status;
         self.record.error = error;
-        crate::record::scrub_text(&mut self.record.error, &self.env.secrets.current());
+        crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
         self.record.finished_at = Some(Timestamp::now());
         match &self.record.error {
             Some(error) => {

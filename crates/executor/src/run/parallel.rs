@@ -113,8 +113,7 @@ impl Run {
         let result = branches_result(&branches);
         let workflow = self.workflow.clone();
         let parallel = &workflow.nodes[node];
-        let max_result = self.env.max_result;
-        let scrubber = self.env.secrets.current();
+        let env = self.env.clone();
         if let Some(j) = self.record.jobs.get_mut(job) {
             let started = j.started_at.millis();
             j.duration_ms = now_millis().saturating_sub(started);
@@ -125,7 +124,7 @@ impl Run {
                     j.error = Some(e.clone());
                 }
             }
-            crate::record::keep_job(j, result.clone(), max_result, &scrubber, &workflow);
+            crate::record::keep_job(j, result.clone(), &env, &workflow);
             self.unsaved.changed(job);
         }
         match decision {
