@@ -25,6 +25,7 @@ pub struct TestApp {
     log: PathBuf,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
+    env_remove: Vec<String>,
     /// The lines the server printed at start.
     pub banner: Vec<String>,
 }
@@ -70,6 +71,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
+    /// Environment variables not to set (e.g. `HOOKFLOW_ADMIN_TOKEN`: no admin API).
+    pub env_remove: Vec<String>,
 }
 
 fn agent() -> ureq::Agent {
@@ -139,6 +142,7 @@ impl TestApp {
             log,
             extra_args: opts.args,
             env: opts.env,
+            env_remove: opts.env_remove,
             banner: Vec::new(),
         };
         app.start();
@@ -167,6 +171,9 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        for name in &self.env_remove {
+            cmd.env_remove(name);
+        }
         let mut child = cmd.spawn().expect("start hookflow serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();

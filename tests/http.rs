@@ -451,7 +451,8 @@ fn no_admin_token_means_404() {
     let app = TestApp::spawn_with(
         &[("sync.yaml", SYNC)],
         Options {
-            env: vec![("HOOKFLOW_ADMIN_TOKEN".into(), String::new())],
+            // No token at all (an empty one is a start-up error).
+            env_remove: vec!["HOOKFLOW_ADMIN_TOKEN".into()],
             ..Options::default()
         },
     );

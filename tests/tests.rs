@@ -7,6 +7,7 @@ mod http;
 mod nodes;
 mod panics;
 mod runs;
+mod secrets;
 mod store;
 mod trust;
 mod upstream;

@@ -18,7 +18,7 @@ print(f"t={t},v1={sig}")
 }
 
 /// Runs a Python script with arguments and returns its trimmed output.
-fn python(script: &str, args: &[&str]) -> String {
+pub fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -302,7 +302,8 @@ fn feishu_challenge_is_answered_without_a_run_and_events_reach_templates() {
     );
 }
 
-fn openssl_sign(message: &str) -> String {
+/// An RSA-SHA256 signature (base64) by the test-only key, made by openssl.
+pub fn openssl_sign(message: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let msg = dir.path().join("msg");
     std::fs::write(&msg, message).expect("write");

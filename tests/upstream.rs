@@ -2,6 +2,7 @@
 //!
 //! Routes: `/sleep/{ms}` answers after a pause; `/status/{code}` answers that
 //! status; `/repeat` answers with the header `x-many` twice (`a`, then `b`);
+//! `/cookie` answers with `set-cookie` and `x-auth-token` headers;
 //! `/flaky/{n}` answers 503 (with `Retry-After` when `?retry_after=` is
 //! given) to its first `n` calls, then 200; `/redirect-to/{host:port}/{path…}`
 //! answers 302 to `http://{host:port}/{path…}` (keeping the query string);
@@ -86,6 +87,10 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
             HttpResponse::build(code).json(json!({"status": code.as_u16()}))
         }
+        ["cookie"] => HttpResponse::Ok()
+            .append_header(("set-cookie", "sid=UPSTREAM-SESSION-1"))
+            .append_header(("x-auth-token", "UPSTREAM-TOKEN-1"))
+            .json(json!({"cookie": true})),
         ["repeat"] => HttpResponse::Ok()
             .append_header(("x-many", "a"))
             .append_header(("x-many", "b"))

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod logs;
 mod offline;
 mod run;
 mod serve;

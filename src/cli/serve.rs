@@ -4,6 +4,7 @@ use super::{LogFormat, PlaceArgs};
 use anyhow::Context;
 use hookflow_executor::policy::{HostRules, RequestProxy};
 use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
+use hookflow_model::scrub::SecretSet;
 use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_service::{Service, Settings};
 use hookflow_store::{SledStore, Store};
@@ -51,23 +52,24 @@ pub struct ServeArgs {
     log_format: LogFormat,
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logs(args.log_format);
+    // A token set but empty is a mistake, not a wish for an open door.
+    if args
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        anyhow::bail!(
+            "the admin token is set but empty (--admin-token or HOOKFLOW_ADMIN_TOKEN): \
+             give it a value, or unset it to turn the admin API off"
+        );
+    }
+    // Secret values scrubbed from logs, records and admin answers: the
+    // admin token now, the workflows' secrets as they load.
+    let secrets = SecretSet::default();
+    secrets.add(args.admin_token.iter());
+    super::logs::init(args.log_format, secrets.clone());
     // Everything the server creates (the data folder's files, present and
     // future: the store's snapshots) is private to its user.
     #[cfg(unix)]
@@ -83,10 +85,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, cores))
+    runtime.block_on(serve(args, cores, secrets))
 }
 
-async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
+async fn serve(args: ServeArgs, cores: usize, secrets: SecretSet) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&args.place.data).with_context(|| {
             format!("cannot open the data folder {}", args.place.data.display())
@@ -110,6 +112,7 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
             max_result: usize::try_from(args.max_result)
                 .unwrap_or(usize::MAX)
                 .max(1),
+            secrets,
         },
     )
     .map_err(anyhow::Error::msg)?;
@@ -152,7 +155,7 @@ async fn serve(args: ServeArgs, cores: usize) -> anyhow::Result<ExitCode> {
     let state = Arc::new(AppState {
         service,
         http: HttpSettings {
-            admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            admin_token: args.admin_token.clone(),
             http_workers: cores,
         },
     });

@@ -31,6 +31,7 @@ pub use queue::QueueConfig;
 
 use futures_util::FutureExt;
 use hookflow_model::runtime::Workflow;
+use hookflow_model::scrub::SecretSet;
 use hookflow_model::template::Scope;
 use hookflow_store::{
     Accepted, ExecutionRecord, IdempotencyClaim, IdempotencyEntry, RunStatus, Store,
@@ -95,6 +96,8 @@ pub struct Env {
     pub stubs: HashMap<String, Stub>,
     /// Largest job result kept in a record (`--max-result`).
     pub max_result: usize,
+    /// What records are scrubbed of (SPEC §3).
+    pub secrets: SecretSet,
 }
 
 /// Executor settings.
@@ -112,6 +115,9 @@ pub struct ExecutorConfig {
     /// Largest job result kept in a record (`--max-result`); 0 for the
     /// default, 256 KiB.
     pub max_result: usize,
+    /// The secret values records are scrubbed of; the service adds the
+    /// secrets of the workflows it loads. Empty offline.
+    pub secrets: SecretSet,
 }
 
 /// Largest response body a request node reads: 10 MiB.
@@ -149,6 +155,7 @@ impl Executor {
                     0 => hookflow_store::DEFAULT_MAX_RESULT,
                     n => n,
                 },
+                secrets: config.secrets,
             }),
             waker: Arc::new(tokio::sync::Notify::new()),
             earliest_wake: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
@@ -158,6 +165,11 @@ impl Executor {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The secret values records (and logs, and admin answers) are scrubbed of.
+    pub fn secrets(&self) -> &SecretSet {
+        &self.env.secrets
     }
 
     /// Makes these workflows the current versions (after a load or reload).
@@ -203,18 +215,22 @@ impl Executor {
     ) -> (String, Answer) {
         let id = record.id.clone();
         let state = RunState::start();
-        let RunInput { trigger, vars } = input;
+        let RunInput {
+            trigger,
+            vars,
+            secret_headers,
+        } = input;
         let scope = scope_for(&workflow, &record, &trigger, vars, &state);
         if record.trigger.is_none() {
             // The scope has what it reads now: move the request in rather than clone it.
-            record.trigger = Some(trigger.redacted());
+            record.trigger = Some(trigger.redacted_with(&secret_headers));
         }
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());
         let timeout = workflow.timeout;
         let timeout_response = workflow.trigger.timeout_response.as_ref().map(|spec| {
             answer::Answer::render(spec, &workflow.templates, &scope).unwrap_or_else(|e| {
-                tracing::warn!(message = "timeout_response failed; answering 408.", error = %e.message);
+                tracing::warn!(message = "timeout_response failed; answering 408.", error = ?e.message);
                 Answer::timed_out(&id)
             })
         });
@@ -334,7 +350,11 @@ impl Executor {
                 .map_err(|e| AcceptError::Response(e.message))?,
             None => Answer::default_ack(),
         };
-        record.response = Some(ack.record());
+        record.response = Some(record::stored_response(
+            ack.record(),
+            &self.env.secrets.current(),
+            &workflow,
+        ));
         // Only a 2xx answer is remembered: after an error the sender's retry runs again.
         let remembered = (200..300).contains(&ack.status);
         let idempotency = key

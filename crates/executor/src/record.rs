@@ -1,8 +1,15 @@
-//! A run's new execution record, with or without its trigger context.
+//! A run's new execution record, with or without its trigger context, and
+//! what a record keeps of the run (scrubbed, SPEC §3).
 
+use crate::Env;
+use hookflow_model::request::{is_secret_header, REDACTED};
 use hookflow_model::runtime::Workflow;
+use hookflow_model::scrub::Scrubber;
 use hookflow_model::time::{now_millis, Timestamp};
-use hookflow_store::{ExecutionRecord, RunInput, RunStatus};
+use hookflow_store::{ExecutionRecord, JobRecord, ResponseRecord, RunInput, RunStatus};
+use serde_json::Value as Json;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A new execution record.
 pub fn new_record(
@@ -12,7 +19,7 @@ pub fn new_record(
     status: RunStatus,
 ) -> ExecutionRecord {
     let mut record = bare_record(id, workflow, status);
-    record.trigger = Some(input.trigger.clone().redacted());
+    record.trigger = Some(input.recorded_trigger());
     record
 }
 
@@ -34,5 +41,183 @@ pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> Execut
         response: None,
         retry_of: None,
         error: None,
+    }
+}
+
+/// What a record keeps of a job (SPEC §3): secret values and URL user info
+/// scrubbed from its result and error, the secret-bearing headers of a
+/// request node's answer redacted, then the result cut down to `max_result`
+/// (scrubbed first, so that a cut never leaves half a secret behind). The
+/// run itself goes on with the whole value.
+pub(crate) fn keep_job(job: &mut JobRecord, result: Json, env: &Env, workflow: &Workflow) {
+    keep_job_with(
+        job,
+        result,
+        env.max_result,
+        &env.secrets.current(),
+        workflow,
+    );
+}
+
+fn keep_job_with(
+    job: &mut JobRecord,
+    result: Json,
+    max_result: usize,
+    scrubber: &Scrubber,
+    workflow: &Workflow,
+) {
+    let mut result = result;
+    if job.kind == "request" {
+        if let Some(Json::Object(headers)) = result.get_mut("headers") {
+            for (name, value) in headers.iter_mut() {
+                if is_secret_name(name, workflow) {
+                    *value = Json::String(REDACTED.to_string());
+                }
+            }
+        }
+    }
+    scrubber.json(&mut result);
+    job.keep_result(result, max_result);
+    scrub_text(&mut job.error, scrubber);
+}
+
+/// The end of a run as its record keeps it: the stored copy of the answer
+/// and the run's error, scrubbed.
+pub(crate) fn keep_ending(record: &mut ExecutionRecord, env: &Env, workflow: &Workflow) {
+    let scrubber = &env.secrets.current();
+    if let Some(response) = record.response.take() {
+        record.response = Some(stored_response(response, scrubber, workflow));
+    }
+    scrub_text(&mut record.error, scrubber);
+}
+
+/// A run's error as the record keeps it.
+pub(crate) fn scrub_text(text: &mut Option<String>, scrubber: &Scrubber) {
+    if let Some(t) = text {
+        if let Cow::Owned(clean) = scrubber.str(t) {
+            *t = clean;
+        }
+    }
+}
+
+/// The stored copy of an answer: secret values scrubbed from its body and
+/// headers, secret-bearing headers redacted. The answer sent (and the copy
+/// kept for idempotent replays) is not this one.
+pub(crate) fn stored_response(
+    mut response: ResponseRecord,
+    scrubber: &Scrubber,
+    workflow: &Workflow,
+) -> ResponseRecord {
+    for (name, value) in response.headers.iter_mut() {
+        if is_secret_name(name, workflow) {
+            *value = REDACTED.to_string();
+        } else if let Cow::Owned(clean) = scrubber.str(value) {
+            *value = clean;
+        }
+    }
+    if scrubber.json_matches(&response.body) {
+        let mut body = (*response.body).clone();
+        scrubber.json(&mut body);
+        response.body = Arc::new(body);
+    }
+    response
+}
+
+fn is_secret_name(name: &str, workflow: &Workflow) -> bool {
+    is_secret_header(name)
+        || workflow
+            .trigger
+            .secret_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
+    use hookflow_model::time::Timestamp;
+    use hookflow_store::JobStatus;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn workflow() -> Workflow {
+        let yaml = "title: t\ntrigger:\n  type: webhook\n  verify: { preset: hmac, secret: s, header: X-Custom-Sig }\n";
+        let file = load_source(
+            "t",
+            std::path::Path::new("t.yaml"),
+            yaml,
+            &LoadOptions::process_env(SecretPolicy::Warn),
+        );
+        Arc::try_unwrap(file.workflow.expect("loads")).expect("one owner")
+    }
+
+    fn job(kind: &'static str) -> JobRecord {
+        JobRecord {
+            key: Some("k".into()),
+            kind: kind.into(),
+            status: JobStatus::Failed,
+            result: Json::Null,
+            error: Some("GET https://u:p@h/x?access_token=SUPERSECRET123 answered 500".into()),
+            started_at: Timestamp(0),
+            duration_ms: 0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn jobs_keep_no_secret_and_no_secret_header() {
+        let scrubber = Scrubber::new(["SUPERSECRET123"]);
+        let wf = workflow();
+        let result = json!({"status": 500, "headers": {"set-cookie": "sid=1", "x-api-key": "k",
+            "x-custom-sig": "abc", "content-type": "text/plain"}, "body": "echo SUPERSECRET123"});
+        let mut j = job("request");
+        keep_job_with(&mut j, result.clone(), 1 << 20, &scrubber, &wf);
+        assert_eq!(
+            j.result,
+            json!({"status": 500, "headers": {"set-cookie": "[redacted]", "x-api-key": "[redacted]",
+                "x-custom-sig": "[redacted]", "content-type": "text/plain"}, "body": "echo [redacted]"})
+        );
+        assert_eq!(
+            j.error.as_deref(),
+            Some("GET https://[redacted]@h/x?access_token=[redacted] answered 500")
+        );
+        // Other kinds keep their `headers` as computed, secrets scrubbed.
+        let mut j = job("calculation");
+        keep_job_with(&mut j, result, 1 << 20, &scrubber, &wf);
+        assert_eq!(j.result["headers"]["set-cookie"], json!("sid=1"));
+        // A cut result never keeps part of a secret.
+        let mut j = job("calculation");
+        let long = json!(format!("{}SUPERSECRET123", "x".repeat(30)));
+        keep_job_with(&mut j, long, 40, &scrubber, &wf);
+        assert!(j.truncated);
+        assert!(!j.result.to_string().contains("SUPERSE"), "{}", j.result);
+    }
+
+    #[test]
+    fn the_stored_answer_is_scrubbed() {
+        let scrubber = Scrubber::new(["SUPERSECRET123"]);
+        let wf = workflow();
+        let mut headers = BTreeMap::new();
+        headers.insert("set-cookie".to_string(), "sid=1".to_string());
+        headers.insert("x-note".to_string(), "SUPERSECRET123".to_string());
+        let sent = Arc::new(json!({"token": "SUPERSECRET123"}));
+        let stored = stored_response(
+            ResponseRecord {
+                status: 200,
+                headers,
+                body: sent.clone(),
+            },
+            &scrubber,
+            &wf,
+        );
+        assert_eq!(stored.headers["set-cookie"], "[redacted]");
+        assert_eq!(stored.headers["x-note"], "[redacted]");
+        assert_eq!(*stored.body, json!({"token": "[redacted]"}));
+        assert_eq!(
+            *sent,
+            json!({"token": "SUPERSECRET123"}),
+            "the answer sent is untouched"
+        );
     }
 }

@@ -155,6 +155,7 @@ impl Executor {
         tracing::error!(message = "Run cannot start.", execution_id = %record.id, workflow = %record.workflow, %error);
         record.status = RunStatus::Failed;
         record.error = Some(error);
+        crate::record::scrub_text(&mut record.error, &self.env.secrets.current());
         record.finished_at = Some(Timestamp::now());
         self.store.finish(record, true);
         None

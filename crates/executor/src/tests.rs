@@ -170,6 +170,7 @@ fn env() -> Arc<Env> {
         max_response_body: 1024,
         stubs: Default::default(),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
+        secrets: Default::default(),
     })
 }
 
@@ -249,6 +250,7 @@ async fn resuming_from_every_saved_position_gives_the_same_run() {
             ..TriggerRequest::default()
         },
         vars: json!({}),
+        secret_headers: Vec::new(),
     };
     let record = accepted(&dyn_store, &wf, &input).await;
     let full = finish(
@@ -377,6 +379,7 @@ fn empty_input() -> RunInput {
     RunInput {
         trigger: TriggerRequest::default(),
         vars: json!({}),
+        secret_headers: Vec::new(),
     }
 }
 
@@ -547,6 +550,7 @@ fn stubbed_env() -> Arc<Env> {
         max_response_body: 1024,
         stubs,
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
+        secrets: Default::default(),
     })
 }
 
@@ -559,6 +563,7 @@ fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
         },
         request_policy: Default::default(),
         request_proxy: None,
+        secrets: Default::default(),
         stubs: Default::default(),
         max_result: 0,
     };
@@ -585,6 +590,7 @@ async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
     let input = RunInput {
         trigger: hookflow_model::request::TriggerRequest::default(),
         vars: json!({}),
+        secret_headers: Vec::new(),
     };
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -639,6 +645,7 @@ async fn a_panic_inside_a_sync_run_answers_500_and_fails_the_record() {
     let input = RunInput {
         trigger: hookflow_model::request::TriggerRequest::default(),
         vars: json!({}),
+        secret_headers: Vec::new(),
     };
     let (id, answer) = executor.run_sync(workflow(), input).await;
     assert_eq!(answer.status, 500);

@@ -17,6 +17,7 @@ pub mod path;
 pub mod request;
 pub mod runtime;
 pub mod schema;
+pub mod scrub;
 pub mod template;
 pub mod time;
 pub mod units;

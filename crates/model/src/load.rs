@@ -4,7 +4,9 @@ use crate::compile::{compile, Source};
 use crate::def::WorkflowDef;
 use crate::diag::{Diagnostic, Severity};
 use crate::runtime::Workflow;
+use crate::template::Scope;
 use crate::yaml::{from_yaml, Pos, Yaml};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -180,10 +182,47 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
             ));
         }
     }
+    if workflow
+        .as_ref()
+        .is_some_and(|w| has_empty_basic_password(w, opts))
+    {
+        let pos = tree.locate_value(&[
+            crate::yaml::Seg::from("trigger"),
+            crate::yaml::Seg::from("auth"),
+            crate::yaml::Seg::from("basic"),
+            crate::yaml::Seg::from("password"),
+        ]);
+        out.diagnostics.push(diag(
+            path,
+            pos,
+            Severity::Error,
+            "the Basic password is empty (as written or in its secret): \
+             set a password, or remove `auth` to accept requests without one"
+                .into(),
+        ));
+    }
     if !out.has_errors() {
         out.workflow = workflow.map(Arc::new);
     }
     out
+}
+
+/// True when the workflow's Basic password renders to nothing, written so
+/// or from a secret that is set but empty: such a workflow would let anyone
+/// in (SPEC §6). A password that reads an unset secret is left to that
+/// secret's own diagnostic.
+fn has_empty_basic_password(workflow: &Workflow, opts: &LoadOptions<'_>) -> bool {
+    let Some(auth) = &workflow.trigger.basic_auth else {
+        return false;
+    };
+    let secrets = workflow
+        .secrets
+        .iter()
+        .filter_map(|name| (opts.env)(name).map(|v| (name.clone(), Json::String(v))))
+        .collect();
+    let mut scope = Scope::new();
+    scope.set_owned("secrets", Json::Object(secrets));
+    matches!(workflow.templates.render(&auth.password, &scope), Ok(p) if p.is_empty())
 }
 
 /// Loads every workflow file of a folder (not recursive).

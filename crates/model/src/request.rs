@@ -57,6 +57,19 @@ pub struct RunInput {
     pub trigger: TriggerRequest,
     /// `vars`.
     pub vars: Json,
+    /// Headers redacted in records besides those [`is_secret_header`] names:
+    /// the signature headers of the workflow's `verify` preset (a custom
+    /// `header:` of `hmac`). Kept with the input, which records are made
+    /// from long after the workflow may have changed.
+    #[serde(default)]
+    pub secret_headers: Vec<String>,
+}
+
+impl RunInput {
+    /// The request as records show it: secret-bearing header values redacted.
+    pub fn recorded_trigger(&self) -> TriggerRequest {
+        self.trigger.clone().redacted_with(&self.secret_headers)
+    }
 }
 
 /// What a passed signature check hands on to the run's input (SPEC §4b:
@@ -69,6 +82,9 @@ pub struct Verified {
     pub resource_plaintext: Option<Json>,
     /// Answer this challenge and start no run (Feishu's `url_verification`).
     pub challenge: Option<String>,
+    /// Replaces a form body: the parameters that were signed, as a form
+    /// (Alipay leaves empty values out of what it signs).
+    pub form: Option<String>,
 }
 
 impl TriggerRequest {
@@ -138,9 +154,15 @@ impl TriggerRequest {
     }
 
     /// The request as records keep it: secret-bearing header values redacted.
-    pub fn redacted(mut self) -> TriggerRequest {
+    pub fn redacted(self) -> TriggerRequest {
+        self.redacted_with(&[])
+    }
+
+    /// The request as records keep it: the values of secret-bearing headers
+    /// and of the headers named in `also` (lower-case) redacted.
+    pub fn redacted_with(mut self, also: &[String]) -> TriggerRequest {
         for (name, value) in &mut self.headers {
-            if is_secret_header(name) {
+            if is_secret_header(name) || also.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 *value = REDACTED.to_string();
             }
         }
@@ -156,7 +178,11 @@ pub fn join_header(joined: &mut String, value: &str) {
     joined.push_str(value);
 }
 
-/// True for headers whose values must not be stored or logged.
+/// True for headers whose values must not be stored or logged (SPEC §3):
+/// `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, the
+/// named presets' signature headers, and every name containing `token`,
+/// `secret`, `signature`, `password`, `api-key` or `apikey`. A custom `hmac`
+/// header is added per workflow ([`RunInput::secret_headers`]).
 pub fn is_secret_header(name: &str) -> bool {
     // Header names arrive lowercase; only others pay for a copy.
     let lower;
@@ -173,14 +199,17 @@ pub fn is_secret_header(name: &str) -> bool {
         || n == "x-shopify-hmac-sha256"
 }
 
-/// True when the name contains `signature`, `token` or `secret`: one pass
-/// over the name's bytes (these checks run for every header of every request).
+/// True when the name contains `signature`, `secret`, `token`, `password`,
+/// `api-key` or `apikey`: one pass over the name's bytes (these checks run
+/// for every header of every request).
 fn has_secret_word(name: &[u8]) -> bool {
     (0..name.len()).any(|i| {
         let rest = &name[i..];
         match rest[0] {
             b's' => rest.starts_with(b"signature") || rest.starts_with(b"secret"),
             b't' => rest.starts_with(b"token"),
+            b'p' => rest.starts_with(b"password"),
+            b'a' => rest.starts_with(b"api-key") || rest.starts_with(b"apikey"),
             _ => false,
         }
     })
@@ -307,6 +336,40 @@ mod tests {
     }
 
     #[test]
+    fn redaction_also_takes_the_workflows_own_names() {
+        let mut r = request();
+        r.headers.push(("x-sig".into(), "abc".into()));
+        let input = RunInput {
+            trigger: r,
+            vars: Json::Null,
+            secret_headers: vec!["x-sig".into()],
+        };
+        let recorded = input.recorded_trigger();
+        assert_eq!(recorded.header("x-sig").as_deref(), Some(REDACTED));
+        assert_eq!(recorded.header("authorization").as_deref(), Some(REDACTED));
+        assert_eq!(recorded.header("accept").as_deref(), Some("a, b"));
+        assert_eq!(input.trigger.header("x-sig").as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn an_input_stored_before_secret_headers_existed_still_reads() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            trigger: &'a TriggerRequest,
+            vars: Json,
+        }
+        let r = request();
+        let bytes = rmp_serde::to_vec(&Old {
+            trigger: &r,
+            vars: json!({"a": 1}),
+        })
+        .expect("encode");
+        let back: RunInput = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(back.trigger, r);
+        assert!(back.secret_headers.is_empty());
+    }
+
+    #[test]
     fn json_round_trip_is_the_trigger_object() {
         let r = request();
         let text = serde_json::to_value(&r).expect("serialize");
@@ -330,6 +393,14 @@ mod tests {
             ("token", true),
             ("secrets-x", true),
             ("x-tokens", true),
+            ("x-api-key", true),
+            ("X-ApiKey", true),
+            ("apikey", true),
+            ("x-password", true),
+            ("x-api-keys-used", true),
+            ("x-api-ke", false),
+            ("x-api_key", false),
+            ("x-passwd", false),
             ("x-tok", false),
             ("sig", false),
             ("x-signed-by", false),

@@ -74,6 +74,9 @@ pub struct Trigger {
     pub verify: Option<Verify>,
     /// Duplicate detection.
     pub idempotency: Option<Idempotency>,
+    /// The signature headers of `verify` (lower-case), redacted in records
+    /// like the headers every workflow redacts.
+    pub secret_headers: Vec<String>,
 }
 
 /// Basic auth credentials (templates).

@@ -10,7 +10,11 @@ fn check(yaml: &str, expected: &[(u32, u32, &str)]) {
 }
 
 fn check_with(yaml: &str, policy: SecretPolicy, expected: &[(u32, u32, &str)]) {
-    let env = |name: &str| (name == "SET_SECRET").then(|| "s3cret".to_string());
+    let env = |name: &str| match name {
+        "SET_SECRET" => Some("s3cret".to_string()),
+        "EMPTY_SECRET" => Some(String::new()),
+        _ => None,
+    };
     let opts = LoadOptions {
         secrets: policy,
         env: &env,
@@ -398,4 +402,55 @@ fn follow_redirects_is_a_boolean() {
         &sync(&format!("{node}sometimes\n")),
         &[(8, 23, "invalid type")],
     );
+}
+
+#[test]
+fn an_empty_basic_password_is_an_error() {
+    let auth = |password: &str| {
+        format!(
+            "title: t\nsecrets: [SET_SECRET, EMPTY_SECRET, UNSET_SECRET]\ntrigger:\n  type: webhook\n  auth:\n    basic: {{ username: u, password: {password} }}\n"
+        )
+    };
+    let unset = (
+        2,
+        37,
+        "warning: secret `UNSET_SECRET` is declared but not set",
+    );
+    let empty = "the Basic password is empty (as written or in its secret)";
+    check(&auth("\"\""), &[unset, (6, 37, empty)]);
+    check(
+        &auth("\"{{ secrets.EMPTY_SECRET }}\""),
+        &[unset, (6, 37, empty)],
+    );
+    check(&auth("\"{{ secrets.SET_SECRET }}\""), &[unset]);
+    // An unset secret is reported as such (an error for `serve`), not as empty.
+    check(&auth("\"{{ secrets.UNSET_SECRET }}\""), &[unset]);
+}
+
+#[test]
+fn an_hmac_timestamp_that_the_payload_does_not_sign_is_a_warning() {
+    let hmac = |extra: &str| {
+        format!(
+            "title: t\nsecrets: [SET_SECRET]\ntrigger:\n  type: webhook\n  verify:\n    preset: hmac\n    secret: \"{{{{ secrets.SET_SECRET }}}}\"\n    header: X-Sig\n{extra}"
+        )
+    };
+    let warning =
+        "warning: `timestamp_header` X-Ts is checked for freshness but `payload` does not sign it";
+    check(&hmac("    timestamp_header: X-Ts\n"), &[(9, 23, warning)]);
+    check(
+        &hmac("    timestamp_header: X-Ts\n    payload: \"{{ trigger.raw_body }}\"\n"),
+        &[(9, 23, warning)],
+    );
+    for signed in [
+        "\"{{ trigger.headers['x-ts'] }}.{{ trigger.raw_body }}\"",
+        "\"{{ trigger.headers[\\\"X-Ts\\\"] }}{{ trigger.raw_body }}\"",
+    ] {
+        check(
+            &hmac(&format!(
+                "    timestamp_header: X-Ts\n    payload: {signed}\n"
+            )),
+            &[],
+        );
+    }
+    check(&hmac(""), &[]);
 }

@@ -99,8 +99,13 @@ impl Received<'_> {
 
 /// Puts what a signature check decrypted into the request (SPEC §4b): Feishu's
 /// event replaces `trigger.body`; WeChat Pay's resource goes to
-/// `trigger.body.resource.plaintext`. Either makes the body one to store.
+/// `trigger.body.resource.plaintext`; Alipay's signed parameters replace a
+/// form body. Each makes the body one to store.
 fn apply_verified(request: &mut TriggerRequest, verified: Verified) {
+    if let Some(form) = verified.form {
+        request.body = parse_query(&form);
+        request.body_source = BodySource::Stored;
+    }
     if let Some(event) = verified.body {
         request.body = event;
         request.body_source = BodySource::Stored;
@@ -127,6 +132,7 @@ pub fn build_input(
     Ok(RunInput {
         trigger,
         vars: Json::Object(vars),
+        secret_headers: workflow.trigger.secret_headers.clone(),
     })
 }
 
@@ -234,5 +240,20 @@ mod tests {
         assert_eq!(r.body, json!({"event": 1}));
         assert_eq!(r.raw_body, r#"{"encrypt":"e"}"#);
         assert_eq!(r.body_source, BodySource::Stored);
+        let form = "a=1&memo=&sign=s";
+        let mut r = parse_request(
+            request("application/x-www-form-urlencoded", form.as_bytes()),
+            [],
+        )
+        .expect("parses");
+        apply_verified(
+            &mut r,
+            Verified {
+                form: Some("a=1&sign=s".into()),
+                ..Verified::default()
+            },
+        );
+        assert_eq!(r.body, json!({"a": "1", "sign": "s"}));
+        assert_eq!(r.raw_body, form);
     }
 }

@@ -122,7 +122,9 @@ fn check_signature(
             now,
         })
         .map_err(|reason| {
-            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, %reason);
+            // The reason may quote what the sender wrote: escaped, so that
+            // it cannot forge log lines.
+            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, reason = ?reason.0);
             Refusal::InvalidSignature
         })
 }

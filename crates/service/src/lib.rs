@@ -19,6 +19,7 @@ pub mod retry;
 
 pub use delivery::Delivery;
 pub use hookflow_parser::Request;
+pub use hookflow_verify::secret_eq;
 pub use refusal::{Refusal, RETRY_AFTER_SECS};
 pub use registry::{webhook_key, webhook_path, Registry, Served, WEBHOOK_PREFIX};
 pub use retry::RetryError;
@@ -103,6 +104,15 @@ impl Service {
             &self.keys,
             &self.settings.public_url,
         )?;
+        // Logs, records and admin answers are scrubbed of every served
+        // workflow's secrets from now on (and of earlier ones still: runs
+        // of older versions may use them).
+        self.executor.secrets().add(
+            registry
+                .workflows
+                .values()
+                .flat_map(|w| secret_strings(&w.secret_values())),
+        );
         self.executor.publish(registry.workflows.clone());
         if let Ok(mut r) = self.registry.write() {
             *r = Arc::new(registry);
@@ -142,6 +152,18 @@ impl Service {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.executor.shutdown(self.settings.shutdown_grace)
     }
+}
+
+/// The string values of a `secrets` object.
+fn secret_strings(values: &serde_json::Value) -> Vec<String> {
+    values
+        .as_object()
+        .map(|m| {
+            m.values()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The service's background tasks; stopped on drop.

@@ -183,5 +183,10 @@ fn credentials(workflow: &Workflow) -> Result<Option<Credentials>, String> {
         .templates
         .render(&auth.password, &scope)
         .map_err(|e| e.message)?;
+    // Loading refuses this already; a workflow that would let anyone in is
+    // never served, whatever the environment became since.
+    if pass.is_empty() {
+        return Err("the Basic password is empty".into());
+    }
     Ok(Some((user.into_bytes(), pass.into_bytes())))
 }

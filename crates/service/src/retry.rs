@@ -73,6 +73,7 @@ impl Service {
                 RunInput {
                     vars: Json::Object(vars),
                     trigger,
+                    secret_headers: workflow.trigger.secret_headers.clone(),
                 }
             }
         };

@@ -100,6 +100,7 @@ fn input(n: u64) -> RunInput {
             ..TriggerRequest::default()
         },
         vars: json!({"n": n}),
+        secret_headers: Vec::new(),
     }
 }
 

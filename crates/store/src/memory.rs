@@ -58,7 +58,7 @@ impl MemoryStore {
 /// A record with its request put back from the input it keeps apart.
 fn with_trigger(mut record: ExecutionRecord, input: Option<&RunInput>) -> ExecutionRecord {
     if record.trigger.is_none() {
-        record.trigger = input.map(|i| i.trigger.clone().redacted());
+        record.trigger = input.map(RunInput::recorded_trigger);
     }
     record
 }

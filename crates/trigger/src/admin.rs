@@ -7,7 +7,6 @@ use hookflow_service::Refusal;
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
-use subtle::ConstantTimeEq;
 
 /// Default and largest page sizes of the executions list.
 const DEFAULT_LIMIT: usize = 50;
@@ -56,7 +55,7 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if hookflow_service::secret_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
         Err(Refusal::Unauthorized("a valid admin bearer token is required".into()).into())
@@ -66,7 +65,22 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 fn workflows(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let registry = state.service.registry();
-    Ok(HttpResponse::Ok().json(json!({"workflows": registry.listing})))
+    Ok(scrubbed(
+        HttpResponse::Ok(),
+        state,
+        json!({"workflows": registry.listing}),
+    ))
+}
+
+/// An admin answer, scrubbed of secret values and URL user info (SPEC §3):
+/// whatever a record or a listing holds, the admin API never shows them.
+fn scrubbed(
+    mut builder: actix_web::HttpResponseBuilder,
+    state: &AppState,
+    mut body: Json,
+) -> HttpResponse {
+    state.service.executor.secrets().current().json(&mut body);
+    builder.json(body)
 }
 
 /// The record as the API shows it.
@@ -131,7 +145,11 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
                    "response_status": r.response_status, "retry_of": r.retry_of})
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"executions": rows, "next_cursor": next})))
+    Ok(scrubbed(
+        HttpResponse::Ok(),
+        state,
+        json!({"executions": rows, "next_cursor": next}),
+    ))
 }
 
 fn execution(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
@@ -143,11 +161,15 @@ fn execution(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpRespon
         .get(id)
         .map_err(|e| Refusal::Internal(e.to_string()))?
         .ok_or_else(|| Refusal::NotFound(format!("no execution {id}")))?;
-    Ok(HttpResponse::Ok().json(record_json(&record)))
+    Ok(scrubbed(HttpResponse::Ok(), state, record_json(&record)))
 }
 
 async fn retry(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let new_id = state.service.retry(id).await.map_err(Refusal::from)?;
-    Ok(HttpResponse::Created().json(json!({"execution_id": new_id})))
+    Ok(scrubbed(
+        HttpResponse::Created(),
+        state,
+        json!({"execution_id": new_id}),
+    ))
 }

@@ -12,7 +12,6 @@ use hookflow_executor::Answer;
 use hookflow_service::{Delivery, Refusal, Served};
 use std::sync::Arc;
 use std::time::Instant;
-use subtle::ConstantTimeEq;
 
 /// The response header marking an idempotent replay.
 pub const REPLAYED_HEADER: &str = "x-hookflow-replayed";
@@ -152,7 +151,8 @@ async fn read_body(
     Ok(buf.freeze())
 }
 
-/// Compares Basic credentials in constant time (both parts, always).
+/// Compares Basic credentials in constant time (both parts, always; over
+/// digests, so that neither content nor length leaks).
 fn check_basic(req: &HttpRequest, user: &[u8], pass: &[u8]) -> Result<(), ApiError> {
     let unauthorized = || {
         ApiError(Refusal::Unauthorized(
@@ -176,8 +176,9 @@ fn check_basic(req: &HttpRequest, user: &[u8], pass: &[u8]) -> Result<(), ApiErr
         .position(|b| *b == b':')
         .ok_or_else(unauthorized)?;
     let (given_user, given_pass) = (&decoded[..split], &decoded[split + 1..]);
-    let ok = given_user.ct_eq(user) & given_pass.ct_eq(pass);
-    if bool::from(ok) {
+    let user_ok = hookflow_service::secret_eq(given_user, user);
+    let pass_ok = hookflow_service::secret_eq(given_pass, pass);
+    if user_ok & pass_ok {
         Ok(())
     } else {
         Err(unauthorized())

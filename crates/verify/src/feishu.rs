@@ -1,11 +1,15 @@
 //! Feishu / Lark events: the verification token, `{"encrypt": …}` bodies
 //! (AES-256-CBC with the SHA-256 of the encrypt key), `X-Lark-Signature` when
 //! an encrypt key is set, and the `url_verification` challenge.
+//!
+//! The event the workflow sees (and records keep) has its verification
+//! token (`token`, or `header.token` in schema 2.0) replaced by
+//! `[redacted]`: the token has been checked, and it is a secret.
 
-use crate::{Freshness, Rejected, Signed, Verified};
+use crate::{secret_eq, Freshness, Rejected, Signed, Verified};
 use base64::Engine;
+use hookflow_model::request::REDACTED;
 use serde_json::Value as Json;
-use subtle::ConstantTimeEq;
 
 pub(crate) struct Feishu {
     pub(crate) token: Vec<u8>,
@@ -28,7 +32,7 @@ impl Feishu {
             .or_else(|| event.get("token"))
             .and_then(Json::as_str)
             .unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(&self.token)) {
+        if !secret_eq(given.as_bytes(), &self.token) {
             return Err("the verification token does not match".into());
         }
         if event.get("type").and_then(Json::as_str) == Some("url_verification") {
@@ -54,18 +58,28 @@ impl Feishu {
             hasher.update(key);
             hasher.update(req.body);
             let expected = hex::encode(hasher.finalize());
-            if !bool::from(
-                expected
-                    .as_bytes()
-                    .ct_eq(signature.trim().to_ascii_lowercase().as_bytes()),
+            if !secret_eq(
+                signature.trim().to_ascii_lowercase().as_bytes(),
+                expected.as_bytes(),
             ) {
                 return Err("`X-Lark-Signature` does not match".into());
             }
         }
+        let mut event = event;
+        redact_token(&mut event);
         Ok(Verified {
             body: Some(event),
             ..Verified::default()
         })
+    }
+}
+
+/// Replaces the verification token of an event (`token`, `header.token`).
+fn redact_token(event: &mut Json) {
+    for pointer in ["/token", "/header/token"] {
+        if let Some(token @ Json::String(_)) = event.pointer_mut(pointer) {
+            *token = Json::String(REDACTED.to_string());
+        }
     }
 }
 

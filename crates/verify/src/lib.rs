@@ -29,6 +29,19 @@ use hookflow_model::template::Scope;
 use hookflow_model::units::Dur;
 use std::time::Duration;
 
+/// Compares what a request gave with a secret in constant time, whatever
+/// their lengths: both sides are hashed (SHA-256) and the two digests
+/// compared, so neither the content nor the length of the secret leaks
+/// (`subtle`'s slice compare returns early when lengths differ). For Basic
+/// passwords, the admin token and verification tokens.
+pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    let given = sha2::Sha256::digest(given);
+    let expected = sha2::Sha256::digest(expected);
+    bool::from(given.as_slice().ct_eq(expected.as_slice()))
+}
+
 /// Default tolerance of signed timestamps.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 

@@ -378,6 +378,26 @@ fn feishu_token_encryption_signature_and_challenge() {
             .cloned(),
         Some(serde_json::json!("APPROVED"))
     );
+    assert!(!v
+        .body
+        .as_ref()
+        .expect("body")
+        .to_string()
+        .contains("\"tok\""));
+    let v1 = r#"{"uuid":"u1","token":"tok","type":"event_callback","event":{}}"#;
+    let v = check_full(&plain, &[], v1).expect("schema 1.0 token matches");
+    assert_eq!(
+        v.body.as_ref().and_then(|b| b.get("token")).cloned(),
+        Some(serde_json::json!("[redacted]"))
+    );
+    assert!(
+        check(&plain, &[], &event.replace("\"tok\"", "\"tokx\"")).is_err(),
+        "a longer token"
+    );
+    assert!(
+        check(&plain, &[], &event.replace("\"tok\"", "\"to\"")).is_err(),
+        "a prefix of the token"
+    );
     assert!(
         check(&plain, &[], &event.replace("tok", "bad")).is_err(),
         "wrong token"
@@ -411,6 +431,14 @@ fn feishu_token_encryption_signature_and_challenge() {
             .and_then(|b| b.pointer("/header/event_id"))
             .cloned(),
         Some(serde_json::json!("e1"))
+    );
+    // The decrypted token is checked, then neither seen nor stored.
+    assert_eq!(
+        v.body
+            .as_ref()
+            .and_then(|b| b.pointer("/header/token"))
+            .cloned(),
+        Some(serde_json::json!("[redacted]"))
     );
     assert!(
         check(&enc, &headers[..2], &body).is_err(),
@@ -553,6 +581,29 @@ fn alipay_rsa2_over_sorted_parameters() {
     }
     let body = form.finish();
     assert_eq!(check(&v, &[], &body), Ok(()));
+    // The empty value is not signed: the workflow does not see it.
+    let verified = check_full(&v, &[], &body).expect("verifies");
+    let form_seen = verified.form.expect("a form without the empty value");
+    assert!(!form_seen.contains("memo"), "{form_seen}");
+    assert!(form_seen.contains("total_amount=9.90"), "{form_seen}");
+    // A parameter given twice is refused, whichever copy was signed.
+    for extra in [
+        "&total_amount=0.01",
+        "&total_amount=9.90",
+        "&memo=x",
+        "&sign=x",
+    ] {
+        let twice = format!("{body}{extra}");
+        assert!(
+            check(&v, &[], &twice)
+                .unwrap_err()
+                .contains("more than once"),
+            "{extra}"
+        );
+    }
+    // Without empty values the body stays as sent.
+    let full = body.replace("&memo=", "");
+    assert_eq!(check_full(&v, &[], &full).expect("verifies").form, None);
     assert!(
         check(&v, &[], &body.replace("9.90", "0.01")).is_err(),
         "tampered amount"
@@ -652,4 +703,13 @@ fn repeated_signature_headers_are_read_as_one() {
     let sig = hmac_hex(b"k", &[body.as_bytes()]);
     let headers = [("X-Sig", "00"), ("X-Sig", sig.as_str())];
     assert_eq!(check(&generic, &headers, body), Ok(()), "hmac");
+}
+
+#[test]
+fn secrets_compare_equal_only_when_equal() {
+    assert!(secret_eq(b"s3cret", b"s3cret"));
+    for other in [&b""[..], b"s3cre", b"s3cret!", b"S3cret", b"x"] {
+        assert!(!secret_eq(other, b"s3cret"), "{other:?}");
+    }
+    assert!(secret_eq(b"", b""));
 }

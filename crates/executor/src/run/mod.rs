@@ -244,11 +244,11 @@ impl Run {
         }
     }
 
-    /// Keeps a job in the record, its result cut down to `--max-result`
-    /// (the run itself goes on with the whole value).
+    /// Keeps a job in the record, scrubbed and its result cut down to
+    /// `--max-result` (the run itself goes on with the whole value).
     fn push_job(&mut self, mut job: JobRecord) {
         let result = std::mem::take(&mut job.result);
-        job.keep_result(result, self.env.max_result);
+        crate::record::keep_job(&mut job, result, &self.env, &self.workflow);
         self.record.jobs.push(job);
     }
 
@@ -540,7 +540,7 @@ impl Run {
             Err(error) => {
                 job.status = JobStatus::Failed;
                 job.error = Some(error.0.clone());
-                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = %error.0);
+                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = ?error.0);
                 match node.on_error {
                     OnError::Continue => job.result = json!({"error": error.0}),
                     OnError::Fail => failure = Some(node_failure(node, &error.0)),
@@ -572,10 +572,11 @@ impl Run {
         }
         self.record.status = status;
         self.record.error = error;
+        crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
         self.record.finished_at = Some(Timestamp::now());
         match &self.record.error {
             Some(error) => {
-                tracing::info!(message = "Run finished.", status = status.as_str(), %error)
+                tracing::info!(message = "Run finished.", status = status.as_str(), ?error)
             }
             None => tracing::info!(message = "Run finished.", status = status.as_str()),
         }

@@ -113,11 +113,10 @@ impl Run {
         let result = branches_result(&branches);
         let workflow = self.workflow.clone();
         let parallel = &workflow.nodes[node];
-        let max_result = self.env.max_result;
+        let env = self.env.clone();
         if let Some(j) = self.record.jobs.get_mut(job) {
             let started = j.started_at.millis();
             j.duration_ms = now_millis().saturating_sub(started);
-            j.keep_result(result.clone(), max_result);
             match &decision {
                 Ok(()) => j.status = JobStatus::Resolved,
                 Err(e) => {
@@ -125,6 +124,7 @@ impl Run {
                     j.error = Some(e.clone());
                 }
             }
+            crate::record::keep_job(j, result.clone(), &env, &workflow);
             self.unsaved.changed(job);
         }
         match decision {

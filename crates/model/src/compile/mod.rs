@@ -193,13 +193,23 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn push(&mut self, pos: crate::yaml::Pos, message: String) {
+        self.push_as(pos, Severity::Error, message);
+    }
+
+    fn push_as(&mut self, pos: crate::yaml::Pos, severity: Severity, message: String) {
         self.diags.push(Diagnostic {
             file: self.src.path.to_path_buf(),
             line: pos.line,
             column: pos.column,
-            severity: Severity::Error,
+            severity,
             message,
         });
+    }
+
+    /// A warning pointing at a field's value (the workflow still loads).
+    fn warning_at_value(&mut self, path: &P, message: String) {
+        let pos = self.src.tree.locate_value(&path.0);
+        self.push_as(pos, Severity::Warning, message);
     }
 
     /// An error pointing at a field's key.

@@ -66,6 +66,11 @@ impl Cx<'_> {
             );
         }
         Trigger {
+            secret_headers: t
+                .verify
+                .as_ref()
+                .map(VerifyDef::signature_headers)
+                .unwrap_or_default(),
             pinned_key: t.key.clone(),
             basic_auth,
             max_body,
@@ -101,6 +106,9 @@ impl Cx<'_> {
             }
             VerifyDef::Alipay(a) => fields.push(("public_key", Some(&a.public_key))),
         }
+        if let VerifyDef::Hmac(h) = v {
+            self.unsigned_timestamp(path, h);
+        }
         let mut texts = BTreeMap::new();
         for (name, value) in fields {
             if let Some(value) = value {
@@ -112,6 +120,37 @@ impl Cx<'_> {
         Verify {
             preset: v.clone(),
             texts,
+        }
+    }
+
+    /// Warns when `timestamp_header` is checked for freshness but `payload`
+    /// does not sign it: a replay with a fresh timestamp would pass.
+    fn unsigned_timestamp(&mut self, path: &P, h: &HmacVerifyDef) {
+        let Some(header) = &h.timestamp_header else {
+            return;
+        };
+        let lower = header.to_ascii_lowercase();
+        // The payload reads the header by name: `headers['x-ts']`,
+        // `headers.get("x-ts")` or `headers.x_ts`.
+        let signed = h.payload.as_ref().is_some_and(|p| {
+            let p = p.to_ascii_lowercase();
+            [
+                format!("'{lower}'"),
+                format!("\"{lower}\""),
+                format!("headers.{lower}"),
+            ]
+            .iter()
+            .any(|form| p.contains(form.as_str()))
+        });
+        if !signed {
+            self.warning_at_value(
+                &path.key("timestamp_header"),
+                format!(
+                    "`timestamp_header` {header} is checked for freshness but `payload` does not sign it, \
+                     so a replay with a fresh timestamp would pass; \
+                     sign it, e.g. `payload: \"{{{{ trigger.headers['{lower}'] }}}}.{{{{ trigger.raw_body }}}}\"`"
+                ),
+            );
         }
     }
 

@@ -224,6 +224,26 @@ pub enum VerifyDef {
     Alipay(AlipayVerifyDef),
 }
 
+impl VerifyDef {
+    /// The headers carrying the signature this preset checks (lower-case);
+    /// their values are redacted in records (SPEC §3).
+    pub fn signature_headers(&self) -> Vec<String> {
+        let fixed = match self {
+            VerifyDef::Hmac(h) => return vec![h.header.to_ascii_lowercase()],
+            VerifyDef::StandardWebhooks(_) => "webhook-signature",
+            VerifyDef::Github(_) => "x-hub-signature-256",
+            VerifyDef::Stripe(_) => "stripe-signature",
+            VerifyDef::Slack(_) => "x-slack-signature",
+            VerifyDef::Shopify(_) => "x-shopify-hmac-sha256",
+            VerifyDef::Feishu(_) => "x-lark-signature",
+            VerifyDef::WechatpayV3(_) => "wechatpay-signature",
+            // Alipay signs in the body (`sign`), with a public key.
+            VerifyDef::Alipay(_) => return Vec::new(),
+        };
+        vec![fixed.to_string()]
+    }
+}
+
 /// Generic HMAC settings.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -253,14 +253,14 @@ impl SledStore {
         }
         if let Some((mut record, input)) = self.live_record(id)? {
             if record.trigger.is_none() {
-                record.trigger = input.map(|i| i.trigger.redacted());
+                record.trigger = input.map(|i| i.recorded_trigger());
             }
             return Ok(Some(record));
         }
         Ok(self.packed(id)?.map(|p| {
             let mut record = p.record;
             if record.trigger.is_none() {
-                record.trigger = p.input.map(|i| i.trigger.redacted());
+                record.trigger = p.input.map(|i| i.recorded_trigger());
             }
             record
         }))
