@@ -12,6 +12,8 @@ use super::chunked::ChunkedState;
 use crate::{error::ParseError, header::HeaderMap, ConnectionType, Request, ResponseHead};
 
 pub(crate) const MAX_BUFFER_SIZE: usize = 131_072;
+/// hookflow: the largest request head accepted (SPEC: over 64 KiB is 431).
+const MAX_REQUEST_HEAD_SIZE: usize = 65_536;
 const MAX_HEADERS: usize = 96;
 
 /// Incoming message decoder
@@ -90,7 +92,10 @@ pub(crate) trait MessageType: Sized {
             let headers = self.headers_mut();
 
             for idx in raw_headers.iter() {
-                let name = HeaderName::from_bytes(&slice[idx.name.0..idx.name.1]).unwrap();
+                // httparse has checked the name's characters; what remains is its length
+                // (`http` refuses names over 64 KiB), so an error here means "too large"
+                let name = HeaderName::from_bytes(&slice[idx.name.0..idx.name.1])
+                    .map_err(|_| ParseError::TooLarge)?;
 
                 // SAFETY: httparse already checks header value is only visible ASCII bytes
                 // from_maybe_shared_unchecked contains debug assertions so they are omitted here
@@ -273,6 +278,10 @@ impl MessageType for Request {
             let mut req = httparse::Request::new(&mut []);
 
             match req.parse_with_uninit_headers(src, &mut parsed)? {
+                httparse::Status::Complete(len) if len > MAX_REQUEST_HEAD_SIZE => {
+                    return Err(ParseError::TooLarge);
+                }
+
                 httparse::Status::Complete(len) => {
                     let method = Method::from_bytes(req.method.unwrap().as_bytes())
                         .map_err(|_| ParseError::Method)?;
@@ -288,8 +297,8 @@ impl MessageType for Request {
                 }
 
                 httparse::Status::Partial => {
-                    return if src.len() >= MAX_BUFFER_SIZE {
-                        trace!("MAX_BUFFER_SIZE unprocessed data reached, closing");
+                    return if src.len() > MAX_REQUEST_HEAD_SIZE {
+                        trace!("MAX_REQUEST_HEAD_SIZE unprocessed data reached, closing");
                         Err(ParseError::TooLarge)
                     } else {
                         // Return None to notify more read are needed for parsing request

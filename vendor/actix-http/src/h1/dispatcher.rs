@@ -1361,6 +1361,19 @@ where
                         let inner = inner.as_mut().project();
                         inner.flags.remove(Flags::KEEP_ALIVE);
                         inner.ka_timer.clear(line!());
+
+                        // hookflow: a later request's head gets the same deadline as the
+                        // first one's, so a kept-alive connection cannot dribble a head forever
+                        // (set once per head: idle polls set KEEP_ALIVE again)
+                        if !matches!(inner.head_timer, TimerState::Active { .. }) {
+                            if let Some(deadline) = inner.config.client_request_deadline() {
+                                inner.head_timer.set_and_init(
+                                    cx,
+                                    sleep_until(deadline.into()),
+                                    line!(),
+                                );
+                            }
+                        }
                     }
 
                     if !inner.flags.contains(Flags::STARTED) {
