@@ -25,6 +25,7 @@ pub struct TestApp {
     log: PathBuf,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
+    open_files: Option<(u64, u64)>,
     /// The lines the server printed at start.
     pub banner: Vec<String>,
 }
@@ -70,6 +71,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
+    /// The open-files limit (soft, hard) the server starts with.
+    pub open_files: Option<(u64, u64)>,
 }
 
 fn agent() -> ureq::Agent {
@@ -139,6 +142,7 @@ impl TestApp {
             log,
             extra_args: opts.args,
             env: opts.env,
+            open_files: opts.open_files,
             banner: Vec::new(),
         };
         app.start();
@@ -167,6 +171,24 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        if let Some((soft, hard)) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: between fork and exec the hook only calls setrlimit,
+            // which is async-signal-safe, on a value copied in.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("start hookflow serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -201,6 +223,16 @@ impl TestApp {
         eventually(Duration::from_secs(10), "healthz", || {
             (self.get("/healthz").status == 200).then_some(())
         });
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `127.0.0.1:<port>`, for raw connections.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// The server's log so far.

@@ -3,6 +3,7 @@
 mod cli;
 mod harness;
 mod http;
+mod limits;
 mod nodes;
 mod runs;
 mod store;

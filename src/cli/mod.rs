@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod offline;
+mod os_limits;
 mod run;
 mod serve;
 mod testing;
