@@ -258,6 +258,25 @@ fn stalled_heads_and_unread_bodies_do_not_hold_connections() {
 }
 
 #[test]
+fn each_request_on_a_kept_alive_connection_has_its_own_deadline() {
+    let app = app(&["--read-timeout", "1s", "--keep-alive", "10s"]);
+    let mut raw = Raw::open(&app);
+    let limit = Duration::from_secs(5);
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(raw.wait(limit).map(|r| r.0), Some(200));
+    // Later than one read timeout after the accept, a request whose body takes a moment.
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..2 {
+        raw.received.clear();
+        raw.send(b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{");
+        std::thread::sleep(Duration::from_millis(300));
+        raw.send(b"}");
+        let (status, head, body) = raw.wait(limit).expect("an answer");
+        assert_eq!((status, body.as_str()), (200, r#"{"ok":true}"#), "{head}");
+    }
+}
+
+#[test]
 fn oversized_heads_get_431_or_a_close_and_never_a_panic() {
     let app = app(&[]);
     let long_name = format!(
