@@ -26,6 +26,7 @@ pub struct TestApp {
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
     env_remove: Vec<String>,
+    open_files: Option<(u64, u64)>,
     /// The lines the server printed at start.
     pub banner: Vec<String>,
 }
@@ -73,6 +74,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Environment variables not to set (e.g. `HOOKFLOW_ADMIN_TOKEN`: no admin API).
     pub env_remove: Vec<String>,
+    /// The open-files limit (soft, hard) the server starts with.
+    pub open_files: Option<(u64, u64)>,
 }
 
 fn agent() -> ureq::Agent {
@@ -143,6 +146,7 @@ impl TestApp {
             extra_args: opts.args,
             env: opts.env,
             env_remove: opts.env_remove,
+            open_files: opts.open_files,
             banner: Vec::new(),
         };
         app.start();
@@ -173,6 +177,24 @@ impl TestApp {
             .stderr(Stdio::from(log));
         for name in &self.env_remove {
             cmd.env_remove(name);
+        }
+        if let Some((soft, hard)) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: between fork and exec the hook only calls setrlimit,
+            // which is async-signal-safe, on a value copied in.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = cmd.spawn().expect("start hookflow serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -208,6 +230,16 @@ impl TestApp {
         eventually(Duration::from_secs(10), "healthz", || {
             (self.get("/healthz").status == 200).then_some(())
         });
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `127.0.0.1:<port>`, for raw connections.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// The server's log so far.

@@ -4,6 +4,7 @@ mod cli;
 mod destinations;
 mod harness;
 mod http;
+mod limits;
 mod nodes;
 mod panics;
 mod runs;

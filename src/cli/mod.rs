@@ -2,6 +2,7 @@
 
 mod logs;
 mod offline;
+mod os_limits;
 mod run;
 mod serve;
 mod testing;

@@ -1,6 +1,6 @@
 //! `hookflow serve`.
 
-use super::{LogFormat, PlaceArgs};
+use super::{os_limits, LogFormat, PlaceArgs};
 use anyhow::Context;
 use hookflow_executor::policy::{HostRules, RequestProxy};
 use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
@@ -37,6 +37,16 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests and runs.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "HOOKFLOW_SHUTDOWN_GRACE")]
     shutdown_grace: Duration,
+    /// A request's head and body must arrive within this; a slower sender
+    /// gets 408 and its connection is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "HOOKFLOW_READ_TIMEOUT")]
+    read_timeout: Duration,
+    /// Idle kept-alive connections are closed after this (0s: no keep-alive).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "HOOKFLOW_KEEP_ALIVE")]
+    keep_alive: Duration,
+    /// Open connections at most, in total; more wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, env = "HOOKFLOW_MAX_CONNECTIONS")]
+    max_connections: usize,
     /// Hosts or networks request nodes may call (comma-separated; default: any).
     #[arg(long, env = "HOOKFLOW_REQUEST_ALLOW", value_delimiter = ',')]
     request_allow: Vec<String>,
@@ -70,6 +80,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let secrets = SecretSet::default();
     secrets.add(args.admin_token.iter());
     super::logs::init(args.log_format, secrets.clone());
+    if args.read_timeout.is_zero() || args.max_connections == 0 {
+        anyhow::bail!("--read-timeout and --max-connections must be more than 0");
+    }
+    let open_files = match os_limits::raise_open_files() {
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            tracing::warn!(message = "Cannot raise the open-files limit.", %error);
+            None
+        }
+    };
     // Everything the server creates (the data folder's files, present and
     // future: the store's snapshots) is private to its user.
     #[cfg(unix)]
@@ -85,10 +105,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, cores, secrets))
+    runtime.block_on(serve(args, cores, secrets, open_files))
 }
 
-async fn serve(args: ServeArgs, cores: usize, secrets: SecretSet) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: ServeArgs,
+    cores: usize,
+    secrets: SecretSet,
+    open_files: Option<u64>,
+) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&args.place.data).with_context(|| {
             format!("cannot open the data folder {}", args.place.data.display())
@@ -119,6 +144,20 @@ async fn serve(args: ServeArgs, cores: usize, secrets: SecretSet) -> anyhow::Res
     let listener = std::net::TcpListener::bind(&args.place.listen)
         .with_context(|| format!("cannot listen on {}", args.place.listen))?;
     let local = listener.local_addr().context("no local address")?;
+    if let Err(error) = os_limits::set_backlog(&listener) {
+        tracing::warn!(message = "Cannot set the listen backlog.", %error);
+    }
+    let max_connections = open_files.map_or(args.max_connections, |limit| {
+        os_limits::connection_cap(args.max_connections, limit)
+    });
+    if max_connections < args.max_connections {
+        tracing::warn!(
+            message = "The open-files limit is below what --max-connections needs; fewer connections are served.",
+            open_files,
+            max_connections = args.max_connections,
+            connections = max_connections,
+        );
+    }
     let settings = Settings {
         workflows_dir: args.place.workflows.clone(),
         data_dir: args.place.data.clone(),
@@ -157,6 +196,9 @@ async fn serve(args: ServeArgs, cores: usize, secrets: SecretSet) -> anyhow::Res
         http: HttpSettings {
             admin_token: args.admin_token.clone(),
             http_workers: cores,
+            read_timeout: args.read_timeout,
+            keep_alive: args.keep_alive,
+            max_connections,
         },
     });
     hookflow_trigger::run(state, listener, shutdown_signal()).await?;

@@ -38,6 +38,12 @@ pub enum Refusal {
     /// Queue full or shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// The request (head and body) did not arrive within the read timeout.
+    #[error("the request was not received within the read timeout ({}s)", .0.as_secs_f64())]
+    RequestTimeout(std::time::Duration),
+    /// A request header over the size limit (its name is not echoed: an attacker chose it).
+    #[error("a request header is larger than {0} bytes")]
+    HeadersTooLarge(usize),
     /// Anything else; the message is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -56,6 +62,8 @@ impl Refusal {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Conflict(_) => "conflict",
             Refusal::Unavailable(_) => "unavailable",
+            Refusal::RequestTimeout(_) => "request_timeout",
+            Refusal::HeadersTooLarge(_) => "headers_too_large",
             Refusal::Internal(_) => "internal",
         }
     }
@@ -71,6 +79,8 @@ impl Refusal {
             Refusal::BadRequest(_) => 400,
             Refusal::Conflict(_) => 409,
             Refusal::Unavailable(_) => 503,
+            Refusal::RequestTimeout(_) => 408,
+            Refusal::HeadersTooLarge(_) => 431,
             Refusal::Internal(_) => 500,
         }
     }
@@ -120,5 +130,19 @@ mod tests {
             internal.body(),
             json!({"error": "internal", "message": "internal error"})
         );
+    }
+
+    #[test]
+    fn slow_and_oversized_requests_answer_408_and_431() {
+        let slow = Refusal::RequestTimeout(std::time::Duration::from_millis(2500));
+        assert_eq!(
+            (slow.status(), slow.body()),
+            (
+                408,
+                json!({"error": "request_timeout", "message": "the request was not received within the read timeout (2.5s)"})
+            )
+        );
+        let big = Refusal::HeadersTooLarge(16_384);
+        assert_eq!((big.status(), big.code()), (431, "headers_too_large"));
     }
 }

@@ -1,6 +1,6 @@
 //! Refusals as HTTP responses: the status and JSON body the service's
 //! [`Refusal`] names, plus the headers HTTP asks for (`Allow`,
-//! `WWW-Authenticate`, `Retry-After`).
+//! `WWW-Authenticate`, `Retry-After`, `Connection: close`).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -38,6 +38,10 @@ impl ResponseError for ApiError {
             }
             Refusal::Unavailable(_) => {
                 builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+            }
+            // The sender is too slow or too large: its connection is not kept.
+            Refusal::RequestTimeout(_) | Refusal::HeadersTooLarge(_) => {
+                builder.force_close();
             }
             _ => {}
         }

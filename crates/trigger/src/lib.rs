@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod limits;
 pub mod server;
 pub mod webhook;
 
@@ -15,6 +16,7 @@ pub use server::run;
 
 use hookflow_service::Service;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Settings of the HTTP side.
 #[derive(Debug, Clone)]
@@ -23,6 +25,12 @@ pub struct HttpSettings {
     pub admin_token: Option<String>,
     /// HTTP worker threads.
     pub http_workers: usize,
+    /// A request's head and body must arrive within this (`--read-timeout`).
+    pub read_timeout: Duration,
+    /// Idle kept-alive connections are closed after this; zero turns keep-alive off.
+    pub keep_alive: Duration,
+    /// Open connections, in total, across the workers.
+    pub max_connections: usize,
 }
 
 /// What every handler sees.

@@ -1,30 +1,56 @@
 //! Builds the actix-web app, runs it, and shuts it down gracefully.
 
 use crate::error::ApiError;
-use crate::{admin, webhook, AppState};
+use crate::{admin, limits, webhook, AppState, HttpSettings};
+use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hookflow_service::{Refusal, WEBHOOK_PREFIX};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a connection being closed may take: the time an answer has to
+/// reach the client before the socket is shut (and what the client still
+/// sends is read and dropped meanwhile, so that a close does not reset the
+/// connection before the answer is read). Short: a cut-off sender frees its
+/// connection quickly.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Routes by path prefix, without the router's regular expressions (they
 /// cost a visible share of each webhook request).
 async fn dispatch(
     req: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let response = route(&req, &mut payload, &state).await;
+    limits::settle(&req, payload);
+    response
+}
+
+async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) -> HttpResponse {
+    // Taken by every request: the connection's first one, whatever its route, counts from the accept.
+    let deadline = limits::deadline(req, state.http.read_timeout);
+    if limits::oversized_header(req) {
+        let refusal = ApiError(Refusal::HeadersTooLarge(limits::MAX_HEADER_BYTES));
+        return actix_web::ResponseError::error_response(&refusal);
+    }
     if req.path().starts_with(WEBHOOK_PREFIX) {
-        return webhook::handle(req, payload, state).await;
+        return webhook::handle(req, payload, state, deadline).await;
     }
     if req.path() == "/healthz" {
         return HttpResponse::Ok().json(serde_json::json!({"status": "ok"}));
     }
-    let result = match admin::dispatch(&req, &state).await {
+    let result = match admin::dispatch(req, state).await {
         Some(result) => result,
         None => Err(ApiError(Refusal::NotFound("no such route".into()))),
     };
     result.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
+}
+
+/// Open connections each worker takes: the total shared out, at least one.
+fn per_worker(settings: &HttpSettings) -> usize {
+    (settings.max_connections / settings.http_workers.max(1)).max(1)
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully: webhook requests
@@ -46,6 +72,15 @@ pub async fn run(
             .default_service(web::to(dispatch))
     })
     .workers(state.http.http_workers.max(1))
+    .max_connections(per_worker(&state.http))
+    .client_request_timeout(state.http.read_timeout)
+    .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+    .keep_alive(if state.http.keep_alive.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(state.http.keep_alive)
+    })
+    .on_connect(limits::on_connect)
     .disable_signals()
     .shutdown_timeout(grace.as_secs().max(1))
     .listen(listener)?

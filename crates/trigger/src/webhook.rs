@@ -1,6 +1,7 @@
 //! `POST /api/webhook:trigger/{key}`: the checks only HTTP can make, in the
 //! order of SPEC §4 (key, method, Basic auth, size), then the capped body is
-//! read and the request handed to the service, which checks the rest.
+//! read before the read deadline and the request handed to the service,
+//! which checks the rest.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -20,10 +21,12 @@ pub const REPLAYED_HEADER: &str = "x-hookflow-replayed";
 pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
 
 /// The webhook handler: every method, so that a known key answers 405 rather than 404.
+/// The body must have arrived by `deadline`.
 pub async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    state: &AppState,
+    deadline: Instant,
 ) -> HttpResponse {
     let clock = Instant::now();
     // The key is the one path segment after the prefix (routing by prefix avoids a regex per request).
@@ -36,7 +39,7 @@ pub async fn handle(
     // Held for the log line (an `Arc`, not a copy of the id).
     let workflow = served.as_ref().map(|s| s.workflow.clone());
     let response = match served {
-        Some(served) => match run(&req, payload, &state, served).await {
+        Some(served) => match run(req, payload, state, served, deadline).await {
             Ok(r) => r,
             Err(e) => actix_web::ResponseError::error_response(&e),
         },
@@ -61,9 +64,10 @@ pub async fn handle(
 
 async fn run(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: &mut web::Payload,
     state: &AppState,
     served: Arc<Served>,
+    deadline: Instant,
 ) -> Result<HttpResponse, ApiError> {
     if req.method() != Method::POST {
         return Err(Refusal::MethodNotAllowed.into());
@@ -85,7 +89,10 @@ async fn run(
     if declared.is_some_and(|len| len > limit) {
         return Err(Refusal::PayloadTooLarge(limit).into());
     }
-    let body = read_body(payload, limit, declared).await?;
+    let read = read_body(payload, limit, declared);
+    let body = tokio::time::timeout_at(deadline.into(), read)
+        .await
+        .map_err(|_| Refusal::RequestTimeout(state.http.read_timeout))??;
     let request = request_parts(req, &body);
     let headers = req
         .headers()
@@ -130,7 +137,7 @@ fn request_parts<'a>(req: &'a HttpRequest, body: &'a [u8]) -> hookflow_service::
 /// Reads the body, never past `limit` bytes. The buffer starts at the
 /// declared length (actix's own helper starts every body at 32 KiB).
 async fn read_body(
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     limit: u64,
     declared: Option<u64>,
 ) -> Result<web::Bytes, ApiError> {
@@ -139,7 +146,7 @@ async fn read_body(
         usize::try_from(declared.unwrap_or(0).min(limit).min(64 * 1024)).unwrap_or(0),
     );
     while let Some(chunk) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut payload).poll_next(cx)).await
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *payload).poll_next(cx)).await
     {
         let chunk =
             chunk.map_err(|e| Refusal::BadRequest(format!("could not read the body: {e}")))?;

@@ -1,0 +1,414 @@
+//! SPEC §4, hostile senders: slow bodies and heads, oversized heads, more
+//! connections than allowed, the open-files limit. Spoken over raw TCP,
+//! since well-behaved clients cannot misbehave on purpose.
+
+use crate::harness::{eventually, Options, TestApp};
+use serde_json::json;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const SYNC: &str = r#"
+title: Sync
+enabled: true
+trigger: { type: webhook, mode: sync, key: slow-sync-0001 }
+nodes:
+  - type: response
+    body: { ok: true }
+"#;
+
+const ASYNC: &str = r#"
+title: Async
+enabled: true
+trigger: { type: webhook, key: slow-async-001 }
+nodes:
+  - type: log
+    message: ran
+"#;
+
+fn app(args: &[&str]) -> TestApp {
+    TestApp::spawn_with(
+        &[("sync.yaml", SYNC), ("async.yaml", ASYNC)],
+        Options {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Options::default()
+        },
+    )
+}
+
+/// A raw connection and what it has received so far.
+struct Raw {
+    stream: TcpStream,
+    received: Vec<u8>,
+    closed: bool,
+}
+
+impl Raw {
+    fn open(app: &TestApp) -> Raw {
+        let stream = TcpStream::connect(app.addr()).expect("connect");
+        stream.set_nonblocking(true).expect("non-blocking");
+        Raw {
+            stream,
+            received: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Sends what the socket takes now; false once the server closed it.
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        match self.stream.write(bytes) {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Reads what has arrived, without waiting.
+    fn poll(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        while !self.closed {
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
+    /// The first response, once all of it (head and Content-Length body) arrived.
+    fn response(&self) -> Option<(u16, String, String)> {
+        let text = String::from_utf8_lossy(&self.received);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.get(9..12)?.parse().ok()?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        (body.len() >= length).then(|| (status, head.to_lowercase(), body[..length].to_string()))
+    }
+
+    /// Waits up to `limit` for the first response or the close.
+    fn wait(&mut self, limit: Duration) -> Option<(u16, String, String)> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            self.poll();
+            if let Some(r) = self.response() {
+                return Some(r);
+            }
+            if self.closed {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no answer and no close within {limit:?}");
+    }
+
+    /// Waits up to `limit` for the server to close the connection, sending `dribble` meanwhile.
+    fn closed_within(&mut self, limit: Duration, dribble: &[u8]) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if !self.send(dribble) {
+                return true;
+            }
+            self.poll();
+            if self.closed {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+/// One request on a fresh connection: its response, or `None` when the server closed instead.
+fn exchange(app: &TestApp, request: &[u8]) -> Option<(u16, String, String)> {
+    let mut raw = Raw::open(app);
+    raw.stream.set_nonblocking(false).expect("blocking");
+    // The server may answer and close before it has read everything.
+    let _ = raw.stream.write_all(request);
+    raw.stream.set_nonblocking(true).expect("non-blocking");
+    raw.wait(Duration::from_secs(10))
+}
+
+fn healthz_within(app: &TestApp, limit: Duration) {
+    let start = Instant::now();
+    let r = app.get("/healthz");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        start.elapsed() < limit,
+        "/healthz took {:?}\n{}",
+        start.elapsed(),
+        app.log_text()
+    );
+}
+
+#[test]
+fn slow_senders_get_408_and_do_not_starve_the_server() {
+    let app = app(&["--read-timeout", "2s"]);
+    let keys = ["slow-sync-0001", "slow-async-001"];
+    let started = Instant::now();
+    let mut slow: Vec<Raw> = (0..200)
+        .map(|i| {
+            let mut raw = Raw::open(&app);
+            let head = format!(
+                "POST /api/webhook:trigger/{} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+                keys[i % 2]
+            );
+            assert!(raw.send(head.as_bytes()));
+            raw
+        })
+        .collect();
+    // A byte every 300 ms on every slow connection, until each got its answer.
+    let dribbler = std::thread::spawn(move || {
+        let mut answered = vec![None; slow.len()];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while answered.iter().any(Option::is_none) && Instant::now() < deadline {
+            for (raw, answer) in slow.iter_mut().zip(answered.iter_mut()) {
+                if answer.is_some() {
+                    continue;
+                }
+                raw.send(b" ");
+                raw.poll();
+                if let Some(r) = raw.response() {
+                    *answer = Some((r, started.elapsed()));
+                } else if raw.closed {
+                    *answer = Some(((0, String::new(), "closed".into()), started.elapsed()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        answered
+    });
+    // Meanwhile the server answers others at once.
+    for _ in 0..5 {
+        healthz_within(&app, Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answered = dribbler.join().expect("dribbler");
+    for (i, answer) in answered.iter().enumerate() {
+        let ((status, head, body), at) = answer
+            .clone()
+            .unwrap_or_else(|| panic!("slow connection {i} got no answer in 20 s"));
+        assert_eq!(status, 408, "connection {i}: {head}{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+        assert_eq!(body["error"], json!("request_timeout"), "{body}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(
+            at >= Duration::from_millis(1900),
+            "connection {i} was cut after {at:?}, before the read timeout"
+        );
+    }
+    let runs = app.admin_get("/api/executions").json();
+    assert_eq!(runs["executions"], json!([]), "a cut-off request ran");
+    healthz_within(&app, Duration::from_secs(1));
+}
+
+#[test]
+fn stalled_heads_and_unread_bodies_do_not_hold_connections() {
+    let app = app(&["--read-timeout", "2s", "--keep-alive", "10s"]);
+    let limit = Duration::from_secs(8);
+
+    // A head that never ends, first on its connection: actix's 408.
+    let mut raw = Raw::open(&app);
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+    assert!(
+        raw.closed_within(limit, b"a"),
+        "a dribbled first head kept its connection"
+    );
+    assert_eq!(raw.response().map(|r| r.0), Some(408));
+
+    // The same after a first request on a kept-alive connection.
+    let mut raw = Raw::open(&app);
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(raw.wait(limit).map(|r| r.0), Some(200));
+    raw.received.clear();
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+    let start = Instant::now();
+    assert!(
+        raw.closed_within(limit, b"a"),
+        "a dribbled second head kept its connection"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(1900));
+
+    // Bodies a route does not read, dribbled: answered, then the connection closes.
+    let requests: [&[u8]; 3] = [
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+        b"POST /api/executions/x/retry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+        b"POST /api/executions/x/retry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\nContent-Length: 1000\r\n\r\n{",
+    ];
+    for request in requests {
+        let mut raw = Raw::open(&app);
+        raw.send(request);
+        let chunked = request.ends_with(b"a\r\n");
+        let dribble: &[u8] = if chunked { b"1\r\na\r\n" } else { b" " };
+        assert!(
+            raw.closed_within(limit, dribble),
+            "{}: the connection stayed open",
+            String::from_utf8_lossy(request)
+        );
+        let (status, head, _) = raw.response().expect("an answer before the close");
+        assert!(matches!(status, 200 | 404), "{head}");
+    }
+    healthz_within(&app, Duration::from_secs(1));
+}
+
+#[test]
+fn each_request_on_a_kept_alive_connection_has_its_own_deadline() {
+    let app = app(&["--read-timeout", "1s", "--keep-alive", "10s"]);
+    let mut raw = Raw::open(&app);
+    let limit = Duration::from_secs(5);
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(raw.wait(limit).map(|r| r.0), Some(200));
+    // Later than one read timeout after the accept, a request whose body takes a moment.
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..2 {
+        raw.received.clear();
+        raw.send(b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{");
+        std::thread::sleep(Duration::from_millis(300));
+        raw.send(b"}");
+        let (status, head, body) = raw.wait(limit).expect("an answer");
+        assert_eq!((status, body.as_str()), (200, r#"{"ok":true}"#), "{head}");
+    }
+}
+
+#[test]
+fn oversized_heads_get_431_or_a_close_and_never_a_panic() {
+    let app = app(&[]);
+    let long_name = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}: v\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..70)
+            .map(|i| format!("X-Pad-{i}: {}\r\n", "b".repeat(1000)))
+            .collect::<String>()
+    );
+    for (what, request) in [
+        ("a 70,000-byte header name", &long_name),
+        ("a 70 KiB head", &many),
+    ] {
+        let answer = exchange(&app, request.as_bytes());
+        assert!(
+            answer.as_ref().is_none_or(|r| r.0 == 431),
+            "{what}: {answer:?}"
+        );
+        healthz_within(&app, Duration::from_secs(1));
+    }
+
+    // One header over 16 KiB in a head under 64 KiB: hookflow's own 431.
+    let value = "c".repeat(20 * 1024);
+    for target in ["/healthz", "/api/webhook:trigger/slow-sync-0001"] {
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nX-Big: {value}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (status, head, body) = exchange(&app, request.as_bytes()).expect("an answer");
+        assert_eq!(status, 431, "{target}: {head}{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+        assert_eq!(body["error"], json!("headers_too_large"), "{body}");
+    }
+    // Just under the cap is fine.
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "d".repeat(16 * 1024 - 8)
+    );
+    assert_eq!(exchange(&app, request.as_bytes()).map(|r| r.0), Some(200));
+
+    healthz_within(&app, Duration::from_secs(1));
+    assert_eq!(
+        app.admin_get("/api/executions").json()["executions"],
+        json!([])
+    );
+    let log = app.log_text();
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
+
+#[test]
+fn a_full_connection_limit_recovers_once_stalled_connections_are_cut() {
+    let app = app(&["--max-connections", "16", "--read-timeout", "2s"]);
+    // More idle connections than allowed: they fill the limit, the rest wait in the backlog.
+    let idle: Vec<Raw> = (0..40).map(|_| Raw::open(&app)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The limit is in force: a request waits behind the stalled connections...
+    let mut probe = Raw::open(&app);
+    probe.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(700));
+    probe.poll();
+    assert!(
+        probe.response().is_none(),
+        "answered past the connection limit: {}",
+        String::from_utf8_lossy(&probe.received)
+    );
+    // ...until the read timeout has cut them: then it is served.
+    let start = Instant::now();
+    let served = eventually(Duration::from_secs(20), "/healthz past the limit", || {
+        probe.poll();
+        probe.response()
+    });
+    assert_eq!(served.0, 200, "{served:?}");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    healthz_within(&app, Duration::from_secs(1));
+    drop(idle);
+}
+
+fn open_files(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line")
+        .to_string();
+    let mut fields = line.split_whitespace().skip(3);
+    (
+        fields.next().unwrap_or_default().to_string(),
+        fields.next().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn the_open_files_limit_is_raised_and_connections_fit_in_it() {
+    let spawn = |soft, hard| {
+        TestApp::spawn_with(
+            &[("sync.yaml", SYNC)],
+            Options {
+                open_files: Some((soft, hard)),
+                ..Options::default()
+            },
+        )
+    };
+    // The hard limit this process has (an unprivileged process cannot raise it).
+    let mut own = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) }, 0);
+    assert!(own.rlim_max > 256, "hard limit {}", own.rlim_max);
+    let app = spawn(256, own.rlim_max);
+    let (soft, hard) = open_files(app.pid());
+    assert_eq!(hard, own.rlim_max.to_string());
+    assert_eq!(soft, hard, "the soft limit was not raised");
+    assert!(!app.log_text().contains("open-files limit"));
+
+    // A hard limit too low for --max-connections (10,000): a warning, and fewer connections.
+    let app = spawn(512, 600);
+    let (soft, hard) = open_files(app.pid());
+    assert_eq!((soft.as_str(), hard.as_str()), ("600", "600"));
+    let log = app.log_text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("open-files limit is below"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(
+        warning.contains("open_files=600")
+            && warning.contains("max_connections=10000")
+            && warning.contains("connections=344"),
+        "{warning}"
+    );
+    healthz_within(&app, Duration::from_secs(1));
+}
