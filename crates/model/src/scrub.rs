@@ -193,6 +193,10 @@ fn ends_authority(c: char) -> bool {
 
 /// Replaces the user info of every `scheme://user:pass@host` in `text`.
 fn redact_userinfo(text: &str) -> Cow<'_, str> {
+    // Most strings have no colon at all: one memchr pass, not a substring search.
+    if !text.contains(':') {
+        return Cow::Borrowed(text);
+    }
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut from = 0;

@@ -19,7 +19,7 @@ pub mod retry;
 
 pub use delivery::Delivery;
 pub use hookflow_parser::Request;
-pub use hookflow_verify::secret_eq;
+pub use hookflow_verify::{secret_eq, SecretDigest};
 pub use refusal::{Refusal, RETRY_AFTER_SECS};
 pub use registry::{webhook_key, webhook_path, Registry, Served, WEBHOOK_PREFIX};
 pub use retry::RetryError;

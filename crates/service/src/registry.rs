@@ -6,13 +6,14 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::{Catalog, Diagnostic};
 use hookflow_store::KeyFile;
-use hookflow_verify::Verifier;
+use hookflow_verify::{SecretDigest, Verifier};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Basic credentials: user name and password bytes.
-pub type Credentials = (Vec<u8>, Vec<u8>);
+/// Basic credentials: the digest of the user name and password, computed
+/// once; a request's pair is hashed the same way and compared in constant time.
+pub type Credentials = SecretDigest;
 
 /// A workflow reachable at a URL.
 pub struct Served {
@@ -188,5 +189,5 @@ fn credentials(workflow: &Workflow) -> Result<Option<Credentials>, String> {
     if pass.is_empty() {
         return Err("the Basic password is empty".into());
     }
-    Ok(Some((user.into_bytes(), pass.into_bytes())))
+    Ok(Some(SecretDigest::of(&[user.as_bytes(), pass.as_bytes()])))
 }

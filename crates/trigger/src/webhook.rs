@@ -77,8 +77,8 @@ async fn run(
             Refusal::Unavailable("the server is shutting down; try again later".into()).into(),
         );
     }
-    if let Some((user, pass)) = &served.basic {
-        check_basic(req, user, pass)?;
+    if let Some(credentials) = &served.basic {
+        check_basic(req, credentials)?;
     }
     let limit = served.workflow.trigger.max_body;
     let declared = req
@@ -158,9 +158,12 @@ async fn read_body(
     Ok(buf.freeze())
 }
 
-/// Compares Basic credentials in constant time (both parts, always; over
+/// Compares Basic credentials in constant time (both parts at once, over
 /// digests, so that neither content nor length leaks).
-fn check_basic(req: &HttpRequest, user: &[u8], pass: &[u8]) -> Result<(), ApiError> {
+fn check_basic(
+    req: &HttpRequest,
+    credentials: &hookflow_service::SecretDigest,
+) -> Result<(), ApiError> {
     let unauthorized = || {
         ApiError(Refusal::Unauthorized(
             "valid Basic credentials are required".into(),
@@ -183,9 +186,7 @@ fn check_basic(req: &HttpRequest, user: &[u8], pass: &[u8]) -> Result<(), ApiErr
         .position(|b| *b == b':')
         .ok_or_else(unauthorized)?;
     let (given_user, given_pass) = (&decoded[..split], &decoded[split + 1..]);
-    let user_ok = hookflow_service::secret_eq(given_user, user);
-    let pass_ok = hookflow_service::secret_eq(given_pass, pass);
-    if user_ok & pass_ok {
+    if credentials.matches(&[given_user, given_pass]) {
         Ok(())
     } else {
         Err(unauthorized())

@@ -6,13 +6,14 @@
 //! token (`token`, or `header.token` in schema 2.0) replaced by
 //! `[redacted]`: the token has been checked, and it is a secret.
 
-use crate::{secret_eq, Freshness, Rejected, Signed, Verified};
+use crate::{secret_eq, Freshness, Rejected, SecretDigest, Signed, Verified};
 use base64::Engine;
 use hookflow_model::request::REDACTED;
 use serde_json::Value as Json;
 
 pub(crate) struct Feishu {
-    pub(crate) token: Vec<u8>,
+    /// The verification token, as its digest.
+    pub(crate) token: SecretDigest,
     pub(crate) encrypt_key: Option<Vec<u8>>,
 }
 
@@ -32,7 +33,7 @@ impl Feishu {
             .or_else(|| event.get("token"))
             .and_then(Json::as_str)
             .unwrap_or_default();
-        if !secret_eq(given.as_bytes(), &self.token) {
+        if !self.token.matches(&[given.as_bytes()]) {
             return Err("the verification token does not match".into());
         }
         if event.get("type").and_then(Json::as_str) == Some("url_verification") {

@@ -32,14 +32,43 @@ use std::time::Duration;
 /// Compares what a request gave with a secret in constant time, whatever
 /// their lengths: both sides are hashed (SHA-256) and the two digests
 /// compared, so neither the content nor the length of the secret leaks
-/// (`subtle`'s slice compare returns early when lengths differ). For Basic
-/// passwords, the admin token and verification tokens.
+/// (`subtle`'s slice compare returns early when lengths differ). For the
+/// admin token; secrets known when a workflow loads use [`SecretDigest`],
+/// which hashes the secret once.
 pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
-    use sha2::Digest;
-    use subtle::ConstantTimeEq;
-    let given = sha2::Sha256::digest(given);
-    let expected = sha2::Sha256::digest(expected);
-    bool::from(given.as_slice().ct_eq(expected.as_slice()))
+    SecretDigest::of(&[expected]).matches(&[given])
+}
+
+/// A secret (one or several parts, such as a Basic user name and password)
+/// kept as its SHA-256 digest, computed once; a request's value is hashed
+/// the same way and the digests compared in constant time. Parts are
+/// length-prefixed, so `("ab", "c")` and `("a", "bc")` differ.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    /// The digest of `parts`.
+    pub fn of(parts: &[&[u8]]) -> SecretDigest {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for part in parts {
+            hash.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+            hash.update(part);
+        }
+        SecretDigest(hash.finalize().into())
+    }
+
+    /// True when `given` is the secret (constant time in the secret).
+    pub fn matches(&self, given: &[&[u8]]) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(SecretDigest::of(given).0.ct_eq(&self.0))
+    }
+}
+
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest(..)")
+    }
 }
 
 /// Default tolerance of signed timestamps.
@@ -186,7 +215,7 @@ impl Verifier {
             ),
             VerifyDef::Feishu(_) => (
                 Scheme::Feishu(feishu::Feishu {
-                    token: secrets.field("token")?,
+                    token: SecretDigest::of(&[&secrets.field("token")?]),
                     encrypt_key: secrets.optional("encrypt_key")?,
                 }),
                 DEFAULT_TOLERANCE,

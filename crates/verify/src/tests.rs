@@ -712,4 +712,17 @@ fn secrets_compare_equal_only_when_equal() {
         assert!(!secret_eq(other, b"s3cret"), "{other:?}");
     }
     assert!(secret_eq(b"", b""));
+    // Parts are length-prefixed: a Basic pair never matches a different split.
+    let pair = crate::SecretDigest::of(&[b"shop", b"pa:ss"]);
+    assert!(pair.matches(&[b"shop", b"pa:ss"]));
+    for (user, pass) in [
+        (&b"shopp"[..], &b"a:ss"[..]),
+        (b"sho", b"ppa:ss"),
+        (b"shop", b"pa:s"),
+        (b"", b""),
+        (b"shop", b""),
+    ] {
+        assert!(!pair.matches(&[user, pass]), "{user:?} {pass:?}");
+    }
+    assert!(!pair.matches(&[b"shoppa:ss"]));
 }
