@@ -572,26 +572,28 @@ fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
     executor
 }
 
+/// A started executor over a recording store whose next `finish` panics.
+fn executor_whose_first_finish_panics() -> (Arc<dyn Store>, crate::Executor) {
+    let store = recording();
+    store
+        .panic_at_finish
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let dyn_store: Arc<dyn Store> = store;
+    let executor = started_executor(dyn_store.clone());
+    (dyn_store, executor)
+}
+
 /// A panic inside an async run fails that run (durably, with the panic's
 /// message) and frees its worker: the next run runs, and a shutdown does
 /// not wait for a worker that will never come back.
 #[tokio::test]
 async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
-    let store = recording();
-    store
-        .panic_at_finish
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let executor = started_executor(dyn_store.clone());
+    let (dyn_store, executor) = executor_whose_first_finish_panics();
     let wf = compile(
         "simple",
         "title: Simple\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: one, type: calculation, expression: \"1 + 1\" }\n",
     );
-    let input = RunInput {
-        trigger: hookflow_model::request::TriggerRequest::default(),
-        vars: json!({}),
-        secret_headers: Vec::new(),
-    };
+    let input = empty_input();
     let mut ids = Vec::new();
     for _ in 0..2 {
         let (id, _) = executor
@@ -636,17 +638,8 @@ async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
 /// A panic inside a sync run answers 500 `failed` and fails its record.
 #[tokio::test]
 async fn a_panic_inside_a_sync_run_answers_500_and_fails_the_record() {
-    let store = recording();
-    store
-        .panic_at_finish
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let executor = started_executor(dyn_store.clone());
-    let input = RunInput {
-        trigger: hookflow_model::request::TriggerRequest::default(),
-        vars: json!({}),
-        secret_headers: Vec::new(),
-    };
+    let (dyn_store, executor) = executor_whose_first_finish_panics();
+    let input = empty_input();
     let (id, answer) = executor.run_sync(workflow(), input).await;
     assert_eq!(answer.status, 500);
     let record = dyn_store
