@@ -73,12 +73,8 @@ enum Command {
     },
     /// Run one workflow once without a server and print the answer and each node's result.
     Run(run::RunArgs),
-    /// Run the workflow test files (`<id>.test.yaml`) of a folder.
-    Test {
-        /// The folder with workflows and their test files.
-        #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
-        dir: PathBuf,
-    },
+    /// Run workflow test files (`<id>.test.yaml`) strictly offline: request nodes answer from stubs.
+    Test(testing::TestArgs),
     /// Print the JSON Schema of the workflow format.
     Schema,
 }
@@ -93,7 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             require_secrets,
         } => validate::run(&dir, require_secrets),
         Command::Run(args) => run::run(args),
-        Command::Test { dir } => testing::run(&dir),
+        Command::Test(args) => testing::run(args),
         Command::Schema => {
             print!("{}", hookflow_model::schema::workflow_schema());
             Ok(ExitCode::SUCCESS)

@@ -2,13 +2,12 @@
 //! a request without a server, running it in memory, printing the trace.
 
 use anyhow::{anyhow, Context};
-use hookflow_executor::{Executor, ExecutorConfig, OfflineRun, RunInput, Stub};
+use hookflow_executor::{Executor, ExecutorConfig, OfflineRun, RunInput, Stubs};
 use hookflow_model::request::Verified;
 use hookflow_model::{load_source, LoadOptions, SecretPolicy, Workflow};
 use hookflow_parser::Request;
 use hookflow_service::{webhook_path, Refusal};
 use hookflow_store::{MemoryStore, Store};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,11 +59,13 @@ pub enum Outcome {
     Ran(Box<OfflineRun>),
 }
 
-/// Runs `workflow` once in memory, with request nodes answered by `stubs` where given.
+/// Runs `workflow` once in memory. With `stubs`, request nodes take their
+/// answers from them and never touch the network (`hookflow test`); without,
+/// they really call their URLs (`hookflow run`).
 pub fn run_once(
     workflow: Arc<Workflow>,
     request: &OfflineRequest,
-    stubs: HashMap<String, Stub>,
+    stubs: Option<Arc<Stubs>>,
 ) -> anyhow::Result<Outcome> {
     let content_type = request
         .headers

@@ -60,7 +60,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         query: args.query.clone(),
         body,
     };
-    match run_once(workflow, &request, Default::default())? {
+    match run_once(workflow, &request, None)? {
         Outcome::Rejected(status, body) => {
             println!("response {status} (no run)");
             println!("  {body}");

@@ -20,6 +20,7 @@ mod responder;
 mod run;
 mod scope;
 pub mod state;
+pub mod stubs;
 mod versions;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod tests;
 pub use answer::Answer;
 pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
+pub use stubs::{SentRequest, Stub, StubAnswers, StubFailure, StubProblem, Stubs};
 
 use futures_util::FutureExt;
 use hookflow_model::runtime::Workflow;
@@ -41,7 +43,6 @@ use record::{bare_record, new_record};
 use responder::{Control, Responder};
 use run::Run;
 use scope::{scope_copying, scope_for};
-use serde_json::Value as Json;
 use state::RunState;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -65,17 +66,6 @@ pub enum AcceptError {
     Response(String),
 }
 
-/// A canned answer for a request node (`hookflow test`), by node key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stub {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: serde_json::Map<String, Json>,
-    /// Body (JSON, or a string).
-    pub body: Json,
-}
-
 /// A run made without a server (`hookflow run`, `hookflow test`).
 #[derive(Debug)]
 pub struct OfflineRun {
@@ -92,8 +82,9 @@ pub struct Env {
     pub http: policy::Outbound,
     /// Largest response body a request node reads.
     pub max_response_body: usize,
-    /// Canned answers for request nodes, by node key (tests only; empty in a server).
-    pub stubs: HashMap<String, Stub>,
+    /// Canned answers for request nodes (`hookflow test`): with them, no
+    /// request node touches the network. `None` in a server and `hookflow run`.
+    pub stubs: Option<Arc<Stubs>>,
     /// Largest job result kept in a record (`--max-result`).
     pub max_result: usize,
     /// What records are scrubbed of (SPEC §3).
@@ -110,8 +101,9 @@ pub struct ExecutorConfig {
     /// The proxy request nodes go through (`--request-proxy`); none by
     /// default, and never one from the environment.
     pub request_proxy: Option<policy::RequestProxy>,
-    /// Canned answers for request nodes (`hookflow test`).
-    pub stubs: HashMap<String, Stub>,
+    /// Canned answers for request nodes (`hookflow test`); with them, no
+    /// request node touches the network.
+    pub stubs: Option<Arc<Stubs>>,
     /// Largest job result kept in a record (`--max-result`); 0 for the
     /// default, 256 KiB.
     pub max_result: usize,

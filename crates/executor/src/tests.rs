@@ -6,7 +6,7 @@ use crate::record::new_record;
 use crate::run::Run;
 use crate::scope::scope_copying;
 use crate::state::{Frame, RunState};
-use crate::{Env, RunInput, Stub};
+use crate::{Env, RunInput, Stub, StubAnswers, Stubs};
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::{
@@ -534,21 +534,88 @@ async fn a_durable_run_saves_its_position_only_after_requests() {
     assert_eq!(again.jobs[3].result, full.jobs[3].result);
 }
 
+const STUBBED: &str = r#"
+title: Stubbed
+trigger: { type: webhook, mode: sync }
+nodes:
+  - key: call
+    type: request
+    url: "http://127.0.0.1:9/orders?x=1"
+    headers: { X-Trace: t-1 }
+    body: { amount: 12.5 }
+    retry: { attempts: 2, backoff: 30s }
+  - { key: other, type: request, url: "http://127.0.0.1:9/other", ignore_fail: true }
+"#;
+
+/// Offline, a request node's tries take the answers of its stub list in
+/// order, without waiting between them, and are written down as sent; a node
+/// without a stub fails without sending anything, `ignore_fail` or not.
+#[tokio::test]
+async fn stubbed_tries_take_the_list_in_order_and_send_nothing() {
+    let wf = compile("stubbed", STUBBED);
+    let answer = |status| Stub::Response {
+        status,
+        headers: Default::default(),
+        body: json!({"status": status}),
+    };
+    let stubs = Arc::new(Stubs::new(HashMap::from([(
+        "call".to_string(),
+        StubAnswers::Each(vec![answer(503), answer(200)]),
+    )])));
+    let executor = crate::Executor::new(
+        Arc::new(MemoryStore::new()),
+        crate::ExecutorConfig {
+            stubs: Some(stubs.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("executor");
+    let started = std::time::Instant::now();
+    let run = executor
+        .run_offline(wf, empty_input())
+        .await
+        .expect("offline run");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the 30 s backoff was skipped"
+    );
+    let record = run.record;
+    assert_eq!(record.status, RunStatus::Failed, "{:?}", record.jobs);
+    assert_eq!(record.jobs[0].result["status"], json!(200));
+    let other = record.jobs[1].error.clone().unwrap_or_default();
+    assert!(other.contains("`other` has no stub"), "{other}");
+    let sent = stubs.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1].node, "call");
+    assert_eq!(sent[1].method, "POST");
+    assert_eq!(sent[1].url, "http://127.0.0.1:9/orders?x=1");
+    assert!(sent[1]
+        .headers
+        .contains(&("X-Trace".to_string(), "t-1".to_string())));
+    assert_eq!(sent[1].body.as_deref(), Some(&br#"{"amount":12.5}"#[..]));
+    assert_eq!(
+        stubs.problems(),
+        vec![crate::StubProblem::Missing {
+            node: "other".into(),
+            keyed: true
+        }]
+    );
+}
+
 /// An environment whose request node `call` answers 200 `{"ok": true}`.
 fn stubbed_env() -> Arc<Env> {
-    let mut stubs = HashMap::new();
-    stubs.insert(
+    let stubs = HashMap::from([(
         "call".to_string(),
-        Stub {
+        StubAnswers::Every(Stub::Response {
             status: 200,
             headers: Default::default(),
             body: json!({"ok": true}),
-        },
-    );
+        }),
+    )]);
     Arc::new(Env {
         http: crate::policy::Outbound::new(Default::default(), None).expect("client"),
         max_response_body: 1024,
-        stubs,
+        stubs: Some(Arc::new(Stubs::new(stubs))),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
         secrets: Default::default(),
     })

@@ -97,7 +97,7 @@ pub async fn run(id: NodeId, node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeE
         NodeKind::Log { message, level } => log::run(cx, message, *level),
         NodeKind::Request(spec) => {
             let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
-            request::run(cx, spec, &ident).await
+            request::run(cx, spec, &ident, node.key.is_some()).await
         }
         NodeKind::Loop {
             over,

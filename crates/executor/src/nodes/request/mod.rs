@@ -10,6 +10,7 @@
 mod attempt;
 
 use super::{NodeCx, NodeError, Step};
+use crate::stubs::{SentRequest, Stub};
 use attempt::{attempt_once, Try};
 use hookflow_model::def::ContentType;
 use hookflow_model::runtime::RequestSpec;
@@ -22,7 +23,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest wait a `Retry-After` may ask for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Result<Step, NodeError> {
+/// Runs a request node; `node_ident` is its key (`node<index>` for a node
+/// without one, which `keyed` tells).
+pub async fn run(
+    cx: &NodeCx<'_>,
+    spec: &RequestSpec,
+    node_ident: &str,
+    keyed: bool,
+) -> Result<Step, NodeError> {
     let templates = &cx.workflow.templates;
     let method_text = templates
         .render(&spec.method, cx.scope)?
@@ -54,41 +62,47 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
     };
     let idempotency_key = format!("{}-{node_ident}", cx.execution_id);
 
-    // `hookflow test` answers stubbed nodes itself; nothing leaves the machine
-    // (so the request policy has nothing to check).
-    let stub = cx.env.stubs.get(node_ident).map(|s| Try::Response {
-        status: s.status,
-        headers: s.headers.clone(),
-        body: s.body.clone(),
-        retry_after: None,
-    });
-    let attempts = if stub.is_some() {
-        0
-    } else {
-        spec.attempts.max(1)
-    };
+    // `hookflow test` answers every try from the case's stubs: nothing
+    // leaves the machine (so the request policy has nothing to check).
+    let stubs = cx.env.stubs.as_deref();
+    let attempts = spec.attempts.max(1);
     let outbound = &cx.env.http;
     let mut backoff = spec.backoff;
-    let mut last = stub;
+    let mut last = None;
     for attempt in 1..=attempts {
-        let outcome = match outbound.check_url(&url) {
-            Err(refused) => Try::Refused(refused.to_string()),
-            Ok(()) => {
-                let mut req = outbound
-                    .client(spec.follow_redirects)
-                    .request(method.clone(), url.clone())
-                    .timeout(spec.timeout)
-                    .header("idempotency-key", &idempotency_key);
-                if let Some((content_type, bytes)) = &body {
-                    req = req
-                        .header("content-type", *content_type)
-                        .body(bytes.clone());
-                }
-                for (name, value) in &headers {
-                    req = req.header(name.as_str(), value.as_str());
-                }
-                attempt_once(req, outbound, cx.env.max_response_body).await
+        let outcome = match stubs {
+            Some(stubs) => {
+                let sent = SentRequest {
+                    node: node_ident.to_string(),
+                    method: method_text.clone(),
+                    url: url.to_string(),
+                    headers: sent_headers(&idempotency_key, body.as_ref(), &headers),
+                    body: body.as_ref().map(|(_, bytes)| bytes.clone()),
+                };
+                let stub = stubs
+                    .answer(sent, keyed)
+                    .map_err(|problem| NodeError(problem.to_string()))?;
+                stubbed_try(stub)
             }
+            None => match outbound.check_url(&url) {
+                Err(refused) => Try::Refused(refused.to_string()),
+                Ok(()) => {
+                    let mut req = outbound
+                        .client(spec.follow_redirects)
+                        .request(method.clone(), url.clone())
+                        .timeout(spec.timeout)
+                        .header("idempotency-key", &idempotency_key);
+                    if let Some((content_type, bytes)) = &body {
+                        req = req
+                            .header("content-type", *content_type)
+                            .body(bytes.clone());
+                    }
+                    for (name, value) in &headers {
+                        req = req.header(name.as_str(), value.as_str());
+                    }
+                    attempt_once(req, outbound, cx.env.max_response_body).await
+                }
+            },
         };
         let wait = match &outcome {
             Try::Response {
@@ -103,7 +117,10 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
             break;
         }
         tracing::info!(message = "Request failed; retrying.", request = %target, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-        tokio::time::sleep(wait).await;
+        // Offline, waits are skipped (as delays are).
+        if stubs.is_none() {
+            tokio::time::sleep(wait).await;
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     // Without following, a redirect is an answer like any other success.
@@ -147,6 +164,41 @@ pub async fn run(cx: &NodeCx<'_>, spec: &RequestSpec, node_ident: &str) -> Resul
         Some(Try::Refused(reason)) => Err(NodeError(format!("{target} refused: {reason}"))),
         None => Err(NodeError("no attempt was made".into())),
     }
+}
+
+/// A canned answer as the outcome of a try.
+fn stubbed_try(stub: Stub) -> Try {
+    match stub {
+        Stub::Response {
+            status,
+            headers,
+            body,
+        } => Try::Response {
+            status,
+            headers,
+            body,
+            retry_after: None,
+        },
+        Stub::Failure(failure) => Try::Failed {
+            reason: failure.reason().to_string(),
+            retry: true,
+        },
+    }
+}
+
+/// The headers of a try in the order they go out.
+fn sent_headers(
+    idempotency_key: &str,
+    body: Option<&(&'static str, Vec<u8>)>,
+    headers: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut sent = Vec::with_capacity(headers.len() + 2);
+    sent.push(("idempotency-key".to_string(), idempotency_key.to_string()));
+    if let Some((content_type, _)) = body {
+        sent.push(("content-type".to_string(), (*content_type).to_string()));
+    }
+    sent.extend(headers.iter().cloned());
+    sent
 }
 
 /// A URL as errors and logs show it: without user info, query string or

@@ -1,189 +1,19 @@
-//! `hookflow test [DIR]`: runs every `<id>.test.yaml` against workflow `<id>`
-//! offline (request nodes answered by stubs, no signatures, no idempotency)
-//! and reports each case, with a diff when it fails.
+//! One case: the request built, the workflow run offline over the case's
+//! stubs, and what the run did compared with what the case expects.
 
-use super::offline::{load_workflow, run_once, short, OfflineRequest, Outcome};
+use super::format::Case;
+use super::requests;
+use crate::cli::offline::{run_once, short, OfflineRequest, Outcome};
 use anyhow::Context;
-use hookflow_executor::Stub;
-use hookflow_model::yaml::{from_yaml, Yaml};
-use serde::Deserialize;
+use hookflow_executor::Stubs;
+use hookflow_model::Workflow;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::ExitCode;
+use std::sync::Arc;
 
-/// A test file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestFile {
-    /// Environment variables (secrets) set before the cases run.
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    cases: Vec<Case>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    #[serde(default)]
-    request: TestRequest,
-    /// Answers for request nodes, by node key.
-    #[serde(default)]
-    stubs: BTreeMap<String, StubDef>,
-    #[serde(default)]
-    expect: Expect,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestRequest {
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    query: Option<String>,
-    /// A JSON body (sent as application/json unless a content-type header says otherwise).
-    #[serde(default)]
-    body: Option<Json>,
-    /// A body read from a file next to the test file.
-    #[serde(default)]
-    body_file: Option<String>,
-    /// A body sent as is.
-    #[serde(default)]
-    raw_body: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StubDef {
-    #[serde(default = "ok_status")]
-    status: u16,
-    #[serde(default)]
-    headers: serde_json::Map<String, Json>,
-    #[serde(default)]
-    body: Json,
-}
-
-fn ok_status() -> u16 {
-    200
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Expect {
-    /// The answer's status.
-    #[serde(default)]
-    status: Option<u16>,
-    /// Fields the answer's body must have (a subset match for mappings).
-    #[serde(default)]
-    body: Option<Json>,
-    /// Headers the answer must carry.
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    /// The run's final status: resolved, failed or aborted.
-    #[serde(default)]
-    run: Option<String>,
-    /// The keys of the nodes that ran, in order.
-    #[serde(default)]
-    nodes: Option<Vec<String>>,
-}
-
-/// Runs every test file of `dir`.
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
-        })
-        .collect();
-    files.sort();
-    let (mut passed, mut failed) = (0usize, 0usize);
-    for file in &files {
-        match run_file(dir, file) {
-            Ok((p, f)) => {
-                passed += p;
-                failed += f;
-            }
-            Err(e) => {
-                failed += 1;
-                println!("FAIL {}: {e:#}", file.display());
-            }
-        }
-    }
-    println!();
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-fn run_file(dir: &Path, file: &Path) -> anyhow::Result<(usize, usize)> {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let id = name
-        .trim_end_matches(".test.yaml")
-        .trim_end_matches(".test.yml");
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let tree = Yaml::parse(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: {}",
-            file.display(),
-            e.pos.line,
-            e.pos.column,
-            e.message
-        )
-    })?;
-    let tests: TestFile = from_yaml(&tree).map_err(|e| {
-        let pos = e.pos.unwrap_or_default();
-        anyhow::anyhow!(
-            "{}:{}:{}: {}",
-            file.display(),
-            pos.line,
-            pos.column,
-            e.message
-        )
-    })?;
-    for (k, v) in &tests.env {
-        std::env::set_var(k, v);
-    }
-    let workflow = load_workflow(id, dir)?;
-    let (mut passed, mut failed) = (0, 0);
-    for case in &tests.cases {
-        let problems = match run_case(&workflow, case, file.parent().unwrap_or(dir)) {
-            Ok(p) => p,
-            Err(e) => vec![format!("{e:#}")],
-        };
-        if problems.is_empty() {
-            passed += 1;
-            println!("ok   {id} › {}", case.name);
-        } else {
-            failed += 1;
-            println!("FAIL {id} › {}", case.name);
-            for p in problems {
-                for line in p.lines() {
-                    println!("       {line}");
-                }
-            }
-        }
-    }
-    Ok((passed, failed))
-}
-
-fn run_case(
-    workflow: &std::sync::Arc<hookflow_model::Workflow>,
-    case: &Case,
-    base: &Path,
-) -> anyhow::Result<Vec<String>> {
+/// Runs `case` against `workflow` (`base` is the folder of `body_file`s);
+/// returns what differs from what it expects (empty when it passes).
+pub fn run(workflow: &Arc<Workflow>, case: &Case, base: &Path) -> anyhow::Result<Vec<String>> {
     let r = &case.request;
     let mut headers: Vec<(String, String)> = r
         .headers
@@ -224,23 +54,10 @@ fn run_case(
         query: r.query.clone().unwrap_or_default(),
         body,
     };
-    let stubs: HashMap<String, Stub> = case
-        .stubs
-        .iter()
-        .map(|(k, s)| {
-            (
-                k.clone(),
-                Stub {
-                    status: s.status,
-                    headers: s.headers.clone(),
-                    body: s.body.clone(),
-                },
-            )
-        })
-        .collect();
+    let stubs = Arc::new(Stubs::new(case.stub_answers()));
     let mut problems = Vec::new();
     let e = &case.expect;
-    let run = match run_once(workflow.clone(), &request, stubs)? {
+    let run = match run_once(workflow.clone(), &request, Some(stubs.clone()))? {
         Outcome::Ran(run) => run,
         Outcome::Rejected(status, body) => {
             // Refused before any run: only the status and body can match.
@@ -258,7 +75,7 @@ fn run_case(
                     ));
                 }
             }
-            if e.run.is_some() || e.nodes.is_some() {
+            if e.run.is_some() || e.nodes.is_some() || !e.requests.is_empty() {
                 problems.push(format!("no run started: {body}"));
             }
             return Ok(problems);
@@ -319,6 +136,9 @@ fn run_case(
             problems.push(format!("nodes: expected {nodes:?}, got {ran:?}"));
         }
     }
+    // A request node without an answer fails the case, whatever it expects.
+    problems.extend(stubs.problems().iter().map(ToString::to_string));
+    problems.extend(requests::check(&e.requests, &stubs.sent()));
     if !problems.is_empty() {
         let trace: Vec<String> = run
             .record

@@ -1,0 +1,202 @@
+//! `hookflow test [PATH…] [--case NAME]`: runs `<id>.test.yaml` files against
+//! workflow `<id>` strictly offline (request nodes answered by the cases'
+//! stubs, never the network; no signatures, no idempotency) and reports each
+//! case, with what differs when it fails.
+//!
+//! `format.rs` is the test file format and its checks against the workflow,
+//! `case.rs` runs one case and compares what it saw, `requests.rs` compares
+//! what request nodes sent.
+
+mod case;
+mod format;
+mod requests;
+
+use super::offline::load_workflow;
+use anyhow::Context;
+use hookflow_model::diag::Diagnostic;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Flags of `test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Test files (`<id>.test.yaml`), workflow files (their test file is run)
+    /// or folders (every test file in them).
+    #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
+    paths: Vec<PathBuf>,
+    /// Run only the case with this name (repeatable).
+    #[arg(long = "case", value_name = "NAME")]
+    cases: Vec<String>,
+}
+
+/// Counts of a whole `test` command.
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+/// Runs the test files `args` name; exit 1 when anything failed.
+pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let mut tally = Tally::default();
+    let mut files = Vec::new();
+    // A file named twice (`x.test.yaml` and its folder) runs once.
+    let mut named = BTreeSet::new();
+    for path in &args.paths {
+        match test_files_of(path) {
+            Ok(found) => {
+                for file in found {
+                    if named.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                        files.push(file);
+                    }
+                }
+            }
+            Err(e) => {
+                tally.failed += 1;
+                println!("FAIL {}: {e:#}", path.display());
+            }
+        }
+    }
+    let wanted: BTreeSet<&str> = args.cases.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    for file in &files {
+        run_file(file, &wanted, &mut seen, &mut tally);
+    }
+    for name in wanted.iter().filter(|n| !seen.contains(**n)) {
+        tally.failed += 1;
+        println!("FAIL --case {name:?}: no case has this name in the test files run");
+    }
+    println!();
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Whether `name` is a test file's.
+fn is_test_file(name: &str) -> bool {
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+/// The test files `path` stands for: itself, the test file of a workflow
+/// file, or every test file of a folder (sorted).
+fn test_files_of(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_test_file)
+            })
+            .collect();
+        files.sort();
+        return Ok(files);
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if !path.exists() {
+        anyhow::bail!("no such file or folder");
+    }
+    if is_test_file(name) {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let stem = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))
+        .with_context(|| {
+            "give a test file (`<id>.test.yaml`), a workflow file (`<id>.yaml`) or a folder"
+        })?;
+    ["test.yaml", "test.yml"]
+        .iter()
+        .map(|ext| path.with_file_name(format!("{stem}.{ext}")))
+        .find(|p| p.is_file())
+        .map(|p| vec![p])
+        .with_context(|| {
+            format!(
+                "no test file for this workflow: write its cases in {stem}.test.yaml next to it"
+            )
+        })
+}
+
+/// Runs the selected cases of one test file (all when `wanted` is empty),
+/// noting in `seen` the names found.
+fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, tally: &mut Tally) {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let id = name
+        .trim_end_matches(".test.yaml")
+        .trim_end_matches(".test.yml");
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            tally.failed += 1;
+            println!("FAIL {}: cannot read it: {e}", file.display());
+            return;
+        }
+    };
+    let (tests, tree) = match format::read(file, &text) {
+        Ok(read) => read,
+        Err(problems) => return file_failed(&problems, tally),
+    };
+    let cases: Vec<&format::Case> = tests
+        .cases
+        .iter()
+        .filter(|c| wanted.is_empty() || wanted.contains(c.name.as_str()))
+        .collect();
+    seen.extend(cases.iter().map(|c| c.name.clone()));
+    if cases.is_empty() && !wanted.is_empty() {
+        return;
+    }
+    for (k, v) in &tests.env {
+        std::env::set_var(k, v);
+    }
+    let workflow = match load_workflow(id, dir) {
+        Ok(workflow) => workflow,
+        Err(e) => {
+            tally.failed += 1;
+            println!("FAIL {}: {e:#}", file.display());
+            return;
+        }
+    };
+    let problems = format::check_keys(file, &tests, &tree, &workflow);
+    if !problems.is_empty() {
+        return file_failed(&problems, tally);
+    }
+    for case in cases {
+        let problems = match case::run(&workflow, case, dir) {
+            Ok(p) => p,
+            Err(e) => vec![format!("{e:#}")],
+        };
+        if problems.is_empty() {
+            tally.passed += 1;
+            println!("ok   {id} › {}", case.name);
+        } else {
+            tally.failed += 1;
+            println!("FAIL {id} › {}", case.name);
+            for p in problems {
+                for line in p.lines() {
+                    println!("       {line}");
+                }
+            }
+        }
+    }
+}
+
+/// A test file with errors: each printed as `path:line:column: message`;
+/// none of its cases run.
+fn file_failed(problems: &[Diagnostic], tally: &mut Tally) {
+    tally.failed += 1;
+    for p in problems {
+        println!("{p}");
+    }
+}

@@ -1,0 +1,284 @@
+//! `hookflow test` end to end: strictly offline (a real upstream that counts
+//! requests sees none), list stubs, request expectations, file arguments and
+//! `--case`.
+
+use crate::upstream::Upstream;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `hookflow test ARGS…` in `dir` (at most 60 s); its exit code and output.
+fn hookflow_test(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .arg("test")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HOOKFLOW_WORKFLOWS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hookflow binary runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("hookflow test did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out.join().expect("stdout read");
+    let stderr = err.join().expect("stderr read");
+    (status.code(), format!("{stdout}\n--- stderr ---\n{stderr}"))
+}
+
+/// A folder with `shop.yaml`, whose request node `inventory` points at
+/// `upstream` (two tries), and `shop.test.yaml` with `cases`.
+fn shop(upstream: &Upstream, cases: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflow = format!(
+        r#"title: Shop
+enabled: true
+trigger: {{ type: webhook, mode: sync }}
+nodes:
+  - key: inventory
+    type: request
+    url: "{base}/reserve?shop=s1"
+    headers: {{ X-Shop: s1 }}
+    body: {{ sku: "{{{{ trigger.body.sku }}}}", amount: "{{{{ trigger.body.amount }}}}" }}
+    retry: {{ attempts: 2, backoff: 10ms }}
+  - key: done
+    type: response
+    body: {{ reserved: "{{{{ nodes.inventory.body.reserved }}}}" }}
+"#,
+        base = upstream.base
+    );
+    std::fs::write(dir.path().join("shop.yaml"), workflow).expect("workflow written");
+    std::fs::write(dir.path().join("shop.test.yaml"), cases).expect("test file written");
+    dir
+}
+
+#[test]
+fn a_misspelled_stub_key_is_an_error_of_the_test_file_and_nothing_is_sent() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: reserves\n    request: { body: { sku: a, amount: 12.5 } }\n    stubs:\n      inventroy: { body: { reserved: true } }\n    expect: { status: 200 }\n",
+    );
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("shop.test.yaml:5:7: ")
+            && out.contains(
+                "stub `inventroy` names no request node of workflow `shop`: did you mean `inventory`?"
+            ),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
+#[test]
+fn a_request_node_without_a_stub_fails_the_case_and_nothing_is_sent() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: forgot the stub\n    request: { body: { sku: a, amount: 12.5 } }\n    expect: { status: 200, run: resolved }\n",
+    );
+    let (code, out) = hookflow_test(dir.path(), &["shop.test.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL shop › forgot the stub"), "{out}");
+    assert!(
+        out.contains("request node `inventory` has no stub, and tests send nothing: add one to the case, e.g. `stubs: { inventory: { status: 200, body: {} } }`"),
+        "{out}"
+    );
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
+#[test]
+fn a_list_stub_answers_one_try_each_and_running_out_fails_the_case() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        r#"cases:
+  - name: the inventory recovers on the second try
+    request: { body: { sku: a, amount: 12.5 } }
+    stubs:
+      inventory:
+        - { status: 500 }
+        - { status: 200, body: { reserved: true } }
+    expect:
+      status: 200
+      body: { reserved: true }
+      run: resolved
+      requests:
+        inventory: { method: POST, body: { sku: a } }
+  - name: the inventory stays down
+    request: { body: { sku: a, amount: 12.5 } }
+    stubs:
+      inventory: [ { status: 500 } ]
+    expect: { run: failed }
+"#,
+    );
+    let (code, out) = hookflow_test(dir.path(), &["shop.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("ok   shop › the inventory recovers on the second try"),
+        "{out}"
+    );
+    // The run failed as expected, but a list that runs out fails the case.
+    assert!(
+        out.contains("FAIL shop › the inventory stays down"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "request node `inventory` was tried more often than its stub list has answers (1)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
+#[test]
+fn request_expectations_check_what_was_sent_types_included() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        r#"cases:
+  - name: amount goes out as a number
+    request: { body: { sku: a, amount: 12.5 } }
+    stubs:
+      inventory: { body: { reserved: true } }
+    expect:
+      requests:
+        inventory:
+          - method: post
+            url: URL
+            query: { shop: s1 }
+            headers: { x-shop: s1, content-type: application/json }
+            body: { sku: a, amount: 12.5 }
+  - name: amount expected as a string
+    request: { body: { sku: a, amount: 12.5 } }
+    stubs:
+      inventory: { body: { reserved: true } }
+    expect:
+      requests:
+        inventory:
+          - { query: { shop: s2 }, headers: { X-Shop: s2 }, body: { amount: "12.5" } }
+  - name: one request expected twice
+    request: { body: { sku: a, amount: 12.5 } }
+    stubs:
+      inventory: { body: { reserved: true } }
+    expect:
+      requests:
+        inventory: [ {}, {} ]
+"#
+        .replace("URL", &format!("{}/reserve?shop=s1", upstream.base))
+        .as_str(),
+    );
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("ok   shop › amount goes out as a number"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL shop › amount expected as a string"),
+        "{out}"
+    );
+    for part in [
+        "the request of `inventory` differs:",
+        r#"query shop: expected "s2", sent "s1""#,
+        r#"header X-Shop: expected "s2", sent "s1""#,
+        r#"body.amount: expected "12.5" (a string), sent 12.5 (a number)"#,
+        &format!(
+            r#"sent: POST {}/reserve?shop=s1 {{"amount":12.5,"sku":"a"}}"#,
+            upstream.base
+        ),
+        "FAIL shop › one request expected twice",
+        "requests `inventory`: expected 2 requests, 1 was sent",
+        "1 passed, 2 failed",
+    ] {
+        assert!(out.contains(part), "{part}\n in {out}");
+    }
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
+#[test]
+fn files_and_case_names_select_what_runs() {
+    let upstream = Upstream::start();
+    let cases = r#"cases:
+  - name: first
+    request: { body: { sku: a, amount: 1 } }
+    stubs: { inventory: { body: { reserved: true } } }
+    expect: { body: { reserved: true } }
+  - name: second
+    request: { body: { sku: b, amount: 2 } }
+    stubs: { inventory: { body: { reserved: false } } }
+    expect: { body: { reserved: false } }
+  - name: third
+    request: { body: { sku: c, amount: 3 } }
+    stubs: { inventory: { body: { reserved: false } } }
+    expect: { body: { reserved: true } }
+"#;
+    let dir = shop(&upstream, cases);
+    std::fs::write(
+        dir.path().join("other.yaml"),
+        "title: Other\ntrigger: { type: webhook }\nnodes: []\n",
+    )
+    .expect("workflow written");
+    let (code, out) = hookflow_test(dir.path(), &["shop.yaml", "--case", "second"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok   shop › second"), "{out}");
+    assert!(
+        !out.contains("› first") && !out.contains("› third"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+
+    let (code, out) = hookflow_test(
+        dir.path(),
+        &["shop.test.yaml", "--case", "first", "--case", "second"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+
+    // The whole file (the folder names it once); the third case fails.
+    let (code, out) = hookflow_test(dir.path(), &["shop.test.yaml", "."]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("2 passed, 1 failed"), "{out}");
+
+    let (code, out) = hookflow_test(dir.path(), &[".", "--case", "fourth"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(r#"FAIL --case "fourth": no case has this name in the test files run"#),
+        "{out}"
+    );
+
+    let (code, out) = hookflow_test(dir.path(), &["other.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "no test file for this workflow: write its cases in other.test.yaml next to it"
+        ),
+        "{out}"
+    );
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
