@@ -79,8 +79,12 @@ enum Command {
         #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
         dir: PathBuf,
     },
-    /// Print the JSON Schema of the workflow format.
-    Schema,
+    /// Print the JSON Schema of the workflow format (docs/workflow.schema.json).
+    Schema {
+        /// Print the schema of test files (`<id>.test.yaml`, docs/test.schema.json) instead.
+        #[arg(long)]
+        tests: bool,
+    },
 }
 
 /// Runs one command.
@@ -94,8 +98,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => validate::run(&dir, require_secrets),
         Command::Run(args) => run::run(args),
         Command::Test { dir } => testing::run(&dir),
-        Command::Schema => {
-            print!("{}", hookflow_model::schema::workflow_schema());
+        Command::Schema { tests } => {
+            if tests {
+                print!("{}", hookflow_model::schema::test_schema());
+            } else {
+                print!("{}", hookflow_model::schema::workflow_schema());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
