@@ -6,6 +6,7 @@ mod harness;
 mod http;
 mod limits;
 mod nodes;
+mod onboarding;
 mod panics;
 mod runs;
 mod secrets;

@@ -46,6 +46,10 @@ pub struct WorkflowInfo {
     pub loaded: bool,
     /// Problems of the file as it is now.
     pub diagnostics: Vec<Diagnostic>,
+    /// Declared secrets not set in the environment (not in the admin API:
+    /// its diagnostics say the same).
+    #[serde(skip)]
+    pub unset_secrets: Vec<String>,
 }
 
 /// Everything the server serves.
@@ -125,6 +129,7 @@ impl Registry {
                 version: current.as_ref().map(|w| w.version.clone()),
                 loaded: current.is_some(),
                 diagnostics: file.diagnostics.clone(),
+                unset_secrets: file.unset_secrets.clone(),
             });
             let Some(workflow) = current else { continue };
             registry.workflows.insert(id.clone(), workflow.clone());
