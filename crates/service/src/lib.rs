@@ -115,6 +115,9 @@ impl Service {
                 .flat_map(|w| secret_strings(&w.secret_values())),
         );
         self.executor.publish(registry.workflows.clone());
+        if let Ok(mut reports) = self.reports.lock() {
+            reports.log_refused(&registry.refused);
+        }
         if let Ok(mut r) = self.registry.write() {
             *r = Arc::new(registry);
         }

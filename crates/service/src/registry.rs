@@ -52,6 +52,18 @@ pub struct WorkflowInfo {
     pub unset_secrets: Vec<String>,
 }
 
+/// An enabled workflow that loaded but is not served, and why (the service
+/// logs it once, not on every reload).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Refused {
+    /// Workflow id.
+    pub workflow: String,
+    /// Why, for the log.
+    pub reason: &'static str,
+    /// The underlying error, if any.
+    pub error: Option<String>,
+}
+
 /// Everything the server serves.
 #[derive(Default)]
 pub struct Registry {
@@ -60,6 +72,8 @@ pub struct Registry {
     pub workflows: HashMap<String, Arc<Workflow>>,
     /// The listing.
     pub listing: Vec<WorkflowInfo>,
+    /// Loaded, enabled workflows that are not served.
+    pub refused: Vec<Refused>,
 }
 
 /// The path prefix of webhook URLs (NocoBase's); the key is the one segment after it.
@@ -139,7 +153,11 @@ impl Registry {
             let basic = match credentials(&workflow) {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(message = "Workflow not served: its Basic credentials do not render.", workflow = %id, error = %e);
+                    registry.refused.push(Refused {
+                        workflow: id.clone(),
+                        reason: "Workflow not served: its Basic credentials do not render.",
+                        error: Some(e),
+                    });
                     continue;
                 }
             };
@@ -152,12 +170,20 @@ impl Registry {
                 None => None,
                 Some(Ok(v)) => Some(v),
                 Some(Err(e)) => {
-                    tracing::error!(message = "Workflow not served: its signature check cannot be set up.", workflow = %id, error = %e);
+                    registry.refused.push(Refused {
+                        workflow: id.clone(),
+                        reason: "Workflow not served: its signature check cannot be set up.",
+                        error: Some(e.to_string()),
+                    });
                     continue;
                 }
             };
             if registry.by_key.contains_key(&key) {
-                tracing::error!(message = "Workflow not served: its key is already in use.", workflow = %id);
+                registry.refused.push(Refused {
+                    workflow: id.clone(),
+                    reason: "Workflow not served: its key is already in use.",
+                    error: None,
+                });
                 continue;
             }
             registry.by_key.insert(

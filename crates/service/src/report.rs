@@ -4,9 +4,10 @@
 //! workflow whose declared secrets are not set gets one warning line naming
 //! them and how to set them; real errors are errors.
 
+use crate::registry::Refused;
 use hookflow_model::load::unset_secret_message;
 use hookflow_model::{Catalog, Diagnostic, LoadedFile, SecretPolicy};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -25,6 +26,8 @@ pub struct Reports {
     files: HashMap<String, Logged>,
     /// Problems of no single file (an unreadable folder, a duplicate id).
     other: Vec<Diagnostic>,
+    /// Workflows that loaded but are not served, as logged.
+    refused: HashSet<Refused>,
 }
 
 fn stamp(path: &Path) -> Option<(Option<SystemTime>, u64)> {
@@ -53,6 +56,8 @@ impl Reports {
             if self.files.get(id) == Some(&now) {
                 continue;
             }
+            // A changed file: why it is not served is said again too.
+            self.refused.retain(|r| &r.workflow != id);
             if !now.diagnostics.is_empty() {
                 log_file(id, file);
                 reported += 1;
@@ -60,6 +65,27 @@ impl Reports {
             self.files.insert(id.clone(), now);
         }
         reported
+    }
+}
+
+impl Reports {
+    /// Logs the refusals not logged yet (since their file last changed);
+    /// returns how many were logged.
+    pub fn log_refused(&mut self, refused: &[Refused]) -> usize {
+        self.refused.retain(|r| refused.contains(r));
+        let mut logged = 0;
+        for r in refused {
+            if self.refused.insert(r.clone()) {
+                match &r.error {
+                    Some(error) => {
+                        tracing::error!(message = r.reason, workflow = %r.workflow, %error)
+                    }
+                    None => tracing::error!(message = r.reason, workflow = %r.workflow),
+                }
+                logged += 1;
+            }
+        }
+        logged
     }
 }
 
@@ -157,5 +183,35 @@ mod tests {
         assert_eq!(reports.log(&catalog(dir.path())), 0);
         std::fs::write(dir.path().join("broken.yaml"), "title: [\n").expect("write");
         assert_eq!(reports.log(&catalog(dir.path())), 1);
+    }
+
+    #[test]
+    fn a_refusal_is_logged_once_until_its_file_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("w.yaml"),
+            "title: W\ntrigger: { type: webhook }\n",
+        )
+        .expect("write");
+        let refused = [Refused {
+            workflow: "w".into(),
+            reason: "Workflow not served: its key is already in use.",
+            error: None,
+        }];
+        let mut reports = Reports::default();
+        reports.log(&catalog(dir.path()));
+        assert_eq!(reports.log_refused(&refused), 1);
+        reports.log(&catalog(dir.path()));
+        assert_eq!(reports.log_refused(&refused), 0);
+        std::fs::write(
+            dir.path().join("w.yaml"),
+            "title: V\ntrigger: { type: webhook }\n",
+        )
+        .expect("write");
+        reports.log(&catalog(dir.path()));
+        assert_eq!(reports.log_refused(&refused), 1);
+        // Gone, then back: logged again.
+        assert_eq!(reports.log_refused(&[]), 0);
+        assert_eq!(reports.log_refused(&refused), 1);
     }
 }
