@@ -15,9 +15,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Rewrite docs/workflow.schema.json from the Rust types.
+# Rewrite docs/workflow.schema.json and docs/test.schema.json from the Rust types.
 schema:
     cargo run --quiet -- schema > docs/workflow.schema.json
+    cargo run --quiet -- schema --tests > docs/test.schema.json
 
 # Throughput and latency: sync and async hookflow vs a hand-written actix-web handler.
 bench:

@@ -7,6 +7,7 @@ mod http;
 mod limits;
 mod nodes;
 mod offline_tests;
+mod onboarding;
 mod panics;
 mod runs;
 mod secrets;

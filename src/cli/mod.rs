@@ -75,8 +75,12 @@ enum Command {
     Run(run::RunArgs),
     /// Run workflow test files (`<id>.test.yaml`) strictly offline: request nodes answer from stubs.
     Test(testing::TestArgs),
-    /// Print the JSON Schema of the workflow format.
-    Schema,
+    /// Print the JSON Schema of the workflow format (docs/workflow.schema.json).
+    Schema {
+        /// Print the schema of test files (`<id>.test.yaml`, docs/test.schema.json) instead.
+        #[arg(long)]
+        tests: bool,
+    },
 }
 
 /// Runs one command.
@@ -90,8 +94,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => validate::run(&dir, require_secrets),
         Command::Run(args) => run::run(args),
         Command::Test(args) => testing::run(args),
-        Command::Schema => {
-            print!("{}", hookflow_model::schema::workflow_schema());
+        Command::Schema { tests } => {
+            if tests {
+                print!("{}", hookflow_model::schema::test_schema());
+            } else {
+                print!("{}", hookflow_model::schema::workflow_schema());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

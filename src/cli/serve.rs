@@ -4,8 +4,11 @@ use super::{os_limits, LogFormat, PlaceArgs};
 use anyhow::Context;
 use hookflow_executor::policy::{HostRules, RequestProxy};
 use hookflow_executor::{Executor, ExecutorConfig, QueueConfig};
+use hookflow_model::load::unset_secret_message;
 use hookflow_model::scrub::SecretSet;
 use hookflow_model::units::{parse_duration, parse_size};
+use hookflow_model::SecretPolicy;
+use hookflow_service::registry::WorkflowInfo;
 use hookflow_service::{Service, Settings};
 use hookflow_store::{SledStore, Store};
 use hookflow_trigger::{AppState, HttpSettings};
@@ -177,15 +180,7 @@ async fn serve(
         match (w.loaded, w.enabled) {
             (true, true) => println!("  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
             (true, false) => println!("  {:<28} {:<5} (disabled)", w.id, mode_name(w.mode)),
-            (false, _) => println!(
-                "  {:<28} not served: {}",
-                w.id,
-                w.diagnostics
-                    .iter()
-                    .find(|d| d.is_error())
-                    .map(|d| d.message.as_str())
-                    .unwrap_or("invalid")
-            ),
+            (false, _) => println!("  {:<28} {}", w.id, why_not_served(w)),
         }
     }
     if resumed > 0 {
@@ -203,6 +198,28 @@ async fn serve(
     });
     hookflow_trigger::run(state, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a workflow is not served, in a few words: its first error, or the
+/// secrets to set when they are all that is wrong.
+fn why_not_served(w: &WorkflowInfo) -> String {
+    let secret_messages: Vec<String> = w
+        .unset_secrets
+        .iter()
+        .map(|n| unset_secret_message(n, SecretPolicy::Require))
+        .collect();
+    if let Some(error) = w
+        .diagnostics
+        .iter()
+        .find(|d| d.is_error() && !secret_messages.contains(&d.message))
+    {
+        return format!("not served: {}", error.message);
+    }
+    match w.unset_secrets.as_slice() {
+        [] => "not served: invalid".into(),
+        [one] => format!("not served until {one} is set"),
+        many => format!("not served until {} are set", many.join(", ")),
+    }
 }
 
 fn mode_name(mode: hookflow_model::def::Mode) -> &'static str {

@@ -7,7 +7,8 @@
 //!    paths parsed once, nodes in an arena addressed by index.
 //!
 //! [`load::load_dir`] does all three for a folder and reports every problem as
-//! a [`diag::Diagnostic`] with file, line and column.
+//! a [`diag::Diagnostic`] with file, line and column. [`schema`] prints the
+//! JSON Schemas of workflow files and of test files ([`testfile`]).
 
 pub mod compile;
 pub mod def;
@@ -19,6 +20,7 @@ pub mod runtime;
 pub mod schema;
 pub mod scrub;
 pub mod template;
+pub mod testfile;
 pub mod time;
 pub mod units;
 pub mod yaml;

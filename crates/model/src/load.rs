@@ -51,6 +51,9 @@ pub struct LoadedFile {
     pub workflow: Option<Arc<Workflow>>,
     /// Every problem found.
     pub diagnostics: Vec<Diagnostic>,
+    /// Declared secrets not set in the environment, in the order declared
+    /// (each also has its diagnostic, [`unset_secret_message`]).
+    pub unset_secrets: Vec<String>,
 }
 
 impl LoadedFile {
@@ -117,6 +120,7 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
         title: None,
         workflow: None,
         diagnostics: Vec::new(),
+        unset_secrets: Vec::new(),
     };
     if !valid_workflow_id(id) {
         out.diagnostics.push(diag(
@@ -167,19 +171,17 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
                 crate::yaml::Seg::from("secrets"),
                 crate::yaml::Seg::Index(i),
             ]);
-            let (severity, tail) = match opts.secrets {
-                SecretPolicy::Warn => (Severity::Warning, ""),
-                SecretPolicy::Require => (
-                    Severity::Error,
-                    "; the workflow is not served until it is set",
-                ),
+            let severity = match opts.secrets {
+                SecretPolicy::Warn => Severity::Warning,
+                SecretPolicy::Require => Severity::Error,
             };
             out.diagnostics.push(diag(
                 path,
                 pos,
                 severity,
-                format!("secret `{name}` is declared but not set in the environment{tail}"),
+                unset_secret_message(name, opts.secrets),
             ));
+            out.unset_secrets.push(name.clone());
         }
     }
     if workflow
@@ -205,6 +207,15 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
         out.workflow = workflow.map(Arc::new);
     }
     out
+}
+
+/// The diagnostic's message for a declared secret that is not set.
+pub fn unset_secret_message(name: &str, policy: SecretPolicy) -> String {
+    let tail = match policy {
+        SecretPolicy::Warn => "",
+        SecretPolicy::Require => "; the workflow is not served until it is set",
+    };
+    format!("secret `{name}` is declared but not set in the environment{tail}")
 }
 
 /// True when the workflow's Basic password renders to nothing, written so
@@ -274,6 +285,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
                     Severity::Error,
                     format!("cannot read the file: {e}"),
                 )],
+                unset_secrets: Vec::new(),
             },
         };
         catalog.files.insert(id, file);

@@ -4,7 +4,8 @@
 //! A [`Service`] holds the served workflows ([`registry`], reloaded from the
 //! folder by `reload`), delivers a request to a run ([`delivery`]: the
 //! signature check, intake, `idempotency`, the executor), re-runs finished
-//! runs ([`retry`]) and removes old records (`retention`). [`Refusal`] is
+//! runs ([`retry`]) and removes old records (`retention`); `report` logs
+//! each workflow file's problems once per change of the file. [`Refusal`] is
 //! the one place where a refused request gets its status and JSON body. The
 //! HTTP crate and the `hookflow` binary both use this crate; it knows no HTTP
 //! server.
@@ -14,6 +15,7 @@ mod idempotency;
 pub mod refusal;
 pub mod registry;
 mod reload;
+mod report;
 mod retention;
 pub mod retry;
 
@@ -29,7 +31,7 @@ use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};
 use hookflow_store::KeyFile;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -61,6 +63,8 @@ pub struct Service {
     shutting_down: AtomicBool,
     /// Idempotency keys whose first request is still being handled.
     claims: idempotency::Claims,
+    /// What loading has logged, so that a reload says only what is new.
+    reports: Mutex<report::Reports>,
 }
 
 impl Service {
@@ -74,6 +78,7 @@ impl Service {
             registry: RwLock::new(Arc::new(Registry::default())),
             shutting_down: AtomicBool::new(false),
             claims: idempotency::Claims::default(),
+            reports: Mutex::default(),
         });
         let catalog = service.load_catalog();
         service.install(&catalog)?;
@@ -85,12 +90,8 @@ impl Service {
             &self.settings.workflows_dir,
             &LoadOptions::process_env(SecretPolicy::Require),
         );
-        for d in catalog.diagnostics() {
-            if d.is_error() {
-                tracing::error!(message = "Workflow file problem.", diagnostic = %d);
-            } else {
-                tracing::warn!(message = "Workflow file problem.", diagnostic = %d);
-            }
+        if let Ok(mut reports) = self.reports.lock() {
+            reports.log(&catalog);
         }
         catalog
     }
@@ -114,6 +115,9 @@ impl Service {
                 .flat_map(|w| secret_strings(&w.secret_values())),
         );
         self.executor.publish(registry.workflows.clone());
+        if let Ok(mut reports) = self.reports.lock() {
+            reports.log_refused(&registry.refused);
+        }
         if let Ok(mut r) = self.registry.write() {
             *r = Arc::new(registry);
         }

@@ -46,6 +46,22 @@ pub struct WorkflowInfo {
     pub loaded: bool,
     /// Problems of the file as it is now.
     pub diagnostics: Vec<Diagnostic>,
+    /// Declared secrets not set in the environment (not in the admin API:
+    /// its diagnostics say the same).
+    #[serde(skip)]
+    pub unset_secrets: Vec<String>,
+}
+
+/// An enabled workflow that loaded but is not served, and why (the service
+/// logs it once, not on every reload).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Refused {
+    /// Workflow id.
+    pub workflow: String,
+    /// Why, for the log.
+    pub reason: &'static str,
+    /// The underlying error, if any.
+    pub error: Option<String>,
 }
 
 /// Everything the server serves.
@@ -56,6 +72,8 @@ pub struct Registry {
     pub workflows: HashMap<String, Arc<Workflow>>,
     /// The listing.
     pub listing: Vec<WorkflowInfo>,
+    /// Loaded, enabled workflows that are not served.
+    pub refused: Vec<Refused>,
 }
 
 /// The path prefix of webhook URLs (NocoBase's); the key is the one segment after it.
@@ -125,6 +143,7 @@ impl Registry {
                 version: current.as_ref().map(|w| w.version.clone()),
                 loaded: current.is_some(),
                 diagnostics: file.diagnostics.clone(),
+                unset_secrets: file.unset_secrets.clone(),
             });
             let Some(workflow) = current else { continue };
             registry.workflows.insert(id.clone(), workflow.clone());
@@ -134,7 +153,11 @@ impl Registry {
             let basic = match credentials(&workflow) {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(message = "Workflow not served: its Basic credentials do not render.", workflow = %id, error = %e);
+                    registry.refused.push(Refused {
+                        workflow: id.clone(),
+                        reason: "Workflow not served: its Basic credentials do not render.",
+                        error: Some(e),
+                    });
                     continue;
                 }
             };
@@ -147,12 +170,20 @@ impl Registry {
                 None => None,
                 Some(Ok(v)) => Some(v),
                 Some(Err(e)) => {
-                    tracing::error!(message = "Workflow not served: its signature check cannot be set up.", workflow = %id, error = %e);
+                    registry.refused.push(Refused {
+                        workflow: id.clone(),
+                        reason: "Workflow not served: its signature check cannot be set up.",
+                        error: Some(e.to_string()),
+                    });
                     continue;
                 }
             };
             if registry.by_key.contains_key(&key) {
-                tracing::error!(message = "Workflow not served: its key is already in use.", workflow = %id);
+                registry.refused.push(Refused {
+                    workflow: id.clone(),
+                    reason: "Workflow not served: its key is already in use.",
+                    error: None,
+                });
                 continue;
             }
             registry.by_key.insert(

@@ -202,7 +202,7 @@ pub struct ResponseDef {
 /// Signature verification, by provider preset.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-#[schemars(tag = "preset")]
+#[schemars(tag = "preset", transform = crate::schema::by_preset)]
 pub enum VerifyDef {
     /// Generic HMAC over a templated payload.
     Hmac(HmacVerifyDef),

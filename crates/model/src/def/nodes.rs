@@ -296,7 +296,7 @@ pub enum LogLevel {
 /// A node, tagged by `type`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-#[schemars(tag = "type")]
+#[schemars(tag = "type", transform = crate::schema::by_type)]
 pub enum NodeDef {
     /// Branch on an expression.
     Condition(ConditionDef),
