@@ -247,7 +247,7 @@ fn validate_accepts_scalar_expressions() {
     let scalars = callback(
         "  - type: calculation\n    expression: 1\n  - type: condition\n    if: true\n    reject_on_false: true\n",
     );
-    let (code, stdout, stderr, dir) = validate(&[("pay.yaml", &scalars)], &["@pay.yaml"]);
+    let (code, stdout, stderr, _dir) = validate(&[("pay.yaml", &scalars)], &["@pay.yaml"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("ok: 1 workflow file(s) valid, 0 warning(s)"),

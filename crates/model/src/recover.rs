@@ -323,10 +323,14 @@ fn stand_in(node: &Yaml) -> Yaml {
                 ("cases", YamlKind::Seq(cases)) => {
                     for case in cases {
                         if let YamlKind::Map(fields) = &case.kind {
-                            lists.extend(fields.iter().filter_map(|(ck, _, cv)| {
-                                (ck == "do" && matches!(cv.kind, YamlKind::Seq(_)))
-                                    .then(|| cv.clone())
-                            }));
+                            lists.extend(
+                                fields
+                                    .iter()
+                                    .filter(|(ck, _, cv)| {
+                                        ck == "do" && matches!(cv.kind, YamlKind::Seq(_))
+                                    })
+                                    .map(|(_, _, cv)| cv.clone()),
+                            );
                         }
                     }
                 }

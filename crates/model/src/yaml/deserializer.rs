@@ -67,7 +67,7 @@ impl de::Error for DeError {
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
         DeError::new(
             format!(
-                "expected {}, found {len} item(s)",
+                "expected {}, found a list of {len} item(s)",
                 wording::expected(&exp.to_string())
             ),
             DeErrorKind::Other,

@@ -277,9 +277,14 @@ fn syntax_message(s: &str) -> String {
         return own.to_string();
     }
     // Any other advice about the library's options is not for authors.
-    match line.find(", set ").or_else(|| line.find("; use Option<")) {
-        Some(i) => line[..i].to_string(),
-        None => line.to_string(),
+    let line = match line.find(", set ").or_else(|| line.find("; use Option<")) {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    if line.starts_with("while ") || line.contains("did not find expected") {
+        format!("{line}; check the indentation, brackets and quotes here")
+    } else {
+        line.to_string()
     }
 }
 
