@@ -79,11 +79,11 @@ fn validate_prints_positions_and_fails_on_errors() {
     let file = dir.path().join("broken.yaml");
     let expected = [
         format!(
-            "{}:6:11: a `delay` node cannot be used in a sync workflow",
+            "{}:6:11: error: a `delay` node cannot be used in a sync workflow",
             file.display()
         ),
         format!(
-            "{}:9:14: template does not compile: syntax error",
+            "{}:9:14: error: template does not compile: syntax error",
             file.display()
         ),
     ];
@@ -112,6 +112,147 @@ fn validate_warns_about_unset_secrets_unless_required() {
         .contains(":2:11: warning: secret `HOOKFLOW_TEST_SURELY_UNSET` is declared but not set"));
     let out = hookflow(&["validate", "--require-secrets", dir_arg]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A sync payment callback the way a new user wrote it (issue 15), with
+/// `extra` nodes after its first one.
+fn callback(extra: &str) -> String {
+    format!(
+        "title: Pay\ntrigger:\n  type: webhook\n  mode: sync\n  parse:\n    body:\n      - {{ key: trade_status }}\n      - {{ key: total_amount }}\nnodes:\n  - type: condition\n    if: vars.trade_status == \"TRADE_SUCCESS\"\n    then:\n      - type: response\n        body: success\n    else:\n      - type: response\n        body: fail\n{extra}"
+    )
+}
+
+/// `validate PATH…` in a fresh folder holding `files`; (exit code, stdout, stderr).
+fn validate(
+    files: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String, String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    for (name, body) in files {
+        std::fs::write(dir.join(name), body).expect("write");
+    }
+    let paths: Vec<String> = args
+        .iter()
+        .map(|a| match a.strip_prefix('@') {
+            Some(name) => dir.join(name).display().to_string(),
+            None => a.to_string(),
+        })
+        .collect();
+    let mut all = vec!["validate"];
+    all.extend(paths.iter().map(String::as_str));
+    let out = hookflow(&all);
+    (out.status.code(), text(&out.stdout), text(&out.stderr), tmp)
+}
+
+#[test]
+fn validate_takes_files_as_well_as_folders() {
+    let good = callback("");
+    let (code, stdout, stderr, dir) = validate(
+        &[
+            ("pay.yaml", &good),
+            ("pay.test.yaml", "cases: []\n"),
+            ("broken.yaml", "title: [\n"),
+        ],
+        &["@pay.yaml", "@pay.test.yaml"],
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ok: 1 workflow file(s) valid"),
+        "only the file named, not its folder: {stdout}"
+    );
+    let note = format!(
+        "{}: note: a test file; `hookflow test` checks it",
+        dir.path().join("pay.test.yaml").display()
+    );
+    assert!(stderr.contains(&note), "{stderr}");
+    // A file and a folder together; a path that is not there.
+    let missing = dir.path().join("nope.yaml");
+    let out = hookflow(&[
+        "validate",
+        dir.path().join("pay.yaml").to_str().expect("utf-8"),
+        missing.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON list");
+    assert_eq!(
+        list,
+        serde_json::json!([{
+            "path": missing.display().to_string(),
+            "line": 1,
+            "column": 1,
+            "severity": "error",
+            "message": "no such file or folder",
+        }])
+    );
+}
+
+#[test]
+fn validate_reports_every_error_of_a_file() {
+    // Three independent errors: a misspelt field, a value of the wrong type,
+    // an unknown node type. The first two used to hide the others.
+    let three = callback(
+        "  - type: log\n    message: paid\n    levle: warn\n  - type: loop\n    over: \"[1]\"\n    do: []\n    max_iterations: many\n  - type: sleep\n    duration: 5s\n",
+    );
+    let (code, stdout, stderr, dir) = validate(&[("pay.yaml", &three)], &["@pay.yaml"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let file = dir.path().join("pay.yaml").display().to_string();
+    for line in [
+        format!("{file}:20:5: error: unknown field `levle` in a `log` node; did you mean `level`?"),
+        format!("{file}:24:21: error: invalid type: expected a whole number (0 or more), found the text `many`"),
+        format!("{file}:25:11: error: unknown node type `sleep`; expected one of: condition, switch"),
+    ] {
+        assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
+    }
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+}
+
+#[test]
+fn validate_catches_misspelt_vars_and_filters() {
+    let typos = callback(
+        "  - type: log\n    message: \"{{ vars.trade_stauts }} {{ vars.total_amount | rond(2) }}\"\n",
+    );
+    let (code, stdout, _, dir) = validate(&[("pay.yaml", &typos)], &["@pay.yaml"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let file = dir.path().join("pay.yaml").display().to_string();
+    for line in [
+        format!("{file}:19:18: error: `vars.trade_stauts` is not defined by any parse entry; did you mean `vars.trade_status`?"),
+        format!("{file}:19:62: error: unknown filter `rond`; did you mean `round`?"),
+    ] {
+        assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn validate_warns_about_a_sync_path_without_a_response() {
+    // The `else` mis-indented away: unpaid callbacks would get 200
+    // {"status":"resolved"} instead of the literal the provider needs.
+    let lost_else = callback("").replace(
+        "    else:\n      - type: response\n        body: fail\n",
+        "  - type: log\n    message: unpaid\n",
+    );
+    let (code, stdout, _, dir) = validate(&[("pay.yaml", &lost_else)], &["@pay.yaml"]);
+    assert_eq!(code, Some(0), "a warning does not fail validate: {stdout}");
+    let line = format!(
+        "{}:10:5: warning: when `if` is false this condition has no `else`, and the run can finish without a `response` node",
+        dir.path().join("pay.yaml").display()
+    );
+    assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
+}
+
+#[test]
+fn validate_accepts_scalar_expressions() {
+    let scalars = callback(
+        "  - type: calculation\n    expression: 1\n  - type: condition\n    if: true\n    reject_on_false: true\n",
+    );
+    let (code, stdout, stderr, _dir) = validate(&[("pay.yaml", &scalars)], &["@pay.yaml"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ok: 1 workflow file(s) valid, 0 warning(s)"),
+        "{stdout}"
+    );
 }
 
 #[test]

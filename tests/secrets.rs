@@ -370,7 +370,7 @@ fn an_empty_basic_password_is_a_load_error_for_validate_and_serve() {
     assert_eq!(code, Some(1), "{stdout}");
     for name in ["guarded.yaml", "written.yaml"] {
         let line = format!(
-            "{}:8:40: the Basic password is empty",
+            "{}:8:40: error: the Basic password is empty",
             dir.path().join(name).display()
         );
         assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");

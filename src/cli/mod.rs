@@ -62,15 +62,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List every workflow's webhook URL (works while a server runs).
     Urls(urls::UrlsArgs),
-    /// Check workflow files; prints `path:line:column: message` and exits 1 on any error.
-    Validate {
-        /// The workflows folder.
-        #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
-        dir: PathBuf,
-        /// Treat a declared secret that is not set in the environment as an error.
-        #[arg(long)]
-        require_secrets: bool,
-    },
+    /// Check workflow files or folders; prints `path:line:column: severity: message`
+    /// and exits 1 on any error.
+    Validate(validate::ValidateArgs),
     /// Run one workflow once without a server and print the answer and each node's result.
     Run(run::RunArgs),
     /// Run workflow test files (`<id>.test.yaml`) strictly offline: request nodes answer from stubs.
@@ -88,10 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Urls(args) => urls::run(args),
-        Command::Validate {
-            dir,
-            require_secrets,
-        } => validate::run(&dir, require_secrets),
+        Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => testing::run(args),
         Command::Schema { tests } => {

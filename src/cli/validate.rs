@@ -1,35 +1,105 @@
-//! `hookflow validate [DIR]`.
+//! `hookflow validate [PATH…]`: workflow files or folders.
 
-use hookflow_model::{load_dir, LoadOptions, SecretPolicy};
-use std::path::Path;
+use clap::ValueEnum;
+use hookflow_model::{is_test_file, load_path, Diagnostic, LoadOptions, SecretPolicy, Severity};
+use serde_json::json;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Prints every diagnostic of the folder; exit 1 when any is an error.
-pub fn run(dir: &Path, require_secrets: bool) -> anyhow::Result<ExitCode> {
-    let policy = if require_secrets {
+/// Output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// `path:line:column: severity: message`, one a line.
+    Text,
+    /// A JSON list of `{path, line, column, severity, message}`.
+    Json,
+}
+
+/// Flags of `validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Workflow files or folders of workflows.
+    #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
+    paths: Vec<PathBuf>,
+    /// Treat a declared secret that is not set in the environment as an error.
+    #[arg(long)]
+    require_secrets: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// Prints every diagnostic of every file; exit 1 when any is an error.
+pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let policy = if args.require_secrets {
         SecretPolicy::Require
     } else {
         SecretPolicy::Warn
     };
-    let catalog = load_dir(dir, &LoadOptions::process_env(policy));
-    let mut errors = 0;
-    let mut warnings = 0;
-    for d in catalog.diagnostics() {
-        println!("{d}");
-        if d.is_error() {
-            errors += 1;
-        } else {
-            warnings += 1;
+    let opts = LoadOptions::process_env(policy);
+    let mut diagnostics: Vec<Diagnostic> = Vec::new();
+    let (mut files, mut failed) = (0, 0);
+    for path in &args.paths {
+        if !path.is_dir() && is_test_file(path) {
+            eprintln!(
+                "{}: note: a test file; `hookflow test` checks it, `validate` skips it",
+                path.display()
+            );
+            continue;
+        }
+        let catalog = load_path(path, &opts);
+        files += catalog.files.len();
+        failed += catalog.files.values().filter(|f| f.has_errors()).count();
+        diagnostics.extend(catalog.diagnostics().cloned());
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    match args.format {
+        Format::Text => {
+            for d in &diagnostics {
+                println!(
+                    "{}:{}:{}: {}: {}",
+                    d.file.display(),
+                    d.line,
+                    d.column,
+                    severity(d.severity),
+                    d.message
+                );
+            }
+        }
+        Format::Json => {
+            let list: Vec<_> = diagnostics
+                .iter()
+                .map(|d| {
+                    json!({
+                        "path": d.file.display().to_string(),
+                        "line": d.line,
+                        "column": d.column,
+                        "severity": severity(d.severity),
+                        "message": d.message,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
         }
     }
-    let files = catalog.files.len();
     if errors > 0 {
-        let failed = catalog.files.values().filter(|f| f.has_errors()).count();
         eprintln!(
             "{errors} error(s), {warnings} warning(s) in {failed} of {files} workflow file(s)"
         );
         return Ok(ExitCode::from(1));
     }
-    println!("ok: {files} workflow file(s) valid, {warnings} warning(s)");
+    let summary = format!("ok: {files} workflow file(s) valid, {warnings} warning(s)");
+    match args.format {
+        Format::Text => println!("{summary}"),
+        Format::Json => eprintln!("{summary}"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
 }

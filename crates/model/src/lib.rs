@@ -15,10 +15,12 @@ pub mod def;
 pub mod diag;
 pub mod load;
 pub mod path;
+pub mod recover;
 pub mod request;
 pub mod runtime;
 pub mod schema;
 pub mod scrub;
+pub mod suggest;
 pub mod template;
 pub mod testfile;
 pub mod time;
@@ -26,7 +28,9 @@ pub mod units;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Severity};
-pub use load::{load_dir, load_source, Catalog, LoadOptions, LoadedFile, SecretPolicy};
+pub use load::{
+    is_test_file, load_dir, load_path, load_source, Catalog, LoadOptions, LoadedFile, SecretPolicy,
+};
 pub use runtime::{Node, NodeId, NodeKind, Workflow};
 
 #[cfg(test)]

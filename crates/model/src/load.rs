@@ -1,11 +1,11 @@
 //! Loading workflow files: one file, or a whole folder, with every diagnostic.
 
 use crate::compile::{compile, Source};
-use crate::def::WorkflowDef;
 use crate::diag::{Diagnostic, Severity};
+use crate::recover::read_workflow;
 use crate::runtime::Workflow;
 use crate::template::Scope;
-use crate::yaml::{from_yaml, Pos, Yaml};
+use crate::yaml::{Pos, Yaml};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,8 +130,8 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
             format!("workflow id `{id}` (the file name) must match [a-z0-9][a-z0-9_-]*"),
         ));
     }
-    let tree = match Yaml::parse(text) {
-        Ok(tree) => tree,
+    let (tree, duplicates) = match Yaml::parse_lenient(text) {
+        Ok(parsed) => parsed,
         Err(e) => {
             out.diagnostics.push(diag(
                 path,
@@ -142,17 +142,18 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
             return out;
         }
     };
-    let def: WorkflowDef = match from_yaml(&tree) {
-        Ok(def) => def,
-        Err(e) => {
-            out.diagnostics.push(diag(
-                path,
-                e.pos.unwrap_or_default(),
-                Severity::Error,
-                e.message,
-            ));
-            return out;
-        }
+    for d in duplicates {
+        out.diagnostics
+            .push(diag(path, d.pos, Severity::Error, d.message));
+    }
+    let read = read_workflow(&tree);
+    for (pos, message) in read.errors {
+        out.diagnostics
+            .push(diag(path, pos, Severity::Error, message));
+    }
+    let Some(def) = read.def else {
+        sort(&mut out.diagnostics);
+        return out;
     };
     out.title = Some(def.title.clone());
     let (workflow, diagnostics) = compile(
@@ -161,7 +162,8 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
             id,
             path,
             text,
-            tree: &tree,
+            tree: &read.tree,
+            skipped: &read.skipped,
         },
     );
     out.diagnostics.extend(diagnostics);
@@ -206,6 +208,7 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
     if !out.has_errors() {
         out.workflow = workflow.map(Arc::new);
     }
+    sort(&mut out.diagnostics);
     out
 }
 
@@ -216,6 +219,11 @@ pub fn unset_secret_message(name: &str, policy: SecretPolicy) -> String {
         SecretPolicy::Require => "; the workflow is not served until it is set",
     };
     format!("secret `{name}` is declared but not set in the environment{tail}")
+}
+
+/// Diagnostics in the order of the file (stable: one place keeps its order).
+fn sort(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.line, d.column));
 }
 
 /// True when the workflow's Basic password renders to nothing, written so
@@ -272,26 +280,70 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
             ));
             continue;
         }
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => load_source(&id, &path, &text, opts),
-            Err(e) => LoadedFile {
-                id: id.clone(),
-                path: path.clone(),
-                title: None,
-                workflow: None,
-                diagnostics: vec![diag(
-                    &path,
-                    Pos::default(),
-                    Severity::Error,
-                    format!("cannot read the file: {e}"),
-                )],
-                unset_secrets: Vec::new(),
-            },
-        };
+        let file = load_file(&id, &path, opts);
         catalog.files.insert(id, file);
     }
     check_pinned_keys(&mut catalog);
     catalog
+}
+
+fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_source(id, path, &text, opts),
+        Err(e) => LoadedFile {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            title: None,
+            workflow: None,
+            diagnostics: vec![diag(
+                path,
+                Pos::default(),
+                Severity::Error,
+                format!("cannot read the file: {e}"),
+            )],
+            unset_secrets: Vec::new(),
+        },
+    }
+}
+
+/// Loads a workflows folder, or one workflow file (`*.yaml`/`*.yml`, not a
+/// test file: see [`is_test_file`]).
+pub fn load_path(path: &Path, opts: &LoadOptions<'_>) -> Catalog {
+    if path.is_dir() {
+        return load_dir(path, opts);
+    }
+    let mut catalog = Catalog::default();
+    if !path.exists() {
+        catalog.other.push(diag(
+            path,
+            Pos::default(),
+            Severity::Error,
+            "no such file or folder".into(),
+        ));
+        return catalog;
+    }
+    match workflow_id_of(path) {
+        Some(id) => {
+            let file = load_file(&id, path, opts);
+            catalog.files.insert(id, file);
+        }
+        None => catalog.other.push(diag(
+            path,
+            Pos::default(),
+            Severity::Error,
+            "not a workflow file: workflows are `.yaml` or `.yml` files \
+             (`.test.yaml` files are checked by `hookflow test`)"
+                .into(),
+        )),
+    }
+    catalog
+}
+
+/// True for a workflow test file (`*.test.yaml`/`*.test.yml`).
+pub fn is_test_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
 }
 
 /// Two workflows pinning the same key: neither is served.

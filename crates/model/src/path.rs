@@ -60,7 +60,7 @@ impl JsonPath {
             .map_err(|e| {
                 format!(
                     "invalid JSONPath `{source}`: {}",
-                    tidy_parse_error(&e.to_string())
+                    tidy_parse_error(source, &e.to_string())
                 )
             })
     }
@@ -97,21 +97,25 @@ impl KeyPath {
     }
 }
 
-/// Shortens the parser's multi-line message to `expected … at character N`.
-fn tidy_parse_error(message: &str) -> String {
-    let expected = message
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("= "))
-        .map(str::trim);
+/// The parser's multi-line message in hookflow's words: where the path stops
+/// parsing and what is there (the parser's own grammar names, such as
+/// `atom_expr`, mean nothing to an author).
+fn tidy_parse_error(source: &str, message: &str) -> String {
     let at = message
         .lines()
         .find_map(|l| l.split_once("--> ").map(|(_, pos)| pos))
         .and_then(|pos| pos.split(':').nth(1))
-        .map(str::trim);
-    match (expected, at) {
-        (Some(expected), Some(at)) => format!("{expected} at character {at}"),
-        (Some(expected), None) => expected.to_string(),
-        _ => message.lines().next().unwrap_or(message).trim().to_string(),
+        .and_then(|col| col.trim().parse::<usize>().ok());
+    let Some(at) = at else {
+        return "it does not parse; see the JSONPath syntax (RFC 9535)".into();
+    };
+    let rest: String = source.chars().skip(at.saturating_sub(1)).take(12).collect();
+    if rest.is_empty() {
+        format!("it ends too early (at character {at}); close its brackets and quotes")
+    } else {
+        format!(
+            "it does not parse at character {at} (`{rest}`); see the JSONPath syntax (RFC 9535)"
+        )
     }
 }
 

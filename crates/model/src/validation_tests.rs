@@ -50,7 +50,8 @@ fn sync(nodes: &str) -> String {
 #[test]
 fn a_valid_workflow_has_no_diagnostics() {
     check(
-        &sync(
+        &format!(
+            "{HEAD}  parse:\n    body: [{{ key: order.id }}]\nnodes:\n{}",
             "  - key: paid\n    type: condition\n    if: vars.order_id and trigger.body.status == \"SUCCESS\"\n    then:\n      - type: response\n        body: { order: \"{{ vars.order_id }}\", ok: \"{{ nodes.paid }}\" }\n    else:\n      - type: response\n        status: 400\n        body: unpaid\n",
         ),
         &[],
@@ -63,7 +64,17 @@ fn yaml_syntax_error() {
         "title: t\ntrigger: [\n",
         &[(2, 10, "wf.yaml:2:10: YAML syntax error")],
     );
-    check("title: t\ntitle: u\n", &[(2, 1, "duplicate mapping key")]);
+    check(
+        "title: t\ntitle: u\n",
+        &[
+            (1, 1, "missing field `trigger`"),
+            (
+                2,
+                1,
+                "duplicate key `title` in this mapping (first on line 1); remove one of them",
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -102,7 +113,7 @@ fn wrong_types_point_at_the_value() {
     );
     check(
         "title: t\ntrigger: { type: webhook, mode: later }\n",
-        &[(2, 33, "unknown variant `later`")],
+        &[(2, 33, "unknown value `later`; expected one of: sync, async")],
     );
 }
 
@@ -219,7 +230,7 @@ fn jsonpath_that_does_not_parse() {
         &[(
             7,
             16,
-            "invalid JSONPath `$.a[?(`: expected atom_expr at character 7",
+            "invalid JSONPath `$.a[?(`: it ends too early (at character 7); close its brackets and quotes",
         )],
     );
 }
@@ -453,4 +464,301 @@ fn an_hmac_timestamp_that_the_payload_does_not_sign_is_a_warning() {
         );
     }
     check(&hmac(""), &[]);
+}
+
+// ---- Issue 15: what breaks at run time is caught before ----
+
+/// A sync head with parse entries: a header, a query key and body keys.
+const PARSED: &str = "title: t\ntrigger:\n  type: webhook\n  mode: sync\n  parse:\n    headers: [{ key: X-Request-Id }]\n    query: [{ key: event }]\n    body:\n      - { key: trade_status }\n      - { key: \"$.items[*].sku\", alias: skus }\nnodes:\n";
+
+fn parsed(nodes: &str) -> String {
+    format!("{PARSED}{nodes}")
+}
+
+#[test]
+fn vars_must_be_defined_by_a_parse_entry() {
+    // Default aliases (header, query, body) and explicit ones are known.
+    check(
+        &parsed("  - type: log\n    message: \"{{ vars.x_request_id }} {{ vars.event }} {{ vars.trade_status }} {{ vars['skus'] }}\"\n"),
+        &[],
+    );
+    // In an expression: at the reference, with the close alias as a hint.
+    check(
+        &parsed("  - type: condition\n    if: vars.trade_stauts == \"TRADE_SUCCESS\"\n    reject_on_false: true\n"),
+        &[(
+            13,
+            9,
+            "`vars.trade_stauts` is not defined by any parse entry; did you mean `vars.trade_status`?",
+        )],
+    );
+    // In a template, quoted or in a block scalar: at the reference too.
+    check(
+        &parsed("  - type: log\n    message: \"paid: {{ vars.trade_stauts }}\"\n  - type: log\n    message: |\n      first line\n        {{ vars[\"order\"] }}\n"),
+        &[
+            (13, 24, "`vars.trade_stauts` is not defined"),
+            (
+                17,
+                12,
+                "`vars.order` is not defined by any parse entry; the parse entries define: event, skus, trade_status, x_request_id (add a parse entry with `alias: order`)",
+            ),
+        ],
+    );
+    // Without parse entries, the hint says how to add one.
+    check(
+        &sync("  - type: response\n    body: { id: \"{{ vars.id }}\" }\n"),
+        &[(
+            7,
+            21,
+            "`vars.id` is not defined by any parse entry; `trigger.parse` defines no variables: add an entry such as `body: [{ key: id }]`",
+        )],
+    );
+    // A template that sets its own `vars` reads no parse entries.
+    check(
+        &sync("  - type: response\n    body: \"{% set vars = {'a': 1} %}{{ vars.a }}\"\n"),
+        &[],
+    );
+}
+
+#[test]
+fn node_references_hint_the_close_key() {
+    check(
+        &sync("  - key: check\n    type: calculation\n    expression: \"1\"\n  - type: response\n    body: \"{{ nodes.chek }}\"\n"),
+        &[(
+            10,
+            11,
+            "`nodes.chek` refers to no node: no node has the key `chek`; did you mean `nodes.check`?",
+        )],
+    );
+}
+
+#[test]
+fn unknown_filters_and_tests_are_reported_where_written() {
+    check(
+        &sync("  - type: response\n    body: \"{{ 12.345 | rond(2) }}\"\n"),
+        &[(7, 24, "unknown filter `rond`; did you mean `round`?")],
+    );
+    check(
+        &sync("  - type: calculation\n    expression: trigger.body.n is evn\n  - type: log\n    message: \"{% filter uper %}x{% endfilter %}\"\n"),
+        &[
+            (7, 35, "unknown test `evn`; did you mean `even`?"),
+            (9, 25, "unknown filter `uper`; did you mean `upper`?"),
+        ],
+    );
+    // Nothing close: the hint lists them all.
+    check(
+        &sync("  - type: log\n    message: \"{{ trigger.body | frobnicate }}\"\n"),
+        &[(
+            7,
+            33,
+            "unknown filter `frobnicate`; the filters are: abs, attr,",
+        )],
+    );
+    // Known ones pass, and text that only looks like a filter is not one.
+    check(
+        &sync("  - type: log\n    message: \"{{ trigger.body | tojson }} {{ 1.5 | round | int }} {{ 'a | b' }} {{ trigger.x is defined }} {{ 3 is not divisibleby(2) }}\"\n"),
+        &[],
+    );
+}
+
+#[test]
+fn scalar_expressions_are_accepted() {
+    check(
+        &sync("  - key: one\n    type: calculation\n    expression: 1\n  - type: calculation\n    expression: 2.5\n  - type: condition\n    if: true\n    then:\n      - type: response\n        body: \"{{ nodes.one }}\"\n    else:\n      - type: response\n        body: no\n"),
+        &[],
+    );
+    check(
+        "title: t\ntrigger: { type: webhook }\nnodes:\n  - type: loop\n    over: 3\n    do: []\n  - type: switch\n    cases:\n      - { if: false, do: [] }\n",
+        &[],
+    );
+    // Only where an expression goes: a number is still not a log message.
+    check(
+        &sync("  - type: log\n    message: 1\n"),
+        &[(
+            7,
+            14,
+            "invalid type: expected a string, found the number `1`; put it in quotes to write it as text",
+        )],
+    );
+}
+
+#[test]
+fn sync_paths_without_a_response_are_warned_about() {
+    let warned = "can finish without a `response` node, though other paths answer with one: the caller would then get the default answer, 200 `{\"status\":\"resolved\",…}`";
+    // The issue's case: `else` missing (mis-indented away).
+    check(
+        &sync("  - type: condition\n    if: trigger.body.ok\n    then:\n      - type: response\n        body: success\n"),
+        &[(
+            6,
+            5,
+            "warning: when `if` is false this condition has no `else`, and the run can finish without a `response` node",
+        )],
+    );
+    // A written branch that lacks it: the warning points at that branch.
+    check(
+        &sync("  - type: condition\n    if: trigger.body.ok\n    then:\n      - type: response\n        body: success\n    else:\n      - type: log\n        message: unpaid\n"),
+        &[(11, 5, &format!("warning: this branch (`else`) {warned}; add a `response` node at its end"))],
+    );
+    // A switch without default, a case that ends resolved.
+    check(
+        &sync("  - type: switch\n    cases:\n      - if: trigger.body.a\n        do: [{ type: response, body: a }]\n      - if: trigger.body.b\n        do: [{ type: end, status: resolved }]\n"),
+        &[
+            (6, 5, "warning: when no case matches this switch has no `default`"),
+            (11, 35, "warning: this `end` finishes the run without a `response` node"),
+        ],
+    );
+    // A case of a switch inside a branch: the innermost choice is named.
+    check(
+        &sync("  - type: condition\n    if: trigger.body.ok\n    then:\n      - type: switch\n        cases:\n          - if: trigger.body.a\n            do: [{ type: log, message: a }]\n        default: [{ type: response, body: d }]\n    else: [{ type: response, body: e }]\n"),
+        &[(12, 13, "warning: this branch (`do` of case 1) can finish without")],
+    );
+    // No warning: every path answers, fails on purpose, or none answers at all.
+    check(
+        &sync("  - type: condition\n    if: trigger.body.ok\n    then: [{ type: log, message: a }]\n  - type: response\n    body: ok\n"),
+        &[],
+    );
+    check(
+        &sync("  - type: condition\n    if: trigger.body.ok\n    reject_on_false: true\n  - type: condition\n    if: trigger.body.paid\n    then: [{ type: response, body: ok }]\n    else: [{ type: end, status: failed }]\n"),
+        &[],
+    );
+    check(
+        &sync("  - type: log\n    message: no response anywhere\n"),
+        &[],
+    );
+    // A response in one parallel branch ends the run for all of them.
+    check(
+        &sync("  - type: parallel\n    branches:\n      - [{ type: response, body: a }]\n      - [{ type: log, message: b }]\n"),
+        &[],
+    );
+}
+
+#[test]
+fn errors_do_not_hide_later_ones() {
+    // Three independent errors in three nodes, then a template error in a
+    // fourth: all four are reported.
+    check(
+        &sync("  - type: log\n    message: a\n    levle: warn\n  - type: loop\n    over: \"[1]\"\n    do: []\n    max_iterations: many\n  - type: sleep\n    duration: 5s\n  - type: log\n    message: \"{{ vars. }}\"\n"),
+        &[
+            (8, 5, "unknown field `levle` in a `log` node; did you mean `level`?"),
+            (12, 21, "invalid type: expected a whole number (0 or more), found the text `many`"),
+            (13, 11, "unknown node type `sleep`; expected one of: condition, switch, calculation, json_query, request, loop, parallel, delay, response, end, log (the rest of this node is checked once this is fixed)"),
+            (16, 14, "template does not compile"),
+        ],
+    );
+    // A node that cannot be read keeps its key and its nested nodes: they
+    // are checked, and references to its key are not errors of their own.
+    check(
+        &sync("  - key: branch\n    type: condition\n    then:\n      - type: log\n        message: \"{{ nodes.branch }} {{ 1 | rond }}\"\n  - type: response\n    body: \"{{ nodes.branch }}\"\n"),
+        &[
+            (6, 5, "missing field `if`: a `condition` node needs it (the rest of this node is checked once this is fixed)"),
+            (10, 45, "unknown filter `rond`"),
+        ],
+    );
+    // A misspelt required field is reported once, as misspelt.
+    check(
+        &sync("  - type: log\n    mesage: hi\n  - type: condition\n    iff: \"true\"\n    then: [{ type: response, body: \"{{ 1 | rond }}\" }]\n"),
+        &[
+            (7, 5, "unknown field `mesage` in a `log` node; did you mean `message`?"),
+            (9, 5, "unknown field `iff` in a `condition` node; did you mean `if`?"),
+            (10, 44, "unknown filter `rond`"),
+        ],
+    );
+    // Several errors in one node's fields.
+    check(
+        &sync("  - type: request\n    url: http://x.example/\n    metod: GET\n    timeout: 5\n    retry: { attempts: none }\n"),
+        &[
+            (8, 5, "unknown field `metod` in a `request` node; did you mean `method`?"),
+            (9, 14, "duration `5` needs a unit"),
+            (10, 24, "invalid type: expected a whole number from 0 to 4294967295, found the text `none`"),
+        ],
+    );
+    // Duplicate keys: the first is kept and the file is checked further.
+    check(
+        &sync("  - type: condition\n    if: \"true\"\n    then: []\n    else: []\n    else: []\n  - type: log\n    message: \"{{ 1 | rond }}\"\n"),
+        &[
+            (10, 5, "duplicate key `else` in this mapping (first on line 9); remove one of them"),
+            (12, 22, "unknown filter `rond`"),
+        ],
+    );
+}
+
+#[test]
+fn an_error_that_makes_later_checks_meaningless_says_so() {
+    // The mode is unknown: no "response in async" error follows.
+    check(
+        "title: t\ntrigger: { type: webhook, mode: synch }\nnodes:\n  - type: response\n    body: ok\n",
+        &[(
+            2,
+            33,
+            "unknown value `synch`; did you mean `sync`? (the checks that depend on the mode are made once this is fixed)",
+        )],
+    );
+    // A parse entry cannot be read: `vars` references are not checked.
+    check(
+        &format!("{HEAD}  parse:\n    body: [{{ alias: a }}]\nnodes:\n  - type: response\n    body: \"{{{{ vars.a }}}}\"\n"),
+        &[(
+            6,
+            12,
+            "missing field `key` (`vars.…` references are checked once this is fixed)",
+        )],
+    );
+    // Secrets cannot be read: `secrets` references are not checked.
+    check(
+        "title: t\nsecrets: PASS\ntrigger:\n  type: webhook\n  auth: { basic: { username: u, password: \"{{ secrets.PASS }}\" } }\n",
+        &[(
+            2,
+            10,
+            "invalid type: expected a list, found the text `PASS`; write one `- item` per line, or `[a, b]` (`secrets.…` references are checked once this is fixed)",
+        )],
+    );
+}
+
+#[test]
+fn messages_are_in_hookflow_words() {
+    let file = |yaml: &str| {
+        let env = |_: &str| None;
+        let opts = LoadOptions {
+            secrets: SecretPolicy::Warn,
+            env: &env,
+        };
+        load_source("wf", Path::new("wf.yaml"), yaml, &opts).diagnostics
+    };
+    for yaml in [
+        "title: t\ntitle: u\ntrigger: { type: webhook }\n",
+        "title: 1\ntrigger: 5\n",
+        "title: t\ntrigger: { type: webhook, max_body: [1] }\nnodes: { a: 1 }\n",
+        "title: t\ntrigger: { type: webhook }\nnodes:\n  - { type: loop, over: x, do: [], max_iterations: -1 }\n",
+        "title: t\ntrigger: { type: webhook }\nnodes:\n  - { type: log, message: {{ x }} }\n",
+        "title: t\ntrigger: { type: webhook }\nnodes:\n  - { type: json_query, source: x, path: \"$.a[?(@.b ==\" }\n",
+    ] {
+        let diagnostics = file(yaml);
+        assert!(!diagnostics.is_empty(), "{yaml}");
+        for d in diagnostics {
+            for library in [
+                "DuplicateKeyPolicy",
+                "Options",
+                "policy",
+                "struct ",
+                "sequence",
+                "u64",
+                "i64",
+                "variant",
+                "atom_expr",
+                " map,",
+            ] {
+                assert!(
+                    !d.message.contains(library),
+                    "`{library}` in `{}` ({yaml})",
+                    d.message
+                );
+            }
+        }
+    }
+    check(
+        "title: 1\ntrigger: { type: webhook }\n",
+        &[(
+            1,
+            8,
+            "invalid type: expected a string, found the number `1`; put it in quotes to write it as text",
+        )],
+    );
 }

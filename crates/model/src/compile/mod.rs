@@ -7,6 +7,7 @@
 
 use crate::def::*;
 use crate::diag::{Diagnostic, Severity};
+use crate::recover::Skipped;
 use crate::runtime::*;
 use crate::template::{Compiled, Expr, TemplateBuilder, Text, ValueTemplate};
 use crate::yaml::{Seg, Yaml};
@@ -16,9 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod answers;
 mod nodes;
 mod request;
 mod trigger;
+mod uses;
 
 pub use trigger::{default_alias, valid_pinned_key};
 
@@ -45,8 +48,10 @@ pub struct Source<'a> {
     pub path: &'a Path,
     /// File text.
     pub text: &'a str,
-    /// The positioned tree of the file.
+    /// The positioned tree the definition was read from.
     pub tree: &'a Yaml,
+    /// What earlier errors of the file leave unchecked.
+    pub skipped: &'a Skipped,
 }
 
 /// Compiles a definition. Returns the workflow when there is no error, and
@@ -63,6 +68,7 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
         blocks: Vec::new(),
         mode: def.trigger.mode,
         parallel_depth: 0,
+        vars: (!src.skipped.vars).then(|| trigger::aliases(&def.trigger.parse)),
     };
     collect_keys(&def.nodes, &mut cx.all_keys);
     for (i, name) in def.secrets.iter().enumerate() {
@@ -90,6 +96,9 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
     let mut visible = Vec::new();
     let root = cx.block(&def.nodes, p(&["nodes"]), &mut visible);
     debug_assert_eq!(root, ROOT_BLOCK);
+    if def.trigger.mode == Mode::Sync && !src.skipped.mode {
+        cx.unanswered_paths(&def.nodes);
+    }
     let Cx {
         diags,
         templates,
@@ -157,7 +166,7 @@ fn child_blocks(def: &NodeDef) -> Vec<&[NodeDef]> {
 }
 
 /// A path into the file, built with small helpers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct P(Vec<Seg>);
 
 fn p(keys: &[&str]) -> P {
@@ -189,6 +198,8 @@ struct Cx<'a> {
     mode: Mode,
     /// How many parallel nodes enclose the node being compiled.
     parallel_depth: usize,
+    /// The `vars` the parse entries define; `None` when they cannot be known.
+    vars: Option<BTreeSet<String>>,
 }
 
 impl Cx<'_> {
@@ -229,7 +240,9 @@ impl Cx<'_> {
         for r in refs {
             let mut parts = r.split('.');
             match (parts.next(), parts.next()) {
-                (Some("secrets"), Some(name)) if !self.declared_secrets.contains(name) => {
+                (Some("secrets"), Some(name))
+                    if !self.declared_secrets.contains(name) && !self.src.skipped.secrets =>
+                {
                     self.error_at_value(
                         path,
                         format!("`secrets.{name}` is used but not declared in `secrets`"),
@@ -241,7 +254,14 @@ impl Cx<'_> {
                             "`nodes.{key}` refers to a node that cannot have run before this point"
                         )
                     } else {
-                        format!("`nodes.{key}` refers to no node: no node has the key `{key}`")
+                        let close = crate::suggest::close_names(
+                            key,
+                            self.all_keys.iter().map(String::as_str),
+                        );
+                        format!(
+                            "`nodes.{key}` refers to no node: no node has the key `{key}`{}",
+                            crate::suggest::did_you_mean(&close, "nodes.")
+                        )
                     };
                     self.error_at_value(path, message);
                 }
@@ -254,6 +274,7 @@ impl Cx<'_> {
         match self.templates.text(source) {
             Ok(Compiled { value, refs }) => {
                 self.check_refs(path, &refs, visible);
+                self.check_uses(path, source, false, &refs);
                 Some(value)
             }
             Err(e) => {
@@ -272,6 +293,7 @@ impl Cx<'_> {
         match self.templates.expr(source) {
             Ok(Compiled { value, refs }) => {
                 self.check_refs(path, &refs, visible);
+                self.check_uses(path, source, true, &refs);
                 Some(value)
             }
             Err(e) => {
@@ -283,9 +305,13 @@ impl Cx<'_> {
 
     fn value(&mut self, path: &P, value: &Json, visible: &[String]) -> Option<ValueTemplate> {
         match self.templates.value(value) {
-            Ok(Compiled { value, refs }) => {
+            Ok(Compiled {
+                value: compiled,
+                refs,
+            }) => {
                 self.check_refs(path, &refs, visible);
-                Some(value)
+                self.check_value_uses(path, value, &refs);
+                Some(compiled)
             }
             Err((sub, e)) => {
                 let mut at = path.clone();

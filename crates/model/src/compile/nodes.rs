@@ -234,7 +234,13 @@ impl Cx<'_> {
                 }
             }
             NodeDef::Delay(d) => {
-                if let Err(rule) = DelayWait::placement(self.mode, self.parallel_depth > 0) {
+                // With the mode unknown (an error of its own), only the parallel rule applies.
+                let mode = if self.src.skipped.mode {
+                    Mode::Async
+                } else {
+                    self.mode
+                };
+                if let Err(rule) = DelayWait::placement(mode, self.parallel_depth > 0) {
                     self.error_at_value(&path.key("type"), rule.into());
                 }
                 match (&d.duration, &d.until) {
@@ -254,7 +260,7 @@ impl Cx<'_> {
                 }
             }
             NodeDef::Response(r) => {
-                if self.mode == Mode::Async {
+                if self.mode == Mode::Async && !self.src.skipped.mode {
                     self.error_at_value(
                         &path.key("type"),
                         "a `response` node cannot be used in an async workflow (it answers at once with `trigger.response`)".into(),

@@ -5,7 +5,7 @@ use super::{p, Cx, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_MAX_BODY, P};
 use crate::def::*;
 use crate::path::{KeyPath, Step};
 use crate::runtime::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Cx<'_> {
     pub(super) fn trigger(&mut self, t: &TriggerDef) -> Trigger {
@@ -29,7 +29,11 @@ impl Cx<'_> {
             })
         });
         let parse = self.parse_spec(&tp.key("parse"), &t.parse);
+        let mode_known = !self.src.skipped.mode;
         let response = match (&t.response, t.mode) {
+            (Some(r), Mode::Sync) if !mode_known => {
+                Some(self.response(&tp.key("response"), r, none))
+            }
             (Some(_), Mode::Sync) => {
                 self.error_at_key(&tp.key("response"), "`trigger.response` is for async workflows; a sync workflow answers with a `response` node".into());
                 None
@@ -38,6 +42,9 @@ impl Cx<'_> {
             (None, _) => None,
         };
         let timeout_response = match (&t.timeout_response, t.mode) {
+            (Some(r), Mode::Async) if !mode_known => {
+                Some(self.response(&tp.key("timeout_response"), r, none))
+            }
             (Some(_), Mode::Async) => {
                 self.error_at_key(
                     &tp.key("timeout_response"),
@@ -241,6 +248,17 @@ impl Cx<'_> {
             default: e.default.clone(),
         })
     }
+}
+
+/// The variables the parse entries define: their aliases, written or default.
+pub(super) fn aliases(parse: &ParseDef) -> BTreeSet<String> {
+    parse
+        .headers
+        .iter()
+        .chain(&parse.query)
+        .chain(&parse.body)
+        .map(|e| e.alias.clone().unwrap_or_else(|| default_alias(&e.key)))
+        .collect()
 }
 
 /// True when a pinned key matches `[A-Za-z0-9_-]{8,128}`.

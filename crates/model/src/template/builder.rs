@@ -12,6 +12,97 @@ const FUEL: u64 = 200_000;
 /// Nesting limit of one evaluation.
 const RECURSION_LIMIT: usize = 64;
 
+/// The filters and tests hints may name (those the environment has).
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "zip",
+];
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "int",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
 /// Builds the environment of one workflow.
 pub struct TemplateBuilder {
     env: Environment<'static>,
@@ -179,6 +270,40 @@ impl TemplateBuilder {
             }
             other => ValueTemplate::Literal(other.clone()),
         })
+    }
+
+    /// True when the environment has a filter of that name.
+    pub fn has_filter(&self, name: &str) -> bool {
+        self.has("filter", name)
+    }
+
+    /// True when the environment has a test of that name.
+    pub fn has_test(&self, name: &str) -> bool {
+        self.has("test", name)
+    }
+
+    /// Asks the environment itself (`name is filter`), so that the answer
+    /// follows whatever it has.
+    fn has(&self, what: &str, name: &str) -> bool {
+        self.env
+            .compile_expression(&format!("name is {what}"))
+            .and_then(|e| e.eval(minijinja::context! { name => name }))
+            .map(|v| v.is_true())
+            .unwrap_or(true)
+    }
+
+    /// The filters, for hints.
+    pub fn filter_names(&self) -> Vec<&'static str> {
+        FILTERS
+            .iter()
+            .copied()
+            .filter(|n| self.has_filter(n))
+            .collect()
+    }
+
+    /// The tests, for hints.
+    pub fn test_names(&self) -> Vec<&'static str> {
+        TESTS.iter().copied().filter(|n| self.has_test(n)).collect()
     }
 
     /// Freezes the environment.

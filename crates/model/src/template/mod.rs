@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 mod builder;
 mod fast;
+pub mod scan;
 mod scope;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The serde `Deserializer` over a [`Yaml`] tree: [`from_yaml`], whose
 //! [`DeError`]s carry the position of the innermost node being read.
 
-use super::{Pos, Yaml, YamlKind};
+use super::{wording, Pos, Seg, Yaml, YamlKind};
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
 };
@@ -12,8 +12,24 @@ use std::fmt;
 pub struct DeError {
     /// Where it happened, when known.
     pub pos: Option<Pos>,
-    /// What was wrong.
+    /// What was wrong, in hookflow's words.
     pub message: String,
+    /// The node the error is about, from the root: for an unknown field, the
+    /// path ends with that field's key.
+    pub path: Vec<Seg>,
+    /// What kind of error, for callers that recover from it.
+    pub kind: DeErrorKind,
+}
+
+/// The kinds of [`DeError`] a caller may recover from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeErrorKind {
+    /// A mapping key that the type does not have.
+    UnknownField(String),
+    /// A field the type needs is absent.
+    MissingField(&'static str),
+    /// Anything else (a value of the wrong type, an unknown name…).
+    Other,
 }
 
 impl fmt::Display for DeError {
@@ -24,18 +40,78 @@ impl fmt::Display for DeError {
 
 impl std::error::Error for DeError {}
 
-impl de::Error for DeError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
+impl DeError {
+    fn new(message: String, kind: DeErrorKind) -> DeError {
         DeError {
             pos: None,
-            message: msg.to_string(),
+            message,
+            path: Vec::new(),
+            kind,
         }
+    }
+}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError::new(msg.to_string(), DeErrorKind::Other)
+    }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DeError::new(wording::invalid_type(unexp, exp), DeErrorKind::Other)
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DeError::new(wording::invalid_value(unexp, exp), DeErrorKind::Other)
+    }
+
+    fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
+        DeError::new(
+            format!(
+                "expected {}, found a list of {len} item(s)",
+                wording::expected(&exp.to_string())
+            ),
+            DeErrorKind::Other,
+        )
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        DeError::new(
+            wording::unknown_value(variant, expected),
+            DeErrorKind::Other,
+        )
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError::new(
+            wording::unknown_field(field, expected),
+            DeErrorKind::UnknownField(field.to_string()),
+        )
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        DeError::new(
+            format!("missing field `{field}`"),
+            DeErrorKind::MissingField(field),
+        )
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        DeError::new(
+            format!("duplicate key `{field}` in this mapping; remove one of them"),
+            DeErrorKind::Other,
+        )
     }
 }
 
 impl DeError {
     fn at(mut self, pos: Pos) -> Self {
         self.pos.get_or_insert(pos);
+        self
+    }
+
+    /// Notes one more step of the path on the way out of a nested value.
+    fn within(mut self, seg: Seg) -> Self {
+        self.path.insert(0, seg);
         self
     }
 }
@@ -72,6 +148,7 @@ impl<'de> Deserializer<'de> for &'de Yaml {
                 entries: entries.iter(),
                 skip: None,
                 value: None,
+                key: "",
             }),
         };
         result.map_err(|e| e.at(self.pos))
@@ -109,31 +186,37 @@ impl<'de> Deserializer<'de> for &'de Yaml {
             (YamlKind::Map(entries), Some((_, tag, what))) => {
                 let Some((_, tag_pos, tag_value)) = entries.iter().find(|(k, _, _)| k == tag)
                 else {
-                    return Err(DeError {
-                        pos: Some(self.pos),
-                        message: format!(
+                    return Err(DeError::new(
+                        format!(
                             "missing field `{tag}` (the {what}: one of {})",
                             variants.join(", ")
                         ),
-                    });
+                        DeErrorKind::MissingField(tag),
+                    )
+                    .at(self.pos));
                 };
                 let YamlKind::Str(variant) = &tag_value.kind else {
-                    return Err(DeError {
-                        pos: Some(tag_value.pos),
-                        message: format!(
-                            "`{tag}` must be a string, found {}",
+                    return Err(DeError::new(
+                        format!(
+                            "`{tag}` must be a string (the {what}: one of {}), found {}",
+                            variants.join(", "),
                             tag_value.kind_name()
                         ),
-                    });
+                        DeErrorKind::Other,
+                    )
+                    .at(tag_value.pos));
                 };
                 if !variants.contains(&variant.as_str()) {
-                    return Err(DeError {
-                        pos: Some(tag_value.pos),
-                        message: format!(
-                            "unknown {what} `{variant}`; expected one of: {}",
-                            variants.join(", ")
-                        ),
-                    });
+                    let close = crate::suggest::close_names(variant, variants.iter().copied());
+                    let hint = match close.as_slice() {
+                        [] => format!("; expected one of: {}", variants.join(", ")),
+                        close => crate::suggest::did_you_mean(close, ""),
+                    };
+                    return Err(DeError::new(
+                        format!("unknown {what} `{variant}`{hint}"),
+                        DeErrorKind::Other,
+                    )
+                    .at(tag_value.pos));
                 }
                 let _ = tag_pos;
                 visitor
@@ -144,21 +227,23 @@ impl<'de> Deserializer<'de> for &'de Yaml {
                     })
                     .map_err(|e| e.at(self.pos))
             }
-            (_, Some((_, tag, what))) => Err(DeError {
-                pos: Some(self.pos),
-                message: format!(
+            (_, Some((_, tag, what))) => Err(DeError::new(
+                format!(
                     "expected a mapping with a `{tag}` field (the {what}), found {}",
                     self.kind_name()
                 ),
-            }),
-            (_, None) => Err(DeError {
-                pos: Some(self.pos),
-                message: format!(
+                DeErrorKind::Other,
+            )
+            .at(self.pos)),
+            (_, None) => Err(DeError::new(
+                format!(
                     "expected one of: {}; found {}",
                     variants.join(", "),
                     self.kind_name()
                 ),
-            }),
+                DeErrorKind::Other,
+            )
+            .at(self.pos)),
         }
     }
 
@@ -182,8 +267,11 @@ impl<'de> SeqAccess<'de> for SeqReader<'de> {
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some(item) => {
+                let index = self.index;
                 self.index += 1;
-                seed.deserialize(item).map(Some).map_err(|e| e.at(item.pos))
+                seed.deserialize(item)
+                    .map(Some)
+                    .map_err(|e| e.at(item.pos).within(Seg::Index(index)))
             }
             None => Ok(None),
         }
@@ -194,6 +282,7 @@ struct MapReader<'a> {
     entries: std::slice::Iter<'a, (String, Pos, Yaml)>,
     skip: Option<&'static str>,
     value: Option<&'a Yaml>,
+    key: &'a str,
 }
 
 impl<'de> MapAccess<'de> for MapReader<'de> {
@@ -207,8 +296,12 @@ impl<'de> MapAccess<'de> for MapReader<'de> {
                 continue;
             }
             self.value = Some(value);
+            self.key = key;
             let de: de::value::StrDeserializer<'_, DeError> = key.as_str().into_deserializer();
-            return seed.deserialize(de).map(Some).map_err(|e| e.at(*pos));
+            return seed
+                .deserialize(de)
+                .map(Some)
+                .map_err(|e| e.at(*pos).within(Seg::from(key.as_str())));
         }
         Ok(None)
     }
@@ -218,7 +311,9 @@ impl<'de> MapAccess<'de> for MapReader<'de> {
             .value
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("value read before its key"))?;
-        seed.deserialize(value).map_err(|e| e.at(value.pos))
+        let key = self.key;
+        seed.deserialize(value)
+            .map_err(|e| e.at(value.pos).within(Seg::from(key)))
     }
 }
 
@@ -283,6 +378,7 @@ impl<'de> Deserializer<'de> for Untagged<'de> {
                     entries: entries.iter(),
                     skip: Some(self.tag),
                     value: None,
+                    key: "",
                 })
                 .map_err(|e| e.at(self.node.pos)),
             _ => self.node.deserialize_any(visitor),

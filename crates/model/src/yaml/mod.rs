@@ -16,8 +16,9 @@ use std::fmt;
 mod deserializer;
 #[cfg(test)]
 mod tests;
+mod wording;
 
-pub use deserializer::{from_yaml, DeError};
+pub use deserializer::{from_yaml, DeError, DeErrorKind};
 
 /// A 1-based line and column in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
@@ -68,7 +69,7 @@ pub enum YamlKind {
 }
 
 /// One step of a path into the tree: a mapping key or a sequence index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Seg {
     /// A mapping key.
     Key(String),
@@ -98,21 +99,41 @@ pub struct SyntaxError {
 }
 
 impl Yaml {
-    /// Parses YAML text. An empty document is a `Null` node at 1:1.
+    /// Parses YAML text. An empty document is a `Null` node at 1:1. A
+    /// duplicate mapping key is an error.
     pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
+        let (tree, duplicates) = Yaml::parse_lenient(text)?;
+        match duplicates.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(tree),
+        }
+    }
+
+    /// Parses YAML text, going on past duplicate mapping keys: the first of
+    /// each is kept and every later one is reported, so that one duplicate
+    /// does not hide the other problems of the file.
+    pub fn parse_lenient(text: &str) -> Result<(Yaml, Vec<SyntaxError>), SyntaxError> {
         if text.trim().is_empty() {
-            return Ok(Yaml {
+            let empty = Yaml {
                 pos: Pos { line: 1, column: 1 },
                 kind: YamlKind::Null,
-            });
+            };
+            return Ok((empty, Vec::new()));
         }
         // YAML 1.2 booleans only: `n`, `no`, `on` and `yes` stay strings.
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
         options.leading_zero_numbers_as_strings = true;
         options.with_snippet = false;
+        // Duplicates are found (and worded) here; `.inf` and `.nan` are text.
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+        options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::AsString;
         match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
-            Ok(root) => Ok(root.into()),
+            Ok(root) => {
+                let mut duplicates = Vec::new();
+                let tree = Yaml::build(root, &mut duplicates);
+                Ok((tree, duplicates))
+            }
             Err(e) => {
                 let pos = e
                     .location()
@@ -120,7 +141,7 @@ impl Yaml {
                     .unwrap_or_default();
                 Err(SyntaxError {
                     pos,
-                    message: first_message_line(&e.to_string()),
+                    message: syntax_message(&e.to_string()),
                 })
             }
         }
@@ -197,13 +218,73 @@ impl Yaml {
     }
 }
 
-fn first_message_line(s: &str) -> String {
+/// The parser's message in hookflow's words: its first line, without the
+/// position (reported separately) and without advice meant for programmers
+/// who call the YAML library.
+fn syntax_message(s: &str) -> String {
     let line = s.lines().next().unwrap_or(s).trim();
     let line = line.strip_prefix("error: ").unwrap_or(line);
-    // serde-saphyr prefixes "line L column C: "; the position is reported separately.
-    match line.find(": ") {
-        Some(i) if line.starts_with("line ") => line[i + 2..].to_string(),
-        _ => line.to_string(),
+    // serde-saphyr prefixes "line L column C: " and may end with " at line L, column C".
+    let line = match line.find(": ") {
+        Some(i) if line.starts_with("line ") => &line[i + 2..],
+        _ => line,
+    };
+    let line = match line.rfind(" at line ") {
+        Some(i) if line[i..].contains(", column ") => &line[..i],
+        _ => line,
+    };
+    const OWN_WORDS: &[(&str, &str)] = &[
+        (
+            "merge key",
+            "YAML merge keys (`<<`) are not supported here; write the fields out",
+        ),
+        (
+            "!!binary",
+            "`!!binary` values are not supported; write the text itself",
+        ),
+        (
+            "alias replay",
+            "the file expands YAML aliases (`*name`) too often; write the values out",
+        ),
+        (
+            "alias expansion",
+            "the file expands YAML aliases (`*name`) too often; write the values out",
+        ),
+        (
+            "unknown anchor",
+            "this alias (`*name`) refers to no anchor (`&name`) written before it",
+        ),
+        (
+            "scalar mapping key",
+            "a mapping or list cannot be a key; a value that starts with `{` \
+             (such as a template `{{ … }}`) must be quoted: \"{{ … }}\"",
+        ),
+        (
+            "found a tab",
+            "a tab cannot indent YAML; indent with spaces",
+        ),
+        (
+            "mapping values are not allowed",
+            "a `key: value` is not allowed here; check this line's indentation, \
+             or quote a value that contains `: `",
+        ),
+        (
+            "duplicate mapping key",
+            "duplicate key in this mapping; remove one of them",
+        ),
+    ];
+    if let Some((_, own)) = OWN_WORDS.iter().find(|(needle, _)| line.contains(needle)) {
+        return own.to_string();
+    }
+    // Any other advice about the library's options is not for authors.
+    let line = match line.find(", set ").or_else(|| line.find("; use Option<")) {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    if line.starts_with("while ") || line.contains("did not find expected") {
+        format!("{line}; check the indentation, brackets and quotes here")
+    } else {
+        line.to_string()
     }
 }
 
@@ -219,8 +300,10 @@ enum Raw {
     Map(Vec<(Spanned<String>, Spanned<Raw>)>),
 }
 
-impl From<Spanned<Raw>> for Yaml {
-    fn from(s: Spanned<Raw>) -> Yaml {
+impl Yaml {
+    /// The tree of the raw value; a repeated mapping key is reported in
+    /// `duplicates` and its later entries are left out.
+    fn build(s: Spanned<Raw>, duplicates: &mut Vec<SyntaxError>) -> Yaml {
         let pos = Pos::from_location(&s.referenced);
         let kind = match s.value {
             Raw::Null => YamlKind::Null,
@@ -229,13 +312,32 @@ impl From<Spanned<Raw>> for Yaml {
             Raw::UInt(u) => YamlKind::UInt(u),
             Raw::Float(f) => YamlKind::Float(f),
             Raw::Str(s) => YamlKind::Str(s),
-            Raw::Seq(items) => YamlKind::Seq(items.into_iter().map(Yaml::from).collect()),
-            Raw::Map(entries) => YamlKind::Map(
-                entries
+            Raw::Seq(items) => YamlKind::Seq(
+                items
                     .into_iter()
-                    .map(|(k, v)| (k.value, Pos::from_location(&k.referenced), Yaml::from(v)))
+                    .map(|item| Yaml::build(item, duplicates))
                     .collect(),
             ),
+            Raw::Map(raw) => {
+                let mut entries: Vec<(String, Pos, Yaml)> = Vec::with_capacity(raw.len());
+                let mut seen: std::collections::HashMap<String, Pos> = Default::default();
+                for (k, v) in raw {
+                    let key_pos = Pos::from_location(&k.referenced);
+                    if let Some(first) = seen.get(&k.value) {
+                        duplicates.push(SyntaxError {
+                            pos: key_pos,
+                            message: format!(
+                                "duplicate key `{}` in this mapping (first on line {}); remove one of them",
+                                k.value, first.line
+                            ),
+                        });
+                        continue;
+                    }
+                    seen.insert(k.value.clone(), key_pos);
+                    entries.push((k.value, key_pos, Yaml::build(v, duplicates)));
+                }
+                YamlKind::Map(entries)
+            }
         };
         Yaml { pos, kind }
     }
