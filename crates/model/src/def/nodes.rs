@@ -63,6 +63,7 @@ node_struct!(
     ConditionDef {
         /// The expression (no braces).
         #[serde(rename = "if")]
+        #[schemars(schema_with = "crate::schema::expression")]
         test: String,
         /// Nodes run when true.
         #[serde(default)]
@@ -93,6 +94,7 @@ node_struct!(
 pub struct CaseDef {
     /// The expression (no braces).
     #[serde(rename = "if")]
+    #[schemars(schema_with = "crate::schema::expression")]
     pub test: String,
     /// Nodes run when this case is taken.
     #[serde(rename = "do")]
@@ -103,6 +105,7 @@ node_struct!(
     /// Evaluate an expression; its value is the result.
     CalculationDef {
         /// The expression (no braces).
+        #[schemars(schema_with = "crate::schema::expression")]
         expression: String,
     }
 );
@@ -185,6 +188,7 @@ node_struct!(
     /// Run nodes for each item.
     LoopDef {
         /// An expression giving a list, an integer n, or a string.
+        #[schemars(schema_with = "crate::schema::expression")]
         over: String,
         /// The loop body.
         #[serde(rename = "do")]

@@ -146,3 +146,13 @@ pub fn one_or_list(schema: &mut Schema) {
     object.insert("then".into(), list);
     object.insert("else".into(), item);
 }
+
+/// An expression field (`if`, `expression`, `over`): text, or a number or
+/// boolean that the loader reads as that expression (`expression: 1`).
+pub fn expression(_: &mut SchemaGenerator) -> Schema {
+    let schema = json!({
+        "type": ["string", "number", "boolean"],
+        "description": "An expression (no braces); a number or boolean is that expression."
+    });
+    Schema::try_from(schema).unwrap_or_default()
+}

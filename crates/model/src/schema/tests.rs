@@ -257,3 +257,18 @@ fn every_node_kind_and_preset_is_discriminated() {
     assert_eq!(presets.as_array().map(Vec::len), Some(9), "{presets}");
     assert!(schema["$defs"]["NodeDef"].get("oneOf").is_none());
 }
+
+/// What the loader accepts, the schema accepts: a number or boolean where an
+/// expression goes is that expression (`expression: 1`, `if: true`).
+#[test]
+fn scalar_expressions_match_the_schema() {
+    let schema = validator(&crate::schema::workflow_schema());
+    let text = "title: t\ntrigger: { type: webhook }\nnodes:\n  - { key: one, type: calculation, expression: 1 }\n  - { key: c, type: condition, if: true, then: [] }\n  - { key: l, type: loop, over: 3, do: [] }\n";
+    assert_eq!(problems(&schema, text), Vec::<String>::new());
+    let list = "title: t\ntrigger: { type: webhook }\nnodes:\n  - { key: one, type: calculation, expression: [1] }\n";
+    assert_eq!(
+        problems(&schema, list).len(),
+        1,
+        "a list is not an expression"
+    );
+}
