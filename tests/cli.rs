@@ -158,14 +158,21 @@ fn validate_takes_files_as_well_as_folders() {
     );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("ok: 1 workflow file(s) valid"),
-        "only the file named, not its folder: {stdout}"
+        stdout.contains("ok: 2 workflow file(s) valid"),
+        "only the files named (the workflow and its test file), not their folder: {stdout}"
     );
-    let note = format!(
-        "{}: note: a test file; `hookflow test` checks it",
-        dir.path().join("pay.test.yaml").display()
+    // A test file named on purpose is checked against its workflow: a stub
+    // key naming no request node is an error at its position, with a hint.
+    let stubbed = "cases:\n  - name: paid\n    stubs:\n      inventroy: { status: 200 }\n";
+    let (code, stdout, _, _) = validate(
+        &[("pay.yaml", &good), ("pay.test.yaml", stubbed)],
+        &["@pay.test.yaml"],
     );
-    assert!(stderr.contains(&note), "{stderr}");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("pay.test.yaml:4:7: error: stub `inventroy` names no request node"),
+        "{stdout}"
+    );
     // A file and a folder together; a path that is not there.
     let missing = dir.path().join("nope.yaml");
     let out = hookflow(&[

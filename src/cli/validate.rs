@@ -18,7 +18,8 @@ pub enum Format {
 /// Flags of `validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Workflow files or folders of workflows.
+    /// Workflow files or folders of workflows (a test file named here is
+    /// checked against its workflow, its cases not run).
     #[arg(default_value = "./workflows", env = "HOOKFLOW_WORKFLOWS")]
     paths: Vec<PathBuf>,
     /// Treat a declared secret that is not set in the environment as an error.
@@ -41,10 +42,12 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let (mut files, mut failed) = (0, 0);
     for path in &args.paths {
         if !path.is_dir() && is_test_file(path) {
-            eprintln!(
-                "{}: note: a test file; `hookflow test` checks it, `validate` skips it",
-                path.display()
-            );
+            // Named on purpose: its format and keys are checked; its cases
+            // run with `hookflow test`.
+            let problems = super::testing::check_file(path);
+            files += 1;
+            failed += usize::from(problems.iter().any(Diagnostic::is_error));
+            diagnostics.extend(problems);
             continue;
         }
         let catalog = load_path(path, &opts);

@@ -192,6 +192,69 @@ fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, t
     }
 }
 
+/// What `validate` says of a test file given by name: its own problems
+/// (positions, unknown fields) and its keys checked against the workflow
+/// next to it, loaded with the file's `env` over the process environment.
+/// Nothing runs.
+pub fn check_file(file: &Path) -> Vec<Diagnostic> {
+    let at_start = |message: String| {
+        vec![Diagnostic {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            severity: hookflow_model::Severity::Error,
+            message,
+        }]
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => return at_start(format!("cannot read the file: {e}")),
+    };
+    let (tests, tree) = match format::read(file, &text) {
+        Ok(read) => read,
+        Err(problems) => return problems,
+    };
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let id = name
+        .trim_end_matches(".test.yaml")
+        .trim_end_matches(".test.yml");
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let Some(path) = ["yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{id}.{ext}")))
+        .find(|p| p.exists())
+    else {
+        return at_start(format!(
+            "no workflow `{id}` next to this test file (expected {id}.yaml)"
+        ));
+    };
+    let Ok(source) = std::fs::read_to_string(&path) else {
+        return at_start(format!("cannot read its workflow {}", path.display()));
+    };
+    let env = |name: &str| {
+        tests
+            .env
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    };
+    let options = hookflow_model::LoadOptions {
+        secrets: hookflow_model::SecretPolicy::Warn,
+        env: &env,
+    };
+    let loaded = hookflow_model::load_source(id, &path, &source, &options);
+    match loaded.workflow {
+        Some(workflow) => format::check_keys(file, &tests, &tree, &workflow),
+        None => at_start(format!(
+            "its workflow {} has errors; validate it first",
+            path.display()
+        )),
+    }
+}
+
 /// A test file with errors: each printed as `path:line:column: message`;
 /// none of its cases run.
 fn file_failed(problems: &[Diagnostic], tally: &mut Tally) {
