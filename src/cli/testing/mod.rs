@@ -125,9 +125,9 @@ fn test_files_of(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         })
 }
 
-/// Runs the selected cases of one test file (all when `wanted` is empty),
-/// noting in `seen` the names found.
-fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, tally: &mut Tally) {
+/// The id of the workflow a test file tests (`pay.test.yaml` → `pay`) and
+/// the folder both are in.
+fn workflow_of(file: &Path) -> (&str, &Path) {
     let name = file
         .file_name()
         .and_then(|n| n.to_str())
@@ -135,7 +135,13 @@ fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, t
     let id = name
         .trim_end_matches(".test.yaml")
         .trim_end_matches(".test.yml");
-    let dir = file.parent().unwrap_or(Path::new("."));
+    (id, file.parent().unwrap_or(Path::new(".")))
+}
+
+/// Runs the selected cases of one test file (all when `wanted` is empty),
+/// noting in `seen` the names found.
+fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, tally: &mut Tally) {
+    let (id, dir) = workflow_of(file);
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
@@ -214,14 +220,7 @@ pub fn check_file(file: &Path) -> Vec<Diagnostic> {
         Ok(read) => read,
         Err(problems) => return problems,
     };
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let id = name
-        .trim_end_matches(".test.yaml")
-        .trim_end_matches(".test.yml");
-    let dir = file.parent().unwrap_or(Path::new("."));
+    let (id, dir) = workflow_of(file);
     let Some(path) = ["yaml", "yml"]
         .iter()
         .map(|ext| dir.join(format!("{id}.{ext}")))

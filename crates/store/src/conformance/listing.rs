@@ -1,0 +1,234 @@
+//! Lists and their cursors, retention, idempotency keys, versions.
+
+use super::*;
+
+/// Lists are newest first, filtered, and paged by cursor without gaps or repeats.
+pub(crate) async fn lists_are_newest_first_filtered_and_paged<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    let base = now_millis() - 60_000;
+    let mut expected = Vec::new();
+    for i in 0..9u64 {
+        let at = base + i * 1_500;
+        let workflow = if i % 2 == 0 { "even" } else { "odd" };
+        let id = match i % 3 {
+            0 => {
+                let mut r = finished(
+                    record_at(workflow, RunStatus::Resolved, at),
+                    RunStatus::Resolved,
+                    at + 5,
+                );
+                r.response = Some(ResponseRecord {
+                    status: 201,
+                    ..ack()
+                });
+                store.finish(r.clone(), false);
+                r.id
+            }
+            1 => accept_at(store.as_ref(), workflow, at, None).await.id,
+            _ => {
+                let r = accept_at(store.as_ref(), workflow, at, None).await;
+                store.finish(finished(r.clone(), RunStatus::Failed, at + 9), true);
+                r.id
+            }
+        };
+        expected.push(id);
+    }
+    store.flush().await.expect("flush");
+    expected.reverse();
+    let (rows, next) = store.list(&all()).expect("list");
+    assert_eq!(ids(&rows), expected, "newest first");
+    assert_eq!(next, None);
+    assert_eq!(
+        rows[8].response_status,
+        Some(201),
+        "rows carry the answer's status"
+    );
+    // Pages of 4: every run once, in order.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let (rows, next) = store
+            .list(&ExecutionFilter {
+                limit: 4,
+                cursor: cursor.clone(),
+                ..ExecutionFilter::default()
+            })
+            .expect("list");
+        assert!(rows.len() <= 4);
+        seen.extend(ids(&rows));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "paging");
+    let only = |f: ExecutionFilter| {
+        ids(&store
+            .list(&ExecutionFilter { limit: 100, ..f })
+            .expect("list")
+            .0)
+    };
+    let odd = only(ExecutionFilter {
+        workflow: Some("odd".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        odd,
+        expected
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (8 - i) % 2 == 1)
+            .map(|(_, id)| id.clone())
+            .collect::<Vec<_>>()
+    );
+    let failed = only(ExecutionFilter {
+        status: Some(RunStatus::Failed),
+        ..Default::default()
+    });
+    assert_eq!(failed.len(), 3);
+    let queued = only(ExecutionFilter {
+        status: Some(RunStatus::Queued),
+        ..Default::default()
+    });
+    assert_eq!(queued.len(), 3);
+    let window = only(ExecutionFilter {
+        since_ms: Some(base + 3_000),
+        until_ms: Some(base + 6_000),
+        ..Default::default()
+    });
+    assert_eq!(
+        window,
+        vec![
+            expected[4].clone(),
+            expected[5].clone(),
+            expected[6].clone()
+        ]
+    );
+}
+
+/// Retention counts from the finish and never touches unfinished runs.
+pub(crate) async fn retention_counts_from_the_finish<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    let now = now_millis();
+    let old = now - 100_000;
+    let early = finished(
+        record_at("r", RunStatus::Resolved, old),
+        RunStatus::Resolved,
+        old + 10,
+    );
+    store.finish(early.clone(), false);
+    let long = accept_at(store.as_ref(), "r", old + 1, None).await;
+    store.finish(finished(long.clone(), RunStatus::Resolved, now - 10), true);
+    let stuck = accept_at(store.as_ref(), "r", old + 2, None).await;
+    store.save(
+        &stuck.id,
+        saved(
+            RunStatus::Waiting,
+            Some(now + 3_600_000),
+            vec![],
+            json!({}),
+            vec![],
+        ),
+    );
+    store.flush().await.expect("flush");
+    let removed = store
+        .remove_finished_before(now - 50_000)
+        .expect("retention");
+    assert_eq!(removed, 1);
+    assert!(
+        store.get(&early.id).expect("get").is_none(),
+        "finished long ago: gone"
+    );
+    assert!(
+        store.get(&long.id).expect("get").is_some(),
+        "started long ago, finished lately: kept"
+    );
+    assert_eq!(store.input(&long.id).expect("input"), Some(input(old + 1)));
+    let waiting = store
+        .get(&stuck.id)
+        .expect("get")
+        .expect("unfinished runs stay");
+    assert_eq!(waiting.status, RunStatus::Waiting);
+    assert_eq!(
+        store.due(u64::MAX, 10).expect("due"),
+        vec![stuck.id.clone()]
+    );
+    // Everything finished goes with a cutoff in the future; the waiting run stays.
+    assert_eq!(
+        store
+            .remove_finished_before(now + 1_000)
+            .expect("retention"),
+        1
+    );
+    assert!(store.get(&long.id).expect("get").is_none());
+    assert!(
+        store.input(&long.id).expect("input").is_none(),
+        "the input goes with the record"
+    );
+    assert!(store.resumable(&stuck.id).expect("resumable").is_some());
+}
+
+/// Idempotency keys expire, and a key claimed again outlives its old expiry.
+pub(crate) async fn idempotency_keys_expire<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    let now = now_millis();
+    let claim = |key: &str, expires_ms| IdempotencyClaim {
+        workflow: "pay".into(),
+        key: key.into(),
+        entry: IdempotencyEntry {
+            execution_id: id_at(now),
+            expires_ms,
+            response: Some(ack()),
+        },
+    };
+    store.put_idempotency(claim("a", now + 1_000));
+    store.put_idempotency(claim("b", now + 1_000));
+    store.put_idempotency(claim("b", now + 9_000));
+    store.flush().await.expect("flush");
+    assert!(store.idempotency("pay", "a", now).expect("get").is_some());
+    assert!(
+        store
+            .idempotency("pay", "a", now + 1_000)
+            .expect("get")
+            .is_none(),
+        "expired"
+    );
+    assert_eq!(
+        store
+            .remove_expired_idempotency(now + 2_000)
+            .expect("expire"),
+        1
+    );
+    assert!(
+        store.idempotency("pay", "a", now).expect("get").is_none(),
+        "removed"
+    );
+    let b = store
+        .idempotency("pay", "b", now + 2_000)
+        .expect("get")
+        .expect("claimed again");
+    assert_eq!(b.expires_ms, now + 9_000);
+    assert_eq!(
+        store
+            .remove_expired_idempotency(now + 10_000)
+            .expect("expire"),
+        1
+    );
+}
+
+pub(crate) async fn versions_are_kept<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    store.put_version("h1", "title: one").expect("put");
+    store
+        .put_version("h1", "title: ignored")
+        .expect("put again");
+    assert_eq!(
+        store.version("h1").expect("get").as_deref(),
+        Some("title: one")
+    );
+    assert_eq!(store.version("h2").expect("get"), None);
+}

@@ -1,0 +1,266 @@
+//! The store contract, checked once for every backend: each promise is one
+//! test function generic over a [`Backend`], instantiated per backend at the
+//! end of this file (a new backend adds one line there). The promises are
+//! in rooms: `runs` (accepting, saving, waking, finishing a run), `listing`
+//! (lists, retention, idempotency keys, versions) and `restarts` (what
+//! survives a restart, retention and damage).
+//!
+//! Durable backends are also checked across restarts: a scripted run of
+//! events is replayed into the backend and into an in-memory oracle, and
+//! after every event the backend is closed and opened again and must show
+//! what the oracle shows.
+
+use crate::contract::{Accepted, IdempotencyClaim, Position, Saved, Store};
+use crate::record::{
+    ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
+    RunInput, RunStatus,
+};
+use crate::{MemoryStore, SledStore};
+use hookflow_model::request::TriggerRequest;
+use hookflow_model::time::{now_millis, Timestamp};
+use serde_json::{json, Value as Json};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A store implementation under test.
+pub(crate) trait Backend {
+    /// Whether it survives a restart.
+    const DURABLE: bool;
+    /// Opens the store kept in `dir` (a fresh one for a new folder).
+    fn open(dir: &Path) -> Arc<dyn Store>;
+    /// Damages the stored head of run `id` in the closed store in `dir`.
+    fn damage_run(dir: &Path, id: &str);
+    /// Damages the stored finished record of run `id`.
+    fn damage_finished(dir: &Path, id: &str);
+}
+
+pub(crate) struct Memory;
+pub(crate) struct Sled;
+
+impl Backend for Memory {
+    const DURABLE: bool = false;
+    fn open(_dir: &Path) -> Arc<dyn Store> {
+        Arc::new(MemoryStore::new())
+    }
+    fn damage_run(_dir: &Path, _id: &str) {}
+    fn damage_finished(_dir: &Path, _id: &str) {}
+}
+
+impl Backend for Sled {
+    const DURABLE: bool = true;
+    fn open(dir: &Path) -> Arc<dyn Store> {
+        Arc::new(SledStore::open(dir).expect("the store opens"))
+    }
+    fn damage_run(dir: &Path, id: &str) {
+        crate::embedded::damage_for_tests(dir, id, false);
+    }
+    fn damage_finished(dir: &Path, id: &str) {
+        crate::embedded::damage_for_tests(dir, id, true);
+    }
+}
+
+// ---- building blocks ------------------------------------------------------
+
+/// A UUID v7 execution id for a run started at `ms`.
+fn id_at(ms: u64) -> String {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        u32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    );
+    uuid::Uuid::new_v7(ts).to_string()
+}
+
+fn record_at(workflow: &str, status: RunStatus, started_ms: u64) -> ExecutionRecord {
+    ExecutionRecord {
+        id: id_at(started_ms),
+        workflow: workflow.into(),
+        version: "v1".into(),
+        status,
+        started_at: Timestamp(started_ms),
+        finished_at: None,
+        started_ms,
+        trigger: None,
+        jobs: Vec::new(),
+        response: None,
+        retry_of: None,
+        error: None,
+    }
+}
+
+fn input(n: u64) -> RunInput {
+    RunInput {
+        trigger: TriggerRequest {
+            method: "POST".into(),
+            path: "/api/webhook:trigger/k".into(),
+            headers: vec![
+                ("authorization".into(), "Basic c2VjcmV0".into()),
+                ("x-n".into(), n.to_string()),
+            ],
+            query: json!({}),
+            body: json!({"n": n}),
+            raw_body: format!("{{\"n\":{n}}}"),
+            ..TriggerRequest::default()
+        },
+        vars: json!({"n": n}),
+        secret_headers: Vec::new(),
+    }
+}
+
+fn job(key: &str, status: JobStatus, result: Json) -> JobRecord {
+    JobRecord {
+        key: Some(key.into()),
+        kind: "calculation".into(),
+        status,
+        result,
+        error: None,
+        started_at: Timestamp(now_millis()),
+        duration_ms: 1,
+        truncated: false,
+    }
+}
+
+fn ack() -> ResponseRecord {
+    ResponseRecord {
+        status: 200,
+        headers: Default::default(),
+        body: Arc::new(json!("ok")),
+    }
+}
+
+/// Accepts a queued run of `workflow` started at `ms`; returns its record.
+async fn accept_at(
+    store: &dyn Store,
+    workflow: &str,
+    ms: u64,
+    key: Option<&str>,
+) -> ExecutionRecord {
+    let mut record = record_at(workflow, RunStatus::Queued, ms);
+    record.response = Some(ack());
+    let idempotency = key.map(|k| IdempotencyClaim {
+        workflow: workflow.into(),
+        key: k.into(),
+        entry: IdempotencyEntry {
+            execution_id: record.id.clone(),
+            expires_ms: ms + 3_600_000,
+            response: Some(ack()),
+        },
+    });
+    store
+        .accept(Accepted {
+            record: record.clone(),
+            input: input(ms),
+            idempotency,
+        })
+        .await
+        .expect("accepted");
+    record
+}
+
+fn saved(
+    status: RunStatus,
+    wake_at: Option<u64>,
+    jobs: Vec<(usize, JobRecord)>,
+    frames: Json,
+    parts: Vec<(&str, Json)>,
+) -> Saved {
+    Saved {
+        status,
+        wake_at,
+        jobs,
+        position: Position {
+            frames,
+            parts: parts.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        },
+    }
+}
+
+fn finished(mut record: ExecutionRecord, status: RunStatus, at_ms: u64) -> ExecutionRecord {
+    record.status = status;
+    record.finished_at = Some(Timestamp(at_ms));
+    record
+}
+
+fn all() -> ExecutionFilter {
+    ExecutionFilter {
+        limit: 1000,
+        ..ExecutionFilter::default()
+    }
+}
+
+fn ids(rows: &[crate::RunSummary]) -> Vec<String> {
+    rows.iter().map(|r| r.id.clone()).collect()
+}
+
+// ---- the promises ---------------------------------------------------------
+
+mod listing;
+mod restarts;
+mod runs;
+
+use listing::*;
+use restarts::*;
+use runs::*;
+
+macro_rules! conformance {
+    ($backend:ty, $name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn accepted_runs_keep_request_input_and_key() {
+                super::accepted_runs_keep_request_input_and_key::<$backend>().await
+            }
+            #[tokio::test]
+            async fn progress_is_saved_as_deltas() {
+                super::progress_is_saved_as_deltas::<$backend>().await
+            }
+            #[tokio::test]
+            async fn waiting_runs_are_due_by_wake_time() {
+                super::waiting_runs_are_due_by_wake_time::<$backend>().await
+            }
+            #[tokio::test]
+            async fn finished_runs_leave_nothing_to_resume() {
+                super::finished_runs_leave_nothing_to_resume::<$backend>().await
+            }
+            #[tokio::test]
+            async fn announced_runs_are_readable() {
+                super::announced_runs_are_readable::<$backend>().await
+            }
+            #[tokio::test]
+            async fn lists_are_newest_first_filtered_and_paged() {
+                super::lists_are_newest_first_filtered_and_paged::<$backend>().await
+            }
+            #[tokio::test]
+            async fn retention_counts_from_the_finish() {
+                super::retention_counts_from_the_finish::<$backend>().await
+            }
+            #[tokio::test]
+            async fn idempotency_keys_expire() {
+                super::idempotency_keys_expire::<$backend>().await
+            }
+            #[tokio::test]
+            async fn versions_are_kept() {
+                super::versions_are_kept::<$backend>().await
+            }
+            #[tokio::test]
+            async fn a_finished_run_never_runs_again() {
+                super::a_finished_run_never_runs_again::<$backend>().await
+            }
+            #[tokio::test]
+            async fn restarts_at_every_point_lose_nothing() {
+                super::restarts_at_every_point_lose_nothing::<$backend>().await
+            }
+            #[tokio::test]
+            async fn runs_accepted_together_finish_apart() {
+                super::runs_accepted_together_finish_apart::<$backend>().await
+            }
+            #[tokio::test]
+            async fn damage_is_set_aside() {
+                super::damage_is_set_aside::<$backend>().await
+            }
+        }
+    };
+}
+
+conformance!(Memory, memory);
+conformance!(Sled, sled_store);
