@@ -1,5 +1,6 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
+mod authoring;
 mod cli;
 mod destinations;
 mod harness;

@@ -17,6 +17,7 @@ mod deserializer;
 #[cfg(test)]
 mod tests;
 mod wording;
+pub mod write;
 
 pub use deserializer::{from_yaml, DeError, DeErrorKind};
 
