@@ -119,11 +119,17 @@ fn expected_at(key: &str, doc: &Json) -> Option<Json> {
                     None => panic!("unclosed name in {key}"),
                 }
             };
-            current = current.iter().filter_map(|v| v.get(&name).cloned()).collect();
+            current = current
+                .iter()
+                .filter_map(|v| v.get(&name).cloned())
+                .collect();
             rest = r[end + 1..].strip_prefix(']').expect("closing bracket");
         } else if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
-            current = current.iter().filter_map(|v| v.get(&r[..end]).cloned()).collect();
+            current = current
+                .iter()
+                .filter_map(|v| v.get(&r[..end]).cloned())
+                .collect();
             rest = &r[end..];
         } else {
             panic!("unexpected JSONPath {key}");
@@ -149,7 +155,10 @@ fn sample_entries_of_every_seed_payload_extract_the_sample_values() {
         if !seed.query.is_empty() {
             args.extend([
                 "--url".into(),
-                format!("http://localhost:13000/api/webhook:trigger/1hfmkioou0d?{}", seed.query),
+                format!(
+                    "http://localhost:13000/api/webhook:trigger/1hfmkioou0d?{}",
+                    seed.query
+                ),
             ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -162,7 +171,11 @@ fn sample_entries_of_every_seed_payload_extract_the_sample_values() {
         let listed = hookflow_in(tmp.path(), &json_args);
         assert!(listed.status.success(), "{}", text(&listed.stderr));
         let entries: Vec<Json> = serde_json::from_slice(&listed.stdout).expect("a JSON list");
-        assert!(entries.len() >= 3 || seed.id == "nocobase", "{}: {entries:?}", seed.id);
+        assert!(
+            entries.len() >= 3 || seed.id == "nocobase",
+            "{}: {entries:?}",
+            seed.id
+        );
         // The printed block, pasted under `trigger:`, answering with every variable.
         let indented: String = block.lines().map(|l| format!("  {l}\n")).collect();
         let workflow = format!(
@@ -217,7 +230,8 @@ fn sample_entries_of_every_seed_payload_extract_the_sample_values() {
                 Some("body") => expected_at(key, &body),
                 other => panic!("unknown part {other:?}"),
             };
-            let expected = expected.unwrap_or_else(|| panic!("{}: {key} is in the sample", seed.id));
+            let expected =
+                expected.unwrap_or_else(|| panic!("{}: {key} is in the sample", seed.id));
             assert_eq!(vars[alias], expected, "{}: {key} as {alias}", seed.id);
             checked += 1;
         }
@@ -251,7 +265,10 @@ fn sample_reads_forms_and_non_ascii_keys() {
         r#"{"values": {"申请人": "张三", "金额": 12}, "a.b": true}"#,
     )
     .expect("write");
-    let form = hookflow_in(tmp.path(), &["sample", "--body", "form.txt", "--format", "json"]);
+    let form = hookflow_in(
+        tmp.path(),
+        &["sample", "--body", "form.txt", "--format", "json"],
+    );
     assert!(form.status.success(), "{}", text(&form.stderr));
     let entries: Vec<Json> = serde_json::from_slice(&form.stdout).expect("JSON");
     assert!(entries.iter().all(|e| e["type"] == "string"), "{entries:?}");
@@ -279,7 +296,13 @@ fn sample_reads_forms_and_non_ascii_keys() {
     let vars = resp.json();
     assert_eq!(vars["out_trade_no"], "A-1");
     assert_eq!(vars["total_amount"], "12.50");
-    assert!(vars.as_object().expect("vars").values().any(|v| v == "张三"), "{vars}");
+    assert!(
+        vars.as_object()
+            .expect("vars")
+            .values()
+            .any(|v| v == "张三"),
+        "{vars}"
+    );
     let resp = app.post(
         "sample-cn",
         &[("content-type", "application/json")],
@@ -296,14 +319,40 @@ fn sample_reads_forms_and_non_ascii_keys() {
 fn new_writes_a_workflow_and_test_that_validate_and_pass() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let steedos = fixture("steedos-draft-submit.json");
-    std::fs::write(tmp.path().join("alipay.txt"), "out_trade_no=A1&total_amount=9.90")
-        .expect("write");
+    std::fs::write(
+        tmp.path().join("alipay.txt"),
+        "out_trade_no=A1&total_amount=9.90",
+    )
+    .expect("write");
     let runs: Vec<Vec<&str>> = vec![
         vec!["new", "plain"],
         vec!["new", "plain-sync", "--mode", "sync"],
-        vec!["new", "steedos-sync", "--mode", "sync", "--sample", &steedos],
-        vec!["new", "steedos-async", "--sample", &steedos, "--verify", "hmac"],
-        vec!["new", "pay", "--mode", "sync", "--sample", "alipay.txt", "--verify", "alipay"],
+        vec![
+            "new",
+            "steedos-sync",
+            "--mode",
+            "sync",
+            "--sample",
+            &steedos,
+        ],
+        vec![
+            "new",
+            "steedos-async",
+            "--sample",
+            &steedos,
+            "--verify",
+            "hmac",
+        ],
+        vec![
+            "new",
+            "pay",
+            "--mode",
+            "sync",
+            "--sample",
+            "alipay.txt",
+            "--verify",
+            "alipay",
+        ],
         vec!["new", "lark", "--verify", "feishu"],
         vec!["new", "wx", "--mode", "sync", "--verify", "wechatpay_v3"],
     ];
@@ -311,7 +360,10 @@ fn new_writes_a_workflow_and_test_that_validate_and_pass() {
         let out = hookflow_in(tmp.path(), args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         let said = text(&out.stdout);
-        assert!(said.contains("next:") && said.contains("enabled: true"), "{said}");
+        assert!(
+            said.contains("next:") && said.contains("enabled: true"),
+            "{said}"
+        );
         if args.contains(&"--verify") {
             assert!(said.contains("export "), "names the secret to set: {said}");
         }
@@ -332,7 +384,10 @@ fn new_writes_a_workflow_and_test_that_validate_and_pass() {
     let tested = hookflow_in(tmp.path(), &["test", "workflows"]);
     let said = text(&tested.stdout) + &text(&tested.stderr);
     assert!(tested.status.success(), "{said}");
-    assert!(said.contains(&format!("{} passed, 0 failed", runs.len())), "{said}");
+    assert!(
+        said.contains(&format!("{} passed, 0 failed", runs.len())),
+        "{said}"
+    );
     // The sync answer shows the first variable, and its test expects the sample's value.
     let test = std::fs::read_to_string(workflows.join("steedos-sync.test.yaml")).expect("written");
     assert!(test.contains("action: draft_submit"), "{test}");
@@ -341,16 +396,70 @@ fn new_writes_a_workflow_and_test_that_validate_and_pass() {
     let before = std::fs::read_to_string(workflows.join("plain.yaml")).expect("written");
     let again = hookflow_in(tmp.path(), &["new", "plain", "--mode", "sync"]);
     assert!(!again.status.success());
-    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(workflows.join("plain.yaml")).expect("kept"),
         before
     );
     std::fs::remove_file(workflows.join("plain-sync.yaml")).expect("rm");
     let test_left = hookflow_in(tmp.path(), &["new", "plain-sync"]);
-    assert!(!test_left.status.success(), "a test file of that id is not overwritten either");
+    assert!(
+        !test_left.status.success(),
+        "a test file of that id is not overwritten either"
+    );
     assert!(!workflows.join("plain-sync.yaml").exists());
     let bad = hookflow_in(tmp.path(), &["new", "Bad Id"]);
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).contains("cannot be a workflow id"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("cannot be a workflow id"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn the_readme_starts_a_workflow_with_new_as_written() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
+    let section = readme
+        .split("### Your own workflow")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a section on starting a workflow");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a sh block");
+    // A copy of the repository's workflows folder, as a newcomer has it.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let workflows = tmp.path().join("workflows");
+    std::fs::create_dir_all(workflows.join("fixtures")).expect("mkdir");
+    for entry in std::fs::read_dir(repo.join("workflows/fixtures")).expect("fixtures") {
+        let entry = entry.expect("entry");
+        std::fs::copy(
+            entry.path(),
+            workflows.join("fixtures").join(entry.file_name()),
+        )
+        .expect("copy");
+    }
+    let mut said = String::new();
+    let mut ran = 0;
+    for line in block.lines() {
+        if let Some(expected) = line.strip_prefix("# ") {
+            assert!(said.contains(expected), "`{expected}` is not in:\n{said}");
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"hookflow"), "{line}");
+        let out = hookflow_in(tmp.path(), &words[1..]);
+        said = text(&out.stdout) + &text(&out.stderr);
+        assert!(out.status.success(), "{line}:\n{said}");
+        ran += 1;
+    }
+    assert_eq!(ran, 3, "{block}");
 }

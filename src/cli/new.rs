@@ -94,7 +94,10 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(Sample::read(path, args.content_type.as_deref())?),
         None => None,
     };
-    let secrets = args.verify.map(|p| preset_secrets(p, &args.id)).unwrap_or_default();
+    let secrets = args
+        .verify
+        .map(|p| preset_secrets(p, &args.id))
+        .unwrap_or_default();
     let workflow = workflow_yaml(&args, sample.as_ref(), &secrets)?;
     let tests = test_yaml(&args, sample.as_ref(), &secrets)?;
     std::fs::create_dir_all(&args.workflows)
@@ -184,10 +187,10 @@ impl Sample {
     /// The first plain body entry with a single value: shown in the answer
     /// of a sync workflow and in the log line of an async one.
     fn shown(&self) -> Option<&hookflow_parser::SampleEntry> {
-        self.sampled
-            .body
-            .iter()
-            .find(|e| !e.key.starts_with('$') && matches!(e.value_type, Some(t) if t != "object" && t != "array"))
+        self.sampled.body.iter().find(|e| {
+            !e.key.starts_with('$')
+                && matches!(e.value_type, Some(t) if t != "object" && t != "array")
+        })
     }
 }
 

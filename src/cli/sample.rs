@@ -192,9 +192,11 @@ fn parse_block(sampled: &Sampled) -> anyhow::Result<String> {
     }
     match ParseBlock::of(sampled) {
         Some(parse) => Ok(to_yaml(&Doc { parse })?),
-        None => Ok("# The sample has nothing to extract (no headers, no query, no JSON or form \
+        None => Ok(
+            "# The sample has nothing to extract (no headers, no query, no JSON or form \
                     body leaves);\n# templates can still read trigger.body.\n"
-            .to_string()),
+                .to_string(),
+        ),
     }
 }
 

@@ -68,13 +68,12 @@ pub fn sample(request: &SampleRequest<'_>) -> Result<Sampled, ParseError> {
     let body = match request.body_kind {
         _ if request.body.is_empty() => Vec::new(),
         Some(BodyKind::Json) => {
-            let node: Node = serde_json::from_slice(request.body).map_err(|e| {
-                ParseError::MalformedJson {
+            let node: Node =
+                serde_json::from_slice(request.body).map_err(|e| ParseError::MalformedJson {
                     line: e.line(),
                     column: e.column(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             leaves(&node, &mut aliases)
         }
         Some(kind @ BodyKind::Form) => {
@@ -421,7 +420,8 @@ mod tests {
             let path = KeyPath::parse(&e.key).unwrap_or_else(|m| panic!("{}: {m}", e.key));
             assert!(path.lookup(&sample).is_some(), "{} finds nothing", e.key);
             assert!(
-                e.alias.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'),
+                e.alias
+                    .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'),
                 "{}",
                 e.alias
             );
@@ -429,7 +429,10 @@ mod tests {
         let by_key: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
         assert!(by_key.contains(&"values.申请人"), "{by_key:?}");
         assert!(by_key.contains(&"$['a.b']"), "{by_key:?}");
-        assert!(by_key.contains(&"$.cached_values['38821'].value[*]"), "{by_key:?}");
+        assert!(
+            by_key.contains(&"$.cached_values['38821'].value[*]"),
+            "{by_key:?}"
+        );
         assert!(by_key.contains(&"$['it\\'s'][*]['x y']"), "{by_key:?}");
     }
 

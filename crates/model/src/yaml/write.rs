@@ -32,6 +32,9 @@ mod tests {
         let text = to_yaml(&doc).expect("writes");
         assert!(text.contains("- {"), "{text}");
         let back: serde_json::Value = serde_saphyr::from_str(&text).expect("reads back");
-        assert_eq!(back, json!({"entries": [{"key": "values.申请人", "alias": "a: b #c"}]}));
+        assert_eq!(
+            back,
+            json!({"entries": [{"key": "values.申请人", "alias": "a: b #c"}]})
+        );
     }
 }
