@@ -9,6 +9,7 @@ mod nodes;
 mod offline_tests;
 mod onboarding;
 mod panics;
+mod retries;
 mod runs;
 mod secrets;
 mod store;

@@ -1,10 +1,42 @@
-//! Retry: a new run of a finished run's workflow version with the same input
-//! (`POST /api/executions/{id}/retry`).
+//! Retry: a new run of a finished run with the same input, on the workflow
+//! version it ran or on the one loaded now (`POST /api/executions/{id}/retry`).
 
 use crate::{Refusal, Service};
 use hookflow_executor::AcceptError;
 use hookflow_model::request::RunInput;
+use hookflow_model::runtime::Workflow;
+use hookflow_store::ExecutionRecord;
 use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// Which workflow version a retry runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryVersion {
+    /// The version the run ran (the default).
+    #[default]
+    Recorded,
+    /// The version loaded now under the run's workflow id.
+    Current,
+}
+
+impl RetryVersion {
+    /// Parses `recorded` or `current`.
+    pub fn parse(s: &str) -> Option<RetryVersion> {
+        match s {
+            "recorded" => Some(RetryVersion::Recorded),
+            "current" => Some(RetryVersion::Current),
+            _ => None,
+        }
+    }
+
+    /// The name as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryVersion::Recorded => "recorded",
+            RetryVersion::Current => "current",
+        }
+    }
+}
 
 /// Why a retry was refused.
 #[derive(Debug, thiserror::Error)]
@@ -40,50 +72,94 @@ impl From<RetryError> for Refusal {
 }
 
 impl Service {
-    /// Starts a new run of the finished run `id`'s workflow version with the
-    /// same input; returns the new run's id.
+    /// Starts a new run of the finished run `id` with the same input, on the
+    /// workflow `version` says; returns the new run's id.
     ///
     /// Async runs kept their full input. Sync runs keep only their record, so
     /// their input is rebuilt from the recorded request (whose secret-bearing
-    /// headers are redacted) by applying the workflow's parse rules to it.
-    pub async fn retry(&self, id: &str) -> Result<String, RetryError> {
-        let executor = &self.executor;
-        let store = executor.store();
-        let old = store
-            .get(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-            .ok_or_else(|| RetryError::NotFound(id.to_string()))?;
-        if !old.status.is_finished() {
-            return Err(RetryError::NotFinished(id.to_string()));
-        }
-        let workflow = executor
-            .resolve_version(&old.workflow, &old.version)
-            .map_err(RetryError::Workflow)?;
-        let input = match store
-            .input(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-        {
-            Some(input) => input,
-            None => {
-                let trigger = old.trigger.clone().unwrap_or_default();
-                let vars =
-                    hookflow_parser::extract(&workflow.trigger.parse, &trigger).map_err(|e| {
-                        RetryError::Workflow(format!("the recorded request no longer parses: {e}"))
-                    })?;
-                RunInput {
-                    vars: Json::Object(vars),
-                    trigger,
-                    secret_headers: workflow.trigger.secret_headers.clone(),
-                }
-            }
-        };
-        executor
+    /// headers are redacted) by applying the parse rules of the version that
+    /// runs to it.
+    pub async fn retry(&self, id: &str, version: RetryVersion) -> Result<String, RetryError> {
+        let old = self.finished_record(id)?;
+        let workflow = self.retry_workflow(&old, version)?;
+        let input = self.retry_input(&old, &workflow)?;
+        self.executor
             .rerun(workflow, input, id)
             .await
             .map_err(|e| match e {
                 AcceptError::Store(s) => RetryError::Store(s),
                 other => RetryError::Unavailable(other.to_string()),
             })
+    }
+
+    /// The record of a finished run.
+    pub(crate) fn finished_record(&self, id: &str) -> Result<ExecutionRecord, RetryError> {
+        let old = self
+            .executor
+            .store()
+            .get(id)
+            .map_err(|e| RetryError::Store(e.to_string()))?
+            .ok_or_else(|| RetryError::NotFound(id.to_string()))?;
+        if !old.status.is_finished() {
+            return Err(RetryError::NotFinished(id.to_string()));
+        }
+        Ok(old)
+    }
+
+    /// The workflow a retry of `old` runs.
+    pub(crate) fn retry_workflow(
+        &self,
+        old: &ExecutionRecord,
+        version: RetryVersion,
+    ) -> Result<Arc<Workflow>, RetryError> {
+        match version {
+            RetryVersion::Recorded => self
+                .executor
+                .resolve_version(&old.workflow, &old.version)
+                .map_err(RetryError::Workflow),
+            RetryVersion::Current => {
+                let registry = self.registry();
+                let workflow = registry.workflows.get(&old.workflow).ok_or_else(|| {
+                    RetryError::Workflow(format!(
+                        "workflow `{}` is not loaded now: no current version to retry on \
+                         (retry on the recorded version, or fix its file)",
+                        old.workflow
+                    ))
+                })?;
+                if !workflow.enabled {
+                    return Err(RetryError::Workflow(format!(
+                        "workflow `{}` is disabled now: enable it to retry on its current version",
+                        old.workflow
+                    )));
+                }
+                Ok(workflow.clone())
+            }
+        }
+    }
+
+    /// The input of a retry of `old` on `workflow`.
+    fn retry_input(
+        &self,
+        old: &ExecutionRecord,
+        workflow: &Workflow,
+    ) -> Result<RunInput, RetryError> {
+        let stored = self
+            .executor
+            .store()
+            .input(&old.id)
+            .map_err(|e| RetryError::Store(e.to_string()))?;
+        if let Some(input) = stored {
+            return Ok(input);
+        }
+        let trigger = old.trigger.clone().unwrap_or_default();
+        let vars = hookflow_parser::extract(&workflow.trigger.parse, &trigger).map_err(|e| {
+            RetryError::Workflow(format!("the recorded request no longer parses: {e}"))
+        })?;
+        Ok(RunInput {
+            vars: Json::Object(vars),
+            trigger,
+            secret_headers: workflow.trigger.secret_headers.clone(),
+        })
     }
 }
 
@@ -103,6 +179,13 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(Refusal::from(error).status(), status);
         }
+        assert_eq!(RetryVersion::parse("current"), Some(RetryVersion::Current));
+        assert_eq!(
+            RetryVersion::parse("recorded"),
+            Some(RetryVersion::Recorded)
+        );
+        assert_eq!(RetryVersion::parse("latest"), None);
+        assert_eq!(RetryVersion::Current.as_str(), "current");
         assert_eq!(
             Refusal::from(RetryError::NotFinished("e1".into())).to_string(),
             "execution e1 has not finished"

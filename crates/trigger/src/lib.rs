@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod error;
 pub mod limits;
+pub mod retries;
 pub mod server;
 pub mod webhook;
 
