@@ -3,6 +3,7 @@
 mod cli;
 mod destinations;
 mod harness;
+mod history;
 mod http;
 mod limits;
 mod nodes;

@@ -100,6 +100,112 @@ pub struct JobRecord {
     /// used the whole value).
     #[serde(default)]
     pub truncated: bool,
+    /// Each try of a request node, in order (empty for other kinds).
+    #[serde(default)]
+    pub tries: Vec<TryRecord>,
+}
+
+/// How one try of a request node ended: the class of its answer's status,
+/// `error` without an answer, `refused` by the request policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TryOutcome {
+    /// 100–299.
+    #[serde(rename = "2xx")]
+    Success,
+    /// 300–399.
+    #[serde(rename = "3xx")]
+    Redirect,
+    /// 400–499.
+    #[serde(rename = "4xx")]
+    ClientError,
+    /// 500 and above.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// No answer: connect error, timeout, body too large.
+    #[serde(rename = "error")]
+    Error,
+    /// The destination was refused by the request policy.
+    #[serde(rename = "refused")]
+    Refused,
+}
+
+impl TryOutcome {
+    /// The outcome of an answer with this status.
+    pub fn of_status(status: u16) -> TryOutcome {
+        match status {
+            0..=299 => TryOutcome::Success,
+            300..=399 => TryOutcome::Redirect,
+            400..=499 => TryOutcome::ClientError,
+            _ => TryOutcome::ServerError,
+        }
+    }
+
+    /// The name as in the API and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TryOutcome::Success => "2xx",
+            TryOutcome::Redirect => "3xx",
+            TryOutcome::ClientError => "4xx",
+            TryOutcome::ServerError => "5xx",
+            TryOutcome::Error => "error",
+            TryOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// One try of a request node: its answer (status, headers, body), or the
+/// error of a try without one. In the API a try without an answer has no
+/// `status`, `headers` or `body`, and one with an answer no `error`; stored,
+/// every field is kept (fields by position).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TryRecord {
+    /// 1 for the first try.
+    pub attempt: u32,
+    /// When it was sent.
+    pub started_at: Timestamp,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: TryOutcome,
+    /// The answer's status.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The answer's headers (secret-bearing ones redacted).
+    #[serde(default)]
+    pub headers: serde_json::Map<String, Json>,
+    /// The answer's body (JSON when it was JSON, else text; null when empty).
+    #[serde(default)]
+    pub body: Json,
+    /// Why there was no answer.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Serialize for TryRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let readable = s.is_human_readable();
+        let answered = self.status.is_some();
+        let fields = if readable {
+            4 + if answered { 3 } else { 0 } + usize::from(self.error.is_some())
+        } else {
+            8
+        };
+        let mut st = s.serialize_struct("TryRecord", fields)?;
+        st.serialize_field("attempt", &self.attempt)?;
+        st.serialize_field("started_at", &self.started_at)?;
+        st.serialize_field("duration_ms", &self.duration_ms)?;
+        st.serialize_field("outcome", &self.outcome)?;
+        if !readable || answered {
+            st.serialize_field("status", &self.status)?;
+            st.serialize_field("headers", &self.headers)?;
+            st.serialize_field("body", &self.body)?;
+        }
+        if !readable || self.error.is_some() {
+            st.serialize_field("error", &self.error)?;
+        }
+        st.end()
+    }
 }
 
 /// The default cap of a job result kept in a record: 256 KiB of its JSON.
@@ -129,6 +235,37 @@ impl JobRecord {
         }
         self.result = Json::String(text[..end].to_string());
         self.truncated = true;
+    }
+}
+
+impl JobRecord {
+    /// Cuts the bodies of the job's tries so that they fit, with the result
+    /// kept, in `max` bytes of JSON: a body past what is left is kept as the
+    /// text of its JSON cut at a character boundary (empty when nothing is
+    /// left), and the job is marked `truncated`.
+    pub fn keep_try_bodies(&mut self, max: usize) {
+        if self.tries.is_empty() {
+            return;
+        }
+        let used = serde_json::to_string(&self.result).map_or(0, |t| t.len());
+        let mut left = max.saturating_sub(used);
+        for t in &mut self.tries {
+            if t.body.is_null() {
+                continue;
+            }
+            let text = serde_json::to_string(&t.body).unwrap_or_default();
+            if text.len() <= left {
+                left -= text.len();
+                continue;
+            }
+            let mut end = left.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            t.body = Json::String(text[..end].to_string());
+            left = 0;
+            self.truncated = true;
+        }
     }
 }
 
@@ -337,6 +474,7 @@ mod tests {
             started_at: Timestamp(0),
             duration_ms: 0,
             truncated: false,
+            tries: Vec::new(),
         };
         let small = json!({"status": 200, "body": {"ok": true}});
         job.keep_result(small.clone(), 64);
@@ -352,6 +490,116 @@ mod tests {
         job.truncated = false;
         job.keep_result(exact.clone(), 12);
         assert_eq!((job.result.clone(), job.truncated), (exact, false));
+    }
+
+    #[test]
+    fn tries_are_stored_whole_and_shown_without_empty_parts() {
+        let answered = TryRecord {
+            attempt: 1,
+            started_at: Timestamp(1_700_000_000_000),
+            duration_ms: 12,
+            outcome: TryOutcome::of_status(503),
+            status: Some(503),
+            headers: json!({"content-type": "application/json"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            body: json!({"busy": true}),
+            error: None,
+        };
+        let failed = TryRecord {
+            attempt: 2,
+            outcome: TryOutcome::Error,
+            status: None,
+            headers: serde_json::Map::new(),
+            body: Json::Null,
+            error: Some("timed out".into()),
+            ..answered.clone()
+        };
+        for t in [&answered, &failed] {
+            let bytes = rmp_serde::to_vec(t).expect("encode");
+            let back: TryRecord = rmp_serde::from_slice(&bytes).expect("decode");
+            assert_eq!(&back, t);
+            let text = serde_json::to_value(t).expect("json");
+            let back: TryRecord = serde_json::from_value(text).expect("from json");
+            assert_eq!(&back, t);
+        }
+        assert_eq!(
+            serde_json::to_value(&answered).expect("json"),
+            json!({"attempt": 1, "started_at": "2023-11-14T22:13:20.000Z", "duration_ms": 12,
+                   "outcome": "5xx", "status": 503, "headers": {"content-type": "application/json"},
+                   "body": {"busy": true}})
+        );
+        assert_eq!(
+            serde_json::to_value(&failed).expect("json"),
+            json!({"attempt": 2, "started_at": "2023-11-14T22:13:20.000Z", "duration_ms": 12,
+                   "outcome": "error", "error": "timed out"})
+        );
+        // A job stored before tries existed still reads.
+        #[derive(Serialize)]
+        struct OldJob {
+            key: Option<String>,
+            #[serde(rename = "type")]
+            kind: &'static str,
+            status: JobStatus,
+            result: Json,
+            error: Option<String>,
+            started_at: Timestamp,
+            duration_ms: u64,
+            truncated: bool,
+        }
+        let old = rmp_serde::to_vec(&OldJob {
+            key: Some("erp".into()),
+            kind: "request",
+            status: JobStatus::Resolved,
+            result: json!({"status": 200}),
+            error: None,
+            started_at: Timestamp(5),
+            duration_ms: 1,
+            truncated: false,
+        })
+        .expect("encode");
+        let job: JobRecord = rmp_serde::from_slice(&old).expect("an old job decodes");
+        assert!(job.tries.is_empty());
+        assert_eq!(job.key.as_deref(), Some("erp"));
+    }
+
+    #[test]
+    fn try_bodies_count_within_the_cap() {
+        let t = |body: Json| TryRecord {
+            attempt: 1,
+            started_at: Timestamp(0),
+            duration_ms: 0,
+            outcome: TryOutcome::Success,
+            status: Some(200),
+            headers: serde_json::Map::new(),
+            body,
+            error: None,
+        };
+        let mut job = JobRecord {
+            key: None,
+            kind: "request".into(),
+            status: JobStatus::Resolved,
+            result: json!({"status": 200}),
+            error: None,
+            started_at: Timestamp(0),
+            duration_ms: 0,
+            truncated: false,
+            tries: vec![
+                t(json!("0123456789")),
+                t(Json::Null),
+                t(json!({"é": "xxxx"})),
+            ],
+        };
+        let small = job.clone();
+        job.keep_try_bodies(1000);
+        assert_eq!(job, small, "all fits");
+        // 14 bytes of result, 12 of the first body: 4 left for the last one.
+        job.keep_try_bodies(30);
+        assert!(job.truncated);
+        assert_eq!(job.tries[0].body, json!("0123456789"));
+        assert_eq!(job.tries[1].body, Json::Null);
+        assert_eq!(job.tries[2].body, json!("{\"é"));
     }
 
     #[test]
