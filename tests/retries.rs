@@ -92,3 +92,91 @@ fn retry_on_the_current_version_runs_the_fixed_workflow() {
         .json();
     assert_eq!(unknown["error"], json!("not_found"), "{unknown}");
 }
+
+const CHECKED: &str = "title: Checked\nenabled: true\ntrigger: { type: webhook, mode: sync, key: KEY }\nnodes:\n  - key: check\n    type: condition\n    if: \"trigger.body.ok\"\n    reject_on_false: true\n  - type: response\n    body: { ok: true }\n";
+
+#[test]
+fn bulk_retry_starts_one_run_per_failed_run_matching() {
+    let app = TestApp::spawn(&[
+        ("bulk.yaml", &CHECKED.replace("KEY", "bulk-retry-key-1")),
+        ("other.yaml", &CHECKED.replace("KEY", "bulk-retry-key-2")),
+    ]);
+    let before = app.admin_get("/api/executions?limit=1").json();
+    assert_eq!(before["executions"], json!([]));
+    // Before the runs: a time they all start after.
+    let since = "2020-01-01T00:00:00Z";
+    let mut failed = Vec::new();
+    for ok in [true, false, true, false, true, true, false] {
+        let r = app.post_json("bulk-retry-key-1", &json!({"ok": ok}));
+        assert_eq!(r.status, if ok { 200 } else { 500 }, "{r:?}");
+        let id = r.execution();
+        app.finished(&id, Duration::from_secs(10));
+        if !ok {
+            failed.push(id);
+        }
+    }
+    // A failed run of another workflow is not retried.
+    let other = app
+        .post_json("bulk-retry-key-2", &json!({"ok": false}))
+        .execution();
+    app.finished(&other, Duration::from_secs(10));
+
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "bulk", "status": "failed", "since": since}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let answer = r.json();
+    let ids: Vec<String> = answer["execution_ids"]
+        .as_array()
+        .expect("execution_ids")
+        .iter()
+        .map(|v| v.as_str().expect("an id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{answer}");
+    assert!(answer.get("not_retried").is_none(), "{answer}");
+    let mut retried: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let record = app.finished(id, Duration::from_secs(10));
+            assert_eq!(record["workflow"], json!("bulk"));
+            assert_eq!(record["status"], json!("failed"), "{record}");
+            record["retry_of"].as_str().expect("retry_of").to_string()
+        })
+        .collect();
+    // Oldest first: the new runs keep the order of the runs they retry.
+    assert_eq!(retried, failed);
+    retried.sort();
+    retried.dedup();
+    assert_eq!(retried.len(), 3);
+    // Exactly three new runs: 7 + 3 of this workflow.
+    let all = app
+        .admin_get("/api/executions?workflow=bulk&limit=100")
+        .json();
+    assert_eq!(
+        all["executions"].as_array().map(Vec::len),
+        Some(10),
+        "{all}"
+    );
+
+    // Nothing matches before `until`; bad fields are 400.
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "bulk", "until": since}),
+    );
+    assert_eq!(
+        (r.status, r.json()["execution_ids"].clone()),
+        (201, json!([]))
+    );
+    for bad in [
+        json!({"status": "running"}),
+        json!({"status": "broken"}),
+        json!({"since": "yesterday"}),
+        json!({"workflow": 3}),
+        json!({"version": "newest"}),
+        json!({"stauts": "failed"}),
+    ] {
+        let r = app.admin_post_json("/api/executions/retry", &bad);
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+}

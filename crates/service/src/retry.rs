@@ -1,11 +1,12 @@
 //! Retry: a new run of a finished run with the same input, on the workflow
-//! version it ran or on the one loaded now (`POST /api/executions/{id}/retry`).
+//! version it ran or on the one loaded now (`POST /api/executions/{id}/retry`),
+//! or of every finished run matching a filter (`POST /api/executions/retry`).
 
 use crate::{Refusal, Service};
 use hookflow_executor::AcceptError;
 use hookflow_model::request::RunInput;
 use hookflow_model::runtime::Workflow;
-use hookflow_store::ExecutionRecord;
+use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
 use serde_json::Value as Json;
 use std::sync::Arc;
 
@@ -56,6 +57,9 @@ pub enum RetryError {
     /// The server is shutting down or the queue is full.
     #[error("{0}")]
     Unavailable(String),
+    /// The request asks for something that cannot be retried.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<RetryError> for Refusal {
@@ -67,6 +71,7 @@ impl From<RetryError> for Refusal {
             RetryError::Workflow(m) => Refusal::Conflict(m),
             RetryError::Store(m) => Refusal::Internal(m),
             RetryError::Unavailable(m) => Refusal::Unavailable(m),
+            RetryError::Invalid(m) => Refusal::BadRequest(m),
         }
     }
 }
@@ -163,6 +168,107 @@ impl Service {
     }
 }
 
+/// Most runs one bulk retry starts.
+pub const MAX_BULK: usize = 1000;
+
+/// How many runs a bulk retry looks at, at most, to count those past
+/// [`MAX_BULK`].
+const MAX_SCANNED: usize = 100 * MAX_BULK;
+
+/// The filter of a bulk retry (`POST /api/executions/retry`).
+#[derive(Debug, Clone, Default)]
+pub struct BulkRetry {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs that finished so (any finished status when `None`).
+    pub status: Option<RunStatus>,
+    /// Started at or after (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Started at or before (Unix ms).
+    pub until_ms: Option<u64>,
+    /// The version each retry runs.
+    pub version: RetryVersion,
+}
+
+/// What a bulk retry started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BulkRetried {
+    /// The new runs, in the order of the runs they retry (oldest first).
+    pub execution_ids: Vec<String>,
+    /// Runs that matched past the first [`MAX_BULK`] (not retried).
+    pub not_retried: usize,
+}
+
+impl Service {
+    /// Retries every finished run matching `filter`, at most [`MAX_BULK`]
+    /// (the newest); oldest first, so that the new runs keep their order.
+    /// When the version a run needs cannot run, nothing is started.
+    pub async fn retry_matching(&self, filter: &BulkRetry) -> Result<BulkRetried, RetryError> {
+        if filter.status.is_some_and(|s| !s.is_finished()) {
+            return Err(RetryError::Invalid(
+                "only finished runs (resolved, failed, aborted) are retried".into(),
+            ));
+        }
+        let store = self.executor.store();
+        let mut matched = Vec::new();
+        let mut not_retried = 0usize;
+        let mut scanned = 0usize;
+        let mut cursor = None;
+        loop {
+            let page = ExecutionFilter {
+                workflow: filter.workflow.clone(),
+                status: filter.status,
+                since_ms: filter.since_ms,
+                until_ms: filter.until_ms,
+                limit: MAX_BULK,
+                cursor: cursor.take(),
+            };
+            let (rows, next) = store
+                .list(&page)
+                .map_err(|e| RetryError::Store(e.to_string()))?;
+            scanned += rows.len();
+            for row in rows.into_iter().filter(|r| r.status.is_finished()) {
+                if matched.len() < MAX_BULK {
+                    matched.push(row.id);
+                } else {
+                    not_retried += 1;
+                }
+            }
+            match next {
+                Some(next) if scanned < MAX_SCANNED => cursor = Some(next),
+                _ => break,
+            }
+        }
+        // Every run's workflow version must be there before any starts.
+        let mut runs = Vec::with_capacity(matched.len());
+        for id in matched.iter().rev() {
+            let old = self.finished_record(id)?;
+            let workflow = self.retry_workflow(&old, filter.version)?;
+            runs.push((old, workflow));
+        }
+        let mut execution_ids = Vec::with_capacity(runs.len());
+        for (old, workflow) in runs {
+            let input = self.retry_input(&old, &workflow)?;
+            let id = self
+                .executor
+                .rerun(workflow, input, &old.id)
+                .await
+                .map_err(|e| match e {
+                    AcceptError::Store(s) => RetryError::Store(s),
+                    other => RetryError::Unavailable(format!(
+                        "{other} (after {} retries started)",
+                        execution_ids.len()
+                    )),
+                })?;
+            execution_ids.push(id);
+        }
+        Ok(BulkRetried {
+            execution_ids,
+            not_retried,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +281,7 @@ mod tests {
             (RetryError::Workflow("gone".into()), 409),
             (RetryError::Store("disk".into()), 500),
             (RetryError::Unavailable("full".into()), 503),
+            (RetryError::Invalid("running".into()), 400),
         ];
         for (error, status) in cases {
             assert_eq!(Refusal::from(error).status(), status);

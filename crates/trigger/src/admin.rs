@@ -42,6 +42,7 @@ pub async fn dispatch(
     }
     let rest = path.strip_prefix("/api/executions/")?;
     match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["retry"] if post => Some(retries::bulk(req, payload, state, deadline).await),
         [id] if get && !id.is_empty() => Some(execution(req, state, id)),
         [id, "retry"] if post && !id.is_empty() => {
             Some(retries::one(req, payload, state, deadline, id).await)

@@ -1,11 +1,14 @@
 //! The retry routes of the admin API: `POST /api/executions/{id}/retry` with
-//! an optional `{"version": "recorded" | "current"}`.
+//! an optional `{"version": "recorded" | "current"}`, and the bulk retry
+//! `POST /api/executions/retry` by filter (SPEC §7).
 
-use crate::admin::{authorize, scrubbed};
+use crate::admin::{authorize, parse_time, scrubbed};
 use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use hookflow_service::retry::BulkRetry;
 use hookflow_service::{Refusal, RetryVersion};
+use hookflow_store::RunStatus;
 use serde_json::{json, Map, Value as Json};
 use std::time::Instant;
 
@@ -42,6 +45,56 @@ pub async fn one(
         state,
         json!({"execution_id": new_id}),
     ))
+}
+
+/// `POST /api/executions/retry`: the finished runs matching the filter.
+pub async fn bulk(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    state: &AppState,
+    deadline: Instant,
+) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
+    let mut fields = body_fields(req, payload, state, deadline).await?;
+    let version = version_field(&mut fields)?;
+    let workflow = text_field(&mut fields, "workflow")?;
+    let status = match text_field(&mut fields, "status")? {
+        None => None,
+        Some(s) => Some(
+            RunStatus::parse(&s)
+                .filter(|s| s.is_finished())
+                .ok_or_else(|| {
+                    Refusal::BadRequest(format!(
+                        "`status` must be resolved, failed or aborted (only finished runs are retried), not `{s}`"
+                    ))
+                })?,
+        ),
+    };
+    let since = text_field(&mut fields, "since")?;
+    let until = text_field(&mut fields, "until")?;
+    let filter = BulkRetry {
+        workflow,
+        status,
+        since_ms: parse_time("since", since.as_ref())?,
+        until_ms: parse_time("until", until.as_ref())?,
+        version,
+    };
+    no_other_fields(&fields)?;
+    let done = state
+        .service
+        .retry_matching(&filter)
+        .await
+        .map_err(Refusal::from)?;
+    let mut body = json!({"execution_ids": done.execution_ids});
+    if done.not_retried > 0 {
+        body["not_retried"] = json!(done.not_retried);
+        body["message"] = json!(format!(
+            "{} more runs matched beyond the first {}; retry them with a narrower filter",
+            done.not_retried,
+            hookflow_service::retry::MAX_BULK
+        ));
+    }
+    Ok(scrubbed(HttpResponse::Created(), state, body))
 }
 
 /// The fields of a JSON object body; an empty body has none.
