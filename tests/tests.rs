@@ -14,5 +14,6 @@ mod retries;
 mod runs;
 mod secrets;
 mod store;
+mod test_cases;
 mod trust;
 mod upstream;

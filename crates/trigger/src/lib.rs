@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod retries;
 pub mod server;
+pub mod test_case;
 pub mod webhook;
 
 pub use server::run;
