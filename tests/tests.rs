@@ -1,5 +1,6 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
+mod browser;
 mod cli;
 mod destinations;
 mod harness;
@@ -13,4 +14,5 @@ mod runs;
 mod secrets;
 mod store;
 mod trust;
+mod ui;
 mod upstream;

@@ -12,6 +12,7 @@
 
 pub mod delivery;
 mod idempotency;
+pub mod overview;
 pub mod refusal;
 pub mod registry;
 mod reload;

@@ -74,6 +74,8 @@ pub struct Registry {
     pub listing: Vec<WorkflowInfo>,
     /// Loaded, enabled workflows that are not served.
     pub refused: Vec<Refused>,
+    /// Problems of the folder that belong to no single workflow.
+    pub other: Vec<Diagnostic>,
 }
 
 /// The path prefix of webhook URLs (NocoBase's); the key is the one segment after it.
@@ -117,7 +119,10 @@ impl Registry {
         let generated = keys
             .ensure(ids.iter().copied())
             .map_err(|e| e.to_string())?;
-        let mut registry = Registry::default();
+        let mut registry = Registry {
+            other: catalog.other.clone(),
+            ..Registry::default()
+        };
         for (id, file) in &catalog.files {
             let Some(generated_key) = generated.get(id) else {
                 continue;

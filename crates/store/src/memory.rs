@@ -179,6 +179,7 @@ impl Store for MemoryStore {
                 .filter(|r| f.status.is_none_or(|s| r.status == s))
                 .filter(|r| f.since_ms.is_none_or(|s| r.started_at.millis() >= s))
                 .filter(|r| f.until_ms.is_none_or(|u| r.started_at.millis() <= u))
+                .filter(|r| f.retries(r.retry_of.as_deref()))
                 .take(limit + 1)
                 .collect();
             let more = matching.len() > limit;

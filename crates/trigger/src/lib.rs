@@ -1,5 +1,6 @@
 //! The HTTP side of hookflow (actix-web): routes, the webhook endpoint's
-//! HTTP checks, the admin API, health and graceful shutdown.
+//! HTTP checks, the admin API, the run history page (`/ui`), health and
+//! graceful shutdown.
 //!
 //! Only this crate knows HTTP, and it does nothing else: a webhook handler
 //! checks what only HTTP can (method, Basic auth, body size), reads the
@@ -10,6 +11,7 @@ pub mod admin;
 pub mod error;
 pub mod limits;
 pub mod server;
+pub mod ui;
 pub mod webhook;
 
 pub use server::run;

@@ -1,7 +1,7 @@
 //! Builds the actix-web app, runs it, and shuts it down gracefully.
 
 use crate::error::ApiError;
-use crate::{admin, limits, webhook, AppState, HttpSettings};
+use crate::{admin, limits, ui, webhook, AppState, HttpSettings};
 use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hookflow_service::{Refusal, WEBHOOK_PREFIX};
@@ -40,6 +40,9 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
     }
     if req.path() == "/healthz" {
         return HttpResponse::Ok().json(serde_json::json!({"status": "ok"}));
+    }
+    if let Some(page) = ui::dispatch(req, state) {
+        return page.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
     let result = match admin::dispatch(req, state).await {
         Some(result) => result,

@@ -231,6 +231,10 @@ macro_rules! conformance {
                 super::lists_are_newest_first_filtered_and_paged::<$backend>().await
             }
             #[tokio::test]
+            async fn lists_find_the_retries_of_a_run() {
+                super::lists_find_the_retries_of_a_run::<$backend>().await
+            }
+            #[tokio::test]
             async fn retention_counts_from_the_finish() {
                 super::retention_counts_from_the_finish::<$backend>().await
             }
