@@ -25,7 +25,7 @@ pub use hookflow_parser::Request;
 pub use hookflow_verify::{secret_eq, SecretDigest};
 pub use refusal::{Refusal, RETRY_AFTER_SECS};
 pub use registry::{webhook_key, webhook_path, Registry, Served, WEBHOOK_PREFIX};
-pub use retry::RetryError;
+pub use retry::{RetryError, RetryVersion};
 
 use hookflow_executor::Executor;
 use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod error;
 pub mod limits;
+pub mod retries;
 pub mod server;
 pub mod ui;
 pub mod webhook;

@@ -44,7 +44,7 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
     if let Some(page) = ui::dispatch(req, state) {
         return page.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
-    let result = match admin::dispatch(req, state).await {
+    let result = match admin::dispatch(req, payload, state, deadline).await {
         Some(result) => result,
         None => Err(ApiError(Refusal::NotFound("no such route".into()))),
     };
