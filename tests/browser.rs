@@ -116,6 +116,20 @@ impl Browser {
         .await
         .expect("the browser session started in time")
         .unwrap_or_else(|e| panic!("start a Chromium session: {e}"));
+        // The page's viewport is 1280×800 (the window is that plus its frame).
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await
+            .expect("viewport size");
+        let frame = |i: usize, want: u32| {
+            let got = inner[i].as_u64().unwrap_or(u64::from(want));
+            want + u32::try_from(u64::from(want).saturating_sub(got)).unwrap_or(0)
+        };
+        let (width, height) = (frame(0, 1280), frame(1, 800));
+        client
+            .set_window_size(width, height)
+            .await
+            .expect("window size");
         let driver = browser_guard.0.take().expect("driver");
         Browser {
             client,
@@ -164,6 +178,15 @@ impl Browser {
             Ok(png) if std::fs::write(&path, &png).is_ok() => path.display().to_string(),
             _ => "none".into(),
         }
+    }
+
+    /// Saves the page as `<target>/ui-artifacts/<name>` and prints the path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let path = artifact(name);
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(&path, png).expect("save the screenshot");
+        println!("screenshot: {}", path.display());
+        path
     }
 
     /// The text of the first element matching `css`, or "" when there is none.

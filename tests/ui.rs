@@ -1,7 +1,7 @@
 //! `/ui`, the run history page: served by the binary, and used in a real
 //! browser (Debian's Chromium through chromedriver, `tests/browser.rs`).
 
-use crate::browser::{artifact, Browser};
+use crate::browser::Browser;
 use crate::harness::{eventually, Options, TestApp, ADMIN};
 use crate::upstream::Upstream;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -169,6 +169,8 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             })
             .await;
 
+        browser.screenshot("workflows.png").await;
+
         // The failed runs of `orders`, by the filters.
         browser
             .find("#nav a[data-view=runs]")
@@ -211,6 +213,7 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
                 }
             })
             .await;
+        browser.screenshot("runs.png").await;
         let row_text = row.text().await.expect("row text");
         assert!(
             row_text.contains("failed") && row_text.contains("500") && row_text.contains(&failed),
@@ -244,6 +247,13 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             heading.contains(&failed) && heading.contains("failed"),
             "{heading}"
         );
+        c.execute(
+            "document.querySelector('section.card').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the nodes");
+        browser.screenshot("run-failed-nodes.png").await;
 
         // Fix the workflow; once the new version is served, retry on it.
         let before = version_of(&app, "orders");
@@ -278,10 +288,7 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             facts.contains(&failed),
             "a link back to the retried run: {facts}"
         );
-        let path = artifact("run.png");
-        let png = c.screenshot().await.expect("screenshot");
-        std::fs::write(&path, png).expect("save the screenshot");
-        println!("screenshot of the retried run: {}", path.display());
+        browser.screenshot("run.png").await;
 
         // The failed run now lists its retry.
         c.goto(&format!("{}/ui#/run/{failed}", app.base))

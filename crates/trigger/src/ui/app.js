@@ -345,7 +345,8 @@
       h('h1', null, 'Run ', h('span', { class: 'mono' }, run.id), ' ', badge(run.status)),
       h('dl', { class: 'facts' },
         h('dt', null, 'Workflow'), h('dd', null, run.workflow, ' ', h('span', { class: 'muted mono', title: 'version' }, (run.version || '').slice(0, 12))),
-        h('dt', null, 'Answered'), h('dd', null, response ? httpStatus(response.status) : h('span', { class: 'muted' }, run.retry_of ? 'no caller (a retry)' : 'nothing yet')),
+        h('dt', null, 'Answer'), h('dd', null, response ? httpStatus(response.status) : h('span', { class: 'muted' }, 'none yet'),
+          run.retry_of ? h('span', { class: 'muted' }, ' (a retry: sent to no one)') : null),
         h('dt', null, 'Started'), h('dd', null, fmtTime(run.started_at)),
         h('dt', null, 'Finished'), h('dd', null, fmtTime(run.finished_at)),
         h('dt', null, 'Duration'), h('dd', null, between(run.started_at, run.finished_at)),
@@ -535,7 +536,10 @@
       else if (view === 'run' && parts[1]) await runView(parts[1], gen);
       else if (view === 'refused') await refusedView(params, gen);
       else await workflowsView(gen);
-      if (moved && gen === generation && !main.contains(document.activeElement)) main.focus();
+      if (moved && gen === generation) {
+        window.scrollTo(0, 0);
+        if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
+      }
     } catch (e) {
       failed(e, gen);
     }
