@@ -122,7 +122,9 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
         ("other.yaml", OTHER),
     ]);
     let mut failed = None;
-    for (order, code) in [("A-1", 200), ("A-2", 502), ("A-3", 200), ("A-4", 201)] {
+    // The failed run's order is markup: the page must show it as text.
+    let markup = r#"<img id="xss" src="x">"#;
+    for (order, code) in [("A-1", 200), (markup, 502), ("A-3", 200), ("A-4", 201)] {
         let r = app.post_json("ui-orders-key-1", &json!({"order": order, "code": code}));
         if code == 502 {
             assert_eq!(r.status, 500, "{r:?}\n{}", app.log_text());
@@ -242,6 +244,15 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             })
             .await;
         assert_eq!(shown, error, "the page shows the node's error as recorded");
+        let body = browser.text("main pre").await;
+        assert!(
+            body.contains(r#""order": "<img id=\"xss\" src=\"x\">""#),
+            "{body}"
+        );
+        assert!(
+            c.find(fantoccini::Locator::Css("#xss")).await.is_err(),
+            "a value was put on the page as HTML"
+        );
         let heading = browser.text("main h1").await;
         assert!(
             heading.contains(&failed) && heading.contains("failed"),
