@@ -15,6 +15,7 @@ mod retries;
 mod runs;
 mod secrets;
 mod store;
+mod test_cases;
 mod trust;
 mod ui;
 mod upstream;

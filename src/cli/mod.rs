@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod executions;
 mod logs;
 mod offline;
 mod os_limits;
@@ -69,6 +70,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run workflow test files (`<id>.test.yaml`) strictly offline: request nodes answer from stubs.
     Test(testing::TestArgs),
+    /// The run history: list, show and retry runs, or make one a test case.
+    Executions(executions::ExecutionsArgs),
     /// Print the JSON Schema of the workflow format (docs/workflow.schema.json).
     Schema {
         /// Print the schema of test files (`<id>.test.yaml`, docs/test.schema.json) instead.
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => testing::run(args),
+        Command::Executions(args) => executions::run(args),
         Command::Schema { tests } => {
             if tests {
                 print!("{}", hookflow_model::schema::test_schema());

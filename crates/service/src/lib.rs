@@ -4,7 +4,8 @@
 //! A [`Service`] holds the served workflows ([`registry`], reloaded from the
 //! folder by `reload`), delivers a request to a run ([`delivery`]: the
 //! signature check, intake, `idempotency`, the executor), re-runs finished
-//! runs ([`retry`]) and removes old records (`retention`); `report` logs
+//! runs ([`retry`]), makes a run a test case ([`test_case`]), shows runs as
+//! the admin API does ([`views`]) and removes old records (`retention`); `report` logs
 //! each workflow file's problems once per change of the file. [`Refusal`] is
 //! the one place where a refused request gets its status and JSON body. The
 //! HTTP crate and the `hookflow` binary both use this crate; it knows no HTTP
@@ -19,6 +20,8 @@ mod reload;
 mod report;
 mod retention;
 pub mod retry;
+pub mod test_case;
+pub mod views;
 
 pub use delivery::Delivery;
 pub use hookflow_parser::Request;

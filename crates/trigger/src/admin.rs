@@ -1,7 +1,7 @@
 //! The admin API (SPEC §4 "Other routes"), behind a bearer token.
 
 use crate::error::ApiError;
-use crate::{retries, AppState};
+use crate::{retries, test_case, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookflow_service::{overview, Refusal};
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
@@ -44,6 +44,7 @@ pub async fn dispatch(
     match rest.split('/').collect::<Vec<_>>().as_slice() {
         ["retry"] if post => Some(retries::bulk(req, payload, state, deadline).await),
         [id] if get && !id.is_empty() => Some(execution(req, state, id)),
+        [id, "test-case"] if get && !id.is_empty() => Some(test_case::get(req, state, id)),
         [id, "retry"] if post && !id.is_empty() => {
             Some(retries::one(req, payload, state, deadline, id).await)
         }
@@ -112,11 +113,7 @@ pub(crate) fn scrubbed(
 
 /// The record as the API shows it.
 pub fn record_json(record: &ExecutionRecord) -> Json {
-    let mut v = serde_json::to_value(record).unwrap_or(Json::Null);
-    if let Json::Object(m) = &mut v {
-        m.remove("started_ms");
-    }
-    v
+    hookflow_service::views::record_json(record)
 }
 
 pub(crate) fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
@@ -167,11 +164,7 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
         .map_err(|e| Refusal::Internal(e.to_string()))?;
     let rows: Vec<Json> = records
         .iter()
-        .map(|r| {
-            json!({"id": r.id, "workflow": r.workflow, "version": r.version, "status": r.status,
-                   "started_at": r.started_at, "finished_at": r.finished_at,
-                   "response_status": r.response_status, "retry_of": r.retry_of})
-        })
+        .map(hookflow_service::views::summary_json)
         .collect();
     Ok(scrubbed(
         HttpResponse::Ok(),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod limits;
 pub mod retries;
 pub mod server;
+pub mod test_case;
 pub mod ui;
 pub mod webhook;
 

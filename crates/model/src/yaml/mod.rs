@@ -8,6 +8,7 @@
 //! being read. Later checks find positions again with [`Yaml::locate`].
 //!
 //! The tree and its parsing are here; the `Deserializer` is in `deserializer`.
+//! Writing YAML (a test file made from a run) is [`to_yaml`], here too.
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -19,6 +20,12 @@ mod tests;
 mod wording;
 
 pub use deserializer::{from_yaml, DeError, DeErrorKind};
+
+/// A value written as YAML by the YAML crate (never by joining text):
+/// strings that would read back as another type are quoted.
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    serde_saphyr::to_string(value).map_err(|e| e.to_string())
+}
 
 /// A 1-based line and column in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
