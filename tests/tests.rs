@@ -6,6 +6,7 @@ mod harness;
 mod http;
 mod limits;
 mod nodes;
+mod observe;
 mod offline_tests;
 mod onboarding;
 mod panics;

@@ -29,6 +29,13 @@ pub async fn dispatch(
             not_allowed()
         };
     }
+    if path == "/api/requests" {
+        return if get {
+            Some(crate::requests::list(req, state))
+        } else {
+            not_allowed()
+        };
+    }
     if path == "/api/executions" {
         return if get {
             Some(executions(req, state))
@@ -45,7 +52,7 @@ pub async fn dispatch(
 }
 
 /// 404 when no token is configured; 401 without the right one.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(token) = state.http.admin_token.as_deref() else {
         return Err(Refusal::NotFound("not found".into()).into());
     };
@@ -74,7 +81,7 @@ fn workflows(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiErr
 
 /// An admin answer, scrubbed of secret values and URL user info (SPEC §3):
 /// whatever a record or a listing holds, the admin API never shows them.
-fn scrubbed(
+pub(crate) fn scrubbed(
     mut builder: actix_web::HttpResponseBuilder,
     state: &AppState,
     mut body: Json,
@@ -92,7 +99,7 @@ pub fn record_json(record: &ExecutionRecord) -> Json {
     v
 }
 
-fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
     value
         .map(|v| {
             hookflow_model::time::parse_rfc3339(v).ok_or_else(|| {

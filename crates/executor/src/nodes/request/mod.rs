@@ -8,6 +8,7 @@
 //! carry tokens.
 
 mod attempt;
+mod counted;
 
 use super::{NodeCx, NodeError, Step};
 use crate::stubs::{SentRequest, Stub};
@@ -111,6 +112,7 @@ pub async fn run(
             } => (*d).min(MAX_RETRY_AFTER),
             _ => jitter(backoff),
         };
+        counted::count(cx, &outcome);
         let retryable = outcome.retryable();
         last = Some(outcome);
         if !retryable || attempt == attempts {
