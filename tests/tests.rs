@@ -8,6 +8,7 @@ mod history;
 mod http;
 mod limits;
 mod nodes;
+mod observe;
 mod offline_tests;
 mod onboarding;
 mod panics;

@@ -135,6 +135,13 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
     }
     let failed = failed.expect("a failed run");
     assert_eq!(app.post_json("ui-other-key-01", &json!({})).status, 500);
+    // A request refused before any run: malformed JSON.
+    let refused = app.post(
+        "ui-orders-key-1",
+        &[("content-type", "application/json")],
+        "{not json",
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
     let record = app.finished(&failed, Duration::from_secs(10));
     let error = record["jobs"][0]["error"]
         .as_str()
@@ -265,6 +272,20 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
         .await
         .expect("scroll to the nodes");
         browser.screenshot("run-failed-nodes.png").await;
+        browser
+            .find("main .actions button.quiet")
+            .await
+            .click()
+            .await
+            .expect("download as a test case");
+        browser
+            .until("the test case saved", || async {
+                let text = browser.text("main [aria-live] .notice").await;
+                (!text.is_empty()).then_some(())
+            })
+            .await;
+        let saved = browser.text("main [aria-live] .notice").await;
+        assert!(saved.contains("Saved orders.test.yaml"), "{saved}");
 
         // Fix the workflow; once the new version is served, retry on it.
         let before = version_of(&app, "orders");
@@ -314,6 +335,31 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
                     .then_some(())
             })
             .await;
+
+        // The request refused before any run is listed with its reason.
+        browser
+            .find("#nav a[data-view=refused]")
+            .await
+            .click()
+            .await
+            .expect("refused requests");
+        let refused = browser
+            .until("the refused request", || async {
+                let text = browser.text("#refused tbody tr").await;
+                (!text.is_empty()).then_some(text)
+            })
+            .await;
+        assert!(
+            refused.contains("orders")
+                && refused.contains("400")
+                && refused.contains("bad_request"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("127.0.0.1"),
+            "the sender's address: {refused}"
+        );
+        browser.screenshot("refused.png").await;
         browser.close().await;
     });
     let record = app.finished(&retry_of(&app, &failed), Duration::from_secs(5));

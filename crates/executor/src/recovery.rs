@@ -45,6 +45,16 @@ impl Executor {
             tracing::info!(message = "Resuming runs left on disk.", count);
             tokio::spawn(self.clone().feed_resumed(boundary));
         }
+        // Runs left waiting by the last process count as waiting (counted
+        // once, off the start: those woken meanwhile are taken off already).
+        let store = self.store.clone();
+        let waiting = self.env.metrics.runs().waiting.clone();
+        tokio::task::spawn_blocking(move || match store.due(u64::MAX, usize::MAX) {
+            Ok(ids) => {
+                waiting.inc_by(i64::try_from(ids.len()).unwrap_or(i64::MAX));
+            }
+            Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
+        });
         tokio::spawn(self.clone().wake_waiting());
         Ok(count)
     }
@@ -97,6 +107,7 @@ impl Executor {
             };
             for id in &due {
                 self.store.woke(id);
+                self.env.metrics.runs().waiting.dec();
                 self.queue.push_woken(ReadyRun::Stored { id: id.clone() });
             }
             if due.len() == PAGE {
@@ -147,7 +158,7 @@ impl Executor {
                 .fail_unrunnable(record, "the run's input is missing from the store".into());
         };
         let scope = scope_for(&workflow, &record, &input.trigger, input.vars, &state);
-        Some(self.run_of(workflow, record, state, scope))
+        Some(self.run_of(workflow, None, record, state, scope))
     }
 
     /// Ends a run that cannot start as failed, with the reason in its record.

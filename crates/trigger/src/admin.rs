@@ -33,6 +33,13 @@ pub async fn dispatch(
             not_allowed()
         };
     }
+    if path == "/api/requests" {
+        return if get {
+            Some(crate::requests::list(req, state))
+        } else {
+            not_allowed()
+        };
+    }
     if path == "/api/executions" {
         return if get {
             Some(executions(req, state))

@@ -10,6 +10,8 @@
 pub mod admin;
 pub mod error;
 pub mod limits;
+pub mod metrics;
+pub mod requests;
 pub mod retries;
 pub mod server;
 pub mod test_case;
@@ -35,7 +37,14 @@ pub struct HttpSettings {
     pub keep_alive: Duration,
     /// Open connections, in total, across the workers.
     pub max_connections: usize,
+    /// One log line per webhook request (`--access-log`), with target
+    /// [`ACCESS_TARGET`].
+    pub access_log: bool,
 }
+
+/// The tracing target of access log lines (the binary writes them apart,
+/// through a buffered writer off the request path).
+pub const ACCESS_TARGET: &str = "hookflow::access";
 
 /// What every handler sees.
 pub struct AppState {

@@ -1,6 +1,7 @@
 //! The interpreter: steps a run through its workflow one node at a time,
 //! saving what changed after each request node when the run is durable.
 
+mod counted;
 mod parallel;
 
 use crate::answer::Answer;
@@ -142,6 +143,9 @@ pub struct Run {
     pub responder: Option<Arc<Responder>>,
     /// What the next save writes.
     pub unsaved: Unsaved,
+    /// Where the run and its request node tries are counted (none in
+    /// unit tests of the interpreter).
+    pub metrics: Option<Arc<hookflow_metrics::WorkflowMetrics>>,
 }
 
 impl Run {
@@ -173,12 +177,14 @@ impl Run {
             deadline: None,
             responder: None,
             unsaved,
+            metrics: None,
         }
     }
 
     /// Runs to the end and writes the record; `Some` when it stopped at a delay.
     pub async fn drive(mut self) -> Option<Waiting> {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
+        let _running = counted::running(&self.env.metrics);
         async move {
             self.record.status = RunStatus::Running;
             self.wake_waiting_jobs();
@@ -211,7 +217,8 @@ impl Run {
     /// Saves the run as waiting; it wakes from the store.
     fn wait(mut self, wake_at: u64) -> Waiting {
         self.record.status = RunStatus::Waiting;
-        tracing::info!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
+        self.env.metrics.runs().waiting.inc();
+        tracing::debug!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
         let saved = self.saved(RunStatus::Waiting, Some(wake_at));
         self.store.save(&self.record.id, saved);
         Waiting { wake_at }
@@ -300,6 +307,7 @@ impl Run {
         let workflow = self.workflow.clone();
         let env = self.env.clone();
         let execution_id = self.record.id.clone();
+        let metrics = self.metrics.clone();
         RunningNode {
             path,
             node_id,
@@ -312,6 +320,8 @@ impl Run {
                     scope: &scope,
                     execution_id: &execution_id,
                     env: &env,
+                    metrics: metrics.as_deref(),
+                    node_id,
                 };
                 let mut tries = Vec::new();
                 let step = nodes::run(node_id, node, &cx, &mut tries).await;
@@ -580,11 +590,13 @@ impl Run {
         self.record.error = error;
         crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
         self.record.finished_at = Some(Timestamp::now());
+        self.count_finish();
+        // A run that failed is for the operator; a resolved one is counted, not logged.
         match &self.record.error {
             Some(error) => {
-                tracing::info!(message = "Run finished.", status = status.as_str(), ?error)
+                tracing::warn!(message = "Run failed.", status = status.as_str(), ?error)
             }
-            None => tracing::info!(message = "Run finished.", status = status.as_str()),
+            None => tracing::debug!(message = "Run finished.", status = status.as_str()),
         }
         // Nobody waits for the final record to be durable: it is written
         // behind (and readable at once). A durable run's saved state goes.
