@@ -628,6 +628,7 @@ fn stubbed_env() -> Arc<Env> {
         stubs: Some(Arc::new(Stubs::new(stubs))),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
         secrets: Default::default(),
+        metrics: Default::default(),
     })
 }
 
