@@ -45,16 +45,6 @@ impl Executor {
             tracing::info!(message = "Resuming runs left on disk.", count);
             tokio::spawn(self.clone().feed_resumed(boundary));
         }
-        // Runs left waiting by the last process count as waiting (counted
-        // once, off the start: those woken meanwhile are taken off already).
-        let store = self.store.clone();
-        let waiting = self.env.metrics.runs().waiting.clone();
-        tokio::task::spawn_blocking(move || match store.due(u64::MAX, usize::MAX) {
-            Ok(ids) => {
-                waiting.inc_by(i64::try_from(ids.len()).unwrap_or(i64::MAX));
-            }
-            Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
-        });
         tokio::spawn(self.clone().wake_waiting());
         Ok(count)
     }
@@ -94,6 +84,20 @@ impl Executor {
 
     /// The timer of waiting runs: queues each when its time comes.
     async fn wake_waiting(self) {
+        // Runs left waiting by the last process count as waiting: counted
+        // once, off the start and before any is woken.
+        let store = self.store.clone();
+        let counted = tokio::task::spawn_blocking(move || store.due(u64::MAX, usize::MAX)).await;
+        match counted {
+            Ok(Ok(ids)) => {
+                let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+                self.env.metrics.runs().waiting.inc_by(n);
+            }
+            Ok(Err(error)) => {
+                tracing::error!(message = "Could not count the waiting runs.", %error)
+            }
+            Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
+        }
         loop {
             if self.queue.is_shutting_down() {
                 return;

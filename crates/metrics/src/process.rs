@@ -38,7 +38,8 @@ impl Process {
         };
         Process {
             ticks: if ticks > 0 { ticks as f64 } else { 100.0 },
-            page: if page > 0 { page as i64 } else { 4096 },
+            #[allow(clippy::useless_conversion)] // c_long is i32 on 32-bit systems
+            page: if page > 0 { i64::from(page) } else { 4096 },
             boot: std::fs::read_to_string("/proc/stat")
                 .ok()
                 .and_then(|s| boot_time(&s)),

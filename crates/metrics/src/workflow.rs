@@ -107,7 +107,7 @@ pub struct WorkflowMetrics {
     runs: [OnceLock<Counter>; 3],
     run_duration: OnceLock<AtomicHistogram>,
     /// By node index: request nodes only.
-    nodes: Box<[Option<NodeTries>]>,
+    nodes: Box<[Option<Box<NodeTries>>]>,
 }
 
 impl WorkflowMetrics {
@@ -119,9 +119,11 @@ impl WorkflowMetrics {
                     .iter()
                     .enumerate()
                     .map(|(i, n)| {
-                        matches!(n.kind, NodeKind::Request(_)).then(|| NodeTries {
-                            node: n.key.clone().unwrap_or_else(|| format!("node{i}")),
-                            outcomes: Default::default(),
+                        matches!(n.kind, NodeKind::Request(_)).then(|| {
+                            Box::new(NodeTries {
+                                node: n.key.clone().unwrap_or_else(|| format!("node{i}")),
+                                outcomes: Default::default(),
+                            })
                         })
                     })
                     .collect()

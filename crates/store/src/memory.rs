@@ -321,7 +321,7 @@ impl Store for MemoryStore {
                 .filter(|(seq, _)| *seq < before)
                 .cloned()
                 .collect();
-            entries.sort_by(|a, b| b.0.cmp(&a.0));
+            entries.sort_by_key(|e| std::cmp::Reverse(e.0));
             crate::refused::page(entries.into_iter(), filter)
         }))
     }

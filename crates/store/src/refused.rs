@@ -119,7 +119,7 @@ mod tests {
         let entries = || {
             (1..=5u64)
                 .rev()
-                .map(|i| (i, at(i * 10, if i % 2 == 0 { "a" } else { "b" })))
+                .map(|i| (i, at(i * 10, if i.is_multiple_of(2) { "a" } else { "b" })))
         };
         let filter = RefusedFilter {
             limit: 2,

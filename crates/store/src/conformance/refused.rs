@@ -8,9 +8,9 @@ fn refused(workflow: &str, n: u64, at_ms: u64) -> RefusedRequest {
     RefusedRequest {
         at: Timestamp(at_ms),
         workflow: workflow.into(),
-        status: if n % 2 == 0 { 401 } else { 413 },
+        status: if n.is_multiple_of(2) { 401 } else { 413 },
         error: format!("refusal {n}"),
-        reason: if n % 2 == 0 {
+        reason: if n.is_multiple_of(2) {
             "unauthorized".into()
         } else {
             "payload_too_large".into()
@@ -44,7 +44,7 @@ pub(crate) async fn refused_requests_are_bounded_filtered_and_paged<B: Backend>(
     let total = KEPT_PER_WORKFLOW as u64 + extra;
     for n in 0..total {
         store.refuse(refused("busy", n, base + n));
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             store.refuse(refused("quiet", n, base + n));
         }
     }
