@@ -105,6 +105,26 @@ nodes:
         .map(|t| &t["status"])
         .collect();
     assert_eq!(statuses, [&json!(500), &json!(500)], "{broken}");
+
+    // `hookflow run` prints each try under its node.
+    let file = app.workflows.path().join("tries.yaml");
+    let out = crate::test_cases::hookflow(&["run", &file.display().to_string()]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let tries: Vec<&str> = printed.lines().filter(|l| l.contains("  try ")).collect();
+    // The upstream's flaky path answers 200 from now on: one try for `erp`.
+    assert_eq!(tries.len(), 5, "{printed}");
+    assert!(
+        tries[0].contains("try 1") && tries[0].contains("2xx") && tries[0].ends_with(" 200"),
+        "{printed}"
+    );
+    assert!(
+        tries[1].contains("error") && tries[1].contains("could not connect"),
+        "{printed}"
+    );
+    assert!(
+        tries[4].contains("try 2") && tries[4].contains("5xx") && tries[4].ends_with(" 500"),
+        "{printed}"
+    );
 }
 
 fn out_text(out: &std::process::Output) -> String {

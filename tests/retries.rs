@@ -84,6 +84,12 @@ fn retry_on_the_current_version_runs_the_fixed_workflow() {
         (r.status == 409).then_some(r)
     });
     assert!(r.body.contains("disabled"), "{r:?}");
+    std::fs::remove_file(app.workflows.path().join("fwd.yaml")).expect("remove");
+    let r = eventually(Duration::from_secs(10), "the workflow to go", || {
+        let r = app.admin_post_json(&path, &json!({"version": "current"}));
+        (r.status == 409 && r.body.contains("not loaded")).then_some(r)
+    });
+    assert!(r.body.contains("fwd"), "{r:?}");
     let unknown: Json = app
         .admin_post_json(
             "/api/executions/00000000-0000-0000-0000-000000000000/retry",

@@ -299,4 +299,90 @@ mod tests {
             "execution e1 has not finished"
         );
     }
+
+    /// A service over a memory store serving one sync workflow `w`.
+    fn service(dir: &std::path::Path) -> Arc<Service> {
+        let yaml = "title: W\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: ok\n";
+        std::fs::write(dir.join("w.yaml"), yaml).expect("write");
+        let store = Arc::new(hookflow_store::MemoryStore::new());
+        let executor =
+            hookflow_executor::Executor::new(store, hookflow_executor::ExecutorConfig::default())
+                .expect("executor");
+        let settings = crate::Settings {
+            workflows_dir: dir.to_path_buf(),
+            data_dir: dir.to_path_buf(),
+            public_url: "http://127.0.0.1:1".into(),
+            shutdown_grace: std::time::Duration::from_secs(1),
+            reload_every: std::time::Duration::from_secs(60),
+            retention: std::time::Duration::from_secs(3600),
+        };
+        Service::load(settings, executor).expect("loads")
+    }
+
+    #[tokio::test]
+    async fn a_bulk_retry_starts_at_most_a_thousand_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = service(dir.path());
+        let version = service.registry().workflows["w"].version.clone();
+        let store = service.executor.store().clone();
+        let now = hookflow_model::time::now_millis();
+        let mut ids = Vec::new();
+        for i in 0..(MAX_BULK as u64 + 3) {
+            let id = uuid_v7_at(now - 10_000 + i);
+            ids.push(id.clone());
+            store.finish(
+                ExecutionRecord {
+                    id,
+                    workflow: "w".into(),
+                    version: version.clone(),
+                    status: if i == 5 {
+                        RunStatus::Resolved
+                    } else {
+                        RunStatus::Failed
+                    },
+                    started_at: hookflow_model::time::Timestamp(now - 10_000 + i),
+                    finished_at: Some(hookflow_model::time::Timestamp(now)),
+                    started_ms: now - 10_000 + i,
+                    trigger: None,
+                    jobs: Vec::new(),
+                    response: None,
+                    retry_of: None,
+                    error: None,
+                },
+                false,
+            );
+        }
+        let filter = BulkRetry {
+            workflow: Some("w".into()),
+            status: Some(RunStatus::Failed),
+            ..BulkRetry::default()
+        };
+        let done = service.retry_matching(&filter).await.expect("retried");
+        assert_eq!(done.execution_ids.len(), MAX_BULK);
+        // 1002 failed: the newest 1000 retried, oldest first; 2 left.
+        assert_eq!(done.not_retried, 2);
+        let first = store
+            .get(&done.execution_ids[0])
+            .expect("read")
+            .expect("the new run's record");
+        assert_eq!(first.retry_of.as_deref(), Some(ids[2].as_str()));
+        let unfinished = BulkRetry {
+            status: Some(RunStatus::Running),
+            ..BulkRetry::default()
+        };
+        assert!(matches!(
+            service.retry_matching(&unfinished).await,
+            Err(RetryError::Invalid(_))
+        ));
+    }
+
+    /// A UUID v7 whose time is `ms` (the stores order and page runs by it).
+    fn uuid_v7_at(ms: u64) -> String {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
+        uuid::Uuid::new_v7(ts).to_string()
+    }
 }

@@ -108,8 +108,8 @@ pub fn list(page: &Json) {
             &rows
         )
     );
-    if let Some(next) = page["next_cursor"].as_str() {
-        println!("(more runs: older than {next})");
+    if !page["next_cursor"].is_null() {
+        println!("(older runs too: raise --limit or narrow the filter with --since/--until)");
     }
 }
 
