@@ -17,7 +17,10 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// How long any one wait for the page may take.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
+/// How long Chromium may take to start (long: `cargo test` runs the other
+/// end-to-end tests beside it on a small machine).
+const START: Duration = Duration::from_secs(120);
 
 /// A headless Chromium session; the driver is killed on drop.
 pub struct Browser {
@@ -70,15 +73,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("start {}: {e}", chromedriver.display()));
         let url = format!("http://127.0.0.1:{port}");
         let mut browser_guard = DriverGuard(Some(driver));
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .new_agent();
         let ready = Instant::now();
         loop {
-            let status = ureq::get(format!("{url}/status")).call();
+            let status = agent.get(format!("{url}/status")).call();
             if status.is_ok() {
                 break;
             }
             assert!(
-                ready.elapsed() < WAIT,
-                "chromedriver did not answer on {url} within {WAIT:?}"
+                ready.elapsed() < START,
+                "chromedriver did not answer on {url} within {START:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -108,7 +115,7 @@ impl Browser {
         };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = tokio::time::timeout(
-            WAIT,
+            START,
             ClientBuilder::new(connector)
                 .capabilities(capabilities)
                 .connect(&url),
