@@ -3,6 +3,7 @@
 
 mod counted;
 mod parallel;
+mod running;
 
 use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
@@ -15,7 +16,8 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
-use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store, TryRecord};
+use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
+use running::{any_finished, Done, RunningNode};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -30,31 +32,6 @@ enum Advance {
     Done,
     /// The stack waits for a parallel frame's branches.
     Parallel,
-}
-
-/// What a node did, and each try of a request node.
-type Done = (Result<Step, nodes::NodeError>, Vec<TryRecord>);
-
-/// A node running on some stack.
-struct RunningNode {
-    path: StackPath,
-    node_id: NodeId,
-    started_ms: u64,
-    clock: Instant,
-    work: std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>,
-}
-
-/// Resolves when any running node finishes: its index and outcome.
-async fn any_finished(running: &mut [RunningNode]) -> (usize, Done) {
-    std::future::poll_fn(|cx| {
-        for (i, r) in running.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
-                return std::task::Poll::Ready((i, out));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn node_failure(node: &hookflow_model::Node, error: &str) -> String {
