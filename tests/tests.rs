@@ -1,6 +1,7 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
 mod authoring;
+mod browser;
 mod cli;
 mod destinations;
 mod harness;
@@ -8,6 +9,7 @@ mod history;
 mod http;
 mod limits;
 mod nodes;
+mod observe;
 mod offline_tests;
 mod onboarding;
 mod panics;
@@ -17,4 +19,5 @@ mod secrets;
 mod store;
 mod test_cases;
 mod trust;
+mod ui;
 mod upstream;

@@ -9,7 +9,7 @@ use hookflow_model::scrub::SecretSet;
 use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_model::SecretPolicy;
 use hookflow_service::registry::WorkflowInfo;
-use hookflow_service::{Service, Settings};
+use hookflow_service::{Metrics, Service, Settings};
 use hookflow_store::{SledStore, Store};
 use hookflow_trigger::{AppState, HttpSettings};
 use std::process::ExitCode;
@@ -60,9 +60,18 @@ pub struct ServeArgs {
     /// by default; HTTP_PROXY and HTTPS_PROXY are never used.
     #[arg(long, env = "HOOKFLOW_REQUEST_PROXY", hide_env_values = true)]
     request_proxy: Option<String>,
+    /// Also serve /metrics on this address, without the admin token (e.g.
+    /// 127.0.0.1:9464 for a Prometheus on the same host).
+    #[arg(long, env = "HOOKFLOW_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "HOOKFLOW_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Log one line per webhook request (workflow, status, duration,
+    /// execution id), written off the request path. By default the log has
+    /// only what needs attention; counts are in /metrics.
+    #[arg(long, env = "HOOKFLOW_ACCESS_LOG")]
+    access_log: bool,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -82,7 +91,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // admin token now, the workflows' secrets as they load.
     let secrets = SecretSet::default();
     secrets.add(args.admin_token.iter());
-    super::logs::init(args.log_format, secrets.clone());
+    // Held to the end: what the access log still buffers is written then.
+    let _access_log = super::logs::init(args.log_format, secrets.clone(), args.access_log);
     if args.read_timeout.is_zero() || args.max_connections == 0 {
         anyhow::bail!("--read-timeout and --max-connections must be more than 0");
     }
@@ -117,10 +127,12 @@ async fn serve(
     secrets: SecretSet,
     open_files: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&args.place.data).with_context(|| {
-            format!("cannot open the data folder {}", args.place.data.display())
-        })?);
+    let metrics = Arc::new(Metrics::new());
+    let sled = SledStore::open(&args.place.data)
+        .with_context(|| format!("cannot open the data folder {}", args.place.data.display()))?;
+    let counted = metrics.clone();
+    sled.on_commit(Box::new(move |took| counted.commit(took)));
+    let store: Arc<dyn Store> = Arc::new(sled);
     let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
         .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;
     let request_proxy = match args.request_proxy.as_deref().map(str::trim) {
@@ -141,6 +153,7 @@ async fn serve(
                 .unwrap_or(usize::MAX)
                 .max(1),
             secrets,
+            metrics: Some(metrics),
         },
     )
     .map_err(anyhow::Error::msg)?;
@@ -150,6 +163,13 @@ async fn serve(
     if let Err(error) = os_limits::set_backlog(&listener) {
         tracing::warn!(message = "Cannot set the listen backlog.", %error);
     }
+    let metrics_listener = match args.metrics_listen.as_deref().map(str::trim) {
+        Some(addr) if !addr.is_empty() => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        _ => None,
+    };
     let max_connections = open_files.map_or(args.max_connections, |limit| {
         os_limits::connection_cap(args.max_connections, limit)
     });
@@ -176,6 +196,10 @@ async fn serve(
     let service = Service::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
     let resumed = executor.start().map_err(anyhow::Error::msg)?;
     println!("hookflow listening on http://{local}");
+    if let Some(l) = &metrics_listener {
+        let addr = l.local_addr().context("no local address")?;
+        println!("metrics on http://{addr}/metrics");
+    }
     for w in &service.registry().listing {
         match (w.loaded, w.enabled) {
             (true, true) => println!("  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
@@ -194,9 +218,10 @@ async fn serve(
             read_timeout: args.read_timeout,
             keep_alive: args.keep_alive,
             max_connections,
+            access_log: args.access_log,
         },
     });
-    hookflow_trigger::run(state, listener, shutdown_signal()).await?;
+    hookflow_trigger::run(state, listener, metrics_listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

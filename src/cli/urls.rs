@@ -38,6 +38,7 @@ pub fn run(args: UrlsArgs) -> anyhow::Result<ExitCode> {
         None,
         &KeyFile::new(&args.place.data),
         &args.place.public_url(),
+        &hookflow_service::Metrics::default(),
     )
     .map_err(anyhow::Error::msg)?;
     match args.format {

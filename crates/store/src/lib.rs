@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod keys;
 mod memory;
 pub mod record;
+pub mod refused;
 
 #[cfg(test)]
 mod conformance;
@@ -25,6 +26,7 @@ pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
     RunInput, RunStatus, RunSummary, TryOutcome, TryRecord, DEFAULT_MAX_RESULT,
 };
+pub use refused::{RefusedFilter, RefusedRequest, KEPT_PER_WORKFLOW};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,10 @@ pub enum StoreError {
 pub(crate) fn db_err(e: sled::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
+
+/// Told how long a sync of the disk took (the metrics of durable writes);
+/// called on the store's writer thread, so it must be quick.
+pub type CommitHook = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
