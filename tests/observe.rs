@@ -563,3 +563,29 @@ fn the_access_log_writes_one_line_per_webhook_request() {
         .iter()
         .any(|l| l.contains("workflow=\"auth\"") && l.contains("status=401")));
 }
+
+const WAITS: &str = "title: Waits\nenabled: true\ntrigger: { type: webhook, key: obs-waits-001 }\nnodes:\n  - key: pause\n    type: delay\n    duration: 1h\n";
+
+#[test]
+fn waiting_runs_are_counted_and_counted_again_after_a_restart() {
+    let mut app = TestApp::spawn(&[("waits.yaml", WAITS)]);
+    for _ in 0..2 {
+        assert_eq!(app.post_json("obs-waits-001", &json!({})).status, 200);
+    }
+    let gauge = |app: &TestApp, state: &str| {
+        value(&scrape(app), &format!("hookflow_runs{{state=\"{state}\"}}"))
+    };
+    eventually(Duration::from_secs(10), "two waiting runs", || {
+        (gauge(&app, "waiting") == 2.0).then_some(())
+    });
+    assert_eq!(gauge(&app, "running"), 0.0);
+    assert_eq!(gauge(&app, "queued"), 0.0);
+    app.kill9();
+    app.start();
+    eventually(
+        Duration::from_secs(10),
+        "the waiting runs counted again",
+        || (gauge(&app, "waiting") == 2.0).then_some(()),
+    );
+    assert_eq!(gauge(&app, "running"), 0.0);
+}

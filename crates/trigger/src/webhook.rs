@@ -68,7 +68,7 @@ pub async fn handle(
             message = "Webhook request.",
             workflow = served.as_ref().map_or("-", |s| s.workflow.id.as_str()),
             status,
-            duration_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
+            duration_ms = took.as_micros() as f64 / 1000.0,
             execution_id = execution,
         );
     }

@@ -8,7 +8,9 @@
 //! ([`batch`] turns a turn's events into keys); reads ([`reads`]) see what
 //! the writer has not applied yet through the [`overlay`]. [`retention`]
 //! removes old pages and expired keys. A value that does not decode is set
-//! aside in the `quarantine` tree and skipped.
+//! aside in the `quarantine` tree and skipped. Refused requests live in a
+//! tree of their own ([`refused`]), written by the same writer without a
+//! sync of their own; [`files`] opens the data folder.
 
 mod batch;
 mod codec;
