@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod executions;
 mod logs;
 mod new;
 mod offline;
@@ -76,6 +77,8 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Write a new workflow and its test file (`workflows/ID.yaml`, `workflows/ID.test.yaml`).
     New(new::NewArgs),
+    /// The run history: list, show and retry runs, or make one a test case.
+    Executions(executions::ExecutionsArgs),
     /// Print the JSON Schema of the workflow format (docs/workflow.schema.json).
     Schema {
         /// Print the schema of test files (`<id>.test.yaml`, docs/test.schema.json) instead.
@@ -94,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => testing::run(args),
         Command::Sample(args) => sample::run(args),
         Command::New(args) => new::run(args),
+        Command::Executions(args) => executions::run(args),
         Command::Schema { tests } => {
             if tests {
                 print!("{}", hookflow_model::schema::test_schema());

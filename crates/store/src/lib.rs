@@ -23,7 +23,7 @@ pub use keys::KeyFile;
 pub use memory::MemoryStore;
 pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
-    RunInput, RunStatus, RunSummary, DEFAULT_MAX_RESULT,
+    RunInput, RunStatus, RunSummary, TryOutcome, TryRecord, DEFAULT_MAX_RESULT,
 };
 
 /// Store errors.

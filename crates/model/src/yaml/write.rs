@@ -10,7 +10,8 @@ pub use serde_saphyr::{FlowMap, FlowSeq};
 #[error("cannot write YAML: {0}")]
 pub struct WriteError(String);
 
-/// `value` as a YAML document.
+/// `value` as a YAML document, written by the YAML crate (never by joining
+/// text): strings that would read back as another type are quoted.
 pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, WriteError> {
     serde_saphyr::to_string(value).map_err(|e| WriteError(e.to_string()))
 }
