@@ -531,6 +531,15 @@ fn sample_of_a_recorded_run_gives_the_same_entries_from_the_server_or_the_store(
             "{absent}: {block}"
         );
     }
+    // The run page's "parse entries" asks the admin API for the same block.
+    let page = app.admin_get(&format!("/api/executions/{id}/parse-entries"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, block);
+    assert_eq!(
+        app.get(&format!("/api/executions/{id}/parse-entries"))
+            .status,
+        401
+    );
     // The same from the data folder once no server runs.
     let mut child = app.sigterm();
     let _ = child.wait();

@@ -273,7 +273,7 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
         .expect("scroll to the nodes");
         browser.screenshot("run-failed-nodes.png").await;
         browser
-            .find("main .actions button.quiet")
+            .find("main .actions button[data-action=test-case]")
             .await
             .click()
             .await
@@ -286,6 +286,21 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             .await;
         let saved = browser.text("main [aria-live] .notice").await;
         assert!(saved.contains("Saved orders.test.yaml"), "{saved}");
+        // The request as parse entries, to start a workflow from (issue 20).
+        browser
+            .find("main .actions button[data-action=parse-entries]")
+            .await
+            .click()
+            .await
+            .expect("parse entries from this request");
+        let entries = browser
+            .until("the parse entries", || async {
+                let text = browser.text("main pre.parse-entries").await;
+                text.contains("parse:").then_some(text)
+            })
+            .await;
+        assert!(entries.contains("body:"), "{entries}");
+        assert!(entries.contains("{key: code, alias: code"), "{entries}");
 
         // Fix the workflow; once the new version is served, retry on it.
         let before = version_of(&app, "orders");

@@ -15,6 +15,7 @@
 pub mod delivery;
 mod idempotency;
 pub mod overview;
+pub mod parse_entries;
 pub mod refusal;
 pub mod registry;
 pub mod rejected;

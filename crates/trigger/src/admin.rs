@@ -1,7 +1,7 @@
 //! The admin API (SPEC §4 "Other routes"), behind a bearer token.
 
 use crate::error::ApiError;
-use crate::{retries, test_case, AppState};
+use crate::{parse_entries, retries, test_case, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookflow_service::{overview, Refusal};
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
@@ -52,6 +52,7 @@ pub async fn dispatch(
         ["retry"] if post => Some(retries::bulk(req, payload, state, deadline).await),
         [id] if get && !id.is_empty() => Some(execution(req, state, id)),
         [id, "test-case"] if get && !id.is_empty() => Some(test_case::get(req, state, id)),
+        [id, "parse-entries"] if get && !id.is_empty() => Some(parse_entries::get(req, state, id)),
         [id, "retry"] if post && !id.is_empty() => {
             Some(retries::one(req, payload, state, deadline, id).await)
         }

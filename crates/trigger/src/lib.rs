@@ -11,6 +11,7 @@ pub mod admin;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod parse_entries;
 pub mod requests;
 pub mod retries;
 pub mod server;

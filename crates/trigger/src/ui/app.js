@@ -334,8 +334,11 @@
       buttons.push(b);
       return b;
     };
-    const download = h('button', { type: 'button', class: 'quiet' }, 'Download as a test case');
+    const download = h('button', { type: 'button', class: 'quiet', 'data-action': 'test-case' }, 'Download as a test case');
     download.addEventListener('click', () => downloadTestCase(run, download, message));
+    const entries = h('div');
+    const parseButton = h('button', { type: 'button', class: 'quiet', 'data-action': 'parse-entries' }, 'Parse entries from this request');
+    parseButton.addEventListener('click', () => showParseEntries(run, parseButton, entries, message));
     const response = run.response;
     const trigger = run.trigger || {};
     const query = trigger.query && typeof trigger.query === 'object' ? Object.entries(trigger.query) : [];
@@ -357,9 +360,11 @@
       h('div', { class: 'actions' },
         retryButton('recorded', 'Retry on the recorded version'),
         retryButton('current', 'Retry on the current version'),
-        download),
+        download,
+        parseButton),
       finished ? null : h('p', { class: 'muted' }, polls < MAX_POLLS ? 'Still running: this page refreshes by itself.' : 'Still running: reload to see more.'),
       message,
+      entries,
       h('h2', null, 'Trigger request'),
       h('p', { class: 'mono' }, `${trigger.method || ''} ${trigger.path || ''}`),
       query.length ? [h('h3', null, 'Query'), kvTable(query, 'query parameters')] : null,
@@ -439,6 +444,23 @@
     } catch (e) {
       if (e instanceof LoginNeeded) return showLogin('Sign in again to download.');
       message.replaceChildren(notice(`No test case: ${e.message}`, 'bad'));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function showParseEntries(run, button, out, message) {
+    button.disabled = true;
+    try {
+      const yaml = await call(`/api/executions/${enc(run.id)}/parse-entries`);
+      out.replaceChildren(
+        h('h2', { id: 'parse-entries' }, 'Parse entries from this request'),
+        h('p', { class: 'muted' }, 'Paste this under trigger: in a workflow file and delete the lines you do not need (the same as hookflow sample --execution).'),
+        h('pre', { class: 'parse-entries', tabindex: '0', 'aria-labelledby': 'parse-entries' }, yaml));
+      message.replaceChildren();
+    } catch (e) {
+      if (e instanceof LoginNeeded) return showLogin('Sign in again to see the parse entries.');
+      message.replaceChildren(notice(`No parse entries: ${e.message}`, 'bad'));
     } finally {
       button.disabled = false;
     }
