@@ -331,7 +331,7 @@ fn workflow_yaml(
         nodes: vec![node],
     };
     Ok(format!(
-        "# The JSON Schema for editors: `hookflow schema > workflow.schema.json`.\n{}",
+        "# yaml-language-server: $schema=../docs/workflow.schema.json\n{}",
         to_yaml(&doc)?
     ))
 }
@@ -424,10 +424,13 @@ fn test_yaml(
             },
         }],
     };
+    let path = args.workflows.join(format!("{}.test.yaml", args.id));
     Ok(format!(
-        "# Offline cases for {id}.yaml: `hookflow test {id}.test.yaml`. Signatures are not checked offline.\n{}",
+        "# yaml-language-server: $schema=../docs/test.schema.json\n\
+         # Offline cases for {id}.yaml: `hookflow test {path}`. Signatures are not checked offline.\n{}",
         to_yaml(&doc)?,
-        id = args.id
+        id = args.id,
+        path = path.display()
     ))
 }
 

@@ -315,6 +315,23 @@ impl Aliases {
     }
 }
 
+/// `objectId` → `object_Id`: a word boundary of camelCase becomes `_`
+/// (the default rule then lower-cases it).
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous: Option<char> = None;
+    for c in name.chars() {
+        if c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            out.push('_');
+        }
+        out.push(c);
+        previous = Some(c);
+    }
+    out
+}
+
 /// The entries of every leaf of `root`, in order of first appearance.
 fn leaves(root: &Node, aliases: &mut Aliases) -> Vec<SampleEntry> {
     let mut found: Vec<(Vec<Seg>, Option<&'static str>)> = Vec::new();
@@ -333,7 +350,7 @@ fn leaves(root: &Node, aliases: &mut Aliases) -> Vec<SampleEntry> {
                 .collect();
             SampleEntry {
                 key,
-                alias: aliases.unique(&default_alias(&name.join("_"))),
+                alias: aliases.unique(&default_alias(&snake(&name.join("_")))),
                 value_type,
             }
         })
@@ -478,7 +495,8 @@ mod tests {
 
     #[test]
     fn nocobase_example_gives_every_leaf_in_order() {
-        let entries = body(r#"{"b": {"c": 2}, "a": 1.5, "d": true, "e": null}"#);
+        let entries =
+            body(r#"{"b": {"c": 2}, "a": 1.5, "d": true, "e": null, "objectId": "x", "URL": "u"}"#);
         assert_eq!(
             keys(&entries),
             vec![
@@ -486,6 +504,8 @@ mod tests {
                 ("a", "a", Some("number")),
                 ("d", "d", Some("boolean")),
                 ("e", "e", None),
+                ("objectId", "object_id", Some("string")),
+                ("URL", "url", Some("string")),
             ]
         );
     }
