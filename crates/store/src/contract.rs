@@ -15,6 +15,7 @@
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, RunInput, RunStatus, RunSummary,
 };
+use crate::keys::KeyStore;
 use crate::StoreResult;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -159,4 +160,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many damaged entries were set aside since the store opened.
     fn damaged(&self) -> usize;
+
+    /// Whether several instances share this store (PostgreSQL): runs are
+    /// then claimed with leases ([`Store::claim_expired`]) rather than all
+    /// resumed at start, and a write is seen by the other instances once
+    /// flushed.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Claims for this instance up to `limit` queued or running runs whose
+    /// lease ran out (their instance died); ids oldest first. A store of
+    /// one process has no leases and claims nothing: its runs are resumed
+    /// at start through [`Store::unfinished`].
+    fn claim_expired(&self, limit: usize) -> StoreResult<Vec<String>> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// Claims for this instance the waiting runs due at `now_ms`, earliest
+    /// first, at most `limit`: each leaves the waiting runs as with
+    /// [`Store::woke`], and no other instance gets it.
+    fn claim_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
+        let due = self.due(now_ms, limit)?;
+        for id in &due {
+            self.woke(id);
+        }
+        Ok(due)
+    }
+
+    /// The webhook keys this store keeps for every instance; `None` when
+    /// they are kept in the data folder's key file.
+    fn keys(&self) -> Option<std::sync::Arc<dyn KeyStore>> {
+        None
+    }
 }
