@@ -10,7 +10,7 @@ use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_model::SecretPolicy;
 use hookflow_service::registry::WorkflowInfo;
 use hookflow_service::{Service, Settings};
-use hookflow_store::{SledStore, Store};
+use hookflow_store::Store;
 use hookflow_trigger::{AppState, HttpSettings};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// by default; HTTP_PROXY and HTTPS_PROXY are never used.
     #[arg(long, env = "HOOKFLOW_REQUEST_PROXY", hide_env_values = true)]
     request_proxy: Option<String>,
+    /// With a PostgreSQL store: how long a run stays this instance's without
+    /// a renewal (renewed every third of it); a run of an instance that died
+    /// is taken over once its lease ran out. At least 1s.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "HOOKFLOW_LEASE")]
+    lease: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "HOOKFLOW_LOG_FORMAT")]
     log_format: LogFormat,
@@ -83,6 +88,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let secrets = SecretSet::default();
     secrets.add(args.admin_token.iter());
     super::logs::init(args.log_format, secrets.clone());
+    if args.lease < Duration::from_secs(1) {
+        anyhow::bail!("--lease must be at least 1s");
+    }
     if args.read_timeout.is_zero() || args.max_connections == 0 {
         anyhow::bail!("--read-timeout and --max-connections must be more than 0");
     }
@@ -117,10 +125,7 @@ async fn serve(
     secrets: SecretSet,
     open_files: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&args.place.data).with_context(|| {
-            format!("cannot open the data folder {}", args.place.data.display())
-        })?);
+    let store: Arc<dyn Store> = super::store::open(&args.place, args.lease)?;
     let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
         .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;
     let request_proxy = match args.request_proxy.as_deref().map(str::trim) {

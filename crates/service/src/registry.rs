@@ -5,7 +5,7 @@ use hookflow_model::def::Mode;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::{Catalog, Diagnostic};
-use hookflow_store::KeyFile;
+use hookflow_store::KeyStore;
 use hookflow_verify::{SecretDigest, Verifier};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -105,7 +105,7 @@ impl Registry {
     pub fn build(
         catalog: &Catalog,
         previous: Option<&Registry>,
-        keys: &KeyFile,
+        keys: &dyn KeyStore,
         public_url: &str,
     ) -> Result<Registry, String> {
         let ids: Vec<&str> = catalog
@@ -115,7 +115,7 @@ impl Registry {
             .filter(|id| hookflow_model::load::valid_workflow_id(id))
             .collect();
         let generated = keys
-            .ensure(ids.iter().copied())
+            .ensure(&ids)
             .map_err(|e| e.to_string())?;
         let mut registry = Registry::default();
         for (id, file) in &catalog.files {

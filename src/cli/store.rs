@@ -1,0 +1,56 @@
+//! `--store`: the data folder's sled store, or a PostgreSQL store shared by
+//! several instances.
+
+use super::PlaceArgs;
+use anyhow::Context;
+use hookflow_store::{KeyFile, KeyStore, PgOptions, PgStore, SledStore, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `--store` names.
+pub enum Kind<'a> {
+    /// sled in the data folder.
+    Sled,
+    /// PostgreSQL at this URL.
+    Postgres(&'a str),
+}
+
+/// Reads `--store`.
+pub fn kind(place: &PlaceArgs) -> anyhow::Result<Kind<'_>> {
+    match place.store.as_deref().map(str::trim) {
+        None | Some("") | Some("sled") => Ok(Kind::Sled),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Kind::Postgres(url))
+        }
+        Some(_) => anyhow::bail!(
+            "--store (HOOKFLOW_STORE) must be `sled` or a postgres:// URL"
+        ),
+    }
+}
+
+/// Opens the store `--store` names; `lease` for a shared one.
+pub fn open(place: &PlaceArgs, lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match kind(place)? {
+        Kind::Sled => Arc::new(SledStore::open(&place.data).with_context(|| {
+            format!("cannot open the data folder {}", place.data.display())
+        })?),
+        Kind::Postgres(url) => Arc::new(open_postgres(url, lease)?),
+    })
+}
+
+fn open_postgres(url: &str, lease: Duration) -> anyhow::Result<PgStore> {
+    let options = PgOptions {
+        lease,
+        ..PgOptions::default()
+    };
+    // The error names the problem, never the URL (it may hold a password).
+    PgStore::open(url, options).context("cannot open the PostgreSQL store (--store)")
+}
+
+/// Where the webhook keys are: the data folder's key file, or the database.
+pub fn keys(place: &PlaceArgs) -> anyhow::Result<Arc<dyn KeyStore>> {
+    Ok(match kind(place)? {
+        Kind::Sled => Arc::new(KeyFile::new(&place.data)),
+        Kind::Postgres(url) => Arc::new(open_postgres(url, Duration::from_secs(30))?.webhook_keys()),
+    })
+}
