@@ -4,6 +4,7 @@ mod cli;
 mod destinations;
 mod harness;
 mod http;
+mod instances;
 mod limits;
 mod nodes;
 mod offline_tests;
