@@ -221,9 +221,14 @@ impl Cluster {
 
     /// Runs one SQL command as the superuser; its output (unaligned, no headers).
     pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Runs one SQL command in database `db` as the superuser.
+    pub fn psql_in(&self, db: &str, sql: &str) -> Result<String, String> {
         let mut c = Command::new(self.bin.join("psql"));
         c.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1"])
+            .args(["-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1"])
             .args(["-c", sql]);
         let mut out = self.run(c, "psql");
         if let Err(e) = &out {
@@ -231,7 +236,7 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(200));
                 let mut c = Command::new(self.bin.join("psql"));
                 c.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-                    .args(["-U", "postgres", "-d", "postgres", "-At", "-c", sql]);
+                    .args(["-U", "postgres", "-d", db, "-At", "-c", sql]);
                 out = self.run(c, "psql");
             }
         }

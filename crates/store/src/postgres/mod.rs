@@ -18,6 +18,8 @@ mod keys;
 mod reads;
 mod retention;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, Store};
@@ -37,9 +39,25 @@ pub use keys::PgKeys;
 /// The longest a synchronous call waits for the database.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
-/// A database error as a store error.
-pub(crate) fn pg_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
+/// A database error as a store error, with its causes (tokio-postgres
+/// says "db error" and keeps the server's message as the cause).
+pub(crate) fn pg_err(e: impl std::error::Error) -> StoreError {
+    StoreError::Db(chain(&e))
+}
+
+/// An error and its causes, in one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Settings of a PostgreSQL store.
@@ -73,6 +91,8 @@ pub(crate) struct Shared {
     pub applied: watch::Receiver<u64>,
     /// Values set aside since the store opened.
     pub damaged: AtomicUsize,
+    /// Transactions the writer committed (group commit: fewer than writes).
+    pub commits: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -116,7 +136,7 @@ impl Shared {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Db(format!("no database connection: {e}")))
+            .map_err(|e| StoreError::Db(format!("no database connection: {}", chain(&e))))
     }
 }
 
@@ -245,6 +265,11 @@ impl PgStore {
         &self.shared.options.instance
     }
 
+    /// Transactions the writer committed so far.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::SeqCst)
+    }
+
     /// Damages a stored record (tests of damage being set aside).
     #[cfg(test)]
     pub(crate) fn damage_for_tests(&self, id: &str) {
@@ -273,7 +298,7 @@ async fn start(
     let mut client = pool
         .get()
         .await
-        .map_err(|e| StoreError::Db(format!("cannot connect to the database: {e}")))?;
+        .map_err(|e| StoreError::Db(format!("cannot connect to the database: {}", chain(&e))))?;
     schema::migrate(&mut client).await?;
     drop(client);
     let (applied_tx, applied) = watch::channel(0);
@@ -285,6 +310,7 @@ async fn start(
             options,
             applied,
             damaged: AtomicUsize::new(0),
+            commits: std::sync::atomic::AtomicU64::new(0),
         }),
     ))
 }

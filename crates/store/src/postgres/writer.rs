@@ -375,6 +375,9 @@ async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
     }
     try_join_all(pending).await.map_err(pg_err)?;
     tx.commit().await.map_err(pg_err)?;
+    shared
+        .commits
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(verdicts)
 }
 
