@@ -180,7 +180,8 @@ impl TestApp {
         };
         if let Some(url) = opts.store {
             if !app.extra_args.iter().any(|a| a == "--lease") {
-                app.extra_args.extend(["--lease".to_string(), "1s".to_string()]);
+                app.extra_args
+                    .extend(["--lease".to_string(), "1s".to_string()]);
             }
             app.extra_args.extend(["--store".to_string(), url]);
         }

@@ -78,8 +78,14 @@ fn webhooks_sent_to_either_instance_are_one_service() {
     eventually(Duration::from_secs(10), "every call", || {
         (up.hits().len() == 20).then_some(())
     });
-    let runs = a.admin_get("/api/executions?workflow=calls&limit=100").json();
-    assert_eq!(runs["executions"].as_array().map(Vec::len), Some(20), "{runs}");
+    let runs = a
+        .admin_get("/api/executions?workflow=calls&limit=100")
+        .json();
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(20),
+        "{runs}"
+    );
     let called: BTreeSet<String> = up
         .hits()
         .iter()
@@ -124,7 +130,12 @@ fn a_killed_instance_s_runs_are_taken_over_after_the_lease() {
     // waiting ones; every acknowledged run finishes.
     for id in &acked {
         let record = b.finished(id, Duration::from_secs(30));
-        assert_eq!(record["status"], json!("resolved"), "{record}\n{}", b.log_text());
+        assert_eq!(
+            record["status"],
+            json!("resolved"),
+            "{record}\n{}",
+            b.log_text()
+        );
     }
     assert!(
         b.log_text().contains("Taking over a run."),
@@ -204,7 +215,9 @@ fn duplicates_sent_to_both_instances_start_one_run() {
         (up.hits().len() >= rounds).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    let runs = a.admin_get("/api/executions?workflow=keyed&limit=100").json();
+    let runs = a
+        .admin_get("/api/executions?workflow=keyed&limit=100")
+        .json();
     assert_eq!(
         runs["executions"].as_array().map(Vec::len),
         Some(rounds),
@@ -240,5 +253,9 @@ fn instances_starting_together_on_an_empty_database_all_serve() {
         assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
     }
     let runs = apps[0].admin_get("/api/executions?limit=10").json();
-    assert_eq!(runs["executions"].as_array().map(Vec::len), Some(3), "{runs}");
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(3),
+        "{runs}"
+    );
 }

@@ -22,18 +22,17 @@ pub fn kind(place: &PlaceArgs) -> anyhow::Result<Kind<'_>> {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Ok(Kind::Postgres(url))
         }
-        Some(_) => anyhow::bail!(
-            "--store (HOOKFLOW_STORE) must be `sled` or a postgres:// URL"
-        ),
+        Some(_) => anyhow::bail!("--store (HOOKFLOW_STORE) must be `sled` or a postgres:// URL"),
     }
 }
 
 /// Opens the store `--store` names; `lease` for a shared one.
 pub fn open(place: &PlaceArgs, lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match kind(place)? {
-        Kind::Sled => Arc::new(SledStore::open(&place.data).with_context(|| {
-            format!("cannot open the data folder {}", place.data.display())
-        })?),
+        Kind::Sled => Arc::new(
+            SledStore::open(&place.data)
+                .with_context(|| format!("cannot open the data folder {}", place.data.display()))?,
+        ),
         Kind::Postgres(url) => Arc::new(open_postgres(url, lease)?),
     })
 }
@@ -51,6 +50,8 @@ fn open_postgres(url: &str, lease: Duration) -> anyhow::Result<PgStore> {
 pub fn keys(place: &PlaceArgs) -> anyhow::Result<Arc<dyn KeyStore>> {
     Ok(match kind(place)? {
         Kind::Sled => Arc::new(KeyFile::new(&place.data)),
-        Kind::Postgres(url) => Arc::new(open_postgres(url, Duration::from_secs(30))?.webhook_keys()),
+        Kind::Postgres(url) => {
+            Arc::new(open_postgres(url, Duration::from_secs(30))?.webhook_keys())
+        }
     })
 }

@@ -45,7 +45,10 @@ fn find_bin() -> Result<PathBuf, String> {
         })
         .collect();
     found.sort();
-    found.pop().map(|(_, b)| b).ok_or_else(|| INSTALL_HINT.to_string())
+    found
+        .pop()
+        .map(|(_, b)| b)
+        .ok_or_else(|| INSTALL_HINT.to_string())
 }
 
 fn is_root() -> bool {
@@ -121,10 +124,14 @@ impl Cluster {
             };
             if !cluster.dir.join("data").exists() {
                 let mut initdb = cluster.command("initdb");
-                initdb
-                    .args(["-D"])
-                    .arg(cluster.dir.join("data"))
-                    .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+                initdb.args(["-D"]).arg(cluster.dir.join("data")).args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]);
                 cluster.run(initdb, "initdb")?;
             }
             let options = format!(
@@ -193,8 +200,7 @@ impl Cluster {
     /// The URL of database `name` (made if missing).
     pub fn database(&self, name: &str) -> String {
         assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
             "a plain database name"
         );
         let exists = self

@@ -114,9 +114,7 @@ impl Registry {
             .map(String::as_str)
             .filter(|id| hookflow_model::load::valid_workflow_id(id))
             .collect();
-        let generated = keys
-            .ensure(&ids)
-            .map_err(|e| e.to_string())?;
+        let generated = keys.ensure(&ids).map_err(|e| e.to_string())?;
         let mut registry = Registry::default();
         for (id, file) in &catalog.files {
             let Some(generated_key) = generated.get(id) else {

@@ -12,10 +12,10 @@
 //! in the order they were submitted; reads see a write from the moment it
 //! was submitted.
 
+use crate::keys::KeyStore;
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, RunInput, RunStatus, RunSummary,
 };
-use crate::keys::KeyStore;
 use crate::StoreResult;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;

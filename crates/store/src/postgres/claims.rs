@@ -27,8 +27,13 @@ pub async fn renew(shared: Arc<Shared>) {
             let client = shared.conn().await?;
             client
                 .execute(
+                    // Rows the writer holds are skipped (renewed next
+                    // time): the renewal never waits for it, nor it for
+                    // the renewal, so the two cannot deadlock.
                     "UPDATE hookflow_queue SET lease_until = hookflow_now_ms() + $2
-                     WHERE owner = $1 AND wake_at IS NULL",
+                     WHERE id IN (SELECT id FROM hookflow_queue
+                                  WHERE owner = $1 AND wake_at IS NULL
+                                  FOR UPDATE SKIP LOCKED)",
                     &[&shared.options.instance, &lease_ms(&shared)],
                 )
                 .await

@@ -92,11 +92,10 @@ pub fn parse_url(url: &str) -> StoreResult<Target> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config: tokio_postgres::Config =
-        rest.parse().map_err(|e: tokio_postgres::Error| {
-            // The URL may hold a password: say what is wrong, not the URL.
-            config_err(e)
-        })?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        // The URL may hold a password: say what is wrong, not the URL.
+        config_err(e)
+    })?;
     config.ssl_mode(match tls {
         Tls::Disable => SslMode::Disable,
         Tls::Prefer => SslMode::Prefer,
@@ -208,12 +207,10 @@ fn tls_config(target: &Target) -> StoreResult<rustls::ClientConfig> {
     let verify_chain = matches!(target.tls, Tls::VerifyCa | Tls::VerifyFull)
         || (target.tls == Tls::Require && target.root_cert.is_some());
     let config = if verify_chain {
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            roots()?,
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| config_err(format!("TLS: {e}")))?;
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
+                .build()
+                .map_err(|e| config_err(format!("TLS: {e}")))?;
         if target.tls == Tls::VerifyFull {
             builder.with_webpki_verifier(webpki).with_no_client_auth()
         } else {

@@ -344,7 +344,9 @@ impl Store for PgStore {
             Ok(w) => {
                 self.submit(w);
             }
-            Err(error) => tracing::error!(message = "Cannot encode a run's progress.", execution_id = %id, %error),
+            Err(error) => {
+                tracing::error!(message = "Cannot encode a run's progress.", execution_id = %id, %error)
+            }
         }
     }
 
@@ -358,7 +360,9 @@ impl Store for PgStore {
             Ok(w) => {
                 self.submit(w);
             }
-            Err(error) => tracing::error!(message = "Cannot encode a finished run.", execution_id = %id, %error),
+            Err(error) => {
+                tracing::error!(message = "Cannot encode a finished run.", execution_id = %id, %error)
+            }
         }
     }
 
@@ -368,7 +372,9 @@ impl Store for PgStore {
             Ok(w) => {
                 self.submit(w);
             }
-            Err(error) => tracing::error!(message = "Cannot encode a run.", execution_id = %id, %error),
+            Err(error) => {
+                tracing::error!(message = "Cannot encode a run.", execution_id = %id, %error)
+            }
         }
     }
 

@@ -115,14 +115,8 @@ pub async fn list(
     let status_name = f.status.map(RunStatus::as_str);
     let since = f.since_ms.map(ms);
     let until = f.until_ms.map(ms);
-    let params: [&(dyn ToSql + Sync); 6] = [
-        &f.cursor,
-        &f.workflow,
-        &status_name,
-        &since,
-        &until,
-        &fetch,
-    ];
+    let params: [&(dyn ToSql + Sync); 6] =
+        [&f.cursor, &f.workflow, &status_name, &since, &until, &fetch];
     let rows = client
         .query(
             "SELECT id, workflow, version, status, started_ms, finished_ms, response_status, retry_of

@@ -115,10 +115,7 @@ async fn apply(client: &mut Object) -> StoreResult<()> {
         .await
         .map_err(pg_err)?;
     let row = client
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM hookflow_schema",
-            &[],
-        )
+        .query_one("SELECT coalesce(max(version), 0) FROM hookflow_schema", &[])
         .await
         .map_err(pg_err)?;
     let found: i32 = row.get(0);
@@ -129,7 +126,11 @@ async fn apply(client: &mut Object) -> StoreResult<()> {
              (version {ours}): run a hookflow at least as new as the one that upgraded it"
         )));
     }
-    for (n, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+    for (n, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
         let version = i32::try_from(n + 1).unwrap_or(i32::MAX);
         let tx = client.transaction().await.map_err(pg_err)?;
         tx.batch_execute(sql).await.map_err(pg_err)?;

@@ -65,7 +65,11 @@ fn run(key: Option<&str>) -> Accepted {
 async fn a_newer_schema_is_refused_naming_both_versions() {
     let url = fresh_db("newer");
     drop(open(&url, "a", 30_000));
-    let db = url.rsplit('/').next().and_then(|s| s.split('?').next()).expect("db");
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db");
     hookflow_pgtest::cluster()
         .psql_in(db, "INSERT INTO hookflow_schema (version) VALUES (999)")
         .expect("a newer schema");
@@ -74,7 +78,8 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
         .expect("a newer schema is refused");
     let text = e.to_string();
     assert!(
-        text.contains("version 999") && text.contains(&format!("version {}", super::schema::current())),
+        text.contains("version 999")
+            && text.contains(&format!("version {}", super::schema::current())),
         "{text}"
     );
 }
@@ -113,7 +118,10 @@ async fn two_instances_racing_on_one_key_start_one_run() {
             other => panic!("one accept wins, the other is a repeat: {other:?}"),
         };
         assert_eq!(lost.execution_id, won);
-        assert!(a.get(&loser).expect("get").is_none(), "the repeat stored nothing");
+        assert!(
+            a.get(&loser).expect("get").is_none(),
+            "the repeat stored nothing"
+        );
         assert!(b.get(&won).expect("get").is_some());
     }
     assert_eq!(a.unfinished(None, 100).expect("unfinished").len(), 10);
@@ -127,7 +135,10 @@ async fn leases_keep_runs_and_expired_ones_are_claimed_once() {
     let r = run(None);
     let id = r.record.id.clone();
     a.accept(r).await.expect("accepted");
-    assert!(b.claim_expired(10).expect("claim").is_empty(), "A's lease holds");
+    assert!(
+        b.claim_expired(10).expect("claim").is_empty(),
+        "A's lease holds"
+    );
     // A renews while it lives.
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert!(b.claim_expired(10).expect("claim").is_empty(), "renewed");
@@ -158,7 +169,10 @@ async fn leases_keep_runs_and_expired_ones_are_claimed_once() {
     );
     b.flush().await.expect("flush");
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    assert!(b.claim_expired(10).expect("claim").is_empty(), "waiting runs have no lease");
+    assert!(
+        b.claim_expired(10).expect("claim").is_empty(),
+        "waiting runs have no lease"
+    );
     let c = open(&url, "c", 1_000);
     let mut due = c.claim_due(now_millis(), 10).expect("due");
     due.extend(b.claim_due(now_millis(), 10).expect("due"));

@@ -331,7 +331,10 @@ async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
         match &s.write {
             Write::Accept { run, input, .. } => {
                 add!(sql.insert_run, run_params(run, Some(input), true_ref));
-                add!(sql.insert_queue, vec![&run.id, &run.status, owner_ref, lease_ref]);
+                add!(
+                    sql.insert_queue,
+                    vec![&run.id, &run.status, owner_ref, lease_ref]
+                );
             }
             Write::Save {
                 id,
@@ -367,7 +370,13 @@ async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
             Write::Idempotency(k) => {
                 add!(
                     sql.put_key,
-                    vec![&k.workflow, &k.key, &k.execution_id, &k.expires_ms, &k.response],
+                    vec![
+                        &k.workflow,
+                        &k.key,
+                        &k.execution_id,
+                        &k.expires_ms,
+                        &k.response
+                    ],
                 );
             }
             Write::Flush(_) => {}
