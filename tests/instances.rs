@@ -52,6 +52,18 @@ fn webhooks_sent_to_either_instance_are_one_service() {
     };
     let key = key_of(&a);
     assert_eq!(key, key_of(&b), "one key for every instance");
+    // `hookflow urls` on the same database lists the same key.
+    let urls = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["urls", "--format", "json", "--store", &url, "--workflows"])
+        .arg(a.workflows.path())
+        .output()
+        .expect("hookflow urls");
+    let printed = String::from_utf8_lossy(&urls.stdout);
+    assert!(urls.status.success(), "{urls:?}");
+    assert!(
+        printed.contains(&format!("/api/webhook:trigger/{key}")),
+        "{printed}"
+    );
     // Sync answers from both; each record is readable from the other one
     // at once (read-your-writes across instances).
     for n in 0..6 {
@@ -105,7 +117,15 @@ fn a_killed_instance_s_runs_are_taken_over_after_the_lease() {
         base = up.base
     );
     let url = postgres_db();
-    let (mut a, b) = pair(&[("slow.yaml", &flow)], &url);
+    let store = |url: &str| Options {
+        store: Some(url.to_string()),
+        ..Options::default()
+    };
+    let mut a = TestApp::spawn_with(&[("slow.yaml", &flow)], store(&url));
+    // B has another version of the file: runs taken over from A still run
+    // the version they recorded (read from the database).
+    let newer = flow.replace("/echo/after-", "/echo/newer-");
+    let b = TestApp::spawn_with(&[("slow.yaml", &newer)], store(&url));
     // One run caught in its slow call, and runs caught waiting.
     let slow = a.post_json("takeover-key-1", &json!({"n": 0, "ms": 3000}));
     assert_eq!(slow.status, 200);
@@ -156,7 +176,13 @@ fn a_killed_instance_s_runs_are_taken_over_after_the_lease() {
             *after.entry(h.path.clone()).or_default() += 1;
         }
     }
-    assert_eq!(after.len(), 5, "{after:?}");
+    assert_eq!(after.len(), 5, "the recorded version ran: {after:?}");
+    assert!(
+        up.hits()
+            .iter()
+            .all(|h| !h.path.starts_with("/echo/newer-")),
+        "no taken-over run ran B's version"
+    );
     assert!(after.values().all(|n| *n == 1), "ran once each: {after:?}");
 }
 

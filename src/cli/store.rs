@@ -50,8 +50,22 @@ fn open_postgres(url: &str, lease: Duration) -> anyhow::Result<PgStore> {
 pub fn keys(place: &PlaceArgs) -> anyhow::Result<Arc<dyn KeyStore>> {
     Ok(match kind(place)? {
         Kind::Sled => Arc::new(KeyFile::new(&place.data)),
-        Kind::Postgres(url) => {
-            Arc::new(open_postgres(url, Duration::from_secs(30))?.webhook_keys())
-        }
+        Kind::Postgres(url) => Arc::new(DatabaseKeys {
+            store: open_postgres(url, Duration::from_secs(30))?,
+        }),
     })
+}
+
+/// The keys of a PostgreSQL store, with the store they need kept open.
+struct DatabaseKeys {
+    store: PgStore,
+}
+
+impl KeyStore for DatabaseKeys {
+    fn ensure(
+        &self,
+        ids: &[&str],
+    ) -> hookflow_store::StoreResult<std::collections::BTreeMap<String, String>> {
+        self.store.webhook_keys().ensure(ids)
+    }
 }
