@@ -22,6 +22,9 @@ pub struct Cluster {
     port: u16,
     /// Run PostgreSQL's programs as this user (`runuser`), when root.
     user: Option<String>,
+    /// The CA that signed the server's certificate (TLS is on when
+    /// `openssl` was there to make one; for `localhost`).
+    ca: Option<PathBuf>,
 }
 
 /// The cluster of this test binary, started on first use.
@@ -116,11 +119,12 @@ impl Cluster {
         }
         let mut last = String::new();
         for _ in 0..5 {
-            let cluster = Cluster {
+            let mut cluster = Cluster {
                 bin: bin.clone(),
                 dir: dir.clone(),
                 port: free_port()?,
                 user: user.clone(),
+                ca: None,
             };
             if !cluster.dir.join("data").exists() {
                 let mut initdb = cluster.command("initdb");
@@ -134,12 +138,19 @@ impl Cluster {
                 ]);
                 cluster.run(initdb, "initdb")?;
             }
-            let options = format!(
+            let mut options = format!(
                 "-k {} -p {} -c listen_addresses=127.0.0.1 -c max_connections=400 \
                  -c shared_buffers=32MB",
                 cluster.dir.join("sock").display(),
                 cluster.port
             );
+            if cluster.make_certificates() {
+                options.push_str(&format!(
+                    " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                    cluster.dir.display()
+                ));
+                cluster.ca = Some(cluster.dir.join("ca.pem"));
+            }
             let mut start = cluster.command("pg_ctl");
             start
                 .args(["-w", "-t", "60", "-D"])
@@ -160,6 +171,48 @@ impl Cluster {
             "{last}\n{}",
             std::fs::read_to_string(dir.join("log")).unwrap_or_default()
         ))
+    }
+
+    /// A test CA and a server certificate for `localhost` signed by it,
+    /// made with `openssl` (false when it is missing).
+    fn make_certificates(&self) -> bool {
+        if self.dir.join("server.crt").exists() {
+            return true;
+        }
+        let script = "set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+  -subj /CN=hookflow-test-ca -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt \
+  -days 2 -extfile ext.cnf
+chmod 600 server.key";
+        let made = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if made {
+            if let Some(user) = &self.user {
+                let _ = Command::new("chown")
+                    .args([&format!("{user}:")])
+                    .arg(self.dir.join("server.key"))
+                    .arg(self.dir.join("server.crt"))
+                    .status();
+            }
+        }
+        made
+    }
+
+    /// The CA file of the server's certificate (for `localhost`), when the
+    /// cluster speaks TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// A process that stops the cluster and removes its folder once this

@@ -182,3 +182,63 @@ async fn leases_keep_runs_and_expired_ones_are_claimed_once() {
         Some(RunStatus::Running)
     );
 }
+
+#[tokio::test]
+async fn tls_is_used_and_checked_as_sslmode_says() {
+    let cluster = hookflow_pgtest::cluster();
+    let ca = cluster
+        .ca_file()
+        .expect("the test cluster speaks TLS (openssl makes its certificate)")
+        .display()
+        .to_string();
+    let url = fresh_db("tls");
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db");
+    let port = cluster.port();
+    let at = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/{db}?{query}");
+    let opens = |url: String| {
+        PgStore::open(&url, PgOptions::default())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let ok = [
+        at(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        at("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+        at("127.0.0.1", "sslmode=require"),
+        at("127.0.0.1", "sslmode=disable"),
+    ];
+    for url in ok {
+        opens(url.clone()).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    // The certificate is for localhost, not 127.0.0.1: verify-full refuses.
+    let e = opens(at(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .expect_err("the host name is checked");
+    assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
+    // Another CA: the chain does not verify.
+    let other = std::env::temp_dir().join(format!("hookflow-other-ca-{}.pem", std::process::id()));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=other", "-keyout", "/dev/null", "-out"])
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let e = opens(at(
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={}", other.display()),
+    ))
+    .expect_err("an unknown issuer is refused");
+    let _ = std::fs::remove_file(&other);
+    assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
+}
