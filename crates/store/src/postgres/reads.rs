@@ -287,7 +287,7 @@ pub async fn idempotency(
         .query_opt(
             "SELECT execution_id, expires_ms, response FROM hookflow_idempotency
              WHERE workflow = $1 AND key = $2 AND expires_ms > $3",
-            &[&workflow, &key, &ms(now_ms)],
+            &[&workflow, &key.as_bytes(), &ms(now_ms)],
         )
         .await
         .map_err(pg_err)?;

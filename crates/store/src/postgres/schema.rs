@@ -59,7 +59,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE hookflow_idempotency (
       workflow text NOT NULL,
-      key text NOT NULL,
+      key bytea NOT NULL,
       execution_id text NOT NULL,
       expires_ms bigint NOT NULL,
       response bytea,

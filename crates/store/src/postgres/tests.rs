@@ -242,3 +242,25 @@ async fn tls_is_used_and_checked_as_sslmode_says() {
     let _ = std::fs::remove_file(&other);
     assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
 }
+
+#[tokio::test]
+async fn any_rendered_key_is_kept_nul_included() {
+    let url = fresh_db("nulkey");
+    let store = open(&url, "a", 30_000);
+    let odd = "evt\0\u{1F600}\u{7f}";
+    let r = run(Some(odd));
+    let id = r.record.id.clone();
+    let plain = run(None);
+    let (x, y) = tokio::join!(store.accept(r), store.accept(plain));
+    x.expect("a key with NUL is accepted");
+    y.expect("its neighbour too");
+    let entry = store
+        .idempotency("w", odd, now_millis())
+        .expect("read")
+        .expect("kept");
+    assert_eq!(entry.execution_id, id);
+    assert!(store
+        .idempotency("w", "evt", now_millis())
+        .expect("read")
+        .is_none());
+}

@@ -55,7 +55,9 @@ impl RunRow {
 /// An idempotency key's columns.
 pub struct KeyRow {
     workflow: String,
-    key: String,
+    /// The key's bytes: a key is rendered from the request and may hold
+    /// characters a text column refuses (NUL).
+    key: Vec<u8>,
     execution_id: String,
     expires_ms: i64,
     response: Option<Vec<u8>>,
@@ -65,7 +67,7 @@ impl KeyRow {
     fn of(claim: &IdempotencyClaim) -> StoreResult<KeyRow> {
         Ok(KeyRow {
             workflow: claim.workflow.clone(),
-            key: claim.key.clone(),
+            key: claim.key.as_bytes().to_vec(),
             execution_id: claim.entry.execution_id.clone(),
             expires_ms: ms(claim.entry.expires_ms),
             response: claim.entry.response.as_ref().map(encode).transpose()?,
@@ -181,31 +183,33 @@ pub async fn run(
 /// What a turn tells each accept.
 type Verdicts = Vec<StoreResult<()>>;
 
-/// Applies one turn, trying again a few times when the database fails;
-/// then tells the waiting accepts and flushes.
+/// Applies one turn, trying again a few times when the database fails; a
+/// turn that keeps failing is applied one write at a time, so that one bad
+/// write does not take the others with it. Then tells the waiting accepts
+/// and flushes.
 async fn turn(shared: &Shared, mut batch: Vec<Submitted>) {
-    let mut result = Err(StoreError::Db("not tried".into()));
-    for attempt in 0..TRIES {
-        result = apply(shared, &batch).await;
-        match &result {
-            Ok(_) => break,
-            Err(error) => {
-                tracing::warn!(message = "A store write failed; trying again.", attempt, %error);
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    let tries = if batch.len() > 1 { 2 } else { TRIES };
+    let mut verdicts = match with_retries(shared, &batch, tries).await {
+        Ok(v) => v,
+        Err(_) if batch.len() > 1 => {
+            let mut each = Vec::with_capacity(batch.len());
+            for one in &batch {
+                match with_retries(shared, std::slice::from_ref(one), TRIES).await {
+                    Ok(v) => each.extend(v),
+                    Err(error) => {
+                        tracing::error!(message = "A store write was given up.", %error);
+                        each.push(Err(error));
+                    }
+                }
             }
+            each
+        }
+        Err(error) => {
+            tracing::error!(message = "A store write was given up.", %error);
+            vec![Err(error)]
         }
     }
-    let mut verdicts = match result {
-        Ok(v) => v.into_iter(),
-        Err(error) => {
-            tracing::error!(message = "Store writes were given up.", %error, writes = batch.len());
-            let failed: Verdicts = batch
-                .iter()
-                .map(|_| Err(StoreError::Db(error.to_string())))
-                .collect();
-            failed.into_iter()
-        }
-    };
+    .into_iter();
     for submitted in batch.drain(..) {
         match submitted.write {
             Write::Accept { done, .. } => {
@@ -224,6 +228,22 @@ async fn turn(shared: &Shared, mut batch: Vec<Submitted>) {
 }
 
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+/// [`apply`], tried `tries` times with a growing pause.
+async fn with_retries(shared: &Shared, batch: &[Submitted], tries: u32) -> StoreResult<Verdicts> {
+    let mut attempt = 0;
+    loop {
+        match apply(shared, batch).await {
+            Ok(v) => return Ok(v),
+            Err(error) if attempt + 1 < tries => {
+                tracing::warn!(message = "A store write failed; trying again.", attempt, %error);
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
 
 /// One transaction with every write of the batch; one verdict per write.
 async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
