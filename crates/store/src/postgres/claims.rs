@@ -46,7 +46,8 @@ pub async fn renew(shared: Arc<Shared>) {
 }
 
 /// Claims up to `limit` queued or running runs whose lease ran out; their
-/// ids, oldest first.
+/// ids, oldest first. This instance's own runs are not claimed again: it
+/// is alive and holds them (a renewal that came late is renewed next time).
 pub async fn claim_expired(shared: &Shared, limit: usize) -> StoreResult<Vec<String>> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -58,6 +59,7 @@ pub async fn claim_expired(shared: &Shared, limit: usize) -> StoreResult<Vec<Str
             "UPDATE hookflow_queue q SET owner = $1, lease_until = hookflow_now_ms() + $2
              FROM (SELECT id FROM hookflow_queue
                    WHERE wake_at IS NULL AND lease_until < hookflow_now_ms()
+                     AND owner IS DISTINCT FROM $1
                    ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) c
              WHERE q.id = c.id
              RETURNING q.id",

@@ -264,3 +264,31 @@ async fn any_rendered_key_is_kept_nul_included() {
         .expect("read")
         .is_none());
 }
+
+#[tokio::test]
+async fn an_instance_never_claims_its_own_runs_again() {
+    let url = fresh_db("own");
+    // A long lease: its renewal (every 20 s) does not come during the test.
+    let a = open(&url, "a", 60_000);
+    a.accept(run(None)).await.expect("accepted");
+    // A renewal that comes late (a busy machine) lets the lease lapse.
+    hookflow_pgtest::cluster()
+        .psql_in(
+            url.rsplit('/')
+                .next()
+                .and_then(|s| s.split('?').next())
+                .expect("db"),
+            "UPDATE hookflow_queue SET lease_until = 0",
+        )
+        .expect("lapse");
+    assert!(
+        a.claim_expired(10).expect("claim").is_empty(),
+        "it holds the run"
+    );
+    let b = open(&url, "b", 1_000);
+    assert_eq!(
+        b.claim_expired(10).expect("claim").len(),
+        1,
+        "another takes it over"
+    );
+}
