@@ -345,6 +345,17 @@ impl TestApp {
         )
     }
 
+    /// POST a JSON body to an admin path with the token.
+    pub fn admin_post_json(&self, path: &str, body: &Json) -> Resp {
+        read(
+            agent()
+                .post(format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("content-type", "application/json")
+                .send(body.to_string()),
+        )
+    }
+
     /// POST JSON to a key.
     pub fn post_json(&self, key: &str, body: &Json) -> Resp {
         self.post(

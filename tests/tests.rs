@@ -1,8 +1,10 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
+mod authoring;
 mod cli;
 mod destinations;
 mod harness;
+mod history;
 mod http;
 mod instances;
 mod limits;
@@ -10,8 +12,10 @@ mod nodes;
 mod offline_tests;
 mod onboarding;
 mod panics;
+mod retries;
 mod runs;
 mod secrets;
 mod store;
+mod test_cases;
 mod trust;
 mod upstream;

@@ -1,9 +1,12 @@
 //! Command-line definitions and dispatch.
 
+mod executions;
 mod logs;
+mod new;
 mod offline;
 mod os_limits;
 mod run;
+mod sample;
 mod serve;
 mod store;
 mod testing;
@@ -75,6 +78,13 @@ enum Command {
     Run(run::RunArgs),
     /// Run workflow test files (`<id>.test.yaml`) strictly offline: request nodes answer from stubs.
     Test(testing::TestArgs),
+    /// Print the `parse:` block that extracts every leaf of a sample request
+    /// (NocoBase's "parse" button).
+    Sample(sample::SampleArgs),
+    /// Write a new workflow and its test file (`workflows/ID.yaml`, `workflows/ID.test.yaml`).
+    New(new::NewArgs),
+    /// The run history: list, show and retry runs, or make one a test case.
+    Executions(executions::ExecutionsArgs),
     /// Print the JSON Schema of the workflow format (docs/workflow.schema.json).
     Schema {
         /// Print the schema of test files (`<id>.test.yaml`, docs/test.schema.json) instead.
@@ -91,6 +101,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => testing::run(args),
+        Command::Sample(args) => sample::run(args),
+        Command::New(args) => new::run(args),
+        Command::Executions(args) => executions::run(args),
         Command::Schema { tests } => {
             if tests {
                 print!("{}", hookflow_model::schema::test_schema());

@@ -166,5 +166,19 @@ pub fn print_run(run: &OfflineRun) {
             job.duration_ms,
             result
         );
+        for t in &job.tries {
+            let what = match (t.status, &t.error) {
+                (Some(status), _) => status.to_string(),
+                (None, Some(error)) => format!("error: {error}"),
+                (None, None) => String::new(),
+            };
+            println!(
+                "  {:<20} {:<12} {:<10} {:>6}  {what}",
+                "",
+                format!("  try {}", t.attempt),
+                t.outcome.as_str(),
+                t.duration_ms,
+            );
+        }
     }
 }

@@ -45,10 +45,11 @@ pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> Execut
 }
 
 /// What a record keeps of a job (SPEC §3): secret values and URL user info
-/// scrubbed from its result and error, the secret-bearing headers of a
-/// request node's answer redacted, then the result cut down to `max_result`
-/// (scrubbed first, so that a cut never leaves half a secret behind). The
-/// run itself goes on with the whole value.
+/// scrubbed from its result, error and tries, the secret-bearing headers of
+/// a request node's answers redacted, then the result and the bodies of its
+/// tries cut down to `max_result` together (scrubbed first, so that a cut
+/// never leaves half a secret behind). The run itself goes on with the whole
+/// value.
 pub(crate) fn keep_job(job: &mut JobRecord, result: Json, env: &Env, workflow: &Workflow) {
     keep_job_with(
         job,
@@ -79,6 +80,18 @@ fn keep_job_with(
     scrubber.json(&mut result);
     job.keep_result(result, max_result);
     scrub_text(&mut job.error, scrubber);
+    for t in &mut job.tries {
+        for (name, value) in t.headers.iter_mut() {
+            if is_secret_name(name, workflow) {
+                *value = Json::String(REDACTED.to_string());
+            } else {
+                scrubber.json(value);
+            }
+        }
+        scrubber.json(&mut t.body);
+        scrub_text(&mut t.error, scrubber);
+    }
+    job.keep_try_bodies(max_result);
 }
 
 /// The end of a run as its record keeps it: the stored copy of the answer
@@ -162,6 +175,7 @@ mod tests {
             started_at: Timestamp(0),
             duration_ms: 0,
             truncated: false,
+            tries: Vec::new(),
         }
     }
 
@@ -182,6 +196,29 @@ mod tests {
             j.error.as_deref(),
             Some("GET https://[redacted]@h/x?access_token=[redacted] answered 500")
         );
+        // Each try's answer is kept the same way.
+        let mut j = job("request");
+        j.tries = vec![hookflow_store::TryRecord {
+            attempt: 1,
+            started_at: Timestamp(0),
+            duration_ms: 1,
+            outcome: hookflow_store::TryOutcome::ServerError,
+            status: Some(503),
+            headers: result["headers"].as_object().cloned().unwrap_or_default(),
+            body: json!({"echo": "SUPERSECRET123"}),
+            error: Some("could not connect to u:SUPERSECRET123@h".into()),
+        }];
+        keep_job_with(&mut j, result.clone(), 1 << 20, &scrubber, &wf);
+        let t = &j.tries[0];
+        assert_eq!(t.headers["set-cookie"], json!("[redacted]"));
+        assert_eq!(t.headers["x-custom-sig"], json!("[redacted]"));
+        assert_eq!(t.headers["content-type"], json!("text/plain"));
+        assert_eq!(t.body, json!({"echo": "[redacted]"}));
+        assert!(!t
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("SUPERSECRET"));
         // Other kinds keep their `headers` as computed, secrets scrubbed.
         let mut j = job("calculation");
         keep_job_with(&mut j, result, 1 << 20, &scrubber, &wf);

@@ -11,11 +11,13 @@ pub mod body;
 pub mod extract;
 pub mod intake;
 pub mod query;
+pub mod sample;
 
 pub use body::{body_kind, parse_body, BodyKind};
 pub use extract::{convert, extract};
 pub use intake::{build_input, parse_request, receive, Received, Request};
 pub use query::parse_query;
+pub use sample::{sample, SampleEntry, SampleRequest, Sampled};
 
 pub use hookflow_model::request::TriggerRequest;
 

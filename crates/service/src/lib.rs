@@ -4,7 +4,8 @@
 //! A [`Service`] holds the served workflows ([`registry`], reloaded from the
 //! folder by `reload`), delivers a request to a run ([`delivery`]: the
 //! signature check, intake, `idempotency`, the executor), re-runs finished
-//! runs ([`retry`]) and removes old records (`retention`); `report` logs
+//! runs ([`retry`]), makes a run a test case ([`test_case`]), shows runs as
+//! the admin API does ([`views`]) and removes old records (`retention`); `report` logs
 //! each workflow file's problems once per change of the file. [`Refusal`] is
 //! the one place where a refused request gets its status and JSON body. The
 //! HTTP crate and the `hookflow` binary both use this crate; it knows no HTTP
@@ -18,13 +19,15 @@ mod reload;
 mod report;
 mod retention;
 pub mod retry;
+pub mod test_case;
+pub mod views;
 
 pub use delivery::Delivery;
 pub use hookflow_parser::Request;
 pub use hookflow_verify::{secret_eq, SecretDigest};
 pub use refusal::{Refusal, RETRY_AFTER_SECS};
 pub use registry::{webhook_key, webhook_path, Registry, Served, WEBHOOK_PREFIX};
-pub use retry::RetryError;
+pub use retry::{RetryError, RetryVersion};
 
 use hookflow_executor::Executor;
 use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};

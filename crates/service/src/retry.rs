@@ -1,10 +1,43 @@
-//! Retry: a new run of a finished run's workflow version with the same input
-//! (`POST /api/executions/{id}/retry`).
+//! Retry: a new run of a finished run with the same input, on the workflow
+//! version it ran or on the one loaded now (`POST /api/executions/{id}/retry`),
+//! or of every finished run matching a filter (`POST /api/executions/retry`).
 
 use crate::{Refusal, Service};
 use hookflow_executor::AcceptError;
 use hookflow_model::request::RunInput;
+use hookflow_model::runtime::Workflow;
+use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
 use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// Which workflow version a retry runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryVersion {
+    /// The version the run ran (the default).
+    #[default]
+    Recorded,
+    /// The version loaded now under the run's workflow id.
+    Current,
+}
+
+impl RetryVersion {
+    /// Parses `recorded` or `current`.
+    pub fn parse(s: &str) -> Option<RetryVersion> {
+        match s {
+            "recorded" => Some(RetryVersion::Recorded),
+            "current" => Some(RetryVersion::Current),
+            _ => None,
+        }
+    }
+
+    /// The name as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryVersion::Recorded => "recorded",
+            RetryVersion::Current => "current",
+        }
+    }
+}
 
 /// Why a retry was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +57,9 @@ pub enum RetryError {
     /// The server is shutting down or the queue is full.
     #[error("{0}")]
     Unavailable(String),
+    /// The request asks for something that cannot be retried.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<RetryError> for Refusal {
@@ -35,55 +71,201 @@ impl From<RetryError> for Refusal {
             RetryError::Workflow(m) => Refusal::Conflict(m),
             RetryError::Store(m) => Refusal::Internal(m),
             RetryError::Unavailable(m) => Refusal::Unavailable(m),
+            RetryError::Invalid(m) => Refusal::BadRequest(m),
         }
     }
 }
 
 impl Service {
-    /// Starts a new run of the finished run `id`'s workflow version with the
-    /// same input; returns the new run's id.
+    /// Starts a new run of the finished run `id` with the same input, on the
+    /// workflow `version` says; returns the new run's id.
     ///
     /// Async runs kept their full input. Sync runs keep only their record, so
     /// their input is rebuilt from the recorded request (whose secret-bearing
-    /// headers are redacted) by applying the workflow's parse rules to it.
-    pub async fn retry(&self, id: &str) -> Result<String, RetryError> {
-        let executor = &self.executor;
-        let store = executor.store();
-        let old = store
-            .get(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-            .ok_or_else(|| RetryError::NotFound(id.to_string()))?;
-        if !old.status.is_finished() {
-            return Err(RetryError::NotFinished(id.to_string()));
-        }
-        let workflow = executor
-            .resolve_version(&old.workflow, &old.version)
-            .map_err(RetryError::Workflow)?;
-        let input = match store
-            .input(id)
-            .map_err(|e| RetryError::Store(e.to_string()))?
-        {
-            Some(input) => input,
-            None => {
-                let trigger = old.trigger.clone().unwrap_or_default();
-                let vars =
-                    hookflow_parser::extract(&workflow.trigger.parse, &trigger).map_err(|e| {
-                        RetryError::Workflow(format!("the recorded request no longer parses: {e}"))
-                    })?;
-                RunInput {
-                    vars: Json::Object(vars),
-                    trigger,
-                    secret_headers: workflow.trigger.secret_headers.clone(),
-                }
-            }
-        };
-        executor
+    /// headers are redacted) by applying the parse rules of the version that
+    /// runs to it.
+    pub async fn retry(&self, id: &str, version: RetryVersion) -> Result<String, RetryError> {
+        let old = self.finished_record(id)?;
+        let workflow = self.retry_workflow(&old, version)?;
+        let input = self.retry_input(&old, &workflow)?;
+        self.executor
             .rerun(workflow, input, id)
             .await
             .map_err(|e| match e {
                 AcceptError::Store(s) => RetryError::Store(s),
                 other => RetryError::Unavailable(other.to_string()),
             })
+    }
+
+    /// The record of a finished run.
+    pub(crate) fn finished_record(&self, id: &str) -> Result<ExecutionRecord, RetryError> {
+        let old = self
+            .executor
+            .store()
+            .get(id)
+            .map_err(|e| RetryError::Store(e.to_string()))?
+            .ok_or_else(|| RetryError::NotFound(id.to_string()))?;
+        if !old.status.is_finished() {
+            return Err(RetryError::NotFinished(id.to_string()));
+        }
+        Ok(old)
+    }
+
+    /// The workflow a retry of `old` runs.
+    pub(crate) fn retry_workflow(
+        &self,
+        old: &ExecutionRecord,
+        version: RetryVersion,
+    ) -> Result<Arc<Workflow>, RetryError> {
+        match version {
+            RetryVersion::Recorded => self
+                .executor
+                .resolve_version(&old.workflow, &old.version)
+                .map_err(RetryError::Workflow),
+            RetryVersion::Current => {
+                let registry = self.registry();
+                let workflow = registry.workflows.get(&old.workflow).ok_or_else(|| {
+                    RetryError::Workflow(format!(
+                        "workflow `{}` is not loaded now: no current version to retry on \
+                         (retry on the recorded version, or fix its file)",
+                        old.workflow
+                    ))
+                })?;
+                if !workflow.enabled {
+                    return Err(RetryError::Workflow(format!(
+                        "workflow `{}` is disabled now: enable it to retry on its current version",
+                        old.workflow
+                    )));
+                }
+                Ok(workflow.clone())
+            }
+        }
+    }
+
+    /// The input of a retry of `old` on `workflow`.
+    fn retry_input(
+        &self,
+        old: &ExecutionRecord,
+        workflow: &Workflow,
+    ) -> Result<RunInput, RetryError> {
+        let stored = self
+            .executor
+            .store()
+            .input(&old.id)
+            .map_err(|e| RetryError::Store(e.to_string()))?;
+        if let Some(input) = stored {
+            return Ok(input);
+        }
+        let trigger = old.trigger.clone().unwrap_or_default();
+        let vars = hookflow_parser::extract(&workflow.trigger.parse, &trigger).map_err(|e| {
+            RetryError::Workflow(format!("the recorded request no longer parses: {e}"))
+        })?;
+        Ok(RunInput {
+            vars: Json::Object(vars),
+            trigger,
+            secret_headers: workflow.trigger.secret_headers.clone(),
+        })
+    }
+}
+
+/// Most runs one bulk retry starts.
+pub const MAX_BULK: usize = 1000;
+
+/// How many runs a bulk retry looks at, at most, to count those past
+/// [`MAX_BULK`].
+const MAX_SCANNED: usize = 100 * MAX_BULK;
+
+/// The filter of a bulk retry (`POST /api/executions/retry`).
+#[derive(Debug, Clone, Default)]
+pub struct BulkRetry {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs that finished so (any finished status when `None`).
+    pub status: Option<RunStatus>,
+    /// Started at or after (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Started at or before (Unix ms).
+    pub until_ms: Option<u64>,
+    /// The version each retry runs.
+    pub version: RetryVersion,
+}
+
+/// What a bulk retry started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BulkRetried {
+    /// The new runs, in the order of the runs they retry (oldest first).
+    pub execution_ids: Vec<String>,
+    /// Runs that matched past the first [`MAX_BULK`] (not retried).
+    pub not_retried: usize,
+}
+
+impl Service {
+    /// Retries every finished run matching `filter`, at most [`MAX_BULK`]
+    /// (the newest); oldest first, so that the new runs keep their order.
+    /// When the version a run needs cannot run, nothing is started.
+    pub async fn retry_matching(&self, filter: &BulkRetry) -> Result<BulkRetried, RetryError> {
+        if filter.status.is_some_and(|s| !s.is_finished()) {
+            return Err(RetryError::Invalid(
+                "only finished runs (resolved, failed, aborted) are retried".into(),
+            ));
+        }
+        let store = self.executor.store();
+        let mut matched = Vec::new();
+        let mut not_retried = 0usize;
+        let mut scanned = 0usize;
+        let mut cursor = None;
+        loop {
+            let page = ExecutionFilter {
+                workflow: filter.workflow.clone(),
+                status: filter.status,
+                since_ms: filter.since_ms,
+                until_ms: filter.until_ms,
+                limit: MAX_BULK,
+                cursor: cursor.take(),
+            };
+            let (rows, next) = store
+                .list(&page)
+                .map_err(|e| RetryError::Store(e.to_string()))?;
+            scanned += rows.len();
+            for row in rows.into_iter().filter(|r| r.status.is_finished()) {
+                if matched.len() < MAX_BULK {
+                    matched.push(row.id);
+                } else {
+                    not_retried += 1;
+                }
+            }
+            match next {
+                Some(next) if scanned < MAX_SCANNED => cursor = Some(next),
+                _ => break,
+            }
+        }
+        // Every run's workflow version must be there before any starts.
+        let mut runs = Vec::with_capacity(matched.len());
+        for id in matched.iter().rev() {
+            let old = self.finished_record(id)?;
+            let workflow = self.retry_workflow(&old, filter.version)?;
+            runs.push((old, workflow));
+        }
+        let mut execution_ids = Vec::with_capacity(runs.len());
+        for (old, workflow) in runs {
+            let input = self.retry_input(&old, &workflow)?;
+            let id = self
+                .executor
+                .rerun(workflow, input, &old.id)
+                .await
+                .map_err(|e| match e {
+                    AcceptError::Store(s) => RetryError::Store(s),
+                    other => RetryError::Unavailable(format!(
+                        "{other} (after {} retries started)",
+                        execution_ids.len()
+                    )),
+                })?;
+            execution_ids.push(id);
+        }
+        Ok(BulkRetried {
+            execution_ids,
+            not_retried,
+        })
     }
 }
 
@@ -99,13 +281,107 @@ mod tests {
             (RetryError::Workflow("gone".into()), 409),
             (RetryError::Store("disk".into()), 500),
             (RetryError::Unavailable("full".into()), 503),
+            (RetryError::Invalid("running".into()), 400),
         ];
         for (error, status) in cases {
             assert_eq!(Refusal::from(error).status(), status);
         }
+        assert_eq!(RetryVersion::parse("current"), Some(RetryVersion::Current));
+        assert_eq!(
+            RetryVersion::parse("recorded"),
+            Some(RetryVersion::Recorded)
+        );
+        assert_eq!(RetryVersion::parse("latest"), None);
+        assert_eq!(RetryVersion::Current.as_str(), "current");
         assert_eq!(
             Refusal::from(RetryError::NotFinished("e1".into())).to_string(),
             "execution e1 has not finished"
         );
+    }
+
+    /// A service over a memory store serving one sync workflow `w`.
+    fn service(dir: &std::path::Path) -> Arc<Service> {
+        let yaml = "title: W\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: ok\n";
+        std::fs::write(dir.join("w.yaml"), yaml).expect("write");
+        let store = Arc::new(hookflow_store::MemoryStore::new());
+        let executor =
+            hookflow_executor::Executor::new(store, hookflow_executor::ExecutorConfig::default())
+                .expect("executor");
+        let settings = crate::Settings {
+            workflows_dir: dir.to_path_buf(),
+            data_dir: dir.to_path_buf(),
+            public_url: "http://127.0.0.1:1".into(),
+            shutdown_grace: std::time::Duration::from_secs(1),
+            reload_every: std::time::Duration::from_secs(60),
+            retention: std::time::Duration::from_secs(3600),
+        };
+        Service::load(settings, executor).expect("loads")
+    }
+
+    #[tokio::test]
+    async fn a_bulk_retry_starts_at_most_a_thousand_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = service(dir.path());
+        let version = service.registry().workflows["w"].version.clone();
+        let store = service.executor.store().clone();
+        let now = hookflow_model::time::now_millis();
+        let mut ids = Vec::new();
+        for i in 0..(MAX_BULK as u64 + 3) {
+            let id = uuid_v7_at(now - 10_000 + i);
+            ids.push(id.clone());
+            store.finish(
+                ExecutionRecord {
+                    id,
+                    workflow: "w".into(),
+                    version: version.clone(),
+                    status: if i == 5 {
+                        RunStatus::Resolved
+                    } else {
+                        RunStatus::Failed
+                    },
+                    started_at: hookflow_model::time::Timestamp(now - 10_000 + i),
+                    finished_at: Some(hookflow_model::time::Timestamp(now)),
+                    started_ms: now - 10_000 + i,
+                    trigger: None,
+                    jobs: Vec::new(),
+                    response: None,
+                    retry_of: None,
+                    error: None,
+                },
+                false,
+            );
+        }
+        let filter = BulkRetry {
+            workflow: Some("w".into()),
+            status: Some(RunStatus::Failed),
+            ..BulkRetry::default()
+        };
+        let done = service.retry_matching(&filter).await.expect("retried");
+        assert_eq!(done.execution_ids.len(), MAX_BULK);
+        // 1002 failed: the newest 1000 retried, oldest first; 2 left.
+        assert_eq!(done.not_retried, 2);
+        let first = store
+            .get(&done.execution_ids[0])
+            .expect("read")
+            .expect("the new run's record");
+        assert_eq!(first.retry_of.as_deref(), Some(ids[2].as_str()));
+        let unfinished = BulkRetry {
+            status: Some(RunStatus::Running),
+            ..BulkRetry::default()
+        };
+        assert!(matches!(
+            service.retry_matching(&unfinished).await,
+            Err(RetryError::Invalid(_))
+        ));
+    }
+
+    /// A UUID v7 whose time is `ms` (the stores order and page runs by it).
+    fn uuid_v7_at(ms: u64) -> String {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
+        uuid::Uuid::new_v7(ts).to_string()
     }
 }

@@ -26,7 +26,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
-    RunInput, RunStatus, RunSummary, DEFAULT_MAX_RESULT,
+    RunInput, RunStatus, RunSummary, TryOutcome, TryRecord, DEFAULT_MAX_RESULT,
 };
 
 /// Store errors.

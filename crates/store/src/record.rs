@@ -100,6 +100,112 @@ pub struct JobRecord {
     /// used the whole value).
     #[serde(default)]
     pub truncated: bool,
+    /// Each try of a request node, in order (empty for other kinds).
+    #[serde(default)]
+    pub tries: Vec<TryRecord>,
+}
+
+/// How one try of a request node ended: the class of its answer's status,
+/// `error` without an answer, `refused` by the request policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TryOutcome {
+    /// 100–299.
+    #[serde(rename = "2xx")]
+    Success,
+    /// 300–399.
+    #[serde(rename = "3xx")]
+    Redirect,
+    /// 400–499.
+    #[serde(rename = "4xx")]
+    ClientError,
+    /// 500 and above.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// No answer: connect error, timeout, body too large.
+    #[serde(rename = "error")]
+    Error,
+    /// The destination was refused by the request policy.
+    #[serde(rename = "refused")]
+    Refused,
+}
+
+impl TryOutcome {
+    /// The outcome of an answer with this status.
+    pub fn of_status(status: u16) -> TryOutcome {
+        match status {
+            0..=299 => TryOutcome::Success,
+            300..=399 => TryOutcome::Redirect,
+            400..=499 => TryOutcome::ClientError,
+            _ => TryOutcome::ServerError,
+        }
+    }
+
+    /// The name as in the API and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TryOutcome::Success => "2xx",
+            TryOutcome::Redirect => "3xx",
+            TryOutcome::ClientError => "4xx",
+            TryOutcome::ServerError => "5xx",
+            TryOutcome::Error => "error",
+            TryOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// One try of a request node: its answer (status, headers, body), or the
+/// error of a try without one. In the API a try without an answer has no
+/// `status`, `headers` or `body`, and one with an answer no `error`; stored,
+/// every field is kept (fields by position).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TryRecord {
+    /// 1 for the first try.
+    pub attempt: u32,
+    /// When it was sent.
+    pub started_at: Timestamp,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: TryOutcome,
+    /// The answer's status.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The answer's headers (secret-bearing ones redacted).
+    #[serde(default)]
+    pub headers: serde_json::Map<String, Json>,
+    /// The answer's body (JSON when it was JSON, else text; null when empty).
+    #[serde(default)]
+    pub body: Json,
+    /// Why there was no answer.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Serialize for TryRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let readable = s.is_human_readable();
+        let answered = self.status.is_some();
+        let fields = if readable {
+            4 + if answered { 3 } else { 0 } + usize::from(self.error.is_some())
+        } else {
+            8
+        };
+        let mut st = s.serialize_struct("TryRecord", fields)?;
+        st.serialize_field("attempt", &self.attempt)?;
+        st.serialize_field("started_at", &self.started_at)?;
+        st.serialize_field("duration_ms", &self.duration_ms)?;
+        st.serialize_field("outcome", &self.outcome)?;
+        if !readable || answered {
+            st.serialize_field("status", &self.status)?;
+            st.serialize_field("headers", &self.headers)?;
+            st.serialize_field("body", &self.body)?;
+        }
+        if !readable || self.error.is_some() {
+            st.serialize_field("error", &self.error)?;
+        }
+        st.end()
+    }
 }
 
 /// The default cap of a job result kept in a record: 256 KiB of its JSON.
@@ -129,6 +235,37 @@ impl JobRecord {
         }
         self.result = Json::String(text[..end].to_string());
         self.truncated = true;
+    }
+}
+
+impl JobRecord {
+    /// Cuts the bodies of the job's tries so that they fit, with the result
+    /// kept, in `max` bytes of JSON: a body past what is left is kept as the
+    /// text of its JSON cut at a character boundary (empty when nothing is
+    /// left), and the job is marked `truncated`.
+    pub fn keep_try_bodies(&mut self, max: usize) {
+        if self.tries.is_empty() {
+            return;
+        }
+        let used = serde_json::to_string(&self.result).map_or(0, |t| t.len());
+        let mut left = max.saturating_sub(used);
+        for t in &mut self.tries {
+            if t.body.is_null() {
+                continue;
+            }
+            let text = serde_json::to_string(&t.body).unwrap_or_default();
+            if text.len() <= left {
+                left -= text.len();
+                continue;
+            }
+            let mut end = left.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            t.body = Json::String(text[..end].to_string());
+            left = 0;
+            self.truncated = true;
+        }
     }
 }
 
@@ -282,86 +419,4 @@ pub use hookflow_model::request::is_secret_header;
 pub use hookflow_model::request::RunInput;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hookflow_model::request::BodySource;
-    use serde_json::json;
-
-    #[test]
-    fn stored_requests_leave_out_bodies_they_can_parse_again() {
-        let base = TriggerRequest {
-            method: "POST".into(),
-            path: "/p".into(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            query: json!({}),
-            ..TriggerRequest::default()
-        };
-        let cases = [
-            (
-                BodySource::JsonOfRaw,
-                json!({"a": [1, 2]}),
-                r#"{"a":[1,2]}"#,
-            ),
-            (BodySource::TextOfRaw, json!("<x/>"), "<x/>"),
-            (BodySource::Stored, json!({"form": "1"}), "form=1"),
-            (BodySource::Stored, Json::Null, ""),
-        ];
-        for (source, body, raw) in cases {
-            let r = TriggerRequest {
-                body: body.clone(),
-                raw_body: raw.into(),
-                body_source: source,
-                ..base.clone()
-            };
-            let bytes = rmp_serde::to_vec(&r).expect("encode");
-            let stored_twice = bytes
-                .windows(raw.len().max(1))
-                .filter(|w| *w == raw.as_bytes())
-                .count();
-            if source != BodySource::Stored {
-                assert_eq!(stored_twice, 1, "{source:?}: the body is not stored twice");
-            }
-            let back: TriggerRequest = rmp_serde::from_slice(&bytes).expect("decode");
-            assert_eq!(back, r, "{source:?}");
-        }
-    }
-
-    #[test]
-    fn kept_results_are_cut_to_the_cap() {
-        let mut job = JobRecord {
-            key: None,
-            kind: "request".into(),
-            status: JobStatus::Resolved,
-            result: Json::Null,
-            error: None,
-            started_at: Timestamp(0),
-            duration_ms: 0,
-            truncated: false,
-        };
-        let small = json!({"status": 200, "body": {"ok": true}});
-        job.keep_result(small.clone(), 64);
-        assert_eq!((job.result.clone(), job.truncated), (small, false));
-        let big = json!({"body": "é".repeat(100)});
-        let text = serde_json::to_string(&big).expect("json");
-        job.keep_result(big, 51);
-        assert!(job.truncated);
-        let kept = job.result.as_str().expect("kept as text");
-        assert!(kept.len() <= 51 && text.starts_with(kept), "{kept}");
-        // Exactly at the cap is kept whole.
-        let exact = json!("x".repeat(10));
-        job.truncated = false;
-        job.keep_result(exact.clone(), 12);
-        assert_eq!((job.result.clone(), job.truncated), (exact, false));
-    }
-
-    #[test]
-    fn a_damaged_json_body_is_an_error_not_a_null() {
-        let r = TriggerRequest {
-            raw_body: "{not json".into(),
-            body_source: BodySource::JsonOfRaw,
-            ..TriggerRequest::default()
-        };
-        let bytes = rmp_serde::to_vec(&r).expect("encode");
-        assert!(rmp_serde::from_slice::<TriggerRequest>(&bytes).is_err());
-    }
-}
+mod tests;

@@ -1,21 +1,25 @@
 //! The admin API (SPEC §4 "Other routes"), behind a bearer token.
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{retries, test_case, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookflow_service::Refusal;
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// Default and largest page sizes of the executions list.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 /// Dispatches `/api/workflows` and `/api/executions…`; `None` when the path is not an admin route.
+/// A request body the route reads (a retry's) must arrive by `deadline`.
 pub async fn dispatch(
     req: &HttpRequest,
+    payload: &mut web::Payload,
     state: &AppState,
+    deadline: Instant,
 ) -> Option<Result<HttpResponse, ApiError>> {
     let path = req.path();
     let method = req.method().clone();
@@ -38,14 +42,18 @@ pub async fn dispatch(
     }
     let rest = path.strip_prefix("/api/executions/")?;
     match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["retry"] if post => Some(retries::bulk(req, payload, state, deadline).await),
         [id] if get && !id.is_empty() => Some(execution(req, state, id)),
-        [id, "retry"] if post && !id.is_empty() => Some(retry(req, state, id).await),
+        [id, "test-case"] if get && !id.is_empty() => Some(test_case::get(req, state, id)),
+        [id, "retry"] if post && !id.is_empty() => {
+            Some(retries::one(req, payload, state, deadline, id).await)
+        }
         _ => not_allowed(),
     }
 }
 
 /// 404 when no token is configured; 401 without the right one.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(token) = state.http.admin_token.as_deref() else {
         return Err(Refusal::NotFound("not found".into()).into());
     };
@@ -74,7 +82,7 @@ fn workflows(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiErr
 
 /// An admin answer, scrubbed of secret values and URL user info (SPEC §3):
 /// whatever a record or a listing holds, the admin API never shows them.
-fn scrubbed(
+pub(crate) fn scrubbed(
     mut builder: actix_web::HttpResponseBuilder,
     state: &AppState,
     mut body: Json,
@@ -85,14 +93,10 @@ fn scrubbed(
 
 /// The record as the API shows it.
 pub fn record_json(record: &ExecutionRecord) -> Json {
-    let mut v = serde_json::to_value(record).unwrap_or(Json::Null);
-    if let Json::Object(m) = &mut v {
-        m.remove("started_ms");
-    }
-    v
+    hookflow_service::views::record_json(record)
 }
 
-fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
     value
         .map(|v| {
             hookflow_model::time::parse_rfc3339(v).ok_or_else(|| {
@@ -139,11 +143,7 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
         .map_err(|e| Refusal::Internal(e.to_string()))?;
     let rows: Vec<Json> = records
         .iter()
-        .map(|r| {
-            json!({"id": r.id, "workflow": r.workflow, "version": r.version, "status": r.status,
-                   "started_at": r.started_at, "finished_at": r.finished_at,
-                   "response_status": r.response_status, "retry_of": r.retry_of})
-        })
+        .map(hookflow_service::views::summary_json)
         .collect();
     Ok(scrubbed(
         HttpResponse::Ok(),
@@ -162,14 +162,4 @@ fn execution(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpRespon
         .map_err(|e| Refusal::Internal(e.to_string()))?
         .ok_or_else(|| Refusal::NotFound(format!("no execution {id}")))?;
     Ok(scrubbed(HttpResponse::Ok(), state, record_json(&record)))
-}
-
-async fn retry(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
-    authorize(req, state)?;
-    let new_id = state.service.retry(id).await.map_err(Refusal::from)?;
-    Ok(scrubbed(
-        HttpResponse::Created(),
-        state,
-        json!({"execution_id": new_id}),
-    ))
 }

@@ -9,7 +9,9 @@
 pub mod admin;
 pub mod error;
 pub mod limits;
+pub mod retries;
 pub mod server;
+pub mod test_case;
 pub mod webhook;
 
 pub use server::run;

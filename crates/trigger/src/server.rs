@@ -41,7 +41,7 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
     if req.path() == "/healthz" {
         return HttpResponse::Ok().json(serde_json::json!({"status": "ok"}));
     }
-    let result = match admin::dispatch(req, state).await {
+    let result = match admin::dispatch(req, payload, state, deadline).await {
         Some(result) => result,
         None => Err(ApiError(Refusal::NotFound("no such route".into()))),
     };

@@ -136,7 +136,7 @@ fn request_parts<'a>(req: &'a HttpRequest, body: &'a [u8]) -> hookflow_service::
 
 /// Reads the body, never past `limit` bytes. The buffer starts at the
 /// declared length (actix's own helper starts every body at 32 KiB).
-async fn read_body(
+pub(crate) async fn read_body(
     payload: &mut web::Payload,
     limit: u64,
     declared: Option<u64>,

@@ -14,6 +14,7 @@ mod switch;
 use crate::answer::Answer;
 use hookflow_model::runtime::{BlockId, Node, NodeId, NodeKind, Workflow};
 use hookflow_model::template::{EvalError, Scope};
+use hookflow_store::TryRecord;
 use serde_json::Value as Json;
 
 /// What a node did.
@@ -76,8 +77,14 @@ pub struct NodeCx<'a> {
     pub env: &'a crate::Env,
 }
 
-/// Runs one node (`id` is its index in the workflow).
-pub async fn run(id: NodeId, node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeError> {
+/// Runs one node (`id` is its index in the workflow); a request node notes
+/// each of its tries in `tries`, whatever its outcome.
+pub async fn run(
+    id: NodeId,
+    node: &Node,
+    cx: &NodeCx<'_>,
+    tries: &mut Vec<TryRecord>,
+) -> Result<Step, NodeError> {
     match &node.kind {
         NodeKind::Condition {
             test,
@@ -97,7 +104,7 @@ pub async fn run(id: NodeId, node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeE
         NodeKind::Log { message, level } => log::run(cx, message, *level),
         NodeKind::Request(spec) => {
             let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
-            request::run(cx, spec, &ident, node.key.is_some()).await
+            request::run(cx, spec, &ident, node.key.is_some(), tries).await
         }
         NodeKind::Loop {
             over,

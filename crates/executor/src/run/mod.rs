@@ -14,7 +14,7 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
-use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
+use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store, TryRecord};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,18 +31,20 @@ enum Advance {
     Parallel,
 }
 
+/// What a node did, and each try of a request node.
+type Done = (Result<Step, nodes::NodeError>, Vec<TryRecord>);
+
 /// A node running on some stack.
 struct RunningNode {
     path: StackPath,
     node_id: NodeId,
     started_ms: u64,
     clock: Instant,
-    work:
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Step, nodes::NodeError>> + Send>>,
+    work: std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>,
 }
 
 /// Resolves when any running node finishes: its index and outcome.
-async fn any_finished(running: &mut [RunningNode]) -> (usize, Result<Step, nodes::NodeError>) {
+async fn any_finished(running: &mut [RunningNode]) -> (usize, Done) {
     std::future::poll_fn(|cx| {
         for (i, r) in running.iter_mut().enumerate() {
             if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
@@ -311,7 +313,9 @@ impl Run {
                     execution_id: &execution_id,
                     env: &env,
                 };
-                nodes::run(node_id, node, &cx).await
+                let mut tries = Vec::new();
+                let step = nodes::run(node_id, node, &cx, &mut tries).await;
+                (step, tries)
             }),
         }
     }
@@ -421,6 +425,7 @@ impl Run {
             started_at: Timestamp(r.started_ms),
             duration_ms: u64::try_from(r.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
             truncated: false,
+            tries: Vec::new(),
         }
     }
 
@@ -440,12 +445,13 @@ impl Run {
     fn apply(
         &mut self,
         done: RunningNode,
-        outcome: Result<Step, nodes::NodeError>,
+        (outcome, tries): Done,
         running: &mut Vec<RunningNode>,
     ) -> Option<Ending> {
         let node_id = done.node_id;
         let path = done.path.clone();
         let mut job = self.job_of(&done, JobStatus::Resolved);
+        job.tries = tries;
         let workflow = self.workflow.clone();
         let node = &workflow.nodes[node_id];
         // The node is done: its stack moves past it.

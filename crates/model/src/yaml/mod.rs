@@ -8,6 +8,7 @@
 //! being read. Later checks find positions again with [`Yaml::locate`].
 //!
 //! The tree and its parsing are here; the `Deserializer` is in `deserializer`.
+//! Writing YAML (`sample`, `new`, a test file made from a run) is in `write`.
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -17,6 +18,7 @@ mod deserializer;
 #[cfg(test)]
 mod tests;
 mod wording;
+pub mod write;
 
 pub use deserializer::{from_yaml, DeError, DeErrorKind};
 

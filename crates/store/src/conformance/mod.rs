@@ -13,7 +13,7 @@
 use crate::contract::{Accepted, IdempotencyClaim, Position, Saved, Store};
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
-    RunInput, RunStatus,
+    RunInput, RunStatus, TryOutcome, TryRecord,
 };
 use crate::{MemoryStore, PgOptions, PgStore, SledStore};
 use hookflow_model::request::TriggerRequest;
@@ -142,6 +142,17 @@ fn job(key: &str, status: JobStatus, result: Json) -> JobRecord {
         started_at: Timestamp(now_millis()),
         duration_ms: 1,
         truncated: false,
+        // Every store keeps each try of a request node, with its answer.
+        tries: vec![TryRecord {
+            attempt: 1,
+            started_at: Timestamp(now_millis()),
+            duration_ms: 1,
+            outcome: TryOutcome::ServerError,
+            status: Some(503),
+            headers: serde_json::Map::from_iter([("retry-after".to_string(), json!("1"))]),
+            body: json!({"busy": key}),
+            error: None,
+        }],
     }
 }
 

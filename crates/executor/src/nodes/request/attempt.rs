@@ -3,6 +3,8 @@
 
 use crate::policy::{Outbound, Refused, TooManyRedirects};
 use hookflow_model::request::join_header;
+use hookflow_model::time::Timestamp;
+use hookflow_store::{TryOutcome, TryRecord};
 use serde_json::{Map, Value as Json};
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +26,39 @@ pub(super) enum Try {
 }
 
 impl Try {
+    /// The try as the job's record keeps it (`attempt` counts from 1).
+    pub(super) fn record(&self, attempt: u32, started_ms: u64, took: Duration) -> TryRecord {
+        let mut record = TryRecord {
+            attempt,
+            started_at: Timestamp(started_ms),
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            outcome: TryOutcome::Error,
+            status: None,
+            headers: Map::new(),
+            body: Json::Null,
+            error: None,
+        };
+        match self {
+            Try::Response {
+                status,
+                headers,
+                body,
+                ..
+            } => {
+                record.outcome = TryOutcome::of_status(*status);
+                record.status = Some(*status);
+                record.headers = headers.clone();
+                record.body = body.clone();
+            }
+            Try::Failed { reason, .. } => record.error = Some(reason.clone()),
+            Try::Refused(reason) => {
+                record.outcome = TryOutcome::Refused;
+                record.error = Some(reason.clone());
+            }
+        }
+        record
+    }
+
     /// Worth another try: connect errors and timeouts, 429 and 5xx.
     pub(super) fn retryable(&self) -> bool {
         match self {

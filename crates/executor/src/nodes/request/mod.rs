@@ -15,6 +15,8 @@ use attempt::{attempt_once, Try};
 use hookflow_model::def::ContentType;
 use hookflow_model::runtime::RequestSpec;
 use hookflow_model::template::ValueTemplate;
+use hookflow_model::time::now_millis;
+use hookflow_store::TryRecord;
 use serde_json::{json, Value as Json};
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ pub async fn run(
     spec: &RequestSpec,
     node_ident: &str,
     keyed: bool,
+    tries: &mut Vec<TryRecord>,
 ) -> Result<Step, NodeError> {
     let templates = &cx.workflow.templates;
     let method_text = templates
@@ -70,6 +73,8 @@ pub async fn run(
     let mut backoff = spec.backoff;
     let mut last = None;
     for attempt in 1..=attempts {
+        let started_ms = now_millis();
+        let clock = std::time::Instant::now();
         let outcome = match stubs {
             Some(stubs) => {
                 let sent = SentRequest {
@@ -112,6 +117,7 @@ pub async fn run(
             _ => jitter(backoff),
         };
         let retryable = outcome.retryable();
+        tries.push(outcome.record(attempt, started_ms, clock.elapsed()));
         last = Some(outcome);
         if !retryable || attempt == attempts {
             break;

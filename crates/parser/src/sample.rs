@@ -1,0 +1,489 @@
+//! NocoBase's "parse" button (SPEC §6 `hookflow sample`): from a sample
+//! request to the parse entries that extract every leaf of it.
+//!
+//! Headers give one entry each, as given. Query and body leaves give dotted
+//! paths (`b.c`); leaves under arrays give one JSONPath entry each
+//! (`$.to_users[*].mobile`, a list at run time). Every entry gets an alias
+//! (the default rule, tidied and made unique across the three parts) and the
+//! type seen in the sample. A JSON body keeps the sample's key order.
+
+use crate::{parse_query, BodyKind, ParseError};
+use hookflow_model::compile::default_alias;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::collections::HashSet;
+use std::fmt;
+
+/// One parse entry the sample suggests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleEntry {
+    /// The key: a header name, a dotted path or a JSONPath.
+    pub key: String,
+    /// The variable name (`vars.<alias>`), unique across the parts.
+    pub alias: String,
+    /// The type seen in the sample (`string`, `integer`, `number`,
+    /// `boolean`, `object` or `array` for empty ones); none for `null`s or
+    /// a leaf seen with different types.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<&'static str>,
+}
+
+/// The entries of a sample request, by part.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Sampled {
+    /// Header entries.
+    pub headers: Vec<SampleEntry>,
+    /// Query entries.
+    pub query: Vec<SampleEntry>,
+    /// Body entries.
+    pub body: Vec<SampleEntry>,
+}
+
+/// A sample request: headers as given, the raw query string, the body.
+pub struct SampleRequest<'a> {
+    /// Headers, `(name, value)`.
+    pub headers: &'a [(String, String)],
+    /// The query string (without `?`).
+    pub query: &'a str,
+    /// How the body is read; `None` for no body.
+    pub body_kind: Option<BodyKind>,
+    /// The body's bytes.
+    pub body: &'a [u8],
+}
+
+/// The parse entries that extract every leaf of `request`.
+pub fn sample(request: &SampleRequest<'_>) -> Result<Sampled, ParseError> {
+    let mut aliases = Aliases::default();
+    let headers = request
+        .headers
+        .iter()
+        .map(|(name, _)| SampleEntry {
+            key: name.clone(),
+            alias: aliases.unique(&default_alias(name)),
+            value_type: Some("string"),
+        })
+        .collect();
+    let query = leaves(&Node::from_json(&parse_query(request.query)), &mut aliases);
+    let body = match request.body_kind {
+        _ if request.body.is_empty() => Vec::new(),
+        Some(BodyKind::Json) => {
+            let node: Node =
+                serde_json::from_slice(request.body).map_err(|e| ParseError::MalformedJson {
+                    line: e.line(),
+                    column: e.column(),
+                    message: e.to_string(),
+                })?;
+            leaves(&node, &mut aliases)
+        }
+        Some(kind @ BodyKind::Form) => {
+            let value = crate::body::parse_as(kind, request.body)?;
+            leaves(&Node::from_json(&value), &mut aliases)
+        }
+        // A text or XML body is one string: templates read `trigger.body`.
+        _ => Vec::new(),
+    };
+    Ok(Sampled {
+        headers,
+        query,
+        body,
+    })
+}
+
+/// A decoded sample that keeps the order of object members as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// A string, number, boolean or null.
+    Scalar(Json),
+    /// An array.
+    List(Vec<Node>),
+    /// An object, members in the order written.
+    Map(Vec<(String, Node)>),
+}
+
+impl Node {
+    /// From a decoded value (members in the value's own order).
+    pub fn from_json(value: &Json) -> Node {
+        match value {
+            Json::Array(items) => Node::List(items.iter().map(Node::from_json).collect()),
+            Json::Object(m) => Node::Map(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Node::from_json(v)))
+                    .collect(),
+            ),
+            scalar => Node::Scalar(scalar.clone()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::from(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::String(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::Null))
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Scalar(Json::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        Node::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut members: Vec<(String, Node)> = Vec::new();
+        while let Some((key, value)) = map.next_entry::<String, Node>()? {
+            // A repeated member: the last one wins, as in serde_json.
+            members.retain(|(k, _)| *k != key);
+            members.push((key, value));
+        }
+        Ok(Node::Map(members))
+    }
+}
+
+/// One step to a leaf.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Each,
+}
+
+/// Aliases handed out so far.
+#[derive(Default)]
+struct Aliases(HashSet<String>);
+
+impl Aliases {
+    /// `wanted` tidied into a valid variable name, made unique with `_2`, `_3`….
+    fn unique(&mut self, wanted: &str) -> String {
+        let mut base = String::with_capacity(wanted.len());
+        for c in wanted.chars() {
+            if c == '_' && (base.is_empty() || base.ends_with('_')) {
+                continue;
+            }
+            base.push(c);
+        }
+        while base.ends_with('_') {
+            base.pop();
+        }
+        if base.is_empty() {
+            base.push_str("field");
+        } else if base.starts_with(|c: char| c.is_ascii_digit()) {
+            base.insert(0, '_');
+        }
+        let mut alias = base.clone();
+        let mut n = 2;
+        while !self.0.insert(alias.clone()) {
+            alias = format!("{base}_{n}");
+            n += 1;
+        }
+        alias
+    }
+}
+
+/// The entries of every leaf of `root`, in order of first appearance.
+fn leaves(root: &Node, aliases: &mut Aliases) -> Vec<SampleEntry> {
+    let mut found: Vec<(Vec<Seg>, Option<&'static str>)> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    walk(root, &mut Vec::new(), &mut found, &mut keys);
+    found
+        .into_iter()
+        .zip(keys)
+        .map(|((segs, value_type), key)| {
+            let name: Vec<&str> = segs
+                .iter()
+                .filter_map(|s| match s {
+                    Seg::Key(k) => Some(k.as_str()),
+                    Seg::Each => None,
+                })
+                .collect();
+            SampleEntry {
+                key,
+                alias: aliases.unique(&default_alias(&name.join("_"))),
+                value_type,
+            }
+        })
+        .collect()
+}
+
+fn walk(
+    node: &Node,
+    segs: &mut Vec<Seg>,
+    found: &mut Vec<(Vec<Seg>, Option<&'static str>)>,
+    keys: &mut Vec<String>,
+) {
+    let leaf_type = match node {
+        Node::Map(members) if !members.is_empty() => {
+            for (k, v) in members {
+                segs.push(Seg::Key(k.clone()));
+                walk(v, segs, found, keys);
+                segs.pop();
+            }
+            return;
+        }
+        Node::List(items) if !items.is_empty() => {
+            segs.push(Seg::Each);
+            for item in items {
+                walk(item, segs, found, keys);
+            }
+            segs.pop();
+            return;
+        }
+        Node::Map(_) => Some("object"),
+        Node::List(_) => Some("array"),
+        Node::Scalar(v) => type_of(v),
+    };
+    // The root itself (a scalar body) is no entry.
+    if segs.is_empty() {
+        return;
+    }
+    let key = key_of(segs);
+    match keys.iter().position(|k| *k == key) {
+        // Seen under another element of an array: the types must agree.
+        Some(i) => {
+            let seen = &mut found[i].1;
+            if seen.is_none() {
+                *seen = leaf_type;
+            } else if leaf_type.is_some() && *seen != leaf_type {
+                *seen = None;
+            }
+        }
+        None => {
+            found.push((segs.clone(), leaf_type));
+            keys.push(key);
+        }
+    }
+}
+
+fn type_of(value: &Json) -> Option<&'static str> {
+    match value {
+        Json::String(_) => Some("string"),
+        Json::Number(n) if n.is_i64() || n.is_u64() => Some("integer"),
+        Json::Number(_) => Some("number"),
+        Json::Bool(_) => Some("boolean"),
+        _ => None,
+    }
+}
+
+/// A dotted path when every step can be written so, otherwise a JSONPath.
+fn key_of(segs: &[Seg]) -> String {
+    let dotted_ok = segs.iter().enumerate().all(|(i, s)| match s {
+        Seg::Key(k) => {
+            !k.is_empty()
+                && !k.contains(['.', '[', ']'])
+                && !(i == 0 && k.starts_with('$'))
+                && k.trim() == k
+        }
+        Seg::Each => false,
+    });
+    if dotted_ok {
+        let parts: Vec<&str> = segs
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(k.as_str()),
+                Seg::Each => None,
+            })
+            .collect();
+        return parts.join(".");
+    }
+    let mut path = String::from("$");
+    for s in segs {
+        match s {
+            Seg::Each => path.push_str("[*]"),
+            Seg::Key(k) if is_shorthand(k) => {
+                path.push('.');
+                path.push_str(k);
+            }
+            Seg::Key(k) => {
+                path.push_str("['");
+                for c in k.chars() {
+                    if c == '\'' || c == '\\' {
+                        path.push('\\');
+                    }
+                    path.push(c);
+                }
+                path.push_str("']");
+            }
+        }
+    }
+    path
+}
+
+/// A member name JSONPath writes after a dot (ASCII, to be plain).
+fn is_shorthand(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookflow_model::path::KeyPath;
+    use serde_json::json;
+
+    fn body(text: &str) -> Vec<SampleEntry> {
+        sample(&SampleRequest {
+            headers: &[],
+            query: "",
+            body_kind: Some(BodyKind::Json),
+            body: text.as_bytes(),
+        })
+        .expect("samples")
+        .body
+    }
+
+    fn keys(entries: &[SampleEntry]) -> Vec<(&str, &str, Option<&str>)> {
+        entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.alias.as_str(), e.value_type))
+            .collect()
+    }
+
+    #[test]
+    fn nocobase_example_gives_every_leaf_in_order() {
+        let entries = body(r#"{"b": {"c": 2}, "a": 1.5, "d": true, "e": null}"#);
+        assert_eq!(
+            keys(&entries),
+            vec![
+                ("b.c", "b_c", Some("integer")),
+                ("a", "a", Some("number")),
+                ("d", "d", Some("boolean")),
+                ("e", "e", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn arrays_give_one_jsonpath_entry_per_leaf() {
+        let entries = body(
+            r#"{"to_users": [{"mobile": "1", "name": "a"}, {"mobile": "2", "extra": 3}],
+                "tags": ["x", "y"], "none": [], "empty": {}}"#,
+        );
+        assert_eq!(
+            keys(&entries),
+            vec![
+                ("$.to_users[*].mobile", "to_users_mobile", Some("string")),
+                ("$.to_users[*].name", "to_users_name", Some("string")),
+                ("$.to_users[*].extra", "to_users_extra", Some("integer")),
+                ("$.tags[*]", "tags", Some("string")),
+                ("none", "none", Some("array")),
+                ("empty", "empty", Some("object")),
+            ]
+        );
+    }
+
+    #[test]
+    fn odd_and_non_ascii_keys_still_extract() {
+        let sample = json!({"values": {"申请人": "张三", "金额": 12}, "a.b": 1,
+                            "cached_values": {"38821": {"value": ["测试1"]}}, "it's": [{"x y": 1}]});
+        let entries = body(&sample.to_string());
+        let aliases: Vec<&str> = entries.iter().map(|e| e.alias.as_str()).collect();
+        let unique: HashSet<&&str> = aliases.iter().collect();
+        assert_eq!(unique.len(), aliases.len(), "{aliases:?}");
+        for e in &entries {
+            let path = KeyPath::parse(&e.key).unwrap_or_else(|m| panic!("{}: {m}", e.key));
+            assert!(path.lookup(&sample).is_some(), "{} finds nothing", e.key);
+            assert!(
+                e.alias
+                    .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'),
+                "{}",
+                e.alias
+            );
+        }
+        let by_key: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+        assert!(by_key.contains(&"values.申请人"), "{by_key:?}");
+        assert!(by_key.contains(&"$['a.b']"), "{by_key:?}");
+        assert!(
+            by_key.contains(&"$.cached_values['38821'].value[*]"),
+            "{by_key:?}"
+        );
+        assert!(by_key.contains(&"$['it\\'s'][*]['x y']"), "{by_key:?}");
+    }
+
+    #[test]
+    fn headers_query_and_forms_are_strings_with_unique_aliases() {
+        let headers = vec![("X-Request-Id".to_string(), "r1".to_string())];
+        let sampled = sample(&SampleRequest {
+            headers: &headers,
+            query: "x_request_id=1&a=1&a=2&b[c]=3",
+            body_kind: Some(BodyKind::Form),
+            body: b"amount=12.5&a=3",
+        })
+        .expect("samples");
+        assert_eq!(
+            keys(&sampled.headers),
+            vec![("X-Request-Id", "x_request_id", Some("string"))]
+        );
+        assert_eq!(
+            keys(&sampled.query),
+            vec![
+                ("$.a[*]", "a", Some("string")),
+                ("b.c", "b_c", Some("string")),
+                ("x_request_id", "x_request_id_2", Some("string")),
+            ]
+        );
+        assert_eq!(
+            keys(&sampled.body),
+            vec![
+                ("a", "a_2", Some("string")),
+                ("amount", "amount", Some("string")),
+            ]
+        );
+    }
+
+    #[test]
+    fn scalar_text_and_broken_bodies() {
+        assert!(body("12").is_empty());
+        let text = sample(&SampleRequest {
+            headers: &[],
+            query: "",
+            body_kind: Some(BodyKind::Text),
+            body: b"hello",
+        })
+        .expect("samples");
+        assert!(text.body.is_empty());
+        let broken = sample(&SampleRequest {
+            headers: &[],
+            query: "",
+            body_kind: Some(BodyKind::Json),
+            body: b"{\"a\": ",
+        });
+        assert!(matches!(broken, Err(ParseError::MalformedJson { .. })));
+    }
+}

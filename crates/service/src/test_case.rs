@@ -1,0 +1,310 @@
+//! A run as a test case (SPEC §6 `hookflow executions export-test`): a test
+//! file of one case made from an execution record, so that the failure an
+//! operator just saw becomes a regression test in one step.
+//!
+//! The case sends the recorded request (secret-bearing headers left out),
+//! answers each request node with its recorded tries (one stub per try, in
+//! order) and expects the answer sent (status and body), the final status
+//! and the keys of the nodes that ran. Values that change from one run to
+//! the next (execution ids, times, UUIDs, redacted secrets) are left out of
+//! the expectations: `hookflow test` matches mappings as subsets, so a
+//! mapping without them still checks the rest.
+
+use hookflow_model::request::{is_secret_header, join_header, TriggerRequest, REDACTED};
+use hookflow_store::{ExecutionRecord, TryOutcome, TryRecord};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+
+/// Request headers a case does not send again: how the request travelled,
+/// not what it said.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "upgrade",
+    "expect",
+];
+
+/// A test file of one case, as `hookflow test` reads it
+/// (`model::testfile::TestFileDef`; the unit tests read it back so).
+#[derive(Serialize)]
+struct TestFileOut {
+    cases: Vec<CaseOut>,
+}
+
+#[derive(Serialize)]
+struct CaseOut {
+    name: String,
+    request: RequestOut,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    stubs: BTreeMap<String, Vec<StubOut>>,
+    expect: ExpectOut,
+}
+
+#[derive(Serialize, Default)]
+struct RequestOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_body: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StubOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    headers: Map<String, Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ExpectOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Json>,
+    run: &'static str,
+    nodes: Vec<String>,
+}
+
+/// A test file made from a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCase {
+    /// The workflow it tests.
+    pub workflow: String,
+    /// The test file's text.
+    pub yaml: String,
+}
+
+impl TestCase {
+    /// The name it is saved under, beside the workflow: `<id>.test.yaml`.
+    pub fn file_name(&self) -> String {
+        format!("{}.test.yaml", self.workflow)
+    }
+}
+
+/// Why a run cannot become a test case.
+#[derive(Debug, thiserror::Error)]
+pub enum TestCaseError {
+    /// The run has not finished: there is nothing to expect yet.
+    #[error("execution {0} has not finished")]
+    NotFinished(String),
+    /// The YAML could not be written.
+    #[error("cannot write the test file: {0}")]
+    Yaml(String),
+}
+
+/// The test file of one case made from `record`.
+pub fn test_case(record: &ExecutionRecord) -> Result<TestCase, TestCaseError> {
+    if !record.status.is_finished() {
+        return Err(TestCaseError::NotFinished(record.id.clone()));
+    }
+    let volatile = Volatile { id: &record.id };
+    let expect = ExpectOut {
+        status: record.response.as_ref().map(|r| r.status),
+        body: record
+            .response
+            .as_ref()
+            .and_then(|r| volatile.stable(&r.body)),
+        run: record.status.as_str(),
+        nodes: record.jobs.iter().filter_map(|j| j.key.clone()).collect(),
+    };
+    let file = TestFileOut {
+        cases: vec![CaseOut {
+            name: format!(
+                "execution {} ({}) replayed",
+                record.id,
+                record.status.as_str()
+            ),
+            request: request(record.trigger.as_ref()),
+            stubs: stubs(record),
+            expect,
+        }],
+    };
+    let yaml = hookflow_model::yaml::write::to_yaml(&file)
+        .map_err(|e| TestCaseError::Yaml(e.to_string()))?;
+    Ok(TestCase {
+        workflow: record.workflow.clone(),
+        yaml,
+    })
+}
+
+/// The recorded request as a case sends it.
+fn request(trigger: Option<&TriggerRequest>) -> RequestOut {
+    let Some(t) = trigger else {
+        return RequestOut::default();
+    };
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &t.headers {
+        let name = name.to_ascii_lowercase();
+        if is_secret_header(&name)
+            || value == REDACTED
+            || TRANSPORT_HEADERS.contains(&name.as_str())
+        {
+            continue;
+        }
+        match headers.get_mut(&name) {
+            Some(joined) => join_header(joined, value),
+            None => {
+                headers.insert(name, value.clone());
+            }
+        }
+    }
+    let json_body = t.body_source == hookflow_model::request::BodySource::JsonOfRaw;
+    let (body, raw_body) = match (t.raw_body.is_empty(), json_body) {
+        (true, _) => (None, None),
+        (false, true) => (Some(t.body.clone()), None),
+        (false, false) => (None, Some(t.raw_body.clone())),
+    };
+    let query = query_string(&t.query);
+    RequestOut {
+        method: (!t.method.eq_ignore_ascii_case("POST")).then(|| t.method.clone()),
+        headers,
+        query: (!query.is_empty()).then_some(query),
+        body,
+        raw_body,
+    }
+}
+
+/// A decoded query (`trigger.query`) as a query string again: lists as
+/// repeated names, nested mappings as `a[b]`.
+fn query_string(query: &Json) -> String {
+    fn add(out: &mut form_urlencoded::Serializer<'_, String>, name: &str, value: &Json) {
+        match value {
+            Json::Array(items) => {
+                for item in items {
+                    add(out, name, item);
+                }
+            }
+            Json::Object(map) => {
+                for (k, v) in map {
+                    add(out, &format!("{name}[{k}]"), v);
+                }
+            }
+            Json::String(s) => {
+                out.append_pair(name, s);
+            }
+            Json::Null => {
+                out.append_pair(name, "");
+            }
+            other => {
+                out.append_pair(name, &other.to_string());
+            }
+        }
+    }
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    if let Json::Object(map) = query {
+        for (k, v) in map {
+            add(&mut out, k, v);
+        }
+    }
+    out.finish()
+}
+
+/// The recorded tries of every keyed request node, one stub per try, in
+/// the order they were made (a node run more than once, in a loop, answers
+/// from one list, as `hookflow test` does).
+fn stubs(record: &ExecutionRecord) -> BTreeMap<String, Vec<StubOut>> {
+    let mut by_node: BTreeMap<String, Vec<StubOut>> = BTreeMap::new();
+    for job in record.jobs.iter().filter(|j| j.kind == "request") {
+        let Some(key) = &job.key else { continue };
+        if job.tries.is_empty() {
+            continue;
+        }
+        by_node
+            .entry(key.clone())
+            .or_default()
+            .extend(job.tries.iter().map(stub_of));
+    }
+    by_node
+}
+
+/// One try as the stub that gives it again offline.
+fn stub_of(t: &TryRecord) -> StubOut {
+    match t.status {
+        Some(status) => StubOut {
+            status: Some(status),
+            headers: t
+                .headers
+                .iter()
+                .filter(|(_, v)| v.as_str() != Some(REDACTED))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Map<String, Json>>(),
+            body: (!t.body.is_null()).then(|| t.body.clone()),
+            error: None,
+        },
+        None => {
+            // Offline a try fails as `timeout` or `connect`; a refused
+            // destination or a body too large is told as `connect`.
+            let timed_out = t.outcome == TryOutcome::Error
+                && t.error.as_deref().is_some_and(|e| e.contains("timed out"));
+            StubOut {
+                status: None,
+                headers: Map::new(),
+                body: None,
+                error: Some(if timed_out { "timeout" } else { "connect" }),
+            }
+        }
+    }
+}
+
+/// What changes from one run to the next.
+struct Volatile<'a> {
+    /// The run's execution id.
+    id: &'a str,
+}
+
+impl Volatile<'_> {
+    /// `value` without what changes between runs: mapping entries whose
+    /// value changes are left out (mappings match as subsets); a list with
+    /// such an item, or such a scalar, gives `None` (lists match item by item).
+    fn stable(&self, value: &Json) -> Option<Json> {
+        match value {
+            Json::Object(map) => Some(Json::Object(
+                map.iter()
+                    .filter_map(|(k, v)| self.stable(v).map(|v| (k.clone(), v)))
+                    .collect(),
+            )),
+            Json::Array(items) => items
+                .iter()
+                .map(|v| self.stable(v))
+                .collect::<Option<Vec<Json>>>()
+                .map(Json::Array),
+            Json::String(s) if self.changes(s) => None,
+            other => Some(other.clone()),
+        }
+    }
+
+    fn changes(&self, s: &str) -> bool {
+        s.contains(self.id)
+            || s.contains(REDACTED)
+            || hookflow_model::time::parse_rfc3339(s).is_some()
+            || looks_like_uuid(s)
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits.
+fn looks_like_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! Where the runs come from: a running server's admin API when one answers,
+//! otherwise the store in the data folder (read only: retries need a
+//! server's workers).
+
+use super::client::Client;
+use super::{Filter, Reach};
+use anyhow::{bail, Context};
+use hookflow_service::views::{record_json, summary_json};
+use hookflow_store::{ExecutionFilter, RunStatus, SledStore, Store};
+use serde_json::{json, Value as Json};
+
+/// The runs of a server or of a store.
+pub enum Source {
+    /// A running server's admin API.
+    Server(Client),
+    /// The store itself (no server answers).
+    Store(Box<dyn Store>),
+}
+
+impl Source {
+    /// The server at `--server` (which must answer), or at `--listen` when
+    /// one answers there, else the store of `--store`/`--data`.
+    pub async fn reach(reach: &Reach) -> anyhow::Result<Source> {
+        let explicit = reach.server.is_some();
+        let base = reach
+            .server
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", reach.listen));
+        let client = Client::new(&base, reach.admin_token.clone())?;
+        if client.answers().await {
+            if reach.admin_token.is_none() {
+                bail!(
+                    "a hookflow server answers at {base}: give its admin token \
+                     (--admin-token or HOOKFLOW_ADMIN_TOKEN)"
+                );
+            }
+            return Ok(Source::Server(client));
+        }
+        if explicit {
+            bail!("no hookflow server answers at {base}");
+        }
+        if let Some(url) = &reach.store {
+            bail!(
+                "`--store {}`: this build reads runs from the sled store of --data only",
+                url.split('@').next_back().unwrap_or_default()
+            );
+        }
+        if !reach.data.join("db").is_dir() {
+            bail!(
+                "no hookflow server answers at {base} and {} holds no store \
+                 (give --server, or --data with the server's data folder)",
+                reach.data.display()
+            );
+        }
+        let store = SledStore::open(&reach.data)
+            .with_context(|| format!("cannot open the store in {}", reach.data.display()))?;
+        Ok(Source::Store(Box::new(store)))
+    }
+
+    /// A page of runs: `{"executions": [...], "next_cursor"}`.
+    pub async fn list(&self, filter: &Filter, limit: usize) -> anyhow::Result<Json> {
+        match self {
+            Source::Server(client) => {
+                let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+                for (name, value) in [
+                    ("workflow", &filter.workflow),
+                    ("status", &filter.status),
+                    ("since", &filter.since),
+                    ("until", &filter.until),
+                ] {
+                    if let Some(v) = value {
+                        query.push((name, v.clone()));
+                    }
+                }
+                client.get_json(&["api", "executions"], &query).await
+            }
+            Source::Store(store) => {
+                let status = match &filter.status {
+                    Some(s) => {
+                        Some(RunStatus::parse(s).with_context(|| format!("unknown status `{s}`"))?)
+                    }
+                    None => None,
+                };
+                let filter = ExecutionFilter {
+                    workflow: filter.workflow.clone(),
+                    status,
+                    since_ms: time("--since", filter.since.as_deref())?,
+                    until_ms: time("--until", filter.until.as_deref())?,
+                    limit,
+                    cursor: None,
+                };
+                let (rows, next) = store.list(&filter)?;
+                let rows: Vec<Json> = rows.iter().map(summary_json).collect();
+                Ok(json!({"executions": rows, "next_cursor": next}))
+            }
+        }
+    }
+
+    /// One run's record.
+    pub async fn show(&self, id: &str) -> anyhow::Result<Json> {
+        match self {
+            Source::Server(client) => client.get_json(&["api", "executions", id], &[]).await,
+            Source::Store(store) => Ok(record_json(&record(store.as_ref(), id)?)),
+        }
+    }
+
+    /// Retries one run on the `version` (`recorded` or `current`).
+    pub async fn retry(&self, id: &str, version: &str) -> anyhow::Result<Json> {
+        match self {
+            Source::Server(client) => {
+                client
+                    .post_json(
+                        &["api", "executions", id, "retry"],
+                        &json!({"version": version}),
+                    )
+                    .await
+            }
+            Source::Store(_) => bail!(no_workers()),
+        }
+    }
+
+    /// Retries every finished run matching `body`'s filter.
+    pub async fn retry_bulk(&self, body: &Json) -> anyhow::Result<Json> {
+        match self {
+            Source::Server(client) => {
+                client
+                    .post_json(&["api", "executions", "retry"], body)
+                    .await
+            }
+            Source::Store(_) => bail!(no_workers()),
+        }
+    }
+
+    /// The test file of one case made from a run.
+    pub async fn test_case(&self, id: &str) -> anyhow::Result<String> {
+        match self {
+            Source::Server(client) => {
+                client
+                    .get_text(&["api", "executions", id, "test-case"])
+                    .await
+            }
+            Source::Store(store) => {
+                let record = record(store.as_ref(), id)?;
+                Ok(hookflow_service::test_case::test_case(&record)?.yaml)
+            }
+        }
+    }
+}
+
+/// Why a retry needs a server.
+fn no_workers() -> String {
+    "no hookflow server answers: a retry runs on a server's workers. Start \
+     `hookflow serve` on this data folder (or give --server and --admin-token), then retry"
+        .to_string()
+}
+
+fn record(store: &dyn Store, id: &str) -> anyhow::Result<hookflow_store::ExecutionRecord> {
+    store.get(id)?.with_context(|| format!("no execution {id}"))
+}
+
+fn time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<u64>> {
+    value
+        .map(|v| {
+            hookflow_model::time::parse_rfc3339(v).with_context(|| {
+                format!("{flag} must be an RFC 3339 time, e.g. 2026-01-31T10:02:00Z")
+            })
+        })
+        .transpose()
+}

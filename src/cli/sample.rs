@@ -1,0 +1,243 @@
+//! `hookflow sample`: NocoBase's "parse" button on the command line. A sample
+//! request in (files, a pasted URL, or the request of a recorded run), the
+//! `parse:` block that extracts every leaf of it out.
+
+use anyhow::{bail, Context};
+use hookflow_model::yaml::write::{to_yaml, FlowMap};
+use hookflow_parser::{body_kind, BodyKind, SampleEntry, SampleRequest, Sampled};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Output formats of `sample`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SampleFormat {
+    /// The `parse:` block, ready to paste under `trigger:`.
+    Yaml,
+    /// The entries as a JSON list of `{"part", "key", "alias", "type"}`.
+    Json,
+}
+
+/// Flags of `sample`.
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    /// The sample body (a file; `-` reads standard input).
+    #[arg(long)]
+    body: Option<PathBuf>,
+    /// A sample query string, e.g. `a=1&b[0]=x`.
+    #[arg(long, conflicts_with = "url")]
+    query: Option<String>,
+    /// A sample URL; its query string is sampled.
+    #[arg(long)]
+    url: Option<String>,
+    /// A sample header, `Name: value` (repeatable); each becomes an entry.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// How to read the body (default: the Content-Type header given, else
+    /// JSON when the body is JSON, a form when it looks like `a=1&b=2`, text otherwise).
+    #[arg(long)]
+    content_type: Option<String>,
+    /// `yaml` (default) or `json`.
+    #[arg(long, value_enum, default_value = "yaml")]
+    format: SampleFormat,
+}
+
+/// Prints the parse entries of the sample.
+pub fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
+    let body = match &args.body {
+        Some(path) => read_body(path)?,
+        None => Vec::new(),
+    };
+    let headers = parse_headers(&args.headers)?;
+    let query = match (&args.query, &args.url) {
+        (Some(q), _) => q.trim_start_matches('?').to_string(),
+        (None, Some(url)) => query_of_url(url),
+        (None, None) => String::new(),
+    };
+    let given_type = args.content_type.clone().or_else(|| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone())
+    });
+    let kind = body_kind_of(given_type.as_deref(), &body)?;
+    let sampled = hookflow_parser::sample(&SampleRequest {
+        headers: &headers,
+        query: &query,
+        body_kind: kind,
+        body: &body,
+    })
+    .context("the sample body cannot be read")?;
+    match args.format {
+        SampleFormat::Yaml => print!("{}", parse_block(&sampled)?),
+        SampleFormat::Json => println!("{}", serde_json::to_string_pretty(&as_list(&sampled))?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A body file, or standard input for `-`.
+pub fn read_body(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("cannot read standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// `Name: value` flags as pairs.
+pub fn parse_headers(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| format!("header `{h}` must look like `Name: value`"))?;
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("header `{h}` has no name");
+            }
+            Ok((name.to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The query string of a pasted URL (or of a bare `?a=1` / `a=1`).
+fn query_of_url(url: &str) -> String {
+    let rest = match url.split_once('?') {
+        Some((_, q)) => q,
+        None if url.contains('=') && !url.contains('/') => url,
+        None => "",
+    };
+    rest.split('#').next().unwrap_or_default().to_string()
+}
+
+/// How the body is read: the content type given, else a guess from the bytes.
+pub fn body_kind_of(content_type: Option<&str>, body: &[u8]) -> anyhow::Result<Option<BodyKind>> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if let Some(ct) = content_type {
+        return match body_kind(Some(ct)) {
+            Some(kind) => Ok(Some(kind)),
+            None => bail!(
+                "content type `{ct}` is not one hookflow reads; use application/json, \
+                 application/x-www-form-urlencoded, text/* or application/xml"
+            ),
+        };
+    }
+    Ok(Some(guess_kind(body)))
+}
+
+/// JSON when it parses, a form when it looks like `a=1&b=2`, text otherwise.
+pub fn guess_kind(body: &[u8]) -> BodyKind {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return BodyKind::Json;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let form_like = !text.is_empty()
+        && !text.contains(|c: char| c.is_whitespace() || "<>{}\"".contains(c))
+        && text
+            .split('&')
+            .all(|pair| pair.split_once('=').is_some_and(|(k, _)| !k.is_empty()));
+    if form_like {
+        BodyKind::Form
+    } else {
+        BodyKind::Text
+    }
+}
+
+/// The content type a body kind is sent with.
+pub fn content_type_of(kind: BodyKind) -> &'static str {
+    match kind {
+        BodyKind::Json => "application/json",
+        BodyKind::Form => "application/x-www-form-urlencoded",
+        BodyKind::Text => "text/plain",
+    }
+}
+
+/// The parts of a `parse:` block, entries in flow style.
+#[derive(Serialize)]
+pub struct ParseBlock<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<FlowMap<&'a SampleEntry>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    query: Vec<FlowMap<&'a SampleEntry>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    body: Vec<FlowMap<&'a SampleEntry>>,
+}
+
+impl<'a> ParseBlock<'a> {
+    /// The block of `sampled`; `None` when it has no entry.
+    pub fn of(sampled: &'a Sampled) -> Option<ParseBlock<'a>> {
+        let flow = |entries: &'a [SampleEntry]| entries.iter().map(FlowMap).collect();
+        let block = ParseBlock {
+            headers: flow(&sampled.headers),
+            query: flow(&sampled.query),
+            body: flow(&sampled.body),
+        };
+        (!(block.headers.is_empty() && block.query.is_empty() && block.body.is_empty()))
+            .then_some(block)
+    }
+}
+
+/// The YAML printed by `sample`.
+fn parse_block(sampled: &Sampled) -> anyhow::Result<String> {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        parse: ParseBlock<'a>,
+    }
+    match ParseBlock::of(sampled) {
+        Some(parse) => Ok(to_yaml(&Doc { parse })?),
+        None => Ok(
+            "# The sample has nothing to extract (no headers, no query, no JSON or form \
+                    body leaves);\n# templates can still read trigger.body.\n"
+                .to_string(),
+        ),
+    }
+}
+
+/// `--format json`: one list, each entry with its part.
+fn as_list(sampled: &Sampled) -> Vec<serde_json::Value> {
+    let mut list = Vec::new();
+    for (part, entries) in [
+        ("headers", &sampled.headers),
+        ("query", &sampled.query),
+        ("body", &sampled.body),
+    ] {
+        for e in entries {
+            let mut v = serde_json::json!({"part": part, "key": e.key, "alias": e.alias});
+            if let Some(t) = e.value_type {
+                v["type"] = t.into();
+            }
+            list.push(v);
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_their_query() {
+        assert_eq!(
+            query_of_url("http://localhost:13000/api/webhook:trigger/k?query=1&a[b]=2#frag"),
+            "query=1&a[b]=2"
+        );
+        assert_eq!(query_of_url("a=1&b=2"), "a=1&b=2");
+        assert_eq!(query_of_url("https://example.com/path"), "");
+    }
+
+    #[test]
+    fn guesses_the_body_kind() {
+        assert_eq!(guess_kind(br#"{"a": 1}"#), BodyKind::Json);
+        assert_eq!(guess_kind(b"a=1&b=%E4%B8%AD"), BodyKind::Form);
+        assert_eq!(guess_kind(b"hello there"), BodyKind::Text);
+        assert_eq!(guess_kind(b"<xml>a=1</xml>"), BodyKind::Text);
+    }
+}

@@ -1,0 +1,188 @@
+//! Retries from the admin API: on the recorded or the current version of a
+//! workflow, one run or every finished run matching a filter.
+
+use crate::harness::{eventually, TestApp};
+use crate::upstream::Upstream;
+use serde_json::{json, Value as Json};
+use std::time::Duration;
+
+/// A sync workflow whose request node calls `path` on the upstream.
+fn calling(upstream: &Upstream, path: &str, enabled: bool) -> String {
+    format!(
+        "title: Forward\nenabled: {enabled}\ntrigger: {{ type: webhook, mode: sync, key: retry-forward-1 }}\n\
+         nodes:\n  - key: erp\n    type: request\n    url: \"{}{path}\"\n    body: {{ order: \"{{{{ trigger.body.order }}}}\" }}\n  \
+         - type: response\n    body: {{ forwarded: \"{{{{ trigger.body.order }}}}\" }}\n",
+        upstream.base
+    )
+}
+
+fn new_id(r: &crate::harness::Resp) -> String {
+    assert_eq!(r.status, 201, "{r:?}");
+    r.json()["execution_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no execution_id: {}", r.body))
+        .to_string()
+}
+
+#[test]
+fn retry_on_the_current_version_runs_the_fixed_workflow() {
+    let upstream = Upstream::start();
+    let app = TestApp::spawn(&[("fwd.yaml", &calling(&upstream, "/status/500", true))]);
+    let failed = app.post_json("retry-forward-1", &json!({"order": "A-1"}));
+    assert_eq!(failed.status, 500, "{failed:?}");
+    let failed_id = failed.execution();
+    let old = app.finished(&failed_id, Duration::from_secs(10));
+    assert_eq!(old["status"], json!("failed"));
+
+    // The operator fixes the file; the server reloads it.
+    app.write_workflow("fwd.yaml", &calling(&upstream, "/fixed", true));
+    eventually(Duration::from_secs(10), "the fixed version", || {
+        let listing = app.admin_get("/api/workflows").json();
+        (listing["workflows"][0]["version"] != old["version"]).then_some(())
+    });
+
+    // Recorded (the default, and said explicitly): the old version fails again.
+    for body in [None, Some(json!({})), Some(json!({"version": "recorded"}))] {
+        let path = format!("/api/executions/{failed_id}/retry");
+        let r = match &body {
+            None => app.admin_post(&path),
+            Some(b) => app.admin_post_json(&path, b),
+        };
+        let again = app.finished(&new_id(&r), Duration::from_secs(10));
+        assert_eq!(again["status"], json!("failed"), "{body:?}: {again}");
+        assert_eq!(again["retry_of"], json!(failed_id));
+        assert_eq!(again["version"], old["version"]);
+    }
+    // Current: the fixed version resolves, with the recorded input.
+    let r = app.admin_post_json(
+        &format!("/api/executions/{failed_id}/retry"),
+        &json!({"version": "current"}),
+    );
+    let fixed = app.finished(&new_id(&r), Duration::from_secs(10));
+    assert_eq!(fixed["status"], json!("resolved"), "{fixed}");
+    assert_eq!(fixed["retry_of"], json!(failed_id));
+    assert_ne!(fixed["version"], old["version"]);
+    assert_eq!(fixed["response"]["body"], json!({"forwarded": "A-1"}));
+    let fixed_hits = upstream.hits_on("/fixed");
+    assert_eq!(fixed_hits.len(), 1);
+    assert!(fixed_hits[0].body.contains("A-1"), "{:?}", fixed_hits[0]);
+
+    // A bad version is 400; a disabled workflow has no current version (409).
+    let path = format!("/api/executions/{failed_id}/retry");
+    for bad in [
+        json!({"version": "latest"}),
+        json!({"version": 1}),
+        json!([1]),
+        json!({"versoin": "current"}),
+    ] {
+        let r = app.admin_post_json(&path, &bad);
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+    app.write_workflow("fwd.yaml", &calling(&upstream, "/fixed", false));
+    let r = eventually(Duration::from_secs(10), "the disabled version", || {
+        let r = app.admin_post_json(&path, &json!({"version": "current"}));
+        (r.status == 409).then_some(r)
+    });
+    assert!(r.body.contains("disabled"), "{r:?}");
+    std::fs::remove_file(app.workflows.path().join("fwd.yaml")).expect("remove");
+    let r = eventually(Duration::from_secs(10), "the workflow to go", || {
+        let r = app.admin_post_json(&path, &json!({"version": "current"}));
+        (r.status == 409 && r.body.contains("not loaded")).then_some(r)
+    });
+    assert!(r.body.contains("fwd"), "{r:?}");
+    let unknown: Json = app
+        .admin_post_json(
+            "/api/executions/00000000-0000-0000-0000-000000000000/retry",
+            &json!({"version": "current"}),
+        )
+        .json();
+    assert_eq!(unknown["error"], json!("not_found"), "{unknown}");
+}
+
+const CHECKED: &str = "title: Checked\nenabled: true\ntrigger: { type: webhook, mode: sync, key: KEY }\nnodes:\n  - key: check\n    type: condition\n    if: \"trigger.body.ok\"\n    reject_on_false: true\n  - type: response\n    body: { ok: true }\n";
+
+#[test]
+fn bulk_retry_starts_one_run_per_failed_run_matching() {
+    let app = TestApp::spawn(&[
+        ("bulk.yaml", &CHECKED.replace("KEY", "bulk-retry-key-1")),
+        ("other.yaml", &CHECKED.replace("KEY", "bulk-retry-key-2")),
+    ]);
+    let before = app.admin_get("/api/executions?limit=1").json();
+    assert_eq!(before["executions"], json!([]));
+    // Before the runs: a time they all start after.
+    let since = "2020-01-01T00:00:00Z";
+    let mut failed = Vec::new();
+    for ok in [true, false, true, false, true, true, false] {
+        let r = app.post_json("bulk-retry-key-1", &json!({"ok": ok}));
+        assert_eq!(r.status, if ok { 200 } else { 500 }, "{r:?}");
+        let id = r.execution();
+        app.finished(&id, Duration::from_secs(10));
+        if !ok {
+            failed.push(id);
+        }
+    }
+    // A failed run of another workflow is not retried.
+    let other = app
+        .post_json("bulk-retry-key-2", &json!({"ok": false}))
+        .execution();
+    app.finished(&other, Duration::from_secs(10));
+
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "bulk", "status": "failed", "since": since}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let answer = r.json();
+    let ids: Vec<String> = answer["execution_ids"]
+        .as_array()
+        .expect("execution_ids")
+        .iter()
+        .map(|v| v.as_str().expect("an id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{answer}");
+    assert!(answer.get("not_retried").is_none(), "{answer}");
+    let mut retried: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let record = app.finished(id, Duration::from_secs(10));
+            assert_eq!(record["workflow"], json!("bulk"));
+            assert_eq!(record["status"], json!("failed"), "{record}");
+            record["retry_of"].as_str().expect("retry_of").to_string()
+        })
+        .collect();
+    // Oldest first: the new runs keep the order of the runs they retry.
+    assert_eq!(retried, failed);
+    retried.sort();
+    retried.dedup();
+    assert_eq!(retried.len(), 3);
+    // Exactly three new runs: 7 + 3 of this workflow.
+    let all = app
+        .admin_get("/api/executions?workflow=bulk&limit=100")
+        .json();
+    assert_eq!(
+        all["executions"].as_array().map(Vec::len),
+        Some(10),
+        "{all}"
+    );
+
+    // Nothing matches before `until`; bad fields are 400.
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "bulk", "until": since}),
+    );
+    assert_eq!(
+        (r.status, r.json()["execution_ids"].clone()),
+        (201, json!([]))
+    );
+    for bad in [
+        json!({"status": "running"}),
+        json!({"status": "broken"}),
+        json!({"since": "yesterday"}),
+        json!({"workflow": 3}),
+        json!({"version": "newest"}),
+        json!({"stauts": "failed"}),
+    ] {
+        let r = app.admin_post_json("/api/executions/retry", &bad);
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+}
