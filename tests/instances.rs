@@ -104,6 +104,32 @@ fn webhooks_sent_to_either_instance_are_one_service() {
         .map(|h| h.headers["idempotency-key"].clone())
         .collect();
     assert_eq!(called.len(), 20, "no run called twice: {called:?}");
+    // `hookflow executions` reads the shared store directly too.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "executions",
+            "list",
+            "--workflow",
+            "calls",
+            "--limit",
+            "100",
+        ])
+        .args([
+            "--format",
+            "json",
+            "--listen",
+            "127.0.0.1:9",
+            "--store",
+            &url,
+        ])
+        .env_remove("HOOKFLOW_ADMIN_TOKEN")
+        .output()
+        .expect("hookflow executions");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{listed:?}");
+    for id in &ids {
+        assert!(text.contains(id.as_str()), "{id} listed: {text}");
+    }
 }
 
 #[test]
