@@ -44,3 +44,7 @@ bench-waiting:
 # installed when missing); FUZZ_SECONDS per target (default 180). Not run by CI.
 fuzz:
     bash fuzz/run.sh
+
+# 10,000 workflows loaded: W1 on one of them beside W1 with one loaded, start-up and RSS.
+bench-many:
+    bash bench/many.sh

@@ -463,3 +463,103 @@ fn the_readme_starts_a_workflow_with_new_as_written() {
     }
     assert_eq!(ran, 3, "{block}");
 }
+
+#[test]
+fn sample_of_a_recorded_run_gives_the_same_entries_from_the_server_or_the_store() {
+    let workflow = "title: log\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: sample-recorded\n  auth:\n    basic: { username: shop, password: s3cret-pass }\nnodes:\n  - type: response\n    body: ok\n";
+    let mut app = TestApp::spawn(&[("log.yaml", workflow)]);
+    let body =
+        r#"{"事件": "审批", "order": {"id": "A-1", "items": [{"sku": "x"}]}, "amount": 9.5}"#;
+    let resp = app.post(
+        "sample-recorded?source=shop&tag=a&tag=b",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Basic c2hvcDpzM2NyZXQtcGFzcw=="),
+            ("X-Slp-Event", "ResponseEvent"),
+            ("X-Api-Token", "tok-123456"),
+        ],
+        body,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let id = resp.execution();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let from_server = hookflow_in(
+        tmp.path(),
+        &[
+            "sample",
+            "--execution",
+            &id,
+            "--server",
+            &app.base,
+            "--admin-token",
+            crate::harness::ADMIN,
+        ],
+    );
+    let block = text(&from_server.stdout);
+    assert!(
+        from_server.status.success(),
+        "{}",
+        text(&from_server.stderr)
+    );
+    let lines: Vec<&str> = block.lines().collect();
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` is not in:\n{block}"))
+    };
+    position("{key: x-slp-event, alias: x_slp_event, type: string}");
+    position("{key: source, alias: source, type: string}");
+    position("{key: \"$.tag[*]\", alias: tag, type: string}");
+    position("{key: \"$.order.items[*].sku\", alias: order_items_sku, type: string}");
+    position("{key: amount, alias: amount, type: number}");
+    // The body's own order, not sorted.
+    assert!(position("key: 事件") < position("key: order.id"), "{block}");
+    assert!(
+        position("key: order.id") < position("key: amount"),
+        "{block}"
+    );
+    for absent in [
+        "authorization",
+        "content-type",
+        "host",
+        "x-api-token",
+        "user-agent",
+    ] {
+        assert!(
+            !block.contains(&format!("key: {absent}")),
+            "{absent}: {block}"
+        );
+    }
+    // The same from the data folder once no server runs.
+    let mut child = app.sigterm();
+    let _ = child.wait();
+    let data = app.data_path().to_string_lossy().into_owned();
+    let from_store = hookflow_in(
+        tmp.path(),
+        &[
+            "sample",
+            "--execution",
+            &id,
+            "--data",
+            &data,
+            "--listen",
+            "127.0.0.1:1",
+        ],
+    );
+    assert!(from_store.status.success(), "{}", text(&from_store.stderr));
+    assert_eq!(text(&from_store.stdout), block);
+    let unknown = hookflow_in(
+        tmp.path(),
+        &[
+            "sample",
+            "--execution",
+            "no-such-run",
+            "--data",
+            &data,
+            "--listen",
+            "127.0.0.1:1",
+        ],
+    );
+    assert!(!unknown.status.success());
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `hookflow` binary. One test binary; modules by area.
 
 mod authoring;
+mod browser;
 mod cli;
 mod destinations;
 mod harness;
@@ -9,6 +10,7 @@ mod http;
 mod instances;
 mod limits;
 mod nodes;
+mod observe;
 mod offline_tests;
 mod onboarding;
 mod panics;
@@ -18,4 +20,5 @@ mod secrets;
 mod store;
 mod test_cases;
 mod trust;
+mod ui;
 mod upstream;

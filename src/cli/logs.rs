@@ -1,26 +1,97 @@
 //! The log of `serve`: tracing's formatter, writing each line through the
 //! scrubber of the current secrets (SPEC §3), so that no secret value and no
 //! URL user info reaches the log whatever a message carries.
+//!
+//! What an operator must act on goes to stderr as it happens (SPEC §6: a
+//! successful request writes nothing). With `--access-log`, the one line
+//! per webhook request (target [`ACCESS_TARGET`]) goes through a buffered
+//! writer on a thread of its own (tracing-appender's non-blocking writer),
+//! so the request path only hands the line over; when that writer falls
+//! 128k lines behind, lines are dropped rather than slowing requests down.
 
 use super::LogFormat;
 use hookflow_model::scrub::{Scrubber, SecretSet};
+use hookflow_trigger::ACCESS_TARGET;
 use std::borrow::Cow;
 use std::io::Write;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// A formatting layer writing to `writer` in `format`.
+fn layer<W>(format: LogFormat, ansi: bool, writer: W) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let base = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => base.boxed(),
+        LogFormat::Json => base.json().flatten_event(true).boxed(),
+    }
+}
 
 /// Sets up logging to stderr, every line scrubbed with `secrets` as they are
-/// when the line is written (they grow as workflows load).
-pub fn init(format: LogFormat, secrets: SecretSet) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(ScrubbedStderr { secrets });
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+/// when the line is written (they grow as workflows load). With
+/// `access_log`, also the access lines, off the request path; the returned
+/// guard writes what is still buffered when dropped.
+pub fn init(format: LogFormat, secrets: SecretSet, access_log: bool) -> Option<WorkerGuard> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let main = layer(
+        format,
+        ansi,
+        ScrubbedStderr {
+            secrets: secrets.clone(),
+        },
+    )
+    .with_filter(filter_fn(|m| m.target() != ACCESS_TARGET))
+    .with_filter(filter);
+    let mut layers: Vec<BoxedLayer> = vec![main.boxed()];
+    let guard = if access_log {
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .thread_name("hookflow-access-log")
+            .finish(ScrubbingWriter {
+                secrets,
+                out: std::io::BufWriter::new(std::io::stderr()),
+            });
+        let access = layer(format, ansi, writer).with_filter(filter_fn(|m| {
+            m.target() == ACCESS_TARGET && *m.level() <= tracing::Level::INFO
+        }));
+        layers.push(access.boxed());
+        Some(guard)
+    } else {
+        None
+    };
+    tracing_subscriber::registry().with(layers).init();
+    guard
+}
+
+/// The access log's writer (on the non-blocking writer's thread): each
+/// message is one formatted line, scrubbed before it is buffered.
+struct ScrubbingWriter {
+    secrets: SecretSet,
+    out: std::io::BufWriter<std::io::Stderr>,
+}
+
+impl Write for ScrubbingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let clean = clean_line(&text, &self.secrets.current());
+        self.out.write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -1,9 +1,10 @@
 //! `hookflow new ID`: a workflow file and its test file that pass `validate`
 //! and `test` as written, with parse entries from a sample when given.
 
-use super::sample::{body_kind_of, content_type_of, read_body, ParseBlock};
+use super::sample::{body_kind_of, content_type_of, read_body};
 use anyhow::{bail, Context};
 use hookflow_model::yaml::write::{to_yaml, FlowMap, FlowSeq};
+use hookflow_parser::sample::ParseBlock;
 use hookflow_parser::{BodyKind, SampleRequest, Sampled};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -325,7 +326,7 @@ fn workflow_yaml(
                 NewMode::Async => "async",
             },
             verify,
-            parse: sample.and_then(|s| ParseBlock::of(&s.sampled)),
+            parse: sample.and_then(|s| s.sampled.block()),
         },
         nodes: vec![node],
     };

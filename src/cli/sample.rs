@@ -2,10 +2,10 @@
 //! request in (files, a pasted URL, or the request of a recorded run), the
 //! `parse:` block that extracts every leaf of it out.
 
+use super::executions::{record_of, Reach};
 use anyhow::{bail, Context};
-use hookflow_model::yaml::write::{to_yaml, FlowMap};
-use hookflow_parser::{body_kind, BodyKind, SampleEntry, SampleRequest, Sampled};
-use serde::Serialize;
+use hookflow_model::request::TriggerRequest;
+use hookflow_parser::{body_kind, BodyKind, SampleRequest, Sampled};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,13 +37,39 @@ pub struct SampleArgs {
     /// JSON when the body is JSON, a form when it looks like `a=1&b=2`, text otherwise).
     #[arg(long)]
     content_type: Option<String>,
+    /// The request of a recorded run instead of files: read from a running
+    /// server's admin API when one answers, else from the store.
+    #[arg(long, conflicts_with_all = ["body", "query", "url", "headers", "content_type"])]
+    execution: Option<String>,
     /// `yaml` (default) or `json`.
     #[arg(long, value_enum, default_value = "yaml")]
     format: SampleFormat,
+    #[command(flatten)]
+    reach: Reach,
 }
 
 /// Prints the parse entries of the sample.
 pub fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
+    let sampled = match &args.execution {
+        Some(id) => {
+            let record = record_of(&args.reach, id)?;
+            let trigger = record
+                .get("trigger")
+                .filter(|t| t.is_object())
+                .with_context(|| format!("execution {id} has no recorded request"))?;
+            hookflow_parser::sample::sample_recorded(&TriggerRequest::from_json(trigger))
+        }
+        None => sample_files(&args)?,
+    };
+    match args.format {
+        SampleFormat::Yaml => print!("{}", sampled.to_yaml()?),
+        SampleFormat::Json => println!("{}", serde_json::to_string_pretty(&as_list(&sampled))?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sample given by files and flags.
+fn sample_files(args: &SampleArgs) -> anyhow::Result<Sampled> {
     let body = match &args.body {
         Some(path) => read_body(path)?,
         None => Vec::new(),
@@ -61,18 +87,13 @@ pub fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
             .map(|(_, v)| v.clone())
     });
     let kind = body_kind_of(given_type.as_deref(), &body)?;
-    let sampled = hookflow_parser::sample(&SampleRequest {
+    hookflow_parser::sample(&SampleRequest {
         headers: &headers,
         query: &query,
         body_kind: kind,
         body: &body,
     })
-    .context("the sample body cannot be read")?;
-    match args.format {
-        SampleFormat::Yaml => print!("{}", parse_block(&sampled)?),
-        SampleFormat::Json => println!("{}", serde_json::to_string_pretty(&as_list(&sampled))?),
-    }
-    Ok(ExitCode::SUCCESS)
+    .context("the sample body cannot be read")
 }
 
 /// A body file, or standard input for `-`.
@@ -156,47 +177,6 @@ pub fn content_type_of(kind: BodyKind) -> &'static str {
         BodyKind::Json => "application/json",
         BodyKind::Form => "application/x-www-form-urlencoded",
         BodyKind::Text => "text/plain",
-    }
-}
-
-/// The parts of a `parse:` block, entries in flow style.
-#[derive(Serialize)]
-pub struct ParseBlock<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    headers: Vec<FlowMap<&'a SampleEntry>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    query: Vec<FlowMap<&'a SampleEntry>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    body: Vec<FlowMap<&'a SampleEntry>>,
-}
-
-impl<'a> ParseBlock<'a> {
-    /// The block of `sampled`; `None` when it has no entry.
-    pub fn of(sampled: &'a Sampled) -> Option<ParseBlock<'a>> {
-        let flow = |entries: &'a [SampleEntry]| entries.iter().map(FlowMap).collect();
-        let block = ParseBlock {
-            headers: flow(&sampled.headers),
-            query: flow(&sampled.query),
-            body: flow(&sampled.body),
-        };
-        (!(block.headers.is_empty() && block.query.is_empty() && block.body.is_empty()))
-            .then_some(block)
-    }
-}
-
-/// The YAML printed by `sample`.
-fn parse_block(sampled: &Sampled) -> anyhow::Result<String> {
-    #[derive(Serialize)]
-    struct Doc<'a> {
-        parse: ParseBlock<'a>,
-    }
-    match ParseBlock::of(sampled) {
-        Some(parse) => Ok(to_yaml(&Doc { parse })?),
-        None => Ok(
-            "# The sample has nothing to extract (no headers, no query, no JSON or form \
-                    body leaves);\n# templates can still read trigger.body.\n"
-                .to_string(),
-        ),
     }
 }
 

@@ -9,8 +9,8 @@ use hookflow_model::scrub::SecretSet;
 use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_model::SecretPolicy;
 use hookflow_service::registry::WorkflowInfo;
-use hookflow_service::{Service, Settings};
-use hookflow_store::Store;
+use hookflow_service::{Metrics, Service, Settings};
+use hookflow_store::{SledStore, Store};
 use hookflow_trigger::{AppState, HttpSettings};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,9 +65,18 @@ pub struct ServeArgs {
     /// is taken over once its lease ran out. At least 1s.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "HOOKFLOW_LEASE")]
     lease: Duration,
+    /// Also serve /metrics on this address, without the admin token (e.g.
+    /// 127.0.0.1:9464 for a Prometheus on the same host).
+    #[arg(long, env = "HOOKFLOW_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "HOOKFLOW_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Log one line per webhook request (workflow, status, duration,
+    /// execution id), written off the request path. By default the log has
+    /// only what needs attention; counts are in /metrics.
+    #[arg(long, env = "HOOKFLOW_ACCESS_LOG")]
+    access_log: bool,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -87,7 +96,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // admin token now, the workflows' secrets as they load.
     let secrets = SecretSet::default();
     secrets.add(args.admin_token.iter());
-    super::logs::init(args.log_format, secrets.clone());
+    // Held to the end: what the access log still buffers is written then.
+    let _access_log = super::logs::init(args.log_format, secrets.clone(), args.access_log);
     if args.lease < Duration::from_secs(1) {
         anyhow::bail!("--lease must be at least 1s");
     }
@@ -125,7 +135,18 @@ async fn serve(
     secrets: SecretSet,
     open_files: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let store: Arc<dyn Store> = super::store::open(&args.place, args.lease)?;
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = match super::store::kind(&args.place)? {
+        super::store::Kind::Sled => {
+            let sled = SledStore::open(&args.place.data).with_context(|| {
+                format!("cannot open the data folder {}", args.place.data.display())
+            })?;
+            let counted = metrics.clone();
+            sled.on_commit(Box::new(move |took| counted.commit(took)));
+            Arc::new(sled)
+        }
+        super::store::Kind::Postgres(_) => super::store::open(&args.place, args.lease)?,
+    };
     let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
         .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;
     let request_proxy = match args.request_proxy.as_deref().map(str::trim) {
@@ -146,6 +167,7 @@ async fn serve(
                 .unwrap_or(usize::MAX)
                 .max(1),
             secrets,
+            metrics: Some(metrics),
         },
     )
     .map_err(anyhow::Error::msg)?;
@@ -155,6 +177,13 @@ async fn serve(
     if let Err(error) = os_limits::set_backlog(&listener) {
         tracing::warn!(message = "Cannot set the listen backlog.", %error);
     }
+    let metrics_listener = match args.metrics_listen.as_deref().map(str::trim) {
+        Some(addr) if !addr.is_empty() => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        _ => None,
+    };
     let max_connections = open_files.map_or(args.max_connections, |limit| {
         os_limits::connection_cap(args.max_connections, limit)
     });
@@ -181,6 +210,10 @@ async fn serve(
     let service = Service::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
     let resumed = executor.start().map_err(anyhow::Error::msg)?;
     println!("hookflow listening on http://{local}");
+    if let Some(l) = &metrics_listener {
+        let addr = l.local_addr().context("no local address")?;
+        println!("metrics on http://{addr}/metrics");
+    }
     for w in &service.registry().listing {
         match (w.loaded, w.enabled) {
             (true, true) => println!("  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
@@ -199,9 +232,10 @@ async fn serve(
             read_timeout: args.read_timeout,
             keep_alive: args.keep_alive,
             max_connections,
+            access_log: args.access_log,
         },
     });
-    hookflow_trigger::run(state, listener, shutdown_signal()).await?;
+    hookflow_trigger::run(state, listener, metrics_listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,6 +27,8 @@ mod versions;
 mod tests;
 
 pub use answer::Answer;
+pub use hookflow_metrics as metrics;
+pub use hookflow_metrics::{Metrics, WorkflowMetrics};
 pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
 pub use stubs::{SentRequest, Stub, StubAnswers, StubFailure, StubProblem, Stubs};
@@ -93,6 +95,8 @@ pub struct Env {
     pub max_result: usize,
     /// What records are scrubbed of (SPEC §3).
     pub secrets: SecretSet,
+    /// Counts of runs and request node tries (SPEC §7).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Executor settings.
@@ -114,6 +118,8 @@ pub struct ExecutorConfig {
     /// The secret values records are scrubbed of; the service adds the
     /// secrets of the workflows it loads. Empty offline.
     pub secrets: SecretSet,
+    /// Where runs are counted (`/metrics`); a private set when `None`.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Largest response body a request node reads: 10 MiB.
@@ -139,8 +145,9 @@ impl Executor {
     pub fn new(store: Arc<dyn Store>, config: ExecutorConfig) -> Result<Executor, String> {
         let versions = Arc::new(Versions::new(store.clone()));
         let http = policy::Outbound::new(config.request_policy, config.request_proxy.as_ref())?;
+        let metrics = config.metrics.unwrap_or_default();
         Ok(Executor {
-            queue: Arc::new(Queue::new(config.queue)),
+            queue: Arc::new(Queue::new(config.queue, metrics.runs().queued.clone())),
             store,
             versions,
             env: Arc::new(Env {
@@ -152,6 +159,7 @@ impl Executor {
                     n => n,
                 },
                 secrets: config.secrets,
+                metrics,
             }),
             waker: Arc::new(tokio::sync::Notify::new()),
             earliest_wake: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
@@ -161,6 +169,11 @@ impl Executor {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Where runs are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.env.metrics
     }
 
     /// The secret values records (and logs, and admin answers) are scrubbed of.
@@ -178,34 +191,47 @@ impl Executor {
         self.versions.publish(workflows);
     }
 
-    /// A run with this executor's services: not durable, no deadline, no responder.
+    /// A run with this executor's services: not durable, no deadline, no
+    /// responder; counted with `handles` (looked up by version when `None`:
+    /// retries and runs from the store, not the request path).
     fn run_of(
         &self,
         workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
         record: ExecutionRecord,
         state: RunState,
         scope: Scope,
     ) -> Run {
-        Run::new(
+        let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
+        let mut run = Run::new(
             workflow,
             record,
             state,
             scope,
             self.store.clone(),
             self.env.clone(),
-        )
+        );
+        run.metrics = Some(handles);
+        run
     }
 
-    /// Runs a sync workflow; returns the execution id and the answer for the caller.
-    pub async fn run_sync(&self, workflow: Arc<Workflow>, input: RunInput) -> (String, Answer) {
+    /// Runs a sync workflow; returns the execution id and the answer for the
+    /// caller. `handles` are the workflow's metrics, made when it loaded.
+    pub async fn run_sync(
+        &self,
+        workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
+        input: RunInput,
+    ) -> (String, Answer) {
         let id = uuid::Uuid::now_v7().to_string();
         let record = bare_record(id, &workflow, RunStatus::Running);
-        self.run_sync_record(workflow, input, record).await
+        self.run_sync_record(workflow, handles, input, record).await
     }
 
     async fn run_sync_record(
         &self,
         workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         mut record: ExecutionRecord,
     ) -> (String, Answer) {
@@ -233,7 +259,7 @@ impl Executor {
         // What makes the run readable should the caller get an answer
         // (a timeout's) before it finishes.
         let header = (workflow.clone(), record.started_ms);
-        let mut run = self.run_of(workflow, record, state, scope);
+        let mut run = self.run_of(workflow, handles, record, state, scope);
         run.control = control.clone();
         run.responder = Some(responder.clone());
         // The run is driven here, in the request's task, until it answers;
@@ -322,7 +348,7 @@ impl Executor {
             _ => None,
         };
         let responder = Arc::new(Responder::default());
-        let mut run = self.run_of(workflow, record, state, scope);
+        let mut run = self.run_of(workflow, None, record, state, scope);
         run.offline = true;
         run.responder = ack.is_none().then(|| responder.clone());
         run.drive().await;
@@ -344,6 +370,7 @@ impl Executor {
     pub async fn accept(
         &self,
         workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         key: Option<(String, std::time::Duration)>,
     ) -> Result<(String, Answer), AcceptError> {
@@ -377,7 +404,7 @@ impl Executor {
                     response: Some(ack.record()),
                 },
             });
-        self.enqueue(workflow, input, record, state, scope, idempotency)
+        self.enqueue(workflow, handles, input, record, state, scope, idempotency)
             .await?;
         Ok((id, ack))
     }
@@ -386,9 +413,11 @@ impl Executor {
     /// happen in a task of their own: a caller that goes away (a client that
     /// resets its connection) cancels neither, so a run on disk is never
     /// left behind until the next start.
+    #[allow(clippy::too_many_arguments)]
     async fn enqueue(
         &self,
         workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         mut record: ExecutionRecord,
         state: RunState,
@@ -399,6 +428,7 @@ impl Executor {
         // The stored input holds the trigger context; the record needs no copy.
         record.trigger = None;
         let store = self.store.clone();
+        let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
         let handoff = tokio::spawn(async move {
             store
                 .accept(Accepted {
@@ -416,6 +446,7 @@ impl Executor {
                 state,
                 scope,
                 workflow,
+                handles,
             })));
             Ok(())
         });
@@ -450,7 +481,7 @@ impl Executor {
                 self.shared_flush().await;
                 let exec = self.clone();
                 tokio::spawn(async move {
-                    exec.run_sync_record(workflow, input, record).await;
+                    exec.run_sync_record(workflow, None, input, record).await;
                 });
             }
             hookflow_model::def::Mode::Async => {
@@ -458,7 +489,7 @@ impl Executor {
                 record.retry_of = Some(retry_of.to_string());
                 let state = RunState::start();
                 let scope = scope_copying(&workflow, &record, &input, &state);
-                self.enqueue(workflow, input, record, state, scope, None)
+                self.enqueue(workflow, None, input, record, state, scope, None)
                     .await?;
             }
         }
@@ -491,8 +522,9 @@ impl Executor {
                     state,
                     scope,
                     workflow,
+                    handles,
                 } = *new;
-                self.run_of(workflow, record, state, scope)
+                self.run_of(workflow, Some(handles), record, state, scope)
             }
             ReadyRun::Stored { id } => match self.load(&id) {
                 Some(run) => run,

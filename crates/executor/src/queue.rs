@@ -4,6 +4,7 @@
 
 use crate::state::RunState;
 use crate::{AcceptError, Executor};
+use hookflow_metrics::Gauge;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::ExecutionRecord;
@@ -36,6 +37,8 @@ pub struct NewRun {
     pub state: RunState,
     pub scope: Scope,
     pub workflow: Arc<Workflow>,
+    /// Its workflow's metrics, made when the workflow loaded.
+    pub handles: Arc<hookflow_metrics::WorkflowMetrics>,
 }
 
 /// A run ready for a worker.
@@ -56,6 +59,8 @@ pub struct Queue {
     tx: mpsc::UnboundedSender<ReadyRun>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<ReadyRun>>>,
     stop: Arc<Notify>,
+    /// `hookflow_runs{state="queued"}`: follows `waiting`.
+    queued: Gauge,
 }
 
 /// A reserved place in the queue; dropping it without pushing gives it back.
@@ -79,12 +84,13 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if !self.used {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.queue.queued.dec();
         }
     }
 }
 
 impl Queue {
-    pub fn new(config: QueueConfig) -> Queue {
+    pub fn new(config: QueueConfig, queued: Gauge) -> Queue {
         let (tx, rx) = mpsc::unbounded_channel();
         Queue {
             config: QueueConfig {
@@ -98,6 +104,7 @@ impl Queue {
             tx,
             rx: Mutex::new(Some(rx)),
             stop: Arc::new(Notify::new()),
+            queued,
         }
     }
 
@@ -110,6 +117,7 @@ impl Queue {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(AcceptError::QueueFull);
         }
+        self.queued.inc();
         Ok(Slot {
             queue: self.clone(),
             used: false,
@@ -121,8 +129,10 @@ impl Queue {
     /// new requests for a place).
     pub fn push_woken(&self, item: ReadyRun) {
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.queued.inc();
         if self.tx.send(item).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.queued.dec();
         }
     }
 
@@ -164,6 +174,7 @@ impl Queue {
                     break;
                 }
                 queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                queue.queued.dec();
                 queue.active.fetch_add(1, Ordering::SeqCst);
                 let exec = executor.clone();
                 let active = queue.active.clone();

@@ -145,6 +145,20 @@ impl Executor {
 
     /// The timer of waiting runs: queues each when its time comes.
     async fn wake_waiting(self) {
+        // Runs left waiting by the last process count as waiting: counted
+        // once, off the start and before any is woken.
+        let store = self.store.clone();
+        let counted = tokio::task::spawn_blocking(move || store.due(u64::MAX, usize::MAX)).await;
+        match counted {
+            Ok(Ok(ids)) => {
+                let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+                self.env.metrics.runs().waiting.inc_by(n);
+            }
+            Ok(Err(error)) => {
+                tracing::error!(message = "Could not count the waiting runs.", %error)
+            }
+            Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
+        }
         loop {
             if self.queue.is_shutting_down() {
                 return;
@@ -157,6 +171,7 @@ impl Executor {
                 }
             };
             for id in &due {
+                self.env.metrics.runs().waiting.dec();
                 self.queue.push_woken(ReadyRun::Stored { id: id.clone() });
             }
             if due.len() == PAGE {
@@ -213,7 +228,7 @@ impl Executor {
                 .fail_unrunnable(record, "the run's input is missing from the store".into());
         };
         let scope = scope_for(&workflow, &record, &input.trigger, input.vars, &state);
-        Some(self.run_of(workflow, record, state, scope))
+        Some(self.run_of(workflow, None, record, state, scope))
     }
 
     /// Ends a run that cannot start as failed, with the reason in its record.

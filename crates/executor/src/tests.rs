@@ -98,6 +98,15 @@ impl Store for Recording {
     fn damaged(&self) -> usize {
         0
     }
+    fn refuse(&self, request: hookflow_store::RefusedRequest) {
+        self.inner.refuse(request)
+    }
+    fn refused(
+        &self,
+        filter: &hookflow_store::RefusedFilter,
+    ) -> hookflow_store::StoreResult<(Vec<hookflow_store::RefusedRequest>, Option<String>)> {
+        self.inner.refused(filter)
+    }
 }
 
 const WORKFLOW: &str = r#"
@@ -171,6 +180,7 @@ fn env() -> Arc<Env> {
         stubs: Default::default(),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
         secrets: Default::default(),
+        metrics: Default::default(),
     })
 }
 
@@ -618,6 +628,7 @@ fn stubbed_env() -> Arc<Env> {
         stubs: Some(Arc::new(Stubs::new(stubs))),
         max_result: hookflow_store::DEFAULT_MAX_RESULT,
         secrets: Default::default(),
+        metrics: Default::default(),
     })
 }
 
@@ -633,6 +644,7 @@ fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
         secrets: Default::default(),
         stubs: Default::default(),
         max_result: 0,
+        metrics: None,
     };
     let executor = crate::Executor::new(store, config).expect("executor");
     executor.start().expect("start");
@@ -664,7 +676,7 @@ async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let (id, _) = executor
-            .accept(wf.clone(), input.clone(), None)
+            .accept(wf.clone(), None, input.clone(), None)
             .await
             .expect("accepted");
         ids.push(id);
@@ -707,7 +719,7 @@ async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
 async fn a_panic_inside_a_sync_run_answers_500_and_fails_the_record() {
     let (dyn_store, executor) = executor_whose_first_finish_panics();
     let input = empty_input();
-    let (id, answer) = executor.run_sync(workflow(), input).await;
+    let (id, answer) = executor.run_sync(workflow(), None, input).await;
     assert_eq!(answer.status, 500);
     let record = dyn_store
         .get(&id)

@@ -25,7 +25,7 @@ pub struct LoadOptions<'a> {
     /// Unset secrets.
     pub secrets: SecretPolicy,
     /// Looks up an environment variable (the process environment in production).
-    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
 impl LoadOptions<'_> {
@@ -264,10 +264,11 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
         .filter(|p| p.is_file())
         .collect();
     paths.sort();
-    for path in paths {
-        let Some(id) = workflow_id_of(&path) else {
-            continue;
-        };
+    let named: Vec<(String, PathBuf)> = paths
+        .into_iter()
+        .filter_map(|path| workflow_id_of(&path).map(|id| (id, path)))
+        .collect();
+    for (id, path, file) in load_all(named, opts) {
         if let Some(first) = catalog.files.get(&id) {
             catalog.other.push(diag(
                 &path,
@@ -280,11 +281,52 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
             ));
             continue;
         }
-        let file = load_file(&id, &path, opts);
         catalog.files.insert(id, file);
     }
     check_pinned_keys(&mut catalog);
     catalog
+}
+
+/// Files a thread loads at least: below this, one thread does it all.
+const FILES_PER_THREAD: usize = 64;
+
+/// Loads the files on as many threads as there are cores (parsing and
+/// compiling are CPU work; with thousands of workflows this is most of the
+/// start-up), keeping their order. A file whose id repeats another's is
+/// loaded anyway and refused by the caller (ids differ only by extension).
+fn load_all(
+    named: Vec<(String, PathBuf)>,
+    opts: &LoadOptions<'_>,
+) -> Vec<(String, PathBuf, LoadedFile)> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(named.len() / FILES_PER_THREAD)
+        .max(1);
+    let load = |chunk: &[(String, PathBuf)]| -> Vec<(String, PathBuf, LoadedFile)> {
+        chunk
+            .iter()
+            .map(|(id, path)| (id.clone(), path.clone(), load_file(id, path, opts)))
+            .collect()
+    };
+    if threads == 1 {
+        return load(&named);
+    }
+    let size = named.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = named
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || load(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(files) => files,
+                // A panic in a loader thread is a bug; let it surface as one.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {

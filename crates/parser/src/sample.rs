@@ -7,8 +7,10 @@
 //! (the default rule, tidied and made unique across the three parts) and the
 //! type seen in the sample. A JSON body keeps the sample's key order.
 
-use crate::{parse_query, BodyKind, ParseError};
+use crate::{parse_query, BodyKind, ParseError, TriggerRequest};
 use hookflow_model::compile::default_alias;
+use hookflow_model::request::REDACTED;
+use hookflow_model::yaml::write::{to_yaml, FlowMap, WriteError};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -54,40 +56,139 @@ pub struct SampleRequest<'a> {
 
 /// The parse entries that extract every leaf of `request`.
 pub fn sample(request: &SampleRequest<'_>) -> Result<Sampled, ParseError> {
-    let mut aliases = Aliases::default();
-    let headers = request
+    let body = body_node(request.body_kind, request.body)?;
+    let headers: Vec<&str> = request.headers.iter().map(|(n, _)| n.as_str()).collect();
+    Ok(sample_parts(
+        &headers,
+        &Node::from_json(&parse_query(request.query)),
+        body.as_ref(),
+    ))
+}
+
+/// Headers a recorded request carries that no workflow parses: transport,
+/// content negotiation, credentials.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "expect",
+    "host",
+    "keep-alive",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+];
+
+/// The parse entries of a recorded run's request (`hookflow sample
+/// --execution`, the run page's "parse entries"): its headers but the
+/// transport ones and those recorded `[redacted]`, its query, and its body
+/// (a JSON body re-read from the raw bytes, so that its key order is kept).
+pub fn sample_recorded(trigger: &TriggerRequest) -> Sampled {
+    let headers: Vec<&str> = trigger
         .headers
         .iter()
-        .map(|(name, _)| SampleEntry {
-            key: name.clone(),
+        .filter(|(n, v)| v != REDACTED && !TRANSPORT_HEADERS.contains(&n.as_str()))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let kind = crate::body_kind(trigger.header("content-type").as_deref());
+    let body = match kind {
+        Some(BodyKind::Json) => body_node(kind, trigger.raw_body.as_bytes())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Node::from_json(&trigger.body)),
+        _ => Node::from_json(&trigger.body),
+    };
+    sample_parts(&headers, &Node::from_json(&trigger.query), Some(&body))
+}
+
+/// A body as a tree; `None` for no body or a text body (no leaves).
+fn body_node(kind: Option<BodyKind>, body: &[u8]) -> Result<Option<Node>, ParseError> {
+    Ok(match kind {
+        _ if body.is_empty() => None,
+        Some(BodyKind::Json) => {
+            Some(
+                serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson {
+                    line: e.line(),
+                    column: e.column(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
+        Some(kind @ BodyKind::Form) => Some(Node::from_json(&crate::body::parse_as(kind, body)?)),
+        // A text or XML body is one string: templates read `trigger.body`.
+        _ => None,
+    })
+}
+
+fn sample_parts(headers: &[&str], query: &Node, body: Option<&Node>) -> Sampled {
+    let mut aliases = Aliases::default();
+    let headers = headers
+        .iter()
+        .map(|name| SampleEntry {
+            key: name.to_string(),
             alias: aliases.unique(&default_alias(name)),
             value_type: Some("string"),
         })
         .collect();
-    let query = leaves(&Node::from_json(&parse_query(request.query)), &mut aliases);
-    let body = match request.body_kind {
-        _ if request.body.is_empty() => Vec::new(),
-        Some(BodyKind::Json) => {
-            let node: Node =
-                serde_json::from_slice(request.body).map_err(|e| ParseError::MalformedJson {
-                    line: e.line(),
-                    column: e.column(),
-                    message: e.to_string(),
-                })?;
-            leaves(&node, &mut aliases)
-        }
-        Some(kind @ BodyKind::Form) => {
-            let value = crate::body::parse_as(kind, request.body)?;
-            leaves(&Node::from_json(&value), &mut aliases)
-        }
-        // A text or XML body is one string: templates read `trigger.body`.
-        _ => Vec::new(),
-    };
-    Ok(Sampled {
+    let query = leaves(query, &mut aliases);
+    let body = body.map(|b| leaves(b, &mut aliases)).unwrap_or_default();
+    Sampled {
         headers,
         query,
         body,
-    })
+    }
+}
+
+/// The parts of a `parse:` block, entries in flow style (`- {key: …}`).
+#[derive(Serialize)]
+pub struct ParseBlock<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<FlowMap<&'a SampleEntry>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    query: Vec<FlowMap<&'a SampleEntry>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    body: Vec<FlowMap<&'a SampleEntry>>,
+}
+
+impl Sampled {
+    /// The `parse:` block's contents; `None` when there is no entry.
+    pub fn block(&self) -> Option<ParseBlock<'_>> {
+        fn flow(entries: &[SampleEntry]) -> Vec<FlowMap<&SampleEntry>> {
+            entries.iter().map(FlowMap).collect()
+        }
+        let block = ParseBlock {
+            headers: flow(&self.headers),
+            query: flow(&self.query),
+            body: flow(&self.body),
+        };
+        (!(block.headers.is_empty() && block.query.is_empty() && block.body.is_empty()))
+            .then_some(block)
+    }
+
+    /// The `parse:` block as YAML, ready to paste under `trigger:` (a
+    /// comment saying so when there is nothing to extract).
+    pub fn to_yaml(&self) -> Result<String, WriteError> {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            parse: ParseBlock<'a>,
+        }
+        match self.block() {
+            Some(parse) => to_yaml(&Doc { parse }),
+            None => Ok(
+                "# The sample has nothing to extract (no headers, no query, no JSON or \
+                        form body leaves);\n# templates can still read trigger.body.\n"
+                    .to_string(),
+            ),
+        }
+    }
 }
 
 /// A decoded sample that keeps the order of object members as written.

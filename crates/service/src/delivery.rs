@@ -74,11 +74,18 @@ impl Service {
             None => None,
         };
         let (execution_id, answer) = match workflow.mode {
-            Mode::Sync => self.executor.run_sync(workflow, input).await,
+            Mode::Sync => {
+                let handles = Some(served.metrics.clone());
+                self.executor.run_sync(workflow, handles, input).await
+            }
             Mode::Async => {
                 // The key goes to disk with the run, before the acknowledgement.
                 let key = first.as_ref().map(|(f, ttl)| (f.key().to_string(), *ttl));
-                match self.executor.accept(workflow, input, key).await {
+                match self
+                    .executor
+                    .accept(workflow, Some(served.metrics.clone()), input, key)
+                    .await
+                {
                     Ok(accepted) => accepted,
                     // Another instance of a shared store claimed the key
                     // first: this request is a repeat of that run.
@@ -141,7 +148,8 @@ fn check_signature(
         .map_err(|reason| {
             // The reason may quote what the sender wrote: escaped, so that
             // it cannot forge log lines.
-            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, reason = ?reason.0);
+            // The one line of this refused request (`rejected` logs the others).
+            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, status = 401, reason = "invalid_signature", detail = ?reason.0);
             Refusal::InvalidSignature
         })
 }

@@ -6,15 +6,18 @@
 //! signature check, intake, `idempotency`, the executor), re-runs finished
 //! runs ([`retry`]), makes a run a test case ([`test_case`]), shows runs as
 //! the admin API does ([`views`]) and removes old records (`retention`); `report` logs
-//! each workflow file's problems once per change of the file. [`Refusal`] is
+//! each workflow file's problems once per change of the file; [`rejected`]
+//! counts, logs and keeps refused requests. [`Refusal`] is
 //! the one place where a refused request gets its status and JSON body. The
 //! HTTP crate and the `hookflow` binary both use this crate; it knows no HTTP
 //! server.
 
 pub mod delivery;
 mod idempotency;
+pub mod overview;
 pub mod refusal;
 pub mod registry;
+pub mod rejected;
 mod reload;
 mod report;
 mod retention;
@@ -23,10 +26,12 @@ pub mod test_case;
 pub mod views;
 
 pub use delivery::Delivery;
+pub use hookflow_executor::{metrics, Metrics, WorkflowMetrics};
 pub use hookflow_parser::Request;
 pub use hookflow_verify::{secret_eq, SecretDigest};
 pub use refusal::{Refusal, RETRY_AFTER_SECS};
 pub use registry::{webhook_key, webhook_path, Registry, Served, WEBHOOK_PREFIX};
+pub use rejected::RefusedParts;
 pub use retry::{RetryError, RetryVersion};
 
 use hookflow_executor::Executor;
@@ -112,7 +117,12 @@ impl Service {
             Some(&previous),
             self.keys.as_ref(),
             &self.settings.public_url,
+            self.executor.metrics(),
         )?;
+        let (loaded, invalid, disabled) = registry.counts();
+        self.executor
+            .metrics()
+            .set_workflows(loaded, invalid, disabled);
         // Logs, records and admin answers are scrubbed of every served
         // workflow's secrets from now on (and of earlier ones still: runs
         // of older versions may use them).
@@ -130,6 +140,11 @@ impl Service {
             *r = Arc::new(registry);
         }
         Ok(())
+    }
+
+    /// Where everything is counted (`/metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.executor.metrics()
     }
 
     /// The current registry.

@@ -1,6 +1,7 @@
 //! The workflows being served: by URL key for the webhook route, and as a
 //! listing (with diagnostics) for the admin API and the CLI.
 
+use hookflow_executor::{Metrics, WorkflowMetrics};
 use hookflow_model::def::Mode;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
@@ -25,6 +26,9 @@ pub struct Served {
     pub basic: Option<Credentials>,
     /// Signature verification, ready for requests.
     pub verifier: Option<Verifier>,
+    /// Its counters (`/metrics`), made here so that a request counts
+    /// without looking anything up.
+    pub metrics: Arc<WorkflowMetrics>,
 }
 
 /// One row of `GET /api/workflows` and `hookflow urls`.
@@ -74,6 +78,8 @@ pub struct Registry {
     pub listing: Vec<WorkflowInfo>,
     /// Loaded, enabled workflows that are not served.
     pub refused: Vec<Refused>,
+    /// Problems of the folder that belong to no single workflow.
+    pub other: Vec<Diagnostic>,
 }
 
 /// The path prefix of webhook URLs (NocoBase's); the key is the one segment after it.
@@ -107,6 +113,7 @@ impl Registry {
         previous: Option<&Registry>,
         keys: &dyn KeyStore,
         public_url: &str,
+        metrics: &Metrics,
     ) -> Result<Registry, String> {
         let ids: Vec<&str> = catalog
             .files
@@ -115,7 +122,10 @@ impl Registry {
             .filter(|id| hookflow_model::load::valid_workflow_id(id))
             .collect();
         let generated = keys.ensure(&ids).map_err(|e| e.to_string())?;
-        let mut registry = Registry::default();
+        let mut registry = Registry {
+            other: catalog.other.clone(),
+            ..Registry::default()
+        };
         for (id, file) in &catalog.files {
             let Some(generated_key) = generated.get(id) else {
                 continue;
@@ -187,6 +197,7 @@ impl Registry {
             registry.by_key.insert(
                 key.clone(),
                 Arc::new(Served {
+                    metrics: metrics.workflow(&workflow),
                     workflow,
                     key,
                     basic,
@@ -195,6 +206,19 @@ impl Registry {
             );
         }
         Ok(registry)
+    }
+
+    /// Workflow files by state: served, invalid (not loaded, or loaded but
+    /// not served), disabled.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let loaded = self.by_key.len();
+        let disabled = self
+            .listing
+            .iter()
+            .filter(|w| w.loaded && !w.enabled)
+            .count();
+        let invalid = self.listing.len().saturating_sub(loaded + disabled);
+        (loaded, invalid, disabled)
     }
 }
 

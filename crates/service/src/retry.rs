@@ -222,6 +222,7 @@ impl Service {
                 until_ms: filter.until_ms,
                 limit: MAX_BULK,
                 cursor: cursor.take(),
+                ..ExecutionFilter::default()
             };
             let (rows, next) = store
                 .list(&page)

@@ -16,6 +16,7 @@ use crate::keys::KeyStore;
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, RunInput, RunStatus, RunSummary,
 };
+use crate::refused::{RefusedFilter, RefusedRequest};
 use crate::StoreResult;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -160,6 +161,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many damaged entries were set aside since the store opened.
     fn damaged(&self) -> usize;
+
+    /// Keeps a refused request (SPEC §7), the last
+    /// [`KEPT_PER_WORKFLOW`](crate::refused::KEPT_PER_WORKFLOW) per workflow.
+    /// Written behind and never synced on its own: it reaches the disk with
+    /// the next sync (a flush, a durable write, or the backend's own
+    /// periodic one), and readable once the write is applied (after
+    /// [`Store::flush`] at the latest). May be dropped when the store is
+    /// overloaded: a flood of refused requests never slows runs down.
+    fn refuse(&self, request: RefusedRequest);
+
+    /// Refused requests newest first, filtered; the page and the cursor of the next one.
+    fn refused(&self, filter: &RefusedFilter)
+        -> StoreResult<(Vec<RefusedRequest>, Option<String>)>;
 
     /// Whether several instances share this store (PostgreSQL): runs are
     /// then claimed with leases ([`Store::claim_expired`]) rather than all

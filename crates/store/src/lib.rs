@@ -14,6 +14,7 @@ pub mod keys;
 mod memory;
 pub mod postgres;
 pub mod record;
+pub mod refused;
 
 #[cfg(test)]
 mod conformance;
@@ -28,6 +29,7 @@ pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
     RunInput, RunStatus, RunSummary, TryOutcome, TryRecord, DEFAULT_MAX_RESULT,
 };
+pub use refused::{RefusedFilter, RefusedRequest, KEPT_PER_WORKFLOW};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,10 @@ pub enum StoreError {
 pub(crate) fn db_err(e: sled::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
+
+/// Told how long a sync of the disk took (the metrics of durable writes);
+/// called on the store's writer thread, so it must be quick.
+pub type CommitHook = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;

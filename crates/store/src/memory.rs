@@ -6,9 +6,10 @@ use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, S
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunStatus, RunSummary,
 };
+use crate::refused::{RefusedFilter, RefusedRequest, KEPT_PER_WORKFLOW};
 use crate::StoreResult;
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// An unfinished durable run.
@@ -33,6 +34,10 @@ struct Data {
     announced: BTreeMap<String, ExecutionRecord>,
     versions: BTreeMap<String, String>,
     idempotency: BTreeMap<(String, String), IdempotencyEntry>,
+    /// Refused requests per workflow, oldest first, with their position.
+    refused: HashMap<String, VecDeque<(u64, RefusedRequest)>>,
+    /// The position of the last refused request kept.
+    refused_seq: u64,
 }
 
 /// Everything in memory, lost when dropped.
@@ -179,6 +184,7 @@ impl Store for MemoryStore {
                 .filter(|r| f.status.is_none_or(|s| r.status == s))
                 .filter(|r| f.since_ms.is_none_or(|s| r.started_at.millis() >= s))
                 .filter(|r| f.until_ms.is_none_or(|u| r.started_at.millis() <= u))
+                .filter(|r| f.retries(r.retry_of.as_deref()))
                 .take(limit + 1)
                 .collect();
             let more = matching.len() > limit;
@@ -287,5 +293,36 @@ impl Store for MemoryStore {
 
     fn damaged(&self) -> usize {
         0
+    }
+
+    fn refuse(&self, request: RefusedRequest) {
+        self.with(|d| {
+            d.refused_seq += 1;
+            let seq = d.refused_seq;
+            let kept = d.refused.entry(request.workflow.clone()).or_default();
+            kept.push_back((seq, request));
+            while kept.len() > KEPT_PER_WORKFLOW {
+                kept.pop_front();
+            }
+        });
+    }
+
+    fn refused(
+        &self,
+        filter: &RefusedFilter,
+    ) -> StoreResult<(Vec<RefusedRequest>, Option<String>)> {
+        let before = filter.before().unwrap_or(u64::MAX);
+        Ok(self.with(|d| {
+            let mut entries: Vec<(u64, RefusedRequest)> = d
+                .refused
+                .iter()
+                .filter(|(w, _)| filter.workflow.as_ref().is_none_or(|f| f == *w))
+                .flat_map(|(_, kept)| kept.iter())
+                .filter(|(seq, _)| *seq < before)
+                .cloned()
+                .collect();
+            entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+            crate::refused::page(entries.into_iter(), filter)
+        }))
     }
 }

@@ -412,6 +412,17 @@ pub struct ExecutionFilter {
     pub limit: usize,
     /// Continue after this id (exclusive), going older.
     pub cursor: Option<String>,
+    /// Only retries of this run (their `retry_of`).
+    pub retry_of: Option<String>,
+}
+
+impl ExecutionFilter {
+    /// Whether a record's `retry_of` passes the filter.
+    pub fn retries(&self, retry_of: Option<&str>) -> bool {
+        self.retry_of
+            .as_deref()
+            .is_none_or(|wanted| retry_of == Some(wanted))
+    }
 }
 
 pub use hookflow_model::request::is_secret_header;

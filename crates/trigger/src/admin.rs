@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::{retries, test_case, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
-use hookflow_service::Refusal;
+use hookflow_service::{overview, Refusal};
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
@@ -29,6 +29,13 @@ pub async fn dispatch(
     if path == "/api/workflows" {
         return if get {
             Some(workflows(req, state))
+        } else {
+            not_allowed()
+        };
+    }
+    if path == "/api/requests" {
+        return if get {
+            Some(crate::requests::list(req, state))
         } else {
             not_allowed()
         };
@@ -73,10 +80,30 @@ pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiEr
 fn workflows(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let registry = state.service.registry();
+    let since = hookflow_model::time::now_millis().saturating_sub(overview::RECENT_MS);
+    let counts = overview::recent_counts(
+        state.service.executor.store().as_ref(),
+        since,
+        overview::MAX_COUNTED,
+    )
+    .map_err(|e| Refusal::Internal(e.to_string()))?;
+    let rows: Vec<Json> = registry
+        .listing
+        .iter()
+        .map(|w| {
+            let mut row = serde_json::to_value(w).unwrap_or(Json::Null);
+            if let Json::Object(m) = &mut row {
+                let c = counts.by_workflow.get(&w.id);
+                m.insert("counts_24h".into(), json!(c.cloned().unwrap_or_default()));
+            }
+            row
+        })
+        .collect();
     Ok(scrubbed(
         HttpResponse::Ok(),
         state,
-        json!({"workflows": registry.listing}),
+        json!({"workflows": rows, "counts_24h_cut": counts.cut,
+               "problems": overview::problems(&registry)}),
     ))
 }
 
@@ -134,6 +161,7 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
         until_ms: parse_time("until", query.get("until"))?,
         limit,
         cursor: query.get("cursor").cloned(),
+        retry_of: query.get("retry_of").cloned(),
     };
     let (records, next) = state
         .service

@@ -1,5 +1,6 @@
 //! The HTTP side of hookflow (actix-web): routes, the webhook endpoint's
-//! HTTP checks, the admin API, health and graceful shutdown.
+//! HTTP checks, the admin API, the run history page (`/ui`), health and
+//! graceful shutdown.
 //!
 //! Only this crate knows HTTP, and it does nothing else: a webhook handler
 //! checks what only HTTP can (method, Basic auth, body size), reads the
@@ -9,9 +10,12 @@
 pub mod admin;
 pub mod error;
 pub mod limits;
+pub mod metrics;
+pub mod requests;
 pub mod retries;
 pub mod server;
 pub mod test_case;
+pub mod ui;
 pub mod webhook;
 
 pub use server::run;
@@ -33,7 +37,14 @@ pub struct HttpSettings {
     pub keep_alive: Duration,
     /// Open connections, in total, across the workers.
     pub max_connections: usize,
+    /// One log line per webhook request (`--access-log`), with target
+    /// [`ACCESS_TARGET`].
+    pub access_log: bool,
 }
+
+/// The tracing target of access log lines (the binary writes them apart,
+/// through a buffered writer off the request path).
+pub const ACCESS_TARGET: &str = "hookflow::access";
 
 /// What every handler sees.
 pub struct AppState {

@@ -1,7 +1,7 @@
 //! Builds the actix-web app, runs it, and shuts it down gracefully.
 
 use crate::error::ApiError;
-use crate::{admin, limits, webhook, AppState, HttpSettings};
+use crate::{admin, limits, ui, webhook, AppState, HttpSettings};
 use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hookflow_service::{Refusal, WEBHOOK_PREFIX};
@@ -38,8 +38,15 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
     if req.path().starts_with(WEBHOOK_PREFIX) {
         return webhook::handle(req, payload, state, deadline).await;
     }
+    if req.path() == "/metrics" {
+        return crate::metrics::on_main(req, state)
+            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+    }
     if req.path() == "/healthz" {
         return HttpResponse::Ok().json(serde_json::json!({"status": "ok"}));
+    }
+    if let Some(page) = ui::dispatch(req, state) {
+        return page.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
     let result = match admin::dispatch(req, payload, state, deadline).await {
         Some(result) => result,
@@ -57,9 +64,11 @@ fn per_worker(settings: &HttpSettings) -> usize {
 /// get 503, in-flight requests are answered, running async runs get the
 /// shutdown grace to finish (the rest stay on disk and resume at the next
 /// start). The service's background work (reload, retention) runs meanwhile.
+/// `metrics_listener` (`--metrics-listen`) serves `/metrics` without a token.
 pub async fn run(
     state: Arc<AppState>,
     listener: std::net::TcpListener,
+    metrics_listener: Option<std::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let data = web::Data::from(state.clone());
@@ -87,6 +96,12 @@ pub async fn run(
     .run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);
+    let metrics_server = match metrics_listener {
+        Some(l) => Some(crate::metrics::listener_server(state.clone(), l)?),
+        None => None,
+    };
+    let metrics_handle = metrics_server.as_ref().map(|s| s.handle());
+    let metrics_task = metrics_server.map(tokio::spawn);
     let background = service.start_background();
 
     shutdown.await;
@@ -94,6 +109,9 @@ pub async fn run(
     // Webhook requests get 503 before the server starts stopping.
     let draining = service.shut_down();
     let (_, still_running) = tokio::join!(handle.stop(true), draining);
+    if let Some(h) = metrics_handle {
+        h.stop(false).await;
+    }
     if still_running > 0 {
         tracing::warn!(
             message = "Runs still going at shutdown stay on disk and resume at the next start.",
@@ -105,5 +123,8 @@ pub async fn run(
         tracing::error!(message = "Final flush failed.", %error);
     }
     let _ = server_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     Ok(())
 }

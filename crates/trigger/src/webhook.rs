@@ -11,7 +11,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use hookflow_executor::Answer;
 use hookflow_service::{Delivery, Refusal, Served};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The response header marking an idempotent replay.
@@ -36,37 +35,73 @@ pub async fn handle(
     } else {
         state.service.registry().get(key).cloned()
     };
-    // Held for the log line (an `Arc`, not a copy of the id).
-    let workflow = served.as_ref().map(|s| s.workflow.clone());
-    let response = match served {
-        Some(served) => match run(req, payload, state, served, deadline).await {
-            Ok(r) => r,
-            Err(e) => actix_web::ResponseError::error_response(&e),
-        },
-        None => actix_web::ResponseError::error_response(&ApiError(Refusal::NotFound(
+    let outcome = match &served {
+        Some(served) => run(req, payload, state, served, deadline).await,
+        None => Err(ApiError(Refusal::NotFound(
             "no enabled workflow has this key".into(),
         ))),
     };
-    let execution = response
-        .headers()
-        .get(EXECUTION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info!(
-        message = "Webhook request.",
-        workflow = workflow.as_ref().map_or("-", |w| w.id.as_str()),
-        execution_id = execution,
-        status = response.status().as_u16(),
-        latency_ms = format!("{:.2}", clock.elapsed().as_secs_f64() * 1000.0),
-    );
+    let (response, refusal) = match outcome {
+        Ok(r) => (r, None),
+        Err(e) => (actix_web::ResponseError::error_response(&e), Some(e.0)),
+    };
+    // Counted through handles made when the workflow loaded: atomics only.
+    let took = clock.elapsed();
+    let status = response.status().as_u16();
+    let metrics = served
+        .as_ref()
+        .map_or(state.service.metrics().unknown(), |s| &s.metrics);
+    metrics.request(status, took);
+    if let Some(refusal) = &refusal {
+        state
+            .service
+            .refused(served.as_deref(), refusal, || refused_parts(req));
+    }
+    if state.http.access_log {
+        let execution = response
+            .headers()
+            .get(EXECUTION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            target: crate::ACCESS_TARGET,
+            message = "Webhook request.",
+            workflow = served.as_ref().map_or("-", |s| s.workflow.id.as_str()),
+            status,
+            duration_ms = took.as_micros() as f64 / 1000.0,
+            execution_id = execution,
+        );
+    }
     response
+}
+
+/// What a refused request's entry keeps of it (the service redacts the headers).
+fn refused_parts(req: &HttpRequest) -> hookflow_service::RefusedParts {
+    hookflow_service::RefusedParts {
+        method: req.method().as_str().to_string(),
+        remote_addr: req.peer_addr().map(|a| a.to_string()),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_string(), value)
+            })
+            .collect(),
+        body_size: req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    }
 }
 
 async fn run(
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: &AppState,
-    served: Arc<Served>,
+    served: &Served,
     deadline: Instant,
 ) -> Result<HttpResponse, ApiError> {
     if req.method() != Method::POST {
@@ -98,7 +133,7 @@ async fn run(
         .headers()
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)));
-    match state.service.deliver(&served, request, headers).await? {
+    match state.service.deliver(served, request, headers).await? {
         // Feishu's URL check: answered here, no run.
         Delivery::Challenge(challenge) => {
             Ok(HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge })))

@@ -55,9 +55,6 @@ pub struct Reach {
     /// The store URL, read when no server answers (default: the sled store in `--data`).
     #[arg(long, global = true, env = "HOOKFLOW_STORE")]
     store: Option<String>,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value = "table")]
-    format: Format,
 }
 
 /// Flags of `executions`.
@@ -67,6 +64,9 @@ pub struct ExecutionsArgs {
     command: ExecutionsCommand,
     #[command(flatten)]
     reach: Reach,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: Format,
 }
 
 /// Filters of a list of runs.
@@ -118,6 +118,16 @@ enum ExecutionsCommand {
     },
 }
 
+/// One run's record, from the server that answers or else the store
+/// (`hookflow sample --execution`).
+pub fn record_of(reach: &Reach, id: &str) -> anyhow::Result<Json> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async { Source::reach(reach).await?.show(id).await })
+}
+
 /// Runs an `executions` command.
 pub fn run(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -136,14 +146,14 @@ async fn execute(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--limit must be from 1 to 1000");
             }
             let page = source.list(&filter, limit).await?;
-            match reach.format {
+            match args.format {
                 Format::Json => print_json(&page)?,
                 Format::Table => render::list(&page),
             }
         }
         ExecutionsCommand::Show { id } => {
             let record = source.show(&id).await?;
-            match reach.format {
+            match args.format {
                 Format::Json => print_json(&record)?,
                 Format::Table => render::show(&record),
             }
@@ -181,7 +191,7 @@ async fn execute(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
                     source.retry_bulk(&body).await?
                 }
             };
-            match reach.format {
+            match args.format {
                 Format::Json => print_json(&answer)?,
                 Format::Table => render::retried(&answer),
             }

@@ -92,6 +92,7 @@ impl Source {
                     until_ms: time("--until", filter.until.as_deref())?,
                     limit,
                     cursor: None,
+                    retry_of: None,
                 };
                 let (rows, next) = store.list(&filter)?;
                 let rows: Vec<Json> = rows.iter().map(summary_json).collect();

@@ -75,6 +75,10 @@ pub struct NodeCx<'a> {
     pub execution_id: &'a str,
     /// Shared services.
     pub env: &'a crate::Env,
+    /// The workflow's counters (request node tries).
+    pub metrics: Option<&'a hookflow_metrics::WorkflowMetrics>,
+    /// The node's index in the workflow.
+    pub node_id: NodeId,
 }
 
 /// Runs one node (`id` is its index in the workflow); a request node notes

@@ -1,7 +1,9 @@
 //! The interpreter: steps a run through its workflow one node at a time,
 //! saving what changed after each request node when the run is durable.
 
+mod counted;
 mod parallel;
+mod running;
 
 use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
@@ -14,7 +16,8 @@ use hookflow_model::runtime::Workflow;
 use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
-use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store, TryRecord};
+use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
+use running::{any_finished, Done, RunningNode};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,31 +32,6 @@ enum Advance {
     Done,
     /// The stack waits for a parallel frame's branches.
     Parallel,
-}
-
-/// What a node did, and each try of a request node.
-type Done = (Result<Step, nodes::NodeError>, Vec<TryRecord>);
-
-/// A node running on some stack.
-struct RunningNode {
-    path: StackPath,
-    node_id: NodeId,
-    started_ms: u64,
-    clock: Instant,
-    work: std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>,
-}
-
-/// Resolves when any running node finishes: its index and outcome.
-async fn any_finished(running: &mut [RunningNode]) -> (usize, Done) {
-    std::future::poll_fn(|cx| {
-        for (i, r) in running.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
-                return std::task::Poll::Ready((i, out));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn node_failure(node: &hookflow_model::Node, error: &str) -> String {
@@ -142,6 +120,9 @@ pub struct Run {
     pub responder: Option<Arc<Responder>>,
     /// What the next save writes.
     pub unsaved: Unsaved,
+    /// Where the run and its request node tries are counted (none in
+    /// unit tests of the interpreter).
+    pub metrics: Option<Arc<hookflow_metrics::WorkflowMetrics>>,
 }
 
 impl Run {
@@ -173,12 +154,14 @@ impl Run {
             deadline: None,
             responder: None,
             unsaved,
+            metrics: None,
         }
     }
 
     /// Runs to the end and writes the record; `Some` when it stopped at a delay.
     pub async fn drive(mut self) -> Option<Waiting> {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
+        let _running = counted::running(&self.env.metrics);
         async move {
             self.record.status = RunStatus::Running;
             self.wake_waiting_jobs();
@@ -211,7 +194,8 @@ impl Run {
     /// Saves the run as waiting; it wakes from the store.
     fn wait(mut self, wake_at: u64) -> Waiting {
         self.record.status = RunStatus::Waiting;
-        tracing::info!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
+        self.env.metrics.runs().waiting.inc();
+        tracing::debug!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
         let saved = self.saved(RunStatus::Waiting, Some(wake_at));
         self.store.save(&self.record.id, saved);
         Waiting { wake_at }
@@ -300,6 +284,7 @@ impl Run {
         let workflow = self.workflow.clone();
         let env = self.env.clone();
         let execution_id = self.record.id.clone();
+        let metrics = self.metrics.clone();
         RunningNode {
             path,
             node_id,
@@ -312,6 +297,8 @@ impl Run {
                     scope: &scope,
                     execution_id: &execution_id,
                     env: &env,
+                    metrics: metrics.as_deref(),
+                    node_id,
                 };
                 let mut tries = Vec::new();
                 let step = nodes::run(node_id, node, &cx, &mut tries).await;
@@ -580,11 +567,13 @@ impl Run {
         self.record.error = error;
         crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
         self.record.finished_at = Some(Timestamp::now());
+        self.count_finish();
+        // A run that failed is for the operator; a resolved one is counted, not logged.
         match &self.record.error {
             Some(error) => {
-                tracing::info!(message = "Run finished.", status = status.as_str(), ?error)
+                tracing::warn!(message = "Run failed.", status = status.as_str(), ?error)
             }
-            None => tracing::info!(message = "Run finished.", status = status.as_str()),
+            None => tracing::debug!(message = "Run finished.", status = status.as_str()),
         }
         // Nobody waits for the final record to be durable: it is written
         // behind (and readable at once). A durable run's saved state goes.

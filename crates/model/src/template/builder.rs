@@ -104,9 +104,17 @@ const TESTS: &[&str] = &[
 ];
 
 /// Builds the environment of one workflow.
+///
+/// Templates are checked (compiled and dropped) here, but kept only as
+/// source: the environment compiles one the first time a run needs it
+/// (through its loader). Most expressions never need it — the fast path
+/// evaluates them by lookup — and a compiled template holds ~9 KiB of
+/// instruction buffers, which with thousands of workflows loaded was most
+/// of the server's memory.
 pub struct TemplateBuilder {
     env: Environment<'static>,
-    count: usize,
+    /// Template sources by number: `e3` or `t3` is `sources[2]`.
+    sources: Vec<String>,
     /// The top-level variables any template reads (`trigger`, `vars`…).
     reads: BTreeSet<String>,
 }
@@ -140,7 +148,7 @@ impl TemplateBuilder {
         });
         TemplateBuilder {
             env,
-            count: 0,
+            sources: Vec::new(),
             reads: BTreeSet::new(),
         }
     }
@@ -155,9 +163,10 @@ impl TemplateBuilder {
         }
     }
 
-    fn next_name(&mut self, prefix: &str) -> String {
-        self.count += 1;
-        format!("{prefix}{}", self.count)
+    /// Keeps a checked template's source under a new name.
+    fn keep(&mut self, prefix: &str, source: String) -> String {
+        self.sources.push(source);
+        format!("{prefix}{}", self.sources.len())
     }
 
     /// Compiles an expression written without braces.
@@ -170,13 +179,13 @@ impl TemplateBuilder {
             nested_refs(compiled.undeclared_variables(true))
         };
         self.note_reads(&refs);
-        let name = self.next_name("e");
-        // An expression is stored as a template that assigns it, so that the
+        // An expression is kept as a template that assigns it, so that the
         // compiled form lives in the environment and keeps no borrows.
         let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
         self.env
-            .add_template_owned(name.clone(), wrapper)
+            .template_from_str(&wrapper)
             .map_err(|e| compile_error(&e))?;
+        let name = self.keep("e", wrapper);
         Ok(Compiled {
             value: Expr {
                 name,
@@ -202,15 +211,12 @@ impl TemplateBuilder {
                 refs: compiled.refs,
             });
         }
-        let name = self.next_name("t");
-        self.env
-            .add_template_owned(name.clone(), source.to_string())
-            .map_err(|e| compile_error(&e))?;
-        let refs = match self.env.get_template(&name) {
+        let refs = match self.env.template_from_str(source) {
             Ok(t) => nested_refs(t.undeclared_variables(true)),
             Err(e) => return Err(compile_error(&e)),
         };
         self.note_reads(&refs);
+        let name = self.keep("t", source.to_string());
         Ok(Compiled {
             value: Text::Template(name),
             refs,
@@ -306,10 +312,19 @@ impl TemplateBuilder {
         TESTS.iter().copied().filter(|n| self.has_test(n)).collect()
     }
 
-    /// Freezes the environment.
+    /// Freezes the environment; templates compile on first use.
     pub fn finish(self) -> Templates {
+        let mut env = self.env;
+        let sources: Arc<[String]> = self.sources.into();
+        env.set_loader(move |name| {
+            let index = name
+                .get(1..)
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| n.checked_sub(1));
+            Ok(index.and_then(|i| sources.get(i)).cloned())
+        });
         Templates {
-            env: Arc::new(self.env),
+            env: Arc::new(env),
             reads: Arc::new(self.reads),
         }
     }

@@ -298,3 +298,38 @@ fn loop_scope_and_now() {
     s.push_loop(&json!("a"), 0);
     assert_eq!(t.render(&c.value, &s).expect("renders"), "a-0-20");
 }
+
+#[test]
+fn templates_compile_when_first_needed_and_not_before() {
+    let mut b = TemplateBuilder::new();
+    let fast = b.text("{{ vars.order_id }}").expect("fast").value;
+    let slow = b
+        .text("order {{ vars.order_id | upper }}")
+        .expect("text")
+        .value;
+    let missing = b.text("{{ vars.nothing }}").expect("fast, but fails").value;
+    // Checked when built: a broken template is still an error at once.
+    assert!(b.text("{{ vars.x | }}").is_err());
+    let t = b.finish();
+    assert_eq!(
+        t.env.templates().count(),
+        0,
+        "nothing compiled while loading"
+    );
+    assert_eq!(t.eval_text(&fast, &scope()).expect("fast"), json!("A1"));
+    assert_eq!(
+        t.env.templates().count(),
+        0,
+        "the fast path needs no engine"
+    );
+    assert_eq!(
+        t.eval_text(&slow, &scope()).expect("slow"),
+        json!("order A1")
+    );
+    assert_eq!(t.env.templates().count(), 1);
+    // The engine words the fast path's failures: compiled then, once.
+    let error = t.eval_text(&missing, &scope()).expect_err("undefined");
+    assert!(error.message.contains("undefined"), "{}", error.message);
+    assert!(t.eval_text(&missing, &scope()).is_err());
+    assert_eq!(t.env.templates().count(), 2);
+}

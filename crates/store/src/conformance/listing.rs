@@ -107,6 +107,81 @@ pub(crate) async fn lists_are_newest_first_filtered_and_paged<B: Backend>() {
     );
 }
 
+/// `retry_of` lists the retries of one run, finished or not, newest first,
+/// before and after the writer has put them on disk.
+pub(crate) async fn lists_find_the_retries_of_a_run<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    let base = now_millis() - 30_000;
+    let original = finished(
+        record_at("w", RunStatus::Failed, base),
+        RunStatus::Failed,
+        base + 5,
+    );
+    store.finish(original.clone(), false);
+    let other = finished(
+        record_at("w", RunStatus::Failed, base + 1_000),
+        RunStatus::Failed,
+        base + 1_005,
+    );
+    store.finish(other.clone(), false);
+    let mut first = finished(
+        record_at("w", RunStatus::Resolved, base + 2_000),
+        RunStatus::Resolved,
+        base + 2_005,
+    );
+    first.retry_of = Some(original.id.clone());
+    store.finish(first.clone(), false);
+    let mut unrelated = finished(
+        record_at("w", RunStatus::Resolved, base + 2_500),
+        RunStatus::Resolved,
+        base + 2_505,
+    );
+    unrelated.retry_of = Some(other.id.clone());
+    store.finish(unrelated.clone(), false);
+    let mut second = record_at("w", RunStatus::Queued, base + 3_000);
+    second.retry_of = Some(original.id.clone());
+    store
+        .accept(Accepted {
+            record: second.clone(),
+            input: input(3),
+            idempotency: None,
+        })
+        .await
+        .expect("accepted");
+    let retries_of = |id: &str, limit: usize, cursor: Option<String>| {
+        store
+            .list(&ExecutionFilter {
+                retry_of: Some(id.to_string()),
+                limit,
+                cursor,
+                ..ExecutionFilter::default()
+            })
+            .expect("list")
+    };
+    for moment in ["before the flush", "after the flush"] {
+        let (rows, next) = retries_of(&original.id, 100, None);
+        assert_eq!(
+            ids(&rows),
+            vec![second.id.clone(), first.id.clone()],
+            "{moment}"
+        );
+        assert_eq!(next, None, "{moment}");
+        let (page, next) = retries_of(&original.id, 1, None);
+        assert_eq!(ids(&page), vec![second.id.clone()], "{moment}");
+        let (page, next) = retries_of(&original.id, 1, next);
+        assert_eq!(
+            (ids(&page), next),
+            (vec![first.id.clone()], None),
+            "{moment}"
+        );
+        let (rows, _) = retries_of(&other.id, 100, None);
+        assert_eq!(ids(&rows), vec![unrelated.id.clone()], "{moment}");
+        assert!(retries_of(&first.id, 100, None).0.is_empty(), "{moment}");
+        store.flush().await.expect("flush");
+    }
+}
+
 /// Retention counts from the finish and never touches unfinished runs.
 pub(crate) async fn retention_counts_from_the_finish<B: Backend>() {
     let dir = tempfile::tempdir().expect("tempdir");

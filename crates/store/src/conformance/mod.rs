@@ -2,8 +2,9 @@
 //! test function generic over a [`Backend`], instantiated per backend at the
 //! end of this file (a new backend adds one line there). The promises are
 //! in rooms: `runs` (accepting, saving, waking, finishing a run), `listing`
-//! (lists, retention, idempotency keys, versions) and `restarts` (what
-//! survives a restart, retention and damage).
+//! (lists, retention, idempotency keys, versions), `restarts` (what
+//! survives a restart, retention and damage) and `refused` (refused
+//! requests: bounded, filtered, paged).
 //!
 //! Durable backends are also checked across restarts: a scripted run of
 //! events is replayed into the backend and into an in-memory oracle, and
@@ -231,10 +232,12 @@ fn ids(rows: &[crate::RunSummary]) -> Vec<String> {
 // ---- the promises ---------------------------------------------------------
 
 mod listing;
+mod refused;
 mod restarts;
 mod runs;
 
 use listing::*;
+use refused::*;
 use restarts::*;
 use runs::*;
 
@@ -267,6 +270,10 @@ macro_rules! conformance {
                 super::lists_are_newest_first_filtered_and_paged::<$backend>().await
             }
             #[tokio::test]
+            async fn lists_find_the_retries_of_a_run() {
+                super::lists_find_the_retries_of_a_run::<$backend>().await
+            }
+            #[tokio::test]
             async fn retention_counts_from_the_finish() {
                 super::retention_counts_from_the_finish::<$backend>().await
             }
@@ -293,6 +300,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn damage_is_set_aside() {
                 super::damage_is_set_aside::<$backend>().await
+            }
+            #[tokio::test]
+            async fn refused_requests_are_bounded_filtered_and_paged() {
+                super::refused_requests_are_bounded_filtered_and_paged::<$backend>().await
             }
         }
     };

@@ -226,6 +226,8 @@ impl Batch {
                     self.remove_after(key);
                 }
             }
+            // Taken out by the writer before a turn (another tree).
+            Event::Refused(_) => {}
         }
         Ok(())
     }

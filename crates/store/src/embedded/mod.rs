@@ -8,22 +8,28 @@
 //! ([`batch`] turns a turn's events into keys); reads ([`reads`]) see what
 //! the writer has not applied yet through the [`overlay`]. [`retention`]
 //! removes old pages and expired keys. A value that does not decode is set
-//! aside in the `quarantine` tree and skipped.
+//! aside in the `quarantine` tree and skipped. Refused requests live in a
+//! tree of their own ([`refused`]), written by the same writer without a
+//! sync of their own; [`files`] opens the data folder.
 
 mod batch;
 mod codec;
+mod files;
 mod layout;
 mod overlay;
 mod pages;
 mod queued;
 mod reads;
+mod refused;
 mod retention;
 mod writer;
 
 use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, Store};
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
+use crate::refused::{RefusedFilter, RefusedRequest};
 use crate::{db_err, StoreError, StoreResult};
 use codec::{encode, RunState};
+use files::{make_private, open_db};
 use layout::{id_bytes, Id};
 use overlay::Overlay;
 use queued::Queued;
@@ -36,9 +42,6 @@ use writer::{Event, FinishedHeader, Job, KeyWrite, Writer};
 /// The longest a read waits for the writer to catch up.
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// sled's page cache (its default is 1 GiB).
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
-
 /// Runs, idempotency keys and workflow versions in one sled database.
 pub struct SledStore {
     db: sled::Db,
@@ -50,72 +53,16 @@ pub struct SledStore {
     /// Unfinished runs in queue pages ([`queued`]).
     queued: Arc<Mutex<Queued>>,
     damaged: AtomicUsize,
+    /// Refused requests ([`refused`]).
+    refused: sled::Tree,
+    /// Told how long each sync of the disk took.
+    on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
 }
 
 /// The index of queued runs, even if a thread panicked while holding it
 /// (its updates are single inserts and removals).
 pub(crate) fn lock(q: &Mutex<Queued>) -> MutexGuard<'_, Queued> {
     q.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Makes the data folder and what is in it private to the user running
-/// hookflow: 0700 folders, 0600 files (also when they existed).
-#[cfg(unix)]
-fn make_private(dir: &Path) -> StoreResult<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let file_err = |p: &Path, e: std::io::Error| StoreError::File {
-        path: p.display().to_string(),
-        message: e.to_string(),
-    };
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| file_err(dir, e))?;
-    if meta.is_dir() {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| file_err(dir, e))?;
-        for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))? {
-            let path = entry.map_err(|e| file_err(dir, e))?.path();
-            make_private(&path)?;
-        }
-    } else if meta.is_file() {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| file_err(dir, e))?;
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn make_private(_dir: &Path) -> StoreResult<()> {
-    Ok(())
-}
-
-/// Opens sled in `dir/db`. A database still held is waited for a moment
-/// (sled lets go of its lock once its background writes are done: a store
-/// closed and opened again in one process); then it is in use by another.
-fn open_db(dir: &Path) -> StoreResult<sled::Db> {
-    let mut tries = 0;
-    loop {
-        let opened = sled::Config::new()
-            .path(dir.join("db"))
-            .flush_every_ms(Some(500))
-            .cache_capacity(CACHE_BYTES)
-            .open();
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(e) => {
-                let text = e.to_string();
-                let locked = text.contains("lock")
-                    || text.contains("WouldBlock")
-                    || text.contains("temporarily unavailable");
-                if !locked {
-                    return Err(db_err(e));
-                }
-                if tries >= 50 {
-                    return Err(StoreError::Locked(dir.display().to_string()));
-                }
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(40));
-            }
-        }
-    }
 }
 
 fn stopped() -> StoreError {
@@ -135,6 +82,7 @@ impl SledStore {
         let runs = db.open_tree("runs").map_err(db_err)?;
         let versions = db.open_tree("versions").map_err(db_err)?;
         let quarantine = db.open_tree("quarantine").map_err(db_err)?;
+        let refused = db.open_tree("refused").map_err(db_err)?;
         layout::check_format(&db, &[&runs], dir)?;
         let queued::Rebuilt {
             index,
@@ -159,12 +107,15 @@ impl SledStore {
         let queued = Arc::new(Mutex::new(index));
         let overlay = Arc::new(Overlay::default());
         let (tx, rx) = mpsc::sync_channel(writer::BACKLOG);
+        let on_commit = Arc::new(std::sync::OnceLock::new());
         let writer = Writer {
             db: db.clone(),
             runs: runs.clone(),
             quarantine,
             overlay: overlay.clone(),
             queued: queued.clone(),
+            refused: refused::Keeper::new(refused.clone()),
+            on_commit: on_commit.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("hookflow-writer".into())
@@ -179,7 +130,15 @@ impl SledStore {
             overlay,
             queued,
             damaged: AtomicUsize::new(damaged.len()),
+            refused,
+            on_commit,
         })
+    }
+
+    /// Has `hook` told how long each sync of the disk (a durable write) takes.
+    /// The first hook set stays.
+    pub fn on_commit(&self, hook: crate::CommitHook) {
+        let _ = self.on_commit.set(hook);
     }
 
     /// Hands a job to the writer; false when the writer has stopped.
@@ -473,6 +432,27 @@ impl Store for SledStore {
 
     fn damaged(&self) -> usize {
         self.damaged.load(Ordering::Relaxed)
+    }
+
+    fn refuse(&self, request: RefusedRequest) {
+        // Never waits for the writer: when its backlog is full, dropped.
+        let event = refused::Pending::of(&request).map(Event::Refused);
+        let sent = event.map(|e| {
+            self.jobs
+                .as_ref()
+                .is_some_and(|tx| tx.try_send(Job::Event(e, None)).is_ok())
+        });
+        if !matches!(sent, Ok(true)) {
+            tracing::debug!(message = "A refused request was not kept (the writer is busy).");
+        }
+    }
+
+    fn refused(
+        &self,
+        filter: &RefusedFilter,
+    ) -> StoreResult<(Vec<RefusedRequest>, Option<String>)> {
+        self.catch_up();
+        refused::list(&self.refused, filter)
     }
 }
 

@@ -393,7 +393,9 @@ impl SledStore {
         };
         for (id, announced) in self.overlay.all() {
             if let Ok(r) = decode::<ExecutionRecord>(b"announced", &announced) {
-                if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
+                if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms)
+                    && f.retries(r.retry_of.as_deref())
+                {
                     add(&mut rows, id, r.summary());
                 }
             }
@@ -422,7 +424,9 @@ impl SledStore {
             };
             let mut r = head.record;
             r.status = RunStatus::Queued;
-            if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
+            if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms)
+                && f.retries(r.retry_of.as_deref())
+            {
                 add(&mut rows, id, r.summary());
             }
         }
@@ -446,7 +450,9 @@ impl SledStore {
             let status = self.own_status(&id, &head)?;
             let mut r = head.record;
             r.status = status;
-            if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms) {
+            if wanted(&id, r.workflow.as_bytes(), r.status, r.started_ms)
+                && f.retries(r.retry_of.as_deref())
+            {
                 add(&mut rows, id, r.summary());
             }
         }
@@ -485,7 +491,9 @@ impl SledStore {
                     continue;
                 }
                 if let Some(r) = self.decoded::<ExecutionRecord>(&k, e.record) {
-                    add(&mut rows, e.id, r.summary());
+                    if f.retries(r.retry_of.as_deref()) {
+                        add(&mut rows, e.id, r.summary());
+                    }
                 }
             }
         }

@@ -75,6 +75,8 @@ pub(crate) enum Event {
     },
     /// Damaged entries to move aside.
     Quarantine(Vec<Vec<u8>>),
+    /// A refused request to keep (in its own tree, never synced for itself).
+    Refused(super::refused::Pending),
 }
 
 /// Work for the writer thread.
@@ -94,6 +96,10 @@ pub(crate) struct Writer {
     pub quarantine: sled::Tree,
     pub overlay: Arc<Overlay>,
     pub queued: Arc<std::sync::Mutex<Queued>>,
+    /// Refused requests and their bound.
+    pub refused: super::refused::Keeper,
+    /// Told how long each sync of the disk took.
+    pub on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
 }
 
 /// Applies writes one by one: cheaper than sled's `apply_batch`, which
@@ -124,7 +130,7 @@ impl Writer {
     /// Takes every job waiting, applies the events as one turn, syncs once
     /// if anyone waits for durability, then answers them. Ends when every
     /// sender is gone.
-    pub fn run(self, rx: mpsc::Receiver<Job>) {
+    pub fn run(mut self, rx: mpsc::Receiver<Job>) {
         // Page sequence numbers only need to differ between pages of one
         // second: start from the clock so that a restarted writer never
         // reuses one.
@@ -139,8 +145,10 @@ impl Writer {
             let mut batch = Batch::default();
             let mut waiters = Vec::new();
             let mut readers = Vec::new();
+            let mut refused = Vec::new();
             for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
                 match job {
+                    Job::Event(Event::Refused(pending), _) => refused.push(pending),
                     Job::Event(event, waiter) => {
                         let added =
                             batch.add(&self.runs, &mut super::lock(&self.queued), &mut seq, event);
@@ -169,11 +177,20 @@ impl Writer {
                     }
                 }
             }
+            for pending in refused {
+                if let Err(error) = self.refused.insert(pending) {
+                    tracing::error!(message = "Could not keep a refused request.", %error);
+                }
+            }
             for tx in readers {
                 let _ = tx.send(());
             }
             if result.is_ok() && !waiters.is_empty() {
+                let clock = std::time::Instant::now();
                 result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
+                if let Some(hook) = self.on_commit.get() {
+                    hook(clock.elapsed());
+                }
             }
             if let Err(error) = &result {
                 tracing::error!(message = "Could not write runs.", %error);
@@ -188,7 +205,7 @@ impl Writer {
     }
 }
 
-fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))

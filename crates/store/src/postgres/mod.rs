@@ -36,6 +36,9 @@ use writer::{Submitted, Write};
 
 pub use keys::PgKeys;
 
+/// Writes not yet committed past which refused requests are dropped.
+const REFUSED_BACKLOG: u64 = 10_000;
+
 /// The longest a synchronous call waits for the database.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -459,6 +462,31 @@ impl Store for PgStore {
 
     fn damaged(&self) -> usize {
         self.shared.damaged.load(Ordering::SeqCst)
+    }
+
+    fn refuse(&self, request: crate::refused::RefusedRequest) {
+        // Dropped when the writer is far behind: a flood of refused
+        // requests never slows runs down.
+        let behind = self
+            .submitted()
+            .saturating_sub(*self.shared.applied.borrow());
+        if behind > REFUSED_BACKLOG {
+            return;
+        }
+        match writer::refused(&request) {
+            Ok(w) => {
+                self.submit(w);
+            }
+            Err(error) => tracing::error!(message = "Cannot encode a refused request.", %error),
+        }
+    }
+
+    fn refused(
+        &self,
+        filter: &crate::refused::RefusedFilter,
+    ) -> StoreResult<(Vec<crate::refused::RefusedRequest>, Option<String>)> {
+        let filter = filter.clone();
+        self.read(move |s| async move { reads::refused(&s, &filter).await })
     }
 
     fn shared(&self) -> bool {

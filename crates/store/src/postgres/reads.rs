@@ -115,8 +115,15 @@ pub async fn list(
     let status_name = f.status.map(RunStatus::as_str);
     let since = f.since_ms.map(ms);
     let until = f.until_ms.map(ms);
-    let params: [&(dyn ToSql + Sync); 6] =
-        [&f.cursor, &f.workflow, &status_name, &since, &until, &fetch];
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &f.cursor,
+        &f.workflow,
+        &status_name,
+        &since,
+        &until,
+        &fetch,
+        &f.retry_of,
+    ];
     let rows = client
         .query(
             "SELECT id, workflow, version, status, started_ms, finished_ms, response_status, retry_of
@@ -126,6 +133,7 @@ pub async fn list(
                AND ($3::text IS NULL OR status = $3)
                AND ($4::bigint IS NULL OR started_ms >= $4)
                AND ($5::bigint IS NULL OR started_ms <= $5)
+               AND ($7::text IS NULL OR retry_of = $7)
              ORDER BY id DESC LIMIT $6",
             &params,
         )
@@ -307,4 +315,37 @@ pub async fn idempotency(
             Ok(None)
         }
     }
+}
+
+pub async fn refused(
+    shared: &Shared,
+    f: &crate::refused::RefusedFilter,
+) -> StoreResult<(Vec<crate::refused::RefusedRequest>, Option<String>)> {
+    let client = shared.conn().await?;
+    let before = f.before().map(ms).unwrap_or(i64::MAX);
+    let since = f.since_ms.map(ms);
+    let fetch = i64::try_from(f.limit.max(1) + 1).unwrap_or(i64::MAX);
+    let params: [&(dyn ToSql + Sync); 5] = [&f.workflow, &f.reason, &since, &before, &fetch];
+    let rows = client
+        .query(
+            "SELECT position, value FROM hookflow_refused
+             WHERE ($1::text IS NULL OR workflow = $1)
+               AND ($2::text IS NULL OR reason = $2)
+               AND ($3::bigint IS NULL OR at_ms >= $3)
+               AND position < $4
+             ORDER BY position DESC LIMIT $5",
+            &params,
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in &rows {
+        match decode::<crate::refused::RefusedRequest>("refused request", r.get(1)) {
+            Ok(request) => entries.push((from_ms(r.get(0)), request)),
+            Err(error) => {
+                tracing::error!(message = "A stored refused request does not decode; it is skipped.", %error)
+            }
+        }
+    }
+    Ok(crate::refused::page(entries.into_iter(), f))
 }

@@ -82,6 +82,20 @@ const MIGRATIONS: &[&str] = &[
       at timestamptz NOT NULL DEFAULT now()
     );
     "#,
+    // 2: refused requests (SPEC §7), the last 1000 per workflow; the
+    // retries of a run found by index.
+    r#"
+    CREATE INDEX hookflow_runs_retry_of ON hookflow_runs (retry_of, id)
+      WHERE retry_of IS NOT NULL;
+    CREATE TABLE hookflow_refused (
+      position bigserial PRIMARY KEY,
+      workflow text NOT NULL,
+      at_ms bigint NOT NULL,
+      reason text NOT NULL,
+      value bytea NOT NULL
+    );
+    CREATE INDEX hookflow_refused_workflow ON hookflow_refused (workflow, position);
+    "#,
 ];
 
 /// The schema version this build writes and reads.

@@ -102,6 +102,12 @@ pub enum Write {
         run: RunRow,
     },
     Idempotency(KeyRow),
+    Refused {
+        workflow: String,
+        at_ms: i64,
+        reason: String,
+        value: Vec<u8>,
+    },
     Flush(oneshot::Sender<StoreResult<()>>),
 }
 
@@ -153,6 +159,15 @@ pub fn finish(record: ExecutionRecord, durable: bool) -> StoreResult<Write> {
 pub fn announce(record: ExecutionRecord) -> StoreResult<Write> {
     Ok(Write::Announce {
         run: RunRow::of(&record)?,
+    })
+}
+
+pub fn refused(request: &crate::refused::RefusedRequest) -> StoreResult<Write> {
+    Ok(Write::Refused {
+        workflow: request.workflow.clone(),
+        at_ms: ms(request.at.millis()),
+        reason: request.reason.clone(),
+        value: encode(request)?,
     })
 }
 
@@ -329,7 +344,19 @@ async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
         };
         verdicts[at] = Err(StoreError::KeyTaken(Box::new(entry)));
     }
+    // Refused requests are never synced on their own (a flood of 401s
+    // must not cost a disk sync each): a turn of nothing else commits
+    // without waiting for the disk; the next durable commit takes them.
+    if batch
+        .iter()
+        .all(|s| matches!(s.write, Write::Refused { .. } | Write::Flush(_)))
+    {
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .await
+            .map_err(pg_err)?;
+    }
     let sql = Statements::prepare(&tx).await?;
+    let mut trimmed: Vec<&String> = Vec::new();
     // Parameters that are not in the writes live as long as the futures.
     let owner_ref: &(dyn ToSql + Sync) = &owner;
     let lease_ref: &(dyn ToSql + Sync) = &lease;
@@ -399,8 +426,23 @@ async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
                     ],
                 );
             }
+            Write::Refused {
+                workflow,
+                at_ms,
+                reason,
+                value,
+            } => {
+                add!(sql.refused, vec![workflow, at_ms, reason, value]);
+                if !trimmed.contains(&workflow) {
+                    trimmed.push(workflow);
+                }
+            }
             Write::Flush(_) => {}
         }
+    }
+    for workflow in trimmed {
+        let params: Params<'_> = vec![workflow, &KEPT];
+        pending.push(tx.execute_raw(&sql.trim_refused, params));
     }
     try_join_all(pending).await.map_err(pg_err)?;
     tx.commit().await.map_err(pg_err)?;
@@ -448,7 +490,12 @@ struct Statements {
     finish_run: tokio_postgres::Statement,
     announce: tokio_postgres::Statement,
     put_key: tokio_postgres::Statement,
+    refused: tokio_postgres::Statement,
+    trim_refused: tokio_postgres::Statement,
 }
+
+/// Refused requests kept per workflow.
+const KEPT: i64 = crate::refused::KEPT_PER_WORKFLOW as i64;
 
 const RUN_COLUMNS: &str = "id, workflow, version, status, started_ms, finished_ms, \
      response_status, retry_of, record, durable";
@@ -520,6 +567,16 @@ impl Statements {
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (workflow, key) DO UPDATE SET execution_id = EXCLUDED.execution_id,
                    expires_ms = EXCLUDED.expires_ms, response = EXCLUDED.response"
+                .into())
+            .await?,
+            refused: p("INSERT INTO hookflow_refused (workflow, at_ms, reason, value)
+                 VALUES ($1, $2, $3, $4)"
+                .into())
+            .await?,
+            // The workflow's oldest past the bound go.
+            trim_refused: p("DELETE FROM hookflow_refused WHERE workflow = $1 AND position <= (
+                   SELECT position FROM hookflow_refused WHERE workflow = $1
+                   ORDER BY position DESC OFFSET $2 LIMIT 1)"
                 .into())
             .await?,
         })

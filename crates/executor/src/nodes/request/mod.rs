@@ -8,6 +8,7 @@
 //! carry tokens.
 
 mod attempt;
+mod counted;
 
 use super::{NodeCx, NodeError, Step};
 use crate::stubs::{SentRequest, Stub};
@@ -116,6 +117,7 @@ pub async fn run(
             } => (*d).min(MAX_RETRY_AFTER),
             _ => jitter(backoff),
         };
+        counted::count(cx, &outcome);
         let retryable = outcome.retryable();
         tries.push(outcome.record(attempt, started_ms, clock.elapsed()));
         last = Some(outcome);
