@@ -104,6 +104,14 @@ fn webhooks_sent_to_either_instance_are_one_service() {
         .map(|h| h.headers["idempotency-key"].clone())
         .collect();
     assert_eq!(called.len(), 20, "no run called twice: {called:?}");
+    // Each instance's commits are timed in its metrics.
+    let metrics = a.admin_get("/metrics").body;
+    let commits: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookflow_store_commit_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(commits >= 1.0, "{metrics}");
     // `hookflow executions` reads the shared store directly too.
     let listed = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
         .args([

@@ -145,7 +145,12 @@ async fn serve(
             sled.on_commit(Box::new(move |took| counted.commit(took)));
             Arc::new(sled)
         }
-        super::store::Kind::Postgres(_) => super::store::open(&args.place, args.lease)?,
+        super::store::Kind::Postgres(url) => {
+            let pg = super::store::open_postgres(url, args.lease)?;
+            let counted = metrics.clone();
+            pg.on_commit(Box::new(move |took| counted.commit(took)));
+            Arc::new(pg)
+        }
     };
     let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
         .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;

@@ -3,7 +3,7 @@
 
 use super::PlaceArgs;
 use anyhow::Context;
-use hookflow_store::{KeyFile, KeyStore, PgOptions, PgStore, SledStore, Store};
+use hookflow_store::{KeyFile, KeyStore, PgOptions, PgStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,18 +26,8 @@ pub fn kind(place: &PlaceArgs) -> anyhow::Result<Kind<'_>> {
     }
 }
 
-/// Opens the store `--store` names; `lease` for a shared one.
-pub fn open(place: &PlaceArgs, lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match kind(place)? {
-        Kind::Sled => Arc::new(
-            SledStore::open(&place.data)
-                .with_context(|| format!("cannot open the data folder {}", place.data.display()))?,
-        ),
-        Kind::Postgres(url) => Arc::new(open_postgres(url, lease)?),
-    })
-}
-
-fn open_postgres(url: &str, lease: Duration) -> anyhow::Result<PgStore> {
+/// Opens the PostgreSQL store at `url`.
+pub fn open_postgres(url: &str, lease: Duration) -> anyhow::Result<PgStore> {
     let options = PgOptions {
         lease,
         ..PgOptions::default()

@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     pub damaged: AtomicUsize,
     /// Transactions the writer committed (group commit: fewer than writes).
     pub commits: std::sync::atomic::AtomicU64,
+    /// Told how long each commit of the writer took (the metrics).
+    pub on_commit: std::sync::OnceLock<crate::CommitHook>,
 }
 
 impl Shared {
@@ -268,6 +270,12 @@ impl PgStore {
         &self.shared.options.instance
     }
 
+    /// Has `hook` told how long each commit of the writer takes. The first
+    /// hook set stays.
+    pub fn on_commit(&self, hook: crate::CommitHook) {
+        let _ = self.shared.on_commit.set(hook);
+    }
+
     /// Transactions the writer committed so far.
     pub fn commits(&self) -> u64 {
         self.shared.commits.load(Ordering::SeqCst)
@@ -314,6 +322,7 @@ async fn start(
             applied,
             damaged: AtomicUsize::new(0),
             commits: std::sync::atomic::AtomicU64::new(0),
+            on_commit: std::sync::OnceLock::new(),
         }),
     ))
 }

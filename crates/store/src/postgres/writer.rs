@@ -445,7 +445,11 @@ async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts> {
         pending.push(tx.execute_raw(&sql.trim_refused, params));
     }
     try_join_all(pending).await.map_err(pg_err)?;
+    let committing = std::time::Instant::now();
     tx.commit().await.map_err(pg_err)?;
+    if let Some(hook) = shared.on_commit.get() {
+        hook(committing.elapsed());
+    }
     shared
         .commits
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
