@@ -24,6 +24,10 @@ schema:
 bench:
     bash bench/bench.sh
 
+# W2 with durable acks against a local PostgreSQL (a private cluster) beside the sled figure.
+bench-pg:
+    bash bench/postgres.sh
+
 # User-space instructions per request (callgrind): the repeatable measure for comparing builds.
 bench-instructions:
     bash bench/instructions.sh

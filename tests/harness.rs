@@ -76,6 +76,35 @@ pub struct Options {
     pub env_remove: Vec<String>,
     /// The open-files limit (soft, hard) the server starts with.
     pub open_files: Option<(u64, u64)>,
+    /// `--store`: `None` for the data folder's sled store, or a PostgreSQL
+    /// URL ([`postgres_db`], [`store_of`]); a PostgreSQL server gets
+    /// `--lease 1s` unless the test sets one.
+    pub store: Option<String>,
+}
+
+/// Which store a test that runs on both uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backing {
+    /// sled in the data folder.
+    Sled,
+    /// A fresh database of the test binary's private PostgreSQL cluster.
+    Postgres,
+}
+
+/// The `--store` of a backing: a fresh database for PostgreSQL.
+pub fn store_of(backing: Backing) -> Option<String> {
+    match backing {
+        Backing::Sled => None,
+        Backing::Postgres => Some(postgres_db()),
+    }
+}
+
+/// A fresh, empty database of this test binary's private PostgreSQL
+/// cluster (started on first use; stopped when the binary ends).
+pub fn postgres_db() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    hookflow_pgtest::cluster().database(&format!("e2e_{}_{n}", std::process::id()))
 }
 
 fn agent() -> ureq::Agent {
@@ -149,6 +178,13 @@ impl TestApp {
             open_files: opts.open_files,
             banner: Vec::new(),
         };
+        if let Some(url) = opts.store {
+            if !app.extra_args.iter().any(|a| a == "--lease") {
+                app.extra_args
+                    .extend(["--lease".to_string(), "1s".to_string()]);
+            }
+            app.extra_args.extend(["--store".to_string(), url]);
+        }
         app.start();
         app
     }

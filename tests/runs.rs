@@ -1,7 +1,7 @@
 //! Runs over time: timeouts, concurrency, graceful shutdown, crash recovery
 //! and hot reload. Upstreams are real local HTTP servers.
 
-use crate::harness::{eventually, Options, TestApp};
+use crate::harness::{eventually, store_of, Backing, Options, TestApp};
 use crate::upstream::Upstream;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -127,6 +127,15 @@ fn async_runs_execute_concurrently() {
 
 #[test]
 fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs() {
+    graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on(Backing::Sled);
+}
+
+#[test]
+fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on_postgres() {
+    graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on(Backing::Postgres);
+}
+
+fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on(backing: Backing) {
     let upstream = Upstream::start();
     let mut app = TestApp::spawn_with(
         &[
@@ -141,6 +150,7 @@ fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs() {
         ],
         Options {
             args: vec!["--shutdown-grace".into(), "2s".into()],
+            store: store_of(backing),
             ..Options::default()
         },
     );
@@ -210,6 +220,15 @@ fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs() {
 
 #[test]
 fn acknowledged_runs_survive_kill_9() {
+    acknowledged_runs_survive_kill_9_on(Backing::Sled);
+}
+
+#[test]
+fn acknowledged_runs_survive_kill_9_on_postgres() {
+    acknowledged_runs_survive_kill_9_on(Backing::Postgres);
+}
+
+fn acknowledged_runs_survive_kill_9_on(backing: Backing) {
     let upstream = Upstream::start();
     let mut app = TestApp::spawn_with(
         &[(
@@ -218,6 +237,7 @@ fn acknowledged_runs_survive_kill_9() {
         )],
         Options {
             args: vec!["--workers".into(), "2".into()],
+            store: store_of(backing),
             ..Options::default()
         },
     );
@@ -324,6 +344,15 @@ fn hot_reload_swaps_good_files_and_keeps_the_last_good_version() {
 
 #[test]
 fn queued_runs_finish_on_the_version_they_started_with() {
+    queued_runs_finish_on_the_version_they_started_with_on(Backing::Sled);
+}
+
+#[test]
+fn queued_runs_finish_on_the_version_they_started_with_on_postgres() {
+    queued_runs_finish_on_the_version_they_started_with_on(Backing::Postgres);
+}
+
+fn queued_runs_finish_on_the_version_they_started_with_on(backing: Backing) {
     let upstream = Upstream::start();
     let v1 = format!(
         "title: Versioned\nenabled: true\ntrigger: {{ type: webhook, key: versioned-k1 }}\nnodes:\n  - type: request\n    url: \"{}/sleep/1500\"\n  - key: which\n    type: calculation\n    expression: \"'v1'\"\n",
@@ -333,6 +362,7 @@ fn queued_runs_finish_on_the_version_they_started_with() {
         &[("versioned.yaml", &v1)],
         Options {
             args: vec!["--workers".into(), "1".into()],
+            store: store_of(backing),
             ..Options::default()
         },
     );

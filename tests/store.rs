@@ -3,7 +3,7 @@
 //! key survives kill -9, a reset connection leaves no orphan, damage is set
 //! aside. Upstreams are real local HTTP servers.
 
-use crate::harness::{eventually, Options, TestApp};
+use crate::harness::{eventually, store_of, Backing, Options, TestApp};
 use crate::upstream::Upstream;
 use serde_json::json;
 use std::io::Write;
@@ -82,6 +82,15 @@ nodes:
 /// shared queue page made them run a second time).
 #[test]
 fn a_run_outliving_the_retention_brings_nobody_back() {
+    a_run_outliving_the_retention_brings_nobody_back_on(Backing::Sled);
+}
+
+#[test]
+fn a_run_outliving_the_retention_brings_nobody_back_on_postgres() {
+    a_run_outliving_the_retention_brings_nobody_back_on(Backing::Postgres);
+}
+
+fn a_run_outliving_the_retention_brings_nobody_back_on(backing: Backing) {
     let up = Upstream::start();
     let flow = format!(
         r#"title: Mixed
@@ -103,6 +112,7 @@ nodes:
         &[("mixed.yaml", &flow)],
         Options {
             args: vec!["--retention".into(), "1s".into()],
+            store: store_of(backing),
             ..Options::default()
         },
     );
@@ -165,6 +175,15 @@ nodes:
 /// the same key is a replay, not a second run.
 #[test]
 fn an_acknowledged_key_survives_kill_9() {
+    an_acknowledged_key_survives_kill_9_on(Backing::Sled);
+}
+
+#[test]
+fn an_acknowledged_key_survives_kill_9_on_postgres() {
+    an_acknowledged_key_survives_kill_9_on(Backing::Postgres);
+}
+
+fn an_acknowledged_key_survives_kill_9_on(backing: Backing) {
     let up = Upstream::start();
     let flow = format!(
         r#"title: Keyed
@@ -181,7 +200,13 @@ nodes:
 "#,
         base = up.base
     );
-    let mut app = TestApp::spawn(&[("keyed.yaml", &flow)]);
+    let mut app = TestApp::spawn_with(
+        &[("keyed.yaml", &flow)],
+        Options {
+            store: store_of(backing),
+            ..Options::default()
+        },
+    );
     let first = app.post_json("keyed-async-key1", &json!({"id": "pay-1"}));
     assert_eq!(first.status, 200, "{first:?}");
     app.kill9();

@@ -7,6 +7,7 @@ mod destinations;
 mod harness;
 mod history;
 mod http;
+mod instances;
 mod limits;
 mod nodes;
 mod observe;

@@ -8,6 +8,7 @@ mod os_limits;
 mod run;
 mod sample;
 mod serve;
+mod store;
 mod testing;
 mod urls;
 mod validate;
@@ -42,6 +43,11 @@ pub struct PlaceArgs {
     /// The data folder (database and keys).
     #[arg(long, default_value = "./data", env = "HOOKFLOW_DATA")]
     pub data: PathBuf,
+    /// Where runs and keys are kept: `sled` (the data folder, the default)
+    /// or a PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=…`)
+    /// shared by several instances.
+    #[arg(long, env = "HOOKFLOW_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:13000", env = "HOOKFLOW_LISTEN")]
     pub listen: String,

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// by default; HTTP_PROXY and HTTPS_PROXY are never used.
     #[arg(long, env = "HOOKFLOW_REQUEST_PROXY", hide_env_values = true)]
     request_proxy: Option<String>,
+    /// With a PostgreSQL store: how long a run stays this instance's without
+    /// a renewal (renewed every third of it); a run of an instance that died
+    /// is taken over once its lease ran out. At least 1s.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "HOOKFLOW_LEASE")]
+    lease: Duration,
     /// Also serve /metrics on this address, without the admin token (e.g.
     /// 127.0.0.1:9464 for a Prometheus on the same host).
     #[arg(long, env = "HOOKFLOW_METRICS_LISTEN")]
@@ -93,6 +98,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     secrets.add(args.admin_token.iter());
     // Held to the end: what the access log still buffers is written then.
     let _access_log = super::logs::init(args.log_format, secrets.clone(), args.access_log);
+    if args.lease < Duration::from_secs(1) {
+        anyhow::bail!("--lease must be at least 1s");
+    }
     if args.read_timeout.is_zero() || args.max_connections == 0 {
         anyhow::bail!("--read-timeout and --max-connections must be more than 0");
     }
@@ -128,11 +136,22 @@ async fn serve(
     open_files: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
-    let sled = SledStore::open(&args.place.data)
-        .with_context(|| format!("cannot open the data folder {}", args.place.data.display()))?;
-    let counted = metrics.clone();
-    sled.on_commit(Box::new(move |took| counted.commit(took)));
-    let store: Arc<dyn Store> = Arc::new(sled);
+    let store: Arc<dyn Store> = match super::store::kind(&args.place)? {
+        super::store::Kind::Sled => {
+            let sled = SledStore::open(&args.place.data).with_context(|| {
+                format!("cannot open the data folder {}", args.place.data.display())
+            })?;
+            let counted = metrics.clone();
+            sled.on_commit(Box::new(move |took| counted.commit(took)));
+            Arc::new(sled)
+        }
+        super::store::Kind::Postgres(url) => {
+            let pg = super::store::open_postgres(url, args.lease)?;
+            let counted = metrics.clone();
+            pg.on_commit(Box::new(move |took| counted.commit(took)));
+            Arc::new(pg)
+        }
+    };
     let request_policy = HostRules::parse(&args.request_allow, &args.request_deny)
         .map_err(|e| anyhow::anyhow!("request policy: {e}"))?;
     let request_proxy = match args.request_proxy.as_deref().map(str::trim) {

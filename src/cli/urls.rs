@@ -4,7 +4,6 @@ use super::PlaceArgs;
 use clap::ValueEnum;
 use hookflow_model::{load_dir, LoadOptions, SecretPolicy};
 use hookflow_service::Registry;
-use hookflow_store::KeyFile;
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -33,10 +32,11 @@ pub fn run(args: UrlsArgs) -> anyhow::Result<ExitCode> {
         &args.place.workflows,
         &LoadOptions::process_env(SecretPolicy::Warn),
     );
+    let keys = super::store::keys(&args.place)?;
     let registry = Registry::build(
         &catalog,
         None,
-        &KeyFile::new(&args.place.data),
+        keys.as_ref(),
         &args.place.public_url(),
         &hookflow_service::Metrics::default(),
     )

@@ -66,6 +66,10 @@ pub enum AcceptError {
     /// The acknowledgement could not be rendered.
     #[error("trigger.response failed: {0}")]
     Response(String),
+    /// Another run holds the idempotency key (another instance of a shared
+    /// store claimed it first): nothing was stored; the request is a repeat.
+    #[error("the idempotency key is held by run {}", .0.execution_id)]
+    Duplicate(Box<IdempotencyEntry>),
 }
 
 /// A run made without a server (`hookflow run`, `hookflow test`).
@@ -309,7 +313,19 @@ impl Executor {
                 }
             });
         }
+        self.shared_flush().await;
         (id, answer)
+    }
+
+    /// With a store shared by several instances, waits until what was
+    /// written so far is committed: a record whose id is about to be sent
+    /// is then readable from every instance (read-your-writes).
+    async fn shared_flush(&self) {
+        if self.store.shared() {
+            if let Err(error) = self.store.flush().await {
+                tracing::warn!(message = "Could not commit a run's record.", %error);
+            }
+        }
     }
 
     /// Runs a workflow once to its end in this task, without queue or
@@ -421,7 +437,10 @@ impl Executor {
                     idempotency,
                 })
                 .await
-                .map_err(|e| AcceptError::Store(e.to_string()))?;
+                .map_err(|e| match e {
+                    hookflow_store::StoreError::KeyTaken(entry) => AcceptError::Duplicate(entry),
+                    e => AcceptError::Store(e.to_string()),
+                })?;
             slot.push(ReadyRun::New(Box::new(NewRun {
                 record,
                 state,
@@ -459,6 +478,7 @@ impl Executor {
                 record.retry_of = Some(retry_of.to_string());
                 // Its id is sent to the caller before it finishes.
                 self.store.announce(record.clone());
+                self.shared_flush().await;
                 let exec = self.clone();
                 tokio::spawn(async move {
                     exec.run_sync_record(workflow, None, input, record).await;

@@ -1,7 +1,9 @@
 //! Runs that come back from the store: those left queued or running by the
 //! last process (resumed at start, a page at a time as the queue has room),
 //! and waiting runs (one timer over the store's wake-time index, not a task
-//! per run: a waiting run costs disk, not memory).
+//! per run: a waiting run costs disk, not memory). With a store shared by
+//! several instances, runs are claimed instead: those whose lease ran out
+//! (their instance died) and waiting runs that are due, by a short poll.
 
 use crate::queue::ReadyRun;
 use crate::run::Run;
@@ -17,6 +19,10 @@ use std::time::Duration;
 const PAGE: usize = 256;
 /// The longest the timer sleeps without looking at the store again.
 const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+/// How often an instance of a shared store looks for runs to take over
+/// and for waiting runs that other instances saved (a short poll: no
+/// notifications on the hot path).
+const SHARED_POLL: Duration = Duration::from_secs(1);
 /// How long the resume feeder waits for a place in a full queue.
 const FULL_QUEUE_PAUSE: Duration = Duration::from_millis(20);
 
@@ -25,6 +31,17 @@ impl Executor {
     /// (returns how many) and starts the timer of waiting runs.
     pub fn start(&self) -> Result<usize, String> {
         self.queue.start(self.clone());
+        if self.store.shared() {
+            // Several instances share the store: runs are claimed, those of
+            // a dead instance once their lease ran out, by whoever is free.
+            let count = self.claim_expired();
+            if count > 0 {
+                tracing::info!(message = "Took over runs whose lease ran out.", count);
+            }
+            tokio::spawn(self.clone().take_over());
+            tokio::spawn(self.clone().wake_waiting());
+            return Ok(count);
+        }
         // Runs accepted from now on are queued by their request: resume only
         // the older ones (ids are time-ordered).
         let boundary = uuid::Uuid::now_v7().to_string();
@@ -82,6 +99,50 @@ impl Executor {
         }
     }
 
+    /// Claims runs whose lease ran out, as many as the queue has room for;
+    /// returns how many were queued.
+    fn claim_expired(&self) -> usize {
+        let mut slots = Vec::new();
+        while slots.len() < PAGE {
+            match self.queue.reserve() {
+                Ok(slot) => slots.push(slot),
+                Err(_) => break,
+            }
+        }
+        if slots.is_empty() {
+            return 0;
+        }
+        let ids = match self.store.claim_expired(slots.len()) {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::error!(message = "Could not claim runs whose lease ran out.", %error);
+                return 0;
+            }
+        };
+        let count = ids.len();
+        for (id, slot) in ids.into_iter().zip(slots) {
+            tracing::info!(message = "Taking over a run.", execution_id = %id);
+            slot.push(ReadyRun::Stored { id });
+        }
+        count
+    }
+
+    /// A shared store's short poll for runs to take over.
+    async fn take_over(self) {
+        loop {
+            if self.queue.is_shutting_down() {
+                return;
+            }
+            if self.claim_expired() == PAGE {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SHARED_POLL) => {}
+                _ = self.queue.stopped() => return,
+            }
+        }
+    }
+
     /// The timer of waiting runs: queues each when its time comes.
     async fn wake_waiting(self) {
         // Runs left waiting by the last process count as waiting: counted
@@ -102,7 +163,7 @@ impl Executor {
             if self.queue.is_shutting_down() {
                 return;
             }
-            let due = match self.store.due(now_millis(), PAGE) {
+            let due = match self.store.claim_due(now_millis(), PAGE) {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(message = "Could not read the waiting runs.", %error);
@@ -110,7 +171,6 @@ impl Executor {
                 }
             };
             for id in &due {
-                self.store.woke(id);
                 self.env.metrics.runs().waiting.dec();
                 self.queue.push_woken(ReadyRun::Stored { id: id.clone() });
             }
@@ -122,7 +182,13 @@ impl Executor {
                 Ok(Some(at)) => at.min(saved),
                 _ => saved,
             };
-            let sleep = Duration::from_millis(next.saturating_sub(now_millis())).min(LONGEST_SLEEP);
+            // Other instances add waiting runs to a shared store: look often.
+            let longest = if self.store.shared() {
+                SHARED_POLL
+            } else {
+                LONGEST_SLEEP
+            };
+            let sleep = Duration::from_millis(next.saturating_sub(now_millis())).min(longest);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.waker.notified() => {}

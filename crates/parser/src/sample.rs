@@ -420,10 +420,11 @@ fn type_of(value: &Json) -> Option<&'static str> {
 fn key_of(segs: &[Seg]) -> String {
     let dotted_ok = segs.iter().enumerate().all(|(i, s)| match s {
         Seg::Key(k) => {
-            !k.is_empty()
-                && !k.contains(['.', '[', ']'])
-                && !(i == 0 && k.starts_with('$'))
-                && k.trim() == k
+            let awkward = k.is_empty()
+                || k.contains(['.', '[', ']'])
+                || (i == 0 && k.starts_with('$'))
+                || k.trim() != k;
+            !awkward
         }
         Seg::Each => false,
     });

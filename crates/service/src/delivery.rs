@@ -81,10 +81,27 @@ impl Service {
             Mode::Async => {
                 // The key goes to disk with the run, before the acknowledgement.
                 let key = first.as_ref().map(|(f, ttl)| (f.key().to_string(), *ttl));
-                self.executor
+                match self
+                    .executor
                     .accept(workflow, Some(served.metrics.clone()), input, key)
                     .await
-                    .map_err(accept_refusal)?
+                {
+                    Ok(accepted) => accepted,
+                    // Another instance of a shared store claimed the key
+                    // first: this request is a repeat of that run.
+                    Err(AcceptError::Duplicate(entry)) => {
+                        let answer = entry
+                            .response
+                            .as_ref()
+                            .map_or_else(Answer::default_ack, Answer::from_record);
+                        return Ok(Delivery::Answer {
+                            execution_id: entry.execution_id,
+                            answer,
+                            replayed: true,
+                        });
+                    }
+                    Err(e) => return Err(accept_refusal(e)),
+                }
             }
         };
         if let Some((first, ttl)) = first {
@@ -108,6 +125,10 @@ fn accept_refusal(e: AcceptError) -> Refusal {
             Refusal::Unavailable("the server is shutting down; try again later".into())
         }
         AcceptError::Store(m) | AcceptError::Response(m) => Refusal::Internal(m),
+        AcceptError::Duplicate(entry) => Refusal::Conflict(format!(
+            "a request with this idempotency key started run {}",
+            entry.execution_id
+        )),
     }
 }
 

@@ -37,7 +37,7 @@ pub use retry::{RetryError, RetryVersion};
 
 use hookflow_executor::Executor;
 use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};
-use hookflow_store::KeyFile;
+use hookflow_store::{KeyFile, KeyStore};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -67,7 +67,7 @@ pub struct Service {
     pub executor: Executor,
     /// Paths, URLs and timings.
     pub settings: Settings,
-    keys: KeyFile,
+    keys: Arc<dyn KeyStore>,
     registry: RwLock<Arc<Registry>>,
     shutting_down: AtomicBool,
     /// Idempotency keys whose first request is still being handled.
@@ -79,7 +79,12 @@ pub struct Service {
 impl Service {
     /// Loads the workflows folder and builds the first registry.
     pub fn load(settings: Settings, executor: Executor) -> Result<Arc<Service>, String> {
-        let keys = KeyFile::new(&settings.data_dir);
+        // A shared store keeps webhook keys for every instance; otherwise
+        // they are in the data folder.
+        let keys = executor
+            .store()
+            .keys()
+            .unwrap_or_else(|| Arc::new(KeyFile::new(&settings.data_dir)));
         let service = Arc::new(Service {
             executor,
             keys,
@@ -111,7 +116,7 @@ impl Service {
         let registry = Registry::build(
             catalog,
             Some(&previous),
-            &self.keys,
+            self.keys.as_ref(),
             &self.settings.public_url,
             self.executor.metrics(),
         )?;

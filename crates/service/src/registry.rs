@@ -6,7 +6,7 @@ use hookflow_model::def::Mode;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_model::{Catalog, Diagnostic};
-use hookflow_store::KeyFile;
+use hookflow_store::KeyStore;
 use hookflow_verify::{SecretDigest, Verifier};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -111,7 +111,7 @@ impl Registry {
     pub fn build(
         catalog: &Catalog,
         previous: Option<&Registry>,
-        keys: &KeyFile,
+        keys: &dyn KeyStore,
         public_url: &str,
         metrics: &Metrics,
     ) -> Result<Registry, String> {
@@ -121,9 +121,7 @@ impl Registry {
             .map(String::as_str)
             .filter(|id| hookflow_model::load::valid_workflow_id(id))
             .collect();
-        let generated = keys
-            .ensure(ids.iter().copied())
-            .map_err(|e| e.to_string())?;
+        let generated = keys.ensure(&ids).map_err(|e| e.to_string())?;
         let mut registry = Registry {
             other: catalog.other.clone(),
             ..Registry::default()

@@ -12,6 +12,7 @@
 //! in the order they were submitted; reads see a write from the moment it
 //! was submitted.
 
+use crate::keys::KeyStore;
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, RunInput, RunStatus, RunSummary,
 };
@@ -173,4 +174,38 @@ pub trait Store: Send + Sync + 'static {
     /// Refused requests newest first, filtered; the page and the cursor of the next one.
     fn refused(&self, filter: &RefusedFilter)
         -> StoreResult<(Vec<RefusedRequest>, Option<String>)>;
+
+    /// Whether several instances share this store (PostgreSQL): runs are
+    /// then claimed with leases ([`Store::claim_expired`]) rather than all
+    /// resumed at start, and a write is seen by the other instances once
+    /// flushed.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Claims for this instance up to `limit` queued or running runs whose
+    /// lease ran out (their instance died); ids oldest first. A store of
+    /// one process has no leases and claims nothing: its runs are resumed
+    /// at start through [`Store::unfinished`].
+    fn claim_expired(&self, limit: usize) -> StoreResult<Vec<String>> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// Claims for this instance the waiting runs due at `now_ms`, earliest
+    /// first, at most `limit`: each leaves the waiting runs as with
+    /// [`Store::woke`], and no other instance gets it.
+    fn claim_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
+        let due = self.due(now_ms, limit)?;
+        for id in &due {
+            self.woke(id);
+        }
+        Ok(due)
+    }
+
+    /// The webhook keys this store keeps for every instance; `None` when
+    /// they are kept in the data folder's key file.
+    fn keys(&self) -> Option<std::sync::Arc<dyn KeyStore>> {
+        None
+    }
 }

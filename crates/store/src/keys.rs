@@ -27,6 +27,20 @@ pub fn generate_key() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
 
+/// Where webhook URL keys are kept: the data folder's key file, or the
+/// database of a shared store.
+pub trait KeyStore: Send + Sync {
+    /// The keys of `ids`, generating and saving the missing ones; with
+    /// every other key kept.
+    fn ensure(&self, ids: &[&str]) -> StoreResult<BTreeMap<String, String>>;
+}
+
+impl KeyStore for KeyFile {
+    fn ensure(&self, ids: &[&str]) -> StoreResult<BTreeMap<String, String>> {
+        KeyFile::ensure(self, ids.iter().copied())
+    }
+}
+
 impl KeyFile {
     /// The keys file under `data_dir`.
     pub fn new(data_dir: &Path) -> KeyFile {

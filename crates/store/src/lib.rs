@@ -5,12 +5,14 @@
 //! back; [`SledStore`] keeps it in the data folder ([`embedded`], the only
 //! module that imports sled), [`MemoryStore`] in memory for `hookflow
 //! run`/`test`. URL keys are a small JSON file ([`keys`]) that any process
-//! may read while a server runs.
+//! may read while a server runs. [`PgStore`] ([`postgres`]) keeps all of
+//! it in PostgreSQL, shared by several instances.
 
 pub mod contract;
 pub mod embedded;
 pub mod keys;
 mod memory;
+pub mod postgres;
 pub mod record;
 pub mod refused;
 
@@ -20,8 +22,9 @@ mod conformance;
 pub use contract::{Accepted, BoxFuture, IdempotencyClaim, Position, Resumable, Saved, Store};
 pub use embedded::SledStore;
 pub use hookflow_model::request::TriggerRequest;
-pub use keys::KeyFile;
+pub use keys::{KeyFile, KeyStore};
 pub use memory::MemoryStore;
+pub use postgres::{PgOptions, PgStore};
 pub use record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
     RunInput, RunStatus, RunSummary, TryOutcome, TryRecord, DEFAULT_MAX_RESULT,
@@ -50,6 +53,10 @@ pub enum StoreError {
         /// What failed.
         message: String,
     },
+    /// An accepted run's idempotency key is held by another run (another
+    /// instance claimed it first): nothing was stored; answer as a replay.
+    #[error("the idempotency key is held by run {}", .0.execution_id)]
+    KeyTaken(Box<IdempotencyEntry>),
     /// The data folder is held by another process.
     #[error("the data folder {0} is in use by another hookflow process")]
     Locked(String),

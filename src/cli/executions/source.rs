@@ -1,12 +1,12 @@
 //! Where the runs come from: a running server's admin API when one answers,
-//! otherwise the store in the data folder (read only: retries need a
-//! server's workers).
+//! otherwise the store in the data folder or the PostgreSQL database of
+//! `--store` (read only: retries need a server's workers).
 
 use super::client::Client;
 use super::{Filter, Reach};
 use anyhow::{bail, Context};
 use hookflow_service::views::{record_json, summary_json};
-use hookflow_store::{ExecutionFilter, RunStatus, SledStore, Store};
+use hookflow_store::{ExecutionFilter, PgOptions, PgStore, RunStatus, SledStore, Store};
 use serde_json::{json, Value as Json};
 
 /// The runs of a server or of a store.
@@ -39,11 +39,15 @@ impl Source {
         if explicit {
             bail!("no hookflow server answers at {base}");
         }
-        if let Some(url) = &reach.store {
-            bail!(
-                "`--store {}`: this build reads runs from the sled store of --data only",
-                url.split('@').next_back().unwrap_or_default()
-            );
+        match reach.store.as_deref().map(str::trim) {
+            None | Some("") | Some("sled") => {}
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                // The shared store of several instances: read it directly.
+                let store = PgStore::open(url, PgOptions::default())
+                    .context("cannot open the PostgreSQL store (--store)")?;
+                return Ok(Source::Store(Box::new(store)));
+            }
+            Some(_) => bail!("--store (HOOKFLOW_STORE) must be `sled` or a postgres:// URL"),
         }
         if !reach.data.join("db").is_dir() {
             bail!(

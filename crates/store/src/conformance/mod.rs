@@ -16,7 +16,7 @@ use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
     RunInput, RunStatus, TryOutcome, TryRecord,
 };
-use crate::{MemoryStore, SledStore};
+use crate::{MemoryStore, PgOptions, PgStore, SledStore};
 use hookflow_model::request::TriggerRequest;
 use hookflow_model::time::{now_millis, Timestamp};
 use serde_json::{json, Value as Json};
@@ -37,6 +37,7 @@ pub(crate) trait Backend {
 
 pub(crate) struct Memory;
 pub(crate) struct Sled;
+pub(crate) struct Postgres;
 
 impl Backend for Memory {
     const DURABLE: bool = false;
@@ -57,6 +58,30 @@ impl Backend for Sled {
     }
     fn damage_finished(dir: &Path, id: &str) {
         crate::embedded::damage_for_tests(dir, id, true);
+    }
+}
+
+/// The PostgreSQL store of a test folder: a database of its own in this
+/// test binary's private cluster (the same folder, the same database).
+fn pg_open(dir: &Path) -> PgStore {
+    let url = hookflow_pgtest::cluster().database(&hookflow_pgtest::name_for(dir));
+    let options = PgOptions {
+        instance: "conformance".into(),
+        ..PgOptions::default()
+    };
+    PgStore::open(&url, options).expect("the PostgreSQL store opens")
+}
+
+impl Backend for Postgres {
+    const DURABLE: bool = true;
+    fn open(dir: &Path) -> Arc<dyn Store> {
+        Arc::new(pg_open(dir))
+    }
+    fn damage_run(dir: &Path, id: &str) {
+        pg_open(dir).damage_for_tests(id);
+    }
+    fn damage_finished(dir: &Path, id: &str) {
+        pg_open(dir).damage_for_tests(id);
     }
 }
 
@@ -286,3 +311,4 @@ macro_rules! conformance {
 
 conformance!(Memory, memory);
 conformance!(Sled, sled_store);
+conformance!(Postgres, postgres_store);

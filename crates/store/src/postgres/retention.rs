@@ -1,0 +1,91 @@
+//! Retention: old finished records and expired idempotency keys, removed
+//! in batches (short transactions, small for vacuum) by one instance at a
+//! time (an advisory lock; an instance that finds it taken skips the turn).
+
+use super::codec::ms;
+use super::{pg_err, Shared};
+use crate::StoreResult;
+
+/// The advisory lock key of retention.
+const RETENTION_LOCK: i64 = 0x686f_6f6b_7265_7465;
+/// Rows removed per statement.
+const BATCH: i64 = 1000;
+
+/// Removes finished records (with their inputs) finished before
+/// `cutoff_ms`; returns how many, 0 when another instance is at it.
+pub async fn remove_finished(shared: &Shared, cutoff_ms: u64) -> StoreResult<usize> {
+    let client = shared.conn().await?;
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK])
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    if !locked {
+        return Ok(0);
+    }
+    let removed = async {
+        let mut total = 0usize;
+        loop {
+            let n = client
+                .execute(
+                    "DELETE FROM hookflow_runs WHERE id IN (
+                       SELECT id FROM hookflow_runs WHERE finished_ms < $1 LIMIT $2)",
+                    &[&ms(cutoff_ms), &BATCH],
+                )
+                .await
+                .map_err(pg_err)?;
+            total += usize::try_from(n).unwrap_or(usize::MAX);
+            if n < u64::try_from(BATCH).unwrap_or(0) {
+                break;
+            }
+        }
+        // Sync runs announced by an instance that died before they
+        // finished, and values set aside long ago.
+        client
+            .execute(
+                "DELETE FROM hookflow_runs WHERE id IN (
+                   SELECT id FROM hookflow_runs
+                   WHERE finished_ms IS NULL AND NOT durable AND started_ms < $1 LIMIT $2)",
+                &[&ms(cutoff_ms), &BATCH],
+            )
+            .await
+            .map_err(pg_err)?;
+        client
+            .execute(
+                "DELETE FROM hookflow_quarantine
+                 WHERE at < to_timestamp($1::double precision / 1000)",
+                &[&(cutoff_ms as f64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(total)
+    }
+    .await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])
+        .await
+        .map_err(pg_err);
+    let total = removed?;
+    unlocked?;
+    Ok(total)
+}
+
+/// Forgets idempotency keys expired at `now_ms`; returns how many.
+pub async fn expire_keys(shared: &Shared, now_ms: u64) -> StoreResult<usize> {
+    let client = shared.conn().await?;
+    let mut total = 0usize;
+    loop {
+        let n = client
+            .execute(
+                "DELETE FROM hookflow_idempotency WHERE ctid IN (
+                   SELECT ctid FROM hookflow_idempotency WHERE expires_ms <= $1 LIMIT $2)",
+                &[&ms(now_ms), &BATCH],
+            )
+            .await
+            .map_err(pg_err)?;
+        total += usize::try_from(n).unwrap_or(usize::MAX);
+        if n < u64::try_from(BATCH).unwrap_or(0) {
+            return Ok(total);
+        }
+    }
+}
