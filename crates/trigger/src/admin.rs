@@ -134,10 +134,11 @@ pub(crate) fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u6
         .transpose()
 }
 
-fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
-    authorize(req, state)?;
+/// A list route's query string and its `limit` (default 50, at most 1000).
+pub(crate) fn page_query(req: &HttpRequest) -> Result<(HashMap<String, String>, usize), ApiError> {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| Refusal::BadRequest(format!("bad query string: {e}")))?;
+        .map_err(|e| Refusal::BadRequest(format!("bad query string: {e}")))?
+        .into_inner();
     let limit = match query.get("limit") {
         Some(l) => l
             .parse::<usize>()
@@ -148,6 +149,12 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
             })?,
         None => DEFAULT_LIMIT,
     };
+    Ok((query, limit))
+}
+
+fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
+    let (query, limit) = page_query(req)?;
     let status = match query.get("status") {
         Some(s) => Some(
             RunStatus::parse(s)

@@ -1,19 +1,14 @@
 //! `GET /api/requests` (SPEC §7): refused requests to known workflows,
 //! newest first, filtered by workflow, reason and time, paged by cursor.
 
-use crate::admin::{authorize, parse_time, scrubbed};
+use crate::admin::{authorize, page_query, parse_time, scrubbed};
 use crate::error::ApiError;
 use crate::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use hookflow_model::request::join_header;
 use hookflow_service::Refusal;
 use hookflow_store::{RefusedFilter, RefusedRequest};
 use serde_json::{json, Map, Value as Json};
-use std::collections::HashMap;
-
-/// Default and largest page sizes.
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 1000;
 
 /// One row as the API shows it: headers as an object (repeated names joined).
 fn row(r: &RefusedRequest) -> Json {
@@ -34,18 +29,7 @@ fn row(r: &RefusedRequest) -> Json {
 /// `GET /api/requests?workflow=&reason=&since=&limit=&cursor=`.
 pub fn list(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| Refusal::BadRequest(format!("bad query string: {e}")))?;
-    let limit = match query.get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| {
-                Refusal::BadRequest(format!("`limit` must be a number from 1 to {MAX_LIMIT}"))
-            })?,
-        None => DEFAULT_LIMIT,
-    };
+    let (query, limit) = page_query(req)?;
     let filter = RefusedFilter {
         workflow: query.get("workflow").cloned(),
         reason: query.get("reason").cloned(),
