@@ -3,12 +3,14 @@
 
 use super::sample::{body_kind_of, content_type_of, read_body};
 use anyhow::{bail, Context};
+use hookflow_model::testfile_out::{CaseOut, ExpectOut, RequestOut, TestFileOut};
 use hookflow_model::yaml::write::{to_yaml, FlowMap, FlowSeq};
 use hookflow_parser::sample::ParseBlock;
 use hookflow_parser::{BodyKind, SampleRequest, Sampled};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -341,50 +343,22 @@ fn test_yaml(
     sample: Option<&Sample>,
     secrets: &[(String, &'static str)],
 ) -> anyhow::Result<String> {
-    #[derive(Serialize)]
-    struct Request {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        headers: Option<FlowMap<Json>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        body: Option<Json>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        raw_body: Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Expect {
-        status: u16,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        body: Option<Json>,
-        run: &'static str,
-        nodes: FlowSeq<Vec<&'static str>>,
-    }
-    #[derive(Serialize)]
-    struct Case {
-        name: String,
-        request: Request,
-        expect: Expect,
-    }
-    #[derive(Serialize)]
-    struct Doc {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        env: Option<FlowMap<Json>>,
-        cases: Vec<Case>,
-    }
     let request = match sample {
-        Some(s) if s.kind == BodyKind::Json => Request {
-            headers: None,
+        Some(s) if s.kind == BodyKind::Json => RequestOut {
             body: Some(serde_json::from_slice(&s.bytes).context("the sample is not JSON")?),
-            raw_body: None,
+            ..RequestOut::default()
         },
-        Some(s) => Request {
-            headers: Some(FlowMap(json!({"content-type": content_type_of(s.kind)}))),
-            body: None,
+        Some(s) => RequestOut {
+            headers: BTreeMap::from([(
+                "content-type".to_string(),
+                content_type_of(s.kind).to_string(),
+            )]),
             raw_body: Some(String::from_utf8_lossy(&s.bytes).into_owned()),
+            ..RequestOut::default()
         },
-        None => Request {
-            headers: None,
+        None => RequestOut {
             body: Some(json!({"hello": "world"})),
-            raw_body: None,
+            ..RequestOut::default()
         },
     };
     let shown = sample.and_then(Sample::shown);
@@ -401,26 +375,27 @@ fn test_yaml(
         NewMode::Async => (None, "note"),
     };
     let env = (!secrets.is_empty()).then(|| {
-        FlowMap(Json::Object(
+        FlowMap(
             secrets
                 .iter()
-                .map(|(name, _)| (name.clone(), json!(TEST_SECRET)))
+                .map(|(name, _)| (name.clone(), TEST_SECRET.to_string()))
                 .collect(),
-        ))
+        )
     });
-    let doc = Doc {
+    let doc = TestFileOut {
         env,
-        cases: vec![Case {
+        cases: vec![CaseOut {
             name: match sample {
                 Some(_) => "the sample request is answered".into(),
                 None => "a request is answered".into(),
             },
             request,
-            expect: Expect {
-                status: 200,
+            stubs: BTreeMap::new(),
+            expect: ExpectOut {
+                status: Some(200),
                 body,
                 run: "resolved",
-                nodes: FlowSeq(vec![node]),
+                nodes: FlowSeq(vec![node.to_string()]),
             },
         }],
     };

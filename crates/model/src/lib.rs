@@ -23,6 +23,7 @@ pub mod scrub;
 pub mod suggest;
 pub mod template;
 pub mod testfile;
+pub mod testfile_out;
 pub mod time;
 pub mod units;
 pub mod yaml;

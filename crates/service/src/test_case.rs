@@ -11,8 +11,9 @@
 //! mapping without them still checks the rest.
 
 use hookflow_model::request::{is_secret_header, join_header, TriggerRequest, REDACTED};
+use hookflow_model::testfile_out::{CaseOut, ExpectOut, RequestOut, StubOut, TestFileOut};
+use hookflow_model::yaml::write::FlowSeq;
 use hookflow_store::{ExecutionRecord, TryOutcome, TryRecord};
-use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 
@@ -28,58 +29,6 @@ const TRANSPORT_HEADERS: &[&str] = &[
     "upgrade",
     "expect",
 ];
-
-/// A test file of one case, as `hookflow test` reads it
-/// (`model::testfile::TestFileDef`; the unit tests read it back so).
-#[derive(Serialize)]
-struct TestFileOut {
-    cases: Vec<CaseOut>,
-}
-
-#[derive(Serialize)]
-struct CaseOut {
-    name: String,
-    request: RequestOut,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    stubs: BTreeMap<String, Vec<StubOut>>,
-    expect: ExpectOut,
-}
-
-#[derive(Serialize, Default)]
-struct RequestOut {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    headers: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<Json>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw_body: Option<String>,
-}
-
-#[derive(Serialize)]
-struct StubOut {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    headers: Map<String, Json>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<Json>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct ExpectOut {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<Json>,
-    run: &'static str,
-    nodes: Vec<String>,
-}
 
 /// A test file made from a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,9 +70,10 @@ pub fn test_case(record: &ExecutionRecord) -> Result<TestCase, TestCaseError> {
             .as_ref()
             .and_then(|r| volatile.stable(&r.body)),
         run: record.status.as_str(),
-        nodes: record.jobs.iter().filter_map(|j| j.key.clone()).collect(),
+        nodes: FlowSeq(record.jobs.iter().filter_map(|j| j.key.clone()).collect()),
     };
     let file = TestFileOut {
+        env: None,
         cases: vec![CaseOut {
             name: format!(
                 "execution {} ({}) replayed",
