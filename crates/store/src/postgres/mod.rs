@@ -11,6 +11,7 @@
 //! own runtime. [`schema`] migrates at start; [`retention`] removes old
 //! records in batches, one instance at a time; [`keys`] shares webhook keys.
 
+mod apply;
 mod claims;
 mod codec;
 pub mod connect;

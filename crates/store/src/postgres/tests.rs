@@ -292,3 +292,109 @@ async fn an_instance_never_claims_its_own_runs_again() {
         "another takes it over"
     );
 }
+
+fn job(n: u64) -> crate::record::JobRecord {
+    crate::record::JobRecord {
+        key: Some(format!("n{n}")),
+        kind: "log".into(),
+        status: crate::record::JobStatus::Resolved,
+        result: serde_json::json!(n),
+        error: None,
+        started_at: Timestamp(now_millis()),
+        duration_ms: n,
+        truncated: false,
+        tries: Vec::new(),
+    }
+}
+
+/// A turn holds several writes of one run (saves, a wait, a wake, the
+/// finish) among other runs' writes: they are grouped by kind, and still
+/// apply as if one by one, in order.
+#[tokio::test]
+async fn a_turn_with_many_writes_of_one_run_applies_them_in_order() {
+    let url = fresh_db("order");
+    let store = Arc::new(open(&url, "a", 30_000));
+    let runs: Vec<Accepted> = (0..20).map(|_| run(None)).collect();
+    for r in &runs {
+        store.accept(r.clone()).await.expect("accepted");
+    }
+    let before = store.commits();
+    let save = |status, wake_at, jobs: Vec<(usize, crate::record::JobRecord)>, part: &str| Saved {
+        status,
+        wake_at,
+        jobs,
+        position: Position {
+            frames: serde_json::json!([part]),
+            parts: vec![(part.to_string(), serde_json::json!(part))],
+        },
+    };
+    for (i, r) in runs.iter().enumerate() {
+        let id = &r.record.id;
+        store.save(id, save(RunStatus::Running, None, vec![(0, job(0))], "a"));
+        store.save(
+            id,
+            save(
+                RunStatus::Waiting,
+                Some(now_millis() + 60_000),
+                vec![(1, job(1))],
+                "b",
+            ),
+        );
+        store.woke(id);
+        store.save(
+            id,
+            save(
+                RunStatus::Running,
+                None,
+                vec![(1, job(11)), (2, job(2))],
+                "a",
+            ),
+        );
+        if i % 2 == 0 {
+            let mut record = r.record.clone();
+            record.status = RunStatus::Resolved;
+            record.finished_at = Some(Timestamp(now_millis()));
+            record.jobs = vec![job(0), job(11), job(2)];
+            store.finish(record, true);
+        }
+    }
+    store.flush().await.expect("flushed");
+    let commits = store.commits() - before;
+    assert!(commits <= 20, "90 writes took {commits} commits");
+    assert_eq!(
+        store.next_wake().expect("next wake"),
+        None,
+        "every run woke"
+    );
+    let unfinished = store.unfinished(None, 100).expect("unfinished");
+    assert_eq!(unfinished.len(), 10);
+    for (i, r) in runs.iter().enumerate() {
+        let id = &r.record.id;
+        let got = store.get(id).expect("get").expect("kept");
+        if i % 2 == 0 {
+            assert_eq!(got.status, RunStatus::Resolved, "run {i}");
+            assert!(store.resumable(id).expect("resumable").is_none(), "run {i}");
+            assert!(!unfinished.contains(id));
+            continue;
+        }
+        assert_eq!(got.status, RunStatus::Running, "run {i}");
+        let resumable = store.resumable(id).expect("resumable").expect("live");
+        let results: Vec<_> = resumable
+            .record
+            .jobs
+            .iter()
+            .map(|j| j.result.clone())
+            .collect();
+        assert_eq!(
+            results,
+            vec![
+                serde_json::json!(0),
+                serde_json::json!(11),
+                serde_json::json!(2)
+            ]
+        );
+        assert_eq!(resumable.frames, serde_json::json!(["a"]), "run {i}");
+        assert_eq!(resumable.parts.get("a"), Some(&serde_json::json!("a")));
+        assert_eq!(resumable.parts.get("b"), Some(&serde_json::json!("b")));
+    }
+}
