@@ -443,3 +443,80 @@ fn request_errors_and_logs_show_urls_without_query_strings_or_user_info() {
         );
     }
 }
+
+/// A workflow like [`call_flow`] whose node sends `header: value` and
+/// declares the secret `HF_DEST_KEY`.
+fn credential_flow(key: &str, url: &str, header: &str, value: &str) -> String {
+    call_flow(
+        key,
+        url,
+        &format!("    headers: {{ {header}: \"{value}\" }}\n"),
+    )
+    .replacen(
+        "enabled: true\n",
+        "enabled: true\nsecrets: [HF_DEST_KEY]\n",
+        1,
+    )
+}
+
+#[test]
+fn credentials_are_not_carried_to_another_origin_by_a_redirect() {
+    let elsewhere = Upstream::start_on("127.0.0.2");
+    let front = Upstream::start();
+    let away = format!("{}/redirect-to/{}/took", front.base, elsewhere.authority());
+    let home = format!("{}/redirect-to/{}/kept", front.base, front.authority());
+    let secret = "{{ secrets.HF_DEST_KEY }}";
+    let mut opts = Options::default();
+    opts.env
+        .push(("HF_DEST_KEY".to_string(), "dest-key-1f9e3a".to_string()));
+    let app = TestApp::spawn_with(
+        &[
+            // By its name, whatever its value.
+            (
+                "a.yaml",
+                &credential_flow("cred-away-1", &away, "X-Api-Key", "plain"),
+            ),
+            // By its value: a secret under an ordinary name.
+            (
+                "b.yaml",
+                &credential_flow("cred-away-2", &away, "X-Partner", secret),
+            ),
+            // Within the origin, followed with the credential.
+            (
+                "c.yaml",
+                &credential_flow("cred-home-1", &home, "X-Partner", secret),
+            ),
+            // No credential: followed anywhere the policy allows.
+            (
+                "d.yaml",
+                &credential_flow("cred-none-1", &away, "X-Partner", "plain"),
+            ),
+        ],
+        opts,
+    );
+    for key in ["cred-away-1", "cred-away-2"] {
+        let error = run_error(&app, key);
+        assert!(
+            error.contains(&format!(
+                "redirected to another origin (http://{}); not followed because the request sends credentials",
+                elsewhere.authority()
+            )),
+            "{key}: {error}"
+        );
+        assert!(!error.contains("dest-key"), "{error}");
+    }
+    assert!(elsewhere.hits().is_empty(), "{:?}", elsewhere.hits());
+
+    let result = run_result(&app, "cred-home-1");
+    assert_eq!(result["status"], json!(200), "{result}");
+    let kept = front.hits_on("/kept");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0].headers.get("x-partner").map(String::as_str),
+        Some("dest-key-1f9e3a")
+    );
+
+    let result = run_result(&app, "cred-none-1");
+    assert_eq!(result["status"], json!(200), "{result}");
+    assert_eq!(elsewhere.hits_on("/took").len(), 1);
+}

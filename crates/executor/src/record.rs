@@ -136,7 +136,9 @@ pub(crate) fn stored_response(
     response
 }
 
-fn is_secret_name(name: &str, workflow: &Workflow) -> bool {
+/// Whether a header of this workflow bears a secret by its name (SPEC §3,
+/// and the workflow's custom signature header).
+pub(crate) fn is_secret_name(name: &str, workflow: &Workflow) -> bool {
     is_secret_header(name)
         || workflow
             .trigger

@@ -18,6 +18,27 @@ pub const MAX_REDIRECTS: usize = 5;
 #[error("more than {MAX_REDIRECTS} redirects")]
 pub struct TooManyRedirects;
 
+/// A request that sends credentials was redirected to another origin: not
+/// followed, so that the credentials stay with the origin they were meant for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "redirected to another origin ({to}); not followed because the request sends credentials \
+     (a secret-bearing header): point the node at the final URL"
+)]
+pub struct CrossOriginRedirect {
+    /// The origin redirected to: `scheme://host:port`, nothing else of the URL.
+    pub to: String,
+}
+
+/// A URL's origin: scheme, host and port (the known default when unsaid).
+fn origin(url: &reqwest::Url) -> (String, String, Option<u16>) {
+    (
+        url.scheme().to_string(),
+        url.host_str().unwrap_or_default().to_ascii_lowercase(),
+        url.port_or_known_default(),
+    )
+}
+
 /// The proxy every request node goes through (`--request-proxy`). Shown (in
 /// logs, `Debug`) without its user info.
 #[derive(Clone, PartialEq)]
@@ -68,11 +89,14 @@ impl fmt::Debug for RequestProxy {
     }
 }
 
-/// How request nodes reach other systems: the rules and two clients (one
-/// following redirects, one not), which share the rules.
+/// How request nodes reach other systems: the rules and three clients (one
+/// following redirects, one following them within the first URL's origin
+/// only — for requests that send credentials —, one not following), which
+/// share the rules.
 pub struct Outbound {
     rules: Arc<HostRules>,
     follow: reqwest::Client,
+    follow_same_origin: reqwest::Client,
     no_follow: reqwest::Client,
     proxied: bool,
 }
@@ -82,7 +106,8 @@ impl Outbound {
     pub fn new(rules: HostRules, proxy: Option<&RequestProxy>) -> Result<Outbound, String> {
         let rules = Arc::new(rules);
         let proxied = proxy.is_some();
-        let follow = build(&rules, proxy, follow_policy(rules.clone(), proxied))?;
+        let follow = build(&rules, proxy, follow_policy(rules.clone(), proxied, false))?;
+        let follow_same_origin = build(&rules, proxy, follow_policy(rules.clone(), proxied, true))?;
         let no_follow = build(&rules, proxy, reqwest::redirect::Policy::none())?;
         if let Some(proxy) = proxy {
             tracing::info!(message = "Request nodes go through a proxy.", proxy = %proxy);
@@ -90,17 +115,21 @@ impl Outbound {
         Ok(Outbound {
             rules,
             follow,
+            follow_same_origin,
             no_follow,
             proxied,
         })
     }
 
-    /// The client to send with.
-    pub fn client(&self, follow_redirects: bool) -> &reqwest::Client {
-        if follow_redirects {
-            &self.follow
-        } else {
-            &self.no_follow
+    /// The client to send with: `credentials` when the request sends a
+    /// secret-bearing header, whose redirects are then followed within the
+    /// first URL's origin only (the HTTP client drops `Authorization` and
+    /// `Cookie` at another host, but not a custom header such as `X-Api-Key`).
+    pub fn client(&self, follow_redirects: bool, credentials: bool) -> &reqwest::Client {
+        match (follow_redirects, credentials) {
+            (false, _) => &self.no_follow,
+            (true, false) => &self.follow,
+            (true, true) => &self.follow_same_origin,
         }
     }
 
@@ -150,12 +179,29 @@ fn build(
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// Follows at most [`MAX_REDIRECTS`] redirects, each hop checked like the first.
-fn follow_policy(rules: Arc<HostRules>, proxied: bool) -> reqwest::redirect::Policy {
+/// Follows at most [`MAX_REDIRECTS`] redirects, each hop checked like the
+/// first; with `same_origin`, only hops within the first URL's origin.
+fn follow_policy(
+    rules: Arc<HostRules>,
+    proxied: bool,
+    same_origin: bool,
+) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         // `previous` holds the first URL and every hop followed so far.
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(TooManyRedirects);
+        }
+        if same_origin {
+            let first = attempt.previous().first().map(origin);
+            let next = origin(attempt.url());
+            if first.as_ref() != Some(&next) {
+                let (scheme, host, port) = next;
+                let to = match port {
+                    Some(port) => format!("{scheme}://{host}:{port}"),
+                    None => format!("{scheme}://{host}"),
+                };
+                return attempt.error(CrossOriginRedirect { to });
+            }
         }
         match rules.check_url(attempt.url(), proxied) {
             Ok(()) => attempt.follow(),

@@ -17,7 +17,7 @@ mod defaults;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Outbound, RequestProxy, TooManyRedirects, MAX_REDIRECTS};
+pub use client::{CrossOriginRedirect, Outbound, RequestProxy, TooManyRedirects, MAX_REDIRECTS};
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! One try of a request node: send, check where the answer came from, read
 //! the answer; or say why there is none, without the URL.
 
-use crate::policy::{Outbound, Refused, TooManyRedirects};
+use crate::policy::{CrossOriginRedirect, Outbound, Refused, TooManyRedirects};
 use hookflow_model::request::join_header;
 use hookflow_model::time::Timestamp;
 use hookflow_store::{TryOutcome, TryRecord};
@@ -151,6 +151,12 @@ fn failure(e: &reqwest::Error) -> Try {
         if let Some(too_many) = s.downcast_ref::<TooManyRedirects>() {
             return Try::Failed {
                 reason: too_many.to_string(),
+                retry: false,
+            };
+        }
+        if let Some(cross) = s.downcast_ref::<CrossOriginRedirect>() {
+            return Try::Failed {
+                reason: cross.to_string(),
                 retry: false,
             };
         }

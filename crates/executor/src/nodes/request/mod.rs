@@ -65,6 +65,15 @@ pub async fn run(
         None => None,
     };
     let idempotency_key = format!("{}-{node_ident}", cx.execution_id);
+    // Credentials (a secret-bearing header by name, a header holding a
+    // secret's value, user info in the URL) are sent to the first URL's
+    // origin only: its redirects elsewhere are not followed.
+    let credentials = !url.username().is_empty()
+        || url.password().is_some()
+        || headers.iter().any(|(name, value)| {
+            crate::record::is_secret_name(name, cx.workflow)
+                || cx.env.secrets.current().matches(value)
+        });
 
     // `hookflow test` answers every try from the case's stubs: nothing
     // leaves the machine (so the request policy has nothing to check).
@@ -94,7 +103,7 @@ pub async fn run(
                 Err(refused) => Try::Refused(refused.to_string()),
                 Ok(()) => {
                     let mut req = outbound
-                        .client(spec.follow_redirects)
+                        .client(spec.follow_redirects, credentials)
                         .request(method.clone(), url.clone())
                         .timeout(spec.timeout)
                         .header("idempotency-key", &idempotency_key);
