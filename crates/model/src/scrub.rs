@@ -166,8 +166,22 @@ impl Scrubber {
                 }
                 map.values_mut().for_each(|v| self.json(v));
             }
-            Json::Null | Json::Bool(_) | Json::Number(_) => {}
+            // A secret made of digits may come back as a number (an
+            // upstream echoing a PIN or an account number): it goes whole.
+            Json::Number(n) => {
+                if self.number_matches(n) {
+                    *value = Json::String(REDACTED.to_string());
+                }
+            }
+            Json::Null | Json::Bool(_) => {}
         }
+    }
+
+    /// True when a number, as JSON writes it, holds a secret value.
+    fn number_matches(&self, n: &serde_json::Number) -> bool {
+        self.matcher
+            .as_ref()
+            .is_some_and(|m| m.is_match(n.to_string().as_str()))
     }
 
     /// True when [`Scrubber::json`] would change `value` (a walk without copies).
@@ -178,7 +192,8 @@ impl Scrubber {
             Json::Object(map) => map
                 .iter()
                 .any(|(k, v)| self.matches(k) || self.json_matches(v)),
-            Json::Null | Json::Bool(_) | Json::Number(_) => false,
+            Json::Number(n) => self.number_matches(n),
+            Json::Null | Json::Bool(_) => false,
         }
     }
 }
@@ -333,6 +348,20 @@ mod tests {
             assert_eq!(s.str(text), want, "{text}");
         }
         assert!(matches!(s.str("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_secret_of_digits_is_scrubbed_from_json_numbers() {
+        let s = Scrubber::new(["40213377"]);
+        let mut v = json!({"pin": 40213377, "other": 40213378, "list": [1, 140213377], "f": 0.5});
+        assert!(s.json_matches(&v));
+        s.json(&mut v);
+        assert_eq!(
+            v,
+            json!({"pin": "[redacted]", "other": 40213378, "list": [1, "[redacted]"], "f": 0.5})
+        );
+        assert!(!s.json_matches(&v));
+        assert!(!Scrubber::default().json_matches(&json!(40213377)));
     }
 
     #[test]
