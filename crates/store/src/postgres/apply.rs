@@ -463,6 +463,18 @@ const RUN_COLUMNS: &str = "id, workflow, version, status, started_ms, finished_m
 const RUN_ARRAYS: &str = "$1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
      $6::int8[], $7::int4[], $8::text[], $9::bytea[], $10::bool[]";
 
+/// Upserts rows of runs' live state (jobs, parts) by (run, `key`), only for
+/// runs still in the queue (a late save of a finished run adds nothing).
+fn live_rows(table: &str, (key, key_type): (&str, &str), value: &str) -> String {
+    format!(
+        "INSERT INTO {table} (run_id, {key}, {value})
+         SELECT t.run_id, t.{key}, t.{value}
+         FROM unnest($1::text[], $2::{key_type}[], $3::bytea[]) AS t(run_id, {key}, {value})
+         WHERE EXISTS (SELECT 1 FROM hookflow_queue q WHERE q.id = t.run_id)
+         ON CONFLICT (run_id, {key}) DO UPDATE SET {value} = EXCLUDED.{value}"
+    )
+}
+
 impl Statements {
     async fn prepare(tx: &Transaction<'_>) -> StoreResult<Statements> {
         let p = |sql: String| async move { tx.prepare_cached(&sql).await.map_err(pg_err) };
@@ -492,20 +504,8 @@ impl Statements {
                  WHERE r.id = t.id AND r.finished_ms IS NULL"
                 .into())
             .await?,
-            save_jobs: p("INSERT INTO hookflow_jobs (run_id, idx, job)
-                 SELECT t.run_id, t.idx, t.job
-                 FROM unnest($1::text[], $2::int4[], $3::bytea[]) AS t(run_id, idx, job)
-                 WHERE EXISTS (SELECT 1 FROM hookflow_queue q WHERE q.id = t.run_id)
-                 ON CONFLICT (run_id, idx) DO UPDATE SET job = EXCLUDED.job"
-                .into())
-            .await?,
-            save_parts: p("INSERT INTO hookflow_parts (run_id, name, value)
-                 SELECT t.run_id, t.name, t.value
-                 FROM unnest($1::text[], $2::text[], $3::bytea[]) AS t(run_id, name, value)
-                 WHERE EXISTS (SELECT 1 FROM hookflow_queue q WHERE q.id = t.run_id)
-                 ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value"
-                .into())
-            .await?,
+            save_jobs: p(live_rows("hookflow_jobs", ("idx", "int4"), "job")).await?,
+            save_parts: p(live_rows("hookflow_parts", ("name", "text"), "value")).await?,
             woke: p("UPDATE hookflow_queue SET status = 'running', wake_at = NULL,
                    owner = $2, lease_until = hookflow_now_ms() + $3
                  WHERE id = ANY($1::text[])"
