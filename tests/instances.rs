@@ -389,6 +389,42 @@ fn sync_duplicates_sent_to_both_instances_run_once() {
 }
 
 #[test]
+fn a_sync_run_that_fails_gives_its_key_up_to_the_copy_on_the_other_instance() {
+    let up = Upstream::start();
+    // The run takes a while, then fails (500): its answer is not kept.
+    let flow = format!(
+        "title: Failing sync\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: failing-sync-1\n  idempotency: {{ key: \"{{{{ trigger.body.id }}}}\", ttl: 1h }}\nnodes:\n  - key: wait\n    type: request\n    url: \"{0}/sleep/300\"\n  - key: fail\n    type: request\n    url: \"{0}/status/500\"\n",
+        up.base
+    );
+    let url = postgres_db();
+    let (a, b) = pair(&[("failing.yaml", &flow)], &url);
+    let started = std::time::Instant::now();
+    let answers = race(
+        vec![a.hook("failing-sync-1"), b.hook("failing-sync-1")],
+        &json!({"id": "evt-1"}).to_string(),
+    );
+    // The copy waited for the first run, which gave the key up at once
+    // (not after the 30 s wait): the sender's retry runs again.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answers.iter().all(|(s, ..)| *s == 500), "{answers:?}");
+    assert!(
+        answers.iter().all(|(.., r)| r.is_none()),
+        "no replay: {answers:?}"
+    );
+    assert_ne!(answers[0].2, answers[1].2, "two runs: {answers:?}");
+    let (waits, fails) = (up.hits_on("/sleep/300"), up.hits_on("/status/500"));
+    assert_eq!((waits.len(), fails.len()), (2, 2));
+    assert!(
+        waits[1].at >= fails[0].at,
+        "the copy ran after the first run failed, not beside it"
+    );
+}
+
+#[test]
 fn instances_starting_together_on_an_empty_database_all_serve() {
     let flow = "title: Hi\nenabled: true\ntrigger: { type: webhook, mode: sync, key: together-key-1 }\nnodes:\n  - key: hi\n    type: calculation\n    expression: \"'hi'\"\n";
     let url = postgres_db();
