@@ -1,6 +1,7 @@
 //! Delivery: a request that passed the HTTP checks (key, method, Basic auth,
 //! size) → a run and its answer, in SPEC §4's order: content type (415),
-//! signature (401), parsing (400), idempotency, run.
+//! signature (401), parsing (400), a store too far behind (503), idempotency,
+//! run.
 
 use crate::idempotency::{Claim, Hold};
 use crate::{Refusal, Served, Service};

@@ -186,11 +186,11 @@ impl<'a> First<'a> {
                 }
                 KeyClaim::Held(_) | KeyClaim::Pending(_) => {}
             }
-            let next = Instant::now() + POLL;
-            if next >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(conflict());
             }
-            tokio::time::sleep_until(next).await;
+            tokio::time::sleep(POLL.min(left)).await;
         }
     }
 
