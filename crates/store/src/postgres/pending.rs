@@ -14,13 +14,15 @@ use crate::record::IdempotencyEntry;
 use crate::{StoreError, StoreResult};
 
 /// The writer's statement for a sync run's answer: it replaces the run's
-/// own claim, or a row that expired, never another run's live claim.
+/// own claim, an answer, or a row that expired, never another run's live
+/// pending claim (that run is going: its answer is the one to keep).
 pub const PUT_KEY: &str =
     "INSERT INTO hookflow_idempotency (workflow, key, execution_id, expires_ms, response)
      VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (workflow, key) DO UPDATE SET execution_id = EXCLUDED.execution_id,
        expires_ms = EXCLUDED.expires_ms, response = EXCLUDED.response
      WHERE hookflow_idempotency.execution_id = EXCLUDED.execution_id
+       OR hookflow_idempotency.response IS NOT NULL
        OR hookflow_idempotency.expires_ms <= $6";
 
 /// Tries of a claim that found a row gone before it could read it.
