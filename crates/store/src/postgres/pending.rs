@@ -3,7 +3,8 @@
 //! arriving at another instance waits for its answer instead of running
 //! again. A claim is a key row without a response whose `expires_ms` is
 //! the claim's end; the answer replaces it (the writer's `put_key`, with
-//! the same execution id). Claims and releases are one short statement
+//! the same execution id; never over another run's live claim). Claims
+//! and releases are one short statement
 //! each, committed on their own outside the writer's turns: a pending
 //! claim need not survive a crash, it runs out.
 
@@ -12,18 +13,6 @@ use super::{pg_err, Shared};
 use crate::contract::KeyClaim;
 use crate::record::IdempotencyEntry;
 use crate::{StoreError, StoreResult};
-
-/// The writer's statement for a sync run's answer: it replaces the run's
-/// own claim, an answer, or a row that expired, never another run's live
-/// pending claim (that run is going: its answer is the one to keep).
-pub const PUT_KEY: &str =
-    "INSERT INTO hookflow_idempotency (workflow, key, execution_id, expires_ms, response)
-     VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (workflow, key) DO UPDATE SET execution_id = EXCLUDED.execution_id,
-       expires_ms = EXCLUDED.expires_ms, response = EXCLUDED.response
-     WHERE hookflow_idempotency.execution_id = EXCLUDED.execution_id
-       OR hookflow_idempotency.response IS NOT NULL
-       OR hookflow_idempotency.expires_ms <= $6";
 
 /// Tries of a claim that found a row gone before it could read it.
 const TRIES: usize = 3;

@@ -520,12 +520,10 @@ impl Statements {
                  ON CONFLICT (id) DO NOTHING"
                 .into())
             .await?,
-            save_queue: p(
-                "UPDATE hookflow_queue SET status = $2, wake_at = $3, frames = $4,
+            save_queue: p("UPDATE hookflow_queue SET status = $2, wake_at = $3, frames = $4,
                    owner = CASE WHEN $3::bigint IS NULL THEN owner END
                  WHERE id = $1"
-                    .into(),
-            )
+                .into())
             .await?,
             save_status: p("UPDATE hookflow_runs SET status = $2
                  WHERE id = $1 AND finished_ms IS NULL"
@@ -541,12 +539,10 @@ impl Statements {
                  ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value"
                 .into())
             .await?,
-            woke: p(
-                "UPDATE hookflow_queue SET status = 'running', wake_at = NULL,
+            woke: p("UPDATE hookflow_queue SET status = 'running', wake_at = NULL,
                    owner = $2, lease_until = hookflow_now_ms() + $3
                  WHERE id = $1"
-                    .into(),
-            )
+                .into())
             .await?,
             drop_queue: p("DELETE FROM hookflow_queue WHERE id = $1".into()).await?,
             drop_jobs: p("DELETE FROM hookflow_jobs WHERE run_id = $1".into()).await?,
@@ -572,20 +568,27 @@ impl Statements {
                  WHERE hookflow_runs.finished_ms IS NULL AND NOT hookflow_runs.durable"
             ))
             .await?,
-            put_key: p(super::pending::PUT_KEY.into()).await?,
-            refused: p(
-                "INSERT INTO hookflow_refused (workflow, at_ms, reason, value)
+            // A sync run's answer replaces its own pending claim, an answer
+            // or an expired row, never another run's live pending claim
+            // (`pending.rs`).
+            put_key: p("INSERT INTO hookflow_idempotency (workflow, key, execution_id, expires_ms, response)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (workflow, key) DO UPDATE SET execution_id = EXCLUDED.execution_id,
+                   expires_ms = EXCLUDED.expires_ms, response = EXCLUDED.response
+                 WHERE hookflow_idempotency.execution_id = EXCLUDED.execution_id
+                   OR hookflow_idempotency.response IS NOT NULL
+                   OR hookflow_idempotency.expires_ms <= $6"
+                .into())
+            .await?,
+            refused: p("INSERT INTO hookflow_refused (workflow, at_ms, reason, value)
                  VALUES ($1, $2, $3, $4)"
-                    .into(),
-            )
+                .into())
             .await?,
             // The workflow's oldest past the bound go.
-            trim_refused: p(
-                "DELETE FROM hookflow_refused WHERE workflow = $1 AND position <= (
+            trim_refused: p("DELETE FROM hookflow_refused WHERE workflow = $1 AND position <= (
                    SELECT position FROM hookflow_refused WHERE workflow = $1
                    ORDER BY position DESC OFFSET $2 LIMIT 1)"
-                    .into(),
-            )
+                .into())
             .await?,
         })
     }
