@@ -4,9 +4,9 @@
 //! again. A claim is a key row without a response whose `expires_ms` is
 //! the claim's end; the answer replaces it (the writer's `put_key`, with
 //! the same execution id; never over another run's live claim). Claims
-//! and releases are one short statement
-//! each, committed on their own outside the writer's turns: a pending
-//! claim need not survive a crash, it runs out.
+//! and releases are one short statement each, committed on their own
+//! outside the writer's turns: a pending claim need not survive a crash,
+//! it runs out.
 
 use super::codec::{decode, from_ms, ms};
 use super::{pg_err, Shared};
