@@ -1,6 +1,6 @@
 //! Several instances on one PostgreSQL database (SPEC §8): webhooks sent to
 //! either, a run of a killed instance taken over after its lease, duplicates
-//! racing on two instances, instances starting together.
+//! racing on two instances (async and sync), instances starting together.
 
 use crate::harness::{eventually, postgres_db, Options, TestApp};
 use crate::upstream::Upstream;
@@ -286,6 +286,144 @@ fn duplicates_sent_to_both_instances_start_one_run() {
     assert_eq!(up.hits().len(), rounds, "one call per event");
 }
 
+/// Sends `body` to every hook at once; each answer's status, body and
+/// `X-Hookflow-Execution` / `X-Hookflow-Replayed` headers.
+fn race(hooks: Vec<String>, body: &str) -> Vec<(u16, String, Option<String>, Option<String>)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(hooks.len()));
+    let senders: Vec<_> = hooks
+        .into_iter()
+        .map(|hook| {
+            let (body, barrier) = (body.to_string(), barrier.clone());
+            std::thread::spawn(move || {
+                let agent = post_and_reset_agent();
+                barrier.wait();
+                let mut r = agent
+                    .post(&hook)
+                    .header("content-type", "application/json")
+                    .send(&body)
+                    .expect("request");
+                let header = |n: &str| {
+                    r.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let (execution, replayed) = (
+                    header("x-hookflow-execution"),
+                    header("x-hookflow-replayed"),
+                );
+                let text = r.body_mut().read_to_string().unwrap_or_default();
+                (r.status().as_u16(), text, execution, replayed)
+            })
+        })
+        .collect();
+    senders
+        .into_iter()
+        .map(|s| s.join().expect("sender"))
+        .collect()
+}
+
+#[test]
+fn sync_duplicates_sent_to_both_instances_run_once() {
+    let up = Upstream::start();
+    // The run takes a while (a slow upstream): the copy on the other
+    // instance arrives while it is going.
+    let flow = format!(
+        "title: Keyed sync\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: racing-sync-1\n  idempotency: {{ key: \"{{{{ trigger.body.id }}}}\", ttl: 1h }}\nnodes:\n  - key: call\n    type: request\n    url: \"{}/sleep/300?id={{{{ trigger.body.id }}}}\"\n  - key: answer\n    type: response\n    status: 201\n    body: {{ id: \"{{{{ trigger.body.id }}}}\", run: \"{{{{ execution.id }}}}\" }}\n",
+        up.base
+    );
+    let url = postgres_db();
+    let (a, b) = pair(&[("keyed.yaml", &flow)], &url);
+    let (rounds, keys) = (4, 3);
+    for round in 0..rounds {
+        // Several keys at once, each sent to both instances together.
+        let racing: Vec<_> = (0..keys)
+            .map(|k| {
+                let body = json!({"id": format!("evt-{round}-{k}")}).to_string();
+                let hooks = vec![a.hook("racing-sync-1"), b.hook("racing-sync-1")];
+                std::thread::spawn(move || (body.clone(), race(hooks, &body)))
+            })
+            .collect();
+        for r in racing {
+            let (body, answers) = r.join().expect("a race");
+            assert!(
+                answers.iter().all(|(s, ..)| *s == 201),
+                "{body}: {answers:?}"
+            );
+            assert_eq!(answers[0].1, answers[1].1, "one answer: {answers:?}");
+            assert_eq!(answers[0].2, answers[1].2, "one run: {answers:?}");
+            let replays = answers
+                .iter()
+                .filter(|(.., r)| r.as_deref() == Some("true"))
+                .count();
+            assert_eq!(replays, 1, "one answer is a replay: {answers:?}");
+        }
+    }
+    let runs = a
+        .admin_get("/api/executions?workflow=keyed&limit=100")
+        .json();
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(rounds * keys),
+        "{runs}"
+    );
+    let mut per_key = BTreeMap::new();
+    for hit in up.hits() {
+        *per_key.entry(hit.query).or_insert(0) += 1;
+    }
+    assert_eq!(per_key.len(), rounds * keys, "{per_key:?}");
+    assert!(
+        per_key.values().all(|n| *n == 1),
+        "one call per key: {per_key:?}"
+    );
+    // A later copy, on either instance, is a replay of the same run.
+    let again = race(
+        vec![b.hook("racing-sync-1")],
+        &json!({"id": "evt-0-0"}).to_string(),
+    );
+    assert_eq!(
+        (again[0].0, again[0].3.as_deref()),
+        (201, Some("true")),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn a_sync_run_that_fails_gives_its_key_up_to_the_copy_on_the_other_instance() {
+    let up = Upstream::start();
+    // The run takes a while, then fails (500): its answer is not kept.
+    let flow = format!(
+        "title: Failing sync\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: failing-sync-1\n  idempotency: {{ key: \"{{{{ trigger.body.id }}}}\", ttl: 1h }}\nnodes:\n  - key: wait\n    type: request\n    url: \"{0}/sleep/300\"\n  - key: fail\n    type: request\n    url: \"{0}/status/500\"\n",
+        up.base
+    );
+    let url = postgres_db();
+    let (a, b) = pair(&[("failing.yaml", &flow)], &url);
+    let started = std::time::Instant::now();
+    let answers = race(
+        vec![a.hook("failing-sync-1"), b.hook("failing-sync-1")],
+        &json!({"id": "evt-1"}).to_string(),
+    );
+    // The copy waited for the first run, which gave the key up at once
+    // (not after the 30 s wait): the sender's retry runs again.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answers.iter().all(|(s, ..)| *s == 500), "{answers:?}");
+    assert!(
+        answers.iter().all(|(.., r)| r.is_none()),
+        "no replay: {answers:?}"
+    );
+    assert_ne!(answers[0].2, answers[1].2, "two runs: {answers:?}");
+    let (waits, fails) = (up.hits_on("/sleep/300"), up.hits_on("/status/500"));
+    assert_eq!((waits.len(), fails.len()), (2, 2));
+    assert!(
+        waits[1].at >= fails[0].at,
+        "the copy ran after the first run failed, not beside it"
+    );
+}
+
 #[test]
 fn instances_starting_together_on_an_empty_database_all_serve() {
     let flow = "title: Hi\nenabled: true\ntrigger: { type: webhook, mode: sync, key: together-key-1 }\nnodes:\n  - key: hi\n    type: calculation\n    expression: \"'hi'\"\n";
@@ -318,4 +456,134 @@ fn instances_starting_together_on_an_empty_database_all_serve() {
         Some(3),
         "{runs}"
     );
+}
+
+/// A process's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One POST: status, `Retry-After`, body.
+fn send(hook: &str, body: &str) -> (u16, Option<String>, String) {
+    let mut r = post_and_reset_agent()
+        .post(hook)
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("request");
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (r.status().as_u16(), retry, text)
+}
+
+#[test]
+fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
+    let flow = "title: Queued\nenabled: true\ntrigger: { type: webhook, mode: async, key: backlog-async-1 }\nnodes:\n  - key: n\n    type: calculation\n    expression: trigger.body.n\n";
+    let sync = "title: Now\nenabled: true\ntrigger: { type: webhook, mode: sync, key: backlog-sync-1 }\nnodes:\n  - key: n\n    type: calculation\n    expression: trigger.body.n\n";
+    let url = postgres_db();
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+        .to_string();
+    let bound = 20;
+    let app = TestApp::spawn_with(
+        &[("queued.yaml", flow), ("now.yaml", sync)],
+        Options {
+            store: Some(url),
+            args: vec!["--store-backlog".into(), bound.to_string()],
+            ..Options::default()
+        },
+    );
+    // The database stops answering the writer: another session holds a
+    // lock on the runs table (released by ending that session).
+    let holder = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            hookflow_pgtest::cluster().psql_in(
+                &db,
+                "BEGIN; LOCK TABLE hookflow_runs IN EXCLUSIVE MODE; SELECT pg_sleep(25); COMMIT;",
+            )
+        })
+    };
+    eventually(Duration::from_secs(10), "the lock", || {
+        let held = hookflow_pgtest::cluster()
+            .psql_in(
+                &db,
+                "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_runs'::regclass AND mode = 'ExclusiveLock' AND granted",
+            )
+            .unwrap_or_default();
+        (held.trim() == "1").then_some(())
+    });
+    // Requests are admitted (and wait for their commit) until the writes
+    // not yet committed pass the bound; then they are refused at once.
+    let hook = app.hook("backlog-async-1");
+    let mut admitted = Vec::new();
+    let refused = loop {
+        assert!(admitted.len() < 3 * bound, "never refused");
+        let (hook, n) = (hook.clone(), admitted.len());
+        let sender = std::thread::spawn(move || send(&hook, &json!({ "n": n }).to_string()));
+        std::thread::sleep(Duration::from_millis(150));
+        if sender.is_finished() {
+            break sender.join().expect("sender");
+        }
+        admitted.push(sender);
+    };
+    let (status, retry, body) = refused;
+    assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(error["error"], "store_unavailable", "{body}");
+    assert!(
+        admitted.len() > bound && admitted.len() <= bound + 3,
+        "{} admitted with a bound of {bound}",
+        admitted.len()
+    );
+    // Past the bound nothing more is taken in: a sync request is refused
+    // before it runs, and a flood of large requests leaves memory flat.
+    assert_eq!(send(&app.hook("backlog-sync-1"), "{\"n\": 1}").0, 503);
+    let big = json!({ "n": 0, "pad": "x".repeat(64 * 1024) }).to_string();
+    for _ in 0..50 {
+        assert_eq!(send(&hook, &big).0, 503);
+    }
+    let before = rss_kib(app.pid());
+    for _ in 0..500 {
+        assert_eq!(send(&hook, &big).0, 503);
+    }
+    let grown = rss_kib(app.pid()).saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "memory grew by {grown} KiB over 500 refused requests"
+    );
+    // The database answers again: every admitted request gets its
+    // acknowledgement and every admitted run finishes.
+    hookflow_pgtest::cluster()
+        .psql_in(
+            &db,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND pid <> pg_backend_pid()",
+        )
+        .expect("end the lock");
+    let _ = holder.join();
+    let count = admitted.len();
+    for sender in admitted {
+        let (status, _, body) = sender.join().expect("sender");
+        assert_eq!(status, 200, "{body}");
+    }
+    eventually(Duration::from_secs(20), "every admitted run", || {
+        let runs = app
+            .admin_get("/api/executions?workflow=queued&status=resolved&limit=100")
+            .json();
+        (runs["executions"].as_array().map(Vec::len) == Some(count)).then_some(())
+    });
+    assert_eq!(send(&hook, "{\"n\": 1}").0, 200, "taken in again");
 }

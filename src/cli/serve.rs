@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// is taken over once its lease ran out. At least 1s.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "HOOKFLOW_LEASE")]
     lease: Duration,
+    /// With a PostgreSQL store: writes not yet committed past which new
+    /// webhook requests are refused (503 `store_unavailable`, e.g. during a
+    /// database outage); runs already admitted keep every write.
+    #[arg(long, default_value_t = hookflow_store::postgres::MAX_BACKLOG, env = "HOOKFLOW_STORE_BACKLOG", hide = true)]
+    store_backlog: u64,
     /// Also serve /metrics on this address, without the admin token (e.g.
     /// 127.0.0.1:9464 for a Prometheus on the same host).
     #[arg(long, env = "HOOKFLOW_METRICS_LISTEN")]
@@ -146,7 +151,7 @@ async fn serve(
             Arc::new(sled)
         }
         super::store::Kind::Postgres(url) => {
-            let pg = super::store::open_postgres(url, args.lease)?;
+            let pg = super::store::open_postgres(url, args.lease, args.store_backlog)?;
             let counted = metrics.clone();
             pg.on_commit(Box::new(move |took| counted.commit(took)));
             Arc::new(pg)

@@ -27,9 +27,10 @@ pub fn kind(place: &PlaceArgs) -> anyhow::Result<Kind<'_>> {
 }
 
 /// Opens the PostgreSQL store at `url`.
-pub fn open_postgres(url: &str, lease: Duration) -> anyhow::Result<PgStore> {
+pub fn open_postgres(url: &str, lease: Duration, max_backlog: u64) -> anyhow::Result<PgStore> {
     let options = PgOptions {
         lease,
+        max_backlog,
         ..PgOptions::default()
     };
     // The error names the problem, never the URL (it may hold a password).
@@ -41,7 +42,11 @@ pub fn keys(place: &PlaceArgs) -> anyhow::Result<Arc<dyn KeyStore>> {
     Ok(match kind(place)? {
         Kind::Sled => Arc::new(KeyFile::new(&place.data)),
         Kind::Postgres(url) => Arc::new(DatabaseKeys {
-            store: open_postgres(url, Duration::from_secs(30))?,
+            store: open_postgres(
+                url,
+                Duration::from_secs(30),
+                hookflow_store::postgres::MAX_BACKLOG,
+            )?,
         }),
     })
 }

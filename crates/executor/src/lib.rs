@@ -72,6 +72,11 @@ pub enum AcceptError {
     Duplicate(Box<IdempotencyEntry>),
 }
 
+/// A new run's id (UUID v7: ordered by time).
+pub fn new_execution_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A run made without a server (`hookflow run`, `hookflow test`).
 #[derive(Debug)]
 pub struct OfflineRun {
@@ -223,7 +228,19 @@ impl Executor {
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
     ) -> (String, Answer) {
-        let id = uuid::Uuid::now_v7().to_string();
+        self.run_sync_as(workflow, handles, input, None).await
+    }
+
+    /// [`Executor::run_sync`] under a chosen execution id (`None`: a new
+    /// one), e.g. one that claimed an idempotency key before the run.
+    pub async fn run_sync_as(
+        &self,
+        workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
+        input: RunInput,
+        id: Option<String>,
+    ) -> (String, Answer) {
+        let id = id.unwrap_or_else(new_execution_id);
         let record = bare_record(id, &workflow, RunStatus::Running);
         self.run_sync_record(workflow, handles, input, record).await
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The error codes a refusal answers with (SPEC §4), in a fixed order.
-pub const REASONS: [&str; 12] = [
+pub const REASONS: [&str; 13] = [
     "not_found",
     "method_not_allowed",
     "unauthorized",
@@ -22,6 +22,7 @@ pub const REASONS: [&str; 12] = [
     "bad_request",
     "conflict",
     "unavailable",
+    "store_unavailable",
     "request_timeout",
     "headers_too_large",
     "internal",

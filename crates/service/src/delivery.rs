@@ -1,8 +1,9 @@
 //! Delivery: a request that passed the HTTP checks (key, method, Basic auth,
 //! size) → a run and its answer, in SPEC §4's order: content type (415),
-//! signature (401), parsing (400), idempotency, run.
+//! signature (401), parsing (400), a store too far behind (503), idempotency,
+//! run.
 
-use crate::idempotency::Claim;
+use crate::idempotency::{Claim, Hold};
 use crate::{Refusal, Served, Service};
 use hookflow_executor::{AcceptError, Answer};
 use hookflow_model::def::Mode;
@@ -15,6 +16,11 @@ use std::time::Duration;
 
 /// How long a repeat waits for a first request of an async workflow.
 const IDEMPOTENT_WAIT: Duration = Duration::from_secs(30);
+
+/// How much longer than its run's limit a sync run's pending claim of an
+/// idempotency key lasts in a shared store (docs/decisions.md): time to
+/// commit its answer, and to write it, after the run answered.
+const HOLD_MARGIN: Duration = Duration::from_secs(10);
 
 /// What a delivered request is answered with.
 #[derive(Debug)]
@@ -53,12 +59,30 @@ impl Service {
             return Ok(Delivery::Challenge(challenge));
         }
         let input = hookflow_parser::build_input(&workflow, received, verified)?;
+        let store = self.executor.store().as_ref();
+        if store.overloaded() {
+            return Err(Refusal::StoreBehind);
+        }
+        // A sync run on a shared store claims its key in the store under
+        // the id it will have: repeats on other instances wait for it.
+        let mut sync_id = None;
         let first = match &workflow.trigger.idempotency {
             Some(idem) => match idempotency_key(&workflow, idem, &input)? {
                 Some(key) => {
                     let wait = workflow.timeout.unwrap_or(IDEMPOTENT_WAIT);
-                    let store = self.executor.store().as_ref();
-                    match self.claims.claim(store, &workflow.id, &key, wait).await? {
+                    let hold = (mode == Mode::Sync && store.shared()).then(|| {
+                        let execution_id = hookflow_executor::new_execution_id();
+                        sync_id = Some(execution_id.clone());
+                        Hold {
+                            execution_id,
+                            lasts: wait.saturating_add(HOLD_MARGIN),
+                        }
+                    });
+                    match self
+                        .claims
+                        .claim(store, &workflow.id, &key, wait, hold)
+                        .await?
+                    {
                         Claim::Replay(execution_id, answer) => {
                             return Ok(Delivery::Answer {
                                 execution_id,
@@ -76,7 +100,9 @@ impl Service {
         let (execution_id, answer) = match workflow.mode {
             Mode::Sync => {
                 let handles = Some(served.metrics.clone());
-                self.executor.run_sync(workflow, handles, input).await
+                self.executor
+                    .run_sync_as(workflow, handles, input, sync_id)
+                    .await
             }
             Mode::Async => {
                 // The key goes to disk with the run, before the acknowledgement.
@@ -106,8 +132,7 @@ impl Service {
         };
         if let Some((first, ttl)) = first {
             let stored = mode == Mode::Async;
-            let store = self.executor.store().as_ref();
-            first.finish(store, &execution_id, &answer, ttl, stored);
+            first.finish(&execution_id, &answer, ttl, stored);
         }
         Ok(Delivery::Answer {
             execution_id,

@@ -4,13 +4,17 @@
 
 use crate::Refusal;
 use hookflow_executor::Answer;
-use hookflow_store::{IdempotencyClaim, IdempotencyEntry, Store};
+use hookflow_store::{IdempotencyClaim, IdempotencyEntry, KeyClaim, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 type Outcome = Option<(String, Answer)>;
+
+/// How often a repeat looks again at a key another instance holds.
+const POLL: Duration = Duration::from_millis(50);
 
 /// The idempotency keys whose first request is still being handled, each
 /// with the channel its repeats wait on.
@@ -27,30 +31,77 @@ pub enum Claim<'a> {
     Replay(String, Answer),
 }
 
-/// The first request of a key; dropping it without `finish` lets waiters try again.
+/// A claim of the key in a store shared by several instances, for a sync
+/// run: pending (other instances' repeats wait) until the run answers.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    /// The id the run will have.
+    pub execution_id: String,
+    /// How long the claim lasts should the run never answer (its instance died).
+    pub lasts: Duration,
+}
+
+/// The first request of a key; dropping it without `finish` lets waiters
+/// try again (here and, through the store, on other instances).
 pub struct First<'a> {
     claims: &'a Claims,
+    store: &'a dyn Store,
     slot: String,
     workflow: String,
     key: String,
     tx: watch::Sender<Outcome>,
+    /// The run whose pending claim of the key is in the store, until it
+    /// answers or is released.
+    held: Option<String>,
 }
 
 fn slot(workflow: &str, key: &str) -> String {
     format!("{workflow}\0{key}")
 }
 
+fn conflict() -> Refusal {
+    Refusal::Conflict(
+        "a request with this idempotency key is still being handled; try again later".into(),
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Claims {
-    /// Claims `key` for `workflow`, waiting up to `wait` for a first request still running.
+    /// Claims `key` for `workflow`, waiting up to `wait` for a first request
+    /// still running. With `hold` (a sync run on a shared store) the key is
+    /// also claimed in the store, waiting for another instance's first
+    /// request the same way.
     pub async fn claim<'a>(
         &'a self,
-        store: &dyn Store,
+        store: &'a dyn Store,
         workflow: &str,
         key: &str,
         wait: Duration,
+        hold: Option<Hold>,
+    ) -> Result<Claim<'a>, Refusal> {
+        let deadline = Instant::from_std(hookflow_model::time::deadline_after(wait));
+        let first = match self.claim_here(store, workflow, key, deadline).await? {
+            Claim::First(first) => first,
+            replay => return Ok(replay),
+        };
+        match hold {
+            Some(hold) => first.hold(hold, deadline).await,
+            None => Ok(Claim::First(first)),
+        }
+    }
+
+    /// The claim among this process's requests.
+    async fn claim_here<'a>(
+        &'a self,
+        store: &'a dyn Store,
+        workflow: &str,
+        key: &str,
+        deadline: Instant,
     ) -> Result<Claim<'a>, Refusal> {
         let slot = slot(workflow, key);
-        let deadline = tokio::time::Instant::from_std(hookflow_model::time::deadline_after(wait));
         loop {
             let waiting = {
                 let mut map = self
@@ -76,10 +127,12 @@ impl Claims {
                         map.insert(slot.clone(), rx);
                         return Ok(Claim::First(First {
                             claims: self,
+                            store,
                             slot,
                             workflow: workflow.to_string(),
                             key: key.to_string(),
                             tx,
+                            held: None,
                         }));
                     }
                 }
@@ -99,16 +152,48 @@ impl Claims {
                 }
                 // The first request gave up without an answer: try to become the first.
                 Ok(Err(_)) => continue,
-                Err(_) => return Err(Refusal::Conflict(
-                    "a request with this idempotency key is still being handled; try again later"
-                        .into(),
-                )),
+                Err(_) => return Err(conflict()),
             }
         }
     }
 }
 
-impl First<'_> {
+impl<'a> First<'a> {
+    /// Claims the key in the store too, waiting while another instance's
+    /// run holds it: its answer is replayed (and handed to this process's
+    /// waiters); a claim released or run out is taken.
+    async fn hold(mut self, hold: Hold, deadline: Instant) -> Result<Claim<'a>, Refusal> {
+        loop {
+            let now = hookflow_model::time::now_millis();
+            let until = now.saturating_add(millis(hold.lasts));
+            let claimed = self
+                .store
+                .claim_key(&self.workflow, &self.key, &hold.execution_id, now, until)
+                .map_err(|e| Refusal::Internal(e.to_string()))?;
+            match claimed {
+                KeyClaim::Claimed => {
+                    self.held = Some(hold.execution_id);
+                    return Ok(Claim::First(self));
+                }
+                KeyClaim::Held(IdempotencyEntry {
+                    execution_id,
+                    response: Some(r),
+                    ..
+                }) => {
+                    let answer = Answer::from_record(&r);
+                    let _ = self.tx.send(Some((execution_id.clone(), answer.clone())));
+                    return Ok(Claim::Replay(execution_id, answer));
+                }
+                KeyClaim::Held(_) | KeyClaim::Pending(_) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(conflict());
+            }
+            tokio::time::sleep(POLL.min(left)).await;
+        }
+    }
+
     /// The key, as rendered.
     pub fn key(&self) -> &str {
         &self.key
@@ -117,30 +202,24 @@ impl First<'_> {
     /// Remembers the answer for `ttl` (unless `stored`: an async run's key
     /// went to disk with the run) and hands it to requests waiting on the
     /// same key. Only a 2xx answer is remembered: after an error the
-    /// sender's retry runs again.
-    pub fn finish(
-        self,
-        store: &dyn Store,
-        execution_id: &str,
-        answer: &Answer,
-        ttl: Duration,
-        stored: bool,
-    ) {
+    /// sender's retry runs again (the store's pending claim is released).
+    pub fn finish(mut self, execution_id: &str, answer: &Answer, ttl: Duration, stored: bool) {
         if !(200..300).contains(&answer.status) {
             return;
         }
         if !stored {
-            store.put_idempotency(IdempotencyClaim {
+            self.store.put_idempotency(IdempotencyClaim {
                 workflow: self.workflow.clone(),
                 key: self.key.clone(),
                 entry: IdempotencyEntry {
                     execution_id: execution_id.to_string(),
-                    expires_ms: hookflow_model::time::now_millis()
-                        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+                    expires_ms: hookflow_model::time::now_millis().saturating_add(millis(ttl)),
                     response: Some(answer.record()),
                 },
             });
         }
+        // The answer replaces the pending claim: nothing to release.
+        self.held = None;
         let _ = self
             .tx
             .send(Some((execution_id.to_string(), answer.clone())));
@@ -151,6 +230,9 @@ impl Drop for First<'_> {
     fn drop(&mut self) {
         if let Ok(mut map) = self.claims.map.lock() {
             map.remove(&self.slot);
+        }
+        if let Some(id) = self.held.take() {
+            self.store.release_key(&self.workflow, &self.key, &id);
         }
     }
 }

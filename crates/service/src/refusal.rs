@@ -38,6 +38,12 @@ pub enum Refusal {
     /// Queue full or shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// The store is too far behind to take new runs (the database is slow
+    /// or unreachable): no run started.
+    #[error(
+        "the store is behind on its writes (the database is slow or unreachable); try again later"
+    )]
+    StoreBehind,
     /// The request (head and body) did not arrive within the read timeout.
     #[error("the request was not received within the read timeout ({}s)", .0.as_secs_f64())]
     RequestTimeout(std::time::Duration),
@@ -62,6 +68,7 @@ impl Refusal {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Conflict(_) => "conflict",
             Refusal::Unavailable(_) => "unavailable",
+            Refusal::StoreBehind => "store_unavailable",
             Refusal::RequestTimeout(_) => "request_timeout",
             Refusal::HeadersTooLarge(_) => "headers_too_large",
             Refusal::Internal(_) => "internal",
@@ -78,7 +85,7 @@ impl Refusal {
             Refusal::UnsupportedMediaType(_) => 415,
             Refusal::BadRequest(_) => 400,
             Refusal::Conflict(_) => 409,
-            Refusal::Unavailable(_) => 503,
+            Refusal::Unavailable(_) | Refusal::StoreBehind => 503,
             Refusal::RequestTimeout(_) => 408,
             Refusal::HeadersTooLarge(_) => 431,
             Refusal::Internal(_) => 500,

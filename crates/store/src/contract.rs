@@ -49,6 +49,17 @@ pub struct IdempotencyClaim {
     pub entry: IdempotencyEntry,
 }
 
+/// What [`Store::claim_key`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyClaim {
+    /// The key is this run's now (pending until the run answers).
+    Claimed,
+    /// A run answered for this key: replay its entry's response.
+    Held(IdempotencyEntry),
+    /// Another run holds the key and has not answered yet (its id).
+    Pending(String),
+}
+
 /// What a durable run did since it was last saved: a delta, never the whole
 /// record again.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +163,40 @@ pub trait Store: Send + Sync + 'static {
     /// repeat may follow the answer immediately), durable with the next flush.
     fn put_idempotency(&self, claim: IdempotencyClaim);
 
+    /// Claims an idempotency key for a sync run about to start
+    /// (`execution_id`), pending until it answers or until `until_ms`,
+    /// whichever comes first; the answer is stored over the claim by
+    /// [`Store::put_idempotency`] with the same execution id. A key held
+    /// by an answered run is [`KeyClaim::Held`]; one claimed by another
+    /// run that has not answered and whose claim has not run out is
+    /// [`KeyClaim::Pending`]; an expired key is claimed again.
+    ///
+    /// A store of one process keeps no pending claims (the service's own
+    /// claims serialise the requests of its process): by default a key is
+    /// held once answered, claimed otherwise.
+    fn claim_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        execution_id: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> StoreResult<KeyClaim> {
+        let _ = (execution_id, until_ms);
+        Ok(match self.idempotency(workflow, key, now_ms)? {
+            Some(entry) if entry.response.is_some() => KeyClaim::Held(entry),
+            _ => KeyClaim::Claimed,
+        })
+    }
+
+    /// Gives up the pending claim of `execution_id` on a key (its run did
+    /// not answer 2xx, or its request went away): another request may
+    /// claim it at once. Changes nothing if the key is no longer that
+    /// run's pending claim. Written behind; a claim not released runs out.
+    fn release_key(&self, workflow: &str, key: &str, execution_id: &str) {
+        let _ = (workflow, key, execution_id);
+    }
+
     /// Forgets keys that expired at `now_ms`; returns how many.
     fn remove_expired_idempotency(&self, now_ms: u64) -> StoreResult<usize>;
 
@@ -174,6 +219,14 @@ pub trait Store: Send + Sync + 'static {
     /// Refused requests newest first, filtered; the page and the cursor of the next one.
     fn refused(&self, filter: &RefusedFilter)
         -> StoreResult<(Vec<RefusedRequest>, Option<String>)>;
+
+    /// Whether the store is too far behind to take new runs (its writes
+    /// not yet on disk passed a bound, e.g. during a database outage):
+    /// new webhook requests are then refused (503) before any run
+    /// starts, while the writes of runs already admitted are still kept.
+    fn overloaded(&self) -> bool {
+        false
+    }
 
     /// Whether several instances share this store (PostgreSQL): runs are
     /// then claimed with leases ([`Store::claim_expired`]) rather than all

@@ -19,7 +19,9 @@ pub mod refused;
 #[cfg(test)]
 mod conformance;
 
-pub use contract::{Accepted, BoxFuture, IdempotencyClaim, Position, Resumable, Saved, Store};
+pub use contract::{
+    Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Position, Resumable, Saved, Store,
+};
 pub use embedded::SledStore;
 pub use hookflow_model::request::TriggerRequest;
 pub use keys::{KeyFile, KeyStore};

@@ -36,7 +36,7 @@ impl ResponseError for ApiError {
             Refusal::Unauthorized(_) => {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"hookflow\""));
             }
-            Refusal::Unavailable(_) => {
+            Refusal::Unavailable(_) | Refusal::StoreBehind => {
                 builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }
             // The sender is too slow or too large: its connection is not kept.

@@ -294,6 +294,54 @@ pub(crate) async fn idempotency_keys_expire<B: Backend>() {
     );
 }
 
+pub(crate) async fn a_sync_key_is_claimed_then_held_by_its_answer<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    let now = now_millis();
+    let (first, other) = (id_at(now), id_at(now + 1));
+    let until = now + 60_000;
+    assert_eq!(
+        store
+            .claim_key("pay", "k", &first, now, until)
+            .expect("claim"),
+        KeyClaim::Claimed
+    );
+    let answer = IdempotencyEntry {
+        execution_id: first.clone(),
+        expires_ms: now + 1_000,
+        response: Some(ack()),
+    };
+    store.put_idempotency(IdempotencyClaim {
+        workflow: "pay".into(),
+        key: "k".into(),
+        entry: answer.clone(),
+    });
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store
+            .claim_key("pay", "k", &other, now, until)
+            .expect("claim"),
+        KeyClaim::Held(answer.clone()),
+        "the answer is replayed"
+    );
+    // Releasing an answered key changes nothing.
+    store.release_key("pay", "k", &first);
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store
+            .claim_key("pay", "k", &other, now, until)
+            .expect("claim"),
+        KeyClaim::Held(answer)
+    );
+    // Once the answer expired the key is claimed again.
+    assert_eq!(
+        store
+            .claim_key("pay", "k", &other, now + 1_000, until)
+            .expect("claim"),
+        KeyClaim::Claimed
+    );
+}
+
 pub(crate) async fn versions_are_kept<B: Backend>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = B::open(dir.path());

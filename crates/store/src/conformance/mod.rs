@@ -11,7 +11,7 @@
 //! after every event the backend is closed and opened again and must show
 //! what the oracle shows.
 
-use crate::contract::{Accepted, IdempotencyClaim, Position, Saved, Store};
+use crate::contract::{Accepted, IdempotencyClaim, KeyClaim, Position, Saved, Store};
 use crate::record::{
     ExecutionFilter, ExecutionRecord, IdempotencyEntry, JobRecord, JobStatus, ResponseRecord,
     RunInput, RunStatus, TryOutcome, TryRecord,
@@ -280,6 +280,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn idempotency_keys_expire() {
                 super::idempotency_keys_expire::<$backend>().await
+            }
+            #[tokio::test]
+            async fn a_sync_key_is_claimed_then_held_by_its_answer() {
+                super::a_sync_key_is_claimed_then_held_by_its_answer::<$backend>().await
             }
             #[tokio::test]
             async fn versions_are_kept() {

@@ -52,6 +52,7 @@ pub async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts
     }
     let sql = Statements::prepare(&tx).await?;
     let fixed = Fixed {
+        now: &now,
         owner: &owner,
         lease: &lease,
         kept: &KEPT,
@@ -416,6 +417,7 @@ impl<'a> Group<'a> {
                     &k.execution_id,
                     &k.expires_ms,
                     &k.response,
+                    fixed.now,
                 ],
             );
         }
@@ -432,6 +434,7 @@ impl<'a> Group<'a> {
 
 /// Parameters of a turn that are not in its writes.
 struct Fixed<'a> {
+    now: &'a (dyn ToSql + Sync),
     owner: &'a (dyn ToSql + Sync),
     lease: &'a (dyn ToSql + Sync),
     kept: &'a (dyn ToSql + Sync),
@@ -542,10 +545,16 @@ impl Statements {
                  WHERE hookflow_runs.finished_ms IS NULL AND NOT hookflow_runs.durable"
             ))
             .await?,
+            // A sync run's answer replaces its own pending claim, an answer
+            // or an expired row, never another run's live pending claim
+            // (`pending.rs`).
             put_keys: p("INSERT INTO hookflow_idempotency (workflow, key, execution_id, expires_ms, response)
                  SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::int8[], $5::bytea[])
                  ON CONFLICT (workflow, key) DO UPDATE SET execution_id = EXCLUDED.execution_id,
-                   expires_ms = EXCLUDED.expires_ms, response = EXCLUDED.response"
+                   expires_ms = EXCLUDED.expires_ms, response = EXCLUDED.response
+                 WHERE hookflow_idempotency.execution_id = EXCLUDED.execution_id
+                   OR hookflow_idempotency.response IS NOT NULL
+                   OR hookflow_idempotency.expires_ms <= $6"
                 .into())
             .await?,
             // In the order they came: `position` is given as rows are inserted.

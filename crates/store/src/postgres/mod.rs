@@ -16,6 +16,7 @@ mod claims;
 mod codec;
 pub mod connect;
 mod keys;
+mod pending;
 mod reads;
 mod retention;
 mod schema;
@@ -23,7 +24,7 @@ mod schema;
 mod tests;
 mod writer;
 
-use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, Store};
+use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Resumable, Saved, Store};
 use crate::keys::KeyStore;
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
 use crate::{StoreError, StoreResult};
@@ -39,6 +40,11 @@ pub use keys::PgKeys;
 
 /// Writes not yet committed past which refused requests are dropped.
 const REFUSED_BACKLOG: u64 = 10_000;
+
+/// Writes not yet committed past which the store is overloaded: new
+/// webhook requests are refused (503) while admitted runs' writes still
+/// queue (docs/decisions.md).
+pub const MAX_BACKLOG: u64 = 50_000;
 
 /// The longest a synchronous call waits for the database.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
@@ -74,6 +80,9 @@ pub struct PgOptions {
     pub instance: String,
     /// Connections at most.
     pub pool_size: usize,
+    /// Writes not yet committed past which [`Store::overloaded`] says so
+    /// ([`MAX_BACKLOG`]).
+    pub max_backlog: u64,
 }
 
 impl Default for PgOptions {
@@ -82,6 +91,7 @@ impl Default for PgOptions {
             lease: Duration::from_secs(30),
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             pool_size: 8,
+            max_backlog: MAX_BACKLOG,
         }
     }
 }
@@ -244,6 +254,12 @@ impl PgStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .seq
+    }
+
+    /// Writes submitted and not yet committed.
+    fn behind(&self) -> u64 {
+        self.submitted()
+            .saturating_sub(*self.shared.applied.borrow())
     }
 
     /// Runs a read after every write submitted before it was committed.
@@ -462,6 +478,43 @@ impl Store for PgStore {
         }
     }
 
+    fn claim_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        execution_id: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> StoreResult<KeyClaim> {
+        // Not after this instance's pending writes: a claim is its own
+        // short statement (an answer of this instance is found by the
+        // service's read of the key first).
+        let (workflow, key, id) = (
+            workflow.to_string(),
+            key.to_string(),
+            execution_id.to_string(),
+        );
+        let shared = self.shared.clone();
+        self.shared.call(async move {
+            pending::claim(&shared, &workflow, &key, &id, now_ms, until_ms).await
+        })
+    }
+
+    fn release_key(&self, workflow: &str, key: &str, execution_id: &str) {
+        let (workflow, key, id) = (
+            workflow.to_string(),
+            key.to_string(),
+            execution_id.to_string(),
+        );
+        let shared = self.shared.clone();
+        self.shared.handle.spawn(async move {
+            if let Err(error) = pending::release(&shared, &workflow, &key, &id).await {
+                // It runs out by itself.
+                tracing::warn!(message = "Could not release an idempotency key's claim.", execution_id = %id, %error);
+            }
+        });
+    }
+
     fn remove_expired_idempotency(&self, now_ms: u64) -> StoreResult<usize> {
         self.read(move |s| async move { retention::expire_keys(&s, now_ms).await })
     }
@@ -474,13 +527,14 @@ impl Store for PgStore {
         self.shared.damaged.load(Ordering::SeqCst)
     }
 
+    fn overloaded(&self) -> bool {
+        self.behind() > self.shared.options.max_backlog
+    }
+
     fn refuse(&self, request: crate::refused::RefusedRequest) {
         // Dropped when the writer is far behind: a flood of refused
         // requests never slows runs down.
-        let behind = self
-            .submitted()
-            .saturating_sub(*self.shared.applied.borrow());
-        if behind > REFUSED_BACKLOG {
+        if self.behind() > REFUSED_BACKLOG.min(self.shared.options.max_backlog) {
             return;
         }
         match writer::refused(&request) {

@@ -2,7 +2,7 @@
 //! commit, migrations (the contract itself is checked by `conformance`).
 
 use super::{PgOptions, PgStore};
-use crate::contract::{Accepted, IdempotencyClaim, Position, Saved, Store};
+use crate::contract::{Accepted, IdempotencyClaim, KeyClaim, Position, Saved, Store};
 use crate::record::{ExecutionRecord, IdempotencyEntry, ResponseRecord, RunInput, RunStatus};
 use crate::StoreError;
 use hookflow_model::time::{now_millis, Timestamp};
@@ -20,6 +20,7 @@ fn open(url: &str, instance: &str, lease_ms: u64) -> PgStore {
             lease: Duration::from_millis(lease_ms),
             instance: instance.into(),
             pool_size: 4,
+            max_backlog: super::MAX_BACKLOG,
         },
     )
     .expect("opens")
@@ -397,4 +398,262 @@ async fn a_turn_with_many_writes_of_one_run_applies_them_in_order() {
         assert_eq!(resumable.parts.get("a"), Some(&serde_json::json!("a")));
         assert_eq!(resumable.parts.get("b"), Some(&serde_json::json!("b")));
     }
+}
+/// A sync run's answer for `key`, kept until `expires_ms`.
+fn answer(key: &str, execution_id: &str, expires_ms: u64) -> IdempotencyClaim {
+    IdempotencyClaim {
+        workflow: "w".into(),
+        key: key.into(),
+        entry: IdempotencyEntry {
+            execution_id: execution_id.into(),
+            expires_ms,
+            response: Some(ResponseRecord {
+                status: 201,
+                headers: Default::default(),
+                body: Arc::new(serde_json::json!({"made": execution_id})),
+            }),
+        },
+    }
+}
+
+/// Claims `key` for `id` until it is claimed, within a bound; false if not.
+async fn claimed_within(store: &PgStore, key: &str, id: &str, limit: Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        let now = now_millis();
+        if store
+            .claim_key("w", key, id, now, now + 60_000)
+            .expect("claim")
+            == KeyClaim::Claimed
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn sync_keys_are_claimed_pending_until_answered_or_released() {
+    let url = fresh_db("pending");
+    let a = open(&url, "a", 30_000);
+    let b = open(&url, "b", 30_000);
+    let now = now_millis();
+    let until = now + 60_000;
+    let hour = now + 3_600_000;
+    // Claimed, and claimed again by the same run; another run waits.
+    assert_eq!(
+        a.claim_key("w", "k1", "ra", now, until).expect("claim"),
+        KeyClaim::Claimed
+    );
+    assert_eq!(
+        a.claim_key("w", "k1", "ra", now, until).expect("claim"),
+        KeyClaim::Claimed
+    );
+    assert_eq!(
+        b.claim_key("w", "k1", "rb", now, until).expect("claim"),
+        KeyClaim::Pending("ra".into())
+    );
+    // The read of the key sees a claim without an answer.
+    let seen = b.idempotency("w", "k1", now).expect("read").expect("kept");
+    assert_eq!((seen.execution_id.as_str(), seen.response), ("ra", None));
+    // The answer replaces the claim: held, with the response to replay.
+    let held = answer("k1", "ra", hour);
+    a.put_idempotency(held.clone());
+    a.flush().await.expect("flush");
+    assert_eq!(
+        b.claim_key("w", "k1", "rb", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Held(held.entry.clone())
+    );
+
+    // Another run's answer does not replace a live claim.
+    assert_eq!(
+        b.claim_key("w", "k2", "rb", now, until).expect("claim"),
+        KeyClaim::Claimed
+    );
+    a.put_idempotency(answer("k2", "ra", hour));
+    a.flush().await.expect("flush");
+    assert_eq!(
+        a.claim_key("w", "k2", "rc", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Pending("rb".into())
+    );
+    // A release by another run changes nothing; the holder's frees the key.
+    a.release_key("w", "k2", "ra");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.claim_key("w", "k2", "rc", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Pending("rb".into())
+    );
+    b.release_key("w", "k2", "rb");
+    assert!(
+        claimed_within(&a, "k2", "rc", Duration::from_secs(10)).await,
+        "released"
+    );
+    // An answered key is never released.
+    b.release_key("w", "k1", "ra");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        b.claim_key("w", "k1", "rb", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Held(_)
+    ));
+
+    // A pending claim that ran out (its instance died) is claimed again.
+    let soon = now_millis() + 200;
+    assert_eq!(
+        b.claim_key("w", "k3", "rb", now_millis(), soon)
+            .expect("claim"),
+        KeyClaim::Claimed
+    );
+    assert_eq!(
+        a.claim_key("w", "k3", "ra", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Pending("rb".into())
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.claim_key("w", "k3", "ra", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Claimed
+    );
+    // ... and the late answer of the run that lost it changes nothing.
+    b.put_idempotency(answer("k3", "rb", hour));
+    b.flush().await.expect("flush");
+    assert_eq!(
+        b.claim_key("w", "k3", "rd", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Pending("ra".into())
+    );
+
+    // An expired answer is claimed again.
+    a.put_idempotency(answer("k4", "ra", now_millis() + 200));
+    a.flush().await.expect("flush");
+    assert!(matches!(
+        b.claim_key("w", "k4", "rb", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Held(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        b.claim_key("w", "k4", "rb", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Claimed
+    );
+
+    // An async run's key (claimed by its accept) is held with its acknowledgement.
+    let r = run(Some("k5"));
+    let id = r.record.id.clone();
+    a.accept(r).await.expect("accepted");
+    match b
+        .claim_key("w", "k5", "rb", now_millis(), until)
+        .expect("claim")
+    {
+        KeyClaim::Held(entry) => {
+            assert_eq!(entry.execution_id, id);
+            assert_eq!(entry.response.map(|r| r.status), Some(202));
+        }
+        other => panic!("held by the accepted run: {other:?}"),
+    }
+    // An accept over another run's live claim is a repeat of it.
+    assert_eq!(
+        a.claim_key("w", "k6", "ra", now_millis(), until)
+            .expect("claim"),
+        KeyClaim::Claimed
+    );
+    match b.accept(run(Some("k6"))).await {
+        Err(StoreError::KeyTaken(e)) => assert_eq!(e.execution_id, "ra"),
+        other => panic!("the key is taken: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
+    let url = fresh_db("backlog");
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+        .to_string();
+    let bound = 10;
+    let store = Arc::new(
+        PgStore::open(
+            &url,
+            PgOptions {
+                instance: "a".into(),
+                max_backlog: bound,
+                ..PgOptions::default()
+            },
+        )
+        .expect("opens"),
+    );
+    assert!(!store.overloaded());
+    // The database stops answering the writer: another session holds a
+    // lock on the runs table until it is ended.
+    let holder = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            hookflow_pgtest::cluster().psql_in(
+                &db,
+                "BEGIN; LOCK TABLE hookflow_runs IN EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT;",
+            )
+        })
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while hookflow_pgtest::cluster()
+        .psql_in(
+            &db,
+            "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_runs'::regclass AND granted AND mode = 'ExclusiveLock'",
+        )
+        .unwrap_or_default()
+        .trim()
+        != "1"
+    {
+        assert!(std::time::Instant::now() < end, "the lock is taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Accepts wait for their commit; past the bound the store says so.
+    let mut accepts = Vec::new();
+    for _ in 0..=bound {
+        let store = store.clone();
+        accepts.push(tokio::spawn(async move {
+            let r = run(None);
+            let id = r.record.id.clone();
+            store.accept(r).await.map(|()| id)
+        }));
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.overloaded() {
+        assert!(std::time::Instant::now() < end, "overloaded past the bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Writes of runs already admitted are still kept (a sync run's record).
+    let mut sync = run(None).record;
+    sync.status = RunStatus::Resolved;
+    sync.finished_at = Some(Timestamp(now_millis()));
+    let sync_id = sync.id.clone();
+    store.finish(sync, false);
+    assert!(store.overloaded());
+    // The database answers again: every write is committed, in order.
+    hookflow_pgtest::cluster()
+        .psql_in(
+            &db,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()",
+        )
+        .expect("end the lock");
+    let _ = holder.join();
+    for accept in accepts {
+        let id = accept.await.expect("task").expect("accepted");
+        assert!(store.get(&id).expect("get").is_some());
+    }
+    store.flush().await.expect("flush");
+    assert!(!store.overloaded());
+    assert_eq!(store.unfinished(None, 100).expect("unfinished").len(), 11);
+    assert_eq!(
+        store.get(&sync_id).expect("get").map(|r| r.status),
+        Some(RunStatus::Resolved)
+    );
 }
