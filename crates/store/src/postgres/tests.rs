@@ -657,3 +657,50 @@ async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
         Some(RunStatus::Resolved)
     );
 }
+
+/// The database refuses connections for longer than the writer's tries of
+/// one write: the writes of a run already accepted wait for it and are
+/// applied when it is back, never given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_a_database_that_refuses_connections() {
+    let url = fresh_db("away");
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+        .to_string();
+    let store = Arc::new(open(&url, "a", 30_000));
+    let accepted = run(None);
+    let id = accepted.record.id.clone();
+    store.accept(accepted.clone()).await.expect("accepted");
+    let cluster = hookflow_pgtest::cluster();
+    cluster
+        .psql_in(
+            "postgres",
+            &format!(
+                "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+            ),
+        )
+        .expect("connections refused");
+    let mut record = accepted.record.clone();
+    record.status = RunStatus::Resolved;
+    record.finished_at = Some(Timestamp(now_millis()));
+    store.finish(record, true);
+    // Longer than the tries of one write (100 + 200 + 400 + 800 ms).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster
+        .psql_in(
+            "postgres",
+            &format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"),
+        )
+        .expect("connections allowed");
+    tokio::time::timeout(Duration::from_secs(30), store.flush())
+        .await
+        .expect("the writer caught up")
+        .expect("flushed");
+    let got = store.get(&id).expect("get").expect("kept");
+    assert_eq!(got.status, RunStatus::Resolved, "the finish was kept");
+    assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
+}

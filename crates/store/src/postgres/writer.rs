@@ -240,12 +240,28 @@ async fn turn(shared: &Shared, mut batch: Vec<Submitted>) {
     }
 }
 
-/// [`apply`], tried `tries` times with a growing pause.
+/// Longest pause between tries while the database cannot be reached.
+const AWAY_PAUSE: Duration = Duration::from_secs(5);
+
+/// [`apply`], tried `tries` times with a growing pause. A failure while
+/// the database cannot be reached (refused connections, a restart) is not
+/// a try: the turn waits for the database however long it is away — the
+/// writes are of runs already acknowledged — while the backlog's bound
+/// refuses new webhook requests ([`Store::overloaded`](crate::Store::overloaded)).
 async fn with_retries(shared: &Shared, batch: &[Submitted], tries: u32) -> StoreResult<Verdicts> {
     let mut attempt = 0;
+    let mut away = 0u32;
     loop {
         match super::apply::apply(shared, batch).await {
             Ok(v) => return Ok(v),
+            Err(error) if !reachable(shared).await => {
+                if away.is_multiple_of(10) {
+                    tracing::warn!(message = "The database cannot be reached; writes wait for it.", %error);
+                }
+                let pause = Duration::from_millis(100u64 << away.min(6)).min(AWAY_PAUSE);
+                tokio::time::sleep(pause).await;
+                away = away.saturating_add(1);
+            }
             Err(error) if attempt + 1 < tries => {
                 tracing::warn!(message = "A store write failed; trying again.", attempt, %error);
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
@@ -254,4 +270,17 @@ async fn with_retries(shared: &Shared, batch: &[Submitted], tries: u32) -> Store
             Err(error) => return Err(error),
         }
     }
+}
+
+/// Whether a connection answers a trivial query (within a bound).
+async fn reachable(shared: &Shared) -> bool {
+    let probe = async {
+        match shared.conn().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    tokio::time::timeout(AWAY_PAUSE, probe)
+        .await
+        .unwrap_or(false)
 }
