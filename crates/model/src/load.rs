@@ -49,6 +49,10 @@ pub struct LoadedFile {
     pub title: Option<String>,
     /// The compiled workflow; `None` when the file has errors.
     pub workflow: Option<Arc<Workflow>>,
+    /// The file's text, with the compiled workflow: the catalog keeps it so
+    /// that the store can keep the version (runs finish on the version they
+    /// started with); the compiled workflow does not.
+    pub source: Option<Arc<str>>,
     /// Every problem found.
     pub diagnostics: Vec<Diagnostic>,
     /// Declared secrets not set in the environment, in the order declared
@@ -154,6 +158,7 @@ impl LoadedFile {
             path: path.to_path_buf(),
             title: None,
             workflow: None,
+            source: None,
             diagnostics: Vec::new(),
             unset_secrets: Vec::new(),
         }
@@ -247,6 +252,7 @@ fn load_tree(
     }
     if !out.has_errors() {
         out.workflow = workflow.map(Arc::new);
+        out.source = out.workflow.as_ref().map(|_| Arc::from(text));
     }
     sort(&mut out.diagnostics);
     out
@@ -377,6 +383,7 @@ fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
             path: path.to_path_buf(),
             title: None,
             workflow: None,
+            source: None,
             diagnostics: vec![diag(
                 path,
                 Pos::default(),
@@ -449,9 +456,9 @@ pub fn check_pinned_keys(catalog: &mut Catalog) {
                 .collect();
             if let Some(f) = catalog.files.get_mut(id) {
                 let pos = f
-                    .workflow
+                    .source
                     .as_ref()
-                    .and_then(|w| Yaml::parse(&w.source).ok())
+                    .and_then(|text| Yaml::parse(text).ok())
                     .map(|t| {
                         t.locate_value(&[
                             crate::yaml::Seg::from("trigger"),
@@ -469,6 +476,7 @@ pub fn check_pinned_keys(catalog: &mut Catalog) {
                     ),
                 ));
                 f.workflow = None;
+                f.source = None;
             }
         }
     }
