@@ -501,7 +501,8 @@ mod tests {
                 continue;
             };
             for path in entries.flatten().map(|e| e.path()) {
-                if let (Some(id), Ok(text)) = (workflow_id_of(&path), std::fs::read_to_string(&path))
+                if let (Some(id), Ok(text)) =
+                    (workflow_id_of(&path), std::fs::read_to_string(&path))
                 {
                     texts.push((id, text));
                 }
@@ -517,7 +518,11 @@ mod tests {
         for (id, text) in &texts {
             let path = PathBuf::from(format!("{id}.yaml"));
             let full = format!("{:?}", load_full(id, &path, text, &opts));
-            assert_eq!(format!("{:?}", load_source(id, &path, text, &opts)), full, "{id}");
+            assert_eq!(
+                format!("{:?}", load_source(id, &path, text, &opts)),
+                full,
+                "{id}"
+            );
             quick += usize::from(Yaml::parse_quick(text).is_some());
         }
         assert!(quick >= 5, "only {quick} files were read the quick way");

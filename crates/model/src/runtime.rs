@@ -326,7 +326,9 @@ impl Node {
 impl Workflow {
     /// The node with this key.
     pub fn node_by_key(&self, key: &str) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.key.as_deref() == Some(key))
+        self.nodes
+            .iter()
+            .position(|n| n.key.as_deref() == Some(key))
     }
 
     /// The keyed nodes, by key: `(key, id)` in key order.

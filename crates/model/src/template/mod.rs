@@ -140,9 +140,7 @@ impl Templates {
     /// a variable no template reads. Templates name every variable they
     /// read, except through `debug()`, which prints the whole context.
     pub fn reads(&self, name: &str) -> bool {
-        self.reads
-            .iter()
-            .any(|r| &**r == name || &**r == "debug")
+        self.reads.iter().any(|r| &**r == name || &**r == "debug")
     }
 
     fn eval_named(&self, name: &str, ctx: MjValue) -> Result<MjValue, EvalError> {

@@ -81,8 +81,9 @@ fn assert_quick_is_full(text: &str, origin: &str) -> bool {
     let Some(quick) = Yaml::parse_quick(text) else {
         return false;
     };
-    let (full, duplicates) = Yaml::parse_lenient(text)
-        .unwrap_or_else(|e| panic!("{origin}: the quick path read what the full one refuses: {e:?}"));
+    let (full, duplicates) = Yaml::parse_lenient(text).unwrap_or_else(|e| {
+        panic!("{origin}: the quick path read what the full one refuses: {e:?}")
+    });
     assert!(duplicates.is_empty(), "{origin}: quick read duplicate keys");
     assert_eq!(quick, full, "{origin}: quick and full trees differ");
     true
@@ -117,19 +118,85 @@ fn the_quick_tree_is_the_full_tree_for_every_yaml_file_of_the_repository() {
             }
         }
     }
-    assert!(files >= 20, "found only {files} YAML files under {}", root.display());
-    assert!(quick * 2 >= files, "the quick path read only {quick} of {files} files");
+    assert!(
+        files >= 20,
+        "found only {files} YAML files under {}",
+        root.display()
+    );
+    assert!(
+        quick * 2 >= files,
+        "the quick path read only {quick} of {files} files"
+    );
 }
 
 #[test]
 fn the_quick_tree_reads_a_scalar_only_as_the_full_tree_does() {
     let scalars = [
-        "", "~", "null", "Null", "NULL", "true", "false", "True", "FALSE", "yes", "No", "on", "OFF",
-        "y", "n", "0", "7", "-7", "-0", "007", "+1", "1_000", "0x1F", "0o17", "1.5", "1e3", ".5",
-        "-.inf", ".inf", ".NaN", "nan", "Infinity", "2024-01-01", "12:30", "abc", "a b", "x.y == \"z\"",
-        "'quoted'", "\"q\"", "|\n  block\n", ">\n  folded\n  text\n", "9223372036854775807",
-        "-9223372036854775808", "99999999999999999999", "${HOME}", "SUCCESS", "é", "a: b",
-        "5s", "25h", "500ms", "1h30m", "0s", "1d", "1e5s", "10 s", "1s5", "&a x", "*a", "!!str 1", "!tag x", "[1, b, ~]", "{a: 1, 2: b}", "[]", "{}",
+        "",
+        "~",
+        "null",
+        "Null",
+        "NULL",
+        "true",
+        "false",
+        "True",
+        "FALSE",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "n",
+        "0",
+        "7",
+        "-7",
+        "-0",
+        "007",
+        "+1",
+        "1_000",
+        "0x1F",
+        "0o17",
+        "1.5",
+        "1e3",
+        ".5",
+        "-.inf",
+        ".inf",
+        ".NaN",
+        "nan",
+        "Infinity",
+        "2024-01-01",
+        "12:30",
+        "abc",
+        "a b",
+        "x.y == \"z\"",
+        "'quoted'",
+        "\"q\"",
+        "|\n  block\n",
+        ">\n  folded\n  text\n",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "99999999999999999999",
+        "${HOME}",
+        "SUCCESS",
+        "é",
+        "a: b",
+        "5s",
+        "25h",
+        "500ms",
+        "1h30m",
+        "0s",
+        "1d",
+        "1e5s",
+        "10 s",
+        "1s5",
+        "&a x",
+        "*a",
+        "!!str 1",
+        "!tag x",
+        "[1, b, ~]",
+        "{a: 1, 2: b}",
+        "[]",
+        "{}",
     ];
     for s in scalars {
         for text in [format!("v: {s}\n"), format!("- {s}\n"), format!("{s}: 1\n")] {
@@ -150,7 +217,10 @@ fn the_quick_tree_reads_a_scalar_only_as_the_full_tree_does() {
         "? [a]\n: 1\n",
         "# only a comment\n",
     ] {
-        assert!(Yaml::parse_quick(text).is_none(), "{text:?} was read quickly");
+        assert!(
+            Yaml::parse_quick(text).is_none(),
+            "{text:?} was read quickly"
+        );
     }
     assert!(Yaml::parse_quick("title: a\ncount: 3\nok: true\nlist: [x, 'y']\n").is_some());
 }
