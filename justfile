@@ -48,3 +48,8 @@ fuzz:
 # 10,000 workflows loaded: W1 on one of them beside W1 with one loaded, start-up and RSS.
 bench-many:
     bash bench/many.sh
+
+# Start-up with many workflows: instructions per file (callgrind: validate and a first serve start),
+# the median first-start time to /healthz and the idle RSS.
+bench-startup:
+    bash bench/startup.sh

@@ -186,13 +186,18 @@ impl Executor {
         &self.env.secrets
     }
 
-    /// Makes these workflows the current versions (after a load or reload).
-    pub fn publish(&self, workflows: HashMap<String, Arc<Workflow>>) {
-        for wf in workflows.values() {
-            if let Err(error) = self.store.put_version(&wf.version, &wf.source) {
-                tracing::error!(message = "Could not store a workflow version.", workflow = %wf.id, %error);
-            }
+    /// Keeps the text of a workflow version in the store, so that a run
+    /// can finish on the version it started with (call it before
+    /// [`Executor::publish`] makes the version current).
+    pub fn store_version(&self, workflow: &Workflow, source: &str) {
+        if let Err(error) = self.store.put_version(&workflow.version, source) {
+            tracing::error!(message = "Could not store a workflow version.", workflow = %workflow.id, %error);
         }
+    }
+
+    /// Makes these workflows the current versions (after a load or reload;
+    /// their texts already stored with [`Executor::store_version`]).
+    pub fn publish(&self, workflows: HashMap<String, Arc<Workflow>>) {
         self.versions.publish(workflows);
     }
 

@@ -49,6 +49,10 @@ pub struct LoadedFile {
     pub title: Option<String>,
     /// The compiled workflow; `None` when the file has errors.
     pub workflow: Option<Arc<Workflow>>,
+    /// The file's text, with the compiled workflow: the catalog keeps it so
+    /// that the store can keep the version (runs finish on the version they
+    /// started with); the compiled workflow does not.
+    pub source: Option<Arc<str>>,
     /// Every problem found.
     pub diagnostics: Vec<Diagnostic>,
     /// Declared secrets not set in the environment, in the order declared
@@ -113,26 +117,28 @@ fn diag(path: &Path, pos: Pos, severity: Severity, message: String) -> Diagnosti
 }
 
 /// Loads one workflow from its text.
+///
+/// Most files are read the quick way ([`Yaml::parse_quick`]); a file that
+/// way cannot read, or that has any diagnostic at all, is read again in
+/// full (serde-saphyr's positioned tree), so every message and position is
+/// the full path's.
 pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) -> LoadedFile {
-    let mut out = LoadedFile {
-        id: id.to_string(),
-        path: path.to_path_buf(),
-        title: None,
-        workflow: None,
-        diagnostics: Vec::new(),
-        unset_secrets: Vec::new(),
-    };
-    if !valid_workflow_id(id) {
-        out.diagnostics.push(diag(
-            path,
-            Pos::default(),
-            Severity::Error,
-            format!("workflow id `{id}` (the file name) must match [a-z0-9][a-z0-9_-]*"),
-        ));
+    if let Some(tree) = Yaml::parse_quick(text) {
+        let quick = load_tree(id, path, text, tree, Vec::new(), opts);
+        if quick.diagnostics.is_empty() {
+            return quick;
+        }
     }
+    load_full(id, path, text, opts)
+}
+
+/// Loads one workflow from serde-saphyr's positioned tree.
+fn load_full(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) -> LoadedFile {
     let (tree, duplicates) = match Yaml::parse_lenient(text) {
         Ok(parsed) => parsed,
         Err(e) => {
+            let mut out = LoadedFile::empty(id, path);
+            check_id(&mut out, id, path);
             out.diagnostics.push(diag(
                 path,
                 e.pos,
@@ -142,6 +148,45 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
             return out;
         }
     };
+    load_tree(id, path, text, tree, duplicates, opts)
+}
+
+impl LoadedFile {
+    fn empty(id: &str, path: &Path) -> LoadedFile {
+        LoadedFile {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            title: None,
+            workflow: None,
+            source: None,
+            diagnostics: Vec::new(),
+            unset_secrets: Vec::new(),
+        }
+    }
+}
+
+fn check_id(out: &mut LoadedFile, id: &str, path: &Path) {
+    if !valid_workflow_id(id) {
+        out.diagnostics.push(diag(
+            path,
+            Pos::default(),
+            Severity::Error,
+            format!("workflow id `{id}` (the file name) must match [a-z0-9][a-z0-9_-]*"),
+        ));
+    }
+}
+
+/// Loads one workflow from its tree (and the duplicate keys found reading it).
+fn load_tree(
+    id: &str,
+    path: &Path,
+    text: &str,
+    tree: Yaml,
+    duplicates: Vec<crate::yaml::SyntaxError>,
+    opts: &LoadOptions<'_>,
+) -> LoadedFile {
+    let mut out = LoadedFile::empty(id, path);
+    check_id(&mut out, id, path);
     for d in duplicates {
         out.diagnostics
             .push(diag(path, d.pos, Severity::Error, d.message));
@@ -207,6 +252,7 @@ pub fn load_source(id: &str, path: &Path, text: &str, opts: &LoadOptions<'_>) ->
     }
     if !out.has_errors() {
         out.workflow = workflow.map(Arc::new);
+        out.source = out.workflow.as_ref().map(|_| Arc::from(text));
     }
     sort(&mut out.diagnostics);
     out
@@ -337,6 +383,7 @@ fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
             path: path.to_path_buf(),
             title: None,
             workflow: None,
+            source: None,
             diagnostics: vec![diag(
                 path,
                 Pos::default(),
@@ -409,9 +456,9 @@ pub fn check_pinned_keys(catalog: &mut Catalog) {
                 .collect();
             if let Some(f) = catalog.files.get_mut(id) {
                 let pos = f
-                    .workflow
+                    .source
                     .as_ref()
-                    .and_then(|w| Yaml::parse(&w.source).ok())
+                    .and_then(|text| Yaml::parse(text).ok())
                     .map(|t| {
                         t.locate_value(&[
                             crate::yaml::Seg::from("trigger"),
@@ -429,7 +476,55 @@ pub fn check_pinned_keys(catalog: &mut Catalog) {
                     ),
                 ));
                 f.workflow = None;
+                f.source = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example workflow, and files with problems, load the same
+    /// (workflow, diagnostics, everything `Debug` shows) whichever way read.
+    #[test]
+    fn the_quick_way_loads_what_the_full_way_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let opts = LoadOptions {
+            secrets: SecretPolicy::Warn,
+            env: &|name| (name == "PAY_PASSWORD").then(|| "secret".to_string()),
+        };
+        let mut texts = Vec::new();
+        for dir in ["workflows", "bench/workflows"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if let (Some(id), Ok(text)) =
+                    (workflow_id_of(&path), std::fs::read_to_string(&path))
+                {
+                    texts.push((id, text));
+                }
+            }
+        }
+        assert!(texts.len() >= 5, "found {} example workflows", texts.len());
+        let clean = "title: t\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    status: 200\n";
+        texts.push(("clean".into(), clean.into()));
+        texts.push(("typo".into(), clean.replace("status:", "statuss:")));
+        texts.push(("twice".into(), format!("{clean}title: again\n")));
+        texts.push(("Bad Id".into(), clean.into()));
+        let mut quick = 0;
+        for (id, text) in &texts {
+            let path = PathBuf::from(format!("{id}.yaml"));
+            let full = format!("{:?}", load_full(id, &path, text, &opts));
+            assert_eq!(
+                format!("{:?}", load_source(id, &path, text, &opts)),
+                full,
+                "{id}"
+            );
+            quick += usize::from(Yaml::parse_quick(text).is_some());
+        }
+        assert!(quick >= 5, "only {quick} files were read the quick way");
     }
 }

@@ -9,7 +9,6 @@ use crate::template::{Expr, Templates, Text, ValueTemplate};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Index of a node in [`Workflow::nodes`].
@@ -27,8 +26,6 @@ pub struct Workflow {
     pub id: String,
     /// Content hash of the file (16 hex digits).
     pub version: String,
-    /// The file's text, kept so that a run can finish on the version it started with.
-    pub source: Arc<str>,
     /// Where it was loaded from.
     pub path: PathBuf,
     /// Title.
@@ -49,8 +46,6 @@ pub struct Workflow {
     pub nodes: Vec<Node>,
     /// Blocks of node ids; block 0 is the top level.
     pub blocks: Vec<Vec<NodeId>>,
-    /// Node ids by key.
-    pub keys: BTreeMap<String, NodeId>,
     /// The compiled templates.
     pub templates: Templates,
 }
@@ -66,17 +61,28 @@ pub struct Trigger {
     pub max_body: u64,
     /// Extraction rules.
     pub parse: ParseSpec,
-    /// Async acknowledgement.
-    pub response: Option<ResponseSpec>,
+    /// Async acknowledgement (boxed, like the other parts many workflows
+    /// leave out: a `Trigger` is in every loaded workflow).
+    pub response: Option<Box<ResponseSpec>>,
     /// Sync answer on timeout.
-    pub timeout_response: Option<ResponseSpec>,
+    pub timeout_response: Option<Box<ResponseSpec>>,
     /// Signature verification, with its template fields compiled by name.
-    pub verify: Option<Verify>,
+    pub verify: Option<Box<Verify>>,
     /// Duplicate detection.
-    pub idempotency: Option<Idempotency>,
+    pub idempotency: Option<Box<Idempotency>>,
     /// The signature headers of `verify` (lower-case), redacted in records
     /// like the headers every workflow redacts.
     pub secret_headers: Vec<String>,
+}
+
+impl Trigger {
+    /// Gives back the spare room of its lists.
+    pub fn shrink_to_fit(&mut self) {
+        self.parse.headers.shrink_to_fit();
+        self.parse.query.shrink_to_fit();
+        self.parse.body.shrink_to_fit();
+        self.secret_headers.shrink_to_fit();
+    }
 }
 
 /// Basic auth credentials (templates).
@@ -318,6 +324,25 @@ impl Node {
 }
 
 impl Workflow {
+    /// The node with this key.
+    pub fn node_by_key(&self, key: &str) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.key.as_deref() == Some(key))
+    }
+
+    /// The keyed nodes, by key: `(key, id)` in key order.
+    pub fn keyed_nodes(&self) -> Vec<(&str, NodeId)> {
+        let mut keyed: Vec<(&str, NodeId)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.key.as_deref().map(|k| (k, i)))
+            .collect();
+        keyed.sort_unstable();
+        keyed
+    }
+
     /// The declared secrets with their values from the environment (empty when unset),
     /// as templates see them under `secrets`.
     pub fn secret_values(&self) -> Json {

@@ -133,6 +133,14 @@ impl Service {
                 .values()
                 .flat_map(|w| secret_strings(&w.secret_values())),
         );
+        // Every version served is in the store before it is current (the
+        // last good version of a file that now has errors was stored when
+        // it loaded).
+        for file in catalog.files.values() {
+            if let (Some(workflow), Some(source)) = (&file.workflow, &file.source) {
+                self.executor.store_version(workflow, source);
+            }
+        }
         self.executor.publish(registry.workflows.clone());
         if let Ok(mut reports) = self.reports.lock() {
             reports.log_refused(&registry.refused);

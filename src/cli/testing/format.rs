@@ -265,15 +265,15 @@ pub fn check_keys(
     workflow: &Workflow,
 ) -> Vec<Diagnostic> {
     let request_keys: Vec<&str> = workflow
-        .keys
-        .iter()
+        .keyed_nodes()
+        .into_iter()
         .filter(|(_, id)| {
             workflow
                 .nodes
-                .get(**id)
+                .get(*id)
                 .is_some_and(|n| matches!(n.kind, NodeKind::Request(_)))
         })
-        .map(|(k, _)| k.as_str())
+        .map(|(k, _)| k)
         .collect();
     let mut problems = Vec::new();
     for (i, case) in tests.cases.iter().enumerate() {
@@ -314,9 +314,8 @@ fn unknown_key_message(
     request_keys: &[&str],
 ) -> String {
     let node_type = workflow
-        .keys
-        .get(key)
-        .and_then(|id| workflow.nodes.get(*id))
+        .node_by_key(key)
+        .and_then(|id| workflow.nodes.get(id))
         .map(|n| n.type_name());
     let head = match node_type {
         Some(kind) => format!(

@@ -14,7 +14,6 @@ use crate::yaml::{Seg, Yaml};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
@@ -109,15 +108,20 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
-    let keys = nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.key.clone().map(|k| (k, i)))
-        .collect();
+    // Exact sizes: with thousands of workflows loaded, the spare room
+    // vectors keep after growing adds up.
+    let mut nodes = nodes;
+    nodes.shrink_to_fit();
+    let mut blocks = blocks;
+    for block in &mut blocks {
+        block.shrink_to_fit();
+    }
+    blocks.shrink_to_fit();
+    let mut trigger = trigger;
+    trigger.shrink_to_fit();
     let workflow = Workflow {
         id: src.id.to_string(),
         version: content_hash(src.text.as_bytes()),
-        source: Arc::from(src.text),
         path: src.path.to_path_buf(),
         title: def.title.clone(),
         description: def.description.clone(),
@@ -128,7 +132,6 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
         trigger,
         nodes,
         blocks,
-        keys,
         templates: templates.finish(),
     };
     (Some(workflow), diags)

@@ -82,10 +82,10 @@ impl Cx<'_> {
             basic_auth,
             max_body,
             parse,
-            response,
-            timeout_response,
-            verify,
-            idempotency,
+            response: response.map(Box::new),
+            timeout_response: timeout_response.map(Box::new),
+            verify: verify.map(Box::new),
+            idempotency: idempotency.map(Box::new),
         }
     }
 

@@ -325,7 +325,7 @@ impl TemplateBuilder {
         });
         Templates {
             env: Arc::new(env),
-            reads: Arc::new(self.reads),
+            reads: self.reads.into_iter().map(String::into_boxed_str).collect(),
         }
     }
 }

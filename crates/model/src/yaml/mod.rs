@@ -15,6 +15,7 @@ use serde_saphyr::Spanned;
 use std::fmt;
 
 mod deserializer;
+mod quick;
 #[cfg(test)]
 mod tests;
 mod wording;
@@ -109,6 +110,17 @@ impl Yaml {
             Some(first) => Err(first),
             None => Ok(tree),
         }
+    }
+
+    /// The tree of `text` read the quick way (see `quick`), when that way
+    /// can read it exactly as [`Yaml::parse_lenient`] does; `None` for
+    /// anything it leaves to that. Positions are best effort: use the tree
+    /// only for a file that loads without a diagnostic.
+    pub fn parse_quick(text: &str) -> Option<Yaml> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        quick::parse(text)
     }
 
     /// Parses YAML text, going on past duplicate mapping keys: the first of

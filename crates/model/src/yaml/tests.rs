@@ -74,3 +74,153 @@ fn locate_follows_keys_and_indexes() {
     let missing = [Seg::from("nodes"), Seg::from(0), Seg::from("nope")];
     assert_eq!(tree.locate(&missing), Pos { line: 2, column: 5 });
 }
+
+/// The quick tree, when there is one, is the full path's tree: same kinds,
+/// same keys in the same order, same positions.
+fn assert_quick_is_full(text: &str, origin: &str) -> bool {
+    let Some(quick) = Yaml::parse_quick(text) else {
+        return false;
+    };
+    let (full, duplicates) = Yaml::parse_lenient(text).unwrap_or_else(|e| {
+        panic!("{origin}: the quick path read what the full one refuses: {e:?}")
+    });
+    assert!(duplicates.is_empty(), "{origin}: quick read duplicate keys");
+    assert_eq!(quick, full, "{origin}: quick and full trees differ");
+    true
+}
+
+#[test]
+fn the_quick_tree_is_the_full_tree_for_every_yaml_file_of_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut stack = vec![root.clone()];
+    let (mut files, mut quick) = (0, 0);
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "vendor" {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                files += 1;
+                if assert_quick_is_full(&text, &path.display().to_string()) {
+                    quick += 1;
+                } else {
+                    eprintln!("left to the full path: {}", path.display());
+                }
+            }
+        }
+    }
+    assert!(
+        files >= 20,
+        "found only {files} YAML files under {}",
+        root.display()
+    );
+    assert!(
+        quick * 2 >= files,
+        "the quick path read only {quick} of {files} files"
+    );
+}
+
+#[test]
+fn the_quick_tree_reads_a_scalar_only_as_the_full_tree_does() {
+    let scalars = [
+        "",
+        "~",
+        "null",
+        "Null",
+        "NULL",
+        "true",
+        "false",
+        "True",
+        "FALSE",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "n",
+        "0",
+        "7",
+        "-7",
+        "-0",
+        "007",
+        "+1",
+        "1_000",
+        "0x1F",
+        "0o17",
+        "1.5",
+        "1e3",
+        ".5",
+        "-.inf",
+        ".inf",
+        ".NaN",
+        "nan",
+        "Infinity",
+        "2024-01-01",
+        "12:30",
+        "abc",
+        "a b",
+        "x.y == \"z\"",
+        "'quoted'",
+        "\"q\"",
+        "|\n  block\n",
+        ">\n  folded\n  text\n",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "99999999999999999999",
+        "${HOME}",
+        "SUCCESS",
+        "é",
+        "a: b",
+        "5s",
+        "25h",
+        "500ms",
+        "1h30m",
+        "0s",
+        "1d",
+        "1e5s",
+        "10 s",
+        "1s5",
+        "&a x",
+        "*a",
+        "!!str 1",
+        "!tag x",
+        "[1, b, ~]",
+        "{a: 1, 2: b}",
+        "[]",
+        "{}",
+    ];
+    for s in scalars {
+        for text in [format!("v: {s}\n"), format!("- {s}\n"), format!("{s}: 1\n")] {
+            assert_quick_is_full(&text, &format!("{text:?}"));
+        }
+    }
+    // What the quick path must leave to the full one.
+    for text in [
+        "a: 1\na: 2\n",
+        "a: &x 1\nb: *x\n",
+        "<<: {a: 1}\n",
+        "%YAML 1.2\n---\na: 1\n",
+        "a: 1\n---\nb: 2\n",
+        "a: [1\n",
+        "v: yes\n",
+        "v: 1.5\n",
+        "v: !!str 1\n",
+        "? [a]\n: 1\n",
+        "# only a comment\n",
+    ] {
+        assert!(
+            Yaml::parse_quick(text).is_none(),
+            "{text:?} was read quickly"
+        );
+    }
+    assert!(Yaml::parse_quick("title: a\ncount: 3\nok: true\nlist: [x, 'y']\n").is_some());
+}
