@@ -66,13 +66,20 @@ get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 ones=(); manys=()
 printf '%-6s %-8s %10s %9s\n' round case req/s p99_ms
-for round in $(seq 1 "$ROUNDS"); do
+one_round() {
     r=$(measure "http://127.0.0.1:13301/api/webhook:trigger/bench-pay-sync")
     ones+=("$(get rps "$r")")
     printf '%-6s %-8s %10s %9s\n' "$round" one "$(get rps "$r")" "$(get p99_ms "$r")"
+}
+many_round() {
     r=$(measure "http://127.0.0.1:13302/api/webhook:trigger/bench-pay-sync-$middle")
     manys+=("$(get rps "$r")")
     printf '%-6s %-8s %10s %9s\n' "$round" many "$(get rps "$r")" "$(get p99_ms "$r")"
+}
+# The order alternates from round to round, so that neither server always
+# runs first (the machine's speed drifts over a run).
+for round in $(seq 1 "$ROUNDS"); do
+    if [ $((round % 2)) = 1 ]; then one_round; many_round; else many_round; one_round; fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $0} END {print a[int((NR + 1) / 2)]}'; }
 m1=$(median "${ones[@]}"); m2=$(median "${manys[@]}")
