@@ -186,17 +186,28 @@ impl Executor {
         &self.env.secrets
     }
 
-    /// Keeps the text of a workflow version in the store, so that a run
+    /// Keeps the texts of workflow versions in the store, so that a run
     /// can finish on the version it started with (call it before
-    /// [`Executor::publish`] makes the version current).
-    pub fn store_version(&self, workflow: &Workflow, source: &str) {
-        if let Err(error) = self.store.put_version(&workflow.version, source) {
-            tracing::error!(message = "Could not store a workflow version.", workflow = %workflow.id, %error);
+    /// [`Executor::publish`] makes the versions current). One batch; when
+    /// it fails, each version is tried alone so that one cannot keep the
+    /// others out.
+    pub fn store_versions(&self, versions: &[(&Workflow, &str)]) {
+        let batch: Vec<(&str, &str)> = versions
+            .iter()
+            .map(|(workflow, source)| (workflow.version.as_str(), *source))
+            .collect();
+        if self.store.put_versions(&batch).is_ok() {
+            return;
+        }
+        for (workflow, source) in versions {
+            if let Err(error) = self.store.put_version(&workflow.version, source) {
+                tracing::error!(message = "Could not store a workflow version.", workflow = %workflow.id, %error);
+            }
         }
     }
 
     /// Makes these workflows the current versions (after a load or reload;
-    /// their texts already stored with [`Executor::store_version`]).
+    /// their texts already stored with [`Executor::store_versions`]).
     pub fn publish(&self, workflows: HashMap<String, Arc<Workflow>>) {
         self.versions.publish(workflows);
     }

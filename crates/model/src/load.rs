@@ -305,9 +305,17 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
             return catalog;
         }
     };
+    // The entry's type comes with the listing on most file systems: only
+    // a link (or an unknown type) costs a `stat` to know whether it leads
+    // to a file.
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
+        .filter_map(Result::ok)
+        .filter(|e| match e.file_type() {
+            Ok(t) if t.is_file() => true,
+            Ok(t) if t.is_dir() => false,
+            _ => e.path().is_file(),
+        })
+        .map(|e| e.path())
         .collect();
     paths.sort();
     let named: Vec<(String, PathBuf)> = paths

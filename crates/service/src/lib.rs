@@ -136,11 +136,15 @@ impl Service {
         // Every version served is in the store before it is current (the
         // last good version of a file that now has errors was stored when
         // it loaded).
-        for file in catalog.files.values() {
-            if let (Some(workflow), Some(source)) = (&file.workflow, &file.source) {
-                self.executor.store_version(workflow, source);
-            }
-        }
+        let versions: Vec<(&hookflow_model::runtime::Workflow, &str)> = catalog
+            .files
+            .values()
+            .filter_map(|file| match (&file.workflow, &file.source) {
+                (Some(workflow), Some(source)) => Some((workflow.as_ref(), &**source)),
+                _ => None,
+            })
+            .collect();
+        self.executor.store_versions(&versions);
         self.executor.publish(registry.workflows.clone());
         if let Ok(mut reports) = self.reports.lock() {
             reports.log_refused(&registry.refused);

@@ -148,6 +148,16 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps the text of a workflow version (content hash → YAML) so that runs can finish on it.
     fn put_version(&self, version: &str, source: &str) -> StoreResult<()>;
 
+    /// Keeps the texts of many workflow versions at once (a folder's
+    /// worth at start-up): as [`Store::put_version`] for each, in one
+    /// round trip where the backend can.
+    fn put_versions(&self, versions: &[(&str, &str)]) -> StoreResult<()> {
+        for (version, source) in versions {
+            self.put_version(version, source)?;
+        }
+        Ok(())
+    }
+
     /// The text of a workflow version.
     fn version(&self, version: &str) -> StoreResult<Option<String>>;
 

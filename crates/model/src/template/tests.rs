@@ -262,6 +262,7 @@ fn expressions_and_refs() {
         .expect("compiles");
     assert!(c.refs.contains("vars.order_id"), "{:?}", c.refs);
     assert!(c.refs.contains("trigger.body.status"), "{:?}", c.refs);
+    assert_eq!(c.refs.len(), 2, "only what it reads: {:?}", c.refs);
     let t = b.finish();
     assert!(t.truth(&c.value, &scope()).expect("evaluates"));
 }

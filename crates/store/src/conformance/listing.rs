@@ -354,4 +354,23 @@ pub(crate) async fn versions_are_kept<B: Backend>() {
         Some("title: one")
     );
     assert_eq!(store.version("h2").expect("get"), None);
+    // Many at once: new ones kept, a kept one unchanged, a repeat within
+    // the call harmless.
+    let many: Vec<(String, String)> = (0..1500)
+        .map(|i| (format!("m{i}"), format!("title: m{i}")))
+        .collect();
+    let mut batch: Vec<(&str, &str)> = many.iter().map(|(v, s)| (v.as_str(), s.as_str())).collect();
+    batch.push(("h1", "title: ignored"));
+    batch.push(("m7", "title: m7"));
+    store.put_versions(&batch).expect("put many");
+    for i in [0, 999, 1000, 1499] {
+        assert_eq!(
+            store.version(&format!("m{i}")).expect("get").as_deref(),
+            Some(format!("title: m{i}").as_str())
+        );
+    }
+    assert_eq!(
+        store.version("h1").expect("get").as_deref(),
+        Some("title: one")
+    );
 }

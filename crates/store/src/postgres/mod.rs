@@ -454,6 +454,14 @@ impl Store for PgStore {
         self.read(move |s| async move { reads::put_version(&s, &version, &source).await })
     }
 
+    fn put_versions(&self, versions: &[(&str, &str)]) -> StoreResult<()> {
+        let versions: Vec<(String, String)> = versions
+            .iter()
+            .map(|(v, s)| (v.to_string(), s.to_string()))
+            .collect();
+        self.read(move |s| async move { reads::put_versions(&s, &versions).await })
+    }
+
     fn version(&self, version: &str) -> StoreResult<Option<String>> {
         let version = version.to_string();
         self.read(move |s| async move { reads::version(&s, &version).await })

@@ -272,6 +272,27 @@ pub async fn put_version(shared: &Shared, version: &str, source: &str) -> StoreR
     Ok(())
 }
 
+/// Versions inserted at most this many per statement.
+const VERSIONS_PER_STATEMENT: usize = 1000;
+
+pub async fn put_versions(shared: &Shared, versions: &[(String, String)]) -> StoreResult<()> {
+    let client = shared.conn().await?;
+    for chunk in versions.chunks(VERSIONS_PER_STATEMENT) {
+        let (ids, sources): (Vec<&str>, Vec<&str>) =
+            chunk.iter().map(|(v, s)| (v.as_str(), s.as_str())).unzip();
+        client
+            .execute(
+                "INSERT INTO hookflow_versions (version, source)
+                 SELECT * FROM unnest($1::text[], $2::text[])
+                 ON CONFLICT (version) DO NOTHING",
+                &[&ids, &sources],
+            )
+            .await
+            .map_err(pg_err)?;
+    }
+    Ok(())
+}
+
 pub async fn version(shared: &Shared, version: &str) -> StoreResult<Option<String>> {
     let client = shared.conn().await?;
     let row = client
