@@ -171,22 +171,20 @@ impl TemplateBuilder {
 
     /// Compiles an expression written without braces.
     pub fn expr(&mut self, source: &str) -> Result<Compiled<Expr>, CompileError> {
-        // An expression is kept as a template that assigns it, so that the
-        // compiled form lives in the environment and keeps no borrows. One
-        // compile of that template checks it and names what it reads (the
-        // variable it assigns is not read); an error is reported as the
-        // expression alone gives it, whose positions are the author's.
-        let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
-        let refs = match self.env.template_from_str(&wrapper) {
-            Ok(compiled) => nested_refs(compiled.undeclared_variables(true)),
-            Err(wrapped) => {
-                return Err(match self.env.compile_expression(source) {
-                    Err(e) => compile_error(&e),
-                    Ok(_) => compile_error(&wrapped),
-                })
-            }
+        let refs = {
+            let compiled = self
+                .env
+                .compile_expression(source)
+                .map_err(|e| compile_error(&e))?;
+            nested_refs(compiled.undeclared_variables(true))
         };
         self.note_reads(&refs);
+        // An expression is kept as a template that assigns it, so that the
+        // compiled form lives in the environment and keeps no borrows.
+        let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
+        self.env
+            .template_from_str(&wrapper)
+            .map_err(|e| compile_error(&e))?;
         let name = self.keep("e", wrapper);
         Ok(Compiled {
             value: Expr {
