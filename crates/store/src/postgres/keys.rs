@@ -8,6 +8,9 @@ use crate::StoreResult;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Keys inserted at most this many per statement.
+const KEYS_PER_STATEMENT: usize = 1000;
+
 /// The webhook keys of a PostgreSQL store.
 pub struct PgKeys {
     shared: Arc<Shared>,
@@ -24,17 +27,22 @@ impl KeyStore for PgKeys {
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
         let shared = self.shared.clone();
         self.shared.call(async move {
-            let client = shared.conn().await?;
-            for id in &ids {
-                client
-                    .execute(
-                        "INSERT INTO hookflow_webhook_keys (workflow, key) VALUES ($1, $2)
-                         ON CONFLICT DO NOTHING",
-                        &[id, &generate_key()],
-                    )
-                    .await
-                    .map_err(pg_err)?;
+            let mut client = shared.conn().await?;
+            // One transaction (one commit) for a folder's worth of ids, a
+            // statement per thousand: not a round trip and a commit each.
+            let tx = client.transaction().await.map_err(pg_err)?;
+            for chunk in ids.chunks(KEYS_PER_STATEMENT) {
+                let keys: Vec<String> = chunk.iter().map(|_| generate_key()).collect();
+                tx.execute(
+                    "INSERT INTO hookflow_webhook_keys (workflow, key)
+                     SELECT * FROM unnest($1::text[], $2::text[])
+                     ON CONFLICT DO NOTHING",
+                    &[&chunk, &keys],
+                )
+                .await
+                .map_err(pg_err)?;
             }
+            tx.commit().await.map_err(pg_err)?;
             let rows = client
                 .query("SELECT workflow, key FROM hookflow_webhook_keys", &[])
                 .await

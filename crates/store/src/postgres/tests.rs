@@ -704,3 +704,24 @@ async fn writes_wait_for_a_database_that_refuses_connections() {
     assert_eq!(got.status, RunStatus::Resolved, "the finish was kept");
     assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
 }
+
+/// A folder's worth of webhook keys is made in one go, kept, and the same
+/// for every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_keys_of_many_workflows_are_made_once_and_shared() {
+    let url = fresh_db("keys");
+    let a = open(&url, "a", 30_000);
+    let b = open(&url, "b", 30_000);
+    let ids: Vec<String> = (0..2500).map(|i| format!("w{i:04}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let keys_a = a.keys().expect("shared keys");
+    let first = tokio::task::block_in_place(|| keys_a.ensure(&refs)).expect("ensure");
+    assert_eq!(first.len(), 2500);
+    let again = tokio::task::block_in_place(|| keys_a.ensure(&refs[..10])).expect("ensure");
+    assert_eq!(again, first, "kept, not made again");
+    let keys_b = b.keys().expect("shared keys");
+    let seen = tokio::task::block_in_place(|| keys_b.ensure(&refs[2400..])).expect("ensure");
+    assert_eq!(seen, first, "the other instance sees the same keys");
+    let distinct: std::collections::BTreeSet<&String> = first.values().collect();
+    assert_eq!(distinct.len(), 2500);
+}
