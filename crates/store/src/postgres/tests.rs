@@ -13,6 +13,14 @@ fn fresh_db(name: &str) -> String {
     hookflow_pgtest::cluster().database(&format!("u_{}_{name}", std::process::id()))
 }
 
+/// The database name of a test database's URL.
+fn db_of(url: &str) -> &str {
+    url.rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+}
+
 fn open(url: &str, instance: &str, lease_ms: u64) -> PgStore {
     PgStore::open(
         url,
@@ -66,11 +74,7 @@ fn run(key: Option<&str>) -> Accepted {
 async fn a_newer_schema_is_refused_naming_both_versions() {
     let url = fresh_db("newer");
     drop(open(&url, "a", 30_000));
-    let db = url
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.split('?').next())
-        .expect("db");
+    let db = db_of(&url);
     hookflow_pgtest::cluster()
         .psql_in(db, "INSERT INTO hookflow_schema (version) VALUES (999)")
         .expect("a newer schema");
@@ -193,11 +197,7 @@ async fn tls_is_used_and_checked_as_sslmode_says() {
         .display()
         .to_string();
     let url = fresh_db("tls");
-    let db = url
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.split('?').next())
-        .expect("db");
+    let db = db_of(&url);
     let port = cluster.port();
     let at = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/{db}?{query}");
     let opens = |url: String| {
@@ -274,13 +274,7 @@ async fn an_instance_never_claims_its_own_runs_again() {
     a.accept(run(None)).await.expect("accepted");
     // A renewal that comes late (a busy machine) lets the lease lapse.
     hookflow_pgtest::cluster()
-        .psql_in(
-            url.rsplit('/')
-                .next()
-                .and_then(|s| s.split('?').next())
-                .expect("db"),
-            "UPDATE hookflow_queue SET lease_until = 0",
-        )
+        .psql_in(db_of(&url), "UPDATE hookflow_queue SET lease_until = 0")
         .expect("lapse");
     assert!(
         a.claim_expired(10).expect("claim").is_empty(),
@@ -572,12 +566,7 @@ async fn sync_keys_are_claimed_pending_until_answered_or_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
     let url = fresh_db("backlog");
-    let db = url
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.split('?').next())
-        .expect("db")
-        .to_string();
+    let db = db_of(&url).to_string();
     let bound = 10;
     let store = Arc::new(
         PgStore::open(
@@ -664,12 +653,7 @@ async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_wait_for_a_database_that_refuses_connections() {
     let url = fresh_db("away");
-    let db = url
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.split('?').next())
-        .expect("db")
-        .to_string();
+    let db = db_of(&url).to_string();
     let store = Arc::new(open(&url, "a", 30_000));
     let accepted = run(None);
     let id = accepted.record.id.clone();
