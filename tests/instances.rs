@@ -232,42 +232,12 @@ fn duplicates_sent_to_both_instances_start_one_run() {
     let rounds = 12;
     for round in 0..rounds {
         let body = json!({"id": format!("evt-{round}")}).to_string();
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let senders: Vec<_> = [a.hook("racing-key-1"), b.hook("racing-key-1")]
-            .into_iter()
-            .map(|hook| {
-                let (body, barrier) = (body.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let agent = post_and_reset_agent();
-                    barrier.wait();
-                    let r = agent
-                        .post(&hook)
-                        .header("content-type", "application/json")
-                        .send(&body)
-                        .expect("request");
-                    let header = |n: &str| {
-                        r.headers()
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string)
-                    };
-                    (
-                        r.status().as_u16(),
-                        header("x-hookflow-execution"),
-                        header("x-hookflow-replayed"),
-                    )
-                })
-            })
-            .collect();
-        let answers: Vec<_> = senders
-            .into_iter()
-            .map(|s| s.join().expect("sender"))
-            .collect();
-        assert!(answers.iter().all(|(s, _, _)| *s == 200), "{answers:?}");
-        assert_eq!(answers[0].1, answers[1].1, "one run: {answers:?}");
+        let answers = race(vec![a.hook("racing-key-1"), b.hook("racing-key-1")], &body);
+        assert!(answers.iter().all(|(s, ..)| *s == 200), "{answers:?}");
+        assert_eq!(answers[0].2, answers[1].2, "one run: {answers:?}");
         let replays = answers
             .iter()
-            .filter(|(_, _, r)| r.as_deref() == Some("true"))
+            .filter(|(.., r)| r.as_deref() == Some("true"))
             .count();
         assert_eq!(replays, 1, "one answer is a replay: {answers:?}");
     }
