@@ -7,10 +7,11 @@
 //! and finishes costs a dozen statements, not thousands; the statements of
 //! a turn are pipelined, in order.
 
-use super::codec::{decode, ms};
+use super::codec::ms;
+use super::reads::{key_entry, KEY_ENTRY};
 use super::writer::{KeyRow, RunRow, Submitted, Verdicts, Write};
 use super::{pg_err, Shared};
-use crate::record::{IdempotencyEntry, RunStatus};
+use crate::record::RunStatus;
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::Transaction;
 use futures_util::future::try_join_all;
@@ -125,32 +126,18 @@ async fn claim_keys(tx: &Transaction<'_>, batch: &[Submitted], now: i64) -> Stor
         .map_err(pg_err)?;
     for ((at, k), won) in keyed.into_iter().zip(won) {
         if won.is_none() {
-            verdicts[at] = Err(StoreError::KeyTaken(Box::new(held(tx, k).await?)));
+            // Not claimed: another run holds it, unexpired at `now`.
+            let row = tx
+                .query_opt(KEY_ENTRY, &[&k.workflow, &k.key, &now])
+                .await
+                .map_err(pg_err)?
+                .ok_or_else(|| {
+                    StoreError::Db("an idempotency key was neither claimed nor held".into())
+                })?;
+            verdicts[at] = Err(StoreError::KeyTaken(Box::new(key_entry(&row)?)));
         }
     }
     Ok(verdicts)
-}
-
-/// The entry of a key another run holds.
-async fn held(tx: &Transaction<'_>, k: &KeyRow) -> StoreResult<IdempotencyEntry> {
-    let row = tx
-        .query_opt(
-            "SELECT execution_id, expires_ms, response FROM hookflow_idempotency
-             WHERE workflow = $1 AND key = $2",
-            &[&k.workflow, &k.key],
-        )
-        .await
-        .map_err(pg_err)?
-        .ok_or_else(|| StoreError::Db("an idempotency key was neither claimed nor held".into()))?;
-    let response: Option<Vec<u8>> = row.get(2);
-    Ok(IdempotencyEntry {
-        execution_id: row.get(0),
-        expires_ms: super::codec::from_ms(row.get(1)),
-        response: response
-            .as_deref()
-            .map(|r| decode("idempotency response", r))
-            .transpose()?,
-    })
 }
 
 /// The batch's writes (those not refused), cut where a run or a key comes

@@ -8,10 +8,10 @@
 //! outside the writer's turns: a pending claim need not survive a crash,
 //! it runs out.
 
-use super::codec::{decode, from_ms, ms};
+use super::codec::ms;
+use super::reads::{key_entry, KEY_ENTRY};
 use super::{pg_err, Shared};
 use crate::contract::KeyClaim;
-use crate::record::IdempotencyEntry;
 use crate::{StoreError, StoreResult};
 
 /// Tries of a claim that found a row gone before it could read it.
@@ -50,31 +50,19 @@ pub async fn claim(
             return Ok(KeyClaim::Claimed);
         }
         let row = client
-            .query_opt(
-                "SELECT execution_id, expires_ms, response FROM hookflow_idempotency
-                 WHERE workflow = $1 AND key = $2 AND expires_ms > $3",
-                &[&workflow, &key, &now],
-            )
+            .query_opt(KEY_ENTRY, &[&workflow, &key, &now])
             .await
             .map_err(pg_err)?;
         // Gone meanwhile (released, or expired and removed): try again.
         let Some(row) = row else { continue };
-        let holder: String = row.get(0);
-        let response = match row.get::<_, Option<&[u8]>>(2) {
-            None => return Ok(KeyClaim::Pending(holder)),
-            Some(r) => decode("idempotency response", r),
-        };
-        return match response {
-            Ok(response) => Ok(KeyClaim::Held(IdempotencyEntry {
-                execution_id: holder,
-                expires_ms: from_ms(row.get(1)),
-                response: Some(response),
-            })),
+        return match key_entry(&row) {
+            Ok(entry) if entry.response.is_some() => Ok(KeyClaim::Held(entry)),
+            Ok(entry) => Ok(KeyClaim::Pending(entry.execution_id)),
             // An answer that does not decode cannot be replayed: the key
             // is held all the same (running again is what it prevents).
             Err(error) => {
                 tracing::error!(message = "A stored idempotency key does not decode.", %error);
-                Ok(KeyClaim::Pending(holder))
+                Ok(KeyClaim::Pending(row.get(0)))
             }
         };
     }

@@ -305,6 +305,24 @@ pub async fn version(shared: &Shared, version: &str) -> StoreResult<Option<Strin
     Ok(row.map(|r| r.get(0)))
 }
 
+/// The live entry of a key ($1 workflow, $2 key bytes, $3 now in ms), read
+/// by [`key_entry`]. A pending claim (sync runs on a shared store) is an
+/// entry without a response.
+pub(super) const KEY_ENTRY: &str = "SELECT execution_id, expires_ms, response
+     FROM hookflow_idempotency WHERE workflow = $1 AND key = $2 AND expires_ms > $3";
+
+/// A row of [`KEY_ENTRY`]; an error when its response does not decode.
+pub(super) fn key_entry(row: &tokio_postgres::Row) -> StoreResult<IdempotencyEntry> {
+    Ok(IdempotencyEntry {
+        execution_id: row.get(0),
+        expires_ms: from_ms(row.get(1)),
+        response: row
+            .get::<_, Option<&[u8]>>(2)
+            .map(|r| decode("idempotency response", r))
+            .transpose()?,
+    })
+}
+
 pub async fn idempotency(
     shared: &Shared,
     workflow: &str,
@@ -313,24 +331,12 @@ pub async fn idempotency(
 ) -> StoreResult<Option<IdempotencyEntry>> {
     let client = shared.conn().await?;
     let row = client
-        .query_opt(
-            "SELECT execution_id, expires_ms, response FROM hookflow_idempotency
-             WHERE workflow = $1 AND key = $2 AND expires_ms > $3",
-            &[&workflow, &key.as_bytes(), &ms(now_ms)],
-        )
+        .query_opt(KEY_ENTRY, &[&workflow, &key.as_bytes(), &ms(now_ms)])
         .await
         .map_err(pg_err)?;
     let Some(row) = row else { return Ok(None) };
-    let response = row
-        .get::<_, Option<&[u8]>>(2)
-        .map(|r| decode("idempotency response", r))
-        .transpose();
-    match response {
-        Ok(response) => Ok(Some(IdempotencyEntry {
-            execution_id: row.get(0),
-            expires_ms: from_ms(row.get(1)),
-            response,
-        })),
+    match key_entry(&row) {
+        Ok(entry) => Ok(Some(entry)),
         Err(error) => {
             tracing::error!(message = "A stored idempotency key does not decode; it is ignored.", %error);
             Ok(None)

@@ -68,11 +68,11 @@ pub async fn run(
     // Credentials (a secret-bearing header by name, a header holding a
     // secret's value, user info in the URL) are sent to the first URL's
     // origin only: its redirects elsewhere are not followed.
+    let scrubber = cx.env.secrets.current();
     let credentials = !url.username().is_empty()
         || url.password().is_some()
         || headers.iter().any(|(name, value)| {
-            crate::record::is_secret_name(name, cx.workflow)
-                || cx.env.secrets.current().matches(value)
+            crate::record::is_secret_name(name, cx.workflow) || scrubber.matches(value)
         });
 
     // `hookflow test` answers every try from the case's stubs: nothing
