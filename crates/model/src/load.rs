@@ -10,6 +10,11 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
+
+mod folder;
+pub use folder::load_dir;
+use folder::load_file;
 
 /// What to do about a declared secret that is not set in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,18 @@ pub struct LoadedFile {
     /// Declared secrets not set in the environment, in the order declared
     /// (each also has its diagnostic, [`unset_secret_message`]).
     pub unset_secrets: Vec<String>,
+    /// The file's modification time and size as it was read (`None` when
+    /// loaded from a text, or when it could not be read).
+    pub stamp: Option<FileStamp>,
+}
+
+/// When a file was last changed, and its size: what tells a changed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Modification time, where the file system has one.
+    pub modified: Option<SystemTime>,
+    /// Size in bytes.
+    pub len: u64,
 }
 
 impl LoadedFile {
@@ -161,6 +178,7 @@ impl LoadedFile {
             source: None,
             diagnostics: Vec::new(),
             unset_secrets: Vec::new(),
+            stamp: None,
         }
     }
 }
@@ -290,119 +308,6 @@ fn has_empty_basic_password(workflow: &Workflow, opts: &LoadOptions<'_>) -> bool
     matches!(workflow.templates.render(&auth.password, &scope), Ok(p) if p.is_empty())
 }
 
-/// Loads every workflow file of a folder (not recursive).
-pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
-    let mut catalog = Catalog::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            catalog.other.push(diag(
-                dir,
-                Pos::default(),
-                Severity::Error,
-                format!("cannot read the workflows folder: {e}"),
-            ));
-            return catalog;
-        }
-    };
-    // The entry's type comes with the listing on most file systems: only
-    // a link (or an unknown type) costs a `stat` to know whether it leads
-    // to a file.
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| match e.file_type() {
-            Ok(t) if t.is_file() => true,
-            Ok(t) if t.is_dir() => false,
-            _ => e.path().is_file(),
-        })
-        .map(|e| e.path())
-        .collect();
-    paths.sort();
-    let named: Vec<(String, PathBuf)> = paths
-        .into_iter()
-        .filter_map(|path| workflow_id_of(&path).map(|id| (id, path)))
-        .collect();
-    for (id, path, file) in load_all(named, opts) {
-        if let Some(first) = catalog.files.get(&id) {
-            catalog.other.push(diag(
-                &path,
-                Pos::default(),
-                Severity::Error,
-                format!(
-                    "workflow id `{id}` is already used by {}; ids must be unique",
-                    first.path.display()
-                ),
-            ));
-            continue;
-        }
-        catalog.files.insert(id, file);
-    }
-    check_pinned_keys(&mut catalog);
-    catalog
-}
-
-/// Files a thread loads at least: below this, one thread does it all.
-const FILES_PER_THREAD: usize = 64;
-
-/// Loads the files on as many threads as there are cores (parsing and
-/// compiling are CPU work; with thousands of workflows this is most of the
-/// start-up), keeping their order. A file whose id repeats another's is
-/// loaded anyway and refused by the caller (ids differ only by extension).
-fn load_all(
-    named: Vec<(String, PathBuf)>,
-    opts: &LoadOptions<'_>,
-) -> Vec<(String, PathBuf, LoadedFile)> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(named.len() / FILES_PER_THREAD)
-        .max(1);
-    let load = |chunk: &[(String, PathBuf)]| -> Vec<(String, PathBuf, LoadedFile)> {
-        chunk
-            .iter()
-            .map(|(id, path)| (id.clone(), path.clone(), load_file(id, path, opts)))
-            .collect()
-    };
-    if threads == 1 {
-        return load(&named);
-    }
-    let size = named.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = named
-            .chunks(size)
-            .map(|chunk| scope.spawn(move || load(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(files) => files,
-                // A panic in a loader thread is a bug; let it surface as one.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
-}
-
-fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_source(id, path, &text, opts),
-        Err(e) => LoadedFile {
-            id: id.to_string(),
-            path: path.to_path_buf(),
-            title: None,
-            workflow: None,
-            source: None,
-            diagnostics: vec![diag(
-                path,
-                Pos::default(),
-                Severity::Error,
-                format!("cannot read the file: {e}"),
-            )],
-            unset_secrets: Vec::new(),
-        },
-    }
-}
-
 /// Loads a workflows folder, or one workflow file (`*.yaml`/`*.yml`, not a
 /// test file: see [`is_test_file`]).
 pub fn load_path(path: &Path, opts: &LoadOptions<'_>) -> Catalog {
@@ -445,17 +350,22 @@ pub fn is_test_file(path: &Path) -> bool {
 
 /// Two workflows pinning the same key: neither is served.
 pub fn check_pinned_keys(catalog: &mut Catalog) {
-    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for f in catalog.files.values() {
         if let Some(key) = f
             .workflow
             .as_ref()
-            .and_then(|w| w.trigger.pinned_key.clone())
+            .and_then(|w| w.trigger.pinned_key.as_deref())
         {
-            by_key.entry(key).or_default().push(f.id.clone());
+            by_key.entry(key).or_default().push(&f.id);
         }
     }
-    for ids in by_key.values().filter(|ids| ids.len() > 1) {
+    let colliding: Vec<Vec<String>> = by_key
+        .into_values()
+        .filter(|ids| ids.len() > 1)
+        .map(|ids| ids.into_iter().map(str::to_string).collect())
+        .collect();
+    for ids in &colliding {
         for id in ids {
             let others: Vec<&str> = ids
                 .iter()

@@ -5,17 +5,15 @@
 //! them and how to set them; real errors are errors.
 
 use crate::registry::Refused;
-use hookflow_model::load::unset_secret_message;
+use hookflow_model::load::{unset_secret_message, FileStamp};
 use hookflow_model::{Catalog, Diagnostic, LoadedFile, SecretPolicy};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::time::SystemTime;
 
 /// A file as it was when its problems were last logged.
 #[derive(Debug, PartialEq)]
 struct Logged {
-    /// Modification time and size of the file.
-    stamp: Option<(Option<SystemTime>, u64)>,
+    /// Modification time and size of the file as it was read.
+    stamp: Option<FileStamp>,
     /// Its diagnostics then.
     diagnostics: Vec<Diagnostic>,
 }
@@ -28,12 +26,6 @@ pub struct Reports {
     other: Vec<Diagnostic>,
     /// Workflows that loaded but are not served, as logged.
     refused: HashSet<Refused>,
-}
-
-fn stamp(path: &Path) -> Option<(Option<SystemTime>, u64)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.modified().ok(), m.len()))
 }
 
 impl Reports {
@@ -50,7 +42,7 @@ impl Reports {
         let mut reported = 0;
         for (id, file) in &catalog.files {
             let now = Logged {
-                stamp: stamp(&file.path),
+                stamp: file.stamp,
                 diagnostics: file.diagnostics.clone(),
             };
             if self.files.get(id) == Some(&now) {
@@ -139,6 +131,7 @@ fn log_file(id: &str, file: &LoadedFile) {
 mod tests {
     use super::*;
     use hookflow_model::{load_dir, LoadOptions};
+    use std::path::Path;
 
     fn catalog(dir: &Path) -> Catalog {
         load_dir(

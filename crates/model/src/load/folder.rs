@@ -1,0 +1,223 @@
+//! Loading a folder of workflow files: listed once, then read, parsed and
+//! compiled on every core.
+
+use super::{check_pinned_keys, diag, load_source, workflow_id_of, Catalog, LoadOptions};
+use super::{FileStamp, LoadedFile};
+use crate::diag::Severity;
+use crate::yaml::Pos;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Loads every workflow file of a folder (not recursive).
+pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
+    let mut catalog = Catalog::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            catalog.other.push(diag(
+                dir,
+                Pos::default(),
+                Severity::Error,
+                format!("cannot read the workflows folder: {e}"),
+            ));
+            return catalog;
+        }
+    };
+    // The entry's type comes with the listing on most file systems: only
+    // a link (or an unknown type) costs a `stat` to know whether it leads
+    // to a file.
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| match e.file_type() {
+            Ok(t) if t.is_file() => true,
+            Ok(t) if t.is_dir() => false,
+            _ => e.path().is_file(),
+        })
+        .map(|e| e.path())
+        .collect();
+    // One folder: the names decide the order (cheaper than comparing paths
+    // component by component).
+    paths.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let named: Vec<(String, PathBuf)> = paths
+        .into_iter()
+        .filter_map(|path| workflow_id_of(&path).map(|id| (id, path)))
+        .collect();
+    for (id, path, file) in load_all(named, opts) {
+        if let Some(first) = catalog.files.get(&id) {
+            catalog.other.push(diag(
+                &path,
+                Pos::default(),
+                Severity::Error,
+                format!(
+                    "workflow id `{id}` is already used by {}; ids must be unique",
+                    first.path.display()
+                ),
+            ));
+            continue;
+        }
+        catalog.files.insert(id, file);
+    }
+    check_pinned_keys(&mut catalog);
+    catalog
+}
+
+/// Files a thread loads at least: below this, one thread does it all.
+const FILES_PER_THREAD: usize = 64;
+
+/// Files a thread takes at a time: small enough that the threads finish
+/// together (files differ in size, cores in speed), large enough that
+/// taking them costs nothing.
+const FILES_PER_TAKE: usize = 16;
+
+/// Loads the files on as many threads as there are cores (parsing and
+/// compiling are CPU work; with thousands of workflows this is most of the
+/// start-up), keeping their order. Each thread takes the next few files when
+/// it is done with its last ones, so none is left with the slow half. A file
+/// whose id repeats another's is loaded anyway and refused by the caller
+/// (ids differ only by extension).
+fn load_all(
+    named: Vec<(String, PathBuf)>,
+    opts: &LoadOptions<'_>,
+) -> Vec<(String, PathBuf, LoadedFile)> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(named.len() / FILES_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return named
+            .into_iter()
+            .map(|(id, path)| {
+                let file = load_file(&id, &path, opts);
+                (id, path, file)
+            })
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut loaded = Vec::new();
+        loop {
+            let from = next.fetch_add(FILES_PER_TAKE, Ordering::Relaxed);
+            let Some(take) = named.get(from..(from + FILES_PER_TAKE).min(named.len())) else {
+                break;
+            };
+            if take.is_empty() {
+                break;
+            }
+            for (at, (id, path)) in (from..).zip(take) {
+                loaded.push((at, load_file(id, path, opts)));
+            }
+        }
+        loaded
+    };
+    let mut files: Vec<Option<LoadedFile>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut files: Vec<Option<LoadedFile>> = Vec::new();
+        files.resize_with(named.len(), || None);
+        let mut place = |loaded: Vec<(usize, LoadedFile)>| {
+            for (at, file) in loaded {
+                files[at] = Some(file);
+            }
+        };
+        // This thread loads too.
+        place(work());
+        for handle in handles {
+            match handle.join() {
+                Ok(loaded) => place(loaded),
+                // A panic in a loader thread is a bug; let it surface as one.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        files
+    });
+    named
+        .into_iter()
+        .zip(files.iter_mut())
+        .filter_map(|((id, path), file)| file.take().map(|file| (id, path, file)))
+        .collect()
+}
+
+/// Reads, parses and compiles one file; its modification time and size are
+/// taken from the file as it was opened (what [`LoadedFile::stamp`] says).
+pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
+    let read = std::fs::File::open(path).and_then(|mut file| {
+        let meta = file.metadata()?;
+        let stamp = FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        };
+        let mut text = String::new();
+        text.try_reserve_exact(usize::try_from(meta.len()).unwrap_or(0))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        file.read_to_string(&mut text)?;
+        Ok((text, stamp))
+    });
+    match read {
+        Ok((text, stamp)) => {
+            let mut file = load_source(id, path, &text, opts);
+            file.stamp = Some(stamp);
+            file
+        }
+        Err(e) => {
+            let mut file = LoadedFile::empty(id, path);
+            file.diagnostics.push(diag(
+                path,
+                Pos::default(),
+                Severity::Error,
+                format!("cannot read the file: {e}"),
+            ));
+            file
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretPolicy;
+
+    /// A folder large enough to load on every core gives each file its own
+    /// result (the one loading it alone gives), with its stamp, in order.
+    #[test]
+    fn every_file_of_a_large_folder_gets_its_own_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let count = FILES_PER_THREAD * 4 + 7;
+        for i in 0..count {
+            // Files of different sizes and outcomes: some fine, some with an
+            // error on a line that depends on the file, some too long to be
+            // quick.
+            let text = match i % 3 {
+                0 => format!("title: w{i}\ntrigger: {{ type: webhook, key: key-{i:04} }}\n"),
+                1 => format!(
+                    "title: w{i}\n{}trigger: {{ type: webhook }}\nbogus{i}: 1\n",
+                    "# c\n".repeat(i % 17)
+                ),
+                _ => format!(
+                    "title: w{i}\ndescription: \"{}\"\ntrigger: {{ type: webhook }}\n",
+                    "x".repeat(i * 40)
+                ),
+            };
+            std::fs::write(dir.path().join(format!("w{i:04}.yaml")), text).expect("write");
+        }
+        let opts = LoadOptions {
+            secrets: SecretPolicy::Warn,
+            env: &|_| None,
+        };
+        let catalog = load_dir(dir.path(), &opts);
+        assert_eq!(catalog.files.len(), count);
+        for (i, (id, file)) in catalog.files.iter().enumerate() {
+            assert_eq!(id, &format!("w{i:04}"));
+            let path = dir.path().join(format!("{id}.yaml"));
+            assert_eq!(file.path, path);
+            let alone = load_file(id, &path, &opts);
+            assert_eq!(format!("{file:?}"), format!("{alone:?}"), "{id}");
+            assert_eq!(file.title.as_deref(), Some(format!("w{i}").as_str()));
+            assert_eq!(file.workflow.is_some(), i % 3 != 1, "{id}");
+            let meta = std::fs::metadata(&path).expect("metadata");
+            let stamp = file.stamp.expect("a stamp");
+            assert_eq!(stamp.len, meta.len());
+            assert_eq!(stamp.modified, meta.modified().ok());
+        }
+    }
+}
