@@ -22,6 +22,7 @@ mod queued;
 mod reads;
 mod refused;
 mod retention;
+mod versions;
 mod writer;
 
 use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, Store};
@@ -373,17 +374,11 @@ impl Store for SledStore {
     }
 
     fn put_version(&self, version: &str, source: &str) -> StoreResult<()> {
-        if self
-            .versions
-            .contains_key(version.as_bytes())
-            .map_err(db_err)?
-        {
-            return Ok(());
-        }
-        self.versions
-            .insert(version.as_bytes(), source.as_bytes())
-            .map_err(db_err)?;
-        Ok(())
+        versions::put(&self.versions, version, source)
+    }
+
+    fn put_versions(&self, batch: &[(&str, &str)]) -> StoreResult<()> {
+        versions::put_many(&self.versions, batch)
     }
 
     fn version(&self, version: &str) -> StoreResult<Option<String>> {
