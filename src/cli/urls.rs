@@ -33,14 +33,8 @@ pub fn run(args: UrlsArgs) -> anyhow::Result<ExitCode> {
         &LoadOptions::process_env(SecretPolicy::Warn),
     );
     let keys = super::store::keys(&args.place)?;
-    let registry = Registry::build(
-        &catalog,
-        None,
-        keys.as_ref(),
-        &args.place.public_url(),
-        &hookflow_service::Metrics::default(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let registry = Registry::build(&catalog, None, keys.as_ref(), &args.place.public_url())
+        .map_err(anyhow::Error::msg)?;
     match args.format {
         Format::Json => {
             let rows: Vec<_> = registry

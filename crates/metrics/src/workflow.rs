@@ -1,6 +1,6 @@
-//! Per-workflow handles: made when a workflow (version) loads, kept with it,
-//! so that counting a request or a run touches only atomics — no map lookup
-//! with string labels. A handle's series appear on first use (one lookup in
+//! Per-workflow handles: made on a workflow version's first request, kept
+//! with it, so that counting a request or a run touches only atomics — no
+//! map lookup with string labels. A handle's series appear on first use (one lookup in
 //! the family then), so ten thousand idle workflows add nothing to `/metrics`.
 
 use crate::histogram::AtomicHistogram;

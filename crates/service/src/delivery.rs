@@ -99,7 +99,7 @@ impl Service {
         };
         let (execution_id, answer) = match workflow.mode {
             Mode::Sync => {
-                let handles = Some(served.metrics.clone());
+                let handles = Some(served.metrics(self.metrics()).clone());
                 self.executor
                     .run_sync_as(workflow, handles, input, sync_id)
                     .await
@@ -109,7 +109,12 @@ impl Service {
                 let key = first.as_ref().map(|(f, ttl)| (f.key().to_string(), *ttl));
                 match self
                     .executor
-                    .accept(workflow, Some(served.metrics.clone()), input, key)
+                    .accept(
+                        workflow,
+                        Some(served.metrics(self.metrics()).clone()),
+                        input,
+                        key,
+                    )
                     .await
                 {
                     Ok(accepted) => accepted,

@@ -118,7 +118,6 @@ impl Service {
             Some(&previous),
             self.keys.as_ref(),
             &self.settings.public_url,
-            self.executor.metrics(),
         )?;
         let (loaded, invalid, disabled) = registry.counts();
         self.executor

@@ -10,7 +10,7 @@ use hookflow_store::KeyStore;
 use hookflow_verify::{SecretDigest, Verifier};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Basic credentials: the digest of the user name and password, computed
 /// once; a request's pair is hashed the same way and compared in constant time.
@@ -26,9 +26,18 @@ pub struct Served {
     pub basic: Option<Credentials>,
     /// Signature verification, ready for requests.
     pub verifier: Option<Verifier>,
-    /// Its counters (`/metrics`), made here so that a request counts
-    /// without looking anything up.
-    pub metrics: Arc<WorkflowMetrics>,
+    /// Its counters (`/metrics`), made on its first request (see
+    /// [`Served::metrics`]).
+    metrics: OnceLock<Arc<WorkflowMetrics>>,
+}
+
+impl Served {
+    /// Its counters (`/metrics`), made on the first request and kept, so that
+    /// a request counts without looking anything up and ten thousand idle
+    /// workflows hold no handles.
+    pub fn metrics(&self, all: &Metrics) -> &Arc<WorkflowMetrics> {
+        self.metrics.get_or_init(|| all.workflow(&self.workflow))
+    }
 }
 
 /// One row of `GET /api/workflows` and `hookflow urls`.
@@ -113,7 +122,6 @@ impl Registry {
         previous: Option<&Registry>,
         keys: &dyn KeyStore,
         public_url: &str,
-        metrics: &Metrics,
     ) -> Result<Registry, String> {
         let ids: Vec<&str> = catalog
             .files
@@ -197,7 +205,7 @@ impl Registry {
             registry.by_key.insert(
                 key.clone(),
                 Arc::new(Served {
-                    metrics: metrics.workflow(&workflow),
+                    metrics: OnceLock::new(),
                     workflow,
                     key,
                     basic,

@@ -39,7 +39,7 @@ impl Service {
         parts: impl FnOnce() -> RefusedParts,
     ) {
         let code = refusal.code();
-        let metrics = served.map_or(self.metrics().unknown(), |s| &s.metrics);
+        let metrics = served.map_or(self.metrics().unknown(), |s| s.metrics(self.metrics()));
         metrics.refused(code);
         let workflow = served.map_or("-", |s| s.workflow.id.as_str());
         match refusal {

@@ -45,12 +45,14 @@ pub async fn handle(
         Ok(r) => (r, None),
         Err(e) => (actix_web::ResponseError::error_response(&e), Some(e.0)),
     };
-    // Counted through handles made when the workflow loaded: atomics only.
+    // Counted through the workflow's handles: atomics only.
     let took = clock.elapsed();
     let status = response.status().as_u16();
     let metrics = served
         .as_ref()
-        .map_or(state.service.metrics().unknown(), |s| &s.metrics);
+        .map_or(state.service.metrics().unknown(), |s| {
+            s.metrics(state.service.metrics())
+        });
     metrics.request(status, took);
     if let Some(refusal) = &refusal {
         state
