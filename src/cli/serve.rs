@@ -224,13 +224,7 @@ async fn serve(
         let addr = l.local_addr().context("no local address")?;
         println!("metrics on http://{addr}/metrics");
     }
-    for w in &service.registry().listing {
-        match (w.loaded, w.enabled) {
-            (true, true) => println!("  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
-            (true, false) => println!("  {:<28} {:<5} (disabled)", w.id, mode_name(w.mode)),
-            (false, _) => println!("  {:<28} {}", w.id, why_not_served(w)),
-        }
-    }
+    print_listing(&service.registry().listing);
     if resumed > 0 {
         println!("resumed {resumed} run(s) left on disk");
     }
@@ -298,4 +292,31 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// Workflows served beyond this many are summed up in one line at start
+/// (`hookflow urls` lists them all); files that are not served are always
+/// listed.
+const LISTED_AT_START: usize = 100;
+
+/// One line per workflow on standard output, written in one go.
+fn print_listing(listing: &[WorkflowInfo]) {
+    use std::io::Write;
+    let served = listing.iter().filter(|w| w.loaded && w.enabled).count();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for w in listing {
+        let _ = match (w.loaded, w.enabled) {
+            (true, true) if served > LISTED_AT_START => Ok(()),
+            (true, true) => writeln!(out, "  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),
+            (true, false) => writeln!(out, "  {:<28} {:<5} (disabled)", w.id, mode_name(w.mode)),
+            (false, _) => writeln!(out, "  {:<28} {}", w.id, why_not_served(w)),
+        };
+    }
+    if served > LISTED_AT_START {
+        let _ = writeln!(
+            out,
+            "  {served} workflows served; `hookflow urls` lists their URLs"
+        );
+    }
+    let _ = out.flush();
 }
