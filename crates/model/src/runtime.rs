@@ -227,7 +227,7 @@ pub enum NodeKind {
     /// Durable wait.
     Delay(DelayWait),
     /// Answer the caller.
-    Response(ResponseSpec),
+    Response(Box<ResponseSpec>),
     /// End the run.
     End {
         /// How.

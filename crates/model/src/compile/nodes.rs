@@ -271,7 +271,7 @@ impl Cx<'_> {
                     headers: r.headers.clone(),
                     body: r.body.clone(),
                 };
-                NodeKind::Response(self.response(path, &def, visible))
+                NodeKind::Response(Box::new(self.response(path, &def, visible)))
             }
             NodeDef::End(e) => NodeKind::End {
                 status: e.status,

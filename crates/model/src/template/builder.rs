@@ -163,34 +163,45 @@ impl TemplateBuilder {
         }
     }
 
-    /// Keeps a checked template's source under a new name.
-    fn keep(&mut self, prefix: &str, source: String) -> String {
+    /// Keeps a checked template's source under a new number (its name in
+    /// the environment is that number after `e` or `t`).
+    fn keep(&mut self, source: String) -> u32 {
         self.sources.push(source);
-        format!("{prefix}{}", self.sources.len())
+        u32::try_from(self.sources.len()).unwrap_or(u32::MAX)
     }
 
     /// Compiles an expression written without braces.
     pub fn expr(&mut self, source: &str) -> Result<Compiled<Expr>, CompileError> {
-        let refs = {
-            let compiled = self
-                .env
-                .compile_expression(source)
-                .map_err(|e| compile_error(&e))?;
-            nested_refs(compiled.undeclared_variables(true))
-        };
-        self.note_reads(&refs);
         // An expression is kept as a template that assigns it, so that the
         // compiled form lives in the environment and keeps no borrows.
         let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
-        self.env
-            .template_from_str(&wrapper)
-            .map_err(|e| compile_error(&e))?;
-        let name = self.keep("e", wrapper);
+        let fast = Fast::parse(source).map(Box::new);
+        // The common shapes (`vars.order_id`, `vars.status == "PAID"`) are
+        // known to compile and to read what they name; anything else is
+        // compiled here, as the expression and as the template kept.
+        let refs = match fast.as_deref().map(Fast::reads) {
+            Some(read) => BTreeSet::from([read]),
+            None => {
+                let refs = {
+                    let compiled = self
+                        .env
+                        .compile_expression(source)
+                        .map_err(|e| compile_error(&e))?;
+                    nested_refs(compiled.undeclared_variables(true))
+                };
+                self.env
+                    .template_from_str(&wrapper)
+                    .map_err(|e| compile_error(&e))?;
+                refs
+            }
+        };
+        self.note_reads(&refs);
+        let id = self.keep(wrapper);
         Ok(Compiled {
             value: Expr {
-                name,
-                source: source.to_string(),
-                fast: Fast::parse(source),
+                id,
+                source: source.into(),
+                fast,
             },
             refs,
         })
@@ -216,9 +227,9 @@ impl TemplateBuilder {
             Err(e) => return Err(compile_error(&e)),
         };
         self.note_reads(&refs);
-        let name = self.keep("t", source.to_string());
+        let id = self.keep(source.to_string());
         Ok(Compiled {
-            value: Text::Template(name),
+            value: Text::Template(id),
             refs,
         })
     }

@@ -11,21 +11,25 @@ use serde_json::Value as Json;
 #[derive(Debug, Clone)]
 pub(super) enum Fast {
     /// `vars.order_id`
-    Path(Vec<String>),
+    Path(Steps),
     /// `vars.status == "SUCCESS"` (or `!=`)
     StrEq {
-        path: Vec<String>,
-        literal: String,
+        path: Steps,
+        literal: Box<str>,
         negated: bool,
     },
 }
+
+/// A dotted path's names, held tight: with thousands of workflows loaded,
+/// every expression's spare room adds up.
+pub(super) type Steps = Box<[Box<str>]>;
 
 impl Fast {
     pub(super) fn parse(source: &str) -> Option<Fast> {
         let source = source.trim();
         for (op, negated) in [("==", false), ("!=", true)] {
             if let Some((left, right)) = source.split_once(op) {
-                let literal = string_literal(right.trim())?;
+                let literal = string_literal(right.trim())?.into_boxed_str();
                 let path = path_of(left.trim())?;
                 return Some(Fast::StrEq {
                     path,
@@ -36,10 +40,21 @@ impl Fast {
         }
         path_of(source).map(Fast::Path)
     }
+
+    /// What the engine would say the expression reads (`vars.order_id`),
+    /// without asking it: a dotted path of plain names, compared at most to
+    /// a plain string literal, is an expression the engine takes as written
+    /// (and as the template kept for it). The tests hold this to the
+    /// engine's own answers.
+    pub(super) fn reads(&self) -> String {
+        match self {
+            Fast::Path(path) | Fast::StrEq { path, .. } => path.join("."),
+        }
+    }
 }
 
 /// `a.b.c` of plain names, the first not a literal or keyword.
-fn path_of(s: &str) -> Option<Vec<String>> {
+fn path_of(s: &str) -> Option<Steps> {
     let ident = |p: &str| {
         let mut chars = p.chars();
         chars
@@ -47,10 +62,10 @@ fn path_of(s: &str) -> Option<Vec<String>> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
-    let parts: Vec<String> = s.split('.').map(str::to_string).collect();
+    let parts: Steps = s.split('.').map(Box::from).collect();
     let first = parts.first()?;
     let keyword = matches!(
-        first.as_str(),
+        &**first,
         "true"
             | "false"
             | "none"
@@ -78,9 +93,9 @@ fn string_literal(s: &str) -> Option<String> {
 
 /// The value at `path` below `json`, stepping into objects by key (the only
 /// steps a dotted path of names resolves in the engine).
-fn walk<'a>(json: &'a Json, path: &[String]) -> Option<&'a Json> {
+fn walk<'a>(json: &'a Json, path: &[Box<str>]) -> Option<&'a Json> {
     path.iter()
-        .try_fold(json, |value, step| value.as_object()?.get(step))
+        .try_fold(json, |value, step| value.as_object()?.get(&**step))
 }
 
 /// What a lookup found: JSON still to convert, or an engine value.
@@ -109,15 +124,15 @@ impl Found<'_> {
 
 impl Scope {
     /// The value at a dotted path, if every step exists.
-    pub(super) fn lookup(&self, path: &[String]) -> Option<MjValue> {
+    pub(super) fn lookup(&self, path: &[Box<str>]) -> Option<MjValue> {
         self.find(path).map(Found::into_value)
     }
 
     /// The value at a dotted path, converted only when it is a whole entry.
-    pub(super) fn find(&self, path: &[String]) -> Option<Found<'_>> {
+    pub(super) fn find(&self, path: &[Box<str>]) -> Option<Found<'_>> {
         let data = &self.data;
-        let (entry, rest) = match path.first()?.as_str() {
-            "nodes" => (data.nodes.get(path.get(1)?)?, path.get(2..)?),
+        let (entry, rest) = match &**path.first()? {
+            "nodes" => (data.nodes.get(&**path.get(1)?)?, path.get(2..)?),
             "loop" => return Self::find_in_loop(data.loops.last()?, path.get(1..)?),
             "now" => return None,
             top => (data.entries.get(top)?, path.get(1..)?),
@@ -129,10 +144,10 @@ impl Scope {
     }
 
     /// `loop`, `loop.index` or a path below `loop.item`.
-    fn find_in_loop<'a>(current: &'a LoopEntry, rest: &[String]) -> Option<Found<'a>> {
+    fn find_in_loop<'a>(current: &'a LoopEntry, rest: &[Box<str>]) -> Option<Found<'a>> {
         match rest.split_first() {
             None => Some(Found::Value(current.value())),
-            Some((step, more)) => match step.as_str() {
+            Some((step, more)) => match &**step {
                 "item" => walk(&current.item, more).map(Found::Json),
                 "index" if more.is_empty() => Some(Found::Value(MjValue::from(current.index))),
                 _ => None,

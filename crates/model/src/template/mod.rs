@@ -41,18 +41,19 @@ pub enum Text {
     Literal(String),
     /// Exactly one `{{ expr }}`: evaluates to a typed value.
     Expr(Expr),
-    /// A text template (its name in the environment).
-    Template(String),
+    /// A text template (its number in the environment).
+    Template(u32),
 }
 
 /// A compiled expression (conditions, calculations, `loop.over`).
 #[derive(Debug, Clone)]
 pub struct Expr {
-    name: String,
+    /// Its number in the environment.
+    id: u32,
     /// The source, for messages.
-    pub source: String,
+    pub source: Box<str>,
     /// The shape of the commonest expressions, evaluated without the engine.
-    fast: Option<Fast>,
+    fast: Option<Box<Fast>>,
 }
 
 /// A JSON value whose strings are templates, compiled member by member.
@@ -157,7 +158,7 @@ impl Templates {
 
     /// Evaluates an expression, by lookup when its shape allows.
     fn eval_expr(&self, expr: &Expr, scope: &Scope) -> Result<MjValue, EvalError> {
-        let fast = match &expr.fast {
+        let fast = match expr.fast.as_deref() {
             Some(Fast::Path(path)) => scope.lookup(path),
             Some(Fast::StrEq {
                 path,
@@ -166,13 +167,13 @@ impl Templates {
             }) => scope.find(path).and_then(|found| {
                 found
                     .as_str()
-                    .map(|s| MjValue::from((s == literal) != *negated))
+                    .map(|s| MjValue::from((s == &**literal) != *negated))
             }),
             None => None,
         };
         match fast {
             Some(value) => Ok(value),
-            None => self.eval_named(&expr.name, scope.context()),
+            None => self.eval_named(&expr_name(expr.id), scope.context()),
         }
     }
 
@@ -206,8 +207,11 @@ impl Templates {
                     })?,
                 })
             }
-            Text::Template(name) => {
-                let template = self.env.get_template(name).map_err(|e| eval_error(&e))?;
+            Text::Template(id) => {
+                let template = self
+                    .env
+                    .get_template(&text_name(*id))
+                    .map_err(|e| eval_error(&e))?;
                 template.render(scope.context()).map_err(|e| eval_error(&e))
             }
         }
@@ -240,6 +244,16 @@ impl Templates {
             ),
         })
     }
+}
+
+/// The environment's name of expression `id` (the template kept for it).
+fn expr_name(id: u32) -> String {
+    format!("e{id}")
+}
+
+/// The environment's name of text template `id`.
+fn text_name(id: u32) -> String {
+    format!("t{id}")
 }
 
 fn with_source(mut e: EvalError, source: &str) -> EvalError {

@@ -102,8 +102,8 @@ fn looked_up_expressions_match_the_engine() {
             assert_eq!(fast_result, engine_result, "{source}");
         }
         let looked_up = expr.fast.as_ref().is_some_and(|_| {
-            matches!(&expr.fast, Some(Fast::Path(p)) if s.lookup(p).is_some())
-                || matches!(&expr.fast, Some(Fast::StrEq { path, .. })
+            matches!(expr.fast.as_deref(), Some(Fast::Path(p)) if s.lookup(p).is_some())
+                || matches!(expr.fast.as_deref(), Some(Fast::StrEq { path, .. })
                     if s.lookup(path).is_some_and(|v| v.as_str().is_some()))
         });
         assert_eq!(looked_up, by_lookup, "{source}");
@@ -168,9 +168,11 @@ fn lazy_context_matches_an_eager_one() {
         let mut b = TemplateBuilder::new();
         let expr = b.expr(source).expect("compiles").value;
         let t = b.finish();
-        let lazy = t.eval_named(&expr.name, s.context()).and_then(to_json);
+        let lazy = t
+            .eval_named(&expr_name(expr.id), s.context())
+            .and_then(to_json);
         let eager = t
-            .eval_named(&expr.name, eager_context(&s))
+            .eval_named(&expr_name(expr.id), eager_context(&s))
             .and_then(to_json);
         assert_eq!(lazy, eager, "{source}");
     }
@@ -333,4 +335,71 @@ fn templates_compile_when_first_needed_and_not_before() {
     assert!(error.message.contains("undefined"), "{}", error.message);
     assert!(t.eval_text(&missing, &scope()).is_err());
     assert_eq!(t.env.templates().count(), 2);
+}
+
+/// The fast path's answer to "what does this read" is the engine's, and an
+/// expression it answers for compiles (as itself and as the template kept
+/// for it): a shape the engine takes differently must get no answer.
+#[test]
+fn the_fast_reads_are_the_engines_reads() {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let sources = [
+        "vars.order_id",
+        "vars",
+        "_x.y_1.Z",
+        "  vars.a  ",
+        "trigger.body.status == \"SUCCESS\"",
+        "trigger.body.status != 'FAILED'",
+        "vars.a == \"\"",
+        "vars.a=='x'",
+        "loop.index",
+        "loop.item.id",
+        "nodes.paid.status",
+        "self.x",
+        "super.x",
+        "caller.x",
+        "varargs.x",
+        "kwargs.x",
+        "range.x",
+        "namespace",
+        "debug.x",
+        "vars.if",
+        "vars.true",
+        "vars.none",
+        "vars.not",
+        "vars.in",
+        "vars.is",
+        "vars.and.or",
+        "vars.a == \"%}\"",
+        "vars.a == \"}}\"",
+        "vars.a == \"{#\"",
+        "vars.a == \"a\nb\"",
+        "vars.a == \"x\" ~ vars.b",
+        "vars.a == vars.b",
+        "vars.a.0",
+        "vars.é",
+        "now",
+        "true",
+        "None",
+        "vars.a == 'it''s'",
+    ];
+    let mut answered = 0;
+    for source in sources {
+        let Some(read) = Fast::parse(source).as_ref().map(Fast::reads) else {
+            continue;
+        };
+        answered += 1;
+        let engine = env
+            .compile_expression(source)
+            .unwrap_or_else(|e| panic!("{source:?}: the engine refuses it: {e}"));
+        let engine_reads: BTreeSet<String> =
+            engine.undeclared_variables(true).into_iter().collect();
+        assert_eq!(engine_reads, BTreeSet::from([read]), "{source:?}");
+        let wrapper = format!("{{% set result = ({source}\n) %}}");
+        if let Err(e) = env.template_from_str(&wrapper) {
+            panic!("{source:?}: the kept template does not compile: {e}");
+        }
+    }
+    assert!(answered >= 29, "only {answered} answered");
 }
