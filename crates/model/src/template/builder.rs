@@ -113,8 +113,10 @@ const TESTS: &[&str] = &[
 /// of the server's memory.
 pub struct TemplateBuilder {
     env: Environment<'static>,
-    /// Template sources by number: `e3` or `t3` is `sources[2]`.
-    sources: Vec<String>,
+    /// Sources by number: `e3` is the template kept for the expression
+    /// `sources[2]` (made when first loaded, see [`wrapper`]), `t3` the
+    /// text template `sources[2]`.
+    sources: Vec<Box<str>>,
     /// The top-level variables any template reads (`trigger`, `vars`…).
     reads: BTreeSet<String>,
 }
@@ -165,16 +167,13 @@ impl TemplateBuilder {
 
     /// Keeps a checked template's source under a new number (its name in
     /// the environment is that number after `e` or `t`).
-    fn keep(&mut self, source: String) -> u32 {
-        self.sources.push(source);
+    fn keep(&mut self, source: &str) -> u32 {
+        self.sources.push(source.into());
         u32::try_from(self.sources.len()).unwrap_or(u32::MAX)
     }
 
     /// Compiles an expression written without braces.
     pub fn expr(&mut self, source: &str) -> Result<Compiled<Expr>, CompileError> {
-        // An expression is kept as a template that assigns it, so that the
-        // compiled form lives in the environment and keeps no borrows.
-        let wrapper = format!("{{% set {RESULT_VAR} = ({source}\n) %}}");
         let fast = Fast::parse(source).map(Box::new);
         // The common shapes (`vars.order_id`, `vars.status == "PAID"`) are
         // known to compile and to read what they name; anything else is
@@ -190,13 +189,13 @@ impl TemplateBuilder {
                     nested_refs(compiled.undeclared_variables(true))
                 };
                 self.env
-                    .template_from_str(&wrapper)
+                    .template_from_str(&wrapper(source))
                     .map_err(|e| compile_error(&e))?;
                 refs
             }
         };
         self.note_reads(&refs);
-        let id = self.keep(wrapper);
+        let id = self.keep(source);
         Ok(Compiled {
             value: Expr {
                 id,
@@ -227,7 +226,7 @@ impl TemplateBuilder {
             Err(e) => return Err(compile_error(&e)),
         };
         self.note_reads(&refs);
-        let id = self.keep(source.to_string());
+        let id = self.keep(source);
         Ok(Compiled {
             value: Text::Template(id),
             refs,
@@ -326,19 +325,30 @@ impl TemplateBuilder {
     /// Freezes the environment; templates compile on first use.
     pub fn finish(self) -> Templates {
         let mut env = self.env;
-        let sources: Arc<[String]> = self.sources.into();
+        let sources: Arc<[Box<str>]> = self.sources.into();
         env.set_loader(move |name| {
-            let index = name
+            let source = name
                 .get(1..)
                 .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| n.checked_sub(1));
-            Ok(index.and_then(|i| sources.get(i)).cloned())
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| sources.get(i));
+            Ok(match (name.as_bytes().first(), source) {
+                (Some(b'e'), Some(expr)) => Some(wrapper(expr)),
+                (Some(b't'), Some(text)) => Some(text.to_string()),
+                _ => None,
+            })
         });
         Templates {
             env: Arc::new(env),
             reads: self.reads.into_iter().map(String::into_boxed_str).collect(),
         }
     }
+}
+
+/// The template an expression is kept as: one that assigns it, so that its
+/// compiled form lives in the environment and keeps no borrows.
+fn wrapper(expr: &str) -> String {
+    format!("{{% set {RESULT_VAR} = ({expr}\n) %}}")
 }
 
 /// True when a string contains template syntax (`{{`, `{%` or `{#`).
