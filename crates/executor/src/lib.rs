@@ -208,7 +208,7 @@ impl Executor {
 
     /// Makes these workflows the current versions (after a load or reload;
     /// their texts already stored with [`Executor::store_versions`]).
-    pub fn publish(&self, workflows: HashMap<String, Arc<Workflow>>) {
+    pub fn publish(&self, workflows: Arc<HashMap<String, Arc<Workflow>>>) {
         self.versions.publish(workflows);
     }
 

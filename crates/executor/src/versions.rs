@@ -13,7 +13,8 @@ const OLD_VERSIONS_KEPT: usize = 64;
 
 pub struct Versions {
     store: Arc<dyn Store>,
-    current: RwLock<HashMap<String, Arc<Workflow>>>,
+    /// The registry's own map, shared (not copied).
+    current: RwLock<Arc<HashMap<String, Arc<Workflow>>>>,
     old: Mutex<HashMap<String, Arc<Workflow>>>,
 }
 
@@ -21,12 +22,12 @@ impl Versions {
     pub fn new(store: Arc<dyn Store>) -> Versions {
         Versions {
             store,
-            current: RwLock::new(HashMap::new()),
+            current: RwLock::default(),
             old: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn publish(&self, workflows: HashMap<String, Arc<Workflow>>) {
+    pub fn publish(&self, workflows: Arc<HashMap<String, Arc<Workflow>>>) {
         if let Ok(mut current) = self.current.write() {
             *current = workflows;
         }

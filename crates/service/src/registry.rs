@@ -81,8 +81,9 @@ pub struct Refused {
 #[derive(Default)]
 pub struct Registry {
     by_key: HashMap<String, Arc<Served>>,
-    /// Current versions by workflow id (what the executor runs).
-    pub workflows: HashMap<String, Arc<Workflow>>,
+    /// Current versions by workflow id (what the executor runs: shared
+    /// with it, not copied).
+    pub workflows: Arc<HashMap<String, Arc<Workflow>>>,
     /// The listing.
     pub listing: Vec<WorkflowInfo>,
     /// Loaded, enabled workflows that are not served.
@@ -132,8 +133,10 @@ impl Registry {
         let generated = keys.ensure(&ids).map_err(|e| e.to_string())?;
         let mut registry = Registry {
             other: catalog.other.clone(),
+            listing: Vec::with_capacity(catalog.files.len()),
             ..Registry::default()
         };
+        let mut workflows = HashMap::with_capacity(catalog.files.len());
         for (id, file) in &catalog.files {
             let Some(generated_key) = generated.get(id) else {
                 continue;
@@ -162,7 +165,7 @@ impl Registry {
                 unset_secrets: file.unset_secrets.clone(),
             });
             let Some(workflow) = current else { continue };
-            registry.workflows.insert(id.clone(), workflow.clone());
+            workflows.insert(id.clone(), workflow.clone());
             if !workflow.enabled {
                 continue;
             }
@@ -213,6 +216,7 @@ impl Registry {
                 }),
             );
         }
+        registry.workflows = Arc::new(workflows);
         Ok(registry)
     }
 
