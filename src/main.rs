@@ -23,6 +23,17 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 const PURGE_DELAY_MS: std::ffi::c_long = 20;
 extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_collect(force: bool);
+}
+
+/// Hands memory freed in bulk back to the OS now. The purge delay above is
+/// kept by each thread and acted on at its next allocation: after start-up
+/// the loader threads are gone and the main thread waits, so the parse
+/// trees and texts freed then stayed resident (idle RSS with 10,000
+/// workflows 83–101 MiB from start to start; 80–83 MiB with this).
+pub(crate) fn release_freed_memory() {
+    // SAFETY: mimalloc's collection entry point; safe from any thread.
+    unsafe { mi_collect(true) };
 }
 
 fn main() -> ExitCode {

@@ -218,6 +218,7 @@ async fn serve(
         retention: args.retention,
     };
     let service = Service::load(settings, executor.clone()).map_err(anyhow::Error::msg)?;
+    crate::release_freed_memory();
     let resumed = executor.start().map_err(anyhow::Error::msg)?;
     println!("hookflow listening on http://{local}");
     if let Some(l) = &metrics_listener {
