@@ -24,8 +24,9 @@ pub struct Served {
     pub key: String,
     /// Basic credentials, rendered once from the secrets.
     pub basic: Option<Credentials>,
-    /// Signature verification, ready for requests.
-    pub verifier: Option<Verifier>,
+    /// Signature verification, ready for requests (boxed: most workflows
+    /// have none, and it is 128 bytes).
+    pub verifier: Option<Box<Verifier>>,
     /// Its counters (`/metrics`), made on its first request (see
     /// [`Served::metrics`]).
     metrics: OnceLock<Arc<WorkflowMetrics>>,
@@ -187,7 +188,7 @@ impl Registry {
                 .map(|v| Verifier::build(&workflow, v))
             {
                 None => None,
-                Some(Ok(v)) => Some(v),
+                Some(Ok(v)) => Some(Box::new(v)),
                 Some(Err(e)) => {
                     registry.refused.push(Refused {
                         workflow: id.clone(),
