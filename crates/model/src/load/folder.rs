@@ -99,12 +99,10 @@ fn load_all(
         let mut loaded = Vec::new();
         loop {
             let from = next.fetch_add(FILES_PER_TAKE, Ordering::Relaxed);
-            let Some(take) = named.get(from..(from + FILES_PER_TAKE).min(named.len())) else {
-                break;
-            };
-            if take.is_empty() {
+            if from >= named.len() {
                 break;
             }
+            let take = &named[from..(from + FILES_PER_TAKE).min(named.len())];
             for (at, (id, path)) in (from..).zip(take) {
                 loaded.push((at, load_file(id, path, opts)));
             }
