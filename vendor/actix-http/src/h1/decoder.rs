@@ -263,7 +263,10 @@ impl MessageType for Request {
     }
 
     fn decode(src: &mut BytesMut) -> Result<Option<(Self, PayloadType)>, ParseError> {
-        let mut headers: [HeaderIndex; MAX_HEADERS] = EMPTY_HEADER_INDEX_ARRAY;
+        // hookflow: filled only once a head is complete. The dispatcher calls
+        // `decode` again after every request (and on every read of a partial
+        // head); each call used to clear this 3 KiB array first.
+        let mut headers: [HeaderIndex; MAX_HEADERS];
 
         let (len, method, uri, ver, h_len) = {
             // SAFETY:
@@ -291,6 +294,7 @@ impl MessageType for Request {
                     } else {
                         Version::HTTP_10
                     };
+                    headers = EMPTY_HEADER_INDEX_ARRAY;
                     HeaderIndex::record(src, req.headers, &mut headers);
 
                     (len, method, uri, version, req.headers.len())
