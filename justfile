@@ -32,6 +32,11 @@ bench-pg:
 bench-instructions:
     bash bench/instructions.sh
 
+# CPU time and context switches per request (perf stat on the server), W1 and W2;
+# OTHER=path/to/hookflow measures a second build in turns with this one.
+bench-cpu:
+    bash bench/cpu.sh
+
 # The store over time: W2 at full speed for 10 minutes with --retention 1m; the data folder must level off.
 soak:
     bash bench/soak.sh
