@@ -16,14 +16,9 @@ cd "$(dirname "$0")/.."
 
 DURATION="${BENCH_DURATION:-8s}"
 ROUNDS="${ROUNDS:-3}"
-for tool in wrk perf; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        package=$tool
-        [ "$tool" = perf ] && package=linux-perf
-        echo "installing $package (apt-get install $package)"
-        (apt-get update -qq && apt-get install -y -qq "$package") >/dev/null
-    fi
-done
+source bench/lib.sh
+need wrk
+need perf linux-perf
 cargo build --release --quiet --bin hookflow
 
 work=$(mktemp -d)

@@ -8,12 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in valgrind wrk; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "installing $tool (apt-get install $tool)"
-        (apt-get update -qq && apt-get install -y -qq "$tool") >/dev/null
-    fi
-done
+source bench/lib.sh
+need valgrind
+need wrk
 cargo build --release --quiet --bin hookflow
 
 work=$(mktemp -d)

@@ -13,10 +13,8 @@ CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk (apt-get install wrk)"
-    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
-fi
+source bench/lib.sh
+need wrk
 cargo build --release --quiet --bin hookflow
 
 work=$(mktemp -d)

@@ -15,10 +15,8 @@ THREADS="${BENCH_THREADS:-2}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 PG_PORT="${BENCH_PG_PORT:-15432}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk (apt-get install wrk)"
-    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
-fi
+source bench/lib.sh
+need wrk
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "installing postgresql (apt-get install postgresql)"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null

@@ -9,10 +9,8 @@ cd "$(dirname "$0")/.."
 
 RUNS="${WAITING_RUNS:-100000}"
 PORT=13142
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk (apt-get install wrk)"
-    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
-fi
+source bench/lib.sh
+need wrk
 cargo build --release --quiet --bin hookflow
 
 work=$(mktemp -d)
