@@ -8,8 +8,9 @@
 # `just bench-instructions` leaves out.
 #
 # OTHER=path/to/another/hookflow puts a second build beside this one, the two
-# measured in turns. ROUNDS (default 3) rounds of BENCH_DURATION (default 8s)
-# per case and build. Installs wrk and perf (Debian: linux-perf) when missing.
+# measured in turns. ROUNDS (default 3) rounds of BENCH_DURATION (in seconds,
+# written as `8s`, the default) per case and build. Installs wrk and perf
+# (Debian: linux-perf) when missing.
 # Loopback only; every load run is bounded by -d.
 set -euo pipefail
 cd "$(dirname "$0")/.."
