@@ -8,7 +8,7 @@
 # `just bench-instructions` leaves out.
 #
 # OTHER=path/to/another/hookflow puts a second build beside this one, the two
-# measured in turns. ROUNDS (default 3) rounds of BENCH_DURATION (in seconds,
+# measured in turns. BENCH_ROUNDS (default 3) rounds of BENCH_DURATION (in seconds,
 # written as `8s`, the default) per case and build. Installs wrk and perf
 # (Debian: linux-perf) when missing.
 # Loopback only; every load run is bounded by -d.
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${BENCH_DURATION:-8s}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 source bench/lib.sh
 need wrk
 need perf linux-perf
