@@ -1,7 +1,10 @@
 //! [`TemplateBuilder`]: hookflow's one environment configuration, and the
 //! compiling of expressions, string fields and JSON values (with their errors).
 
-use super::{CompileError, Compiled, Expr, Fast, Templates, Text, ValueTemplate, RESULT_VAR};
+use super::{
+    CompileError, Compiled, Expr, Fast, FastText, Templates, Text, TextTemplate, ValueTemplate,
+    RESULT_VAR,
+};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
@@ -228,7 +231,10 @@ impl TemplateBuilder {
         self.note_reads(&refs);
         let id = self.keep(source);
         Ok(Compiled {
-            value: Text::Template(id),
+            value: Text::Template(TextTemplate {
+                id,
+                fast: FastText::parse(source).map(Box::new),
+            }),
             refs,
         })
     }

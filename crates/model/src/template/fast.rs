@@ -20,6 +20,57 @@ pub(super) enum Fast {
     },
 }
 
+/// A text template made only of literal text and `{{ path }}`
+/// interpolations (`order {{ vars.order_id }} paid`), rendered by looking the
+/// paths up when each is a string; anything else goes to the engine.
+#[derive(Debug, Clone)]
+pub(super) struct FastText(Box<[Part]>);
+
+#[derive(Debug, Clone)]
+enum Part {
+    Literal(Box<str>),
+    Path(Steps),
+}
+
+impl FastText {
+    /// The parts of `source`, or `None` for a template of another shape:
+    /// blocks or comments, filters, whitespace control, any expression but
+    /// a plain path, a trailing line break (the engine drops one).
+    pub(super) fn parse(source: &str) -> Option<FastText> {
+        if source.contains("{%") || source.contains("{#") || source.ends_with(['\n', '\r']) {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].into()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}")?;
+            parts.push(Part::Path(path_of(after[..close].trim())?));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.into()));
+        }
+        Some(FastText(parts.into_boxed_slice()))
+    }
+
+    /// The text, when every path holds a string; else `None` (the engine
+    /// renders it, and words any error).
+    pub(super) fn render(&self, scope: &Scope) -> Option<String> {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Path(path) => out.push_str(scope.find(path)?.as_str()?),
+            }
+        }
+        Some(out)
+    }
+}
+
 /// A dotted path's names, held tight: with thousands of workflows loaded,
 /// every expression's spare room adds up.
 pub(super) type Steps = Box<[Box<str>]>;

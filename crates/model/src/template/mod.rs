@@ -9,8 +9,8 @@
 //! rendered as text and parsed again.
 //!
 //! The builder and its environment are in `builder`, the variables of a run
-//! in `scope`, and the evaluation of simple expressions without the engine in
-//! `fast`.
+//! in `scope`, and the evaluation of simple expressions (and of text
+//! templates of text and plain paths) without the engine in `fast`.
 
 use minijinja::value::Value as MjValue;
 use minijinja::Environment;
@@ -29,7 +29,7 @@ mod tests;
 pub use builder::{has_template_syntax, TemplateBuilder};
 pub use scope::Scope;
 
-use fast::Fast;
+use fast::{Fast, FastText};
 
 /// The variable the expression wrapper assigns to.
 const RESULT_VAR: &str = "__hookflow_value";
@@ -41,8 +41,17 @@ pub enum Text {
     Literal(String),
     /// Exactly one `{{ expr }}`: evaluates to a typed value.
     Expr(Expr),
-    /// A text template (its number in the environment).
-    Template(u32),
+    /// A text template.
+    Template(TextTemplate),
+}
+
+/// A compiled text template.
+#[derive(Debug, Clone)]
+pub struct TextTemplate {
+    /// Its number in the environment.
+    id: u32,
+    /// Literal text and plain paths only: rendered without the engine.
+    fast: Option<Box<FastText>>,
 }
 
 /// A compiled expression (conditions, calculations, `loop.over`).
@@ -179,10 +188,25 @@ impl Templates {
 
     /// Evaluates an expression to a JSON value.
     pub fn eval(&self, expr: &Expr, scope: &Scope) -> Result<Json, EvalError> {
+        if let Some(json) = self.looked_up_json(expr, scope) {
+            return Ok(json);
+        }
         to_json(
             self.eval_expr(expr, scope)
                 .map_err(|e| with_source(e, &expr.source))?,
         )
+    }
+
+    /// A path's value when it lies inside a variable's JSON, copied as JSON
+    /// (the engine's value converted back is the same JSON).
+    fn looked_up_json(&self, expr: &Expr, scope: &Scope) -> Option<Json> {
+        match expr.fast.as_deref() {
+            Some(Fast::Path(path)) => match scope.find(path)? {
+                fast::Found::Json(json) => Some(json.clone()),
+                fast::Found::Value(_) => None,
+            },
+            _ => None,
+        }
     }
 
     /// Evaluates an expression for its truth (Jinja rules: empty, 0, none and false are false).
@@ -207,7 +231,10 @@ impl Templates {
                     })?,
                 })
             }
-            Text::Template(id) => {
+            Text::Template(TextTemplate { id, fast }) => {
+                if let Some(text) = fast.as_deref().and_then(|f| f.render(scope)) {
+                    return Ok(text);
+                }
                 let template = self
                     .env
                     .get_template(&text_name(*id))
@@ -220,7 +247,10 @@ impl Templates {
     /// Evaluates a string field keeping the type of a single `{{ expr }}`.
     pub fn eval_text(&self, text: &Text, scope: &Scope) -> Result<Json, EvalError> {
         match text {
-            Text::Expr(expr) => to_json(self.eval_expr(expr, scope)?),
+            Text::Expr(expr) => match self.looked_up_json(expr, scope) {
+                Some(json) => Ok(json),
+                None => to_json(self.eval_expr(expr, scope)?),
+            },
             other => self.render(other, scope).map(Json::String),
         }
     }

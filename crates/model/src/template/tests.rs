@@ -65,10 +65,18 @@ fn check(source: &str, expected: Result<Json, &str>) {
 #[test]
 fn looked_up_expressions_match_the_engine() {
     let mut s = scope();
-    s.set_node("calc", &json!({"total": 7, "tags": ["a"]}));
+    s.set_node(
+        "calc",
+        &json!({"total": 7, "tags": ["a"], "big": u64::MAX, "neg": -5,
+                "nested": {"b": 1, "a": [1.5, null, {"z": true}]}}),
+    );
     s.push_loop(&json!({"sku": "X"}), 2);
     let cases = [
         // Taken by lookup.
+        ("nodes.calc.big", true),
+        ("nodes.calc.neg", true),
+        ("nodes.calc.nested", true),
+        ("nodes.calc", true),
         ("vars.order_id", true),
         ("vars.amount", true),
         ("vars.none", true),
@@ -107,6 +115,57 @@ fn looked_up_expressions_match_the_engine() {
                     if s.lookup(path).is_some_and(|v| v.as_str().is_some()))
         });
         assert_eq!(looked_up, by_lookup, "{source}");
+    }
+}
+
+#[test]
+fn looked_up_text_templates_match_the_engine() {
+    let mut s = scope();
+    s.set_node("calc", &json!({"total": 7, "name": "sum"}));
+    s.push_loop(&json!({"sku": "X"}), 2);
+    let cases = [
+        // Taken by lookup.
+        ("order {{ vars.order_id }} paid", true),
+        ("{{ vars.order_id }}-{{ vars.order_id }}", true),
+        ("{{vars.order_id}}/{{ nodes.calc.name }}", true),
+        ("sku {{ loop.item.sku }}", true),
+        ("a }} b {{ vars.order_id }}", true),
+        ("{{ trigger.body.status }}!", true),
+        // Left to the engine (same answers or errors either way).
+        ("amount {{ vars.amount }}", false),
+        ("index {{ loop.index }}", false),
+        ("none {{ vars.none }}.", false),
+        ("missing {{ vars.missing }}", false),
+        ("upper {{ vars.order_id | upper }}", false),
+        ("trimmed  {{- vars.order_id }}", false),
+        ("newline {{ vars.order_id }}\n", false),
+        ("return {{ vars.order_id }}\r", false),
+        ("line\r\n{{ vars.order_id }}\r\n", false),
+        ("{% if true %}x{% endif %} {{ vars.order_id }}", false),
+        ("{# note #} {{ vars.order_id }}", false),
+        ("sum {{ vars.n + 1 }}", false),
+        ("keyword {{ none }}", false),
+        ("quoted {{ \"}}\" }}", false),
+    ];
+    for (source, by_lookup) in cases {
+        let mut b = TemplateBuilder::new();
+        let text = b.text(source).expect("compiles").value;
+        let templates = b.finish();
+        let Text::Template(template) = &text else {
+            panic!("{source:?} is not a text template");
+        };
+        let mut slow = template.clone();
+        slow.fast = None;
+        let fast_result = templates.render(&text, &s).map_err(|e| e.message);
+        let engine_result = templates
+            .render(&Text::Template(slow), &s)
+            .map_err(|e| e.message);
+        assert_eq!(fast_result, engine_result, "{source:?}");
+        let looked_up = template
+            .fast
+            .as_deref()
+            .is_some_and(|f| f.render(&s).is_some());
+        assert_eq!(looked_up, by_lookup, "{source:?}");
     }
 }
 
