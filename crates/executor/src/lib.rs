@@ -186,22 +186,37 @@ impl Executor {
         &self.env.secrets
     }
 
-    /// Keeps the texts of workflow versions in the store, so that a run
+    /// Keeps the texts of workflow versions for the store, so that a run
     /// can finish on the version it started with (call it before
-    /// [`Executor::publish`] makes the versions current). One batch; when
-    /// it fails, each version is tried alone so that one cannot keep the
-    /// others out.
-    pub fn store_versions(&self, versions: &[(&Workflow, &str)]) {
-        let batch: Vec<(&str, &str)> = versions
-            .iter()
-            .map(|(workflow, source)| (workflow.version.as_str(), *source))
-            .collect();
-        if self.store.put_versions(&batch).is_ok() {
+    /// [`Executor::publish`] makes the versions current). The embedded
+    /// store gets each text before the first record that names its version
+    /// (a folder of 10,000 workflows is not written at every start); a
+    /// shared store gets them all now, for the other instances. One batch;
+    /// when it fails, each version is tried alone so that one cannot keep
+    /// the others out.
+    pub fn store_versions(&self, versions: &[(&Workflow, Arc<str>)]) {
+        if !self.store.shared() {
+            self.versions.hold(versions);
             return;
         }
+        let batch: Vec<(&str, &str)> = versions
+            .iter()
+            .map(|(workflow, source)| (workflow.version.as_str(), &**source))
+            .collect();
+        let all_stored = self.store.put_versions(&batch).is_ok();
         for (workflow, source) in versions {
-            if let Err(error) = self.store.put_version(&workflow.version, source) {
-                tracing::error!(message = "Could not store a workflow version.", workflow = %workflow.id, %error);
+            let stored = all_stored
+                || match self.store.put_version(&workflow.version, source) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::error!(message = "Could not store a workflow version.", workflow = %workflow.id, %error);
+                        false
+                    }
+                };
+            if stored {
+                workflow
+                    .version_kept
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
@@ -223,6 +238,7 @@ impl Executor {
         state: RunState,
         scope: Scope,
     ) -> Run {
+        self.versions.keep(&workflow);
         let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
         let mut run = Run::new(
             workflow,
@@ -457,6 +473,8 @@ impl Executor {
         scope: Scope,
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<(), AcceptError> {
+        // The text of the version the record names is stored first.
+        self.versions.keep(&workflow);
         let slot = self.queue.reserve()?;
         // The stored input holds the trigger context; the record needs no copy.
         record.trigger = None;
@@ -505,6 +523,7 @@ impl Executor {
         retry_of: &str,
     ) -> Result<String, AcceptError> {
         let new_id = uuid::Uuid::now_v7().to_string();
+        self.versions.keep(&workflow);
         match workflow.mode {
             hookflow_model::def::Mode::Sync => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);

@@ -4,8 +4,9 @@
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Most old versions kept compiled at once.
@@ -16,6 +17,10 @@ pub struct Versions {
     /// The registry's own map, shared (not copied).
     current: RwLock<Arc<HashMap<String, Arc<Workflow>>>>,
     old: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// Texts of loaded versions not stored yet, by version: each is stored
+    /// before the first record that names it ([`Versions::keep`]), or when
+    /// it stops being current.
+    pending: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl Versions {
@@ -24,12 +29,60 @@ impl Versions {
             store,
             current: RwLock::default(),
             old: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn publish(&self, workflows: Arc<HashMap<String, Arc<Workflow>>>) {
+        let served: HashSet<&str> = workflows.values().map(|w| w.version.as_str()).collect();
+        // A version no longer served is stored now: a run that took it
+        // just before may still name it.
+        let mut pending = lock(&self.pending);
+        pending
+            .retain(|version, text| served.contains(version.as_str()) || !self.put(version, text));
+        drop(pending);
         if let Ok(mut current) = self.current.write() {
             *current = workflows;
+        }
+    }
+
+    /// Holds the texts of versions about to be served, to be stored when
+    /// first needed ([`Versions::keep`]).
+    pub fn hold(&self, versions: &[(&Workflow, Arc<str>)]) {
+        let mut pending = lock(&self.pending);
+        for (workflow, text) in versions {
+            if !workflow.version_kept.load(Ordering::Acquire) {
+                pending.insert(workflow.version.clone(), text.clone());
+            }
+        }
+    }
+
+    /// Stores `workflow`'s text unless it is stored already; called before
+    /// a record names its version. After the first call, one atomic load.
+    pub fn keep(&self, workflow: &Workflow) {
+        if workflow.version_kept.load(Ordering::Acquire) {
+            return;
+        }
+        // Held while storing: a second first run waits for the text to be
+        // in the store before it writes its record.
+        let mut pending = lock(&self.pending);
+        if let Some(text) = pending.get(&workflow.version) {
+            if !self.put(&workflow.version, text) {
+                return;
+            }
+            pending.remove(&workflow.version);
+        }
+        workflow.version_kept.store(true, Ordering::Release);
+    }
+
+    /// Stores a version's text; false (logged) when the store refused.
+    fn put(&self, version: &str, text: &str) -> bool {
+        match self.store.put_version(version, text) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(message = "Could not store a workflow version.", %version, %error);
+                false
+            }
         }
     }
 
@@ -71,5 +124,76 @@ impl Versions {
             old.insert(key, workflow.clone());
         }
         Ok(workflow)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookflow_store::MemoryStore;
+
+    fn loaded(id: &str, title: &str) -> (Arc<Workflow>, Arc<str>) {
+        let text = format!(
+            "title: {title}\ntrigger: {{ type: webhook }}\nnodes:\n  - {{ key: a, type: calculation, expression: \"1\" }}\n"
+        );
+        let file = load_source(
+            id,
+            &PathBuf::from(format!("{id}.yaml")),
+            &text,
+            &LoadOptions::process_env(SecretPolicy::Warn),
+        );
+        let workflow = file
+            .workflow
+            .unwrap_or_else(|| panic!("{:?}", file.diagnostics));
+        (workflow, file.source.expect("a served file keeps its text"))
+    }
+
+    fn stored(store: &dyn Store, workflow: &Workflow) -> Option<String> {
+        store.version(&workflow.version).expect("readable")
+    }
+
+    /// A version's text reaches the store before the first record that
+    /// names it, or when it stops being served (a run may have taken it just
+    /// before), and not before: a folder of 10,000 workflows is not written
+    /// at every start.
+    #[test]
+    fn a_version_is_stored_when_first_needed_or_when_it_goes() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let versions = Versions::new(store.clone());
+        let (a, a_text) = loaded("a", "A");
+        let (b, b_text) = loaded("b", "B");
+        versions.hold(&[(&a, a_text.clone()), (&b, b_text.clone())]);
+        let served = |a: &Arc<Workflow>, b: &Arc<Workflow>| {
+            Arc::new(HashMap::from([
+                ("a".to_string(), a.clone()),
+                ("b".to_string(), b.clone()),
+            ]))
+        };
+        versions.publish(served(&a, &b));
+        assert_eq!(stored(&*store, &a), None, "held, not stored yet");
+        versions.keep(&a);
+        assert_eq!(stored(&*store, &a).as_deref(), Some(&*a_text));
+        assert!(a.version_kept.load(Ordering::Acquire));
+        versions.keep(&a);
+        assert_eq!(stored(&*store, &b), None, "b never ran");
+        // b is edited: its old version goes, stored as it goes.
+        let (b2, b2_text) = loaded("b", "B2");
+        versions.hold(&[(&b2, b2_text.clone())]);
+        versions.publish(served(&a, &b2));
+        assert_eq!(stored(&*store, &b).as_deref(), Some(&*b_text));
+        assert_eq!(stored(&*store, &b2), None);
+        // A run that took the old b just before still finds it stored.
+        versions.keep(&b);
+        assert_eq!(stored(&*store, &b).as_deref(), Some(&*b_text));
+        versions.keep(&b2);
+        assert_eq!(stored(&*store, &b2).as_deref(), Some(&*b2_text));
+        assert!(
+            lock(&versions.pending).is_empty(),
+            "nothing held once stored"
+        );
     }
 }

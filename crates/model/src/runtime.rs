@@ -48,6 +48,9 @@ pub struct Workflow {
     pub blocks: Vec<Vec<NodeId>>,
     /// The compiled templates.
     pub templates: Templates,
+    /// Set once the store keeps this version's text: the executor stores
+    /// it before the first record that names it.
+    pub version_kept: std::sync::atomic::AtomicBool,
 }
 
 /// The compiled trigger.

@@ -135,11 +135,11 @@ impl Service {
         // Every version served is in the store before it is current (the
         // last good version of a file that now has errors was stored when
         // it loaded).
-        let versions: Vec<(&hookflow_model::runtime::Workflow, &str)> = catalog
+        let versions: Vec<(&hookflow_model::runtime::Workflow, Arc<str>)> = catalog
             .files
             .values()
             .filter_map(|file| match (&file.workflow, &file.source) {
-                (Some(workflow), Some(source)) => Some((workflow.as_ref(), &**source)),
+                (Some(workflow), Some(source)) => Some((workflow.as_ref(), source.clone())),
                 _ => None,
             })
             .collect();

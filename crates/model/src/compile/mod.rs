@@ -133,6 +133,7 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
         nodes,
         blocks,
         templates: templates.finish(),
+        version_kept: std::sync::atomic::AtomicBool::new(false),
     };
     (Some(workflow), diags)
 }
