@@ -62,15 +62,29 @@ fn check(source: &str, expected: Result<Json, &str>) {
     }
 }
 
-#[test]
-fn looked_up_expressions_match_the_engine() {
+/// The scope the fast path is compared with the engine in: a node's
+/// result and a loop beside [`scope`]'s variables.
+fn looked_up_scope() -> Scope {
     let mut s = scope();
     s.set_node(
         "calc",
-        &json!({"total": 7, "tags": ["a"], "big": u64::MAX, "neg": -5,
+        &json!({"total": 7, "name": "sum", "tags": ["a"], "big": u64::MAX, "neg": -5,
                 "nested": {"b": 1, "a": [1.5, null, {"z": true}]}}),
     );
     s.push_loop(&json!({"sku": "X"}), 2);
+    s
+}
+
+/// One piece compiled with a builder of its own: the piece and its templates.
+fn built<T>(compile: impl FnOnce(&mut TemplateBuilder) -> T) -> (T, Templates) {
+    let mut b = TemplateBuilder::new();
+    let value = compile(&mut b);
+    (value, b.finish())
+}
+
+#[test]
+fn looked_up_expressions_match_the_engine() {
+    let s = looked_up_scope();
     let cases = [
         // Taken by lookup.
         ("nodes.calc.big", true),
@@ -99,9 +113,7 @@ fn looked_up_expressions_match_the_engine() {
         ("now", false),
     ];
     for (source, by_lookup) in cases {
-        let mut b = TemplateBuilder::new();
-        let expr = b.expr(source).expect("compiles").value;
-        let templates = b.finish();
+        let (expr, templates) = built(|b| b.expr(source).expect("compiles").value);
         let mut slow = expr.clone();
         slow.fast = None;
         let fast_result = templates.eval(&expr, &s).map_err(|e| e.message);
@@ -120,9 +132,7 @@ fn looked_up_expressions_match_the_engine() {
 
 #[test]
 fn looked_up_text_templates_match_the_engine() {
-    let mut s = scope();
-    s.set_node("calc", &json!({"total": 7, "name": "sum"}));
-    s.push_loop(&json!({"sku": "X"}), 2);
+    let s = looked_up_scope();
     let cases = [
         // Taken by lookup.
         ("order {{ vars.order_id }} paid", true),
@@ -148,9 +158,7 @@ fn looked_up_text_templates_match_the_engine() {
         ("quoted {{ \"}}\" }}", false),
     ];
     for (source, by_lookup) in cases {
-        let mut b = TemplateBuilder::new();
-        let text = b.text(source).expect("compiles").value;
-        let templates = b.finish();
+        let (text, templates) = built(|b| b.text(source).expect("compiles").value);
         let Text::Template(template) = &text else {
             panic!("{source:?} is not a text template");
         };
