@@ -188,37 +188,10 @@ impl Executor {
 
     /// Keeps the texts of workflow versions for the store, so that a run
     /// can finish on the version it started with (call it before
-    /// [`Executor::publish`] makes the versions current). The embedded
-    /// store gets each text before the first record that names its version
-    /// (a folder of 10,000 workflows is not written at every start); a
-    /// shared store gets them all now, for the other instances. One batch;
-    /// when it fails, each version is tried alone so that one cannot keep
-    /// the others out.
+    /// [`Executor::publish`] makes the versions current): see
+    /// `Versions::store_or_hold`.
     pub fn store_versions(&self, versions: &[(&Workflow, Arc<str>)]) {
-        if !self.store.shared() {
-            self.versions.hold(versions);
-            return;
-        }
-        let batch: Vec<(&str, &str)> = versions
-            .iter()
-            .map(|(workflow, source)| (workflow.version.as_str(), &**source))
-            .collect();
-        let all_stored = self.store.put_versions(&batch).is_ok();
-        for (workflow, source) in versions {
-            let stored = all_stored
-                || match self.store.put_version(&workflow.version, source) {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::error!(message = "Could not store a workflow version.", workflow = %workflow.id, %error);
-                        false
-                    }
-                };
-            if stored {
-                workflow
-                    .version_kept
-                    .store(true, std::sync::atomic::Ordering::Release);
-            }
-        }
+        self.versions.store_or_hold(versions);
     }
 
     /// Makes these workflows the current versions (after a load or reload;

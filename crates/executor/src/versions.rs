@@ -46,9 +46,30 @@ impl Versions {
         }
     }
 
+    /// The texts of versions about to be served: the embedded store gets
+    /// each before the first record that names its version (a folder of
+    /// 10,000 workflows is not written at every start); a shared store gets
+    /// them all now, for the other instances. One batch; when it fails,
+    /// each version is tried alone so that one cannot keep the others out.
+    pub fn store_or_hold(&self, versions: &[(&Workflow, Arc<str>)]) {
+        if !self.store.shared() {
+            return self.hold(versions);
+        }
+        let batch: Vec<(&str, &str)> = versions
+            .iter()
+            .map(|(workflow, text)| (workflow.version.as_str(), &**text))
+            .collect();
+        let all_stored = self.store.put_versions(&batch).is_ok();
+        for (workflow, text) in versions {
+            if all_stored || self.put(&workflow.version, text) {
+                workflow.version_kept.store(true, Ordering::Release);
+            }
+        }
+    }
+
     /// Holds the texts of versions about to be served, to be stored when
     /// first needed ([`Versions::keep`]).
-    pub fn hold(&self, versions: &[(&Workflow, Arc<str>)]) {
+    fn hold(&self, versions: &[(&Workflow, Arc<str>)]) {
         let mut pending = lock(&self.pending);
         for (workflow, text) in versions {
             if !workflow.version_kept.load(Ordering::Acquire) {
