@@ -1013,7 +1013,15 @@ pub(in crate::pagecache) fn make_stable_inner(
 pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
     let _cc = concurrency_control::read();
     let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
-    make_stable(iobufs, max_reserved_lsn)
+    let flushed = make_stable(iobufs, max_reserved_lsn)?;
+    // hookflow: a stable buffer was written with `sync_file_range`, which
+    // neither flushes the device's write cache nor the file's size: not
+    // durable across a power loss. `flush` promises an fsync; the file's
+    // data is synced once here, covering every buffer written before.
+    if !iobufs.config.temporary {
+        iobufs.config.file.sync_data()?;
+    }
+    Ok(flushed)
 }
 
 /// Attempt to seal the current IO buffer, possibly
