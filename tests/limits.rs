@@ -208,6 +208,45 @@ fn slow_senders_get_408_and_do_not_starve_the_server() {
     healthz_within(&app, Duration::from_secs(1));
 }
 
+/// A body that stops coming, with nothing more sent: the read is not woken
+/// by the sender again, and still meets the read timeout.
+#[test]
+fn a_body_that_stops_coming_gets_408_at_the_read_timeout() {
+    let app = app(&["--read-timeout", "2s"]);
+    let started = Instant::now();
+    // Each key with the body's first byte, and with none of it.
+    let cases = [
+        ("slow-sync-0001", "{"),
+        ("slow-async-001", "{"),
+        ("slow-sync-0001", ""),
+        ("slow-async-001", ""),
+    ];
+    let mut stalled: Vec<(&str, Raw)> = cases
+        .into_iter()
+        .map(|(key, sent)| {
+            let mut raw = Raw::open(&app);
+            let head = format!(
+                "POST /api/webhook:trigger/{key} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{sent}"
+            );
+            assert!(raw.send(head.as_bytes()));
+            (key, raw)
+        })
+        .collect();
+    for (key, raw) in &mut stalled {
+        let (status, head, body) = raw
+            .wait(Duration::from_secs(8))
+            .unwrap_or_else(|| panic!("{key}: no answer 8 s after the body stopped"));
+        assert_eq!(status, 408, "{key}: {head}{body}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "{key}: cut after {:?}, before the read timeout",
+            started.elapsed()
+        );
+    }
+    let runs = app.admin_get("/api/executions").json();
+    assert_eq!(runs["executions"], json!([]), "a cut-off request ran");
+}
+
 #[test]
 fn stalled_heads_and_unread_bodies_do_not_hold_connections() {
     let app = app(&["--read-timeout", "2s", "--keep-alive", "10s"]);

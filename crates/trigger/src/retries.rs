@@ -112,10 +112,14 @@ async fn body_fields(
     if declared.is_some_and(|len| len > MAX_BODY) {
         return Err(Refusal::PayloadTooLarge(MAX_BODY).into());
     }
-    let read = crate::webhook::read_body(payload, MAX_BODY, declared);
-    let body = tokio::time::timeout_at(deadline.into(), read)
-        .await
-        .map_err(|_| Refusal::RequestTimeout(state.http.read_timeout))??;
+    let body = crate::webhook::read_body_by(
+        payload,
+        MAX_BODY,
+        declared,
+        deadline,
+        state.http.read_timeout,
+    )
+    .await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

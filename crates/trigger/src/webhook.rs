@@ -126,10 +126,7 @@ async fn run(
     if declared.is_some_and(|len| len > limit) {
         return Err(Refusal::PayloadTooLarge(limit).into());
     }
-    let read = read_body(payload, limit, declared);
-    let body = tokio::time::timeout_at(deadline.into(), read)
-        .await
-        .map_err(|_| Refusal::RequestTimeout(state.http.read_timeout))??;
+    let body = read_body_by(payload, limit, declared, deadline, state.http.read_timeout).await?;
     let request = request_parts(req, &body);
     let headers = req
         .headers()
@@ -171,9 +168,45 @@ fn request_parts<'a>(req: &'a HttpRequest, body: &'a [u8]) -> hookflow_service::
     }
 }
 
+/// Reads the body ([`read_body`]) by `deadline`, or answers 408. A body
+/// already in the connection's buffer is complete at the read's second
+/// poll (actix hands it over right after the handler's first poll), so
+/// only a read still pending then arms a timer: a timer-wheel entry per
+/// request otherwise.
+pub(crate) async fn read_body_by(
+    payload: &mut web::Payload,
+    limit: u64,
+    declared: Option<u64>,
+    deadline: Instant,
+    read_timeout: std::time::Duration,
+) -> Result<web::Bytes, ApiError> {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut read = std::pin::pin!(read_body(payload, limit, declared));
+    let mut polled = false;
+    let early = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(body) => Poll::Ready(Some(body)),
+        Poll::Pending if !polled => {
+            // Come back at once, whether or not the body comes: a sender
+            // that sends nothing more must still meet the timer.
+            polled = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    match early {
+        Some(body) => body,
+        None => tokio::time::timeout_at(deadline.into(), read)
+            .await
+            .map_err(|_| Refusal::RequestTimeout(read_timeout))?,
+    }
+}
+
 /// Reads the body, never past `limit` bytes. The buffer starts at the
 /// declared length (actix's own helper starts every body at 32 KiB).
-pub(crate) async fn read_body(
+async fn read_body(
     payload: &mut web::Payload,
     limit: u64,
     declared: Option<u64>,

@@ -374,7 +374,10 @@ impl Run {
             if running.is_empty() {
                 return Ending::Failed("the run has nothing left to run but did not finish".into());
             }
+            // Biased: a node that finished at its first poll (all but
+            // requests) is taken without setting up the other branches.
             let (index, outcome) = tokio::select! {
+                biased;
                 done = any_finished(&mut running) => done,
                 _ = self.control.cancelled() => continue,
                 _ = sleep_until_opt(self.deadline) => continue,
