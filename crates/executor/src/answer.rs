@@ -22,8 +22,10 @@ pub struct Answer {
     pub recorded_body: Arc<Json>,
 }
 
-const JSON_TYPE: &str = "application/json";
-const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+/// The content type of JSON answers.
+pub const JSON_TYPE: &str = "application/json";
+/// The content type of text answers.
+pub const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 
 impl Answer {
     /// A JSON answer.

@@ -184,19 +184,18 @@ pub fn join_header(joined: &mut String, value: &str) {
 /// `secret`, `signature`, `password`, `api-key` or `apikey`. A custom `hmac`
 /// header is added per workflow ([`RunInput::secret_headers`]).
 pub fn is_secret_header(name: &str) -> bool {
-    // Header names arrive lowercase; only others pay for a copy.
-    let lower;
-    let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        lower = name.to_ascii_lowercase();
-        lower.as_str()
-    } else {
-        name
+    // Compared in place, without a lower-cased copy: every header of every
+    // request is checked, several times.
+    let n = name.as_bytes();
+    let whole: &[u8] = match n.len() {
+        6 => b"cookie",
+        10 => b"set-cookie",
+        13 => b"authorization",
+        19 => b"proxy-authorization",
+        21 => b"x-shopify-hmac-sha256",
+        _ => b"",
     };
-    matches!(
-        n,
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || has_secret_word(n.as_bytes())
-        || n == "x-shopify-hmac-sha256"
+    (!whole.is_empty() && n.eq_ignore_ascii_case(whole)) || has_secret_word(n)
 }
 
 /// True when the name contains `signature`, `secret`, `token`, `password`,
@@ -205,14 +204,20 @@ pub fn is_secret_header(name: &str) -> bool {
 fn has_secret_word(name: &[u8]) -> bool {
     (0..name.len()).any(|i| {
         let rest = &name[i..];
-        match rest[0] {
-            b's' => rest.starts_with(b"signature") || rest.starts_with(b"secret"),
-            b't' => rest.starts_with(b"token"),
-            b'p' => rest.starts_with(b"password"),
-            b'a' => rest.starts_with(b"api-key") || rest.starts_with(b"apikey"),
+        match rest.first().map(u8::to_ascii_lowercase) {
+            Some(b's') => starts_with_word(rest, b"signature") || starts_with_word(rest, b"secret"),
+            Some(b't') => starts_with_word(rest, b"token"),
+            Some(b'p') => starts_with_word(rest, b"password"),
+            Some(b'a') => starts_with_word(rest, b"api-key") || starts_with_word(rest, b"apikey"),
             _ => false,
         }
     })
+}
+
+/// Whether `text` starts with the lower-case `word`, in any case.
+fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
+    text.get(..word.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(word))
 }
 
 /// The stored form, fields by position; `body` only when `source` says it

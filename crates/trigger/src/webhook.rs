@@ -9,6 +9,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
+use hookflow_executor::answer::{JSON_TYPE, TEXT_TYPE};
 use hookflow_executor::Answer;
 use hookflow_service::{Delivery, Refusal, Served};
 use std::time::Instant;
@@ -269,8 +270,26 @@ pub fn respond(execution_id: &str, answer: Answer) -> HttpResponse {
         .unwrap_or(actix_web::http::StatusCode::OK);
     let mut builder = HttpResponse::build(status);
     for (name, value) in &answer.headers {
-        builder.append_header((name.as_str(), value.as_str()));
+        // The content types hookflow sets itself are not parsed again
+        // (a header name and value parsed from text cost every answer
+        // ~1 % of a sync request's instructions).
+        match (name.as_str(), value.as_str()) {
+            ("content-type", JSON_TYPE) => {
+                builder.append_header((header::CONTENT_TYPE, HeaderValue::from_static(JSON_TYPE)))
+            }
+            ("content-type", TEXT_TYPE) => {
+                builder.append_header((header::CONTENT_TYPE, HeaderValue::from_static(TEXT_TYPE)))
+            }
+            (name, value) => builder.append_header((name, value)),
+        };
     }
-    builder.insert_header((EXECUTION_HEADER, execution_id));
+    builder.insert_header((execution_header(), execution_id));
     builder.body(answer.body)
+}
+
+/// [`EXECUTION_HEADER`], parsed once.
+fn execution_header() -> HeaderName {
+    static NAME: std::sync::LazyLock<HeaderName> =
+        std::sync::LazyLock::new(|| HeaderName::from_static(EXECUTION_HEADER));
+    NAME.clone()
 }
