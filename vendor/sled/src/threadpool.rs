@@ -21,7 +21,11 @@ const MAX_THREADS: usize = 16;
 #[cfg(not(windows))]
 const MAX_THREADS: usize = 128;
 
-const DESIRED_WAITING_THREADS: usize = 7;
+// hookflow: 2 instead of 7. Each pool thread that takes a write keeps its
+// own allocator pages; with seven taking turns, the server's RSS under load
+// peaked 3–4 MiB higher, with no gain in throughput. A deeper queue still
+// spawns more threads (`maybe_spawn_new_thread`).
+const DESIRED_WAITING_THREADS: usize = 2;
 
 static WAITING_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 static TOTAL_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
