@@ -158,7 +158,7 @@ impl SledStore {
     fn send(&self, event: StoreResult<Event>) {
         match event {
             Ok(event) => {
-                if !self.submit(Job::Event(event, None)) {
+                if !self.submit(Job::Event(Box::new(event), None)) {
                     tracing::error!(
                         message = "The store's writer has stopped; a run was not written."
                     );
@@ -237,7 +237,7 @@ impl Store for SledStore {
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })();
-        let submitted = event.map(|e| self.submit(Job::Event(e, Some(tx))));
+        let submitted = event.map(|e| self.submit(Job::Event(Box::new(e), Some(tx))));
         Box::pin(async move {
             match submitted {
                 Ok(true) => rx.await.map_err(|_| stopped())?,
@@ -435,7 +435,7 @@ impl Store for SledStore {
         let sent = event.map(|e| {
             self.jobs
                 .as_ref()
-                .is_some_and(|tx| tx.try_send(Job::Event(e, None)).is_ok())
+                .is_some_and(|tx| tx.try_send(Job::Event(Box::new(e), None)).is_ok())
         });
         if !matches!(sent, Ok(true)) {
             tracing::debug!(message = "A refused request was not kept (the writer is busy).");
