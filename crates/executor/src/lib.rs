@@ -453,7 +453,8 @@ impl Executor {
         record.trigger = None;
         let store = self.store.clone();
         let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
-        let handoff = tokio::spawn(async move {
+        // Boxed, as a run's task is (queue.rs): moved by value otherwise.
+        let handoff = tokio::spawn(Box::pin(async move {
             store
                 .accept(Accepted {
                     record: record.clone(),
@@ -473,7 +474,7 @@ impl Executor {
                 handles,
             })));
             Ok(())
-        });
+        }));
         handoff
             .await
             .map_err(|e| AcceptError::Store(format!("the hand-off failed: {e}")))?

@@ -179,7 +179,9 @@ impl Queue {
                 let exec = executor.clone();
                 let active = queue.active.clone();
                 let idle = queue.idle.clone();
-                tokio::spawn(async move {
+                // Boxed: a run's future is kilobytes, and a task moves its
+                // future (and the stage it ends in) by value several times.
+                tokio::spawn(Box::pin(async move {
                     // Counted down however the task ends, a panic included:
                     // a shutdown waits for runs, not for a lost count.
                     let _done = Finished {
@@ -188,7 +190,7 @@ impl Queue {
                         _permit: permit,
                     };
                     exec.execute(item).await;
-                });
+                }));
             }
         });
     }

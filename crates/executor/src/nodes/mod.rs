@@ -108,7 +108,9 @@ pub async fn run(
         NodeKind::Log { message, level } => log::run(cx, message, *level),
         NodeKind::Request(spec) => {
             let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
-            request::run(cx, spec, &ident, node.key.is_some(), tries).await
+            // Boxed: the only node that waits, and its future is most of
+            // this one's size (every node's future is boxed for its run).
+            Box::pin(request::run(cx, spec, &ident, node.key.is_some(), tries)).await
         }
         NodeKind::Loop {
             over,
