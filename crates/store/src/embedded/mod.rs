@@ -12,6 +12,7 @@
 //! tree of their own ([`refused`]), written by the same writer without a
 //! sync of their own; [`files`] opens the data folder.
 
+mod acks;
 mod batch;
 mod codec;
 mod files;
@@ -29,6 +30,7 @@ use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, S
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
 use crate::refused::{RefusedFilter, RefusedRequest};
 use crate::{db_err, StoreError, StoreResult};
+use acks::Waiter;
 use codec::{encode, RunState};
 use files::{make_private, open_db};
 use layout::{id_bytes, Id};
@@ -237,7 +239,7 @@ impl Store for SledStore {
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })();
-        let submitted = event.map(|e| self.submit(Job::Event(Box::new(e), Some(tx))));
+        let submitted = event.map(|e| self.submit(Job::Event(Box::new(e), Some(Waiter::new(tx)))));
         Box::pin(async move {
             match submitted {
                 Ok(true) => rx.await.map_err(|_| stopped())?,
@@ -318,7 +320,7 @@ impl Store for SledStore {
 
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
-        let submitted = self.submit(Job::Barrier(tx));
+        let submitted = self.submit(Job::Barrier(Waiter::new(tx)));
         Box::pin(async move {
             if !submitted {
                 return Err(stopped());

@@ -4,13 +4,12 @@
 //! Events are encoded by the thread that submits them; the writer only turns
 //! them into keys ([`super::batch`]) and applies them.
 
+use super::acks::{self, Waiter};
 use super::batch::Batch;
 use super::layout::Id;
 use super::overlay::Overlay;
 use super::queued::Queued;
-use crate::{StoreError, StoreResult};
 use std::sync::{mpsc, Arc};
-use tokio::sync::oneshot;
 
 /// Most events applied in one turn.
 pub(crate) const MAX_BATCH: usize = 4096;
@@ -84,9 +83,9 @@ pub(crate) enum Job {
     /// An event; with a sender, answer once it is on disk. Boxed: the
     /// backlog's slots are as large as a job, and every slot is touched as
     /// the ring goes round (unboxed, 144 bytes a slot: 1.2 MiB resident).
-    Event(Box<Event>, Option<oneshot::Sender<StoreResult<()>>>),
+    Event(Box<Event>, Option<Waiter>),
     /// Answer once everything before it is on disk.
-    Barrier(oneshot::Sender<StoreResult<()>>),
+    Barrier(Waiter),
     /// Answer once everything before it is applied (readable), without a sync.
     Applied(mpsc::Sender<()>),
 }
@@ -206,9 +205,7 @@ impl Writer {
             for id in &turn.woken {
                 self.overlay.woke_written(id);
             }
-            for tx in waiters {
-                let _ = tx.send(result.clone().map_err(StoreError::Db));
-            }
+            acks::answer(waiters, &result);
         }
     }
 }
