@@ -102,7 +102,9 @@ pub struct Resumable {
 pub trait Store: Send + Sync + 'static {
     /// Makes a new async run durable, with its idempotency key, and resolves
     /// once both are on disk. From then on the run is the store's: it is
-    /// handed to the workers whatever happens to the request.
+    /// handed to the workers whatever happens to the request. Await the
+    /// future in the task that called this (the embedded store answers a
+    /// task of a current-thread runtime through that runtime).
     fn accept(&self, run: Accepted) -> BoxFuture<'_, StoreResult<()>>;
 
     /// A durable run saved its progress (written behind, in order).
@@ -120,7 +122,8 @@ pub trait Store: Send + Sync + 'static {
     /// sent to someone); not durable.
     fn announce(&self, record: ExecutionRecord);
 
-    /// Resolves once every write submitted before it is on disk.
+    /// Resolves once every write submitted before it is on disk; awaited
+    /// as `accept`'s future is.
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 
     /// One run's record, finished or not (with its request, redacted).

@@ -9,6 +9,11 @@
 //! hands each inbox its turn's answers at once (one wake), and the inbox
 //! answers its waiters from inside the runtime, where a wake is a push to a
 //! local queue. Anywhere else the writer answers the waiter itself.
+//!
+//! So an answer through an inbox arrives only while its runtime runs: a
+//! durable write's future is awaited in the task that submitted it (as
+//! every caller does), never blocked on from inside one of that runtime's
+//! tasks.
 
 use crate::{StoreError, StoreResult};
 use std::cell::RefCell;
