@@ -17,7 +17,6 @@
 
 use crate::{StoreError, StoreResult};
 use std::cell::RefCell;
-use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,7 +43,7 @@ impl Waiter {
 
 /// A current-thread runtime's inbox: a channel to its answering task.
 #[derive(Debug, Clone)]
-struct Inbox(Arc<mpsc::UnboundedSender<Answers>>);
+struct Inbox(mpsc::UnboundedSender<Answers>);
 
 thread_local! {
     /// This thread's inbox and the runtime it lives in.
@@ -78,7 +77,7 @@ impl Inbox {
                     answer_all(answers);
                 }
             });
-            let inbox = Inbox(Arc::new(tx));
+            let inbox = Inbox(tx);
             *here = Some((runtime, inbox.clone()));
             Some(inbox)
         })
@@ -101,10 +100,7 @@ pub(crate) fn answer(waiters: Vec<Waiter>, result: &Result<(), String>) {
     let mut inboxes: Vec<(Inbox, Answers)> = Vec::new();
     for waiter in waiters {
         match waiter.inbox {
-            Some(inbox) => match inboxes
-                .iter_mut()
-                .find(|(i, _)| Arc::ptr_eq(&i.0, &inbox.0))
-            {
+            Some(inbox) => match inboxes.iter_mut().find(|(i, _)| i.0.same_channel(&inbox.0)) {
                 Some((_, answers)) => answers.push((waiter.reply, answer())),
                 None => inboxes.push((inbox, vec![(waiter.reply, answer())])),
             },
@@ -154,10 +150,9 @@ mod tests {
         });
         // One inbox for all three, and the same one.
         let first = waiters[0].inbox.clone().expect("an inbox");
-        assert!(waiters.iter().all(|w| w
-            .inbox
-            .as_ref()
-            .is_some_and(|i| Arc::ptr_eq(&i.0, &first.0))));
+        assert!(waiters
+            .iter()
+            .all(|w| w.inbox.as_ref().is_some_and(|i| i.0.same_channel(&first.0))));
         // Answered from another thread, as the writer does.
         std::thread::spawn(move || answer(waiters, &Err("disk full".into())))
             .join()
@@ -193,7 +188,7 @@ mod tests {
         // The first runtime is still alive but not driven: a waiter on the
         // second must not be answered through the first's inbox.
         let (_second_runtime, second) = make();
-        assert!(!Arc::ptr_eq(&first.0, &second.0));
+        assert!(!first.0.same_channel(&second.0));
         // A runtime that ended leaves a closed inbox; its answers are sent
         // from the writer's thread instead of being lost.
         drop(first_runtime);
