@@ -146,7 +146,7 @@ impl SledStore {
 
     /// Hands a job to the writer; false when the writer has stopped.
     fn submit(&self, job: Job) -> bool {
-        let waited_on = !matches!(job, Job::Event(_, None));
+        let waited_on = !matches!(job, Job::Event(_));
         let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         if sent && waited_on {
             // Someone waits for this one: end the writer's gather now.
@@ -160,7 +160,7 @@ impl SledStore {
     fn send(&self, event: StoreResult<Event>) {
         match event {
             Ok(event) => {
-                if !self.submit(Job::Event(Box::new(event), None)) {
+                if !self.submit(Job::Event(Box::new(event))) {
                     tracing::error!(
                         message = "The store's writer has stopped; a run was not written."
                     );
@@ -175,7 +175,7 @@ impl SledStore {
     /// submitted before it (read-your-writes without a cost per write).
     fn catch_up(&self) {
         let (tx, rx) = mpsc::channel();
-        if self.submit(Job::Applied(tx)) {
+        if self.submit(Job::Applied(Box::new(tx))) {
             let _ = rx.recv_timeout(CATCH_UP_LIMIT);
         }
     }
@@ -239,7 +239,7 @@ impl Store for SledStore {
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })();
-        let submitted = event.map(|e| self.submit(Job::Event(Box::new(e), Some(Waiter::new(tx)))));
+        let submitted = event.map(|e| self.submit(Job::Durable(Box::new((e, Waiter::new(tx))))));
         Box::pin(async move {
             match submitted {
                 Ok(true) => rx.await.map_err(|_| stopped())?,
@@ -320,7 +320,7 @@ impl Store for SledStore {
 
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
-        let submitted = self.submit(Job::Barrier(Waiter::new(tx)));
+        let submitted = self.submit(Job::Barrier(Box::new(Waiter::new(tx))));
         Box::pin(async move {
             if !submitted {
                 return Err(stopped());
@@ -437,7 +437,7 @@ impl Store for SledStore {
         let sent = event.map(|e| {
             self.jobs
                 .as_ref()
-                .is_some_and(|tx| tx.try_send(Job::Event(Box::new(e), None)).is_ok())
+                .is_some_and(|tx| tx.try_send(Job::Event(Box::new(e))).is_ok())
         });
         if !matches!(sent, Ok(true)) {
             tracing::debug!(message = "A refused request was not kept (the writer is busy).");
