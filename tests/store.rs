@@ -238,6 +238,62 @@ nodes:
     );
 }
 
+/// A run of a workflow that needs nothing outside the process finishes
+/// before its acknowledgement, and is on disk finished with its key: a
+/// kill -9 right after the answer loses nothing, the record shows its jobs
+/// and request, and the same key replays the answer (one run for the event).
+#[test]
+fn a_settled_run_survives_kill_9_finished() {
+    a_settled_run_survives_kill_9_finished_on(Backing::Sled);
+}
+
+#[test]
+fn a_settled_run_survives_kill_9_finished_on_postgres() {
+    a_settled_run_survives_kill_9_finished_on(Backing::Postgres);
+}
+
+fn a_settled_run_survives_kill_9_finished_on(backing: Backing) {
+    let flow = r#"title: Settles
+enabled: true
+trigger:
+  type: webhook
+  mode: async
+  key: settles-key-0001
+  idempotency: { key: "{{ trigger.body.id }}", ttl: 1h }
+  response: { status: 202, body: { id: "{{ execution.id }}" } }
+nodes:
+  - { key: double, type: calculation, expression: trigger.body.n * 2 }
+  - { key: said, type: log, message: "doubled {{ nodes.double }}" }
+"#;
+    let mut app = TestApp::spawn_with(
+        &[("settles.yaml", flow)],
+        Options {
+            store: store_of(backing),
+            ..Options::default()
+        },
+    );
+    let first = app.post_json("settles-key-0001", &json!({"id": "pay-7", "n": 21}));
+    assert_eq!(first.status, 202, "{first:?}");
+    app.kill9();
+    app.start();
+    let record = app.execution(&first.execution());
+    assert_eq!(record["status"], json!("resolved"), "{record}");
+    assert_eq!(record["jobs"][0]["result"], json!(42), "{record}");
+    assert_eq!(record["jobs"][1]["result"], json!("doubled 42"), "{record}");
+    assert_eq!(record["trigger"]["body"]["n"], json!(21), "{record}");
+    assert_eq!(record["response"]["status"], json!(202), "{record}");
+    let again = app.post_json("settles-key-0001", &json!({"id": "pay-7", "n": 21}));
+    assert_eq!(again.status, 202, "{again:?}");
+    assert_eq!(again.header("x-hookflow-replayed"), Some("true"));
+    assert_eq!(again.execution(), first.execution());
+    let runs = app.admin_get("/api/executions?workflow=settles").json();
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(1),
+        "one run for the event: {runs}"
+    );
+}
+
 /// Sends a whole request and resets the connection at once (SO_LINGER 0:
 /// the close sends RST), as a client that gives up would.
 fn post_and_reset(addr: &str, key: &str, body: &str) {

@@ -19,6 +19,7 @@ mod recovery;
 mod responder;
 mod run;
 mod scope;
+mod settle;
 pub mod state;
 pub mod stubs;
 mod versions;
@@ -386,9 +387,11 @@ impl Executor {
         Ok(OfflineRun { answer, record })
     }
 
-    /// Stores an async run durably and queues it; returns the execution id and
-    /// the acknowledgement. Returns only after the run is on disk, together
-    /// with its idempotency key (`key`, kept for `ttl`) when it has one.
+    /// Stores an async run durably and queues it (a run of a workflow that
+    /// needs nothing outside the process is run here and stored finished:
+    /// [`settle`]); returns the execution id and the acknowledgement.
+    /// Returns only after the run is on disk, together with its idempotency
+    /// key (`key`, kept for `ttl`) when it has one.
     pub async fn accept(
         &self,
         workflow: Arc<Workflow>,
@@ -426,8 +429,13 @@ impl Executor {
                     response: Some(ack.record()),
                 },
             });
-        self.enqueue(workflow, handles, input, record, state, scope, idempotency)
-            .await?;
+        if settle::settles_at_once(&workflow) {
+            self.settle(workflow, handles, input, record, state, scope, idempotency)
+                .await?;
+        } else {
+            self.enqueue(workflow, handles, input, record, state, scope, idempotency)
+                .await?;
+        }
         Ok((id, ack))
     }
 
@@ -462,10 +470,7 @@ impl Executor {
                     idempotency,
                 })
                 .await
-                .map_err(|e| match e {
-                    hookflow_store::StoreError::KeyTaken(entry) => AcceptError::Duplicate(entry),
-                    e => AcceptError::Store(e.to_string()),
-                })?;
+                .map_err(settle::not_taken)?;
             slot.push(ReadyRun::New(Box::new(NewRun {
                 record,
                 state,
@@ -559,12 +564,7 @@ impl Executor {
         };
         let mut run = run;
         run.durable = true;
-        run.deadline = run.workflow.timeout.map(|t| {
-            let elapsed = hookflow_model::time::now_millis().saturating_sub(run.record.started_ms);
-            tokio::time::Instant::from_std(hookflow_model::time::deadline_after(
-                t.saturating_sub(std::time::Duration::from_millis(elapsed)),
-            ))
-        });
+        run.deadline = settle::deadline_of(&run.workflow, run.record.started_ms);
         if let Some(waiting) = run.drive().await {
             // A waiting run is on disk before its worker moves on: a crash
             // does not make it wait again from the start.

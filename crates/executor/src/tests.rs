@@ -634,6 +634,14 @@ fn stubbed_env() -> Arc<Env> {
 
 /// An executor over `store` with one worker, started.
 fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
+    let executor = executor_of(store);
+    executor.start().expect("start");
+    executor
+}
+
+/// An executor over `store` with one worker, not started: a queued run
+/// stays queued.
+fn executor_of(store: Arc<dyn Store>) -> crate::Executor {
     let config = crate::ExecutorConfig {
         queue: crate::queue::QueueConfig {
             workers: 1,
@@ -646,9 +654,7 @@ fn started_executor(store: Arc<dyn Store>) -> crate::Executor {
         max_result: 0,
         metrics: None,
     };
-    let executor = crate::Executor::new(store, config).expect("executor");
-    executor.start().expect("start");
-    executor
+    crate::Executor::new(store, config).expect("executor")
 }
 
 /// A started executor over a recording store whose next `finish` panics.
@@ -662,16 +668,19 @@ fn executor_whose_first_finish_panics() -> (Arc<dyn Store>, crate::Executor) {
     (dyn_store, executor)
 }
 
+/// A workflow that is queued (a loop: not one that settles at once).
+const QUEUED: &str = "title: Queued\ntrigger: { type: webhook, mode: async }\nnodes:\n  - key: each\n    type: loop\n    over: \"[1]\"\n    do: [ { key: one, type: calculation, expression: \"1 + 1\" } ]\n";
+
+/// The same without the loop: it settles at once.
+const SETTLES: &str = "title: Settles\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: one, type: calculation, expression: \"1 + 1\" }\n  - { key: said, type: log, message: \"{{ nodes.one }}\" }\n";
+
 /// A panic inside an async run fails that run (durably, with the panic's
 /// message) and frees its worker: the next run runs, and a shutdown does
 /// not wait for a worker that will never come back.
 #[tokio::test]
 async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
     let (dyn_store, executor) = executor_whose_first_finish_panics();
-    let wf = compile(
-        "simple",
-        "title: Simple\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: one, type: calculation, expression: \"1 + 1\" }\n",
-    );
+    let wf = compile("queued", QUEUED);
     let input = empty_input();
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -730,4 +739,55 @@ async fn a_panic_inside_a_sync_run_answers_500_and_fails_the_record() {
         .error
         .unwrap_or_default()
         .contains("a bug while finishing"));
+}
+
+/// Which workflows settle at once: only nodes that need nothing outside the
+/// process and end by themselves.
+#[test]
+fn only_workflows_of_local_nodes_settle_at_once() {
+    assert!(crate::settle::settles_at_once(&compile("settles", SETTLES)));
+    assert!(!crate::settle::settles_at_once(&workflow()));
+    assert!(!crate::settle::settles_at_once(&compile("queued", QUEUED)));
+    let delay = "title: D\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: d, type: delay, duration: 1s }\n";
+    assert!(!crate::settle::settles_at_once(&compile("delay", delay)));
+}
+
+/// A run of a workflow that settles at once is finished, with every job,
+/// when `accept` returns, on an executor whose workers never started; a run
+/// of a workflow with a loop is only queued there.
+#[tokio::test]
+async fn a_run_that_settles_is_finished_before_its_acknowledgement() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let executor = executor_of(store.clone());
+    let (id, ack) = executor
+        .accept(compile("settles", SETTLES), None, empty_input(), None)
+        .await
+        .expect("accepted");
+    assert_eq!(ack.status, 200);
+    let record = store.get(&id).expect("get").expect("the record");
+    assert_eq!(record.status, RunStatus::Resolved);
+    assert!(record.finished_at.is_some());
+    let jobs: Vec<_> = record.jobs.iter().map(|j| j.key.clone()).collect();
+    assert_eq!(
+        jobs,
+        vec![Some("one".to_string()), Some("said".to_string())]
+    );
+    assert_eq!(record.jobs[1].result, json!("2"));
+    assert_eq!(record.response.map(|r| r.status), Some(200));
+    assert!(
+        store.input(&id).expect("input").is_some(),
+        "kept for retries"
+    );
+    assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
+
+    let (queued, _) = executor
+        .accept(compile("queued", QUEUED), None, empty_input(), None)
+        .await
+        .expect("accepted");
+    let record = store.get(&queued).expect("get").expect("the record");
+    assert_eq!(record.status, RunStatus::Queued);
+    assert_eq!(
+        store.unfinished(None, 10).expect("unfinished"),
+        vec![queued]
+    );
 }

@@ -107,6 +107,24 @@ pub trait Store: Send + Sync + 'static {
     /// task of a current-thread runtime through that runtime).
     fn accept(&self, run: Accepted) -> BoxFuture<'_, StoreResult<()>>;
 
+    /// A new async run that finished before its acknowledgement (it needed
+    /// nothing outside the process): `record` is its final record, `run`
+    /// what [`Store::accept`] would have taken. Resolves once the run is on
+    /// disk with its idempotency key; it is never handed to the workers.
+    /// By default it is accepted, finished, then flushed; a store may write
+    /// it in one go (the finished record, its input and the key).
+    fn accept_finished(
+        &self,
+        run: Accepted,
+        record: ExecutionRecord,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.accept(run).await?;
+            self.finish(record, true);
+            self.flush().await
+        })
+    }
+
     /// A durable run saved its progress (written behind, in order).
     fn save(&self, id: &str, saved: Saved);
 

@@ -123,6 +123,9 @@ pub struct Run {
     /// Where the run and its request node tries are counted (none in
     /// unit tests of the interpreter).
     pub metrics: Option<Arc<hookflow_metrics::WorkflowMetrics>>,
+    /// Where the final record goes instead of the store (a run settled
+    /// before its acknowledgement: `crate::settle`).
+    pub keep_record: Option<tokio::sync::oneshot::Sender<ExecutionRecord>>,
 }
 
 impl Run {
@@ -155,6 +158,7 @@ impl Run {
             responder: None,
             unsaved,
             metrics: None,
+            keep_record: None,
         }
     }
 
@@ -580,6 +584,9 @@ impl Run {
         }
         // Nobody waits for the final record to be durable: it is written
         // behind (and readable at once). A durable run's saved state goes.
-        self.store.finish(self.record, self.durable);
+        match self.keep_record.take() {
+            Some(keep) => drop(keep.send(self.record)),
+            None => self.store.finish(self.record, self.durable),
+        }
     }
 }

@@ -298,6 +298,10 @@ macro_rules! conformance {
                 super::restarts_at_every_point_lose_nothing::<$backend>().await
             }
             #[tokio::test]
+            async fn a_run_accepted_finished_is_kept_whole() {
+                super::a_run_accepted_finished_is_kept_whole::<$backend>().await
+            }
+            #[tokio::test]
             async fn runs_accepted_together_finish_apart() {
                 super::runs_accepted_together_finish_apart::<$backend>().await
             }

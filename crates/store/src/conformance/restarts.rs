@@ -393,3 +393,58 @@ pub(crate) async fn damage_is_set_aside<B: Backend>() {
         "set aside for good"
     );
 }
+
+/// A run accepted already finished ([`Store::accept_finished`]) is kept
+/// whole once the future resolves: its record (showing its request, from
+/// the input), its input and its idempotency key; it is never resumed, not
+/// after a restart either.
+pub(crate) async fn a_run_accepted_finished_is_kept_whole<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = now_millis();
+    let mut head = record_at("pay", RunStatus::Queued, now);
+    head.response = Some(ack());
+    let mut done = finished(head.clone(), RunStatus::Resolved, now + 1);
+    done.jobs = vec![job("x", JobStatus::Resolved, json!(1))];
+    let claim = IdempotencyClaim {
+        workflow: "pay".into(),
+        key: "k-1".into(),
+        entry: IdempotencyEntry {
+            execution_id: head.id.clone(),
+            expires_ms: now + 3_600_000,
+            response: Some(ack()),
+        },
+    };
+    {
+        let store = B::open(dir.path());
+        let run = Accepted {
+            record: head.clone(),
+            input: input(now),
+            idempotency: Some(claim),
+        };
+        store
+            .accept_finished(run, done.clone())
+            .await
+            .expect("accepted finished");
+        kept_whole(store.as_ref(), &done, now);
+    }
+    if B::DURABLE {
+        let store = B::open(dir.path());
+        kept_whole(store.as_ref(), &done, now);
+    }
+}
+
+fn kept_whole(store: &dyn Store, done: &ExecutionRecord, now: u64) {
+    let got = store.get(&done.id).expect("get").expect("the record");
+    assert_eq!((got.status, &got.jobs), (RunStatus::Resolved, &done.jobs));
+    assert_eq!(got.finished_at, done.finished_at);
+    assert!(got.trigger.is_some(), "the record shows its request");
+    assert_eq!(store.input(&done.id).expect("input"), Some(input(now)));
+    assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
+    assert!(store.resumable(&done.id).expect("resumable").is_none());
+    let key = store
+        .idempotency("pay", "k-1", now)
+        .expect("idempotency")
+        .expect("the key");
+    assert_eq!(key.execution_id, done.id);
+    assert_eq!(key.response, Some(ack()));
+}

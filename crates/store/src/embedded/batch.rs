@@ -12,7 +12,7 @@ use super::codec::{decode, encode, head_value, split_head, Embedded, RunState};
 use super::layout::{self, Id, HEAD, JOB, PART, STACK, STATE};
 use super::pages::{self, Header};
 use super::queued::{self, IdMap, Queued, DONE, QUEUE};
-use super::writer::{Event, KeyWrite};
+use super::writer::{Event, FinishedHeader, KeyWrite};
 use crate::record::RunStatus;
 use crate::{db_err, StoreResult};
 use std::collections::{BTreeMap, HashMap};
@@ -203,19 +203,20 @@ impl Batch {
                 } else {
                     Vec::new()
                 };
-                let bucket = pages::bucket_of(&id);
-                let page = self.pages.entry(bucket).or_default();
-                if page.len() >= PAGE_BYTES {
-                    self.full.push((bucket, std::mem::take(page)));
+                self.finished(id, &header, &record, &input);
+            }
+            Event::Settled {
+                id,
+                header,
+                record,
+                input,
+                key,
+            } => {
+                self.atomic = true;
+                if let Some(key) = key {
+                    self.key(key);
                 }
-                let head = Header {
-                    id,
-                    started_ms: header.started_ms,
-                    finished_ms: header.finished_ms,
-                    status: header.status,
-                    workflow: &header.workflow,
-                };
-                pages::push_entry(page, &head, &record, &input);
+                self.finished(id, &header, &record, &input);
             }
             Event::Quarantine(keys) => {
                 self.atomic = true;
@@ -230,6 +231,23 @@ impl Batch {
             Event::Refused(_) => {}
         }
         Ok(())
+    }
+
+    /// A finished record (and a durable run's input) into its second's page.
+    fn finished(&mut self, id: Id, header: &FinishedHeader, record: &[u8], input: &[u8]) {
+        let bucket = pages::bucket_of(&id);
+        let page = self.pages.entry(bucket).or_default();
+        if page.len() >= PAGE_BYTES {
+            self.full.push((bucket, std::mem::take(page)));
+        }
+        let head = Header {
+            id,
+            started_ms: header.started_ms,
+            finished_ms: header.finished_ms,
+            status: header.status,
+            workflow: &header.workflow,
+        };
+        pages::push_entry(page, &head, record, input);
     }
 
     fn key(&mut self, key: KeyWrite) {

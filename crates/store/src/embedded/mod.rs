@@ -144,6 +144,19 @@ impl SledStore {
         let _ = self.on_commit.set(hook);
     }
 
+    /// Submits an event somebody waits on: resolves once it is on disk.
+    fn durable(&self, event: StoreResult<Event>) -> BoxFuture<'_, StoreResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        let submitted = event.map(|e| self.submit(Job::Durable(Box::new((e, Waiter::new(tx))))));
+        Box::pin(async move {
+            match submitted {
+                Ok(true) => rx.await.map_err(|_| stopped())?,
+                Ok(false) => Err(stopped()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// Hands a job to the writer; false when the writer has stopped.
     fn submit(&self, job: Job) -> bool {
         let waited_on = !matches!(job, Job::Event(_));
@@ -224,29 +237,53 @@ fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
     })
 }
 
+/// A finished record encoded, and what its page entry's header says of it.
+fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
+    let bytes = encode(&record)?;
+    let header = FinishedHeader {
+        started_ms: record.started_ms,
+        finished_ms: record
+            .finished_at
+            .map_or_else(hookflow_model::time::now_millis, |t| t.millis()),
+        status: record.status,
+        workflow: record.workflow,
+    };
+    Ok((header, bytes))
+}
+
 fn id_of_record(id: &str) -> StoreResult<Id> {
     id_bytes(id).ok_or_else(|| StoreError::Db(format!("invalid execution id {id}")))
 }
 
 impl Store for SledStore {
     fn accept(&self, run: Accepted) -> BoxFuture<'_, StoreResult<()>> {
-        let (tx, rx) = oneshot::channel();
-        let event = (|| {
+        self.durable((|| {
             Ok(Event::Accept {
                 id: id_of_record(&run.record.id)?,
                 head: encode(&run.record)?,
                 input: encode(&run.input)?,
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
-        })();
-        let submitted = event.map(|e| self.submit(Job::Durable(Box::new((e, Waiter::new(tx))))));
-        Box::pin(async move {
-            match submitted {
-                Ok(true) => rx.await.map_err(|_| stopped())?,
-                Ok(false) => Err(stopped()),
-                Err(e) => Err(e),
-            }
-        })
+        })())
+    }
+
+    fn accept_finished(
+        &self,
+        run: Accepted,
+        record: ExecutionRecord,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.durable((|| {
+            let id = id_of_record(&record.id)?;
+            let (header, bytes) = finished_parts(record)?;
+            self.overlay.finished(&id);
+            Ok(Event::Settled {
+                id,
+                header,
+                record: bytes,
+                input: encode(&run.input)?,
+                key: run.idempotency.as_ref().map(key_write).transpose()?,
+            })
+        })())
     }
 
     fn save(&self, id: &str, saved: Saved) {
@@ -290,19 +327,12 @@ impl Store for SledStore {
     fn finish(&self, record: ExecutionRecord, durable: bool) {
         let event = (|| {
             let id = id_of_record(&record.id)?;
-            let bytes = encode(&record)?;
+            let (header, record) = finished_parts(record)?;
             self.overlay.finished(&id);
             Ok(Event::Finish {
                 id,
-                header: FinishedHeader {
-                    started_ms: record.started_ms,
-                    finished_ms: record
-                        .finished_at
-                        .map_or_else(hookflow_model::time::now_millis, |t| t.millis()),
-                    status: record.status,
-                    workflow: record.workflow,
-                },
-                record: bytes,
+                header,
+                record,
                 durable,
             })
         })();

@@ -72,6 +72,15 @@ pub(crate) enum Event {
         record: Vec<u8>,
         durable: bool,
     },
+    /// A new async run that finished before it was acknowledged: its
+    /// finished record and input, and its idempotency key, in one turn.
+    Settled {
+        id: Id,
+        header: FinishedHeader,
+        record: Vec<u8>,
+        input: Vec<u8>,
+        key: Option<KeyWrite>,
+    },
     /// Damaged entries to move aside.
     Quarantine(Vec<Vec<u8>>),
     /// A refused request to keep (in its own tree, never synced for itself).

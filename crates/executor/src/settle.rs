@@ -1,0 +1,120 @@
+//! Async runs that settle before their acknowledgement.
+//!
+//! A workflow whose nodes need nothing outside the process (conditions,
+//! switches, calculations, JSON queries, logs, ends) runs in microseconds.
+//! Queuing its runs would write each twice (accepted, then finished) and
+//! hand it to another thread; instead a new run goes to its end in the
+//! request's task, and its finished record is written once, together with
+//! its input and idempotency key, before the acknowledgement
+//! ([`Store::accept_finished`](hookflow_store::Store::accept_finished)). The
+//! caller gets the same answer, sent under the same promise and more: the
+//! run is on disk, finished. The queue's capacity still decides whether it
+//! is taken (503 when full), and a retry of such a run is queued as any.
+
+use crate::{AcceptError, Executor, RunState, Scope};
+use futures_util::FutureExt;
+use hookflow_metrics::WorkflowMetrics;
+use hookflow_model::runtime::{NodeKind, Workflow};
+use hookflow_model::time::Timestamp;
+use hookflow_store::{
+    Accepted, ExecutionRecord, IdempotencyClaim, RunInput, RunStatus, StoreError,
+};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// Whether every node of `workflow` is of a kind that needs nothing outside
+/// the process and ends at once: no request, delay, loop, parallel or
+/// response node.
+pub(crate) fn settles_at_once(workflow: &Workflow) -> bool {
+    workflow.nodes.iter().all(|node| {
+        matches!(
+            node.kind,
+            NodeKind::Condition { .. }
+                | NodeKind::Switch { .. }
+                | NodeKind::Calculation { .. }
+                | NodeKind::JsonQuery { .. }
+                | NodeKind::Log { .. }
+                | NodeKind::End { .. }
+        )
+    })
+}
+
+/// The error of a store that did not take a new run.
+pub(crate) fn not_taken(error: StoreError) -> AcceptError {
+    match error {
+        StoreError::KeyTaken(entry) => AcceptError::Duplicate(entry),
+        e => AcceptError::Store(e.to_string()),
+    }
+}
+
+/// When an async run started at `started_ms` must have ended.
+pub(crate) fn deadline_of(workflow: &Workflow, started_ms: u64) -> Option<tokio::time::Instant> {
+    workflow.timeout.map(|t| {
+        let elapsed = hookflow_model::time::now_millis().saturating_sub(started_ms);
+        tokio::time::Instant::from_std(hookflow_model::time::deadline_after(
+            t.saturating_sub(std::time::Duration::from_millis(elapsed)),
+        ))
+    })
+}
+
+impl Executor {
+    /// Runs a new run of a workflow that [`settles_at_once`] to its end in
+    /// this task, then writes it finished, durably. A run that panics is
+    /// written failed, with the panic's message, as a queued run would be.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn settle(
+        &self,
+        workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
+        input: RunInput,
+        record: ExecutionRecord,
+        state: RunState,
+        scope: Scope,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<(), AcceptError> {
+        // As for a queued run: refused when the queue is full, and the text
+        // of the version the record names is stored first.
+        let slot = self.queue.reserve()?;
+        self.versions.keep(&workflow);
+        let head = record.clone();
+        let (keep, mut kept) = tokio::sync::oneshot::channel();
+        let deadline = deadline_of(&workflow, head.started_ms);
+        let mut run = self.run_of(workflow, handles, record, state, scope);
+        run.durable = true;
+        run.deadline = deadline;
+        run.keep_record = Some(keep);
+        let driven = AssertUnwindSafe(run.drive()).catch_unwind().await;
+        let finished = match (driven, kept.try_recv()) {
+            (Ok(None), Ok(record)) => record,
+            // A bug: the run is failed, as a queued run that panics is.
+            (driven, _) => {
+                let why = match &driven {
+                    Err(payload) => crate::panics::panic_message(&**payload),
+                    Ok(_) => "the run stopped before its end",
+                };
+                tracing::error!(message = "A run panicked; it is failed.", execution_id = %head.id, panic = ?why);
+                let mut failed = head.clone();
+                failed.status = RunStatus::Failed;
+                failed.error = Some(format!("internal error (a bug in hookflow): {why}"));
+                failed.finished_at = Some(Timestamp::now());
+                failed
+            }
+        };
+        drop(slot);
+        let accepted = Accepted {
+            record: head,
+            input,
+            idempotency,
+        };
+        // In a task of its own, as a queued run's hand-off: a caller that
+        // goes away cancels nothing a store has begun to write.
+        let store = self.store.clone();
+        let write = tokio::spawn(Box::pin(async move {
+            store.accept_finished(accepted, finished).await
+        }));
+        write
+            .await
+            .map_err(|e| AcceptError::Store(format!("the write failed: {e}")))?
+            .map_err(not_taken)
+    }
+}
