@@ -92,7 +92,7 @@ impl Executor {
                     Err(payload) => crate::panics::panic_message(&**payload),
                     Ok(_) => "the run stopped before its end",
                 };
-                tracing::error!(message = "A run panicked; it is failed.", execution_id = %head.id, panic = ?why);
+                tracing::error!(message = "A run did not settle; it is failed.", execution_id = %head.id, why = ?why);
                 let mut failed = head.clone();
                 failed.status = RunStatus::Failed;
                 failed.error = Some(format!("internal error (a bug in hookflow): {why}"));

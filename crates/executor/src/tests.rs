@@ -750,6 +750,8 @@ fn only_workflows_of_local_nodes_settle_at_once() {
     assert!(!crate::settle::settles_at_once(&compile("queued", QUEUED)));
     let delay = "title: D\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: d, type: delay, duration: 1s }\n";
     assert!(!crate::settle::settles_at_once(&compile("delay", delay)));
+    let call = "title: C\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: n, type: calculation, expression: \"1\" }\n  - { key: call, type: request, url: \"http://127.0.0.1:9/x\" }\n";
+    assert!(!crate::settle::settles_at_once(&compile("call", call)));
 }
 
 /// A run of a workflow that settles at once is finished, with every job,
