@@ -439,7 +439,11 @@ fn admin_api() {
     let new_id = r.json()["execution_id"].as_str().expect("id").to_string();
     let record = app.finished(&new_id, Duration::from_secs(10));
     assert_eq!(record["retry_of"], json!(ids[0]));
+    assert_eq!(record["retries"], json!([]));
     assert_eq!(record["trigger"]["body"]["order"]["id"], json!("o0"));
+    // The retried run's record names it.
+    let retried = app.admin_get(&format!("/api/executions/{}", ids[0])).json();
+    assert_eq!(retried["retries"], json!([new_id]), "{retried}");
     // A wrong token is 401 too.
     let r = app.get(&format!("/api/executions/{new_id}"));
     assert_eq!(r.status, 401);

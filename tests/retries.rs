@@ -42,12 +42,14 @@ fn retry_on_the_current_version_runs_the_fixed_workflow() {
     });
 
     // Recorded (the default, and said explicitly): the old version fails again.
+    let mut retry_ids = Vec::new();
     for body in [None, Some(json!({})), Some(json!({"version": "recorded"}))] {
         let path = format!("/api/executions/{failed_id}/retry");
         let r = match &body {
             None => app.admin_post(&path),
             Some(b) => app.admin_post_json(&path, b),
         };
+        retry_ids.push(new_id(&r));
         let again = app.finished(&new_id(&r), Duration::from_secs(10));
         assert_eq!(again["status"], json!("failed"), "{body:?}: {again}");
         assert_eq!(again["retry_of"], json!(failed_id));
@@ -62,6 +64,12 @@ fn retry_on_the_current_version_runs_the_fixed_workflow() {
     assert_eq!(fixed["status"], json!("resolved"), "{fixed}");
     assert_eq!(fixed["retry_of"], json!(failed_id));
     assert_ne!(fixed["version"], old["version"]);
+    // The failed run's record names its four retries, oldest first.
+    retry_ids.push(new_id(&r));
+    let failed = app
+        .admin_get(&format!("/api/executions/{failed_id}"))
+        .json();
+    assert_eq!(failed["retries"], json!(retry_ids), "{failed}");
     assert_eq!(fixed["response"]["body"], json!({"forwarded": "A-1"}));
     let fixed_hits = upstream.hits_on("/fixed");
     assert_eq!(fixed_hits.len(), 1);

@@ -337,7 +337,7 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
         );
         browser.screenshot("run.png").await;
 
-        // The failed run now lists its retry.
+        // The failed run now lists its retry, with the retry's status.
         c.goto(&format!("{}/ui#/run/{failed}", app.base))
             .await
             .expect("back");
@@ -346,7 +346,7 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
                 browser
                     .text("dl.facts")
                     .await
-                    .contains(&retry)
+                    .contains(&format!("{retry} resolved"))
                     .then_some(())
             })
             .await;

@@ -153,6 +153,29 @@ pub trait Store: Send + Sync + 'static {
     /// Runs newest first, filtered; the page and the cursor of the next one.
     fn list(&self, filter: &ExecutionFilter) -> StoreResult<(Vec<RunSummary>, Option<String>)>;
 
+    /// The ids of the runs started as retries of run `id` whose records are
+    /// kept, oldest first (a record's `retries`); reads its writes as `get`
+    /// does. By default, pages of `list` filtered by `retry_of`.
+    fn retries_of(&self, id: &str) -> StoreResult<Vec<String>> {
+        let mut filter = ExecutionFilter {
+            retry_of: Some(id.to_string()),
+            limit: 1000,
+            ..ExecutionFilter::default()
+        };
+        let mut ids = Vec::new();
+        loop {
+            let (rows, next) = self.list(&filter)?;
+            ids.extend(rows.into_iter().map(|r| r.id));
+            match next {
+                Some(cursor) => filter.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        // Ids are time-ordered; the list is newest first.
+        ids.reverse();
+        Ok(ids)
+    }
+
     /// Ids of runs that are queued or running (not waiting), oldest first,
     /// after `after`: the runs to resume at start.
     fn unfinished(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>>;

@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::{parse_entries, retries, test_case, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookflow_service::{overview, Refusal};
-use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
+use hookflow_store::{ExecutionFilter, RunStatus};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -119,11 +119,6 @@ pub(crate) fn scrubbed(
     builder.json(body)
 }
 
-/// The record as the API shows it.
-pub fn record_json(record: &ExecutionRecord) -> Json {
-    hookflow_service::views::record_json(record)
-}
-
 pub(crate) fn parse_time(name: &str, value: Option<&String>) -> Result<Option<u64>, ApiError> {
     value
         .map(|v| {
@@ -190,12 +185,9 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
 
 fn execution(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
-    let record = state
-        .service
-        .executor
-        .store()
-        .get(id)
+    let store = state.service.executor.store();
+    let record = hookflow_service::views::record_of(store.as_ref(), id)
         .map_err(|e| Refusal::Internal(e.to_string()))?
         .ok_or_else(|| Refusal::NotFound(format!("no execution {id}")))?;
-    Ok(scrubbed(HttpResponse::Ok(), state, record_json(&record)))
+    Ok(scrubbed(HttpResponse::Ok(), state, record))
 }

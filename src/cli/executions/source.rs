@@ -5,7 +5,7 @@
 use super::client::Client;
 use super::{Filter, Reach};
 use anyhow::{bail, Context};
-use hookflow_service::views::{record_json, summary_json};
+use hookflow_service::views::{record_of, summary_json};
 use hookflow_store::{ExecutionFilter, PgOptions, PgStore, RunStatus, SledStore, Store};
 use serde_json::{json, Value as Json};
 
@@ -105,7 +105,9 @@ impl Source {
     pub async fn show(&self, id: &str) -> anyhow::Result<Json> {
         match self {
             Source::Server(client) => client.get_json(&["api", "executions", id], &[]).await,
-            Source::Store(store) => Ok(record_json(&record(store.as_ref(), id)?)),
+            Source::Store(store) => {
+                record_of(store.as_ref(), id)?.with_context(|| format!("no execution {id}"))
+            }
         }
     }
 

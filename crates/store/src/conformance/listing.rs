@@ -182,6 +182,88 @@ pub(crate) async fn lists_find_the_retries_of_a_run<B: Backend>() {
     }
 }
 
+/// A run's retries, oldest first: sync ones while they run and once they
+/// finished, queued and settled ones; across a restart; each as long as its
+/// own record is kept, whether or not the retried run's is.
+pub(crate) async fn a_record_names_its_retries<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = B::open(dir.path());
+    let base = now_millis() - 30_000;
+    let original = finished(
+        record_at("w", RunStatus::Failed, base),
+        RunStatus::Failed,
+        base + 5,
+    );
+    store.finish(original.clone(), false);
+    let other = finished(
+        record_at("w", RunStatus::Failed, base + 500),
+        RunStatus::Failed,
+        base + 505,
+    );
+    store.finish(other.clone(), false);
+    let retries = |store: &Arc<dyn Store>, id: &str| store.retries_of(id).expect("retries");
+    assert!(retries(&store, &original.id).is_empty());
+
+    // A sync retry, readable while it runs, then finished.
+    let mut first = record_at("w", RunStatus::Running, base + 1_000);
+    first.retry_of = Some(original.id.clone());
+    store.announce(first.clone());
+    assert_eq!(retries(&store, &original.id), vec![first.id.clone()]);
+    store.finish(
+        finished(first.clone(), RunStatus::Resolved, base + 1_005),
+        false,
+    );
+    // An async retry, queued; one that settled before its acknowledgement.
+    let mut second = record_at("w", RunStatus::Queued, base + 2_000);
+    second.retry_of = Some(original.id.clone());
+    let accepted = |record: &ExecutionRecord| Accepted {
+        record: record.clone(),
+        input: input(2),
+        idempotency: None,
+    };
+    store.accept(accepted(&second)).await.expect("accepted");
+    let mut third = record_at("w", RunStatus::Queued, base + 3_000);
+    third.retry_of = Some(original.id.clone());
+    let done = finished(third.clone(), RunStatus::Resolved, base + 4_000);
+    store
+        .accept_finished(accepted(&third), done)
+        .await
+        .expect("accepted finished");
+    let mut unrelated = finished(
+        record_at("w", RunStatus::Resolved, base + 2_500),
+        RunStatus::Resolved,
+        base + 2_505,
+    );
+    unrelated.retry_of = Some(other.id.clone());
+    store.finish(unrelated.clone(), false);
+
+    let all = vec![first.id.clone(), second.id.clone(), third.id.clone()];
+    assert_eq!(retries(&store, &original.id), all, "before the flush");
+    store.flush().await.expect("flush");
+    assert_eq!(retries(&store, &original.id), all, "after the flush");
+    assert_eq!(retries(&store, &other.id), vec![unrelated.id.clone()]);
+    assert!(retries(&store, &first.id).is_empty(), "a retry of none");
+    assert!(retries(&store, &id_at(base)).is_empty(), "an unknown run");
+    assert!(retries(&store, "not an id").is_empty());
+    if B::DURABLE {
+        drop(store);
+        store = B::open(dir.path());
+        assert_eq!(retries(&store, &original.id), all, "after a restart");
+    }
+
+    // Retention takes the retried runs and the first retry; the queued
+    // retry and the later one stay, and still name the run they retried.
+    store
+        .remove_finished_before(base + 3_000)
+        .expect("retention");
+    assert!(store.get(&original.id).expect("get").is_none());
+    assert_eq!(
+        retries(&store, &original.id),
+        vec![second.id.clone(), third.id.clone()]
+    );
+    assert!(retries(&store, &other.id).is_empty());
+}
+
 /// Retention counts from the finish and never touches unfinished runs.
 pub(crate) async fn retention_counts_from_the_finish<B: Backend>() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -274,6 +274,10 @@ macro_rules! conformance {
                 super::lists_find_the_retries_of_a_run::<$backend>().await
             }
             #[tokio::test]
+            async fn a_record_names_its_retries() {
+                super::a_record_names_its_retries::<$backend>().await
+            }
+            #[tokio::test]
             async fn retention_counts_from_the_finish() {
                 super::retention_counts_from_the_finish::<$backend>().await
             }

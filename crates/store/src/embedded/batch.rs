@@ -111,8 +111,10 @@ impl Batch {
                 head,
                 input,
                 key,
+                retry_of,
             } => {
                 self.atomic = true;
+                self.link(retry_of, &id);
                 if self
                     .queue_pages
                     .last()
@@ -235,6 +237,7 @@ impl Batch {
 
     /// A finished record (and a durable run's input) into its second's page.
     fn finished(&mut self, id: Id, header: &FinishedHeader, record: &[u8], input: &[u8]) {
+        self.link(header.retry_of, &id);
         let bucket = pages::bucket_of(&id);
         let page = self.pages.entry(bucket).or_default();
         if page.len() >= PAGE_BYTES {
@@ -248,6 +251,15 @@ impl Batch {
             workflow: &header.workflow,
         };
         pages::push_entry(page, &head, record, input);
+    }
+
+    /// Indexes `id` as a retry of `retry_of` (after the turn's records: a
+    /// link never names a run not yet written).
+    fn link(&mut self, retry_of: Option<Id>, id: &Id) {
+        if let Some(of) = retry_of {
+            self.after
+                .push((layout::retry_key(&of, id).to_vec(), Some(Vec::new())));
+        }
     }
 
     fn key(&mut self, key: KeyWrite) {

@@ -20,6 +20,7 @@
 //! | `f` second seq | a compressed page of finished runs ([`super::pages`]) |
 //! | `k` workflow NUL key | an idempotency entry |
 //! | `x` expires-ms workflow NUL key | its expiry (no value) |
+//! | `y` id retry-id | a retry of run `id` (no value): a record's `retries` |
 //!
 //! Ids are UUID v7 (16 bytes, time-ordered), times big-endian Unix ms, so
 //! keys sort by time.
@@ -40,6 +41,7 @@ pub(crate) const WAKE: u8 = b'w';
 pub(crate) const PAGE: u8 = b'f';
 pub(crate) const IDEMPOTENCY: u8 = b'k';
 pub(crate) const EXPIRY: u8 = b'x';
+pub(crate) const RETRY: u8 = b'y';
 
 /// An execution id as stored.
 pub(crate) type Id = [u8; 16];
@@ -138,6 +140,23 @@ pub(crate) fn expiry_key(expires_ms: u64, idempotency_key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// `y id retry`: `retry` is a retry of run `id`.
+pub(crate) fn retry_key(id: &Id, retry: &Id) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = RETRY;
+    k[1..17].copy_from_slice(id);
+    k[17..].copy_from_slice(retry);
+    k
+}
+
+/// The run and its retry of a `y` key.
+pub(crate) fn retry_of(key: &[u8]) -> Option<(Id, Id)> {
+    Some((
+        key.get(1..17)?.try_into().ok()?,
+        key.get(17..33)?.try_into().ok()?,
+    ))
+}
+
 /// The layout of the data folder, kept under [`FORMAT_KEY`] in the default
 /// tree. Format 5: one key per unfinished run and per saved job (no shared
 /// queue pages), finished pages with their finish times, idempotency keys
@@ -194,5 +213,10 @@ mod tests {
         assert_eq!(id_of(&part_key(&a, "r/x")), Some(a));
         assert_eq!(id_bytes(&id_string(&a)), Some(a));
         assert_ne!(idempotency_key("ab", "c"), idempotency_key("a", "bc"));
+        assert_eq!(retry_of(&retry_key(&a, &b)), Some((a, b)));
+        assert!(
+            retry_key(&a, &a) < retry_key(&a, &b),
+            "a run's retries by time"
+        );
     }
 }

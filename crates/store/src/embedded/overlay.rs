@@ -11,10 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+/// An announced record, encoded, and the run it retries.
+type Announced = (Vec<u8>, Option<Id>);
+
 #[derive(Default)]
 pub(crate) struct Overlay {
-    /// Announced records, encoded.
-    announced: Mutex<HashMap<Id, Vec<u8>>>,
+    /// Announced records, by run.
+    announced: Mutex<HashMap<Id, Announced>>,
     /// How many are announced (read without the lock on the hot path).
     count: AtomicUsize,
     woken: Mutex<HashSet<Id>>,
@@ -27,9 +30,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Overlay {
     /// Makes a running sync run's record readable until it finishes.
-    pub fn announce(&self, id: Id, record: Vec<u8>) {
+    pub fn announce(&self, id: Id, record: Vec<u8>, retry_of: Option<Id>) {
         let mut map = lock(&self.announced);
-        map.insert(id, record);
+        map.insert(id, (record, retry_of));
         self.count.store(map.len(), Ordering::SeqCst);
     }
 
@@ -45,14 +48,23 @@ impl Overlay {
 
     /// An announced record.
     pub fn get(&self, id: &Id) -> Option<Vec<u8>> {
-        lock(&self.announced).get(id).cloned()
+        lock(&self.announced).get(id).map(|(r, _)| r.clone())
+    }
+
+    /// Announced retries of run `of`.
+    pub fn retries_of(&self, of: &Id) -> Vec<Id> {
+        lock(&self.announced)
+            .iter()
+            .filter(|(_, (_, retry_of))| retry_of.as_ref() == Some(of))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Every announced record.
     pub fn all(&self) -> Vec<(Id, Vec<u8>)> {
         lock(&self.announced)
             .iter()
-            .map(|(id, r)| (*id, r.clone()))
+            .map(|(id, (r, _))| (*id, r.clone()))
             .collect()
     }
 
@@ -81,9 +93,11 @@ mod tests {
         let o = Overlay::default();
         let id = [7u8; 16];
         o.finished(&id);
-        o.announce(id, vec![1]);
+        o.announce(id, vec![1], Some([8u8; 16]));
         assert_eq!(o.get(&id), Some(vec![1]));
         assert_eq!(o.all().len(), 1);
+        assert_eq!(o.retries_of(&[8u8; 16]), vec![id]);
+        assert!(o.retries_of(&id).is_empty());
         o.finished(&id);
         assert!(o.get(&id).is_none());
         o.woke(id);

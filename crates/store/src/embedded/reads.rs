@@ -363,6 +363,24 @@ impl SledStore {
         Ok(out)
     }
 
+    /// The retries of run `id`, oldest first: the `y` keys written with
+    /// them, and sync retries still running (announced).
+    pub(crate) fn read_retries(&self, id: &Id) -> StoreResult<Vec<String>> {
+        let mut found = self.overlay.retries_of(id);
+        for key in self
+            .runs
+            .scan_prefix(&layout::retry_key(id, &[0; 16])[..17])
+            .keys()
+        {
+            if let Some((_, retry)) = layout::retry_of(&key.map_err(db_err)?) {
+                found.push(retry);
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found.iter().map(layout::id_string).collect())
+    }
+
     /// Runs newest first: not yet written, unfinished, then finished pages.
     pub(crate) fn read_list(
         &self,

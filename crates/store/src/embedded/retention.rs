@@ -3,16 +3,22 @@
 //! the pages), so retention cannot make a run look unfinished or finished.
 
 use super::codec::decode;
-use super::layout::{EXPIRY, IDEMPOTENCY, PAGE};
+use super::layout::{self, Id, EXPIRY, IDEMPOTENCY, PAGE, RETRY};
 use super::pages;
 use super::SledStore;
 use crate::record::IdempotencyEntry;
 use crate::{db_err, StoreResult};
+use std::collections::HashSet;
 
 impl SledStore {
     /// Removes the records of runs that finished before `cutoff_ms`.
     pub(crate) fn retain(&self, cutoff_ms: u64) -> StoreResult<usize> {
         let mut removed = 0;
+        // Links between runs and their retries (few): a link goes with its
+        // retry's record.
+        let links = self.retry_links()?;
+        let linked: HashSet<Id> = links.iter().map(|(_, (_, retry))| *retry).collect();
+        let mut gone: HashSet<Id> = HashSet::new();
         // A run finishes after it starts: pages of seconds after the cutoff
         // hold nothing that finished before it.
         let end = pages::bucket_prefix(pages::bucket_of_ms(cutoff_ms).saturating_add(1));
@@ -33,6 +39,9 @@ impl SledStore {
                 if e.finished_ms < cutoff_ms {
                     // Its input goes with it.
                     dropped += 1;
+                    if linked.contains(&e.id) {
+                        gone.insert(e.id);
+                    }
                 } else {
                     kept.extend_from_slice(&page[e.span.0..e.span.1]);
                 }
@@ -50,7 +59,24 @@ impl SledStore {
             }
             removed += dropped;
         }
+        for (key, (_, retry)) in links {
+            if gone.contains(&retry) {
+                self.runs.remove(key).map_err(db_err)?;
+            }
+        }
         Ok(removed)
+    }
+
+    /// Every `y` key: a run and one of its retries.
+    fn retry_links(&self) -> StoreResult<Vec<(sled::IVec, (Id, Id))>> {
+        let mut links = Vec::new();
+        for key in self.runs.scan_prefix([RETRY]).keys() {
+            let key = key.map_err(db_err)?;
+            if let Some(pair) = layout::retry_of(&key) {
+                links.push((key, pair));
+            }
+        }
+        Ok(links)
     }
 
     /// Forgets idempotency keys that expired at `now_ms`, through their

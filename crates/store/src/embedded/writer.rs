@@ -41,17 +41,21 @@ pub(crate) struct FinishedHeader {
     pub finished_ms: u64,
     pub status: crate::record::RunStatus,
     pub workflow: String,
+    /// The run it retries.
+    pub retry_of: Option<Id>,
 }
 
 /// One event, encoded.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A new async run: head, input and its idempotency key.
+    /// A new async run: head, input, its idempotency key and the run it
+    /// retries.
     Accept {
         id: Id,
         head: Vec<u8>,
         input: Vec<u8>,
         key: Option<KeyWrite>,
+        retry_of: Option<Id>,
     },
     /// A durable run's progress.
     Save {

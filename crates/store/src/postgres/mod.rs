@@ -431,6 +431,11 @@ impl Store for PgStore {
         self.read(move |s| async move { reads::list(&s, &filter).await })
     }
 
+    fn retries_of(&self, id: &str) -> StoreResult<Vec<String>> {
+        let id = id.to_string();
+        self.read(move |s| async move { reads::retries_of(&s, &id).await })
+    }
+
     fn unfinished(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
         let after = after.map(str::to_string);
         self.read(move |s| async move { reads::unfinished(&s, after.as_deref(), limit).await })

@@ -164,6 +164,20 @@ pub async fn list(
     Ok((page, next))
 }
 
+/// The ids of the retries of run `id`, oldest first (ids are time-ordered);
+/// through the partial index on `retry_of`.
+pub async fn retries_of(shared: &Shared, id: &str) -> StoreResult<Vec<String>> {
+    let client = shared.conn().await?;
+    let rows = client
+        .query(
+            "SELECT id FROM hookflow_runs WHERE retry_of = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 pub async fn unfinished(
     shared: &Shared,
     after: Option<&str>,

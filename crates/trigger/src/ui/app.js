@@ -314,16 +314,16 @@
 
   async function runView(id, gen, polls = 0) {
     const run = await api(`/api/executions/${enc(id)}`);
-    let retries = Array.isArray(run.retries) ? run.retries.map(r => (typeof r === 'string' ? { id: r } : r)) : null;
-    if (!retries) {
+    // The record names its retries (oldest first); the newest 20 are
+    // read for their status, each by its id.
+    const retries = await Promise.all((run.retries || []).slice(-20).reverse().map(async (rid) => {
       try {
-        const q = new URLSearchParams({ retry_of: id, since: run.started_at, limit: '100' });
-        retries = (await api(`/api/executions?${q}`)).executions;
+        return await api(`/api/executions/${enc(rid)}`);
       } catch (e) {
         if (e instanceof LoginNeeded) throw e;
-        retries = [];
+        return { id: rid };
       }
-    }
+    }));
     if (gen !== generation) return;
     const finished = FINISHED.includes(run.status);
     const message = h('div', { 'aria-live': 'polite' });
@@ -355,7 +355,8 @@
         h('dt', null, 'Duration'), h('dd', null, between(run.started_at, run.finished_at)),
         run.retry_of ? [h('dt', null, 'Retry of'), h('dd', null, h('a', { href: runHref(run.retry_of), class: 'mono' }, run.retry_of))] : null,
         retries.length ? [h('dt', null, 'Retries'), h('dd', null, h('ul', { class: 'plain' },
-          retries.map(r => h('li', null, h('a', { href: runHref(r.id), class: 'mono' }, r.id), ' ', r.status ? badge(r.status) : null))))] : null),
+          retries.map(r => h('li', null, h('a', { href: runHref(r.id), class: 'mono' }, r.id), ' ', r.status ? badge(r.status) : null)),
+          run.retries.length > retries.length ? h('li', { class: 'muted' }, `and ${run.retries.length - retries.length} older`) : null))] : null),
       run.error ? h('div', { class: 'error-text', role: 'note' }, run.error) : null,
       h('div', { class: 'actions' },
         retryButton('recorded', 'Retry on the recorded version'),

@@ -1,0 +1,100 @@
+//! Tests of the embedded store's own workings (the contract's promises are
+//! in the conformance suite), and damage for the suite to find.
+
+use super::*;
+use crate::contract::Accepted;
+use crate::record::{ExecutionRecord, RunStatus};
+use hookflow_model::time::{now_millis, Timestamp};
+
+/// Writes garbage over a run's head (`finished`: over the page holding its
+/// finished record) in the closed store in `dir`, as damage would.
+pub(crate) fn damage_for_tests(dir: &Path, id: &str, finished: bool) {
+    // sled lets go of its file lock once its flusher thread has stopped:
+    // retry for a little while (bounded).
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(dir.join("db")) {
+            Ok(db) => break db,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the closed store: {e}"),
+        }
+    };
+    let runs = db.open_tree("runs").expect("runs");
+    let id = id_bytes(id).expect("an execution id");
+    let key = if finished {
+        runs.scan_prefix(pages::bucket_prefix(pages::bucket_of(&id)))
+            .keys()
+            .filter_map(Result::ok)
+            .next()
+            .expect("a page of that second")
+            .to_vec()
+    } else {
+        let index = queued::rebuild(&runs).expect("rebuild").index;
+        let run = index.runs.get(&id).expect("a queued run").clone();
+        queued::page_key(queued::QUEUE, run.page).to_vec()
+    };
+    runs.insert(key, &b"\xc1\xc1 not a value"[..])
+        .expect("write");
+    db.flush().expect("flush");
+}
+
+/// Runs accepted in one writer turn share one queue page (one sled
+/// insert for all of them), and their page goes once they all finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_accepted_together_share_a_queue_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SledStore::open(dir.path()).expect("open"));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let ms = now_millis();
+            let record = ExecutionRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow: "w".into(),
+                version: "v".into(),
+                status: RunStatus::Queued,
+                started_at: Timestamp(ms),
+                finished_at: None,
+                started_ms: ms,
+                trigger: None,
+                jobs: Vec::new(),
+                response: None,
+                retry_of: None,
+                error: None,
+            };
+            store
+                .accept(Accepted {
+                    record: record.clone(),
+                    input: RunInput::default(),
+                    idempotency: None,
+                })
+                .await
+                .expect("accepted");
+            record
+        }));
+    }
+    let mut records = Vec::new();
+    for t in tasks {
+        records.push(t.await.expect("join"));
+    }
+    let pages = lock(&store.queued).pages.len();
+    assert!(
+        pages < 32,
+        "{pages} queue pages for 32 runs accepted together"
+    );
+    for mut r in records {
+        r.status = RunStatus::Resolved;
+        r.finished_at = Some(Timestamp(now_millis()));
+        store.finish(r, true);
+    }
+    store.flush().await.expect("flush");
+    assert!(lock(&store.queued).pages.is_empty());
+    let left = store.runs.scan_prefix([queued::QUEUE]).count()
+        + store.runs.scan_prefix([queued::DONE]).count();
+    assert_eq!(left, 0, "finished pages and their bitmaps are gone");
+}
