@@ -10,6 +10,7 @@
 //! interrupted by a crash resumes after its last finished node.
 
 pub mod answer;
+mod intake;
 mod nodes;
 mod panics;
 pub mod policy;
@@ -38,10 +39,8 @@ use futures_util::FutureExt;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::scrub::SecretSet;
 use hookflow_model::template::Scope;
-use hookflow_store::{
-    Accepted, ExecutionRecord, IdempotencyClaim, IdempotencyEntry, RunStatus, Store,
-};
-use queue::{NewRun, Queue, ReadyRun};
+use hookflow_store::{ExecutionRecord, IdempotencyEntry, RunStatus, Store};
+use queue::Queue;
 use record::{bare_record, new_record};
 use responder::{Control, Responder};
 use run::Run;
@@ -387,192 +386,10 @@ impl Executor {
         Ok(OfflineRun { answer, record })
     }
 
-    /// Stores an async run durably and queues it (a run of a workflow that
-    /// needs nothing outside the process is run here and stored finished:
-    /// [`settle`]); returns the execution id and the acknowledgement.
-    /// Returns only after the run is on disk, together with its idempotency
-    /// key (`key`, kept for `ttl`) when it has one.
-    pub async fn accept(
-        &self,
-        workflow: Arc<Workflow>,
-        handles: Option<Arc<WorkflowMetrics>>,
-        input: RunInput,
-        key: Option<(String, std::time::Duration)>,
-    ) -> Result<(String, Answer), AcceptError> {
-        let id = uuid::Uuid::now_v7().to_string();
-        // The stored input keeps the request; the record needs none.
-        let mut record = bare_record(id.clone(), &workflow, RunStatus::Queued);
-        let state = RunState::start();
-        // The worker uses the same scope; build it once.
-        let scope = scope_copying(&workflow, &record, &input, &state);
-        let ack = match &workflow.trigger.response {
-            Some(spec) => Answer::render(spec, &workflow.templates, &scope)
-                .map_err(|e| AcceptError::Response(e.message))?,
-            None => Answer::default_ack(),
-        };
-        record.response = Some(record::stored_response(
-            ack.record(),
-            &self.env.secrets.current(),
-            &workflow,
-        ));
-        // Only a 2xx answer is remembered: after an error the sender's retry runs again.
-        let remembered = (200..300).contains(&ack.status);
-        let idempotency = key
-            .filter(|_| remembered)
-            .map(|(key, ttl)| IdempotencyClaim {
-                workflow: workflow.id.clone(),
-                key,
-                entry: IdempotencyEntry {
-                    execution_id: id.clone(),
-                    expires_ms: hookflow_model::time::now_millis()
-                        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-                    response: Some(ack.record()),
-                },
-            });
-        if settle::settles_at_once(&workflow) {
-            self.settle(workflow, handles, input, record, state, scope, idempotency)
-                .await?;
-        } else {
-            self.enqueue(workflow, handles, input, record, state, scope, idempotency)
-                .await?;
-        }
-        Ok((id, ack))
-    }
-
-    /// Writes a new async run durably, then hands it to the workers. Both
-    /// happen in a task of their own: a caller that goes away (a client that
-    /// resets its connection) cancels neither, so a run on disk is never
-    /// left behind until the next start.
-    #[allow(clippy::too_many_arguments)]
-    async fn enqueue(
-        &self,
-        workflow: Arc<Workflow>,
-        handles: Option<Arc<WorkflowMetrics>>,
-        input: RunInput,
-        mut record: ExecutionRecord,
-        state: RunState,
-        scope: Scope,
-        idempotency: Option<IdempotencyClaim>,
-    ) -> Result<(), AcceptError> {
-        // The text of the version the record names is stored first.
-        self.versions.keep(&workflow);
-        let slot = self.queue.reserve()?;
-        // The stored input holds the trigger context; the record needs no copy.
-        record.trigger = None;
-        let store = self.store.clone();
-        let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
-        // Boxed, as a run's task is (queue.rs): moved by value otherwise.
-        let handoff = tokio::spawn(Box::pin(async move {
-            store
-                .accept(Accepted {
-                    record: record.clone(),
-                    input,
-                    idempotency,
-                })
-                .await
-                .map_err(settle::not_taken)?;
-            slot.push(ReadyRun::New(Box::new(NewRun {
-                record,
-                state,
-                scope,
-                workflow,
-                handles,
-            })));
-            Ok(())
-        }));
-        handoff
-            .await
-            .map_err(|e| AcceptError::Store(format!("the hand-off failed: {e}")))?
-    }
-
     /// The workflow `id` at `version`: the current one, or an older one
     /// compiled again from its stored text.
     pub fn resolve_version(&self, id: &str, version: &str) -> Result<Arc<Workflow>, String> {
         self.versions.resolve(id, version)
-    }
-
-    /// Starts a new run of `workflow` with `input`, recorded as a retry of
-    /// the run `retry_of`; returns the new run's id. A sync workflow runs in
-    /// a task of its own (nobody waits for its answer); an async one is
-    /// queued durably.
-    pub async fn rerun(
-        &self,
-        workflow: Arc<Workflow>,
-        input: RunInput,
-        retry_of: &str,
-    ) -> Result<String, AcceptError> {
-        let new_id = uuid::Uuid::now_v7().to_string();
-        self.versions.keep(&workflow);
-        match workflow.mode {
-            hookflow_model::def::Mode::Sync => {
-                let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);
-                record.retry_of = Some(retry_of.to_string());
-                // Its id is sent to the caller before it finishes.
-                self.store.announce(record.clone());
-                self.shared_flush().await;
-                let exec = self.clone();
-                tokio::spawn(async move {
-                    exec.run_sync_record(workflow, None, input, record).await;
-                });
-            }
-            hookflow_model::def::Mode::Async => {
-                let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
-                record.retry_of = Some(retry_of.to_string());
-                let state = RunState::start();
-                let scope = scope_copying(&workflow, &record, &input, &state);
-                self.enqueue(workflow, None, input, record, state, scope, None)
-                    .await?;
-            }
-        }
-        Ok(new_id)
-    }
-
-    /// Runs a queued, resumed or woken run to its end (called by a worker).
-    async fn execute(&self, item: ReadyRun) {
-        let (id, workflow) = match &item {
-            ReadyRun::New(new) => (
-                new.record.id.clone(),
-                Some((new.workflow.clone(), new.record.started_ms)),
-            ),
-            ReadyRun::Stored { id } => (id.clone(), None),
-        };
-        let driven = AssertUnwindSafe(self.execute_unguarded(item))
-            .catch_unwind()
-            .await;
-        if let Err(payload) = driven {
-            let workflow = workflow.as_ref().map(|(w, started)| (&**w, *started));
-            self.fail_panicked(&id, workflow, &*payload);
-        }
-    }
-
-    async fn execute_unguarded(&self, item: ReadyRun) {
-        let run = match item {
-            ReadyRun::New(new) => {
-                let NewRun {
-                    record,
-                    state,
-                    scope,
-                    workflow,
-                    handles,
-                } = *new;
-                self.run_of(workflow, Some(handles), record, state, scope)
-            }
-            ReadyRun::Stored { id } => match self.load(&id) {
-                Some(run) => run,
-                None => return,
-            },
-        };
-        let mut run = run;
-        run.durable = true;
-        run.deadline = settle::deadline_of(&run.workflow, run.record.started_ms);
-        if let Some(waiting) = run.drive().await {
-            // A waiting run is on disk before its worker moves on: a crash
-            // does not make it wait again from the start.
-            if let Err(error) = self.store.flush().await {
-                tracing::error!(message = "Could not save a waiting run.", %error);
-            }
-            self.waiting_saved(waiting.wake_at);
-        }
     }
 
     /// Stops taking queued runs and waits up to `grace` for running ones;

@@ -11,14 +11,13 @@
 //! run is on disk, finished. The queue's capacity still decides whether it
 //! is taken (503 when full), and a retry of such a run is queued as any.
 
+use crate::intake::{deadline_of, not_taken};
 use crate::{AcceptError, Executor, RunState, Scope};
 use futures_util::FutureExt;
 use hookflow_metrics::WorkflowMetrics;
 use hookflow_model::runtime::{NodeKind, Workflow};
 use hookflow_model::time::Timestamp;
-use hookflow_store::{
-    Accepted, ExecutionRecord, IdempotencyClaim, RunInput, RunStatus, StoreError,
-};
+use hookflow_store::{Accepted, ExecutionRecord, IdempotencyClaim, RunInput, RunStatus};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -36,24 +35,6 @@ pub(crate) fn settles_at_once(workflow: &Workflow) -> bool {
                 | NodeKind::Log { .. }
                 | NodeKind::End { .. }
         )
-    })
-}
-
-/// The error of a store that did not take a new run.
-pub(crate) fn not_taken(error: StoreError) -> AcceptError {
-    match error {
-        StoreError::KeyTaken(entry) => AcceptError::Duplicate(entry),
-        e => AcceptError::Store(e.to_string()),
-    }
-}
-
-/// When an async run started at `started_ms` must have ended.
-pub(crate) fn deadline_of(workflow: &Workflow, started_ms: u64) -> Option<tokio::time::Instant> {
-    workflow.timeout.map(|t| {
-        let elapsed = hookflow_model::time::now_millis().saturating_sub(started_ms);
-        tokio::time::Instant::from_std(hookflow_model::time::deadline_after(
-            t.saturating_sub(std::time::Duration::from_millis(elapsed)),
-        ))
     })
 }
 
