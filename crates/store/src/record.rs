@@ -380,8 +380,17 @@ impl ExecutionRecord {
             status: self.status,
             started_at: self.started_at,
             finished_at: self.finished_at,
-            response_status: self.response.as_ref().map(|r| r.status),
+            response_status: self.answered_status(),
             retry_of: self.retry_of.clone(),
+        }
+    }
+
+    /// The status answered to the caller: none yet, and none for a retry,
+    /// which has no caller (a sync retry's record keeps the answer it made).
+    pub fn answered_status(&self) -> Option<u16> {
+        match self.retry_of {
+            Some(_) => None,
+            None => self.response.as_ref().map(|r| r.status),
         }
     }
 }

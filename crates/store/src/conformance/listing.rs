@@ -209,10 +209,10 @@ pub(crate) async fn a_record_names_its_retries<B: Backend>() {
     first.retry_of = Some(original.id.clone());
     store.announce(first.clone());
     assert_eq!(retries(&store, &original.id), vec![first.id.clone()]);
-    store.finish(
-        finished(first.clone(), RunStatus::Resolved, base + 1_005),
-        false,
-    );
+    let mut answered = finished(first.clone(), RunStatus::Resolved, base + 1_005);
+    // A sync retry's record keeps the answer it made; it answered no one.
+    answered.response = Some(ack());
+    store.finish(answered, false);
     // An async retry, queued; one that settled before its acknowledgement.
     let mut second = record_at("w", RunStatus::Queued, base + 2_000);
     second.retry_of = Some(original.id.clone());
@@ -245,6 +245,20 @@ pub(crate) async fn a_record_names_its_retries<B: Backend>() {
     assert!(retries(&store, &first.id).is_empty(), "a retry of none");
     assert!(retries(&store, &id_at(base)).is_empty(), "an unknown run");
     assert!(retries(&store, "not an id").is_empty());
+    let (rows, _) = store
+        .list(&ExecutionFilter {
+            retry_of: Some(original.id.clone()),
+            limit: 10,
+            ..ExecutionFilter::default()
+        })
+        .expect("list");
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter().all(|r| r.response_status.is_none()),
+        "a retry answered no caller: {rows:?}"
+    );
+    let record = store.get(&first.id).expect("get").expect("the sync retry");
+    assert_eq!(record.response.map(|r| r.status), Some(200));
     if B::DURABLE {
         drop(store);
         store = B::open(dir.path());

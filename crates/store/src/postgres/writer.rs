@@ -43,7 +43,7 @@ impl RunRow {
             status: record.status.as_str(),
             started_ms: ms(record.started_at.millis()),
             finished_ms: record.finished_at.map(|t| ms(t.millis())),
-            response_status: record.response.as_ref().map(|r| i32::from(r.status)),
+            response_status: record.answered_status().map(i32::from),
             retry_of: record.retry_of.clone(),
             record: encode(record)?,
         })
