@@ -382,7 +382,15 @@ fn a_full_queue_answers_503_and_stores_nothing() {
 fn admin_api() {
     let app = app();
     // Token required.
-    assert_eq!(app.get("/api/workflows").status, 401);
+    let r = app.get("/api/workflows");
+    assert_eq!(r.status, 401);
+    assert_eq!(error_code(&r), "unauthorized");
+    // A Bearer challenge: a Basic one would make a browser open its login
+    // dialog over the page.
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"hookflow\"")
+    );
     let r = app.admin_get("/api/workflows");
     assert_eq!(r.status, 200);
     let list = r.json();

@@ -351,6 +351,20 @@ fn oversized_heads_get_431_or_a_close_and_never_a_panic() {
         let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
         assert_eq!(body["error"], json!("headers_too_large"), "{body}");
     }
+    // The webhook's refusal is counted as its workflow's, as every refusal is.
+    let metrics = app.admin_get("/metrics");
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    for line in [
+        "hookflow_refused_requests_total{workflow=\"sync\",reason=\"headers_too_large\"} 1",
+        "hookflow_webhook_requests_total{workflow=\"sync\",status=\"431\"} 1",
+        "hookflow_webhook_request_duration_seconds_count{workflow=\"sync\"} 1",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "{line} in:\n{}",
+            metrics.body
+        );
+    }
     // Just under the cap is fine.
     let request = format!(
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",

@@ -17,9 +17,13 @@ pub enum Refusal {
     /// Not POST.
     #[error("only POST is allowed")]
     MethodNotAllowed,
-    /// Missing or wrong credentials.
+    /// Missing or wrong Basic credentials (a webhook's).
     #[error("{0}")]
     Unauthorized(String),
+    /// Missing or wrong admin bearer token (the admin API, `/metrics`):
+    /// `unauthorized` too, with a Bearer challenge.
+    #[error("a valid admin bearer token is required")]
+    TokenRequired,
     /// The signature check failed (the reason is logged, not sent).
     #[error("the request signature is missing or invalid")]
     InvalidSignature,
@@ -61,7 +65,7 @@ impl Refusal {
         match self {
             Refusal::NotFound(_) => "not_found",
             Refusal::MethodNotAllowed => "method_not_allowed",
-            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::Unauthorized(_) | Refusal::TokenRequired => "unauthorized",
             Refusal::InvalidSignature => "invalid_signature",
             Refusal::PayloadTooLarge(_) => "payload_too_large",
             Refusal::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -80,7 +84,7 @@ impl Refusal {
         match self {
             Refusal::NotFound(_) => 404,
             Refusal::MethodNotAllowed => 405,
-            Refusal::Unauthorized(_) | Refusal::InvalidSignature => 401,
+            Refusal::Unauthorized(_) | Refusal::TokenRequired | Refusal::InvalidSignature => 401,
             Refusal::PayloadTooLarge(_) => 413,
             Refusal::UnsupportedMediaType(_) => 415,
             Refusal::BadRequest(_) => 400,

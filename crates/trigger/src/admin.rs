@@ -74,7 +74,7 @@ pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiEr
     if hookflow_service::secret_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
-        Err(Refusal::Unauthorized("a valid admin bearer token is required".into()).into())
+        Err(Refusal::TokenRequired.into())
     }
 }
 

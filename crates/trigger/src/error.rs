@@ -36,6 +36,11 @@ impl ResponseError for ApiError {
             Refusal::Unauthorized(_) => {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"hookflow\""));
             }
+            // Not Basic: a browser would answer a Basic challenge to the
+            // page's own requests with its login dialog.
+            Refusal::TokenRequired => {
+                builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"hookflow\""));
+            }
             Refusal::Unavailable(_) | Refusal::StoreBehind => {
                 builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }

@@ -31,12 +31,13 @@ async fn dispatch(
 async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) -> HttpResponse {
     // Taken by every request: the connection's first one, whatever its route, counts from the accept.
     let deadline = limits::deadline(req, state.http.read_timeout);
+    if req.path().starts_with(WEBHOOK_PREFIX) {
+        // Checks its headers' size itself, so that the refusal is counted.
+        return webhook::handle(req, payload, state, deadline).await;
+    }
     if limits::oversized_header(req) {
         let refusal = ApiError(Refusal::HeadersTooLarge(limits::MAX_HEADER_BYTES));
         return actix_web::ResponseError::error_response(&refusal);
-    }
-    if req.path().starts_with(WEBHOOK_PREFIX) {
-        return webhook::handle(req, payload, state, deadline).await;
     }
     if req.path() == "/metrics" {
         return crate::metrics::on_main(req, state)

@@ -37,6 +37,10 @@ pub async fn handle(
         state.service.registry().get(key).cloned()
     };
     let outcome = match &served {
+        // A header over the limit is refused before anything else reads them.
+        _ if crate::limits::oversized_header(req) => Err(ApiError(Refusal::HeadersTooLarge(
+            crate::limits::MAX_HEADER_BYTES,
+        ))),
         Some(served) => run(req, payload, state, served, deadline).await,
         None => Err(ApiError(Refusal::NotFound(
             "no enabled workflow has this key".into(),
