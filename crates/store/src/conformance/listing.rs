@@ -113,18 +113,8 @@ pub(crate) async fn lists_find_the_retries_of_a_run<B: Backend>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = B::open(dir.path());
     let base = now_millis() - 30_000;
-    let original = finished(
-        record_at("w", RunStatus::Failed, base),
-        RunStatus::Failed,
-        base + 5,
-    );
-    store.finish(original.clone(), false);
-    let other = finished(
-        record_at("w", RunStatus::Failed, base + 1_000),
-        RunStatus::Failed,
-        base + 1_005,
-    );
-    store.finish(other.clone(), false);
+    let original = finished_sync(store.as_ref(), RunStatus::Failed, base);
+    let other = finished_sync(store.as_ref(), RunStatus::Failed, base + 1_000);
     let mut first = finished(
         record_at("w", RunStatus::Resolved, base + 2_000),
         RunStatus::Resolved,
@@ -189,18 +179,8 @@ pub(crate) async fn a_record_names_its_retries<B: Backend>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = B::open(dir.path());
     let base = now_millis() - 30_000;
-    let original = finished(
-        record_at("w", RunStatus::Failed, base),
-        RunStatus::Failed,
-        base + 5,
-    );
-    store.finish(original.clone(), false);
-    let other = finished(
-        record_at("w", RunStatus::Failed, base + 500),
-        RunStatus::Failed,
-        base + 505,
-    );
-    store.finish(other.clone(), false);
+    let original = finished_sync(store.as_ref(), RunStatus::Failed, base);
+    let other = finished_sync(store.as_ref(), RunStatus::Failed, base + 500);
     let retries = |store: &Arc<dyn Store>, id: &str| store.retries_of(id).expect("retries");
     assert!(retries(&store, &original.id).is_empty());
 

@@ -212,6 +212,14 @@ fn saved(
     }
 }
 
+/// A sync run of `w` started at `ms` and finished 5 ms later with
+/// `status`, handed to `store`.
+fn finished_sync(store: &dyn Store, status: RunStatus, ms: u64) -> ExecutionRecord {
+    let record = finished(record_at("w", status, ms), status, ms + 5);
+    store.finish(record.clone(), false);
+    record
+}
+
 fn finished(mut record: ExecutionRecord, status: RunStatus, at_ms: u64) -> ExecutionRecord {
     record.status = status;
     record.finished_at = Some(Timestamp(at_ms));
