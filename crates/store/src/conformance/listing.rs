@@ -115,20 +115,8 @@ pub(crate) async fn lists_find_the_retries_of_a_run<B: Backend>() {
     let base = now_millis() - 30_000;
     let original = finished_sync(store.as_ref(), RunStatus::Failed, base);
     let other = finished_sync(store.as_ref(), RunStatus::Failed, base + 1_000);
-    let mut first = finished(
-        record_at("w", RunStatus::Resolved, base + 2_000),
-        RunStatus::Resolved,
-        base + 2_005,
-    );
-    first.retry_of = Some(original.id.clone());
-    store.finish(first.clone(), false);
-    let mut unrelated = finished(
-        record_at("w", RunStatus::Resolved, base + 2_500),
-        RunStatus::Resolved,
-        base + 2_505,
-    );
-    unrelated.retry_of = Some(other.id.clone());
-    store.finish(unrelated.clone(), false);
+    let first = finished_retry(store.as_ref(), &original.id, base + 2_000);
+    let unrelated = finished_retry(store.as_ref(), &other.id, base + 2_500);
     let mut second = record_at("w", RunStatus::Queued, base + 3_000);
     second.retry_of = Some(original.id.clone());
     store
@@ -209,13 +197,7 @@ pub(crate) async fn a_record_names_its_retries<B: Backend>() {
         .accept_finished(accepted(&third), done)
         .await
         .expect("accepted finished");
-    let mut unrelated = finished(
-        record_at("w", RunStatus::Resolved, base + 2_500),
-        RunStatus::Resolved,
-        base + 2_505,
-    );
-    unrelated.retry_of = Some(other.id.clone());
-    store.finish(unrelated.clone(), false);
+    let unrelated = finished_retry(store.as_ref(), &other.id, base + 2_500);
 
     let all = vec![first.id.clone(), second.id.clone(), third.id.clone()];
     assert_eq!(retries(&store, &original.id), all, "before the flush");

@@ -220,6 +220,19 @@ fn finished_sync(store: &dyn Store, status: RunStatus, ms: u64) -> ExecutionReco
     record
 }
 
+/// A sync retry of run `of` started at `ms`, resolved 5 ms later, handed
+/// to `store`.
+fn finished_retry(store: &dyn Store, of: &str, ms: u64) -> ExecutionRecord {
+    let mut record = finished(
+        record_at("w", RunStatus::Resolved, ms),
+        RunStatus::Resolved,
+        ms + 5,
+    );
+    record.retry_of = Some(of.to_string());
+    store.finish(record.clone(), false);
+    record
+}
+
 fn finished(mut record: ExecutionRecord, status: RunStatus, at_ms: u64) -> ExecutionRecord {
     record.status = status;
     record.finished_at = Some(Timestamp(at_ms));
