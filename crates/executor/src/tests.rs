@@ -793,3 +793,65 @@ async fn a_run_that_settles_is_finished_before_its_acknowledgement() {
         vec![queued]
     );
 }
+
+/// A subscriber whose events panic when their message says "boom": a
+/// stand-in for a bug met inside a settling run (a log node logs through it).
+struct PanicsOnBoom;
+
+impl tracing::Subscriber for PanicsOnBoom {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Boom(bool);
+        impl tracing::field::Visit for Boom {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0 |= field.name() == "message" && format!("{value:?}") == "boom";
+            }
+        }
+        let mut boom = Boom(false);
+        event.record(&mut boom);
+        if boom.0 {
+            panic!("a bug met while logging boom");
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A run that panics while it settles is written failed, with the panic's
+/// message, its input kept for a retry; the acknowledgement follows the
+/// write, as for any settled run.
+#[tokio::test]
+async fn a_settling_run_that_panics_is_written_failed() {
+    let _guard = tracing::subscriber::set_default(PanicsOnBoom);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let executor = executor_of(store.clone());
+    let workflow = compile(
+        "boom",
+        "title: Boom\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: said, type: log, message: boom }\n",
+    );
+    let (id, ack) = executor
+        .accept(workflow, None, empty_input(), None)
+        .await
+        .expect("accepted: the failed run is on disk");
+    assert_eq!(ack.status, 200);
+    let record = store.get(&id).expect("get").expect("the record");
+    assert_eq!(record.status, RunStatus::Failed);
+    assert!(record.finished_at.is_some());
+    let error = record.error.unwrap_or_default();
+    assert!(
+        error.contains("internal error") && error.contains("a bug met while logging boom"),
+        "{error}"
+    );
+    assert!(
+        store.input(&id).expect("input").is_some(),
+        "kept for a retry"
+    );
+    assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
+}
