@@ -305,7 +305,7 @@ fn loops_over_lists_numbers_and_strings() {
 
 fn delayed(key: &str, wait: &str) -> String {
     format!(
-        "title: Delayed\nenabled: true\ntrigger: {{ type: webhook, key: {key} }}\nnodes:\n  - key: before\n    type: calculation\n    expression: \"1\"\n  - key: pause\n    type: delay\n    duration: {wait}\n  - key: after\n    type: calculation\n    expression: nodes.before + 1\n"
+        "title: Delayed\nenabled: true\ntrigger: {{ type: webhook, key: {key} }}\nnodes:\n  - key: before\n    type: calculation\n    expression: \"1\"\n  - key: pause\n    type: delay\n    duration: {wait}\n  - key: after\n    type: calculation\n    expression: nodes.before + 1\n  - key: seen\n    type: calculation\n    expression: nodes.pause is none\n"
     )
 }
 
@@ -319,6 +319,8 @@ fn a_waiting_run_survives_kill_9_and_wakes_on_time() {
     });
     let record = app.execution(&id);
     assert_eq!(record["jobs"][1]["status"], json!("waiting"));
+    // While it waits, its job says when it wakes.
+    assert!(record["jobs"][1]["result"]["until"].is_string(), "{record}");
     app.kill9();
     app.start();
     let record = app.finished(&id, Duration::from_secs(15));
@@ -331,6 +333,9 @@ fn a_waiting_run_survives_kill_9_and_wakes_on_time() {
     );
     assert_eq!(record["jobs"][2]["result"], json!(2));
     assert_eq!(record["jobs"][1]["status"], json!("resolved"));
+    // A delay's result is null (SPEC §3), to the nodes after it too.
+    assert_eq!(record["jobs"][1]["result"], json!(null), "{record}");
+    assert_eq!(record["jobs"][3]["result"], json!(true), "{record}");
     assert!(
         took >= Duration::from_millis(2900),
         "woke too early: {took:?}"
@@ -459,4 +464,14 @@ fn parallel_modes_and_first_response_wins() {
     assert_eq!(job("any")["result"][1], json!({"status": "resolved"}));
     assert_eq!(job("any")["status"], json!("resolved"));
     assert_eq!(record["response"]["body"], json!("first"));
+    // The parallel node whose branch answered was cut short by the run's
+    // end; a finished run leaves no job open.
+    assert_eq!(job("answer")["status"], json!("cancelled"), "{record}");
+    let open: Vec<_> = record["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| j["status"] == "running" || j["status"] == "waiting")
+        .collect();
+    assert!(open.is_empty(), "open jobs in a finished run: {open:?}");
 }

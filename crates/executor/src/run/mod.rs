@@ -2,10 +2,10 @@
 //! saving what changed after each request node when the run is durable.
 
 mod counted;
+mod finish;
 mod parallel;
 mod running;
 
-use crate::answer::Answer;
 use crate::nodes::{self, NodeCx, Step};
 use crate::responder::{Control, Responder};
 use crate::state::{
@@ -180,29 +180,6 @@ impl Run {
         }
         .instrument(span)
         .await
-    }
-
-    /// A run resumed after a delay: its waiting job is done.
-    fn wake_waiting_jobs(&mut self) {
-        let now = now_millis();
-        for (i, job) in self.record.jobs.iter_mut().enumerate() {
-            if job.status == JobStatus::Waiting {
-                job.status = JobStatus::Resolved;
-                let started = job.started_at.millis();
-                job.duration_ms = now.saturating_sub(started);
-                self.unsaved.changed_jobs.insert(i);
-            }
-        }
-    }
-
-    /// Saves the run as waiting; it wakes from the store.
-    fn wait(mut self, wake_at: u64) -> Waiting {
-        self.record.status = RunStatus::Waiting;
-        self.env.metrics.runs().waiting.inc();
-        tracing::debug!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
-        let saved = self.saved(RunStatus::Waiting, Some(wake_at));
-        self.store.save(&self.record.id, saved);
-        Waiting { wake_at }
     }
 
     /// Saves what changed since the last save (durable runs).
@@ -507,10 +484,12 @@ impl Run {
                 return None;
             }
             Ok(Step::Wait { until_ms }) => {
-                job.status = JobStatus::Waiting;
-                job.result = json!({"until": millis_to_rfc3339(until_ms)});
-                if self.offline {
-                    job.status = JobStatus::Resolved;
+                // Null as a variable (SPEC §3); while it waits, its job shows
+                // when it wakes.
+                job.status = JobStatus::Resolved;
+                if !self.offline {
+                    job.status = JobStatus::Waiting;
+                    job.result = json!({"until": millis_to_rfc3339(until_ms)});
                 }
                 ending = if self.offline {
                     None
@@ -547,7 +526,11 @@ impl Run {
                 }
             }
         }
-        self.set_result(node_id, &job.result);
+        let variable = match job.status {
+            JobStatus::Waiting => &Json::Null,
+            _ => &job.result,
+        };
+        self.set_result(node_id, variable);
         self.push_job(job);
         if ending.is_some() {
             return ending;
@@ -555,38 +538,6 @@ impl Run {
         match failure {
             Some(error) => self.stack_failed(&path, error, running),
             None => None,
-        }
-    }
-
-    /// Writes the final record with this status and error.
-    fn finish(mut self, status: RunStatus, error: Option<String>) {
-        if let Some(r) = &self.responder {
-            // A sync run that ended without a response node answers with its status.
-            if !r.is_answered() {
-                r.answer(Answer::finished(
-                    status == RunStatus::Resolved,
-                    &self.record.id,
-                ));
-            }
-            self.record.response = r.take_recorded();
-        }
-        self.record.status = status;
-        self.record.error = error;
-        crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
-        self.record.finished_at = Some(Timestamp::now());
-        self.count_finish();
-        // A run that failed is for the operator; a resolved one is counted, not logged.
-        match &self.record.error {
-            Some(error) => {
-                tracing::warn!(message = "Run failed.", status = status.as_str(), ?error)
-            }
-            None => tracing::debug!(message = "Run finished.", status = status.as_str()),
-        }
-        // Nobody waits for the final record to be durable: it is written
-        // behind (and readable at once). A durable run's saved state goes.
-        match self.keep_record.take() {
-            Some(keep) => drop(keep.send(self.record)),
-            None => self.store.finish(self.record, self.durable),
         }
     }
 }

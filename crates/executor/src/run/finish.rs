@@ -1,0 +1,73 @@
+//! How a run stops: finished (its final record written, jobs left open
+//! closed), waiting for a delay, or woken from one.
+
+use super::{Run, Waiting};
+use crate::answer::Answer;
+use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
+use hookflow_store::{JobStatus, RunStatus};
+use serde_json::Value as Json;
+
+impl Run {
+    /// A run resumed after a delay: its waiting job is done.
+    pub(super) fn wake_waiting_jobs(&mut self) {
+        let now = now_millis();
+        for (i, job) in self.record.jobs.iter_mut().enumerate() {
+            if job.status == JobStatus::Waiting {
+                job.status = JobStatus::Resolved;
+                job.result = Json::Null;
+                let started = job.started_at.millis();
+                job.duration_ms = now.saturating_sub(started);
+                self.unsaved.changed_jobs.insert(i);
+            }
+        }
+    }
+
+    /// Saves the run as waiting; it wakes from the store.
+    pub(super) fn wait(mut self, wake_at: u64) -> Waiting {
+        self.record.status = RunStatus::Waiting;
+        self.env.metrics.runs().waiting.inc();
+        tracing::debug!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
+        let saved = self.saved(RunStatus::Waiting, Some(wake_at));
+        self.store.save(&self.record.id, saved);
+        Waiting { wake_at }
+    }
+
+    /// Writes the final record with this status and error.
+    pub(super) fn finish(mut self, status: RunStatus, error: Option<String>) {
+        if let Some(r) = &self.responder {
+            // A sync run that ended without a response node answers with its status.
+            if !r.is_answered() {
+                r.answer(Answer::finished(
+                    status == RunStatus::Resolved,
+                    &self.record.id,
+                ));
+            }
+            self.record.response = r.take_recorded();
+        }
+        self.record.status = status;
+        self.record.error = error;
+        // A job still open was cut short by the run's end: a parallel node
+        // whose branch ended the run, a delay of a run aborted meanwhile.
+        for job in &mut self.record.jobs {
+            if matches!(job.status, JobStatus::Running | JobStatus::Waiting) {
+                job.status = JobStatus::Cancelled;
+            }
+        }
+        crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
+        self.record.finished_at = Some(Timestamp::now());
+        self.count_finish();
+        // A run that failed is for the operator; a resolved one is counted, not logged.
+        match &self.record.error {
+            Some(error) => {
+                tracing::warn!(message = "Run failed.", status = status.as_str(), ?error)
+            }
+            None => tracing::debug!(message = "Run finished.", status = status.as_str()),
+        }
+        // Nobody waits for the final record to be durable: it is written
+        // behind (and readable at once). A durable run's saved state goes.
+        match self.keep_record.take() {
+            Some(keep) => drop(keep.send(self.record)),
+            None => self.store.finish(self.record, self.durable),
+        }
+    }
+}
