@@ -45,6 +45,11 @@ fn request_sends_templated_method_url_headers_query_and_body() {
     url: "{base}/form"
     content_type: form
     body: {{ a: 1, b: "x y", list: [p, q] }}
+  - key: own
+    type: request
+    url: "{base}/own"
+    headers: {{ Content-Type: application/vnd.api+json, Idempotency-Key: mine }}
+    body: {{ data: 1 }}
   - type: response
     body: {{ echoed: "{{{{ nodes.call.body.body }}}}", status: "{{{{ nodes.call.status }}}}" }}
 "#,
@@ -82,6 +87,11 @@ fn request_sends_templated_method_url_headers_query_and_body() {
         "application/x-www-form-urlencoded"
     );
     assert_eq!(form.body, "a=1&b=x+y&list=p&list=q");
+    // A node's own Content-Type and Idempotency-Key replace hookflow's.
+    let own = &up.hits_on("/own")[0];
+    assert_eq!(own.headers["content-type"], "application/vnd.api+json");
+    assert_eq!(own.headers["idempotency-key"], "mine");
+    assert_eq!(own.body, r#"{"data":1}"#);
     let record = app.execution(&id);
     assert_eq!(
         record["jobs"][0]["result"]["headers"]["content-type"],

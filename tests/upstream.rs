@@ -53,16 +53,21 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         method: req.method().to_string(),
         path: req.path().to_string(),
         query: req.query_string().to_string(),
+        // A header sent twice reads as its values joined (`a, b`), so that
+        // a test sees the repeat.
         headers: req
             .headers()
             .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    v.to_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
+            .fold(HashMap::new(), |mut all, (n, v)| {
+                let v = v.to_str().unwrap_or_default();
+                all.entry(n.as_str().to_string())
+                    .and_modify(|joined: &mut String| {
+                        joined.push_str(", ");
+                        joined.push_str(v);
+                    })
+                    .or_insert_with(|| v.to_string());
+                all
+            }),
         body: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
     };

@@ -105,15 +105,12 @@ pub async fn run(
                     let mut req = outbound
                         .client(spec.follow_redirects, credentials)
                         .request(method.clone(), url.clone())
-                        .timeout(spec.timeout)
-                        .header("idempotency-key", &idempotency_key);
-                    if let Some((content_type, bytes)) = &body {
-                        req = req
-                            .header("content-type", *content_type)
-                            .body(bytes.clone());
+                        .timeout(spec.timeout);
+                    if let Some((_, bytes)) = &body {
+                        req = req.body(bytes.clone());
                     }
-                    for (name, value) in &headers {
-                        req = req.header(name.as_str(), value.as_str());
+                    for (name, value) in sent_headers(&idempotency_key, body.as_ref(), &headers) {
+                        req = req.header(name, value);
                     }
                     attempt_once(req, outbound, cx.env.max_response_body).await
                 }
@@ -124,7 +121,7 @@ pub async fn run(
                 retry_after: Some(d),
                 ..
             } => (*d).min(MAX_RETRY_AFTER),
-            _ => jitter(backoff),
+            _ => backoff_wait(backoff),
         };
         counted::count(cx, &outcome);
         let retryable = outcome.retryable();
@@ -209,9 +206,14 @@ fn sent_headers(
     body: Option<&(&'static str, Vec<u8>)>,
     headers: &[(String, String)],
 ) -> Vec<(String, String)> {
+    // The node's own headers replace these two (a header sent twice would
+    // reach the upstream as both values).
+    let own = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut sent = Vec::with_capacity(headers.len() + 2);
-    sent.push(("idempotency-key".to_string(), idempotency_key.to_string()));
-    if let Some((content_type, _)) = body {
+    if !own("idempotency-key") {
+        sent.push(("idempotency-key".to_string(), idempotency_key.to_string()));
+    }
+    if let Some((content_type, _)) = body.filter(|_| !own("content-type")) {
         sent.push(("content-type".to_string(), (*content_type).to_string()));
     }
     sent.extend(headers.iter().cloned());
@@ -249,6 +251,12 @@ fn shown_text(text: &str) -> String {
 }
 
 /// ±25% jitter.
+/// The wait before the next try: the backoff with its jitter, at most
+/// 30 s, jitter included (SPEC §3).
+fn backoff_wait(backoff: Duration) -> Duration {
+    jitter(backoff).min(MAX_BACKOFF)
+}
+
 fn jitter(d: Duration) -> Duration {
     let random = uuid::Uuid::new_v4().as_u128() as u64 % 1001;
     let factor = 0.75 + (random as f64 / 1000.0) * 0.5;
@@ -351,5 +359,15 @@ mod tests {
                 "{j:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_wait_is_at_most_30_seconds_jitter_included() {
+        let waits: Vec<Duration> = (0..200).map(|_| backoff_wait(MAX_BACKOFF)).collect();
+        assert!(waits.iter().all(|w| *w <= MAX_BACKOFF), "{waits:?}");
+        assert!(
+            waits.iter().any(|w| *w < MAX_BACKOFF),
+            "the jitter still draws below the cap"
+        );
     }
 }
