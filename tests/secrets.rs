@@ -640,3 +640,69 @@ fn a_decrypted_feishu_token_is_neither_seen_nor_stored() {
     let found = files_containing(app.data_path(), token.as_bytes());
     assert!(found.is_empty(), "the token is stored in {found:?}");
 }
+
+const COPIES: &str = r#"
+title: Copies
+enabled: true
+trigger: { type: webhook, mode: {MODE}, key: copies-{MODE}-0001 }
+nodes:
+  - key: copied
+    type: calculation
+    expression: trigger.headers
+  - key: said
+    type: log
+    message: "auth={{ trigger.headers.authorization }} tok={{ trigger.headers['x-api-token'] }}"
+{END}"#;
+
+/// SPEC §2: no value of a secret-bearing header in a log line or a stored
+/// record, even when the workflow copies it (into a result, a log message,
+/// its answer, its error). The workflow itself sees the values.
+#[test]
+fn secret_bearing_header_values_a_workflow_copies_stay_out_of_records_and_logs() {
+    let sync = COPIES.replace("{MODE}", "sync").replace(
+        "{END}",
+        "  - type: response\n    body: { seen: \"{{ trigger.headers['x-api-token'] }}\" }\n",
+    );
+    let asynchronous = COPIES.replace("{MODE}", "async").replace(
+        "{END}",
+        "  - type: end\n    status: failed\n    message: \"refused {{ trigger.headers['x-api-token'] }}\"\n",
+    );
+    let app = TestApp::spawn(&[
+        ("copies-sync.yaml", &sync),
+        ("copies-async.yaml", &asynchronous),
+    ]);
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", "Bearer topsecretvalue1"),
+        ("x-api-token", "tokval-998877"),
+    ];
+    let r = app.post("copies-sync-0001", &headers, "{}");
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(
+        r.json(),
+        json!({"seen": "tokval-998877"}),
+        "the workflow sees it"
+    );
+    let sync_id = r.execution();
+    let r = app.post("copies-async-0001", &headers, "{}");
+    assert_eq!(r.status, 200, "{r:?}");
+    let async_id = r.execution();
+    for (id, status) in [(sync_id, "resolved"), (async_id, "failed")] {
+        let record = app.finished(&id, Duration::from_secs(20));
+        assert_eq!(record["status"], json!(status), "{record}");
+        assert_eq!(
+            record["jobs"][0]["result"]["x-api-token"],
+            json!("[redacted]"),
+            "{record}"
+        );
+        let text = record.to_string();
+        for value in ["topsecretvalue1", "tokval-998877"] {
+            assert!(!text.contains(value), "{value} in {text}");
+        }
+    }
+    let log = app.log_text();
+    assert!(log.contains("tok=[redacted]"), "{log}");
+    for value in ["topsecretvalue1", "tokval-998877"] {
+        assert!(!log.contains(value), "{value} in the log:\n{log}");
+    }
+}

@@ -109,6 +109,7 @@ impl Executor {
         let store = self.store.clone();
         let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
         // Boxed, as a run's task is (queue.rs): moved by value otherwise.
+        let headers = crate::record::header_scrubber(&workflow, &input.trigger);
         let handoff = tokio::spawn(Box::pin(async move {
             store
                 .accept(Accepted {
@@ -124,6 +125,7 @@ impl Executor {
                 scope,
                 workflow,
                 handles,
+                headers,
             })));
             Ok(())
         }));
@@ -195,8 +197,11 @@ impl Executor {
                     scope,
                     workflow,
                     handles,
+                    headers,
                 } = *new;
-                self.run_of(workflow, Some(handles), record, state, scope)
+                let mut run = self.run_of(workflow, Some(handles), record, state, scope);
+                run.header_scrubber = headers;
+                run
             }
             ReadyRun::Stored { id } => match self.load(&id) {
                 Some(run) => run,

@@ -265,6 +265,7 @@ impl Executor {
             secret_headers,
         } = input;
         let scope = scope_for(&workflow, &record, &trigger, vars, &state);
+        let headers = record::header_scrubber(&workflow, &trigger);
         if record.trigger.is_none() {
             // The scope has what it reads now: move the request in rather than clone it.
             record.trigger = Some(trigger.redacted_with(&secret_headers));
@@ -282,6 +283,7 @@ impl Executor {
         // (a timeout's) before it finishes.
         let header = (workflow.clone(), record.started_ms);
         let mut run = self.run_of(workflow, handles, record, state, scope);
+        run.header_scrubber = headers;
         run.control = control.clone();
         run.responder = Some(responder.clone());
         // The run is driven here, in the request's task, until it answers;
@@ -370,7 +372,9 @@ impl Executor {
             _ => None,
         };
         let responder = Arc::new(Responder::default());
+        let headers = record::header_scrubber(&workflow, &input.trigger);
         let mut run = self.run_of(workflow, None, record, state, scope);
+        run.header_scrubber = headers;
         run.offline = true;
         run.responder = ack.is_none().then(|| responder.clone());
         run.drive().await;

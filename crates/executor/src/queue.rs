@@ -39,6 +39,9 @@ pub struct NewRun {
     pub workflow: Arc<Workflow>,
     /// Its workflow's metrics, made when the workflow loaded.
     pub handles: Arc<hookflow_metrics::WorkflowMetrics>,
+    /// The values of its request's secret-bearing headers to scrub
+    /// (`crate::record::header_scrubber`).
+    pub headers: Option<Arc<hookflow_model::scrub::Scrubber>>,
 }
 
 /// A run ready for a worker.

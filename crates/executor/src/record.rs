@@ -50,21 +50,52 @@ pub fn bare_record(id: String, workflow: &Workflow, status: RunStatus) -> Execut
 /// tries cut down to `max_result` together (scrubbed first, so that a cut
 /// never leaves half a secret behind). The run itself goes on with the whole
 /// value.
-pub(crate) fn keep_job(job: &mut JobRecord, result: Json, env: &Env, workflow: &Workflow) {
-    keep_job_with(
-        job,
-        result,
-        env.max_result,
-        &env.secrets.current(),
-        workflow,
-    );
+/// `headers` scrubs the values of the run's own secret-bearing headers
+/// ([`header_scrubber`]) too.
+pub(crate) fn keep_job(
+    job: &mut JobRecord,
+    result: Json,
+    env: &Env,
+    workflow: &Workflow,
+    headers: Option<&Scrubber>,
+) {
+    let secrets = env.secrets.current();
+    let scrubbers: &[&Scrubber] = match headers {
+        Some(headers) => &[&secrets, headers],
+        None => &[&secrets],
+    };
+    keep_job_with(job, result, env.max_result, scrubbers, workflow);
+}
+
+/// A scrubber of the values of the request's secret-bearing headers (each
+/// whole, and a credential after its scheme: `Bearer <token>`), when the
+/// workflow can copy them into what leaves the process: its templates read
+/// `trigger`, or a parse rule takes such a header into `vars`. `None`
+/// otherwise (most workflows: nothing to do per run).
+pub(crate) fn header_scrubber(
+    workflow: &Workflow,
+    trigger: &hookflow_store::TriggerRequest,
+) -> Option<Arc<Scrubber>> {
+    let parsed = workflow.trigger.parse.headers.iter();
+    let copies = workflow.templates.reads("trigger")
+        || parsed.into_iter().any(|e| is_secret_name(&e.key, workflow));
+    if !copies {
+        return None;
+    }
+    let values = trigger
+        .headers
+        .iter()
+        .filter(|(name, _)| is_secret_name(name, workflow))
+        .flat_map(|(_, v)| [v.as_str(), v.split_once(' ').map_or("", |(_, c)| c.trim())]);
+    let scrubber = Scrubber::new(values);
+    (scrubber.values() > 0).then(|| Arc::new(scrubber))
 }
 
 fn keep_job_with(
     job: &mut JobRecord,
     result: Json,
     max_result: usize,
-    scrubber: &Scrubber,
+    scrubbers: &[&Scrubber],
     workflow: &Workflow,
 ) {
     let mut result = result;
@@ -77,31 +108,54 @@ fn keep_job_with(
             }
         }
     }
-    scrubber.json(&mut result);
-    job.keep_result(result, max_result);
-    scrub_text(&mut job.error, scrubber);
-    for t in &mut job.tries {
-        for (name, value) in t.headers.iter_mut() {
-            if is_secret_name(name, workflow) {
-                *value = Json::String(REDACTED.to_string());
-            } else {
-                scrubber.json(value);
+    for scrubber in scrubbers {
+        scrubber.json(&mut result);
+        scrub_text(&mut job.error, scrubber);
+        for t in &mut job.tries {
+            for (name, value) in t.headers.iter_mut() {
+                if is_secret_name(name, workflow) {
+                    *value = Json::String(REDACTED.to_string());
+                } else {
+                    scrubber.json(value);
+                }
             }
+            scrubber.json(&mut t.body);
+            scrub_text(&mut t.error, scrubber);
         }
-        scrubber.json(&mut t.body);
-        scrub_text(&mut t.error, scrubber);
     }
+    job.keep_result(result, max_result);
     job.keep_try_bodies(max_result);
 }
 
 /// The end of a run as its record keeps it: the stored copy of the answer
 /// and the run's error, scrubbed.
-pub(crate) fn keep_ending(record: &mut ExecutionRecord, env: &Env, workflow: &Workflow) {
+pub(crate) fn keep_ending(
+    record: &mut ExecutionRecord,
+    env: &Env,
+    workflow: &Workflow,
+    headers: Option<&Scrubber>,
+) {
     let scrubber = &env.secrets.current();
     if let Some(response) = record.response.take() {
-        record.response = Some(stored_response(response, scrubber, workflow));
+        let mut kept = stored_response(response, scrubber, workflow);
+        if let Some(headers) = headers {
+            if headers.json_matches(&kept.body) {
+                let mut body = (*kept.body).clone();
+                headers.json(&mut body);
+                kept.body = Arc::new(body);
+            }
+            for value in kept.headers.values_mut() {
+                if let Cow::Owned(clean) = headers.str(value) {
+                    *value = clean;
+                }
+            }
+        }
+        record.response = Some(kept);
     }
     scrub_text(&mut record.error, scrubber);
+    if let Some(headers) = headers {
+        scrub_text(&mut record.error, headers);
+    }
 }
 
 /// A run's error as the record keeps it.
@@ -188,7 +242,7 @@ mod tests {
         let result = json!({"status": 500, "headers": {"set-cookie": "sid=1", "x-api-key": "k",
             "x-custom-sig": "abc", "content-type": "text/plain"}, "body": "echo SUPERSECRET123"});
         let mut j = job("request");
-        keep_job_with(&mut j, result.clone(), 1 << 20, &scrubber, &wf);
+        keep_job_with(&mut j, result.clone(), 1 << 20, &[&scrubber], &wf);
         assert_eq!(
             j.result,
             json!({"status": 500, "headers": {"set-cookie": "[redacted]", "x-api-key": "[redacted]",
@@ -210,7 +264,7 @@ mod tests {
             body: json!({"echo": "SUPERSECRET123"}),
             error: Some("could not connect to u:SUPERSECRET123@h".into()),
         }];
-        keep_job_with(&mut j, result.clone(), 1 << 20, &scrubber, &wf);
+        keep_job_with(&mut j, result.clone(), 1 << 20, &[&scrubber], &wf);
         let t = &j.tries[0];
         assert_eq!(t.headers["set-cookie"], json!("[redacted]"));
         assert_eq!(t.headers["x-custom-sig"], json!("[redacted]"));
@@ -223,12 +277,12 @@ mod tests {
             .contains("SUPERSECRET"));
         // Other kinds keep their `headers` as computed, secrets scrubbed.
         let mut j = job("calculation");
-        keep_job_with(&mut j, result, 1 << 20, &scrubber, &wf);
+        keep_job_with(&mut j, result, 1 << 20, &[&scrubber], &wf);
         assert_eq!(j.result["headers"]["set-cookie"], json!("sid=1"));
         // A cut result never keeps part of a secret.
         let mut j = job("calculation");
         let long = json!(format!("{}SUPERSECRET123", "x".repeat(30)));
-        keep_job_with(&mut j, long, 40, &scrubber, &wf);
+        keep_job_with(&mut j, long, 40, &[&scrubber], &wf);
         assert!(j.truncated);
         assert!(!j.result.to_string().contains("SUPERSE"), "{}", j.result);
     }

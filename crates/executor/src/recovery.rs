@@ -228,7 +228,10 @@ impl Executor {
                 .fail_unrunnable(record, "the run's input is missing from the store".into());
         };
         let scope = scope_for(&workflow, &record, &input.trigger, input.vars, &state);
-        Some(self.run_of(workflow, None, record, state, scope))
+        let headers = crate::record::header_scrubber(&workflow, &input.trigger);
+        let mut run = self.run_of(workflow, None, record, state, scope);
+        run.header_scrubber = headers;
+        Some(run)
     }
 
     /// Ends a run that cannot start as failed, with the reason in its record.

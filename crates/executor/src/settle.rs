@@ -60,7 +60,9 @@ impl Executor {
         let head = record.clone();
         let (keep, mut kept) = tokio::sync::oneshot::channel();
         let deadline = deadline_of(&workflow, head.started_ms);
+        let headers = crate::record::header_scrubber(&workflow, &input.trigger);
         let mut run = self.run_of(workflow, handles, record, state, scope);
+        run.header_scrubber = headers;
         run.durable = true;
         run.deadline = deadline;
         run.keep_record = Some(keep);

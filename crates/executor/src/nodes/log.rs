@@ -10,7 +10,10 @@ pub fn run(cx: &NodeCx<'_>, message: &Text, level: LogLevel) -> Result<Step, Nod
     let text = cx.workflow.templates.render(message, cx.scope)?;
     // The message may carry what the sender wrote: control characters are
     // escaped so that it cannot forge log lines.
-    let shown = Escaped(&text);
+    let scrubbed = cx
+        .headers
+        .map_or(std::borrow::Cow::Borrowed(text.as_str()), |s| s.str(&text));
+    let shown = Escaped(&scrubbed);
     match level {
         LogLevel::Debug => tracing::debug!(message = %shown, source = "workflow"),
         LogLevel::Info => tracing::info!(message = %shown, source = "workflow"),

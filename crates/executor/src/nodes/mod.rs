@@ -79,6 +79,9 @@ pub struct NodeCx<'a> {
     pub metrics: Option<&'a hookflow_metrics::WorkflowMetrics>,
     /// The node's index in the workflow.
     pub node_id: NodeId,
+    /// The values of the request's secret-bearing headers, when the run
+    /// scrubs them (what a node logs).
+    pub headers: Option<&'a hookflow_model::scrub::Scrubber>,
 }
 
 /// Runs one node (`id` is its index in the workflow); a request node notes

@@ -53,7 +53,8 @@ impl Run {
                 job.status = JobStatus::Cancelled;
             }
         }
-        crate::record::keep_ending(&mut self.record, &self.env, &self.workflow);
+        let headers = self.header_scrubber.as_deref();
+        crate::record::keep_ending(&mut self.record, &self.env, &self.workflow, headers);
         self.record.finished_at = Some(Timestamp::now());
         self.count_finish();
         // A run that failed is for the operator; a resolved one is counted, not logged.

@@ -19,6 +19,7 @@ use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
 use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
 use running::{any_finished, Done, RunningNode};
 use serde_json::{json, Value as Json};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,6 +127,10 @@ pub struct Run {
     /// Where the final record goes instead of the store (a run settled
     /// before its acknowledgement: `crate::settle`).
     pub keep_record: Option<tokio::sync::oneshot::Sender<ExecutionRecord>>,
+    /// The values of the request's secret-bearing headers, when the
+    /// workflow can copy them (`crate::record::header_scrubber`): scrubbed
+    /// from its record and log lines.
+    pub header_scrubber: Option<Arc<hookflow_model::scrub::Scrubber>>,
 }
 
 impl Run {
@@ -159,6 +164,7 @@ impl Run {
             unsaved,
             metrics: None,
             keep_record: None,
+            header_scrubber: None,
         }
     }
 
@@ -215,7 +221,8 @@ impl Run {
     /// `--max-result` (the run itself goes on with the whole value).
     fn push_job(&mut self, mut job: JobRecord) {
         let result = std::mem::take(&mut job.result);
-        crate::record::keep_job(&mut job, result, &self.env, &self.workflow);
+        let headers = self.header_scrubber.as_deref();
+        crate::record::keep_job(&mut job, result, &self.env, &self.workflow, headers);
         self.record.jobs.push(job);
     }
 
@@ -266,6 +273,7 @@ impl Run {
         let env = self.env.clone();
         let execution_id = self.record.id.clone();
         let metrics = self.metrics.clone();
+        let headers = self.header_scrubber.clone();
         RunningNode {
             path,
             node_id,
@@ -280,6 +288,7 @@ impl Run {
                     env: &env,
                     metrics: metrics.as_deref(),
                     node_id,
+                    headers: headers.as_deref(),
                 };
                 let mut tries = Vec::new();
                 let step = nodes::run(node_id, node, &cx, &mut tries).await;
@@ -519,7 +528,11 @@ impl Run {
             Err(error) => {
                 job.status = JobStatus::Failed;
                 job.error = Some(error.0.clone());
-                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = ?error.0);
+                let shown = self
+                    .header_scrubber
+                    .as_ref()
+                    .map_or(Cow::Borrowed(error.0.as_str()), |s| s.str(&error.0));
+                tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = ?shown);
                 match node.on_error {
                     OnError::Continue => job.result = json!({"error": error.0}),
                     OnError::Fail => failure = Some(node_failure(node, &error.0)),

@@ -114,6 +114,7 @@ impl Run {
         let workflow = self.workflow.clone();
         let parallel = &workflow.nodes[node];
         let env = self.env.clone();
+        let headers = self.header_scrubber.clone();
         if let Some(j) = self.record.jobs.get_mut(job) {
             let started = j.started_at.millis();
             j.duration_ms = now_millis().saturating_sub(started);
@@ -124,7 +125,7 @@ impl Run {
                     j.error = Some(e.clone());
                 }
             }
-            crate::record::keep_job(j, result.clone(), &env, &workflow);
+            crate::record::keep_job(j, result.clone(), &env, &workflow, headers.as_deref());
             self.unsaved.changed(job);
         }
         match decision {
