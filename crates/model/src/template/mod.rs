@@ -25,6 +25,7 @@ pub mod scan;
 mod scope;
 #[cfg(test)]
 mod tests;
+mod undefined;
 
 pub use builder::{has_template_syntax, TemplateBuilder};
 pub use scope::Scope;
@@ -117,6 +118,23 @@ pub struct Compiled<T> {
     pub refs: BTreeSet<String>,
 }
 
+/// [`eval_error`], naming the undefined path of `source` when that is what failed.
+fn eval_error_in(e: &minijinja::Error, source: &str, ctx: &MjValue) -> EvalError {
+    let plain = eval_error(e);
+    let undefined = e.kind() == minijinja::ErrorKind::UndefinedError;
+    if undefined || plain.message.contains("undefined") {
+        if let Some(path) = undefined::undefined_in(source, ctx) {
+            let message = match undefined {
+                true => format!("`{path}` is undefined"),
+                // An operation on it: the engine's words say which.
+                false => format!("`{path}` is undefined: {}", plain.message),
+            };
+            return EvalError { message };
+        }
+    }
+    plain
+}
+
 fn eval_error(e: &minijinja::Error) -> EvalError {
     let mut message = e
         .detail()
@@ -155,7 +173,9 @@ impl Templates {
 
     fn eval_named(&self, name: &str, ctx: MjValue) -> Result<MjValue, EvalError> {
         let template = self.env.get_template(name).map_err(|e| eval_error(&e))?;
-        let captured = template.render_captured(ctx).map_err(|e| eval_error(&e))?;
+        let captured = template
+            .render_captured(ctx.clone())
+            .map_err(|e| eval_error_in(&e, template.source(), &ctx))?;
         let value = captured.state().lookup(RESULT_VAR).unwrap_or_default();
         if value.is_undefined() {
             return Err(EvalError {
@@ -239,7 +259,9 @@ impl Templates {
                     .env
                     .get_template(&text_name(*id))
                     .map_err(|e| eval_error(&e))?;
-                template.render(scope.context()).map_err(|e| eval_error(&e))
+                template
+                    .render(scope.context())
+                    .map_err(|e| eval_error_in(&e, template.source(), &scope.context()))
             }
         }
     }

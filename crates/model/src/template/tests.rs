@@ -306,6 +306,16 @@ fn undefined_is_an_error_not_empty() {
     check("{{ vars.missing }}", Err("undefined"));
     check("id {{ vars.missing }}", Err("undefined"));
     check("{{ nope.x }}", Err("undefined"));
+    // The message names the first step that is undefined.
+    check("id {{ vars.missing }}", Err("`vars.missing` is undefined"));
+    check(
+        "{{ vars.missing.deeper }} {{ vars.order_id }}",
+        Err("`vars.missing` is undefined"),
+    );
+    check(
+        "{{ vars.order_id }}{% if vars.nope.x %}y{% endif %}",
+        Err("`vars.nope` is undefined"),
+    );
 }
 
 #[test]
