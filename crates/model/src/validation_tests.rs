@@ -217,6 +217,20 @@ fn templates_and_expressions_that_do_not_compile() {
         ),
         &[(10, 11, "template does not compile")],
     );
+    // In a literal block scalar, the line of the error itself, with a fix
+    // (a folded one joins its lines: the value's position).
+    check(
+        &sync("  - type: log\n    message: |\n      first {{ vars.x }}\n      second\n        third {{ vars.y\n"),
+        &[(10, 9, "syntax error: unexpected end of input, expected end of variable block; a `{{` is not closed: end it with `}}`")],
+    );
+    check(
+        &sync("  - type: log\n    message: >-\n      {% if vars.x %}\n      open\n"),
+        &[(
+            8,
+            7,
+            "an `{% if %}` or `{% for %}` has no `{% endif %}` or `{% endfor %}`",
+        )],
+    );
 }
 
 #[test]

@@ -239,6 +239,16 @@ impl Cx<'_> {
         self.push(pos, message);
     }
 
+    /// An error at `line` of the template at `path`: in a block scalar
+    /// (`|`, `>`), that line of the file; elsewhere, the value.
+    fn error_in_template(&mut self, path: &P, line: Option<usize>, message: String) {
+        let pos = self.src.tree.locate_value(&path.0);
+        let pos = line
+            .and_then(|l| block_line(self.src.text, pos, l))
+            .unwrap_or(pos);
+        self.push(pos, message);
+    }
+
     /// Checks the variables a template reads: declared secrets, and nodes that can have run.
     fn check_refs(&mut self, path: &P, refs: &BTreeSet<String>, visible: &[String]) {
         for r in refs {
@@ -282,7 +292,8 @@ impl Cx<'_> {
                 Some(value)
             }
             Err(e) => {
-                self.error_at_value(path, format!("template does not compile: {e}"));
+                let message = format!("template does not compile: {e}{}", syntax_hint(&e));
+                self.error_in_template(path, e.line, message);
                 None
             }
         }
@@ -301,7 +312,8 @@ impl Cx<'_> {
                 Some(value)
             }
             Err(e) => {
-                self.error_at_value(path, format!("expression does not compile: {e}"));
+                let message = format!("expression does not compile: {e}{}", syntax_hint(&e));
+                self.error_in_template(path, e.line, message);
                 None
             }
         }
@@ -336,5 +348,54 @@ impl Cx<'_> {
                 None
             }
         }
+    }
+}
+
+/// Where line `line` (1-based) of a literal block scalar's content is in
+/// the file, when the value at `pos` is one (`|`: its lines are the
+/// template's; a folded `>` joins them): the column is the line's first
+/// non-blank.
+fn block_line(text: &str, pos: crate::yaml::Pos, line: usize) -> Option<crate::yaml::Pos> {
+    let at = usize::try_from(pos.line).ok()?.checked_sub(1)?;
+    let column = usize::try_from(pos.column).ok()?.checked_sub(1)?;
+    let here = text.lines().nth(at)?;
+    let block = |l: &str| {
+        // `key: |`, `- >-`, `|2+`: the indicator and its modifiers end the line.
+        let end = l
+            .trim_end()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
+        end.ends_with('|')
+    };
+    // The parser places a block scalar at its indicator or at its content.
+    let first_content = match here.get(column..)?.chars().next()? {
+        '|' if block(here) => at + 1,
+        _ if at > 0 && block(text.lines().nth(at - 1)?) => at,
+        _ => return None,
+    };
+    let target = first_content + line.checked_sub(1)?;
+    let content = text.lines().nth(target)?;
+    let first = content.len() - content.trim_start().len();
+    Some(crate::yaml::Pos {
+        line: u32::try_from(target + 1).ok()?,
+        column: u32::try_from(first + 1).ok()?,
+    })
+}
+
+/// How to fix a template's syntax error, in hookflow's words (the
+/// engine's name the token it stopped at).
+fn syntax_hint(e: &crate::template::CompileError) -> &'static str {
+    let m = e.message.as_str();
+    if !m.starts_with("syntax error") {
+        ""
+    } else if m.contains("end of variable block") {
+        "; a `{{` is not closed: end it with `}}`"
+    } else if m.contains("end of block") {
+        "; a `{%` is not closed with `%}`, or an `{% if %}` or `{% for %}` has no \
+         `{% endif %}` or `{% endfor %}`"
+    } else if m.contains("unknown statement") {
+        "; an `{% endif %}`, `{% endfor %}` or `{% else %}` has no `{% if %}` or `{% for %}` \
+         before it"
+    } else {
+        "; check the `{{ }}` and `{% %}` around the token it names"
     }
 }
