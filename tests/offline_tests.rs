@@ -93,6 +93,35 @@ fn a_misspelled_stub_key_is_an_error_of_the_test_file_and_nothing_is_sent() {
     assert_eq!(upstream.hits().len(), 0, "{out}");
 }
 
+/// Every problem of a test file is reported at once, each at its place:
+/// unknown fields at any depth, a value of the wrong kind, a case without
+/// its name.
+#[test]
+fn a_test_file_reports_every_problem_at_once() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: first\n    requst: { body: {} }\n    expect: { stauts: 200 }\n  - name: [not, text]\n    expect: { status: 200 }\n  - expect: { status: 201 }\n    stubs:\n      inventory: { bodyy: 1 }\n",
+    );
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_ne!(code, Some(0), "{out}");
+    for (at, what) in [
+        ("shop.test.yaml:3:5: ", "`requst`"),
+        ("shop.test.yaml:4:15: ", "`stauts`"),
+        ("shop.test.yaml:5:11: ", "invalid type"),
+        ("shop.test.yaml:9:20: ", "`bodyy`"),
+        ("shop.test.yaml:7:5: ", "missing field `name`"),
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(at) && l.contains(what)),
+            "{at}{what} in:\n{out}"
+        );
+    }
+    // `name` left out after its error is not said to be missing as well.
+    assert_eq!(out.matches("missing field `name`").count(), 1, "{out}");
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
 #[test]
 fn a_request_node_without_a_stub_fails_the_case_and_nothing_is_sent() {
     let upstream = Upstream::start();

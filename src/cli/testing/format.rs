@@ -4,7 +4,7 @@
 use hookflow_executor::{Stub, StubAnswers, StubFailure};
 use hookflow_model::diag::{Diagnostic, Severity};
 use hookflow_model::runtime::{NodeKind, Workflow};
-use hookflow_model::yaml::{from_yaml, Pos, Seg, Yaml};
+use hookflow_model::yaml::{from_yaml, DeErrorKind, Pos, Seg, Yaml};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -217,6 +217,55 @@ impl Case {
     }
 }
 
+/// Most problems one file reports before reading stops.
+const MAX_PROBLEMS: usize = 200;
+
+/// Reads a test file's tree, reporting every problem, not just the first:
+/// after each, a copy of the tree is read again without the part in error
+/// (an unknown field, a value of the wrong kind; a case that lacks a field
+/// it needs). The file, when what is left reads.
+fn read_all(tree: &Yaml) -> (Option<TestFile>, Vec<(Pos, String)>) {
+    let mut tree = tree.clone();
+    let mut problems = Vec::new();
+    // Fields left out after their value's error, by the position of their
+    // mapping (paths shift when a case goes): their absence is not
+    // reported again.
+    let mut dropped: Vec<(Pos, String)> = Vec::new();
+    let field_of = |tree: &Yaml, path: &[Seg]| match path.split_last() {
+        Some((Seg::Key(key), parent)) => tree.get(parent).map(|m| (m.pos, key.clone())),
+        _ => None,
+    };
+    while problems.len() < MAX_PROBLEMS {
+        let e = match from_yaml::<TestFile>(&tree) {
+            Ok(file) => return (Some(file), problems),
+            Err(e) => e,
+        };
+        let pos = e.pos.unwrap_or_default();
+        let gone = match &e.kind {
+            DeErrorKind::MissingField(field) => {
+                let at = tree.get(&e.path).map(|m| (m.pos, field.to_string()));
+                if !at.is_some_and(|at| dropped.contains(&at)) {
+                    problems.push((pos, e.message));
+                }
+                // The mapping cannot be read without it: its case goes.
+                match e.path.iter().position(|s| *s == Seg::from("cases")) {
+                    Some(i) if e.path.len() > i + 1 => tree.remove(&e.path[..i + 2]),
+                    _ => false,
+                }
+            }
+            _ => {
+                problems.push((pos, e.message));
+                dropped.extend(field_of(&tree, &e.path));
+                tree.remove(&e.path)
+            }
+        };
+        if !gone {
+            return (None, problems);
+        }
+    }
+    (None, problems)
+}
+
 /// A test file read: its cases, or every problem found, with positions.
 pub fn read(path: &Path, text: &str) -> Result<(TestFile, Yaml), Vec<Diagnostic>> {
     let error = |pos: Pos, message: String| Diagnostic {
@@ -227,9 +276,14 @@ pub fn read(path: &Path, text: &str) -> Result<(TestFile, Yaml), Vec<Diagnostic>
         message,
     };
     let tree = Yaml::parse(text).map_err(|e| vec![error(e.pos, e.message)])?;
-    let tests: TestFile =
-        from_yaml(&tree).map_err(|e| vec![error(e.pos.unwrap_or_default(), e.message)])?;
-    let mut problems = Vec::new();
+    let (tests, mut problems) = read_all(&tree);
+    let mut problems: Vec<Diagnostic> = problems
+        .drain(..)
+        .map(|(pos, message)| error(pos, message))
+        .collect();
+    let Some(tests) = tests.filter(|_| problems.is_empty()) else {
+        return Err(problems);
+    };
     for (i, case) in tests.cases.iter().enumerate() {
         for (key, stubs) in &case.stubs {
             if matches!(stubs, OneOrMany::Many(list) if list.is_empty()) {

@@ -170,6 +170,42 @@ impl Yaml {
         Some(node)
     }
 
+    /// Removes the node at `path` (a mapping entry or a sequence item);
+    /// false when there is none. The nodes left keep their positions.
+    pub fn remove(&mut self, path: &[Seg]) -> bool {
+        let Some((last, parent)) = path.split_last() else {
+            return false;
+        };
+        let mut node = self;
+        for seg in parent {
+            node = match (&mut node.kind, seg) {
+                (YamlKind::Map(entries), Seg::Key(k)) => {
+                    match entries.iter_mut().find(|(key, _, _)| key == k) {
+                        Some(e) => &mut e.2,
+                        None => return false,
+                    }
+                }
+                (YamlKind::Seq(items), Seg::Index(i)) => match items.get_mut(*i) {
+                    Some(item) => item,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        match (&mut node.kind, last) {
+            (YamlKind::Map(entries), Seg::Key(k)) => {
+                let before = entries.len();
+                entries.retain(|(key, _, _)| key != k);
+                entries.len() < before
+            }
+            (YamlKind::Seq(items), Seg::Index(i)) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The position of `path`, or of its deepest existing ancestor. For a
     /// mapping key the position is the key's own (so "unknown field" and
     /// "duplicate key" point at the key).
