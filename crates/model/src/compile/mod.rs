@@ -265,7 +265,9 @@ impl Cx<'_> {
                 (Some("nodes"), Some(key)) if !visible.iter().any(|k| k == key) => {
                     let message = if self.all_keys.contains(key) {
                         format!(
-                            "`nodes.{key}` refers to a node that cannot have run before this point"
+                            "`nodes.{key}` refers to a node that cannot have run before this point; \
+                             move `{key}` before this node (a node inside a branch is read after \
+                             that branch, guarded by `nodes.{key} is defined`)"
                         )
                     } else {
                         let close = crate::suggest::close_names(

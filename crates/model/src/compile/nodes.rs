@@ -68,7 +68,7 @@ impl Cx<'_> {
                 let first_line = self.src.tree.locate_value(&first.key("key").0).line;
                 self.error_at_value(
                     &path.key("key"),
-                    format!("duplicate node key `{key}` (first used on line {first_line})"),
+                    format!("duplicate node key `{key}` (first used on line {first_line}); keys are unique in a workflow: rename one"),
                 );
             } else {
                 self.seen_keys.insert(key.to_string(), path.clone());
