@@ -644,8 +644,11 @@ fn a_decrypted_feishu_token_is_neither_seen_nor_stored() {
 const COPIES: &str = r#"
 title: Copies
 enabled: true
-trigger: { type: webhook, mode: {MODE}, key: copies-{MODE}-0001 }
-nodes:
+trigger:
+  type: webhook
+  mode: {MODE}
+  key: copies-{MODE}-0001
+{ACK}nodes:
   - key: copied
     type: calculation
     expression: trigger.headers
@@ -659,13 +662,17 @@ nodes:
 /// its answer, its error). The workflow itself sees the values.
 #[test]
 fn secret_bearing_header_values_a_workflow_copies_stay_out_of_records_and_logs() {
-    let sync = COPIES.replace("{MODE}", "sync").replace(
+    let sync = COPIES
+        .replace("{MODE}", "sync")
+        .replace("{ACK}", "")
+        .replace(
+            "{END}",
+            "  - type: response\n    body: { seen: \"{{ trigger.headers['x-api-token'] }}\" }\n",
+        );
+    let ack = "  response: { body: { echo: \"{{ trigger.headers['x-api-token'] }}\" } }\n";
+    let asynchronous = COPIES.replace("{MODE}", "async").replace("{ACK}", ack).replace(
         "{END}",
-        "  - type: response\n    body: { seen: \"{{ trigger.headers['x-api-token'] }}\" }\n",
-    );
-    let asynchronous = COPIES.replace("{MODE}", "async").replace(
-        "{END}",
-        "  - type: end\n    status: failed\n    message: \"refused {{ trigger.headers['x-api-token'] }}\"\n",
+        "  - { key: pause, type: delay, duration: 2s }\n  - type: end\n    status: failed\n    message: \"refused {{ trigger.headers['x-api-token'] }}\"\n",
     );
     let app = TestApp::spawn(&[
         ("copies-sync.yaml", &sync),
@@ -686,7 +693,22 @@ fn secret_bearing_header_values_a_workflow_copies_stay_out_of_records_and_logs()
     let sync_id = r.execution();
     let r = app.post("copies-async-0001", &headers, "{}");
     assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.json(),
+        json!({"echo": "tokval-998877"}),
+        "the ack quotes it"
+    );
     let async_id = r.execution();
+    // While it waits, its record holds the acknowledgement and the results
+    // so far: scrubbed already.
+    let waiting = eventually(Duration::from_secs(10), "the run to wait", || {
+        let record = app.execution(&async_id);
+        (record["status"] == "waiting").then_some(record)
+    });
+    let text = waiting.to_string();
+    for value in ["topsecretvalue1", "tokval-998877"] {
+        assert!(!text.contains(value), "{value} while waiting: {text}");
+    }
     for (id, status) in [(sync_id, "resolved"), (async_id, "failed")] {
         let record = app.finished(&id, Duration::from_secs(20));
         assert_eq!(record["status"], json!(status), "{record}");

@@ -57,11 +57,13 @@ impl Executor {
                 .map_err(|e| AcceptError::Response(e.message))?,
             None => Answer::default_ack(),
         };
-        record.response = Some(record::stored_response(
-            ack.record(),
-            &self.env.secrets.current(),
-            &workflow,
-        ));
+        let mut stored =
+            record::stored_response(ack.record(), &self.env.secrets.current(), &workflow);
+        // The acknowledgement may quote a header the run will scrub.
+        if let Some(headers) = record::header_scrubber(&workflow, &input.trigger) {
+            record::scrub_response(&mut stored, &headers);
+        }
+        record.response = Some(stored);
         // Only a 2xx answer is remembered: after an error the sender's retry runs again.
         let remembered = (200..300).contains(&ack.status);
         let idempotency = key

@@ -70,14 +70,17 @@ pub(crate) fn keep_job(
 /// A scrubber of the values of the request's secret-bearing headers (each
 /// whole, and a credential after its scheme: `Bearer <token>`), when the
 /// workflow can copy them into what leaves the process: its templates read
-/// `trigger`, or a parse rule takes such a header into `vars`. `None`
-/// otherwise (most workflows: nothing to do per run).
+/// `trigger.headers` (or all of `trigger`), or a parse rule takes such a
+/// header into `vars`. `None` otherwise (most workflows: nothing to do per
+/// run).
 pub(crate) fn header_scrubber(
     workflow: &Workflow,
     trigger: &hookflow_store::TriggerRequest,
 ) -> Option<Arc<Scrubber>> {
     let parsed = workflow.trigger.parse.headers.iter();
-    let copies = workflow.templates.reads("trigger")
+    let copies = workflow
+        .templates
+        .reads(hookflow_model::template::TRIGGER_HEADERS)
         || parsed.into_iter().any(|e| is_secret_name(&e.key, workflow));
     if !copies {
         return None;
@@ -139,22 +142,27 @@ pub(crate) fn keep_ending(
     if let Some(response) = record.response.take() {
         let mut kept = stored_response(response, scrubber, workflow);
         if let Some(headers) = headers {
-            if headers.json_matches(&kept.body) {
-                let mut body = (*kept.body).clone();
-                headers.json(&mut body);
-                kept.body = Arc::new(body);
-            }
-            for value in kept.headers.values_mut() {
-                if let Cow::Owned(clean) = headers.str(value) {
-                    *value = clean;
-                }
-            }
+            scrub_response(&mut kept, headers);
         }
         record.response = Some(kept);
     }
     scrub_text(&mut record.error, scrubber);
     if let Some(headers) = headers {
         scrub_text(&mut record.error, headers);
+    }
+}
+
+/// Scrubs a stored answer's body and header values with `scrubber`.
+pub(crate) fn scrub_response(response: &mut ResponseRecord, scrubber: &Scrubber) {
+    if scrubber.json_matches(&response.body) {
+        let mut body = (*response.body).clone();
+        scrubber.json(&mut body);
+        response.body = Arc::new(body);
+    }
+    for value in response.headers.values_mut() {
+        if let Cow::Owned(clean) = scrubber.str(value) {
+            *value = clean;
+        }
     }
 }
 

@@ -857,8 +857,9 @@ async fn a_settling_run_that_panics_is_written_failed() {
 }
 
 /// The values of secret-bearing headers are scrubbed per run only when the
-/// workflow can copy them: its templates read `trigger`, or a parse rule
-/// takes such a header. Other runs pay nothing.
+/// workflow can copy them: its templates read `trigger.headers` (or the
+/// whole `trigger`), or a parse rule takes such a header. Other runs pay
+/// nothing.
 #[test]
 fn only_runs_that_can_copy_secret_headers_scrub_them() {
     let trigger = TriggerRequest {
@@ -871,9 +872,14 @@ fn only_runs_that_can_copy_secret_headers_scrub_them() {
     let of = |text: &str| crate::record::header_scrubber(&compile("w", text), &trigger);
     let vars_only = "title: V\ntrigger: { type: webhook, mode: sync, parse: { headers: [ { key: x-request-id, alias: rid } ] } }\nnodes:\n  - { type: log, message: \"{{ vars.rid }}\" }\n";
     assert!(of(vars_only).is_none());
-    let reads_trigger = "title: T\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - { type: log, message: \"{{ trigger.body }}\" }\n";
+    let log = |message: &str| {
+        format!("title: T\ntrigger: {{ type: webhook, mode: sync }}\nnodes:\n  - {{ type: log, message: \"{message}\" }}\n")
+    };
+    assert!(of(&log("{{ trigger.body.x }} {{ trigger.raw_body }}")).is_none());
+    let reads_headers = log("{{ trigger.headers['x-a'] }}");
+    let reads_trigger = log("{{ trigger | tojson }}");
     let parses_it = "title: P\ntrigger: { type: webhook, mode: sync, parse: { headers: [ { key: Authorization, alias: auth } ] } }\nnodes:\n  - { type: log, message: \"{{ vars.auth }}\" }\n";
-    for text in [reads_trigger, parses_it] {
+    for text in [reads_headers.as_str(), reads_trigger.as_str(), parses_it] {
         let scrubber = of(text).expect("a scrubber");
         assert_eq!(
             scrubber.str("a=Bearer topsecretvalue1 b=topsecretvalue1 c=r-000001"),

@@ -148,6 +148,10 @@ fn eval_error(e: &minijinja::Error) -> EvalError {
     EvalError { message }
 }
 
+/// What [`Templates::reads`] answers for templates that can read the
+/// request's headers.
+pub const TRIGGER_HEADERS: &str = "trigger.headers";
+
 /// One workflow's compiled templates.
 #[derive(Clone)]
 pub struct Templates {
