@@ -4,26 +4,35 @@
 
 use minijinja::Value as MjValue;
 
-/// The first path the template `source` reads, inside `{{ }}` or `{% %}`,
-/// that is undefined in `ctx`, as far as it is defined plus the step that
-/// is not (`trigger.body.missing` of `trigger.body.missing.deeper`). Paths
-/// whose first name is not a variable (keywords, filters, tests, locals)
-/// are passed over.
+/// The path the template `source` reads, inside `{{ }}` or `{% %}`, that
+/// is undefined in `ctx`, as far as it is defined plus the step that is not
+/// (`trigger.body.missing` of `trigger.body.missing.deeper`), when there is
+/// exactly one: with several, which one the engine met depends on the
+/// branches it took. Paths guarded by `is defined` (`undefined`, `none`) or
+/// `| default`, and those whose first name is not a variable (keywords,
+/// filters, tests, locals), are passed over.
 pub(super) fn undefined_in(source: &str, ctx: &MjValue) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
     for chain in paths(source) {
         let mut value = ctx.clone();
         for (i, name) in chain.iter().enumerate() {
-            let next = value.get_attr(name).ok()?;
+            let Ok(next) = value.get_attr(name) else {
+                break;
+            };
             if next.is_undefined() {
-                if i == 0 {
-                    break;
+                let path = chain[..=i].join(".");
+                if i > 0 && !found.contains(&path) {
+                    found.push(path);
                 }
-                return Some(chain[..=i].join("."));
+                break;
             }
             value = next;
         }
     }
-    None
+    match found.len() {
+        1 => found.pop(),
+        _ => None,
+    }
 }
 
 /// Dotted name chains inside the template's blocks, in order, without
@@ -83,7 +92,9 @@ fn chains<'a>(code: &'a str, out: &mut Vec<Vec<&'a str>>) {
                     break;
                 }
             }
-            out.push(chain);
+            if !guarded(&code[i..]) {
+                out.push(chain);
+            }
             previous = bytes[i - 1];
             continue;
         }
@@ -92,13 +103,39 @@ fn chains<'a>(code: &'a str, out: &mut Vec<Vec<&'a str>>) {
     }
 }
 
+/// The first word of `s` (after blanks) and what follows it.
+fn word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    (&s[..end], &s[end..])
+}
+
+/// Whether what follows a path makes its being undefined harmless:
+/// `is [not] defined|undefined|none`, `| default(…)`, `| d(…)`.
+fn guarded(after: &str) -> bool {
+    let rest = after.trim_start();
+    if let Some(test) = rest.strip_prefix("is") {
+        let (mut name, tail) = word(test);
+        if name == "not" {
+            name = word(tail).0;
+        }
+        return matches!(name, "defined" | "undefined" | "none");
+    }
+    if let Some(filter) = rest.strip_prefix('|') {
+        return matches!(word(filter).0, "default" | "d");
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn chains_in_blocks_only_and_not_in_strings() {
-        let found = paths("order {{ vars.order_id }} of {{ trigger.body['x'].y | default('a.b') }}{% if nodes.k.ok %}x{% endif %} {{ f().z }}");
+        let found = paths("order {{ vars.order_id }} of {{ trigger.body['x'].y | default('a.b') }}{% if nodes.k.ok %}x{% endif %} {{ f().z }} {{ vars.g | default(1) }}{% if nodes.h is not defined %}{% endif %}");
         assert_eq!(
             found,
             vec![
@@ -109,6 +146,12 @@ mod tests {
                 vec!["nodes", "k", "ok"],
                 vec!["endif"],
                 vec!["f"],
+                vec!["default"],
+                vec!["if"],
+                vec!["is"],
+                vec!["not"],
+                vec!["defined"],
+                vec!["endif"],
             ]
         );
     }
@@ -130,5 +173,18 @@ mod tests {
             Some("trigger.nope")
         );
         assert_eq!(undefined_in("{{ trigger.body.a }}", &ctx), None);
+        // A guarded path is not the one that failed.
+        assert_eq!(
+            undefined_in(
+                "{% if trigger.x is defined %}{{ trigger.x.y }}{% endif %}{{ trigger.body.m }}",
+                &ctx
+            ),
+            None,
+            "two candidates: `trigger.x` (in a branch) and `trigger.body.m`"
+        );
+        assert_eq!(
+            undefined_in("{{ trigger.x | default(1) }} {{ trigger.body.m }}", &ctx).as_deref(),
+            Some("trigger.body.m")
+        );
     }
 }
