@@ -194,3 +194,30 @@ fn bulk_retry_starts_one_run_per_failed_run_matching() {
         assert_eq!(r.status, 400, "{bad}: {r:?}");
     }
 }
+
+/// A sync retry that goes on after its workflow's timeout (its answer, to
+/// no one, was the timeout's) is still a retry while it runs: listed in the
+/// retried run's `retries`, its own record pointing back.
+#[test]
+fn a_sync_retry_past_its_timeout_is_a_retry_while_it_runs() {
+    let upstream = Upstream::start();
+    let slow = format!(
+        "title: Slow\nenabled: true\noptions: {{ timeout: 1s }}\ntrigger:\n  type: webhook\n  mode: sync\n  key: retry-slow-0001\n  timeout_response: {{ status: 202, body: later }}\nnodes:\n  - key: wait\n    type: request\n    method: GET\n    url: \"{}/sleep/2500\"\n  - type: response\n    body: done\n",
+        upstream.base
+    );
+    let app = TestApp::spawn(&[("slow.yaml", &slow)]);
+    let first = app.post("retry-slow-0001", &[], "");
+    assert_eq!(first.status, 202, "{first:?}");
+    let first_id = first.execution();
+    app.finished(&first_id, Duration::from_secs(10));
+    let retry = new_id(&app.admin_post(&format!("/api/executions/{first_id}/retry")));
+    // Past the retry's own timeout, before its end.
+    std::thread::sleep(Duration::from_millis(1500));
+    let going = app.execution(&retry);
+    assert_eq!(going["status"], json!("running"), "{going}");
+    assert_eq!(going["retry_of"], json!(first_id), "{going}");
+    let parent = app.execution(&first_id);
+    assert_eq!(parent["retries"], json!([retry]), "{parent}");
+    let done = app.finished(&retry, Duration::from_secs(10));
+    assert_eq!(done["retry_of"], json!(first_id), "{done}");
+}

@@ -281,7 +281,7 @@ impl Executor {
         });
         // What makes the run readable should the caller get an answer
         // (a timeout's) before it finishes.
-        let header = (workflow.clone(), record.started_ms);
+        let header = (workflow.clone(), record.started_ms, record.retry_of.clone());
         let mut run = self.run_of(workflow, handles, record, state, scope);
         run.header_scrubber = headers;
         run.control = control.clone();
@@ -295,7 +295,7 @@ impl Executor {
                 biased;
                 driven = &mut drive => {
                     if let Err(payload) = driven {
-                        let (workflow, started_ms) = &header;
+                        let (workflow, started_ms, _) = &header;
                         self.fail_panicked(&id, Some((workflow, *started_ms)), &*payload);
                         responder.answer(Answer::finished(false, &id));
                     }
@@ -324,11 +324,13 @@ impl Executor {
             },
         };
         if !finished {
-            let (workflow, started_ms) = header;
+            let (workflow, started_ms, retry_of) = header;
             let id_after = id.clone();
             let mut going = bare_record(id.clone(), &workflow, RunStatus::Running);
             going.started_ms = started_ms;
             going.started_at = hookflow_model::time::Timestamp(started_ms);
+            // A retry stays one while it goes on.
+            going.retry_of = retry_of;
             self.store.announce(going);
             let executor = self.clone();
             tokio::spawn(async move {
