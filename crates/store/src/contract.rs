@@ -98,6 +98,9 @@ pub struct Resumable {
     pub parts: BTreeMap<String, Json>,
 }
 
+/// Most retries a record names (the newest when a run has more).
+pub const MAX_RETRIES_LISTED: usize = 10_000;
+
 /// Everything hookflow keeps about runs, idempotency keys and workflow versions.
 pub trait Store: Send + Sync + 'static {
     /// Makes a new async run durable, with its idempotency key, and resolves
@@ -154,8 +157,9 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, filter: &ExecutionFilter) -> StoreResult<(Vec<RunSummary>, Option<String>)>;
 
     /// The ids of the runs started as retries of run `id` whose records are
-    /// kept, oldest first (a record's `retries`); reads its writes as `get`
-    /// does. By default, pages of `list` filtered by `retry_of`.
+    /// kept, oldest first (a record's `retries`), at most
+    /// [`MAX_RETRIES_LISTED`]; reads its writes as `get` does. By default,
+    /// pages of `list` filtered by `retry_of`.
     fn retries_of(&self, id: &str) -> StoreResult<Vec<String>> {
         let mut filter = ExecutionFilter {
             retry_of: Some(id.to_string()),
@@ -163,15 +167,20 @@ pub trait Store: Send + Sync + 'static {
             ..ExecutionFilter::default()
         };
         let mut ids = Vec::new();
-        loop {
+        while ids.len() < MAX_RETRIES_LISTED {
             let (rows, next) = self.list(&filter)?;
             ids.extend(rows.into_iter().map(|r| r.id));
             match next {
-                Some(cursor) => filter.cursor = Some(cursor),
-                None => break,
+                // A cursor that does not move on ends the walk.
+                Some(cursor) if filter.cursor.as_ref() != Some(&cursor) => {
+                    filter.cursor = Some(cursor)
+                }
+                _ => break,
             }
         }
-        // Ids are time-ordered; the list is newest first.
+        // Ids are time-ordered; the list is newest first: the oldest go
+        // when there are more.
+        ids.truncate(MAX_RETRIES_LISTED);
         ids.reverse();
         Ok(ids)
     }

@@ -21,6 +21,7 @@ mod conformance;
 
 pub use contract::{
     Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Position, Resumable, Saved, Store,
+    MAX_RETRIES_LISTED,
 };
 pub use embedded::SledStore;
 pub use hookflow_model::request::TriggerRequest;

@@ -378,7 +378,8 @@ impl SledStore {
         }
         found.sort_unstable();
         found.dedup();
-        Ok(found.iter().map(layout::id_string).collect())
+        let newest = found.len().saturating_sub(crate::MAX_RETRIES_LISTED);
+        Ok(found[newest..].iter().map(layout::id_string).collect())
     }
 
     /// Runs newest first: not yet written, unfinished, then finished pages.

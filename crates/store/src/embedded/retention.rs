@@ -8,17 +8,11 @@ use super::pages;
 use super::SledStore;
 use crate::record::IdempotencyEntry;
 use crate::{db_err, StoreResult};
-use std::collections::HashSet;
 
 impl SledStore {
     /// Removes the records of runs that finished before `cutoff_ms`.
     pub(crate) fn retain(&self, cutoff_ms: u64) -> StoreResult<usize> {
         let mut removed = 0;
-        // Links between runs and their retries (few): a link goes with its
-        // retry's record.
-        let links = self.retry_links()?;
-        let linked: HashSet<Id> = links.iter().map(|(_, (_, retry))| *retry).collect();
-        let mut gone: HashSet<Id> = HashSet::new();
         // A run finishes after it starts: pages of seconds after the cutoff
         // hold nothing that finished before it.
         let end = pages::bucket_prefix(pages::bucket_of_ms(cutoff_ms).saturating_add(1));
@@ -39,9 +33,6 @@ impl SledStore {
                 if e.finished_ms < cutoff_ms {
                     // Its input goes with it.
                     dropped += 1;
-                    if linked.contains(&e.id) {
-                        gone.insert(e.id);
-                    }
                 } else {
                     kept.extend_from_slice(&page[e.span.0..e.span.1]);
                 }
@@ -59,8 +50,12 @@ impl SledStore {
             }
             removed += dropped;
         }
-        for (key, (_, retry)) in links {
-            if gone.contains(&retry) {
+        // Links between runs and their retries (few) go with their retry's
+        // record: checked every pass, so that a link left by a pass that
+        // stopped half-way, or by a record set aside as damaged, goes too.
+        // A retry that started after the cutoff cannot have finished before it.
+        for (key, (_, retry)) in self.retry_links()? {
+            if started_ms(&retry) < cutoff_ms && self.read_record(&retry)?.is_none() {
                 self.runs.remove(key).map_err(db_err)?;
             }
         }
@@ -107,5 +102,22 @@ impl SledStore {
             self.runs.remove(&x).map_err(db_err)?;
         }
         Ok(removed)
+    }
+}
+
+/// When a run started: the Unix milliseconds at the head of its UUID v7 id.
+fn started_ms(id: &Id) -> u64 {
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(&id[..6]);
+    u64::from_be_bytes(ms)
+}
+
+#[cfg(test)]
+impl SledStore {
+    /// Every `y` link, for tests.
+    pub(crate) fn retry_links_for_tests(&self) -> Vec<(Id, Id)> {
+        self.retry_links()
+            .map(|links| links.into_iter().map(|(_, pair)| pair).collect())
+            .unwrap_or_default()
     }
 }

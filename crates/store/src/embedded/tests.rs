@@ -98,3 +98,35 @@ async fn runs_accepted_together_share_a_queue_page() {
         + store.runs.scan_prefix([queued::DONE]).count();
     assert_eq!(left, 0, "finished pages and their bitmaps are gone");
 }
+
+/// A link to a retry whose record is gone (a retention pass that stopped
+/// half-way, a record set aside) goes at the next pass; one to a retry
+/// still kept stays.
+#[test]
+fn retention_sweeps_links_to_retries_without_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("open");
+    let old = now_millis() - 60_000;
+    let id_at = |ms: u64| {
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, 0);
+        *uuid::Uuid::new_v7(ts).as_bytes()
+    };
+    let (run, lost, young) = (id_at(old), id_at(old + 1_000), id_at(now_millis() + 60_000));
+    for retry in [lost, young] {
+        store
+            .runs
+            .insert(layout::retry_key(&run, &retry), &[][..])
+            .expect("link");
+    }
+    store.retain(now_millis()).expect("retention");
+    let left: Vec<_> = store
+        .retry_links_for_tests()
+        .into_iter()
+        .map(|(_, retry)| retry)
+        .collect();
+    assert_eq!(
+        left,
+        vec![young],
+        "the lost retry's link goes; one that started after the cutoff stays"
+    );
+}

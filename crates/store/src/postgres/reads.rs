@@ -170,12 +170,12 @@ pub async fn retries_of(shared: &Shared, id: &str) -> StoreResult<Vec<String>> {
     let client = shared.conn().await?;
     let rows = client
         .query(
-            "SELECT id FROM hookflow_runs WHERE retry_of = $1 ORDER BY id",
-            &[&id],
+            "SELECT id FROM hookflow_runs WHERE retry_of = $1 ORDER BY id DESC LIMIT $2",
+            &[&id, &(crate::MAX_RETRIES_LISTED as i64)],
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().rev().map(|r| r.get(0)).collect())
 }
 
 pub async fn unfinished(
