@@ -223,6 +223,11 @@ fn templates_and_expressions_that_do_not_compile() {
         &sync("  - type: log\n    message: |\n      first {{ vars.x }}\n      second\n        third {{ vars.y\n"),
         &[(10, 9, "syntax error: unexpected end of input, expected end of variable block; a `{{` is not closed: end it with `}}`")],
     );
+    // One `{{ }}` over several lines: the line of its own source.
+    check(
+        &sync("  - type: log\n    message: |-\n      {{\n        vars.a +\n      }}\n"),
+        &[(9, 9, "expected expression")],
+    );
     check(
         &sync("  - type: log\n    message: >-\n      {% if vars.x %}\n      open\n"),
         &[(

@@ -368,10 +368,15 @@ fn block_line(text: &str, pos: crate::yaml::Pos, line: usize) -> Option<crate::y
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
         end.ends_with('|')
     };
-    // The parser places a block scalar at its indicator or at its content.
+    // The parser places a block scalar at its indicator or at its content
+    // (then its header is the line before, less indented than the content).
+    let indent = |l: &str| l.len() - l.trim_start().len();
     let first_content = match here.get(column..)?.chars().next()? {
         '|' if block(here) => at + 1,
-        _ if at > 0 && block(text.lines().nth(at - 1)?) => at,
+        _ if at > 0 => {
+            let header = text.lines().nth(at - 1)?;
+            (block(header) && indent(header) < column).then_some(at)?
+        }
         _ => return None,
     };
     let target = first_content + line.checked_sub(1)?;

@@ -226,7 +226,13 @@ impl TemplateBuilder {
             });
         }
         if let Some(inner) = single_expression(source) {
-            let compiled = self.expr(inner)?;
+            // Its lines count from the source's, not from the inner part's.
+            let offset = (inner.as_ptr() as usize).saturating_sub(source.as_ptr() as usize);
+            let before = source.get(..offset).map_or(0, |s| s.matches('\n').count());
+            let compiled = self.expr(inner).map_err(|mut e| {
+                e.line = e.line.map(|l| l + before);
+                e
+            })?;
             return Ok(Compiled {
                 value: Text::Expr(compiled.value),
                 refs: compiled.refs,

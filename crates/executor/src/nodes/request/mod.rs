@@ -130,7 +130,12 @@ pub async fn run(
         if !retryable || attempt == attempts {
             break;
         }
-        tracing::info!(message = "Request failed; retrying.", request = %target, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        let shown = cx
+            .headers
+            .map_or(std::borrow::Cow::Borrowed(target.as_str()), |s| {
+                s.str(&target)
+            });
+        tracing::info!(message = "Request failed; retrying.", request = %shown, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         // Offline, waits are skipped (as delays are).
         if stubs.is_none() {
             tokio::time::sleep(wait).await;
