@@ -33,6 +33,15 @@ pub(crate) fn deadline_of(workflow: &Workflow, started_ms: u64) -> Option<tokio:
     })
 }
 
+/// A new async run before it is stored: its record, its start, its
+/// variables, and the scrubber of its request's header values.
+pub(crate) struct Fresh {
+    pub record: ExecutionRecord,
+    pub state: RunState,
+    pub scope: Scope,
+    pub headers: Option<Arc<hookflow_model::scrub::Scrubber>>,
+}
+
 impl Executor {
     /// Stores an async run durably and queues it (a run of a workflow that
     /// needs nothing outside the process is run here and stored finished:
@@ -60,8 +69,9 @@ impl Executor {
         let mut stored =
             record::stored_response(ack.record(), &self.env.secrets.current(), &workflow);
         // The acknowledgement may quote a header the run will scrub.
-        if let Some(headers) = record::header_scrubber(&workflow, &input.trigger) {
-            record::scrub_response(&mut stored, &headers);
+        let headers = record::header_scrubber(&workflow, &input.trigger);
+        if let Some(headers) = &headers {
+            record::scrub_response(&mut stored, headers);
         }
         record.response = Some(stored);
         // Only a 2xx answer is remembered: after an error the sender's retry runs again.
@@ -79,10 +89,22 @@ impl Executor {
                 },
             });
         if settle::settles_at_once(&workflow) {
-            self.settle(workflow, handles, input, record, state, scope, idempotency)
+            let fresh = Fresh {
+                record,
+                state,
+                scope,
+                headers,
+            };
+            self.settle(workflow, handles, input, fresh, idempotency)
                 .await?;
         } else {
-            self.enqueue(workflow, handles, input, record, state, scope, idempotency)
+            let fresh = Fresh {
+                record,
+                state,
+                scope,
+                headers,
+            };
+            self.enqueue(workflow, handles, input, fresh, idempotency)
                 .await?;
         }
         Ok((id, ack))
@@ -92,17 +114,20 @@ impl Executor {
     /// happen in a task of their own: a caller that goes away (a client that
     /// resets its connection) cancels neither, so a run on disk is never
     /// left behind until the next start.
-    #[allow(clippy::too_many_arguments)]
     async fn enqueue(
         &self,
         workflow: Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
-        mut record: ExecutionRecord,
-        state: RunState,
-        scope: Scope,
+        fresh: Fresh,
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<(), AcceptError> {
+        let Fresh {
+            mut record,
+            state,
+            scope,
+            headers,
+        } = fresh;
         // The text of the version the record names is stored first.
         self.versions.keep(&workflow);
         let slot = self.queue.reserve()?;
@@ -111,7 +136,6 @@ impl Executor {
         let store = self.store.clone();
         let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
         // Boxed, as a run's task is (queue.rs): moved by value otherwise.
-        let headers = crate::record::header_scrubber(&workflow, &input.trigger);
         let handoff = tokio::spawn(Box::pin(async move {
             store
                 .accept(Accepted {
@@ -165,8 +189,14 @@ impl Executor {
                 record.retry_of = Some(retry_of.to_string());
                 let state = RunState::start();
                 let scope = scope_copying(&workflow, &record, &input, &state);
-                self.enqueue(workflow, None, input, record, state, scope, None)
-                    .await?;
+                let headers = record::header_scrubber(&workflow, &input.trigger);
+                let fresh = Fresh {
+                    record,
+                    state,
+                    scope,
+                    headers,
+                };
+                self.enqueue(workflow, None, input, fresh, None).await?;
             }
         }
         Ok(new_id)

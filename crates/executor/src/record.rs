@@ -77,11 +77,10 @@ pub(crate) fn header_scrubber(
     workflow: &Workflow,
     trigger: &hookflow_store::TriggerRequest,
 ) -> Option<Arc<Scrubber>> {
-    let parsed = workflow.trigger.parse.headers.iter();
-    let copies = workflow
-        .templates
-        .reads(hookflow_model::template::TRIGGER_HEADERS)
-        || parsed.into_iter().any(|e| is_secret_name(&e.key, workflow));
+    let copies = workflow.trigger.parses_secret_header
+        || workflow
+            .templates
+            .reads(hookflow_model::template::TRIGGER_HEADERS);
     if !copies {
         return None;
     }

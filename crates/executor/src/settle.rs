@@ -11,13 +11,13 @@
 //! run is on disk, finished. The queue's capacity still decides whether it
 //! is taken (503 when full), and a retry of such a run is queued as any.
 
-use crate::intake::{deadline_of, not_taken};
-use crate::{AcceptError, Executor, RunState, Scope};
+use crate::intake::{deadline_of, not_taken, Fresh};
+use crate::{AcceptError, Executor};
 use futures_util::FutureExt;
 use hookflow_metrics::WorkflowMetrics;
 use hookflow_model::runtime::{NodeKind, Workflow};
 use hookflow_model::time::Timestamp;
-use hookflow_store::{Accepted, ExecutionRecord, IdempotencyClaim, RunInput, RunStatus};
+use hookflow_store::{Accepted, IdempotencyClaim, RunInput, RunStatus};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -42,17 +42,20 @@ impl Executor {
     /// Runs a new run of a workflow that [`settles_at_once`] to its end in
     /// this task, then writes it finished, durably. A run that panics is
     /// written failed, with the panic's message, as a queued run would be.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn settle(
         &self,
         workflow: Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
-        record: ExecutionRecord,
-        state: RunState,
-        scope: Scope,
+        fresh: Fresh,
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<(), AcceptError> {
+        let Fresh {
+            record,
+            state,
+            scope,
+            headers,
+        } = fresh;
         // As for a queued run: refused when the queue is full, and the text
         // of the version the record names is stored first.
         let slot = self.queue.reserve()?;
@@ -60,7 +63,6 @@ impl Executor {
         let head = record.clone();
         let (keep, mut kept) = tokio::sync::oneshot::channel();
         let deadline = deadline_of(&workflow, head.started_ms);
-        let headers = crate::record::header_scrubber(&workflow, &input.trigger);
         let mut run = self.run_of(workflow, handles, record, state, scope);
         run.header_scrubber = headers;
         run.durable = true;

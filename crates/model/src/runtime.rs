@@ -76,6 +76,8 @@ pub struct Trigger {
     /// The signature headers of `verify` (lower-case), redacted in records
     /// like the headers every workflow redacts.
     pub secret_headers: Vec<String>,
+    /// A parse rule takes a secret-bearing header into `vars`.
+    pub parses_secret_header: bool,
 }
 
 impl Trigger {

@@ -72,12 +72,20 @@ impl Cx<'_> {
                 "max_body must be at least 1 byte".into(),
             );
         }
+        let secret_headers: Vec<String> = t
+            .verify
+            .as_ref()
+            .map(VerifyDef::signature_headers)
+            .unwrap_or_default();
+        let parses_secret_header = parse.headers.iter().any(|e| {
+            crate::request::is_secret_header(&e.key)
+                || secret_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(&e.key))
+        });
         Trigger {
-            secret_headers: t
-                .verify
-                .as_ref()
-                .map(VerifyDef::signature_headers)
-                .unwrap_or_default(),
+            secret_headers,
+            parses_secret_header,
             pinned_key: t.key.clone(),
             basic_auth,
             max_body,
