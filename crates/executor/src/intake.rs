@@ -88,22 +88,16 @@ impl Executor {
                     response: Some(ack.record()),
                 },
             });
+        let fresh = Fresh {
+            record,
+            state,
+            scope,
+            headers,
+        };
         if settle::settles_at_once(&workflow) {
-            let fresh = Fresh {
-                record,
-                state,
-                scope,
-                headers,
-            };
             self.settle(workflow, handles, input, fresh, idempotency)
                 .await?;
         } else {
-            let fresh = Fresh {
-                record,
-                state,
-                scope,
-                headers,
-            };
             self.enqueue(workflow, handles, input, fresh, idempotency)
                 .await?;
         }
