@@ -110,17 +110,18 @@ fn keep_job_with(
             }
         }
     }
+    for t in &mut job.tries {
+        for (name, value) in t.headers.iter_mut() {
+            if is_secret_name(name, workflow) {
+                *value = Json::String(REDACTED.to_string());
+            }
+        }
+    }
     for scrubber in scrubbers {
         scrubber.json(&mut result);
         scrub_text(&mut job.error, scrubber);
         for t in &mut job.tries {
-            for (name, value) in t.headers.iter_mut() {
-                if is_secret_name(name, workflow) {
-                    *value = Json::String(REDACTED.to_string());
-                } else {
-                    scrubber.json(value);
-                }
-            }
+            t.headers.values_mut().for_each(|v| scrubber.json(v));
             scrubber.json(&mut t.body);
             scrub_text(&mut t.error, scrubber);
         }
@@ -163,6 +164,12 @@ pub(crate) fn scrub_response(response: &mut ResponseRecord, scrubber: &Scrubber)
             *value = clean;
         }
     }
+}
+
+/// `text` scrubbed of a run's header values, when the run scrubs them
+/// (what its nodes log).
+pub(crate) fn scrubbed<'a>(headers: Option<&Scrubber>, text: &'a str) -> Cow<'a, str> {
+    headers.map_or(Cow::Borrowed(text), |s| s.str(text))
 }
 
 /// A run's error as the record keeps it.

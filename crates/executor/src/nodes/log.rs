@@ -10,9 +10,7 @@ pub fn run(cx: &NodeCx<'_>, message: &Text, level: LogLevel) -> Result<Step, Nod
     let text = cx.workflow.templates.render(message, cx.scope)?;
     // The message may carry what the sender wrote: control characters are
     // escaped so that it cannot forge log lines.
-    let scrubbed = cx
-        .headers
-        .map_or(std::borrow::Cow::Borrowed(text.as_str()), |s| s.str(&text));
+    let scrubbed = crate::record::scrubbed(cx.headers, &text);
     let shown = Escaped(&scrubbed);
     match level {
         LogLevel::Debug => tracing::debug!(message = %shown, source = "workflow"),

@@ -19,7 +19,6 @@ use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
 use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
 use running::{any_finished, Done, RunningNode};
 use serde_json::{json, Value as Json};
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -528,10 +527,7 @@ impl Run {
             Err(error) => {
                 job.status = JobStatus::Failed;
                 job.error = Some(error.0.clone());
-                let shown = self
-                    .header_scrubber
-                    .as_ref()
-                    .map_or(Cow::Borrowed(error.0.as_str()), |s| s.str(&error.0));
+                let shown = crate::record::scrubbed(self.header_scrubber.as_deref(), &error.0);
                 tracing::warn!(message = "Node failed.", node = node.key.as_deref().unwrap_or(node.type_name()), error = ?shown);
                 match node.on_error {
                     OnError::Continue => job.result = json!({"error": error.0}),

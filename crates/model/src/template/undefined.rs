@@ -2,6 +2,8 @@
 //! error says only "undefined value" (it keeps no spans without its debug
 //! feature, which would cost every loaded template its source map).
 
+use minijinja::machinery::{tokenize, Token};
+use minijinja::syntax::SyntaxConfig;
 use minijinja::Value as MjValue;
 
 /// The path the template `source` reads, inside `{{ }}` or `{% %}`, that
@@ -35,98 +37,51 @@ pub(super) fn undefined_in(source: &str, ctx: &MjValue) -> Option<String> {
     }
 }
 
-/// Dotted name chains inside the template's blocks, in order, without
-/// those in string literals or after a `.` that follows something else
-/// (`foo().bar`, `x[0].y`).
+/// Dotted name chains inside the template's blocks, in order (found with
+/// minijinja's own tokenizer, as [`super::scan`] finds uses), without those
+/// after a `.` (`foo().bar`, `x[0].y`) and those guarded by `is [not]
+/// defined|undefined|none` or `| default` / `| d`.
 fn paths(source: &str) -> Vec<Vec<&str>> {
+    let tokens: Vec<Token<'_>> = tokenize(source, false, SyntaxConfig::default())
+        .map_while(Result::ok)
+        .map(|(token, _)| token)
+        .collect();
+    let ident = |i: usize| match tokens.get(i) {
+        Some(Token::Ident(name)) => Some(*name),
+        _ => None,
+    };
     let mut out = Vec::new();
-    let mut rest = source;
-    while let Some(start) = rest.find(['{']) {
-        let after = &rest[start + 1..];
-        let close = match after.chars().next() {
-            Some('{') => "}}",
-            Some('%') => "%}",
-            _ => {
-                rest = after;
-                continue;
-            }
+    let mut i = 0;
+    while i < tokens.len() {
+        let after_dot = i > 0 && matches!(tokens[i - 1], Token::Dot);
+        let Some(first) = ident(i).filter(|_| !after_dot) else {
+            i += 1;
+            continue;
         };
-        let inner = &after[1..];
-        let end = inner.find(close).unwrap_or(inner.len());
-        chains(&inner[..end], &mut out);
-        rest = &inner[end..];
+        let mut chain = vec![first];
+        i += 1;
+        while matches!(tokens.get(i), Some(Token::Dot)) {
+            match ident(i + 1) {
+                Some(name) => chain.push(name),
+                None => break,
+            }
+            i += 2;
+        }
+        let guarded = match (tokens.get(i), ident(i + 1)) {
+            (Some(Token::Ident("is")), Some("not")) => {
+                matches!(ident(i + 2), Some("defined" | "undefined" | "none"))
+            }
+            (Some(Token::Ident("is")), test) => {
+                matches!(test, Some("defined" | "undefined" | "none"))
+            }
+            (Some(Token::Pipe), filter) => matches!(filter, Some("default" | "d")),
+            _ => false,
+        };
+        if !guarded {
+            out.push(chain);
+        }
     }
     out
-}
-
-fn chains<'a>(code: &'a str, out: &mut Vec<Vec<&'a str>>) {
-    let bytes = code.as_bytes();
-    let ident_start = |b: u8| b.is_ascii_alphabetic() || b == b'_';
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut i = 0;
-    let mut previous: u8 = b' ';
-    // (whitespace counts as a separator: `if nodes.k` starts a chain)
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'\'' || b == b'"' {
-            // A string literal: skipped to its closing quote.
-            i += 1;
-            while i < bytes.len() && bytes[i] != b {
-                i += if bytes[i] == b'\\' { 2 } else { 1 };
-            }
-            previous = b;
-            i += 1;
-            continue;
-        }
-        if ident_start(b) && previous != b'.' && !ident(previous) {
-            let mut chain = Vec::new();
-            loop {
-                let from = i;
-                while i < bytes.len() && ident(bytes[i]) {
-                    i += 1;
-                }
-                chain.push(&code[from..i]);
-                if i + 1 < bytes.len() && bytes[i] == b'.' && ident_start(bytes[i + 1]) {
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            if !guarded(&code[i..]) {
-                out.push(chain);
-            }
-            previous = bytes[i - 1];
-            continue;
-        }
-        previous = b;
-        i += 1;
-    }
-}
-
-/// The first word of `s` (after blanks) and what follows it.
-fn word(s: &str) -> (&str, &str) {
-    let s = s.trim_start();
-    let end = s
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(s.len());
-    (&s[..end], &s[end..])
-}
-
-/// Whether what follows a path makes its being undefined harmless:
-/// `is [not] defined|undefined|none`, `| default(…)`, `| d(…)`.
-fn guarded(after: &str) -> bool {
-    let rest = after.trim_start();
-    if let Some(test) = rest.strip_prefix("is") {
-        let (mut name, tail) = word(test);
-        if name == "not" {
-            name = word(tail).0;
-        }
-        return matches!(name, "defined" | "undefined" | "none");
-    }
-    if let Some(filter) = rest.strip_prefix('|') {
-        return matches!(word(filter).0, "default" | "d");
-    }
-    false
 }
 
 #[cfg(test)]

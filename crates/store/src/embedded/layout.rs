@@ -143,9 +143,16 @@ pub(crate) fn expiry_key(expires_ms: u64, idempotency_key: &[u8]) -> Vec<u8> {
 /// `y id retry`: `retry` is a retry of run `id`.
 pub(crate) fn retry_key(id: &Id, retry: &Id) -> [u8; 33] {
     let mut k = [0u8; 33];
-    k[0] = RETRY;
-    k[1..17].copy_from_slice(id);
+    k[..17].copy_from_slice(&retry_prefix(id));
     k[17..].copy_from_slice(retry);
+    k
+}
+
+/// `y id`: the prefix of run `id`'s retry links.
+pub(crate) fn retry_prefix(id: &Id) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RETRY;
+    k[1..].copy_from_slice(id);
     k
 }
 

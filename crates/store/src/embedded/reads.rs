@@ -367,11 +367,7 @@ impl SledStore {
     /// them, and sync retries still running (announced).
     pub(crate) fn read_retries(&self, id: &Id) -> StoreResult<Vec<String>> {
         let mut found = self.overlay.retries_of(id);
-        for key in self
-            .runs
-            .scan_prefix(&layout::retry_key(id, &[0; 16])[..17])
-            .keys()
-        {
+        for key in self.runs.scan_prefix(layout::retry_prefix(id)).keys() {
             if let Some((_, retry)) = layout::retry_of(&key.map_err(db_err)?) {
                 found.push(retry);
             }

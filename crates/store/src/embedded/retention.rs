@@ -55,7 +55,7 @@ impl SledStore {
         // stopped half-way, or by a record set aside as damaged, goes too.
         // A retry that started after the cutoff cannot have finished before it.
         for (key, (_, retry)) in self.retry_links()? {
-            if started_ms(&retry) < cutoff_ms && self.read_record(&retry)?.is_none() {
+            if pages::id_millis(&retry) < cutoff_ms && self.read_record(&retry)?.is_none() {
                 self.runs.remove(key).map_err(db_err)?;
             }
         }
@@ -103,13 +103,6 @@ impl SledStore {
         }
         Ok(removed)
     }
-}
-
-/// When a run started: the Unix milliseconds at the head of its UUID v7 id.
-fn started_ms(id: &Id) -> u64 {
-    let mut ms = [0u8; 8];
-    ms[2..].copy_from_slice(&id[..6]);
-    u64::from_be_bytes(ms)
 }
 
 #[cfg(test)]

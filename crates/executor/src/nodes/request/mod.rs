@@ -130,11 +130,7 @@ pub async fn run(
         if !retryable || attempt == attempts {
             break;
         }
-        let shown = cx
-            .headers
-            .map_or(std::borrow::Cow::Borrowed(target.as_str()), |s| {
-                s.str(&target)
-            });
+        let shown = crate::record::scrubbed(cx.headers, &target);
         tracing::info!(message = "Request failed; retrying.", request = %shown, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         // Offline, waits are skipped (as delays are).
         if stubs.is_none() {
@@ -255,13 +251,13 @@ fn shown_text(text: &str) -> String {
     }
 }
 
-/// ±25% jitter.
 /// The wait before the next try: the backoff with its jitter, at most
 /// 30 s, jitter included (SPEC §3).
 fn backoff_wait(backoff: Duration) -> Duration {
     jitter(backoff).min(MAX_BACKOFF)
 }
 
+/// ±25% jitter.
 fn jitter(d: Duration) -> Duration {
     let random = uuid::Uuid::new_v4().as_u128() as u64 % 1001;
     let factor = 0.75 + (random as f64 / 1000.0) * 0.5;
