@@ -120,6 +120,16 @@ fn a_test_file_reports_every_problem_at_once() {
     // `name` left out after its error is not said to be missing as well.
     assert_eq!(out.matches("missing field `name`").count(), 1, "{out}");
     assert_eq!(upstream.hits().len(), 0, "{out}");
+
+    // Reading stops after 200, and says so.
+    let many: String = (0..201)
+        .map(|i| format!("  - name: c{i}\n    requst: {{}}\n"))
+        .collect();
+    let dir = shop(&upstream, &format!("cases:\n{many}"));
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_ne!(code, Some(0), "{out}");
+    assert_eq!(out.matches("unknown field `requst`").count(), 200, "{out}");
+    assert!(out.contains("more than 200 problems"), "{out}");
 }
 
 #[test]

@@ -263,6 +263,10 @@ fn read_all(tree: &Yaml) -> (Option<TestFile>, Vec<(Pos, String)>) {
             return (None, problems);
         }
     }
+    problems.push((
+        Pos { line: 1, column: 1 },
+        format!("more than {MAX_PROBLEMS} problems; fix these and run the tests again"),
+    ));
     (None, problems)
 }
 
