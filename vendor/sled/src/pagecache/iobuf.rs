@@ -567,6 +567,15 @@ impl IoBufs {
     // Write an IO buffer's data to stable storage and set up the
     // next IO buffer for writing.
     pub(crate) fn write_to_log(&self, iobuf: &IoBuf) -> Result<()> {
+        self.write_to_log_with(iobuf, true)
+    }
+
+    /// hookflow: `write_to_log`, without `sync_file_range` when
+    /// `range_sync` is false. Only for a buffer that holds no page data a
+    /// segment's reuse depends on (a batch's manifest, alone in its buffer:
+    /// `pin_log`); the next `flush` fdatasyncs it with everything else
+    /// before anyone is told that it is durable.
+    pub(crate) fn write_to_log_with(&self, iobuf: &IoBuf, range_sync: bool) -> Result<()> {
         let _measure = Measure::new(&M.write_to_log);
         let header = iobuf.get_header();
         let log_offset = iobuf.offset;
@@ -728,7 +737,7 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
-            if !self.config.temporary {
+            if !self.config.temporary && range_sync {
                 #[cfg(target_os = "linux")]
                 {
                     use std::os::unix::io::AsRawFd;

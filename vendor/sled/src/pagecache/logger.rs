@@ -388,6 +388,7 @@ impl Log {
                 is_blob_rewrite: blob_rewrite.is_some(),
                 header_len: usize::try_from(message_header.serialized_size())
                     .unwrap(),
+                manifest: false,
             });
         }
     }
@@ -395,7 +396,7 @@ impl Log {
     /// Called by Reservation on termination (completion or abort).
     /// Handles departure from shared state, and possibly writing
     /// the buffer to stable storage if necessary.
-    pub(super) fn exit_reservation(&self, iobuf: &Arc<IoBuf>) -> Result<()> {
+    pub(super) fn exit_reservation(&self, iobuf: &Arc<IoBuf>, manifest: bool) -> Result<()> {
         let mut header = iobuf.get_header();
 
         // Decrement writer count, retrying until successful.
@@ -428,6 +429,25 @@ impl Log {
             }
 
             let lsn = iobuf.lsn;
+            if manifest {
+                // hookflow: a batch's manifest sits alone in its buffer
+                // (`pin_log`). Written here: on a pool thread it cost a
+                // wake-up and a `sync_file_range` that waits for the device
+                // per atomic batch (one per group commit of durable runs),
+                // and the flush that follows fdatasyncs it anyway.
+                if let Err(e) = self.iobufs.write_to_log_with(iobuf, false) {
+                    error!(
+                        "hit error while writing iobuf with lsn {}: {:?}",
+                        lsn, e
+                    );
+                    self.config.set_global_error(e.clone());
+                    let intervals = self.iobufs.intervals.lock();
+                    drop(intervals);
+                    let _notified = self.iobufs.interval_updated.notify_all();
+                    return Err(e);
+                }
+                return Ok(());
+            }
             trace!(
                 "asynchronously writing iobuf with lsn {} \
                  to log from exit_reservation",

@@ -14,6 +14,8 @@ pub struct Reservation<'a> {
     pub(super) lsn: Lsn,
     pub(super) is_blob_rewrite: bool,
     pub(super) header_len: usize,
+    /// hookflow: a batch manifest's reservation.
+    pub(super) manifest: bool,
 }
 
 impl<'a> Drop for Reservation<'a> {
@@ -79,7 +81,7 @@ impl<'a> Reservation<'a> {
     /// Will panic if the reservation is not the correct
     /// size to hold a serialized Lsn.
     #[doc(hidden)]
-    pub fn mark_writebatch(self, peg_lsn: Lsn) -> Result<(Lsn, DiskPtr)> {
+    pub fn mark_writebatch(mut self, peg_lsn: Lsn) -> Result<(Lsn, DiskPtr)> {
         trace!(
             "writing batch required stable lsn {} into \
              BatchManifest at lid {} peg_lsn {}",
@@ -94,6 +96,7 @@ impl<'a> Reservation<'a> {
             self.abort()
         } else {
             self.buf[4] = MessageKind::BatchManifest.into();
+            self.manifest = true;
 
             let buf = lsn_to_arr(peg_lsn);
 
@@ -136,7 +139,7 @@ impl<'a> Reservation<'a> {
                 std::mem::size_of::<u32>(),
             );
         }
-        self.log.exit_reservation(&self.iobuf)?;
+        self.log.exit_reservation(&self.iobuf, self.manifest)?;
 
         Ok((self.lsn(), self.pointer()))
     }
