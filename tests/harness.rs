@@ -107,7 +107,7 @@ pub fn postgres_db() -> String {
     hookflow_pgtest::cluster().database(&format!("e2e_{}_{n}", std::process::id()))
 }
 
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -115,7 +115,7 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
-fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
+pub fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
     let mut resp = resp.unwrap_or_else(|e| panic!("request failed: {e}"));
     let status = resp.status().as_u16();
     let headers = resp

@@ -473,3 +473,137 @@ fn no_admin_token_means_404() {
         assert_eq!(app.admin_get(path).status, 404);
     }
 }
+
+const ECHO_SYNC: &str = r#"
+title: Echo sync
+enabled: true
+trigger: { type: webhook, mode: sync, key: echo-sync-key-1 }
+nodes:
+  - type: response
+    status: 201
+    headers: { X-Echo: "{{ trigger.query.v }}" }
+    body: { ok: true }
+"#;
+
+const ECHO_ASYNC: &str = r#"
+title: Echo async
+enabled: true
+trigger:
+  type: webhook
+  key: echo-async-key-1
+  response:
+    headers: { X-Echo: "{{ trigger.query.v }}" }
+    body: { ok: true }
+nodes:
+  - type: log
+    message: ran
+"#;
+
+/// A header value a template builds from the request cannot split the
+/// answer: a sync run fails with a JSON answer that names its run; an async
+/// acknowledgement is refused before anything is stored, so the sender's
+/// retry does not start a second run.
+#[test]
+fn a_header_value_with_a_line_break_fails_cleanly() {
+    let app = TestApp::spawn(&[("sync.yaml", ECHO_SYNC), ("async.yaml", ECHO_ASYNC)]);
+    let r = app.post("echo-sync-key-1?v=a%0D%0AX-Injected:%201", &[], "");
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(r.header("x-injected"), None);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let id = r.execution();
+    assert_eq!(r.json()["status"], json!("failed"));
+    let record = app.execution(&id);
+    assert_eq!(record["status"], json!("failed"), "{record}");
+    let error = record["jobs"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`X-Echo` contains a carriage return (CR)"),
+        "{record}"
+    );
+    // A clean value still goes out.
+    let r = app.post("echo-sync-key-1?v=fine", &[], "");
+    assert_eq!((r.status, r.header("x-echo")), (201, Some("fine")), "{r:?}");
+
+    let r = app.post("echo-async-key-1?v=a%0AX-Injected:%201", &[], "");
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(error_code(&r), "internal");
+    assert_eq!(r.header("x-injected"), None);
+    assert_eq!(
+        app.admin_get("/api/executions?workflow=async").json()["executions"],
+        json!([]),
+        "a refused acknowledgement leaves no run"
+    );
+    let r = app.post("echo-async-key-1?v=fine", &[], "");
+    assert_eq!((r.status, r.header("x-echo")), (200, Some("fine")), "{r:?}");
+}
+
+/// Authorization schemes are matched without regard to case (RFC 9110 §11.1).
+#[test]
+fn auth_schemes_are_case_insensitive() {
+    let app = app();
+    // shop:s3cret
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let value = format!("{scheme} c2hvcDpzM2NyZXQ=");
+        let r = app.post("auth-key-0001", &[("authorization", &value)], "");
+        assert_eq!(r.status, 200, "{scheme}: {r:?}");
+    }
+    let r = app.post(
+        "auth-key-0001",
+        &[("authorization", "BASIC c2hvcDp3cm9uZw==")],
+        "",
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = crate::harness::agent()
+            .get(format!("http://{}/api/workflows", app.addr()))
+            .header("authorization", format!("{scheme} {ADMIN}"))
+            .call();
+        let r = crate::harness::read(r);
+        assert_eq!(r.status, 200, "{scheme}: {r:?}");
+    }
+}
+
+/// A cursor that no page gave is refused, on both list routes, instead of
+/// sending the client back to the first page (or to an empty one).
+#[test]
+fn a_cursor_that_does_not_read_is_refused() {
+    let app = app();
+    for path in [
+        "/api/executions?cursor=zzz&limit=2",
+        "/api/requests?cursor=zzz&limit=2",
+    ] {
+        let r = app.admin_get(path);
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+        assert_eq!(error_code(&r), "bad_request", "{path}");
+        assert!(r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("next_cursor"));
+    }
+    // Cursors that pages give still page.
+    for _ in 0..3 {
+        app.post_json(
+            "sync-key-0001",
+            &json!({"order": {"id": "A"}, "status": "SUCCESS"}),
+        );
+        app.post("auth-key-0001", &[], "");
+    }
+    let first = app.admin_get("/api/executions?limit=2").json();
+    let next = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let second = app.admin_get(&format!("/api/executions?limit=2&cursor={next}"));
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(
+        second.json()["executions"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let first = app.admin_get("/api/requests?limit=2").json();
+    let next = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let second = app.admin_get(&format!("/api/requests?limit=2&cursor={next}"));
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(second.json()["requests"].as_array().map(Vec::len), Some(1));
+}

@@ -465,3 +465,25 @@ fn the_open_files_limit_is_raised_and_connections_fit_in_it() {
     );
     healthz_within(&app, Duration::from_secs(1));
 }
+
+/// Header values outside visible ASCII reach the run as text: UTF-8 as
+/// sent, other bytes decoded lossily (as the raw body is), never dropped.
+#[test]
+fn header_values_outside_ascii_are_kept_as_text() {
+    let app = app(&[]);
+    let mut request = b"POST /api/webhook:trigger/slow-async-001 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Name: Jos\xc3\xa9\r\nX-Raw: a\xffb\r\nContent-Type: text/plain; charset=\"\xc3\xa9\"\r\nContent-Length: 2\r\n\r\n".to_vec();
+    request.extend_from_slice(b"hi");
+    let (status, head, body) = exchange(&app, &request).expect("an answer");
+    assert_eq!(status, 200, "{head}{body}");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-hookflow-execution: "))
+        .expect("an execution id")
+        .trim()
+        .to_string();
+    let record = app.execution(&id);
+    let headers = &record["trigger"]["headers"];
+    assert_eq!(headers["x-name"], json!("José"), "{record}");
+    assert_eq!(headers["x-raw"], json!("a\u{fffd}b"), "{record}");
+    assert_eq!(record["trigger"]["body"], json!("hi"), "{record}");
+}

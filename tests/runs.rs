@@ -186,6 +186,15 @@ fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on(backing: Backi
     );
     let clock = Instant::now();
     let mut child = app.sigterm();
+    // While the grace runs, a new request is told to come back (SPEC §5)
+    // rather than finding no listener.
+    eventually(Duration::from_secs(5), "the shutdown to begin", || {
+        app.log_text().contains("Shutting down.").then_some(())
+    });
+    let r = app.post_json("slow-sync-key3", &json!({}));
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.json()["error"], json!("unavailable"), "{r:?}");
+    assert!(r.header("retry-after").is_some(), "{r:?}");
     let (status, body) = in_flight.join().expect("join");
     assert_eq!((status, body.as_str()), (200, r#"{"done":true}"#));
     let exit = child.wait().expect("wait");

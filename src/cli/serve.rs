@@ -244,6 +244,7 @@ async fn serve(
             max_connections,
             access_log: args.access_log,
         },
+        in_flight: Default::default(),
     });
     hookflow_trigger::run(state, listener, metrics_listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

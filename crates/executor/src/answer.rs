@@ -93,7 +93,18 @@ impl Answer {
         })?;
         let mut headers = Vec::with_capacity(spec.headers.len() + 1);
         for (name, value) in &spec.headers {
-            headers.push((name.to_ascii_lowercase(), templates.render(value, scope)?));
+            let value = templates.render(value, scope)?;
+            if let Some(bad) = value.chars().find(|c| is_forbidden_in_header(*c)) {
+                // Sent as is it would end the header (a CR or LF) or be
+                // refused by the HTTP layer after the run committed to it.
+                return Err(EvalError {
+                    message: format!(
+                        "the value of the response header `{name}` contains {}; a header value is one line of text without control characters",
+                        describe_control(bad)
+                    ),
+                });
+            }
+            headers.push((name.to_ascii_lowercase(), value));
         }
         let has_type = headers.iter().any(|(n, _)| n == "content-type");
         let (body, recorded_body, default_type) = match &spec.body {
@@ -129,6 +140,21 @@ impl Answer {
             headers,
             body: Arc::clone(&self.recorded_body),
         }
+    }
+}
+
+/// What an HTTP field value cannot hold (RFC 9110 §5.5): control
+/// characters other than a tab.
+fn is_forbidden_in_header(c: char) -> bool {
+    (c.is_ascii_control() && c != '\t') || c == '\u{7f}'
+}
+
+fn describe_control(c: char) -> String {
+    match c {
+        '\r' => "a carriage return (CR)".into(),
+        '\n' => "a line break (LF)".into(),
+        '\0' => "a NUL character".into(),
+        other => format!("the control character U+{:04X}", u32::from(other)),
     }
 }
 

@@ -781,3 +781,14 @@ fn messages_are_in_hookflow_words() {
         )],
     );
 }
+
+#[test]
+fn an_answer_cannot_set_headers_hookflow_or_http_sets() {
+    check(
+        &sync("  - type: response\n    headers:\n      Content-Length: \"3\"\n      X-Hookflow-Execution: fake\n      X-Shop: ok\n    body: hi\n"),
+        &[
+            (8, 7, "`Content-Length` cannot be set in an answer: the length is set from the body; remove it"),
+            (9, 7, "`X-Hookflow-Execution` cannot be set in an answer: hookflow sets it"),
+        ],
+    );
+}

@@ -426,6 +426,13 @@ pub struct ExecutionFilter {
 }
 
 impl ExecutionFilter {
+    /// Whether `cursor` can be an execution list's cursor (a run's id, as
+    /// `next_cursor` gives it): anything else is the caller's mistake, not
+    /// the first page again.
+    pub fn cursor_reads(cursor: &str) -> bool {
+        uuid::Uuid::parse_str(cursor).is_ok()
+    }
+
     /// Whether a record's `retry_of` passes the filter.
     pub fn retries(&self, retry_of: Option<&str>) -> bool {
         self.retry_of

@@ -60,6 +60,12 @@ impl RefusedFilter {
             && self.since_ms.is_none_or(|s| r.at.millis() >= s)
     }
 
+    /// Whether `cursor` can be a refused-request list's cursor (as
+    /// `next_cursor` gives it).
+    pub fn cursor_reads(cursor: &str) -> bool {
+        cursor.parse::<u64>().is_ok()
+    }
+
     /// The position the cursor names: entries strictly older are listed.
     /// A cursor that does not read lists nothing past it (an empty page).
     pub fn before(&self) -> Option<u64> {

@@ -69,7 +69,7 @@ pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiEr
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| crate::scheme::credentials(v, "Bearer"))
         .unwrap_or_default();
     if hookflow_service::secret_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
@@ -147,6 +147,22 @@ pub(crate) fn page_query(req: &HttpRequest) -> Result<(HashMap<String, String>, 
     Ok((query, limit))
 }
 
+/// The `cursor` parameter, when `reads` accepts it: a cursor that does not
+/// read is refused (400), not taken for the first page, which would send a
+/// client that pages until `next_cursor` is null round for ever.
+pub(crate) fn cursor(
+    query: &std::collections::HashMap<String, String>,
+    reads: fn(&str) -> bool,
+) -> Result<Option<String>, ApiError> {
+    match query.get("cursor") {
+        Some(c) if !reads(c) => Err(Refusal::BadRequest(
+            "`cursor` must be the `next_cursor` of an earlier page".into(),
+        )
+        .into()),
+        other => Ok(other.cloned()),
+    }
+}
+
 fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let (query, limit) = page_query(req)?;
@@ -163,7 +179,7 @@ fn executions(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiEr
         since_ms: parse_time("since", query.get("since"))?,
         until_ms: parse_time("until", query.get("until"))?,
         limit,
-        cursor: query.get("cursor").cloned(),
+        cursor: cursor(&query, ExecutionFilter::cursor_reads)?,
         retry_of: query.get("retry_of").cloned(),
     };
     let (records, next) = state

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod parse_entries;
 pub mod requests;
 pub mod retries;
+mod scheme;
 pub mod server;
 pub mod test_case;
 pub mod ui;
@@ -53,4 +54,41 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// Tokens and threads.
     pub http: HttpSettings,
+    /// Webhook requests being answered.
+    pub in_flight: InFlight,
+}
+
+/// Webhook requests being answered. At shutdown the listener stays open
+/// until none is left (or the grace has passed), so that a new request
+/// meanwhile is answered 503 instead of finding no listener.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::atomic::AtomicUsize);
+
+/// One request counted in [`InFlight`] until dropped.
+pub(crate) struct Entered<'a>(&'a InFlight);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl InFlight {
+    /// Counts a request until the guard drops. Entered before the request
+    /// looks at the shutdown flag: either it sees the flag, or the shutdown
+    /// sees it counted.
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Entered(self)
+    }
+
+    /// Resolves once no request is in flight, or after `limit`.
+    pub(crate) async fn settled(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.0.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

@@ -35,7 +35,7 @@ pub fn list(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiErro
         reason: query.get("reason").cloned(),
         since_ms: parse_time("since", query.get("since"))?,
         limit,
-        cursor: query.get("cursor").cloned(),
+        cursor: crate::admin::cursor(&query, RefusedFilter::cursor_reads)?,
     };
     let (rows, next) = state
         .service

@@ -92,7 +92,9 @@ pub async fn run(
     })
     .on_connect(limits::on_connect)
     .disable_signals()
-    .shutdown_timeout(grace.as_secs().max(1))
+    // Requests had the grace before the stop (`run`); this only bounds
+    // the answers still being written then.
+    .shutdown_timeout(1)
     .listen(listener)?
     .run();
     let handle = server.handle();
@@ -107,9 +109,12 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(message = "Shutting down.", grace_secs = grace.as_secs_f64());
-    // Webhook requests get 503 before the server starts stopping.
+    // Webhook requests get 503 from here on, and the listener stays open
+    // while runs and in-flight requests have their grace: a sender that
+    // comes meanwhile is told to retry instead of finding no listener.
     let draining = service.shut_down();
-    let (_, still_running) = tokio::join!(handle.stop(true), draining);
+    let (still_running, ()) = tokio::join!(draining, state.in_flight.settled(grace));
+    handle.stop(true).await;
     if let Some(h) = metrics_handle {
         h.stop(false).await;
     }

@@ -114,6 +114,7 @@ async fn run(
     if req.method() != Method::POST {
         return Err(Refusal::MethodNotAllowed.into());
     }
+    let _in_flight = state.in_flight.enter();
     if state.service.is_shutting_down() {
         return Err(
             Refusal::Unavailable("the server is shutting down; try again later".into()).into(),
@@ -133,10 +134,28 @@ async fn run(
     }
     let body = read_body_by(payload, limit, declared, deadline, state.http.read_timeout).await?;
     let request = request_parts(req, &body);
+    // Values are text as sent: UTF-8 as is (`to_str` would drop anything
+    // outside visible ASCII), other bytes decoded lossily, as the raw body is.
+    let lossy: Vec<(&str, String)> = req
+        .headers()
+        .iter()
+        .filter(|(_, v)| std::str::from_utf8(v.as_bytes()).is_err())
+        .map(|(n, v)| {
+            (
+                n.as_str(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let headers = req
         .headers()
         .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)));
+        .filter_map(|(n, v)| {
+            std::str::from_utf8(v.as_bytes())
+                .ok()
+                .map(|v| (n.as_str(), v))
+        })
+        .chain(lossy.iter().map(|(n, v)| (*n, v.as_str())));
     match state.service.deliver(served, request, headers).await? {
         // Feishu's URL check: answered here, no run.
         Delivery::Challenge(challenge) => {
@@ -168,7 +187,7 @@ fn request_parts<'a>(req: &'a HttpRequest, body: &'a [u8]) -> hookflow_service::
         content_type: req
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
         body,
     }
 }
@@ -249,10 +268,7 @@ fn check_basic(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unauthorized)?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-        .ok_or_else(unauthorized)?;
+    let encoded = crate::scheme::credentials(value, "Basic").ok_or_else(unauthorized)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| unauthorized())?;

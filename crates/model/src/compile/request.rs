@@ -8,6 +8,22 @@ use crate::template::{Text, ValueTemplate};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
+/// Answer headers hookflow or the HTTP layer sets, and why.
+const RESERVED_ANSWER_HEADERS: &[(&str, &str)] = &[
+    ("content-length", "the length is set from the body"),
+    ("transfer-encoding", "the HTTP layer frames the body"),
+    ("connection", "the HTTP layer manages the connection"),
+    ("keep-alive", "the HTTP layer manages the connection"),
+    ("upgrade", "the HTTP layer manages the connection"),
+    ("te", "it is a request header"),
+    ("trailer", "answers carry no trailers"),
+    ("x-hookflow-execution", "hookflow sets it to the run's id"),
+    (
+        "x-hookflow-replayed",
+        "hookflow sets it on replayed answers",
+    ),
+];
+
 impl Cx<'_> {
     fn status(&mut self, path: &P, status: Option<&Json>, visible: &[String]) -> ValueTemplate {
         match status {
@@ -75,6 +91,18 @@ impl Cx<'_> {
         visible: &[String],
     ) -> ResponseSpec {
         let status = self.status(&path.key("status"), r.status.as_ref(), visible);
+        for name in r.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if let Some(why) = RESERVED_ANSWER_HEADERS
+                .iter()
+                .find_map(|(n, why)| (*n == lower).then_some(*why))
+            {
+                self.error_at_key(
+                    &path.key("headers").key(name),
+                    format!("`{name}` cannot be set in an answer: {why}; remove it"),
+                );
+            }
+        }
         let headers = self.headers(&path.key("headers"), &r.headers, visible);
         let body = r
             .body
