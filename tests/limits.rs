@@ -487,3 +487,40 @@ fn header_values_outside_ascii_are_kept_as_text() {
     assert_eq!(headers["x-raw"], json!("a\u{fffd}b"), "{record}");
     assert_eq!(record["trigger"]["body"], json!("hi"), "{record}");
 }
+
+/// SPEC §4 bounds a head by its size, not by its lines: 500 short header
+/// lines (well under 64 KiB) are a request like any other, and a
+/// kept-alive connection goes on after it.
+#[test]
+fn many_short_header_lines_are_accepted() {
+    let app = app(&[]);
+    let mut request = b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for n in 0..500 {
+        request.extend_from_slice(format!("X-H{n}: a\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    let ok = b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    request.extend_from_slice(ok);
+    let mut raw = Raw::open(&app);
+    raw.stream.set_nonblocking(false).expect("blocking");
+    raw.stream.write_all(&request).expect("send");
+    raw.stream.set_nonblocking(true).expect("non-blocking");
+    let start = Instant::now();
+    while !raw.closed && start.elapsed() < Duration::from_secs(10) {
+        raw.poll();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = String::from_utf8_lossy(&raw.received).to_string();
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    // Still refused past 64 KiB.
+    let mut big = b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for n in 0..7000 {
+        big.extend_from_slice(format!("X-H{n}: a\r\n").as_bytes());
+    }
+    big.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    assert!(big.len() > 64 * 1024);
+    if let Some((status, head, _)) = exchange(&app, &big) {
+        assert_eq!(status, 431, "{head}");
+    }
+    healthz_within(&app, Duration::from_secs(2));
+}

@@ -280,7 +280,14 @@ impl MessageType for Request {
 
             let mut req = httparse::Request::new(&mut []);
 
-            match req.parse_with_uninit_headers(src, &mut parsed)? {
+            let parsed = match req.parse_with_uninit_headers(src, &mut parsed) {
+                // hookflow: more header lines than the array holds. SPEC
+                // bounds a head by its size (64 KiB), not by its lines: parse
+                // again with room for every line the head can have.
+                Err(httparse::Error::TooManyHeaders) => return decode_many_headers(src),
+                other => other?,
+            };
+            match parsed {
                 httparse::Status::Complete(len) if len > MAX_REQUEST_HEAD_SIZE => {
                     return Err(ParseError::TooLarge);
                 }
@@ -312,10 +319,64 @@ impl MessageType for Request {
             }
         };
 
+        finish_head(src, len, method, uri, ver, &headers[..h_len])
+    }
+
+}
+
+    /// hookflow: `decode` for a head with more than `MAX_HEADERS` lines,
+    /// with the header arrays on the heap.
+    #[cold]
+    fn decode_many_headers(
+        src: &mut BytesMut,
+    ) -> Result<Option<(Request, PayloadType)>, ParseError> {
+        // The shortest header line is 4 bytes (`a:` and CRLF).
+        let room = src.len().min(MAX_REQUEST_HEAD_SIZE) / 4 + 1;
+        let (len, method, uri, ver, headers) = {
+            let mut parsed = vec![httparse::EMPTY_HEADER; room];
+            let mut req = httparse::Request::new(&mut parsed);
+            match req.parse(src)? {
+                httparse::Status::Complete(len) if len > MAX_REQUEST_HEAD_SIZE => {
+                    return Err(ParseError::TooLarge);
+                }
+                httparse::Status::Complete(len) => {
+                    let method = Method::from_bytes(req.method.unwrap().as_bytes())
+                        .map_err(|_| ParseError::Method)?;
+                    let uri = Uri::try_from(req.path.unwrap())?;
+                    let version = if req.version.unwrap() == 1 {
+                        Version::HTTP_11
+                    } else {
+                        Version::HTTP_10
+                    };
+                    let mut headers = vec![EMPTY_HEADER_INDEX; req.headers.len()];
+                    HeaderIndex::record(src, req.headers, &mut headers);
+                    (len, method, uri, version, headers)
+                }
+                httparse::Status::Partial => {
+                    return if src.len() > MAX_REQUEST_HEAD_SIZE {
+                        Err(ParseError::TooLarge)
+                    } else {
+                        Ok(None)
+                    };
+                }
+            }
+        };
+        finish_head(src, len, method, uri, ver, &headers)
+    }
+
+    /// The request from a parsed head of `len` bytes and its header indices.
+    fn finish_head(
+        src: &mut BytesMut,
+        len: usize,
+        method: Method,
+        uri: Uri,
+        ver: Version,
+        headers: &[HeaderIndex],
+    ) -> Result<Option<(Request, PayloadType)>, ParseError> {
         let mut msg = Request::new();
 
         // convert headers
-        let mut length = msg.set_headers(&src.split_to(len).freeze(), &headers[..h_len], ver)?;
+        let mut length = msg.set_headers(&src.split_to(len).freeze(), headers, ver)?;
 
         // disallow HTTP/1.1 requests that do not contain a Host header
         // see https://datatracker.ietf.org/doc/html/rfc9112#section-3.2
@@ -378,7 +439,6 @@ impl MessageType for Request {
 
         Ok(Some((msg, decoder)))
     }
-}
 
 impl MessageType for ResponseHead {
     fn set_connection_type(&mut self, conn_type: Option<ConnectionType>) {
