@@ -402,6 +402,46 @@ fn an_empty_basic_password_is_a_load_error_for_validate_and_serve() {
     );
 }
 
+const EMPTY_SIGNING_SECRET: &str = "title: Signed\nenabled: true\nsecrets: [HF_E2E_GH_SECRET]\ntrigger:\n  type: webhook\n  key: signed-00001\n  verify:\n    preset: github\n    secret: \"{{ secrets.HF_E2E_GH_SECRET }}\"\nnodes:\n  - type: log\n    message: hi\n";
+
+/// A signature check that `serve` cannot set up (its secret set but empty)
+/// is an error from `validate`, at the field, and `serve` lists the
+/// workflow as not served instead of with a URL that answers 404.
+#[test]
+fn a_signature_check_that_cannot_be_set_up_fails_validate_and_is_not_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("signed.yaml"), EMPTY_SIGNING_SECRET).expect("write");
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let (code, stdout, _) = hookflow(&["validate", dir_arg], &[("HF_E2E_GH_SECRET", "")]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let line = format!(
+        "{}:9:13: error: the signature check cannot be set up: `secret` renders to an empty string",
+        dir.path().join("signed.yaml").display()
+    );
+    assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
+    let (code, stdout, _) = hookflow(
+        &["validate", dir_arg],
+        &[("HF_E2E_GH_SECRET", "a-real-secret")],
+    );
+    assert_eq!(code, Some(0), "a secret makes it valid: {stdout}");
+
+    let app = TestApp::spawn_with(
+        &[("signed.yaml", EMPTY_SIGNING_SECRET)],
+        Options {
+            env: vec![("HF_E2E_GH_SECRET".into(), String::new())],
+            ..Default::default()
+        },
+    );
+    let banner = app.banner.join("\n");
+    assert!(
+        banner.contains("signed")
+            && banner.contains("not served: its signature check cannot be set up"),
+        "{banner}"
+    );
+    assert!(!banner.contains("signed-00001"), "no URL for it: {banner}");
+    assert_eq!(app.post("signed-00001", &[], "").status, 404, "not served");
+}
+
 #[test]
 fn an_empty_admin_token_is_a_start_up_error() {
     let data = tempfile::tempdir().expect("tempdir");

@@ -230,7 +230,10 @@ async fn serve(
         let addr = l.local_addr().context("no local address")?;
         println!("metrics on http://{addr}/metrics");
     }
-    print_listing(&service.registry().listing);
+    {
+        let registry = service.registry();
+        print_listing(&registry.listing, &registry.refused);
+    }
     if resumed > 0 {
         println!("resumed {resumed} run(s) left on disk");
     }
@@ -307,11 +310,24 @@ async fn shutdown_signal() {
 const LISTED_AT_START: usize = 100;
 
 /// One line per workflow on standard output, written in one go.
-fn print_listing(listing: &[WorkflowInfo]) {
+fn print_listing(listing: &[WorkflowInfo], refused: &[hookflow_service::registry::Refused]) {
     use std::io::Write;
     let served = listing.iter().filter(|w| w.loaded && w.enabled).count();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for w in listing {
+        // Loaded and enabled, yet not served (its check cannot be set up,
+        // its key is taken): never listed with a URL that answers 404.
+        if let Some(r) = refused.iter().find(|r| r.workflow == w.id) {
+            let why = r
+                .reason
+                .trim_start_matches("Workflow not served: ")
+                .trim_end_matches('.');
+            let _ = match &r.error {
+                Some(e) => writeln!(out, "  {:<28} not served: {why}: {e}", w.id),
+                None => writeln!(out, "  {:<28} not served: {why}", w.id),
+            };
+            continue;
+        }
         let _ = match (w.loaded, w.enabled) {
             (true, true) if served > LISTED_AT_START => Ok(()),
             (true, true) => writeln!(out, "  {:<28} {:<5} {}", w.id, mode_name(w.mode), w.url),

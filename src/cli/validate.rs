@@ -1,6 +1,7 @@
 //! `hookflow validate [PATH…]`: workflow files or folders.
 
 use clap::ValueEnum;
+use hookflow_model::yaml::Seg;
 use hookflow_model::{is_test_file, load_path, Diagnostic, LoadOptions, SecretPolicy, Severity};
 use serde_json::json;
 use std::path::PathBuf;
@@ -52,8 +53,12 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
         let catalog = load_path(path, &opts);
         files += catalog.files.len();
-        failed += catalog.files.values().filter(|f| f.has_errors()).count();
         diagnostics.extend(catalog.diagnostics().cloned());
+        for file in catalog.files.values() {
+            let setup = setup_problem(file);
+            failed += usize::from(file.has_errors() || setup.is_some());
+            diagnostics.extend(setup);
+        }
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
@@ -98,6 +103,44 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         Format::Json => eprintln!("{summary}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error `serve` would log for an enabled workflow whose signature
+/// check cannot be set up (a secret that renders empty, a key that does not
+/// read): found by building the check itself, with this environment's
+/// secrets, and placed at the `verify` field it names.
+fn setup_problem(file: &hookflow_model::load::LoadedFile) -> Option<Diagnostic> {
+    // An unset secret has its own diagnostic (a warning unless
+    // `--require-secrets`); the check is built once they are all set.
+    if !file.unset_secrets.is_empty() {
+        return None;
+    }
+    let workflow = file.workflow.as_ref().filter(|w| w.enabled)?;
+    let verify = workflow.trigger.verify.as_ref()?;
+    let error = hookflow_verify::Verifier::build(workflow, verify).err()?;
+    let field = error.0.split('`').nth(1).unwrap_or_default();
+    let pos = file
+        .source
+        .as_deref()
+        .and_then(hookflow_model::yaml::Yaml::parse_quick)
+        .map(|tree| {
+            let verify = [Seg::from("trigger"), Seg::from("verify")];
+            let at_field = [Seg::from("trigger"), Seg::from("verify"), Seg::from(field)];
+            match tree.get(&at_field) {
+                Some(_) => tree.locate_value(&at_field),
+                None => tree.locate(&verify),
+            }
+        })
+        .unwrap_or_default();
+    Some(Diagnostic {
+        file: file.path.clone(),
+        line: pos.line.max(1),
+        column: pos.column.max(1),
+        severity: Severity::Error,
+        message: format!(
+            "the signature check cannot be set up: {error}; `serve` would not serve this workflow"
+        ),
+    })
 }
 
 fn severity(s: Severity) -> &'static str {
