@@ -321,3 +321,46 @@ fn files_and_case_names_select_what_runs() {
     );
     assert_eq!(upstream.hits().len(), 0, "{out}");
 }
+
+/// Runs `hookflow validate ARGS…` in `dir`: its exit code and output.
+fn hookflow_validate(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .arg("validate")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HOOKFLOW_WORKFLOWS")
+        .output()
+        .expect("the hookflow binary runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code(),
+        format!(
+            "{}\n--- stderr ---\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        ),
+    )
+}
+
+/// `expect.run` is one of resolved, failed or aborted: anything else is an
+/// error of the test file at its place, from `test` and `validate` alike.
+#[test]
+fn an_unknown_run_status_is_an_error_at_its_place() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: reserves\n    request: { body: { sku: a, amount: 12.5 } }\n    stubs:\n      inventory: { body: { reserved: true } }\n    expect: { status: 200, run: resolve }\n",
+    );
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    let said = "shop.test.yaml:6:33: unknown value `resolve`; did you mean `resolved`?";
+    assert!(out.contains(said), "{out}");
+    assert!(!out.contains("run: expected"), "{out}");
+    let (code, out) = hookflow_validate(dir.path(), &["shop.test.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("shop.test.yaml:6:33: error: unknown value `resolve`"),
+        "{out}"
+    );
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
