@@ -290,6 +290,11 @@ pub fn read(path: &Path, text: &str) -> Result<(TestFile, Yaml), Vec<Diagnostic>
     let Some(tests) = tests.filter(|_| problems.is_empty()) else {
         return Err(problems);
     };
+    problems.extend(
+        super::checks::check(path, &tests, &tree)
+            .into_iter()
+            .map(|(pos, message)| error(pos, message)),
+    );
     for (i, case) in tests.cases.iter().enumerate() {
         for (key, stubs) in &case.stubs {
             if matches!(stubs, OneOrMany::Many(list) if list.is_empty()) {
