@@ -440,3 +440,61 @@ fn the_example_workflows_pass_their_test_files() {
         text(&out.stdout)
     );
 }
+
+/// Exit codes (docs/reference.md): 1 when a command cannot do its work,
+/// 2 only for a wrong command line.
+#[test]
+fn commands_that_cannot_do_their_work_exit_1_and_a_wrong_command_line_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("workflows/taken.yaml"),
+        "title: T\ntrigger: { type: webhook }\n",
+    )
+    .expect("write");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = busy.local_addr().expect("addr").to_string();
+    let workflows = at("workflows");
+    let data = at("data");
+    let nope = at("nope.json");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "serve",
+                "--listen",
+                &busy,
+                "--workflows",
+                &workflows,
+                "--data",
+                &data,
+            ],
+            1,
+            "cannot listen on",
+        ),
+        (
+            vec!["run", "missing", "--workflows", &workflows],
+            1,
+            "cannot read",
+        ),
+        (vec!["sample", "--body", &nope], 1, "cannot read"),
+        (
+            vec!["new", "taken", "--workflows", &workflows],
+            1,
+            "already exists",
+        ),
+        (
+            vec!["new", "Bad Id", "--workflows", &workflows],
+            1,
+            "cannot be a workflow id",
+        ),
+        (vec!["validate", "--no-such-flag"], 2, "--no-such-flag"),
+        (vec!["new"], 2, "ID"),
+    ];
+    for (args, code, said) in cases {
+        let out = hookflow(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}\n{stderr}");
+        assert!(stderr.contains(said), "{args:?}\n{stderr}");
+    }
+}
