@@ -42,12 +42,14 @@ fn main() -> ExitCode {
         // any other thread exists.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
+    // A wrong command line exits 2 (clap's usage errors, in `parse`); a
+    // command that cannot do its work exits 1 (docs/reference.md).
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }

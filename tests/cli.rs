@@ -440,3 +440,105 @@ fn the_example_workflows_pass_their_test_files() {
         text(&out.stdout)
     );
 }
+
+/// Exit codes (docs/reference.md): 1 when a command cannot do its work,
+/// 2 only for a wrong command line.
+#[test]
+fn commands_that_cannot_do_their_work_exit_1_and_a_wrong_command_line_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("workflows/taken.yaml"),
+        "title: T\ntrigger: { type: webhook }\n",
+    )
+    .expect("write");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = busy.local_addr().expect("addr").to_string();
+    let workflows = at("workflows");
+    let data = at("data");
+    let nope = at("nope.json");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "serve",
+                "--listen",
+                &busy,
+                "--workflows",
+                &workflows,
+                "--data",
+                &data,
+            ],
+            1,
+            "cannot listen on",
+        ),
+        (
+            vec!["run", "missing", "--workflows", &workflows],
+            1,
+            "cannot read",
+        ),
+        (vec!["sample", "--body", &nope], 1, "cannot read"),
+        (
+            vec!["new", "taken", "--workflows", &workflows],
+            1,
+            "already exists",
+        ),
+        (
+            vec!["new", "Bad Id", "--workflows", &workflows],
+            1,
+            "cannot be a workflow id",
+        ),
+        (vec!["validate", "--no-such-flag"], 2, "--no-such-flag"),
+        (vec!["new"], 2, "ID"),
+    ];
+    for (args, code, said) in cases {
+        let out = hookflow(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}\n{stderr}");
+        assert!(stderr.contains(said), "{args:?}\n{stderr}");
+    }
+}
+
+/// `urls` lists what loads; a file with errors is left out, its errors on
+/// stderr as `validate` prints them, and the exit code is 1 (as
+/// `validate`'s); a folder that cannot be read is an error, not an empty
+/// table.
+#[test]
+fn urls_leaves_out_files_with_errors_and_fails_like_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("good.yaml"),
+        "title: Good\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: hi\n",
+    )
+    .expect("write");
+    std::fs::write(
+        workflows.join("bad.yaml"),
+        "title: Bad\nenabled: true\ntrigger: { type: webhook, mode: snyc }\n",
+    )
+    .expect("write");
+    let data = dir.path().join("data").display().to_string();
+    let workflows = workflows.display().to_string();
+    let out = hookflow(&["urls", "--workflows", &workflows, "--data", &data]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("good ")), "{stdout}");
+    assert!(!stdout.contains("bad"), "{stdout}");
+    assert!(stderr.contains("bad.yaml:3:"), "{stderr}");
+    assert!(stderr.contains("error: unknown value `snyc`"), "{stderr}");
+    assert!(
+        stderr.contains("not listed") && stderr.contains("bad"),
+        "{stderr}"
+    );
+
+    let nope = dir.path().join("nope").display().to_string();
+    let out = hookflow(&["urls", "--workflows", &nope, "--data", &data]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("cannot read the workflows folder"),
+        "{stderr}"
+    );
+}

@@ -321,3 +321,109 @@ fn files_and_case_names_select_what_runs() {
     );
     assert_eq!(upstream.hits().len(), 0, "{out}");
 }
+
+/// Runs `hookflow validate ARGS…` in `dir`: its exit code and output.
+fn hookflow_validate(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .arg("validate")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HOOKFLOW_WORKFLOWS")
+        .output()
+        .expect("the hookflow binary runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code(),
+        format!(
+            "{}\n--- stderr ---\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        ),
+    )
+}
+
+/// `expect.run` is one of resolved, failed or aborted: anything else is an
+/// error of the test file at its place, from `test` and `validate` alike.
+#[test]
+fn an_unknown_run_status_is_an_error_at_its_place() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: reserves\n    request: { body: { sku: a, amount: 12.5 } }\n    stubs:\n      inventory: { body: { reserved: true } }\n    expect: { status: 200, run: resolve }\n",
+    );
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    let said = "shop.test.yaml:6:33: unknown value `resolve`; did you mean `resolved`?";
+    assert!(out.contains(said), "{out}");
+    assert!(!out.contains("run: expected"), "{out}");
+    let (code, out) = hookflow_validate(dir.path(), &["shop.test.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("shop.test.yaml:6:33: error: unknown value `resolve`"),
+        "{out}"
+    );
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
+/// What a case could only find when it runs is an error of the test file at
+/// its place, from `test` and `validate` alike, before anything runs: two
+/// bodies, a missing `body_file`, a status that is not one, a case name
+/// given twice.
+#[test]
+fn mistakes_found_before_a_case_runs_are_errors_at_their_place() {
+    let upstream = Upstream::start();
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: two bodies\n    request: { body: { n: 1 }, raw_body: \"{}\" }\n  - name: no file\n    request: { body_file: nope.json }\n  - name: odd statuses\n    stubs:\n      inventory:\n        - { status: 503 }\n        - { status: 99 }\n    expect: { status: 700 }\n  - name: two bodies\n",
+    );
+    let said = [
+        (
+            "shop.test.yaml:3:42: ",
+            "give one of `body`, `body_file` or `raw_body`",
+        ),
+        (
+            "shop.test.yaml:5:27: ",
+            "body_file `nope.json` is not a file",
+        ),
+        ("shop.test.yaml:10:21: ", "from 100 to 599, not 99"),
+        ("shop.test.yaml:11:23: ", "from 100 to 599, not 700"),
+        (
+            "shop.test.yaml:12:11: ",
+            "a case named `two bodies` is already on line 2",
+        ),
+    ];
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    let (vcode, vout) = hookflow_validate(dir.path(), &["shop.test.yaml"]);
+    assert_eq!(vcode, Some(1), "{vout}");
+    for (at, what) in said {
+        for out in [&out, &vout] {
+            assert!(
+                out.lines().any(|l| l.contains(at) && l.contains(what)),
+                "{at}{what} in:\n{out}"
+            );
+        }
+    }
+    assert!(!out.contains("ok   "), "no case runs: {out}");
+    assert_eq!(upstream.hits().len(), 0, "{out}");
+}
+
+/// A test file without its workflow says so, in the same words from `test`
+/// as from `validate`.
+#[test]
+fn a_test_file_without_its_workflow_says_which_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("orphan.test.yaml"),
+        "cases:\n  - name: c\n    expect: { status: 200 }\n",
+    )
+    .expect("written");
+    let said = "no workflow `orphan` next to this test file (expected orphan.yaml)";
+    let (code, out) = hookflow_test(dir.path(), &["orphan.test.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(said), "{out}");
+    assert!(!out.contains("cannot read"), "{out}");
+    let (code, out) = hookflow_validate(dir.path(), &["orphan.test.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(said), "{out}");
+}

@@ -2,7 +2,7 @@
 
 use super::PlaceArgs;
 use clap::ValueEnum;
-use hookflow_model::{load_dir, LoadOptions, SecretPolicy};
+use hookflow_model::{load_dir, Diagnostic, LoadOptions, SecretPolicy};
 use hookflow_service::Registry;
 use serde_json::json;
 use std::process::ExitCode;
@@ -26,15 +26,44 @@ pub struct UrlsArgs {
     format: Format,
 }
 
-/// Prints every workflow with its URL.
+/// Prints every workflow that loads with its URL. A file with errors is
+/// left out, its errors on stderr (as `validate` prints them); exit 1 then,
+/// or when the folder cannot be read.
 pub fn run(args: UrlsArgs) -> anyhow::Result<ExitCode> {
     let catalog = load_dir(
         &args.place.workflows,
         &LoadOptions::process_env(SecretPolicy::Warn),
     );
+    let errors: Vec<&Diagnostic> = catalog.diagnostics().filter(|d| d.is_error()).collect();
+    for d in &errors {
+        eprintln!(
+            "{}:{}:{}: error: {}",
+            d.file.display(),
+            d.line,
+            d.column,
+            d.message
+        );
+    }
+    if catalog.files.is_empty() && !errors.is_empty() {
+        // Nothing to list: the store is not opened (nor a data folder made).
+        return Ok(ExitCode::from(1));
+    }
     let keys = super::store::keys(&args.place)?;
-    let registry = Registry::build(&catalog, None, keys.as_ref(), &args.place.public_url())
+    let mut registry = Registry::build(&catalog, None, keys.as_ref(), &args.place.public_url())
         .map_err(anyhow::Error::msg)?;
+    let broken: Vec<&str> = registry
+        .listing
+        .iter()
+        .filter(|w| !w.loaded)
+        .map(|w| w.id.as_str())
+        .collect();
+    if !broken.is_empty() {
+        eprintln!(
+            "not listed (their files have errors; `hookflow validate` shows them): {}",
+            broken.join(", ")
+        );
+    }
+    registry.listing.retain(|w| w.loaded);
     match args.format {
         Format::Json => {
             let rows: Vec<_> = registry
@@ -58,5 +87,9 @@ pub fn run(args: UrlsArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

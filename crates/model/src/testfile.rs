@@ -141,6 +141,17 @@ pub enum RunOutcomeDef {
     Aborted,
 }
 
+impl RunOutcomeDef {
+    /// The name written in a test file, which is also the run's recorded status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcomeDef::Resolved => "resolved",
+            RunOutcomeDef::Failed => "failed",
+            RunOutcomeDef::Aborted => "aborted",
+        }
+    }
+}
+
 /// One try of a request node as it was sent; only what is written is checked.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -690,6 +690,11 @@ fn errors_do_not_hide_later_ones() {
             (10, 24, "invalid type: expected a whole number from 0 to 4294967295, found the text `none`"),
         ],
     );
+    // Tries are bounded: a typo cannot retry for ever.
+    check(
+        &sync("  - type: request\n    url: http://x.example/\n    retry: { attempts: 4294967295, backoff: 1ms }\n  - type: request\n    url: http://x.example/\n    retry: { attempts: 100 }\n"),
+        &[(8, 24, "attempts is at most 100, not 4294967295; a longer outage is better met by a longer `backoff`")],
+    );
     // Duplicate keys: the first is kept and the file is checked further.
     check(
         &sync("  - type: condition\n    if: \"true\"\n    then: []\n    else: []\n    else: []\n  - type: log\n    message: \"{{ 1 | rond }}\"\n"),

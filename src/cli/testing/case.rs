@@ -6,6 +6,7 @@ use super::requests;
 use crate::cli::offline::{run_once, short, OfflineRequest, Outcome};
 use anyhow::Context;
 use hookflow_executor::Stubs;
+use hookflow_model::testfile::RunOutcomeDef;
 use hookflow_model::Workflow;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -111,7 +112,7 @@ pub fn run(workflow: &Arc<Workflow>, case: &Case, base: &Path) -> anyhow::Result
             problems.push(format!("header {name}: expected {value:?}, got {got:?}"));
         }
     }
-    if let Some(status) = &e.run {
+    if let Some(status) = e.run.map(RunOutcomeDef::as_str) {
         if status != run.record.status.as_str() {
             let why = run
                 .record

@@ -4,6 +4,7 @@
 use hookflow_executor::{Stub, StubAnswers, StubFailure};
 use hookflow_model::diag::{Diagnostic, Severity};
 use hookflow_model::runtime::{NodeKind, Workflow};
+use hookflow_model::testfile::RunOutcomeDef;
 use hookflow_model::yaml::{from_yaml, DeErrorKind, Pos, Seg, Yaml};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -134,9 +135,10 @@ pub struct Expect {
     /// Headers the answer must carry.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// The run's final status: resolved, failed or aborted.
+    /// The run's final status: resolved, failed or aborted (the one
+    /// definition the schema describes too).
     #[serde(default)]
-    pub run: Option<String>,
+    pub run: Option<RunOutcomeDef>,
     /// The keys of the nodes that ran, in order.
     #[serde(default)]
     pub nodes: Option<Vec<String>>,
@@ -288,6 +290,11 @@ pub fn read(path: &Path, text: &str) -> Result<(TestFile, Yaml), Vec<Diagnostic>
     let Some(tests) = tests.filter(|_| problems.is_empty()) else {
         return Err(problems);
     };
+    problems.extend(
+        super::checks::check(path, &tests, &tree)
+            .into_iter()
+            .map(|(pos, message)| error(pos, message)),
+    );
     for (i, case) in tests.cases.iter().enumerate() {
         for (key, stubs) in &case.stubs {
             if matches!(stubs, OneOrMany::Many(list) if list.is_empty()) {

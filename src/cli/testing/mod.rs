@@ -4,10 +4,12 @@
 //! case, with what differs when it fails.
 //!
 //! `format.rs` is the test file format and its checks against the workflow,
+//! `checks.rs` what else can be checked before a case runs (bodies, statuses, names),
 //! `case.rs` runs one case and compares what it saw, `requests.rs` compares
 //! what request nodes sent.
 
 mod case;
+mod checks;
 mod format;
 mod requests;
 
@@ -138,6 +140,16 @@ fn workflow_of(file: &Path) -> (&str, &Path) {
     (id, file.parent().unwrap_or(Path::new(".")))
 }
 
+/// The workflow file a test file tests: `<id>.yaml` (or `.yml`) beside it.
+fn workflow_file(file: &Path) -> anyhow::Result<PathBuf> {
+    let (id, dir) = workflow_of(file);
+    ["yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{id}.{ext}")))
+        .find(|p| p.exists())
+        .with_context(|| format!("no workflow `{id}` next to this test file (expected {id}.yaml)"))
+}
+
 /// Runs the selected cases of one test file (all when `wanted` is empty),
 /// noting in `seen` the names found.
 fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, tally: &mut Tally) {
@@ -166,7 +178,10 @@ fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, t
     for (k, v) in &tests.env {
         std::env::set_var(k, v);
     }
-    let workflow = match load_workflow(id, dir) {
+    let workflow = match workflow_file(file).and_then(|path| {
+        let path = path.to_str().context("the workflow's path is not UTF-8")?;
+        load_workflow(path, dir)
+    }) {
         Ok(workflow) => workflow,
         Err(e) => {
             tally.failed += 1;
@@ -220,15 +235,10 @@ pub fn check_file(file: &Path) -> Vec<Diagnostic> {
         Ok(read) => read,
         Err(problems) => return problems,
     };
-    let (id, dir) = workflow_of(file);
-    let Some(path) = ["yaml", "yml"]
-        .iter()
-        .map(|ext| dir.join(format!("{id}.{ext}")))
-        .find(|p| p.exists())
-    else {
-        return at_start(format!(
-            "no workflow `{id}` next to this test file (expected {id}.yaml)"
-        ));
+    let (id, _) = workflow_of(file);
+    let path = match workflow_file(file) {
+        Ok(path) => path,
+        Err(e) => return at_start(format!("{e:#}")),
     };
     let Ok(source) = std::fs::read_to_string(&path) else {
         return at_start(format!("cannot read its workflow {}", path.display()));

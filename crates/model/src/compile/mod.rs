@@ -32,6 +32,11 @@ pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default first retry delay of request nodes.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+/// Most tries a request node's `retry.attempts` may ask for: enough for any
+/// retry policy a webhook needs (with the 500ms doubling backoff capped at
+/// 30s, 100 tries wait about 47 minutes between them), few enough that a typo (`4294967295`)
+/// cannot keep a run, or `hookflow test` with a failing stub, going for ever.
+pub const MAX_ATTEMPTS: u32 = 100;
 /// Default loop limit.
 pub const DEFAULT_MAX_ITERATIONS: u64 = 10_000;
 /// Default idempotency key lifetime.

@@ -1,7 +1,7 @@
 //! The HTTP parts: request nodes, headers, and the answers (`response`
 //! specs with their status codes).
 
-use super::{Cx, DEFAULT_BACKOFF, DEFAULT_REQUEST_TIMEOUT, METHODS, P};
+use super::{Cx, DEFAULT_BACKOFF, DEFAULT_REQUEST_TIMEOUT, MAX_ATTEMPTS, METHODS, P};
 use crate::def::*;
 use crate::runtime::*;
 use crate::template::{Text, ValueTemplate};
@@ -159,6 +159,15 @@ impl Cx<'_> {
                         &path.key("retry").key("attempts"),
                         "attempts counts every try including the first; it must be at least 1"
                             .into(),
+                    );
+                } else if attempts > MAX_ATTEMPTS {
+                    self.error_at_value(
+                        &path.key("retry").key("attempts"),
+                        format!(
+                            "attempts is at most {MAX_ATTEMPTS}, not {attempts}; a longer \
+                             outage is better met by a longer `backoff` (or by retrying the \
+                             run later: `hookflow executions retry`)"
+                        ),
                     );
                 }
                 (

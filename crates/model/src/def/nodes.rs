@@ -176,8 +176,9 @@ pub enum ContentType {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryDef {
-    /// Total tries including the first; default 1.
+    /// Total tries including the first, from 1 to 100; default 1.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub attempts: Option<u32>,
     /// The first delay, doubled each time; default 500ms.
     #[serde(default)]

@@ -16,6 +16,7 @@ use std::fmt;
 
 mod deserializer;
 mod quick;
+mod syntax;
 #[cfg(test)]
 mod tests;
 mod wording;
@@ -155,7 +156,7 @@ impl Yaml {
                     .unwrap_or_default();
                 Err(SyntaxError {
                     pos,
-                    message: syntax_message(&e.to_string()),
+                    message: syntax::message(&e),
                 })
             }
         }
@@ -265,76 +266,6 @@ impl Yaml {
             YamlKind::Seq(_) => "a list",
             YamlKind::Map(_) => "a mapping",
         }
-    }
-}
-
-/// The parser's message in hookflow's words: its first line, without the
-/// position (reported separately) and without advice meant for programmers
-/// who call the YAML library.
-fn syntax_message(s: &str) -> String {
-    let line = s.lines().next().unwrap_or(s).trim();
-    let line = line.strip_prefix("error: ").unwrap_or(line);
-    // serde-saphyr prefixes "line L column C: " and may end with " at line L, column C".
-    let line = match line.find(": ") {
-        Some(i) if line.starts_with("line ") => &line[i + 2..],
-        _ => line,
-    };
-    let line = match line.rfind(" at line ") {
-        Some(i) if line[i..].contains(", column ") => &line[..i],
-        _ => line,
-    };
-    const OWN_WORDS: &[(&str, &str)] = &[
-        (
-            "merge key",
-            "YAML merge keys (`<<`) are not supported here; write the fields out",
-        ),
-        (
-            "!!binary",
-            "`!!binary` values are not supported; write the text itself",
-        ),
-        (
-            "alias replay",
-            "the file expands YAML aliases (`*name`) too often; write the values out",
-        ),
-        (
-            "alias expansion",
-            "the file expands YAML aliases (`*name`) too often; write the values out",
-        ),
-        (
-            "unknown anchor",
-            "this alias (`*name`) refers to no anchor (`&name`) written before it",
-        ),
-        (
-            "scalar mapping key",
-            "a mapping or list cannot be a key; a value that starts with `{` \
-             (such as a template `{{ … }}`) must be quoted: \"{{ … }}\"",
-        ),
-        (
-            "found a tab",
-            "a tab cannot indent YAML; indent with spaces",
-        ),
-        (
-            "mapping values are not allowed",
-            "a `key: value` is not allowed here; check this line's indentation, \
-             or quote a value that contains `: `",
-        ),
-        (
-            "duplicate mapping key",
-            "duplicate key in this mapping; remove one of them",
-        ),
-    ];
-    if let Some((_, own)) = OWN_WORDS.iter().find(|(needle, _)| line.contains(needle)) {
-        return own.to_string();
-    }
-    // Any other advice about the library's options is not for authors.
-    let line = match line.find(", set ").or_else(|| line.find("; use Option<")) {
-        Some(i) => &line[..i],
-        None => line,
-    };
-    if line.starts_with("while ") || line.contains("did not find expected") {
-        format!("{line}; check the indentation, brackets and quotes here")
-    } else {
-        line.to_string()
     }
 }
 

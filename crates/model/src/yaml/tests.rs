@@ -224,3 +224,89 @@ fn the_quick_tree_reads_a_scalar_only_as_the_full_tree_does() {
     }
     assert!(Yaml::parse_quick("title: a\ncount: 3\nok: true\nlist: [x, 'y']\n").is_some());
 }
+
+/// The parser's error for `text`: position and message.
+fn syntax_error(text: &str) -> (u32, u32, String) {
+    let e = Yaml::parse(text).expect_err("a syntax error");
+    (e.pos.line, e.pos.column, e.message)
+}
+
+/// No message is the library's wording: each is hookflow's, with a hint
+/// (after `;`), and keeps a position.
+#[test]
+fn syntax_errors_are_in_hookflows_words_with_a_hint() {
+    let deep = {
+        let mut s = String::from("title: x\nnodes:\n");
+        let mut indent = String::from("  ");
+        for _ in 0..34 {
+            s += &format!("{indent}- type: condition\n{indent}  if: true\n{indent}  then:\n");
+            indent += "    ";
+        }
+        s + &format!("{indent}- type: log\n")
+    };
+    let bomb = {
+        let mut s = String::from("title: x\na: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n");
+        for i in 1..9u8 {
+            let (name, prev) = ((b'a' + i) as char, (b'a' + i - 1) as char);
+            let uses = vec![format!("*{prev}"); 10].join(", ");
+            s += &format!("{name}: &{name} [{uses}]\n");
+        }
+        s
+    };
+    let many: String = std::iter::once("v:\n".to_string())
+        .chain((0..260_000).map(|i| format!("  - {i}\n")))
+        .collect();
+    let cases: Vec<(String, (u32, u32), &str)> = vec![
+        (
+            "title: x\ntrigger:\n\ttype: webhook\n".into(),
+            (3, 2),
+            "a tab cannot indent YAML; indent with spaces",
+        ),
+        (
+            "---\ntitle: x\n---\ntitle: y\n".into(),
+            (4, 1),
+            "a second YAML document (after a `---` line) starts here",
+        ),
+        (deep, (0, 0), "nested too deeply here (more than 64 levels)"),
+        (bomb, (0, 0), "write fewer aliases"),
+        (many, (0, 0), "the file has too many values"),
+        (
+            format!("v: {}\n", "[".repeat(5000)),
+            (1, 259),
+            "brackets `[` and `{` are nested too deeply",
+        ),
+        (
+            "nodes:\n  - type: log\n    message: [unclosed\n  - type: log\n".into(),
+            (4, 9),
+            "a `[` or `{` opened before it may not be closed",
+        ),
+    ];
+    for (text, pos, words) in cases {
+        // 64 levels of nesting take more than a test thread's stack in a
+        // debug build (not in a release one).
+        let (line, column, message) = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || syntax_error(&text))
+            .expect("thread")
+            .join()
+            .expect("no panic");
+        assert!(message.contains(words), "{message}");
+        assert!(message.contains("; "), "no hint: {message}");
+        for library in [
+            "budget",
+            "Depth",
+            "Nodes",
+            "from_str",
+            "disallowed",
+            "(used",
+            "indicator",
+            "recursion limit",
+        ] {
+            assert!(!message.contains(library), "{message}");
+        }
+        assert!(line > 0 && column > 0, "no position: {message}");
+        if pos != (0, 0) {
+            assert_eq!((line, column), pos, "{message}");
+        }
+    }
+}
