@@ -542,3 +542,85 @@ fn urls_leaves_out_files_with_errors_and_fails_like_validate() {
         "{stderr}"
     );
 }
+
+/// `hookflow ARGS…` that must finish within 20 s (a named pipe once made
+/// `validate` wait for ever): exit code, stdout, stderr.
+fn hookflow_in_time(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the hookflow binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("hookflow {args:?} did not finish in 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// What is not a workflow file is said: a named pipe (refused, not read), a
+/// link to nothing in a folder; a data folder that is a file says so.
+#[test]
+fn pipes_dangling_links_and_a_data_file_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipe = dir.path().join("fifo.yaml");
+    let made = Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let pipe = pipe.display().to_string();
+    let (code, stdout, stderr) = hookflow_in_time(&["validate", &pipe]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("fifo.yaml:1:1: error: not a regular file"),
+        "{stdout}"
+    );
+
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(
+        folder.path().join("gone.yaml"),
+        folder.path().join("x.yaml"),
+    )
+    .expect("symlink");
+    std::fs::write(
+        folder.path().join("ok.yaml"),
+        "title: Ok\ntrigger: { type: webhook }\n",
+    )
+    .expect("write");
+    let path = folder.path().display().to_string();
+    let (code, stdout, stderr) = hookflow_in_time(&["validate", &path]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("x.yaml:1:1: error: a link to ")
+            && stdout.contains("gone.yaml, which does not exist"),
+        "{stdout}"
+    );
+
+    let data = dir.path().join("data-file");
+    std::fs::write(&data, "not a folder").expect("write");
+    let data = data.display().to_string();
+    for command in ["urls", "serve"] {
+        let (code, stdout, stderr) = hookflow_in_time(&[
+            command,
+            "--workflows",
+            &path,
+            "--data",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(code, Some(1), "{command}\n{stdout}\n{stderr}");
+        assert!(
+            stderr.contains("this is a file, not a folder"),
+            "{command}\n{stderr}"
+        );
+        assert!(!stderr.contains("os error"), "{command}\n{stderr}");
+    }
+}

@@ -324,6 +324,16 @@ pub fn load_path(path: &Path, opts: &LoadOptions<'_>) -> Catalog {
         ));
         return catalog;
     }
+    if !path.is_file() {
+        // Opening a named pipe would wait for a writer for ever.
+        catalog.other.push(diag(
+            path,
+            Pos::default(),
+            Severity::Error,
+            NOT_A_FILE.into(),
+        ));
+        return catalog;
+    }
     match workflow_id_of(path) {
         Some(id) => {
             let file = load_file(&id, path, opts);
@@ -340,6 +350,10 @@ pub fn load_path(path: &Path, opts: &LoadOptions<'_>) -> Catalog {
     }
     catalog
 }
+
+/// What is said of a path that is neither a file nor a folder.
+pub const NOT_A_FILE: &str =
+    "not a regular file (a named pipe, socket or device); give a file, or the folder it is in";
 
 /// True for a workflow test file (`*.test.yaml`/`*.test.yml`).
 pub fn is_test_file(path: &Path) -> bool {

@@ -268,7 +268,7 @@ fn secrets_used_but_not_declared() {
         &format!(
             "{HEAD}  auth:\n    basic: {{ username: u, password: \"{{{{ secrets.PASS }}}}\" }}\n"
         ),
-        &[(6, 37, "`secrets.PASS` is used but not declared")],
+        &[(6, 41, "`secrets.PASS` is used but not declared")],
     );
 }
 
@@ -290,16 +290,16 @@ fn declared_secret_unset_is_a_warning_or_an_error() {
 fn node_references_must_have_run_before() {
     check(
         &sync("  - type: log\n    message: \"{{ nodes.later }}\"\n  - key: later\n    type: calculation\n    expression: \"1\"\n"),
-        &[(7, 14, "`nodes.later` refers to a node that cannot have run before")],
+        &[(7, 18, "`nodes.later` refers to a node that cannot have run before")],
     );
     check(
         &sync("  - type: log\n    message: \"{{ nodes.ghost }}\"\n"),
-        &[(7, 14, "no node has the key `ghost`")],
+        &[(7, 18, "no node has the key `ghost`")],
     );
     // A node in the other branch of a condition cannot have run.
     check(
         &sync("  - type: condition\n    if: \"true\"\n    then:\n      - { key: a, type: calculation, expression: \"1\" }\n    else:\n      - { type: log, message: \"{{ nodes.a }}\" }\n"),
-        &[(11, 31, "`nodes.a` refers to a node that cannot have run")],
+        &[(11, 35, "`nodes.a` refers to a node that cannot have run")],
     );
     // After the condition, a node from a branch may have run; the condition's own result is there in its branches.
     check(
@@ -309,7 +309,32 @@ fn node_references_must_have_run_before() {
     // Parallel branches do not see each other.
     check(
         "title: t\ntrigger: { type: webhook }\nnodes:\n  - type: parallel\n    branches:\n      - - { key: a, type: calculation, expression: \"1\" }\n      - - { type: log, message: \"{{ nodes.a }}\" }\n",
-        &[(7, 33, "cannot have run")],
+        &[(7, 37, "cannot have run")],
+    );
+}
+
+/// A problem in a value over several lines is reported on the line of the
+/// text at fault, at its column: a literal `|` or folded `>` block, a
+/// quoted or plain scalar over several lines.
+#[test]
+fn problems_in_values_over_several_lines_point_at_their_line() {
+    check(
+        &sync("  - key: a\n    type: log\n    message: |\n      line one\n      {{ nodes.zz }}\n  - type: log\n    message: >\n      one\n      two\n      three\n      {{ 1 | rond }}\n  - type: log\n    message: \"first line\n      {{ nodes.yy }}\"\n  - type: log\n    message: plain first\n      then {{ 2 | rnd }} and {{ nodes.a.x }}\n"),
+        &[
+            (10, 10, "`nodes.zz` refers to no node"),
+            (16, 14, "unknown filter `rond`"),
+            (19, 10, "`nodes.yy` refers to no node"),
+            (22, 19, "unknown filter `rnd`"),
+        ],
+    );
+    // A name inside a longer one is not taken for it; a value's strings
+    // are searched for the name.
+    check(
+        &sync("  - key: ab\n    type: calculation\n    expression: \"1\"\n  - type: response\n    body:\n      x: \"{{ nodes.abc }}\"\n      y:\n        - \"{{ nodes.ab }} {{ nodes.c }}\"\n"),
+        &[
+            (11, 14, "`nodes.abc` refers to no node"),
+            (13, 30, "`nodes.c` refers to no node"),
+        ],
     );
 }
 
@@ -544,7 +569,7 @@ fn node_references_hint_the_close_key() {
         &sync("  - key: check\n    type: calculation\n    expression: \"1\"\n  - type: response\n    body: \"{{ nodes.chek }}\"\n"),
         &[(
             10,
-            11,
+            15,
             "`nodes.chek` refers to no node: no node has the key `chek`; did you mean `nodes.check`?",
         )],
     );

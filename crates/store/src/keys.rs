@@ -109,6 +109,7 @@ impl KeyFile {
 
 /// Creates the data folder (0700) if it is missing.
 fn private_dir(dir: &Path) -> StoreResult<()> {
+    crate::check_folder(dir)?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -76,3 +76,18 @@ pub type CommitHook = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An error when something other than a folder is at `dir`, the data
+/// folder (which is made when it is missing): creating it would say only
+/// "File exists".
+pub(crate) fn check_folder(dir: &std::path::Path) -> StoreResult<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::File {
+            path: dir.display().to_string(),
+            message: "this is a file, not a folder; give the data folder's path \
+                      (it is made when missing)"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
+}

@@ -154,6 +154,15 @@ fn workflow_file(file: &Path) -> anyhow::Result<PathBuf> {
 /// noting in `seen` the names found.
 fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, tally: &mut Tally) {
     let (id, dir) = workflow_of(file);
+    if !file.is_file() {
+        tally.failed += 1;
+        println!(
+            "FAIL {}: {}",
+            file.display(),
+            hookflow_model::load::NOT_A_FILE
+        );
+        return;
+    }
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
@@ -227,6 +236,9 @@ pub fn check_file(file: &Path) -> Vec<Diagnostic> {
             message,
         }]
     };
+    if file.exists() && !file.is_file() {
+        return at_start(hookflow_model::load::NOT_A_FILE.into());
+    }
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => return at_start(format!("cannot read the file: {e}")),

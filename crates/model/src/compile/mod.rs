@@ -22,6 +22,8 @@ mod request;
 mod trigger;
 mod uses;
 
+use uses::Written;
+
 pub use trigger::{default_alias, valid_pinned_key};
 
 /// Default body limit: 1 MiB.
@@ -254,16 +256,25 @@ impl Cx<'_> {
         self.push(pos, message);
     }
 
-    /// Checks the variables a template reads: declared secrets, and nodes that can have run.
-    fn check_refs(&mut self, path: &P, refs: &BTreeSet<String>, visible: &[String]) {
+    /// Checks the variables a template reads: declared secrets, and nodes
+    /// that can have run; each problem at the place of the name in what is
+    /// `written` at `path`.
+    fn check_refs(
+        &mut self,
+        path: &P,
+        written: Written<'_>,
+        refs: &BTreeSet<String>,
+        visible: &[String],
+    ) {
         for r in refs {
             let mut parts = r.split('.');
             match (parts.next(), parts.next()) {
                 (Some("secrets"), Some(name))
                     if !self.declared_secrets.contains(name) && !self.src.skipped.secrets =>
                 {
-                    self.error_at_value(
-                        path,
+                    let pos = self.ref_pos(path, written, &format!("secrets.{name}"));
+                    self.push(
+                        pos,
                         format!("`secrets.{name}` is used but not declared in `secrets`"),
                     );
                 }
@@ -284,7 +295,8 @@ impl Cx<'_> {
                             crate::suggest::did_you_mean(&close, "nodes.")
                         )
                     };
-                    self.error_at_value(path, message);
+                    let pos = self.ref_pos(path, written, &format!("nodes.{key}"));
+                    self.push(pos, message);
                 }
                 _ => {}
             }
@@ -294,7 +306,7 @@ impl Cx<'_> {
     fn text(&mut self, path: &P, source: &str, visible: &[String]) -> Option<Text> {
         match self.templates.text(source) {
             Ok(Compiled { value, refs }) => {
-                self.check_refs(path, &refs, visible);
+                self.check_refs(path, Written::Text(source), &refs, visible);
                 self.check_uses(path, source, false, &refs);
                 Some(value)
             }
@@ -314,7 +326,7 @@ impl Cx<'_> {
         }
         match self.templates.expr(source) {
             Ok(Compiled { value, refs }) => {
-                self.check_refs(path, &refs, visible);
+                self.check_refs(path, Written::Text(source), &refs, visible);
                 self.check_uses(path, source, true, &refs);
                 Some(value)
             }
@@ -332,7 +344,7 @@ impl Cx<'_> {
                 value: compiled,
                 refs,
             }) => {
-                self.check_refs(path, &refs, visible);
+                self.check_refs(path, Written::Value(value), &refs, visible);
                 self.check_value_uses(path, value, &refs);
                 Some(compiled)
             }

@@ -10,7 +10,45 @@ use crate::yaml::Pos;
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 
+/// What a template was read from: one text, or the strings of a JSON value.
+#[derive(Clone, Copy)]
+pub(super) enum Written<'a> {
+    /// A template or expression.
+    Text(&'a str),
+    /// A value whose strings are templates.
+    Value(&'a Json),
+}
+
 impl Cx<'_> {
+    /// Where the name `name` (`nodes.x`, `secrets.X`) is written in what is
+    /// `written` at `path`: its first use, or the value when it is not
+    /// written out (`nodes["x"]`).
+    pub(super) fn ref_pos(&self, path: &P, written: Written<'_>, name: &str) -> Pos {
+        match written {
+            Written::Text(source) => match find_name(source, name) {
+                Some(offset) => self.pos_in(path, source, offset),
+                None => self.src.tree.locate_value(&path.0),
+            },
+            Written::Value(value) => self
+                .ref_pos_in_value(path, value, name)
+                .unwrap_or_else(|| self.src.tree.locate_value(&path.0)),
+        }
+    }
+
+    fn ref_pos_in_value(&self, path: &P, value: &Json, name: &str) -> Option<Pos> {
+        match value {
+            Json::String(s) => find_name(s, name).map(|offset| self.pos_in(path, s, offset)),
+            Json::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| self.ref_pos_in_value(&path.index(i), item, name)),
+            Json::Object(map) => map
+                .iter()
+                .find_map(|(k, v)| self.ref_pos_in_value(&path.key(k), v, name)),
+            _ => None,
+        }
+    }
+
     /// Checks the filters, tests and `vars` of one compiled template or
     /// expression (`expr`) written at `path`; `refs` are the variables it reads
     /// from outside (a template that sets its own `vars` is not checked for them).
@@ -102,6 +140,11 @@ impl Cx<'_> {
                 }
             }
         }
+        // A value over several lines (folded `>`, plain or quoted), read
+        // line by line.
+        if let Some(pos) = walk_lines(&lines, value, source, offset) {
+            return pos;
+        }
         // A block scalar: the template's line n is a line of the file below
         // the value's start, indented.
         for delta in [0, 1] {
@@ -118,6 +161,70 @@ impl Cx<'_> {
         }
         value
     }
+}
+
+/// The byte offset of the first `name` in `source` that is a whole name:
+/// not part of a longer one (`nodes.ab` in `nodes.abc`, `xnodes.ab`).
+fn find_name(source: &str, name: &str) -> Option<usize> {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    source.match_indices(name).map(|(i, _)| i).find(|&i| {
+        let before = source[..i].chars().next_back();
+        let after = source[i + name.len()..].chars().next();
+        !before.is_some_and(|c| word(c) || c == '.') && !after.is_some_and(word)
+    })
+}
+
+/// The position of byte `offset` of `source` (a scalar's value) found by
+/// reading the file's `lines` from where the value starts (`value`): each
+/// line's text is found in `source` in turn, with only whitespace between
+/// (how a folded `>`, a literal `|` and a plain or quoted scalar over
+/// several lines are read). `None` when a line is not found as written
+/// (escapes in a quoted scalar, a comment after a plain one).
+fn walk_lines(lines: &[&str], value: Pos, source: &str, offset: usize) -> Option<Pos> {
+    let first = usize::try_from(value.line).ok()?.checked_sub(1)?;
+    let mut cursor = 0;
+    for (n, line) in lines.iter().enumerate().skip(first) {
+        // The part of the line that may hold the value, and its first column.
+        let (mut column, mut part) = (0, *line);
+        if n == first {
+            column = usize::try_from(value.column).ok()?.checked_sub(1)?;
+            part = line.get(line.char_indices().nth(column)?.0..)?;
+            if part.starts_with(['|', '>']) {
+                // A block's header: its lines are below.
+                continue;
+            }
+            if let Some(rest) = part.strip_prefix(['"', '\'']) {
+                (column, part) = (column + 1, rest);
+            }
+        }
+        let trimmed = part.trim_start();
+        column += part.chars().count() - trimmed.chars().count();
+        let trimmed = trimmed.trim_end();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let unquoted = trimmed.strip_suffix(['"', '\'']);
+        let (at, len) = [Some(trimmed), unquoted]
+            .into_iter()
+            .flatten()
+            .find_map(|text| {
+                let k = source.get(cursor..)?.find(text)?;
+                let gap = source.get(cursor..cursor + k)?;
+                gap.trim().is_empty().then_some((cursor + k, text.len()))
+            })?;
+        if offset < at {
+            return None;
+        }
+        if offset < at + len {
+            let within = source.get(at..offset)?.chars().count();
+            return Some(Pos {
+                line: u32::try_from(n + 1).ok()?,
+                column: u32::try_from(column + within + 1).ok()?,
+            });
+        }
+        cursor = at + len;
+    }
+    None
 }
 
 fn unknown(what: &str, name: &str, names: &[&str]) -> String {

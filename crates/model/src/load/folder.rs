@@ -27,15 +27,38 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
     // The entry's type comes with the listing on most file systems: only
     // a link (or an unknown type) costs a `stat` to know whether it leads
     // to a file.
+    let mut skipped: Vec<PathBuf> = Vec::new();
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| match e.file_type() {
             Ok(t) if t.is_file() => true,
             Ok(t) if t.is_dir() => false,
-            _ => e.path().is_file(),
+            _ => {
+                let path = e.path();
+                let file = path.is_file();
+                // A workflow's name on a link to nothing, a pipe or a socket
+                // is said, not skipped in silence.
+                if !file && !path.is_dir() && workflow_id_of(&path).is_some() {
+                    skipped.push(path);
+                }
+                file
+            }
         })
         .map(|e| e.path())
         .collect();
+    skipped.sort();
+    for path in skipped {
+        let message = match std::fs::read_link(&path) {
+            Ok(target) if !path.exists() => format!(
+                "a link to {}, which does not exist: fix the link or remove it",
+                target.display()
+            ),
+            _ => super::NOT_A_FILE.to_string(),
+        };
+        catalog
+            .other
+            .push(diag(&path, Pos::default(), Severity::Error, message));
+    }
     // One folder: the names decide the order (cheaper than comparing paths
     // component by component).
     paths.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));

@@ -75,6 +75,7 @@ fn stopped() -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database under `dir`.
     pub fn open(dir: &Path) -> StoreResult<SledStore> {
+        crate::check_folder(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::File {
             path: dir.display().to_string(),
             message: e.to_string(),
