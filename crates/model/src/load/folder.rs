@@ -92,6 +92,8 @@ const FILES_PER_THREAD: usize = 64;
 /// together (files differ in size, cores in speed), large enough that
 /// taking them costs nothing.
 const FILES_PER_TAKE: usize = 16;
+/// The stack of a loader thread: a main thread's usual 8 MiB (see `load_all`).
+const LOADER_STACK: usize = 8 * 1024 * 1024;
 
 /// Loads the files on as many threads as there are cores (parsing and
 /// compiling are CPU work; with thousands of workflows this is most of the
@@ -133,7 +135,19 @@ fn load_all(
         loaded
     };
     let mut files: Vec<Option<LoadedFile>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        // A file may nest as deep as the parser's budget allows; its
+        // compilation recurses, so loader threads get the main thread's
+        // usual stack rather than a spawned thread's 2 MiB. A thread that
+        // cannot start leaves its share to the others (they take files
+        // until none is left).
+        let handles: Vec<_> = (1..threads)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(LOADER_STACK)
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
         let mut files: Vec<Option<LoadedFile>> = Vec::new();
         files.resize_with(named.len(), || None);
         let mut place = |loaded: Vec<(usize, LoadedFile)>| {
