@@ -253,10 +253,43 @@ nodes:
     assert!(!out.status.success());
     assert!(out_text(&out).contains("admin token"), "{}", out_text(&out));
 
+    // No token and no server named, but the data folder the running server
+    // holds (SPEC §6: commands that read state work whether or not a
+    // server runs on it): through the server, with the token it left there.
+    let data = app.data_path().display().to_string();
+    let elsewhere = format!("127.0.0.1:{}", closed_port());
+    let out = with(
+        &["list", "--format", "json"],
+        &["--listen", elsewhere.as_str(), "--data", data.as_str()],
+    );
+    let through: Json = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(
+        through["executions"].as_array().map(Vec::len),
+        Some(3),
+        "{through}"
+    );
+    let access: Json = serde_json::from_str(
+        &std::fs::read_to_string(app.data_path().join("server.json")).expect("server.json"),
+    )
+    .expect("JSON");
+    let token = access["token"].as_str().expect("a token");
+    // The token opens the admin API; without it, still as if there were none
+    // when no admin token is set (here one is: 401).
+    let r = crate::harness::read(
+        crate::harness::agent()
+            .get(format!("{}/api/executions", app.base))
+            .header("authorization", format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
     // The server stops: the same from the data folder.
     let mut stopped = app.sigterm();
     let _ = stopped.wait();
-    let data = app.data_path().display().to_string();
+    assert!(
+        !app.data_path().join("server.json").exists(),
+        "a stopped server takes its file away"
+    );
     let listen = format!("127.0.0.1:{}", closed_port());
     let local = ["--listen", listen.as_str(), "--data", data.as_str()];
     let from_store: Json =

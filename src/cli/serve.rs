@@ -10,6 +10,7 @@ use hookflow_model::units::{parse_duration, parse_size};
 use hookflow_model::SecretPolicy;
 use hookflow_service::registry::WorkflowInfo;
 use hookflow_service::{Metrics, Service, Settings};
+use hookflow_store::LocalAccess;
 use hookflow_store::{SledStore, Store};
 use hookflow_trigger::{AppState, HttpSettings};
 use std::process::ExitCode;
@@ -237,10 +238,18 @@ async fn serve(
     if resumed > 0 {
         println!("resumed {resumed} run(s) left on disk");
     }
+    // Commands on this machine reach this server through its data folder
+    // (`hookflow executions`, `sample --execution`), with or without an
+    // admin token.
+    let access = LocalAccess::new(format!("http://{}", loopback(local)));
+    if let Err(error) = access.write(&args.place.data) {
+        tracing::warn!(message = "Commands on this machine cannot find this server through its data folder.", %error);
+    }
     let state = Arc::new(AppState {
         service,
         http: HttpSettings {
             admin_token: args.admin_token.clone(),
+            local_token: Some(access.token.clone()),
             http_workers: cores,
             read_timeout: args.read_timeout,
             keep_alive: args.keep_alive,
@@ -249,8 +258,21 @@ async fn serve(
         },
         in_flight: Default::default(),
     });
-    hookflow_trigger::run(state, listener, metrics_listener, shutdown_signal()).await?;
+    let served = hookflow_trigger::run(state, listener, metrics_listener, shutdown_signal()).await;
+    access.remove(&args.place.data);
+    served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a command on this machine reaches a server listening on `addr`:
+/// the loopback address of its family when it listens on all of them.
+fn loopback(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
 
 /// Why a workflow is not served, in a few words: its first error, or the

@@ -15,7 +15,7 @@ pub struct KeyFile {
     dir: PathBuf,
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::File {
         path: path.display().to_string(),
         message: e.to_string(),
@@ -95,20 +95,26 @@ impl KeyFile {
             // Written whole to a private temporary file, synced, renamed over
             // the old one, and the folder synced: a crash leaves the old file
             // or the new one, never a part.
-            let mut file = private_file(&tmp).map_err(|e| file_err(&tmp, e))?;
-            std::io::Write::write_all(&mut file, &text).map_err(|e| file_err(&tmp, e))?;
-            file.sync_all().map_err(|e| file_err(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| file_err(&self.dir, e))?;
+            write_private(&self.dir, &tmp, &path, &text)?;
         }
         Ok(keys)
     }
 }
 
+/// Writes `text` to `path` in `dir` whole, through the private temporary
+/// file `tmp`: synced, renamed over the old file, the folder synced.
+pub(crate) fn write_private(dir: &Path, tmp: &Path, path: &Path, text: &[u8]) -> StoreResult<()> {
+    let mut file = private_file(tmp).map_err(|e| file_err(tmp, e))?;
+    std::io::Write::write_all(&mut file, text).map_err(|e| file_err(tmp, e))?;
+    file.sync_all().map_err(|e| file_err(tmp, e))?;
+    std::fs::rename(tmp, path).map_err(|e| file_err(path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| file_err(dir, e))
+}
+
 /// Creates the data folder (0700) if it is missing.
-fn private_dir(dir: &Path) -> StoreResult<()> {
+pub(crate) fn private_dir(dir: &Path) -> StoreResult<()> {
     crate::check_folder(dir)?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);

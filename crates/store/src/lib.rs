@@ -11,6 +11,7 @@
 pub mod contract;
 pub mod embedded;
 pub mod keys;
+pub mod local;
 mod memory;
 pub mod postgres;
 pub mod record;
@@ -26,6 +27,7 @@ pub use contract::{
 pub use embedded::SledStore;
 pub use hookflow_model::request::TriggerRequest;
 pub use keys::{KeyFile, KeyStore};
+pub use local::LocalAccess;
 pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 pub use record::{

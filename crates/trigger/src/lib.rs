@@ -31,6 +31,11 @@ use std::time::Duration;
 pub struct HttpSettings {
     /// Enables the admin API.
     pub admin_token: Option<String>,
+    /// A token the admin API also accepts: the one a server leaves for
+    /// commands on its machine in its data folder (`LocalAccess`). Without
+    /// `admin_token`, a request without it gets 404, as if there were no
+    /// admin API.
+    pub local_token: Option<String>,
     /// HTTP worker threads.
     pub http_workers: usize,
     /// A request's head and body must arrive within this (`--read-timeout`).

@@ -6,7 +6,9 @@ use super::client::Client;
 use super::{Filter, Reach};
 use anyhow::{bail, Context};
 use hookflow_service::views::{record_of, summary_json};
-use hookflow_store::{ExecutionFilter, PgOptions, PgStore, RunStatus, SledStore, Store};
+use hookflow_store::{
+    ExecutionFilter, LocalAccess, PgOptions, PgStore, RunStatus, SledStore, Store,
+};
 use serde_json::{json, Value as Json};
 
 /// The runs of a server or of a store.
@@ -26,18 +28,32 @@ impl Source {
             .server
             .clone()
             .unwrap_or_else(|| format!("http://{}", reach.listen));
-        let client = Client::new(&base, reach.admin_token.clone())?;
+        // The server that holds `--data` left its loopback URL and a token
+        // there: with it, commands read state whether or not a server runs
+        // on the folder and whether or not it has an admin token (SPEC §6).
+        let local = LocalAccess::read(&reach.data);
+        let token = reach
+            .admin_token
+            .clone()
+            .or_else(|| local.as_ref().map(|l| l.token.clone()));
+        let client = Client::new(&base, token.clone())?;
         if client.answers().await {
-            if reach.admin_token.is_none() {
+            if token.is_none() {
                 bail!(
                     "a hookflow server answers at {base}: give its admin token \
-                     (--admin-token or HOOKFLOW_ADMIN_TOKEN)"
+                     (--admin-token or HOOKFLOW_ADMIN_TOKEN), or --data with its data folder"
                 );
             }
             return Ok(Source::Server(client));
         }
         if explicit {
             bail!("no hookflow server answers at {base}");
+        }
+        if let Some(local) = local.filter(|l| l.url != base) {
+            let client = Client::new(&local.url, Some(local.token))?;
+            if client.answers().await {
+                return Ok(Source::Server(client));
+            }
         }
         match reach.store.as_deref().map(str::trim) {
             None | Some("") | Some("sled") => {}
