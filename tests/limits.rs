@@ -259,7 +259,12 @@ fn stalled_heads_and_unread_bodies_do_not_hold_connections() {
         raw.closed_within(limit, b"a"),
         "a dribbled first head kept its connection"
     );
-    assert_eq!(raw.response().map(|r| r.0), Some(408));
+    let (status, head, body) = raw.response().expect("an answer before the close");
+    assert_eq!(status, 408, "{head}");
+    // As JSON, as every refusal (SPEC §4), though the HTTP layer answers it.
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(body["error"], json!("request_timeout"), "{body}");
 
     // The same after a first request on a kept-alive connection.
     let mut raw = Raw::open(&app);
@@ -334,7 +339,9 @@ fn oversized_heads_get_431_or_a_close_and_never_a_panic() {
     ] {
         let answer = exchange(&app, request.as_bytes());
         assert!(
-            answer.as_ref().is_none_or(|r| r.0 == 431),
+            answer.as_ref().is_none_or(|r| r.0 == 431
+                && serde_json::from_str::<serde_json::Value>(&r.2)
+                    .is_ok_and(|b| b["error"] == json!("headers_too_large"))),
             "{what}: {answer:?}"
         );
         healthz_within(&app, Duration::from_secs(1));
@@ -523,4 +530,22 @@ fn many_short_header_lines_are_accepted() {
         assert_eq!(status, 431, "{head}");
     }
     healthz_within(&app, Duration::from_secs(2));
+}
+
+/// A head that is not HTTP/1.1 gets the HTTP layer's 400, with the JSON
+/// body every refusal has.
+#[test]
+fn a_malformed_head_gets_a_json_400() {
+    let app = app(&[]);
+    for request in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let (status, head, body) = exchange(&app, request).expect("an answer");
+        assert_eq!(status, 400, "{head}{body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+        assert_eq!(body["error"], json!("bad_request"), "{body}");
+    }
+    healthz_within(&app, Duration::from_secs(1));
 }

@@ -103,6 +103,42 @@ pin_project! {
     }
 }
 
+
+/// hookflow: the dispatcher's own refusals (a malformed head, a head too
+/// large, a head too slow) answer with the JSON body every other refusal
+/// has, `{"error", "message"}` with hookflow's codes, instead of none.
+fn json_refusal(res: Response<()>) -> (Response<()>, BoxBody) {
+    let (res, text) = json_refusal_parts(res);
+    if text.is_empty() {
+        (res, BoxBody::new(()))
+    } else {
+        (res, BoxBody::new(text))
+    }
+}
+
+/// [`json_refusal`]'s response (with its content type) and body text; an
+/// empty text for a status it does not know.
+fn json_refusal_parts(mut res: Response<()>) -> (Response<()>, String) {
+    let (code, message) = match res.status() {
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is not valid HTTP/1.1"),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request did not arrive within the read timeout",
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "headers_too_large",
+            "the request head is over 64 KiB",
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => ("internal", "internal error"),
+        _ => return (res, String::new()),
+    };
+    res.headers_mut().insert(
+        crate::header::CONTENT_TYPE,
+        crate::header::HeaderValue::from_static("application/json"),
+    );
+    (res, format!(r#"{{"error":"{code}","message":"{message}"}}"#))
+}
+
 #[cfg(test)]
 pin_project! {
     /// Dispatcher for HTTP/1.1 protocol
@@ -634,7 +670,8 @@ where
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
-                        self.as_mut().send_error_response(res, BoxBody::new(()))?;
+                        let (res, body) = json_refusal(res);
+                        self.as_mut().send_error_response(res, body)?;
                     }
 
                     // return with upgrade request and poll it exclusively
@@ -1073,10 +1110,18 @@ where
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
 
-                let _ = self.as_mut().send_error_response(
-                    Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
-                    BoxBody::new(()),
-                );
+                // hookflow: the connection shuts down right after this, before
+                // a body state would be polled: the short JSON body goes into
+                // the write buffer with the head.
+                let (res, text) = json_refusal_parts(Response::with_body(
+                    StatusCode::REQUEST_TIMEOUT,
+                    (),
+                ));
+                if self.as_mut().send_response_inner(res, &text).is_ok() {
+                    let mut this = self.as_mut().project();
+                    this.write_buf.extend_from_slice(text.as_bytes());
+                    this.state.set(State::None);
+                }
 
                 self.project().flags.insert(Flags::SHUTDOWN);
             }
