@@ -335,6 +335,26 @@ impl TestApp {
         )
     }
 
+    /// What the server left in its data folder for commands on its machine
+    /// (`server.json`: its loopback URL and a token).
+    pub fn local_access(&self) -> Json {
+        let text =
+            std::fs::read_to_string(self.data_path().join("server.json")).expect("server.json");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// GET a path with the token of [`TestApp::local_access`].
+    pub fn local_get(&self, path: &str) -> Resp {
+        let access = self.local_access();
+        let token = access["token"].as_str().expect("a token");
+        read(
+            agent()
+                .get(format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {token}"))
+                .call(),
+        )
+    }
+
     /// POST an admin path with the token.
     pub fn admin_post(&self, path: &str) -> Resp {
         read(

@@ -268,19 +268,8 @@ nodes:
         Some(3),
         "{through}"
     );
-    let access: Json = serde_json::from_str(
-        &std::fs::read_to_string(app.data_path().join("server.json")).expect("server.json"),
-    )
-    .expect("JSON");
-    let token = access["token"].as_str().expect("a token");
-    // The token opens the admin API; without it, still as if there were none
-    // when no admin token is set (here one is: 401).
-    let r = crate::harness::read(
-        crate::harness::agent()
-            .get(format!("{}/api/executions", app.base))
-            .header("authorization", format!("Bearer {token}"))
-            .call(),
-    );
+    // The token it left opens the admin API besides the admin token.
+    let r = app.local_get("/api/executions");
     assert_eq!(r.status, 200, "{r:?}");
 
     // The server stops: the same from the data folder.

@@ -474,18 +474,9 @@ fn no_admin_token_means_404() {
     }
     // Only the token the server left in its private data folder, for
     // commands on its machine, opens it (`hookflow executions`).
-    let access: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(app.data_path().join("server.json")).expect("server.json"),
-    )
-    .expect("JSON");
+    let access = app.local_access();
     assert_eq!(access["url"], json!(app.base), "{access}");
-    let token = access["token"].as_str().expect("a token");
-    let r = crate::harness::read(
-        crate::harness::agent()
-            .get(format!("{}/api/executions", app.base))
-            .header("authorization", format!("Bearer {token}"))
-            .call(),
-    );
+    let r = app.local_get("/api/executions");
     assert_eq!(r.status, 200, "{r:?}");
     let out = crate::test_cases::hookflow(&[
         "executions",
