@@ -600,23 +600,15 @@ fn a_cursor_that_does_not_read_is_refused() {
         );
         app.post("auth-key-0001", &[], "");
     }
-    let first = app.admin_get("/api/executions?limit=2").json();
-    let next = first["next_cursor"]
-        .as_str()
-        .expect("a next page")
-        .to_string();
-    let second = app.admin_get(&format!("/api/executions?limit=2&cursor={next}"));
-    assert_eq!(second.status, 200, "{second:?}");
-    assert_eq!(
-        second.json()["executions"].as_array().map(Vec::len),
-        Some(1)
-    );
-    let first = app.admin_get("/api/requests?limit=2").json();
-    let next = first["next_cursor"]
-        .as_str()
-        .expect("a next page")
-        .to_string();
-    let second = app.admin_get(&format!("/api/requests?limit=2&cursor={next}"));
-    assert_eq!(second.status, 200, "{second:?}");
-    assert_eq!(second.json()["requests"].as_array().map(Vec::len), Some(1));
+    for list in ["executions", "requests"] {
+        let first = app.admin_get(&format!("/api/{list}?limit=2")).json();
+        let next = first["next_cursor"].as_str().expect("a next page");
+        let second = app.admin_get(&format!("/api/{list}?limit=2&cursor={next}"));
+        assert_eq!(second.status, 200, "{list}: {second:?}");
+        assert_eq!(
+            second.json()[list].as_array().map(Vec::len),
+            Some(1),
+            "{list}"
+        );
+    }
 }

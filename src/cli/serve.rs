@@ -340,14 +340,7 @@ fn print_listing(listing: &[WorkflowInfo], refused: &[hookflow_service::registry
         // Loaded and enabled, yet not served (its check cannot be set up,
         // its key is taken): never listed with a URL that answers 404.
         if let Some(r) = refused.iter().find(|r| r.workflow == w.id) {
-            let why = r
-                .reason
-                .trim_start_matches("Workflow not served: ")
-                .trim_end_matches('.');
-            let _ = match &r.error {
-                Some(e) => writeln!(out, "  {:<28} not served: {why}: {e}", w.id),
-                None => writeln!(out, "  {:<28} not served: {why}", w.id),
-            };
+            let _ = writeln!(out, "  {:<28} {}", w.id, r.summary());
             continue;
         }
         let _ = match (w.loaded, w.enabled) {

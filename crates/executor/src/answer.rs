@@ -144,9 +144,9 @@ impl Answer {
 }
 
 /// What an HTTP field value cannot hold (RFC 9110 §5.5): control
-/// characters other than a tab.
+/// characters (DEL among them) other than a tab.
 fn is_forbidden_in_header(c: char) -> bool {
-    (c.is_ascii_control() && c != '\t') || c == '\u{7f}'
+    c.is_ascii_control() && c != '\t'
 }
 
 fn describe_control(c: char) -> String {

@@ -86,10 +86,7 @@ pub fn problems(registry: &Registry) -> Vec<Problem> {
     let refused = registry.refused.iter().map(|r| Problem {
         workflow: Some(r.workflow.clone()),
         file: None,
-        message: match &r.error {
-            Some(e) => format!("{} {e}", r.reason),
-            None => r.reason.to_string(),
-        },
+        message: r.summary(),
     });
     folder.chain(refused).collect()
 }

@@ -78,6 +78,16 @@ pub struct Refused {
     pub error: Option<String>,
 }
 
+impl Refused {
+    /// Why, in one line: the reason and the underlying error.
+    pub fn summary(&self) -> String {
+        match &self.error {
+            Some(e) => format!("{} {e}", self.reason),
+            None => self.reason.to_string(),
+        }
+    }
+}
+
 /// Everything the server serves.
 #[derive(Default)]
 pub struct Registry {

@@ -156,7 +156,7 @@ pub(crate) fn page_query(req: &HttpRequest) -> Result<(HashMap<String, String>, 
 /// read is refused (400), not taken for the first page, which would send a
 /// client that pages until `next_cursor` is null round for ever.
 pub(crate) fn cursor(
-    query: &std::collections::HashMap<String, String>,
+    query: &HashMap<String, String>,
     reads: fn(&str) -> bool,
 ) -> Result<Option<String>, ApiError> {
     match query.get("cursor") {

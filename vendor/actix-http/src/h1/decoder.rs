@@ -293,14 +293,7 @@ impl MessageType for Request {
                 }
 
                 httparse::Status::Complete(len) => {
-                    let method = Method::from_bytes(req.method.unwrap().as_bytes())
-                        .map_err(|_| ParseError::Method)?;
-                    let uri = Uri::try_from(req.path.unwrap())?;
-                    let version = if req.version.unwrap() == 1 {
-                        Version::HTTP_11
-                    } else {
-                        Version::HTTP_10
-                    };
+                    let (method, uri, version) = request_line(&req)?;
                     headers = EMPTY_HEADER_INDEX_ARRAY;
                     HeaderIndex::record(src, req.headers, &mut headers);
 
@@ -324,6 +317,21 @@ impl MessageType for Request {
 
 }
 
+    /// hookflow: the method, URI and version of a complete request head (the
+    /// same for `decode` and `decode_many_headers`).
+    #[inline]
+    fn request_line(req: &httparse::Request<'_, '_>) -> Result<(Method, Uri, Version), ParseError> {
+        let method =
+            Method::from_bytes(req.method.unwrap().as_bytes()).map_err(|_| ParseError::Method)?;
+        let uri = Uri::try_from(req.path.unwrap())?;
+        let version = if req.version.unwrap() == 1 {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
+        Ok((method, uri, version))
+    }
+
     /// hookflow: `decode` for a head with more than `MAX_HEADERS` lines,
     /// with the header arrays on the heap.
     #[cold]
@@ -340,14 +348,7 @@ impl MessageType for Request {
                     return Err(ParseError::TooLarge);
                 }
                 httparse::Status::Complete(len) => {
-                    let method = Method::from_bytes(req.method.unwrap().as_bytes())
-                        .map_err(|_| ParseError::Method)?;
-                    let uri = Uri::try_from(req.path.unwrap())?;
-                    let version = if req.version.unwrap() == 1 {
-                        Version::HTTP_11
-                    } else {
-                        Version::HTTP_10
-                    };
+                    let (method, uri, version) = request_line(&req)?;
                     let mut headers = vec![EMPTY_HEADER_INDEX; req.headers.len()];
                     HeaderIndex::record(src, req.headers, &mut headers);
                     (len, method, uri, version, headers)
