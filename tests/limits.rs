@@ -265,6 +265,10 @@ fn stalled_heads_and_unread_bodies_do_not_hold_connections() {
     assert!(head.contains("content-type: application/json"), "{head}");
     let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
     assert_eq!(body["error"], json!("request_timeout"), "{body}");
+    expect_metric_lines(
+        &app,
+        &["hookflow_refused_requests_total{workflow=\"\",reason=\"request_timeout\"} 1"],
+    );
 
     // The same after a first request on a kept-alive connection.
     let mut raw = Raw::open(&app);
@@ -359,19 +363,14 @@ fn oversized_heads_get_431_or_a_close_and_never_a_panic() {
         assert_eq!(body["error"], json!("headers_too_large"), "{body}");
     }
     // The webhook's refusal is counted as its workflow's, as every refusal is.
-    let metrics = app.admin_get("/metrics");
-    assert_eq!(metrics.status, 200, "{metrics:?}");
-    for line in [
-        "hookflow_refused_requests_total{workflow=\"sync\",reason=\"headers_too_large\"} 1",
-        "hookflow_webhook_requests_total{workflow=\"sync\",status=\"431\"} 1",
-        "hookflow_webhook_request_duration_seconds_count{workflow=\"sync\"} 1",
-    ] {
-        assert!(
-            metrics.body.lines().any(|l| l == line),
-            "{line} in:\n{}",
-            metrics.body
-        );
-    }
+    expect_metric_lines(
+        &app,
+        &[
+            "hookflow_refused_requests_total{workflow=\"sync\",reason=\"headers_too_large\"} 1",
+            "hookflow_webhook_requests_total{workflow=\"sync\",status=\"431\"} 1",
+            "hookflow_webhook_request_duration_seconds_count{workflow=\"sync\"} 1",
+        ],
+    );
     // Just under the cap is fine.
     let request = format!(
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
@@ -548,4 +547,25 @@ fn a_malformed_head_gets_a_json_400() {
         assert_eq!(body["error"], json!("bad_request"), "{body}");
     }
     healthz_within(&app, Duration::from_secs(1));
+    // Counted, though no workflow is known before a head parses.
+    expect_metric_lines(
+        &app,
+        &[
+            "hookflow_refused_requests_total{workflow=\"\",reason=\"bad_request\"} 2",
+            "hookflow_webhook_requests_total{workflow=\"\",status=\"400\"} 2",
+        ],
+    );
+}
+
+/// Each of `lines` is a line of the server's `/metrics`.
+fn expect_metric_lines(app: &TestApp, lines: &[&str]) {
+    let metrics = app.admin_get("/metrics");
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    for line in lines {
+        assert!(
+            metrics.body.lines().any(|l| l == *line),
+            "{line} in:\n{}",
+            metrics.body
+        );
+    }
 }

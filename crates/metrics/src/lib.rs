@@ -112,6 +112,8 @@ pub struct Metrics {
     commits: AtomicHistogram,
     /// Handles by workflow id and version.
     handles: Mutex<HashMap<(String, String), Arc<WorkflowMetrics>>>,
+    /// The HTTP layer's refusals counted so far, by error code.
+    http_layer: Mutex<HashMap<&'static str, u64>>,
 }
 
 impl Default for Metrics {
@@ -191,6 +193,7 @@ impl Metrics {
             workflows,
             commits,
             handles: Mutex::new(HashMap::new()),
+            http_layer: Mutex::new(HashMap::new()),
         }
     }
 
@@ -226,6 +229,40 @@ impl Metrics {
     pub fn set_workflows(&self, loaded: usize, invalid: usize, disabled: usize) {
         for (gauge, n) in self.workflows.iter().zip([loaded, invalid, disabled]) {
             gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Brings the counts of the HTTP layer's own refusals up to its totals:
+    /// `(status, error code, answered since start)` for each kind. Requests
+    /// that layer refuses reach no workflow: they count under `workflow=""`,
+    /// in `hookflow_webhook_requests_total` and
+    /// `hookflow_refused_requests_total`.
+    pub fn http_layer(&self, totals: &[(u16, &'static str, u64)]) {
+        let mut counted = self
+            .http_layer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for &(status, reason, total) in totals {
+            let seen = counted.entry(reason).or_default();
+            let new = total.saturating_sub(*seen);
+            if new == 0 {
+                continue;
+            }
+            *seen = total;
+            self.families
+                .requests
+                .get_or_create(&WorkflowStatus {
+                    workflow: String::new(),
+                    status,
+                })
+                .inc_by(new);
+            self.families
+                .refused
+                .get_or_create(&WorkflowReason {
+                    workflow: String::new(),
+                    reason: reason.to_string(),
+                })
+                .inc_by(new);
         }
     }
 

@@ -140,3 +140,30 @@ fn handles_count_into_their_series() {
     assert_eq!(v("hookflow_workflows{state=\"disabled\"}"), 2.0);
     assert_eq!(v("hookflow_store_commit_duration_seconds_count"), 1.0);
 }
+
+#[test]
+fn the_http_layers_totals_count_once_under_no_workflow() {
+    let metrics = Metrics::new();
+    metrics.unknown().refused("bad_request");
+    metrics.http_layer(&[(400, "bad_request", 2), (408, "request_timeout", 0)]);
+    let text = metrics.encode();
+    let refused = "hookflow_refused_requests_total{workflow=\"\",reason=\"bad_request\"}";
+    assert_eq!(line_value(&text, refused), Some(3.0), "{text}");
+    assert_eq!(
+        line_value(
+            &text,
+            "hookflow_webhook_requests_total{workflow=\"\",status=\"400\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("request_timeout"),
+        "no series for none:\n{text}"
+    );
+    // The same totals again add nothing; a grown total adds its growth.
+    metrics.http_layer(&[(400, "bad_request", 2)]);
+    assert_eq!(line_value(&metrics.encode(), refused), Some(3.0));
+    metrics.http_layer(&[(400, "bad_request", 5)]);
+    assert_eq!(line_value(&metrics.encode(), refused), Some(6.0));
+}

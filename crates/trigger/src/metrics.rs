@@ -10,11 +10,20 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hookflow_service::Refusal;
 use std::sync::Arc;
 
-/// The metrics as an answer.
+/// The metrics as an answer, with the HTTP layer's own refusals brought
+/// up to date (a malformed head, a head over 64 KiB, a slow head: answered
+/// before a request reaches a route).
 fn text(state: &AppState) -> HttpResponse {
+    let metrics = state.service.metrics();
+    let layer = actix_http::h1::refusals();
+    metrics.http_layer(&[
+        (400, "bad_request", layer.bad_request),
+        (408, "request_timeout", layer.request_timeout),
+        (431, "headers_too_large", layer.headers_too_large),
+    ]);
     HttpResponse::Ok()
         .content_type(hookflow_service::metrics::CONTENT_TYPE)
-        .body(state.service.metrics().encode())
+        .body(metrics.encode())
 }
 
 /// `/metrics` on the main listener.

@@ -119,6 +119,7 @@ fn json_refusal(res: Response<()>) -> (Response<()>, BoxBody) {
 /// [`json_refusal`]'s response (with its content type) and body text; an
 /// empty text for a status it does not know.
 fn json_refusal_parts(mut res: Response<()>) -> (Response<()>, String) {
+    super::refusals::count(res.status());
     let (code, message) = match res.status() {
         StatusCode::BAD_REQUEST => ("bad_request", "the request is not valid HTTP/1.1"),
         StatusCode::REQUEST_TIMEOUT => (
