@@ -217,8 +217,8 @@ fn templates_and_expressions_that_do_not_compile() {
         ),
         &[(10, 11, "template does not compile")],
     );
-    // In a literal block scalar, the line of the error itself, with a fix
-    // (a folded one joins its lines: the value's position).
+    // In a block scalar, literal or folded, the line of the error itself,
+    // with a fix.
     check(
         &sync("  - type: log\n    message: |\n      first {{ vars.x }}\n      second\n        third {{ vars.y\n"),
         &[(10, 9, "syntax error: unexpected end of input, expected end of variable block; a `{{` is not closed: end it with `}}`")],
@@ -235,6 +235,14 @@ fn templates_and_expressions_that_do_not_compile() {
             7,
             "an `{% if %}` or `{% for %}` has no `{% endif %}` or `{% endfor %}`",
         )],
+    );
+    check(
+        &sync("  - type: log\n    message: >\n      first {{ vars.x }}\n\n      second {{ vars. }}\n      third\n"),
+        &[(10, 7, "template does not compile: syntax error")],
+    );
+    check(
+        &sync("  - type: calculation\n    expression: >-\n      vars.a +\n        vars.b +\n        *\n"),
+        &[(10, 9, "expression does not compile")],
     );
 }
 

@@ -9,7 +9,7 @@ use crate::def::*;
 use crate::diag::{Diagnostic, Severity};
 use crate::recover::Skipped;
 use crate::runtime::*;
-use crate::template::{Compiled, Expr, TemplateBuilder, Text, ValueTemplate};
+use crate::template::{CompileError, Compiled, Expr, TemplateBuilder, Text, ValueTemplate};
 use crate::yaml::{Seg, Yaml};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod answers;
+mod blocks;
 mod nodes;
 mod request;
 mod trigger;
@@ -248,12 +249,27 @@ impl Cx<'_> {
 
     /// An error at `line` of the template at `path`: in a block scalar
     /// (`|`, `>`), that line of the file; elsewhere, the value.
-    fn error_in_template(&mut self, path: &P, line: Option<usize>, message: String) {
+    /// A template's compile error `e` at its line when the value at `path`
+    /// is a block scalar, at the value otherwise. `expr`: the value is an
+    /// expression, not a text.
+    fn error_in_template(&mut self, path: &P, e: &CompileError, expr: bool, message: String) {
         let pos = self.src.tree.locate_value(&path.0);
-        let pos = line
-            .and_then(|l| block_line(self.src.text, pos, l))
-            .unwrap_or(pos);
-        self.push(pos, message);
+        let at = match blocks::folded(self.src.text, pos) {
+            Some((first, written)) => {
+                let again = if expr {
+                    self.templates.expr(&written).err()
+                } else {
+                    self.templates.text(&written).err()
+                };
+                again
+                    .and_then(|e| e.line)
+                    .and_then(|l| blocks::content_pos(self.src.text, first + l.checked_sub(1)?))
+            }
+            None => e
+                .line
+                .and_then(|l| blocks::literal_line(self.src.text, pos, l)),
+        };
+        self.push(at.unwrap_or(pos), message);
     }
 
     /// Checks the variables a template reads: declared secrets, and nodes
@@ -312,7 +328,7 @@ impl Cx<'_> {
             }
             Err(e) => {
                 let message = format!("template does not compile: {e}{}", syntax_hint(&e));
-                self.error_in_template(path, e.line, message);
+                self.error_in_template(path, &e, false, message);
                 None
             }
         }
@@ -332,7 +348,7 @@ impl Cx<'_> {
             }
             Err(e) => {
                 let message = format!("expression does not compile: {e}{}", syntax_hint(&e));
-                self.error_in_template(path, e.line, message);
+                self.error_in_template(path, &e, true, message);
                 None
             }
         }
@@ -368,41 +384,6 @@ impl Cx<'_> {
             }
         }
     }
-}
-
-/// Where line `line` (1-based) of a literal block scalar's content is in
-/// the file, when the value at `pos` is one (`|`: its lines are the
-/// template's; a folded `>` joins them): the column is the line's first
-/// non-blank.
-fn block_line(text: &str, pos: crate::yaml::Pos, line: usize) -> Option<crate::yaml::Pos> {
-    let at = usize::try_from(pos.line).ok()?.checked_sub(1)?;
-    let column = usize::try_from(pos.column).ok()?.checked_sub(1)?;
-    let here = text.lines().nth(at)?;
-    let block = |l: &str| {
-        // `key: |`, `- >-`, `|2+`: the indicator and its modifiers end the line.
-        let end = l
-            .trim_end()
-            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
-        end.ends_with('|')
-    };
-    // The parser places a block scalar at its indicator or at its content
-    // (then its header is the line before, less indented than the content).
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let first_content = match here.get(column..)?.chars().next()? {
-        '|' if block(here) => at + 1,
-        _ if at > 0 => {
-            let header = text.lines().nth(at - 1)?;
-            (block(header) && indent(header) < column).then_some(at)?
-        }
-        _ => return None,
-    };
-    let target = first_content + line.checked_sub(1)?;
-    let content = text.lines().nth(target)?;
-    let first = content.len() - content.trim_start().len();
-    Some(crate::yaml::Pos {
-        line: u32::try_from(target + 1).ok()?,
-        column: u32::try_from(first + 1).ok()?,
-    })
 }
 
 /// How to fix a template's syntax error, in hookflow's words (the
