@@ -118,14 +118,17 @@ fn setup_problem(file: &hookflow_model::load::LoadedFile) -> Option<Diagnostic> 
     let workflow = file.workflow.as_ref().filter(|w| w.enabled)?;
     let verify = workflow.trigger.verify.as_ref()?;
     let error = hookflow_verify::Verifier::build(workflow, verify).err()?;
-    let field = error.0.split('`').nth(1).unwrap_or_default();
     let pos = file
         .source
         .as_deref()
         .and_then(hookflow_model::yaml::Yaml::parse_quick)
         .map(|tree| {
             let verify = [Seg::from("trigger"), Seg::from("verify")];
-            let at_field = [Seg::from("trigger"), Seg::from("verify"), Seg::from(field)];
+            let at_field = [
+                Seg::from("trigger"),
+                Seg::from("verify"),
+                Seg::from(error.field.as_str()),
+            ];
             match tree.get(&at_field) {
                 Some(_) => tree.locate_value(&at_field),
                 None => tree.locate(&verify),

@@ -76,8 +76,22 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// A workflow's signature check cannot be set up; the workflow must not be served.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
+#[error("`{field}` {problem}")]
+pub struct SetupError {
+    /// The `verify` field at fault (`secret`, `public_key`, …).
+    pub field: String,
+    /// What is wrong with it, after its name ("is missing").
+    pub problem: String,
+}
+
+impl SetupError {
+    pub(crate) fn new(field: &str, problem: impl Into<String>) -> SetupError {
+        SetupError {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
 
 /// Why a request was rejected (for the log, never sent to the caller).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -145,14 +159,14 @@ impl Secrets<'_> {
             .verify
             .texts
             .get(field)
-            .ok_or_else(|| SetupError(format!("`{field}` is missing")))?;
+            .ok_or_else(|| SetupError::new(field, "is missing"))?;
         let value = self
             .workflow
             .templates
             .render(text, &self.scope)
-            .map_err(|e| SetupError(format!("`{field}`: {}", e.message)))?;
+            .map_err(|e| SetupError::new(field, format!("does not render: {}", e.message)))?;
         if value.is_empty() {
-            return Err(SetupError(format!("`{field}` renders to an empty string")));
+            return Err(SetupError::new(field, "renders to an empty string"));
         }
         Ok(value.into_bytes())
     }

@@ -77,11 +77,11 @@ impl MacScheme {
     /// `standard_webhooks`: the secret is `whsec_` followed by the base64 of the key.
     pub(crate) fn standard_webhooks(secrets: &Secrets<'_>) -> Result<MacScheme, SetupError> {
         let text = String::from_utf8(secrets.field("secret")?)
-            .map_err(|_| SetupError("`secret` is not text".into()))?;
+            .map_err(|_| SetupError::new("secret", "is not text"))?;
         let encoded = text.strip_prefix("whsec_").unwrap_or(&text);
         let key = base64::engine::general_purpose::STANDARD
             .decode(encoded)
-            .map_err(|_| SetupError("`secret` must be `whsec_` followed by base64".into()))?;
+            .map_err(|_| SetupError::new("secret", "must be `whsec_` followed by base64"))?;
         Ok(MacScheme::StandardWebhooks { key })
     }
 

@@ -16,7 +16,7 @@ pub(crate) fn read(text: &[u8]) -> Result<rsa::RsaPublicKey, SetupError> {
     };
     rsa::RsaPublicKey::from_public_key_pem(&pem)
         .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(&pem))
-        .map_err(|e| SetupError(format!("`public_key` is not an RSA public key: {e}")))
+        .map_err(|e| SetupError::new("public_key", format!("is not an RSA public key: {e}")))
 }
 
 /// RSA PKCS#1 v1.5 with SHA-256 (WeChat Pay, Alipay RSA2) over `message`.

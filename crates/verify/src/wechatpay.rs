@@ -20,7 +20,7 @@ impl Wechatpay {
     ) -> Result<Wechatpay, SetupError> {
         let api_v3_key = secrets.field("api_v3_key")?;
         if api_v3_key.len() != 32 {
-            return Err(SetupError("`api_v3_key` must be 32 bytes".into()));
+            return Err(SetupError::new("api_v3_key", "must be 32 bytes"));
         }
         Ok(Wechatpay {
             public_key: Box::new(pubkey::read(&secrets.field("public_key")?)?),
