@@ -178,7 +178,7 @@ pub enum ContentType {
 pub struct RetryDef {
     /// Total tries including the first, from 1 to 100; default 1.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = crate::compile::MAX_ATTEMPTS))]
     pub attempts: Option<u32>,
     /// The first delay, doubled each time; default 500ms.
     #[serde(default)]
