@@ -36,13 +36,7 @@ pub fn run(args: UrlsArgs) -> anyhow::Result<ExitCode> {
     );
     let errors: Vec<&Diagnostic> = catalog.diagnostics().filter(|d| d.is_error()).collect();
     for d in &errors {
-        eprintln!(
-            "{}:{}:{}: error: {}",
-            d.file.display(),
-            d.line,
-            d.column,
-            d.message
-        );
+        eprintln!("{}", super::validate::text_line(d));
     }
     if catalog.files.is_empty() && !errors.is_empty() {
         // Nothing to list: the store is not opened (nor a data folder made).

@@ -65,14 +65,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Text => {
             for d in &diagnostics {
-                println!(
-                    "{}:{}:{}: {}: {}",
-                    d.file.display(),
-                    d.line,
-                    d.column,
-                    severity(d.severity),
-                    d.message
-                );
+                println!("{}", text_line(d));
             }
         }
         Format::Json => {
@@ -144,6 +137,19 @@ fn setup_problem(file: &hookflow_model::load::LoadedFile) -> Option<Diagnostic> 
             "the signature check cannot be set up: {error}; `serve` would not serve this workflow"
         ),
     })
+}
+
+/// `path:line:column: error: message` (or `warning:`): how the commands
+/// print a problem in a file.
+pub(super) fn text_line(d: &Diagnostic) -> String {
+    format!(
+        "{}:{}:{}: {}: {}",
+        d.file.display(),
+        d.line,
+        d.column,
+        severity(d.severity),
+        d.message
+    )
 }
 
 fn severity(s: Severity) -> &'static str {
