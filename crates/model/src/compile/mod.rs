@@ -247,8 +247,6 @@ impl Cx<'_> {
         self.push(pos, message);
     }
 
-    /// An error at `line` of the template at `path`: in a block scalar
-    /// (`|`, `>`), that line of the file; elsewhere, the value.
     /// A template's compile error `e` at its line when the value at `path`
     /// is a block scalar, at the value otherwise. `expr`: the value is an
     /// expression, not a text.
