@@ -227,6 +227,96 @@ fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on(backing: Backi
     assert_eq!(keys[0], format!("{long_run}-call"));
 }
 
+/// Sync runs that go on without a caller (the rest of a run answered by
+/// its `timeout_response`, a retry whose id was answered at once) have the
+/// shutdown's grace like any run, and one still going after it is recorded
+/// as failed: an id someone was given never disappears.
+#[test]
+fn graceful_shutdown_waits_for_sync_runs_without_a_caller() {
+    graceful_shutdown_waits_for_sync_runs_without_a_caller_on(Backing::Sled);
+}
+
+#[test]
+fn graceful_shutdown_waits_for_sync_runs_without_a_caller_on_postgres() {
+    graceful_shutdown_waits_for_sync_runs_without_a_caller_on(Backing::Postgres);
+}
+
+fn graceful_shutdown_waits_for_sync_runs_without_a_caller_on(backing: Backing) {
+    let upstream = Upstream::start();
+    let answered = "  timeout_response: { status: 202, body: later }\n";
+    let late = slow_sync(&upstream, "late-sync-0001", 1500, answered).replace("500ms", "300ms");
+    let stuck = slow_sync(&upstream, "stuck-sync-001", 9000, answered).replace("500ms", "300ms");
+    let again = slow_sync(&upstream, "again-sync-001", 10, answered).replace("500ms", "300ms");
+    let mut app = TestApp::spawn_with(
+        &[
+            ("late.yaml", &late),
+            ("stuck.yaml", &stuck),
+            ("again.yaml", &again),
+        ],
+        Options {
+            args: vec!["--shutdown-grace".into(), "3s".into()],
+            store: store_of(backing),
+            ..Options::default()
+        },
+    );
+    // A run to retry, finished; then its workflow made slow.
+    let first = app.post("again-sync-001", &[], "");
+    assert_eq!(first.status, 200, "{first:?}");
+    let first_id = first.execution();
+    let version = |app: &TestApp| {
+        let listing = app.admin_get("/api/workflows").json();
+        listing["workflows"]
+            .as_array()
+            .and_then(|l| l.iter().find(|w| w["id"] == json!("again")))
+            .map(|w| w["version"].clone())
+    };
+    let v1 = version(&app);
+    app.write_workflow("again.yaml", &again.replace("/sleep/10", "/sleep/9000"));
+    eventually(Duration::from_secs(10), "the slow version", || {
+        (version(&app) != v1).then_some(())
+    });
+    let retry = app.admin_post_json(
+        &format!("/api/executions/{first_id}/retry"),
+        &json!({"version": "current"}),
+    );
+    assert_eq!(retry.status, 201, "{retry:?}");
+    let retry_id = retry.json()["execution_id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    // Two runs answered by their timeout, going on.
+    let late_run = app.post("late-sync-0001", &[], "");
+    assert_eq!(late_run.status, 202, "{late_run:?}");
+    let stuck_run = app.post("stuck-sync-001", &[], "");
+    assert_eq!(stuck_run.status, 202, "{stuck_run:?}");
+    eventually(Duration::from_secs(5), "both slow calls to start", || {
+        (upstream.hits_on("/sleep/9000").len() == 2).then_some(())
+    });
+
+    let clock = Instant::now();
+    let mut child = app.sigterm();
+    let exit = child.wait().expect("wait");
+    let took = clock.elapsed();
+    assert!(exit.success(), "exit status {exit:?}\n{}", app.log_text());
+    // The grace was given (the late run needed ~1.2 s of it) and kept to.
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(5500),
+        "shutdown took {took:?}\n{}",
+        app.log_text()
+    );
+    app.start();
+    let done = app.execution(&late_run.execution());
+    assert_eq!(done["status"], json!("resolved"), "{done}");
+    for id in [stuck_run.execution(), retry_id.clone()] {
+        let record = app.execution(&id);
+        assert_eq!(record["status"], json!("failed"), "{record}");
+        let error = record["error"].as_str().unwrap_or_default();
+        assert!(error.contains("the server stopped"), "{record}");
+    }
+    assert_eq!(app.execution(&retry_id)["retry_of"], json!(first_id));
+    assert_eq!(app.execution(&first_id)["retries"], json!([retry_id]));
+}
+
 #[test]
 fn acknowledged_runs_survive_kill_9() {
     acknowledged_runs_survive_kill_9_on(Backing::Sled);

@@ -173,8 +173,15 @@ impl Executor {
                 // Its id is sent to the caller before it finishes.
                 self.store.announce(record.clone());
                 self.shared_flush().await;
+                let held = self.detached.hold(crate::detached::Going {
+                    id: new_id.clone(),
+                    workflow: workflow.clone(),
+                    started_ms: record.started_ms,
+                    retry_of: record.retry_of.clone(),
+                });
                 let exec = self.clone();
                 tokio::spawn(async move {
+                    let _held = held;
                     exec.run_sync_record(workflow, None, input, record).await;
                 });
             }

@@ -10,6 +10,7 @@
 //! interrupted by a crash resumes after its last finished node.
 
 pub mod answer;
+mod detached;
 mod intake;
 mod nodes;
 mod panics;
@@ -142,6 +143,8 @@ pub struct Executor {
     /// The earliest wake time saved since the timer last looked (Unix ms;
     /// `u64::MAX` for none): the store may not show it yet.
     earliest_wake: Arc<std::sync::atomic::AtomicU64>,
+    /// Sync runs going on after their caller got its answer.
+    detached: Arc<detached::Detached>,
 }
 
 impl Executor {
@@ -168,6 +171,7 @@ impl Executor {
             }),
             waker: Arc::new(tokio::sync::Notify::new()),
             earliest_wake: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            detached: Arc::default(),
         })
     }
 
@@ -330,10 +334,18 @@ impl Executor {
             going.started_ms = started_ms;
             going.started_at = hookflow_model::time::Timestamp(started_ms);
             // A retry stays one while it goes on.
+            let going_retry_of = retry_of.clone();
             going.retry_of = retry_of;
             self.store.announce(going);
+            let held = self.detached.hold(detached::Going {
+                id: id.clone(),
+                workflow: workflow.clone(),
+                started_ms,
+                retry_of: going_retry_of,
+            });
             let executor = self.clone();
             tokio::spawn(async move {
+                let _held = held;
                 if let Err(payload) = drive.await {
                     executor.fail_panicked(&id_after, Some((&workflow, started_ms)), &*payload);
                 }
@@ -399,9 +411,24 @@ impl Executor {
     }
 
     /// Stops taking queued runs and waits up to `grace` for running ones;
-    /// returns how many were still running (they stay on disk and resume at the next start).
+    /// returns how many async runs were still running (they stay on disk and
+    /// resume at the next start). Sync runs going on without a caller (a
+    /// retry, the rest of a run answered by its timeout) have the same grace;
+    /// those still going then are recorded as failed, since a sync run does
+    /// not resume.
     pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
-        self.queue.shutdown(grace).await
+        let (left, going) = tokio::join!(self.queue.shutdown(grace), self.detached.settled(grace));
+        if !going.is_empty() {
+            tracing::warn!(
+                message =
+                    "Sync runs still going at shutdown are recorded as failed; they do not resume.",
+                count = going.len()
+            );
+        }
+        for run in going {
+            self.fail_stopped(run);
+        }
+        left
     }
 
     /// Makes everything written so far durable.

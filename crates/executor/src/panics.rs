@@ -55,4 +55,25 @@ impl Executor {
         record.finished_at = Some(Timestamp::now());
         self.store.finish(record, true);
     }
+
+    /// Records a sync run that was still going when the server stopped (its
+    /// task ends with the process) as failed, unless it has finished.
+    pub(crate) fn fail_stopped(&self, run: crate::detached::Going) {
+        if let Ok(Some(stored)) = self.store.get(&run.id) {
+            if stored.finished_at.is_some() {
+                return;
+            }
+        }
+        let mut record = bare_record(run.id, &run.workflow, RunStatus::Failed);
+        record.started_ms = run.started_ms;
+        record.started_at = Timestamp(run.started_ms);
+        record.retry_of = run.retry_of;
+        record.error = Some(
+            "the server stopped before this sync run finished; a sync run does not resume \
+             (retry it to run it again)"
+                .into(),
+        );
+        record.finished_at = Some(Timestamp::now());
+        self.store.finish(record, false);
+    }
 }
