@@ -1,7 +1,7 @@
 //! Retries from the admin API: on the recorded or the current version of a
 //! workflow, one run or every finished run matching a filter.
 
-use crate::harness::{eventually, TestApp};
+use crate::harness::{eventually, Options, TestApp};
 use crate::upstream::Upstream;
 use serde_json::{json, Value as Json};
 use std::time::Duration;
@@ -173,6 +173,29 @@ fn bulk_retry_starts_one_run_per_failed_run_matching() {
         "{all}"
     );
 
+    // The same retry again runs each of the three once more, from its
+    // latest try: a run retried before is not retried again.
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "bulk", "status": "failed", "since": since}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let again = r.json();
+    assert_eq!(again["already_retried"], json!(3), "{again}");
+    let mut retried_again: Vec<String> = again["execution_ids"]
+        .as_array()
+        .expect("execution_ids")
+        .iter()
+        .map(|v| {
+            let record = app.finished(v.as_str().expect("an id"), Duration::from_secs(10));
+            record["retry_of"].as_str().expect("retry_of").to_string()
+        })
+        .collect();
+    retried_again.sort();
+    let mut latest = ids.clone();
+    latest.sort();
+    assert_eq!(retried_again, latest, "{again}");
+
     // Nothing matches before `until`; bad fields are 400.
     let r = app.admin_post_json(
         "/api/executions/retry",
@@ -220,4 +243,96 @@ fn a_sync_retry_past_its_timeout_is_a_retry_while_it_runs() {
     assert_eq!(parent["retries"], json!([retry]), "{parent}");
     let done = app.finished(&retry, Duration::from_secs(10));
     assert_eq!(done["retry_of"], json!(first_id), "{done}");
+}
+
+/// A bulk retry that cannot start every run it matched says so without
+/// hiding the runs it started: nothing starts when a run's request no
+/// longer parses (409), and a queue that fills half-way gives 201 with the
+/// runs started and how many were not (a 503 would lose their ids, and the
+/// sender's retry would run them twice).
+#[test]
+fn a_bulk_retry_starts_all_or_names_what_it_started() {
+    let upstream = Upstream::start();
+    let parsed = "title: Parsed\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: bulk-parse-0001\n  parse:\n    body: [ { key: b } ]\nnodes:\n  - type: end\n    status: failed\n";
+    let queued = "title: Queued\nenabled: true\ntrigger: { type: webhook, key: bulk-queue-0001 }\nnodes:\n  - type: end\n    status: failed\n";
+    let app = TestApp::spawn_with(
+        &[("parsed.yaml", parsed), ("queued.yaml", queued)],
+        Options {
+            args: ["--workers", "1", "--queue-capacity", "1"]
+                .map(String::from)
+                .to_vec(),
+            ..Options::default()
+        },
+    );
+    let count = |workflow: &str| {
+        app.admin_get(&format!("/api/executions?workflow={workflow}&limit=100"))
+            .json()["executions"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let version = |workflow: &str| {
+        app.admin_get("/api/workflows").json()["workflows"]
+            .as_array()
+            .and_then(|l| l.iter().find(|w| w["id"] == json!(workflow)).cloned())
+            .map(|w| w["version"].clone())
+    };
+
+    // The second run's request lacks `b`; then `b` becomes required.
+    for body in [json!({"b": "ORDER-1"}), json!({"c": "no-b"})] {
+        let id = app.post_json("bulk-parse-0001", &body).execution();
+        app.finished(&id, Duration::from_secs(10));
+    }
+    let v1 = version("parsed");
+    app.write_workflow(
+        "parsed.yaml",
+        &parsed.replace("key: b }", "key: b, required: true }"),
+    );
+    eventually(Duration::from_secs(10), "the new version", || {
+        (version("parsed") != v1).then_some(())
+    });
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "parsed", "version": "current"}),
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("no longer parses"), "{r:?}");
+    assert_eq!(count("parsed"), 2, "a run was started: {r:?}");
+
+    // Three failed async runs; then each retry waits on a slow call, with
+    // one worker and room for one run in the queue.
+    for _ in 0..3 {
+        let id = app.post_json("bulk-queue-0001", &json!({})).execution();
+        app.finished(&id, Duration::from_secs(10));
+    }
+    let v1 = version("queued");
+    app.write_workflow(
+        "queued.yaml",
+        &queued.replace(
+            "  - type: end\n    status: failed\n",
+            &format!(
+                "  - type: request\n    method: GET\n    url: \"{}/sleep/3000\"\n",
+                upstream.base
+            ),
+        ),
+    );
+    eventually(Duration::from_secs(10), "the slow version", || {
+        (version("queued") != v1).then_some(())
+    });
+    let r = app.admin_post_json(
+        "/api/executions/retry",
+        &json!({"workflow": "queued", "version": "current"}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let answer = r.json();
+    let started = answer["execution_ids"].as_array().map_or(0, Vec::len);
+    let left = answer["not_started"].as_u64().unwrap_or(0);
+    assert!((1..3).contains(&started), "{answer}");
+    assert_eq!(started as u64 + left, 3, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("queue")),
+        "{answer}"
+    );
+    assert_eq!(count("queued"), 3 + started, "{answer}");
 }

@@ -197,12 +197,21 @@ pub struct BulkRetried {
     pub execution_ids: Vec<String>,
     /// Runs that matched past the first [`MAX_BULK`] (not retried).
     pub not_retried: usize,
+    /// Runs that matched but were retried before (their retry stands for
+    /// them; it is retried itself when it matches).
+    pub already_retried: usize,
+    /// Why the runs after `execution_ids` were not started, when starting
+    /// one failed after others had started, and how many were left.
+    pub stopped: Option<(String, usize)>,
 }
 
 impl Service {
-    /// Retries every finished run matching `filter`, at most [`MAX_BULK`]
-    /// (the newest); oldest first, so that the new runs keep their order.
-    /// When the version a run needs cannot run, nothing is started.
+    /// Retries every finished run matching `filter` that has not been
+    /// retried before, at most [`MAX_BULK`] (the newest); oldest first, so
+    /// that the new runs keep their order. When the version or the input a
+    /// run needs cannot run, nothing is started. An error is returned only
+    /// when nothing started: one after the first start ends the batch, and
+    /// the answer names the runs started and why the rest were not.
     pub async fn retry_matching(&self, filter: &BulkRetry) -> Result<BulkRetried, RetryError> {
         if filter.status.is_some_and(|s| !s.is_finished()) {
             return Err(RetryError::Invalid(
@@ -212,6 +221,7 @@ impl Service {
         let store = self.executor.store();
         let mut matched = Vec::new();
         let mut not_retried = 0usize;
+        let mut already_retried = 0usize;
         let mut scanned = 0usize;
         let mut cursor = None;
         loop {
@@ -229,10 +239,20 @@ impl Service {
                 .map_err(|e| RetryError::Store(e.to_string()))?;
             scanned += rows.len();
             for row in rows.into_iter().filter(|r| r.status.is_finished()) {
-                if matched.len() < MAX_BULK {
+                if matched.len() >= MAX_BULK {
+                    not_retried += 1;
+                    continue;
+                }
+                // A run retried before is not retried again: retrying "every
+                // failed run" twice would run each order twice, and a run
+                // whose retry resolved again.
+                let retries = store
+                    .retries_of(&row.id)
+                    .map_err(|e| RetryError::Store(e.to_string()))?;
+                if retries.is_empty() {
                     matched.push(row.id);
                 } else {
-                    not_retried += 1;
+                    already_retried += 1;
                 }
             }
             match next {
@@ -240,32 +260,46 @@ impl Service {
                 _ => break,
             }
         }
-        // Every run's workflow version must be there before any starts.
+        // Every run's workflow version and input must be there before any
+        // starts (the inputs are read again when each starts: a thousand of
+        // them are not all held at once).
         let mut runs = Vec::with_capacity(matched.len());
         for id in matched.iter().rev() {
             let old = self.finished_record(id)?;
             let workflow = self.retry_workflow(&old, filter.version)?;
+            self.retry_input(&old, &workflow)?;
             runs.push((old, workflow));
         }
-        let mut execution_ids = Vec::with_capacity(runs.len());
+        let total = runs.len();
+        let mut execution_ids = Vec::with_capacity(total);
+        let mut stopped = None;
         for (old, workflow) in runs {
-            let input = self.retry_input(&old, &workflow)?;
-            let id = self
-                .executor
-                .rerun(workflow, input, &old.id)
-                .await
-                .map_err(|e| match e {
-                    AcceptError::Store(s) => RetryError::Store(s),
-                    other => RetryError::Unavailable(format!(
-                        "{other} (after {} retries started)",
-                        execution_ids.len()
-                    )),
-                })?;
-            execution_ids.push(id);
+            let started = match self.retry_input(&old, &workflow) {
+                Ok(input) => {
+                    self.executor
+                        .rerun(workflow, input, &old.id)
+                        .await
+                        .map_err(|e| match e {
+                            AcceptError::Store(s) => RetryError::Store(s),
+                            other => RetryError::Unavailable(other.to_string()),
+                        })
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(id) => execution_ids.push(id),
+                Err(e) if execution_ids.is_empty() => return Err(e),
+                Err(e) => {
+                    stopped = Some((e.to_string(), total - execution_ids.len()));
+                    break;
+                }
+            }
         }
         Ok(BulkRetried {
             execution_ids,
             not_retried,
+            already_retried,
+            stopped,
         })
     }
 }

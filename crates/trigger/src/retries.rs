@@ -86,13 +86,26 @@ pub async fn bulk(
         .await
         .map_err(Refusal::from)?;
     let mut body = json!({"execution_ids": done.execution_ids});
+    let mut messages = Vec::new();
+    if let Some((why, left)) = &done.stopped {
+        body["not_started"] = json!(left);
+        messages.push(format!(
+            "{left} matching runs were not started: {why}; the runs started are retried, so the same retry again starts only the rest"
+        ));
+    }
     if done.not_retried > 0 {
         body["not_retried"] = json!(done.not_retried);
-        body["message"] = json!(format!(
+        messages.push(format!(
             "{} more runs matched beyond the first {}; retry them with a narrower filter",
             done.not_retried,
             hookflow_service::retry::MAX_BULK
         ));
+    }
+    if done.already_retried > 0 {
+        body["already_retried"] = json!(done.already_retried);
+    }
+    if !messages.is_empty() {
+        body["message"] = json!(messages.join("; "));
     }
     Ok(scrubbed(HttpResponse::Created(), state, body))
 }
