@@ -11,31 +11,39 @@ pub fn extract(spec: &ParseSpec, parts: &TriggerRequest) -> Result<Map<String, J
     let mut vars = Map::new();
     for entry in &spec.headers {
         // A header entry's path is the one lower-cased name.
-        let found = match &entry.path {
+        let (found, shown) = match &entry.path {
             KeyPath::Dotted(steps) => match steps.as_slice() {
-                [Step::Key(name)] => parts.header(name).map(Json::String),
-                _ => None,
+                // A secret-bearing header's value is never quoted in an
+                // error (SPEC §3: the error is logged and kept).
+                [Step::Key(name)] => (
+                    parts.header(name).map(Json::String),
+                    !hookflow_model::request::is_secret_header(name),
+                ),
+                _ => (None, true),
             },
-            KeyPath::JsonPath(_) => None,
+            KeyPath::JsonPath(_) => (None, true),
         };
-        vars.insert(entry.alias.clone(), extract_one("headers", entry, found)?);
+        let value = extract_one("headers", entry, found, shown)?;
+        vars.insert(entry.alias.clone(), value);
     }
     for (part, entries, source) in [
         ("query", &spec.query, &parts.query),
         ("body", &spec.body, &parts.body),
     ] {
         for entry in entries {
-            let value = extract_one(part, entry, entry.path.lookup(source))?;
+            let value = extract_one(part, entry, entry.path.lookup(source), true)?;
             vars.insert(entry.alias.clone(), value);
         }
     }
     Ok(vars)
 }
 
+/// One entry's value; `shown`: a conversion error may quote the value.
 fn extract_one(
     part: &'static str,
     entry: &ParseEntry,
     found: Option<Json>,
+    shown: bool,
 ) -> Result<Json, ParseError> {
     let found = found.filter(|v| !v.is_null());
     let Some(value) = found else {
@@ -58,11 +66,11 @@ fn extract_one(
         {
             items
                 .iter()
-                .map(|v| convert(v, t))
+                .map(|v| convert_shown(v, t, shown))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Json::Array)
         }
-        (v, t) => convert(v, t),
+        (v, t) => convert_shown(v, t, shown),
     };
     converted.map_err(|message| ParseError::WrongType {
         part,
@@ -73,7 +81,17 @@ fn extract_one(
 
 /// Converts a value to a declared type; strings are parsed, other values checked.
 pub fn convert(value: &Json, ty: ValueType) -> Result<Json, String> {
-    let fail = |what: &str| Err(format!("expected {what}, found {}", describe(value)));
+    convert_shown(value, ty, true)
+}
+
+/// [`convert`]; the error quotes the value only when `shown`.
+fn convert_shown(value: &Json, ty: ValueType, shown: bool) -> Result<Json, String> {
+    let fail = |what: &str| {
+        Err(match shown {
+            true => format!("expected {what}, found {}", describe(value)),
+            false => format!("expected {what}; the value of a secret-bearing header is not shown"),
+        })
+    };
     match ty {
         ValueType::Any => Ok(value.clone()),
         ValueType::String => match value {
@@ -285,6 +303,27 @@ mod tests {
             JSON,
             "{}",
             Ok(json!({"page": null})),
+        );
+    }
+
+    #[test]
+    fn a_secret_bearing_headers_value_is_not_quoted_in_an_error() {
+        check(
+            "    headers: [ { key: X-Api-Key, alias: k, type: integer } ]\n",
+            &[("x-api-key", "sk_live_SUPERSECRET")],
+            "",
+            JSON,
+            "{}",
+            Err("expected an integer; the value of a secret-bearing header is not shown"),
+        );
+        // Another header's value is quoted, as a body's is.
+        check(
+            "    headers: [ { key: X-Count, type: integer } ]\n",
+            &[("x-count", "many")],
+            "",
+            JSON,
+            "{}",
+            Err("expected an integer, found string \"many\""),
         );
     }
 
