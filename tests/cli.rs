@@ -624,3 +624,39 @@ fn pipes_dangling_links_and_a_data_file_are_clear_errors() {
         assert!(!stderr.contains("os error"), "{command}\n{stderr}");
     }
 }
+
+/// No `--help` prints a secret taken from the environment (SPEC §3: URL
+/// user info, tokens): every command and subcommand, with each secret
+/// variable set.
+#[test]
+fn no_help_text_shows_a_secret_from_the_environment() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["urls"],
+        &["validate"],
+        &["run"],
+        &["test"],
+        &["sample"],
+        &["new"],
+        &["executions"],
+        &["executions", "list"],
+        &["executions", "show"],
+        &["executions", "retry"],
+        &["executions", "export-test"],
+        &["schema"],
+    ];
+    for command in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(*command)
+            .arg("--help")
+            .env("HOOKFLOW_STORE", "postgres://u:pw-MARKER-1@127.0.0.1:9/db")
+            .env("HOOKFLOW_ADMIN_TOKEN", "token-MARKER-2")
+            .env("HOOKFLOW_REQUEST_PROXY", "http://u:pw-MARKER-3@127.0.0.1:9")
+            .output()
+            .expect("the hookflow binary runs");
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{command:?}: {shown}");
+        assert!(!shown.contains("MARKER"), "{command:?} --help:\n{shown}");
+    }
+}

@@ -769,3 +769,22 @@ fn secret_bearing_header_values_a_workflow_copies_stay_out_of_records_and_logs()
         assert!(!log.contains(value), "{value} in the log:\n{log}");
     }
 }
+
+/// A workflow waiting for its secrets is listed as it declares itself: its
+/// pinned key's URL (the one to give the sender), its mode and `enabled`,
+/// with `loaded: false`; not a generated key that will never be served.
+#[test]
+fn a_workflow_waiting_for_secrets_is_listed_with_its_own_url() {
+    let waiting = "title: Waiting\nenabled: true\nsecrets: [NOT_SET_SECRET_E2E]\ntrigger:\n  type: webhook\n  mode: sync\n  key: needs-pinned-key\n  auth: { basic: { username: u, password: \"{{ secrets.NOT_SET_SECRET_E2E }}\" } }\nnodes:\n  - type: response\n    body: ok\n";
+    let app = TestApp::spawn(&[("waiting.yaml", waiting)]);
+    let listing = app.admin_get("/api/workflows").json();
+    let entry = listing["workflows"]
+        .as_array()
+        .and_then(|l| l.iter().find(|w| w["id"] == json!("waiting")).cloned())
+        .unwrap_or_else(|| panic!("listed: {listing}"));
+    assert_eq!(entry["loaded"], json!(false), "{entry}");
+    assert_eq!(entry["url"], json!(app.hook("needs-pinned-key")), "{entry}");
+    assert_eq!(entry["mode"], json!("sync"), "{entry}");
+    assert_eq!(entry["enabled"], json!(true), "{entry}");
+    assert_eq!(app.post("needs-pinned-key", &[], "").status, 404);
+}

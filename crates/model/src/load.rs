@@ -52,6 +52,10 @@ pub struct LoadedFile {
     pub path: PathBuf,
     /// Title, when the file got far enough to have one.
     pub title: Option<String>,
+    /// What the file declares of its trigger, when it got that far: what a
+    /// listing shows of a file that does not load (its key, mode and
+    /// whether it is enabled), as it would once it loads.
+    pub declared: Option<Declared>,
     /// The compiled workflow; `None` when the file has errors.
     pub workflow: Option<Arc<Workflow>>,
     /// The file's text, with the compiled workflow: the catalog keeps it so
@@ -66,6 +70,17 @@ pub struct LoadedFile {
     /// The file's modification time and size as it was read (`None` when
     /// loaded from a text, or when it could not be read).
     pub stamp: Option<FileStamp>,
+}
+
+/// What a workflow file declares of how it is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `trigger.mode`.
+    pub mode: crate::def::Mode,
+    /// `trigger.key`, when it is a valid key.
+    pub pinned_key: Option<String>,
 }
 
 /// When a file was last changed, and its size: what tells a changed file.
@@ -174,6 +189,7 @@ impl LoadedFile {
             id: id.to_string(),
             path: path.to_path_buf(),
             title: None,
+            declared: None,
             workflow: None,
             source: None,
             diagnostics: Vec::new(),
@@ -219,6 +235,15 @@ fn load_tree(
         return out;
     };
     out.title = Some(def.title.clone());
+    out.declared = Some(Declared {
+        enabled: def.enabled,
+        mode: def.trigger.mode,
+        pinned_key: def
+            .trigger
+            .key
+            .clone()
+            .filter(|k| crate::compile::valid_pinned_key(k)),
+    });
     let (workflow, diagnostics) = compile(
         &def,
         &Source {

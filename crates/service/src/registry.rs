@@ -156,10 +156,13 @@ impl Registry {
                 .workflow
                 .clone()
                 .or_else(|| previous.and_then(|p| p.workflows.get(id).cloned()));
-            let key = current
-                .as_ref()
-                .and_then(|w| w.trigger.pinned_key.clone())
-                .unwrap_or_else(|| generated_key.clone());
+            // A file that does not load is listed as it declares itself.
+            let declared = file.declared.as_ref();
+            let key = match &current {
+                Some(w) => w.trigger.pinned_key.clone(),
+                None => declared.and_then(|d| d.pinned_key.clone()),
+            }
+            .unwrap_or_else(|| generated_key.clone());
             registry.listing.push(WorkflowInfo {
                 id: id.clone(),
                 title: current
@@ -167,8 +170,14 @@ impl Registry {
                     .map(|w| w.title.clone())
                     .or_else(|| file.title.clone())
                     .unwrap_or_default(),
-                enabled: current.as_ref().is_some_and(|w| w.enabled),
-                mode: current.as_ref().map(|w| w.mode).unwrap_or_default(),
+                enabled: match &current {
+                    Some(w) => w.enabled,
+                    None => declared.is_some_and(|d| d.enabled),
+                },
+                mode: match &current {
+                    Some(w) => w.mode,
+                    None => declared.map(|d| d.mode).unwrap_or_default(),
+                },
                 url: webhook_url(public_url, &key),
                 version: current.as_ref().map(|w| w.version.clone()),
                 loaded: current.is_some(),

@@ -53,7 +53,7 @@ pub struct Reach {
     #[arg(long, global = true, default_value = "./data", env = "HOOKFLOW_DATA")]
     data: PathBuf,
     /// The store URL, read when no server answers (default: the sled store in `--data`).
-    #[arg(long, global = true, env = "HOOKFLOW_STORE")]
+    #[arg(long, global = true, env = "HOOKFLOW_STORE", hide_env_values = true)]
     store: Option<String>,
 }
 
