@@ -199,6 +199,16 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             .select_by_value("failed")
             .await
             .expect("status");
+        // "Started to" the minute the run started: that whole minute, as an
+        // operator means "we sent it at 10:02" (the field has no seconds).
+        c.execute(
+            "const d = new Date(arguments[0]); const p = n => String(n).padStart(2, '0');\
+             document.querySelector('#f-until').value = \
+             `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;",
+            vec![record["started_at"].clone()],
+        )
+        .await
+        .expect("set until");
         browser
             .find("form.filters button[type=submit]")
             .await
@@ -209,7 +219,10 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
             .until("one failed run of orders", || async {
                 let url = c.current_url().await.ok()?;
                 let fragment = url.fragment().unwrap_or_default().to_string();
-                if !(fragment.contains("workflow=orders") && fragment.contains("status=failed")) {
+                if !(fragment.contains("workflow=orders")
+                    && fragment.contains("status=failed")
+                    && fragment.contains("until="))
+                {
                     return None;
                 }
                 let rows = c

@@ -8,7 +8,7 @@
   const FINISHED = ['resolved', 'failed', 'aborted'];
   const STATUSES = ['resolved', 'failed', 'aborted', 'running', 'waiting', 'queued'];
   const REASONS = ['unauthorized', 'invalid_signature', 'payload_too_large', 'unsupported_media_type',
-    'bad_request', 'method_not_allowed', 'request_timeout', 'unavailable'];
+    'bad_request', 'method_not_allowed', 'request_timeout', 'unavailable', 'store_unavailable'];
   const POLL_MS = 1000;
   const MAX_POLLS = 300;
   const main = document.getElementById('main');
@@ -103,10 +103,14 @@
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
   }
 
-  function fromLocalInput(value) {
+  // A time field has minutes only: `end` makes it the minute's last
+  // millisecond (an inclusive "to 10:02" keeps the runs of 10:02:30).
+  function fromLocalInput(value, end) {
     if (!value) return '';
     const d = new Date(value);
-    return Number.isNaN(d.getTime()) ? '' : d.toISOString();
+    if (Number.isNaN(d.getTime())) return '';
+    if (end) d.setSeconds(59, 999);
+    return d.toISOString();
   }
 
   function select(id, label, options, value) {
@@ -285,7 +289,7 @@
       if (v('f-workflow')) q.set('workflow', v('f-workflow'));
       if (v('f-status')) q.set('status', v('f-status'));
       if (fromLocalInput(v('f-since'))) q.set('since', fromLocalInput(v('f-since')));
-      if (fromLocalInput(v('f-until'))) q.set('until', fromLocalInput(v('f-until')));
+      if (fromLocalInput(v('f-until'), true)) q.set('until', fromLocalInput(v('f-until'), true));
       location.hash = `#/runs?${q}`;
     });
     const rows = data.executions.map(r => rowLink(h('tr', { 'data-status': r.status },
