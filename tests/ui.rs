@@ -412,3 +412,65 @@ fn retry_of(app: &TestApp, id: &str) -> String {
         .unwrap_or_else(|| panic!("a retry of {id}: {rows}"))
         .to_string()
 }
+
+/// The page of a run that has not finished polls its record, and leaves the
+/// page as it is while the record is unchanged: a section the operator
+/// opened stays open (a redraw every second closed it and took the focus).
+#[test]
+fn a_running_runs_page_keeps_what_the_operator_opened() {
+    let up = Upstream::start();
+    let slow = format!(
+        "title: Slow\nenabled: true\noptions: {{ timeout: 300ms }}\n\
+         trigger:\n  type: webhook\n  mode: sync\n  key: ui-slow-key-01\n  timeout_response: {{ status: 202, body: later }}\nnodes:\n\
+         \x20 - type: request\n    method: GET\n    url: \"{}/sleep/8000\"\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("slow.yaml", &slow)]);
+    let r = app.post_json("ui-slow-key-01", &json!({"order": "S-1"}));
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = r.execution();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let browser = Browser::start().await;
+        let c = &browser.client;
+        c.goto(&format!("{}/ui#/run/{id}", app.base))
+            .await
+            .expect("open the run");
+        browser
+            .find("#token")
+            .await
+            .send_keys(ADMIN)
+            .await
+            .expect("type");
+        browser
+            .find(".login button[type=submit]")
+            .await
+            .click()
+            .await
+            .expect("sign in");
+        browser
+            .until("the running run's page", || async {
+                let h = browser.text("main h1").await;
+                (h.contains(&id) && h.contains("running")).then_some(())
+            })
+            .await;
+        let headers = browser.find("main details").await;
+        headers.click().await.expect("open the headers");
+        let open = || async {
+            c.execute("return document.querySelector('main details').open", vec![])
+                .await
+                .expect("read")
+        };
+        assert_eq!(open().await, json!(true));
+        // Past three polls, the record unchanged: still open.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(open().await, json!(true), "the page was drawn again");
+        let h = browser.text("main h1").await;
+        assert!(h.contains("running"), "{h}");
+        browser.close().await;
+    });
+}

@@ -316,7 +316,10 @@
         older ? h('a', { href: `#/runs?${older}`, rel: 'next' }, 'Older →') : null));
   }
 
-  async function runView(id, gen, polls = 0) {
+  // `shown`: the record (and retries) the page shows now, while it polls a
+  // run that has not finished: unchanged, the page is left as it is, so an
+  // open section, the focus and a selection stay.
+  async function runView(id, gen, polls = 0, shown = '') {
     const run = await api(`/api/executions/${enc(id)}`);
     // The record names its retries (oldest first); the newest 20 are
     // read for their status, each by its id.
@@ -330,6 +333,18 @@
     }));
     if (gen !== generation) return;
     const finished = FINISHED.includes(run.status);
+    const seen = JSON.stringify([run, retries]);
+    const again = () => {
+      if (!finished && polls < MAX_POLLS) {
+        timer = setTimeout(() => {
+          if (gen === generation) runView(id, gen, polls + 1, seen).catch(e => failed(e, gen));
+        }, POLL_MS);
+      }
+    };
+    if (seen === shown && polls < MAX_POLLS) {
+      again();
+      return;
+    }
     const message = h('div', { 'aria-live': 'polite' });
     const buttons = [];
     const retryButton = (version, text) => {
@@ -384,11 +399,7 @@
         h('details', null, h('summary', null, `Headers (${pairsOf(response.headers).length})`), kvTable(pairsOf(response.headers), 'headers')),
         h('pre', null, pretty(response.body)),
       ] : h('p', { class: 'muted' }, 'No answer was sent.'));
-    if (!finished && polls < MAX_POLLS) {
-      timer = setTimeout(() => {
-        if (gen === generation) runView(id, gen, polls + 1).catch(e => failed(e, gen));
-      }, POLL_MS);
-    }
+    again();
   }
 
   function jobCard(job) {
