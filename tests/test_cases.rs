@@ -158,3 +158,29 @@ fn a_run_with_retries_becomes_a_passing_test_case() {
     assert_eq!(text(&out.stdout), yaml);
     app.start();
 }
+
+/// A run whose workflow requires a secret-bearing header becomes a case
+/// that sends the header as `[redacted]`: the case passes, and the value
+/// is not in it.
+#[test]
+fn a_case_keeps_a_required_secret_bearing_header_without_its_value() {
+    let source = "title: Token\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: export-token-key\n  parse:\n    headers: [ { key: X-Shop-Token, required: true } ]\nnodes:\n  - type: response\n    body: { ok: true }\n";
+    let app = TestApp::spawn(&[("tok.yaml", source)]);
+    let r = app.post(
+        "export-token-key",
+        &[("x-shop-token", "shop-42-SECRET")],
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.execution();
+    app.finished(&id, Duration::from_secs(10));
+    let case = app.admin_get(&format!("/api/executions/{id}/test-case"));
+    assert_eq!(case.status, 200, "{case:?}");
+    assert!(!case.body.contains("shop-42-SECRET"), "{}", case.body);
+    assert!(case.body.contains("x-shop-token"), "{}", case.body);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tok.yaml"), source).expect("write");
+    std::fs::write(dir.path().join("tok.test.yaml"), &case.body).expect("write");
+    let (passed, output) = test_folder(dir.path());
+    assert!(passed, "{output}\n{}", case.body);
+}

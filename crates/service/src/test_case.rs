@@ -2,7 +2,9 @@
 //! file of one case made from an execution record, so that the failure an
 //! operator just saw becomes a regression test in one step.
 //!
-//! The case sends the recorded request (secret-bearing headers left out),
+//! The case sends the recorded request (secret-bearing headers as
+//! `[redacted]`: present, so that a parse entry requiring one still finds
+//! it, but never with their value),
 //! answers each request node with its recorded tries (one stub per try, in
 //! order) and expects the answer sent (status and body), the final status
 //! and the keys of the nodes that ran. Values that change from one run to
@@ -101,16 +103,19 @@ fn request(trigger: Option<&TriggerRequest>) -> RequestOut {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &t.headers {
         let name = name.to_ascii_lowercase();
-        if is_secret_header(&name)
-            || value == REDACTED
-            || TRANSPORT_HEADERS.contains(&name.as_str())
-        {
+        if TRANSPORT_HEADERS.contains(&name.as_str()) {
             continue;
         }
+        let value = match is_secret_header(&name) {
+            true => REDACTED,
+            false => value.as_str(),
+        };
         match headers.get_mut(&name) {
-            Some(joined) => join_header(joined, value),
+            // Repeated, a secret-bearing header is still one placeholder.
+            Some(joined) if joined != REDACTED => join_header(joined, value),
+            Some(_) => {}
             None => {
-                headers.insert(name, value.clone());
+                headers.insert(name, value.to_string());
             }
         }
     }
