@@ -237,8 +237,12 @@ impl Executor {
                 run
             }
             ReadyRun::Stored { id } => match self.load(&id) {
-                Some(run) => run,
-                None => return,
+                crate::recovery::Loaded::Run(run) => *run,
+                crate::recovery::Loaded::Nothing => return,
+                crate::recovery::Loaded::Later => {
+                    self.load_later(id);
+                    return;
+                }
             },
         };
         let mut run = run;

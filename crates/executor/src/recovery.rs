@@ -25,6 +25,20 @@ const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 const SHARED_POLL: Duration = Duration::from_secs(1);
 /// How long the resume feeder waits for a place in a full queue.
 const FULL_QUEUE_PAUSE: Duration = Duration::from_millis(20);
+/// How long a run whose read failed waits before it is read again.
+const READ_AGAIN: Duration = Duration::from_secs(1);
+
+/// What reading a run to resume gave.
+pub(crate) enum Loaded {
+    /// Ready to drive.
+    Run(Box<Run>),
+    /// Nothing to run: it finished meanwhile, or it cannot run and was failed.
+    Nothing,
+    /// The store did not answer: read it again later. The run is still this
+    /// instance's (claimed, its lease renewed): dropped here, it would stay
+    /// claimed and never run until a restart.
+    Later,
+}
 
 impl Executor {
     /// Starts the workers, resumes the runs left queued or running on disk
@@ -204,15 +218,18 @@ impl Executor {
         self.waker.notify_one();
     }
 
-    /// A run from the store, ready to drive; `None` when there is nothing to
-    /// run (it finished meanwhile, or it cannot run and was failed).
-    pub(crate) fn load(&self, id: &str) -> Option<Run> {
+    /// A run from the store, ready to drive.
+    pub(crate) fn load(&self, id: &str) -> Loaded {
         let saved = match self.store.resumable(id) {
             Ok(Some(saved)) => saved,
-            Ok(None) => return None,
+            Ok(None) => return Loaded::Nothing,
+            Err(error @ hookflow_store::StoreError::Corrupt { .. }) => {
+                tracing::error!(message = "A run to resume does not read; it stays aside.", execution_id = %id, %error);
+                return Loaded::Nothing;
+            }
             Err(error) => {
-                tracing::error!(message = "Could not read a run to resume.", execution_id = %id, %error);
-                return None;
+                tracing::error!(message = "Could not read a run to resume; reading it again shortly.", execution_id = %id, %error);
+                return Loaded::Later;
             }
         };
         let record = saved.record;
@@ -231,17 +248,37 @@ impl Executor {
         let headers = crate::record::header_scrubber(&workflow, &input.trigger);
         let mut run = self.run_of(workflow, None, record, state, scope);
         run.header_scrubber = headers;
-        Some(run)
+        Loaded::Run(Box::new(run))
+    }
+
+    /// Queues a run whose read failed again after a pause, as a place in
+    /// the queue frees up (unless the server is stopping: then it stays on
+    /// disk, and its lease runs out for another instance).
+    pub(crate) fn load_later(&self, id: String) {
+        let exec = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(READ_AGAIN).await;
+            loop {
+                match exec.queue.reserve() {
+                    Ok(slot) => {
+                        slot.push(ReadyRun::Stored { id });
+                        return;
+                    }
+                    Err(AcceptError::QueueFull) => tokio::time::sleep(FULL_QUEUE_PAUSE).await,
+                    Err(_) => return,
+                }
+            }
+        });
     }
 
     /// Ends a run that cannot start as failed, with the reason in its record.
-    fn fail_unrunnable(&self, mut record: ExecutionRecord, error: String) -> Option<Run> {
+    fn fail_unrunnable(&self, mut record: ExecutionRecord, error: String) -> Loaded {
         tracing::error!(message = "Run cannot start.", execution_id = %record.id, workflow = %record.workflow, %error);
         record.status = RunStatus::Failed;
         record.error = Some(error);
         crate::record::scrub_text(&mut record.error, &self.env.secrets.current());
         record.finished_at = Some(Timestamp::now());
         self.store.finish(record, true);
-        None
+        Loaded::Nothing
     }
 }

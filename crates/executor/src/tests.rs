@@ -26,6 +26,8 @@ struct Recording {
     saved: Mutex<Vec<Resumable>>,
     /// The next `finish` panics (a stand-in for a bug inside a run).
     panic_at_finish: std::sync::atomic::AtomicBool,
+    /// This many `resumable` reads fail, as a database that does not answer.
+    fail_resumable: std::sync::atomic::AtomicUsize,
 }
 
 impl Store for Recording {
@@ -69,6 +71,14 @@ impl Store for Recording {
         self.inner.unfinished(after, limit)
     }
     fn resumable(&self, id: &str) -> StoreResult<Option<Resumable>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let failing = self
+            .fail_resumable
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(hookflow_store::StoreError::Db("did not answer".into()));
+        }
         self.inner.resumable(id)
     }
     fn next_wake(&self) -> StoreResult<Option<u64>> {
@@ -721,6 +731,46 @@ async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
         0
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+/// A run whose read fails when it is resumed (the store did not answer) is
+/// read again shortly, not dropped: dropped, it stayed claimed by this
+/// instance (its lease renewed) and never ran until a restart.
+#[tokio::test]
+async fn a_run_whose_read_fails_is_read_again() {
+    let store = recording();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let wf = compile("queued", QUEUED);
+    dyn_store
+        .put_version(&wf.version, QUEUED)
+        .expect("the version stored");
+    let (id, _) = executor_of(dyn_store.clone())
+        .accept(wf, None, empty_input(), None)
+        .await
+        .expect("accepted");
+    store
+        .fail_resumable
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let executor = started_executor(dyn_store.clone());
+    let mut finished = None;
+    for _ in 0..600 {
+        match dyn_store.get(&id).expect("get") {
+            Some(r) if r.finished_at.is_some() => {
+                finished = Some(r);
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    let record = finished.expect("the run finished within 6 s");
+    assert_eq!(record.status, RunStatus::Resolved, "{record:?}");
+    assert_eq!(
+        store
+            .fail_resumable
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    executor.shutdown(std::time::Duration::from_secs(1)).await;
 }
 
 /// A panic inside a sync run answers 500 `failed` and fails its record.
