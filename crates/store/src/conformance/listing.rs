@@ -265,11 +265,19 @@ pub(crate) async fn retention_counts_from_the_finish<B: Backend>() {
             vec![],
         ),
     );
+    // A sync run announced (its id sent) and still going: started long
+    // before the cutoff, it keeps its record like any unfinished run.
+    let going = record_at("r", RunStatus::Running, old + 3);
+    store.announce(going.clone());
     store.flush().await.expect("flush");
     let removed = store
         .remove_finished_before(now - 50_000)
         .expect("retention");
     assert_eq!(removed, 1);
+    assert!(
+        store.get(&going.id).expect("get").is_some(),
+        "a sync run still going: kept"
+    );
     assert!(
         store.get(&early.id).expect("get").is_none(),
         "finished long ago: gone"

@@ -10,6 +10,11 @@ use crate::StoreResult;
 const RETENTION_LOCK: i64 = 0x686f_6f6b_7265_7465;
 /// Rows removed per statement.
 const BATCH: i64 = 1000;
+/// How much older than the cutoff an announced sync run must have started
+/// to count as one whose instance died: a live instance's run keeps its
+/// record (it has not finished), and no instance tells the database it is
+/// alive, so only age tells the two apart.
+const ANNOUNCED_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Removes finished records (with their inputs) finished before
 /// `cutoff_ms`; returns how many, 0 when another instance is at it.
@@ -40,13 +45,13 @@ pub async fn remove_finished(shared: &Shared, cutoff_ms: u64) -> StoreResult<usi
             }
         }
         // Sync runs announced by an instance that died before they
-        // finished, and values set aside long ago.
+        // finished (a day past the cutoff), and values set aside long ago.
         client
             .execute(
                 "DELETE FROM hookflow_runs WHERE id IN (
                    SELECT id FROM hookflow_runs
                    WHERE finished_ms IS NULL AND NOT durable AND started_ms < $1 LIMIT $2)",
-                &[&ms(cutoff_ms), &BATCH],
+                &[&ms(cutoff_ms.saturating_sub(ANNOUNCED_GRACE_MS)), &BATCH],
             )
             .await
             .map_err(pg_err)?;
