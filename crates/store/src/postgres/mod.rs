@@ -109,6 +109,9 @@ pub(crate) struct Shared {
     pub commits: std::sync::atomic::AtomicU64,
     /// Told how long each commit of the writer took (the metrics).
     pub on_commit: std::sync::OnceLock<crate::CommitHook>,
+    /// The writer found the database unreachable and waits for it: new
+    /// webhook requests are refused (503) rather than left waiting with it.
+    pub away: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -338,6 +341,7 @@ async fn start(
             options,
             applied,
             damaged: AtomicUsize::new(0),
+            away: std::sync::atomic::AtomicBool::new(false),
             commits: std::sync::atomic::AtomicU64::new(0),
             on_commit: std::sync::OnceLock::new(),
         }),
@@ -541,7 +545,7 @@ impl Store for PgStore {
     }
 
     fn overloaded(&self) -> bool {
-        self.behind() > self.shared.options.max_backlog
+        self.shared.away.load(Ordering::Relaxed) || self.behind() > self.shared.options.max_backlog
     }
 
     fn refuse(&self, request: crate::refused::RefusedRequest) {

@@ -672,6 +672,15 @@ async fn writes_wait_for_a_database_that_refuses_connections() {
     record.status = RunStatus::Resolved;
     record.finished_at = Some(Timestamp(now_millis()));
     store.finish(record, true);
+    // New webhook requests are refused (503) while the database is away,
+    // rather than left waiting with the writer.
+    let refused = tokio::time::timeout(Duration::from_secs(15), async {
+        while !store.overloaded() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the store never said it was unavailable");
     // Longer than the tries of one write (100 + 200 + 400 + 800 ms).
     tokio::time::sleep(Duration::from_secs(4)).await;
     cluster
@@ -686,6 +695,7 @@ async fn writes_wait_for_a_database_that_refuses_connections() {
         .expect("flushed");
     let got = store.get(&id).expect("get").expect("kept");
     assert_eq!(got.status, RunStatus::Resolved, "the finish was kept");
+    assert!(!store.overloaded(), "taking requests again");
     assert!(store.unfinished(None, 10).expect("unfinished").is_empty());
 }
 

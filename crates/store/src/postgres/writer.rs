@@ -246,15 +246,24 @@ const AWAY_PAUSE: Duration = Duration::from_secs(5);
 /// [`apply`], tried `tries` times with a growing pause. A failure while
 /// the database cannot be reached (refused connections, a restart) is not
 /// a try: the turn waits for the database however long it is away — the
-/// writes are of runs already acknowledged — while the backlog's bound
-/// refuses new webhook requests ([`Store::overloaded`](crate::Store::overloaded)).
+/// writes are of runs already acknowledged — while new webhook requests
+/// are refused ([`Store::overloaded`](crate::Store::overloaded): from the
+/// moment the database is found away, and by the backlog's bound).
 async fn with_retries(shared: &Shared, batch: &[Submitted], tries: u32) -> StoreResult<Verdicts> {
     let mut attempt = 0;
     let mut away = 0u32;
     loop {
         match super::apply::apply(shared, batch).await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                shared
+                    .away
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                return Ok(v);
+            }
             Err(error) if !reachable(shared).await => {
+                shared
+                    .away
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 if away.is_multiple_of(10) {
                     tracing::warn!(message = "The database cannot be reached; writes wait for it.", %error);
                 }
