@@ -336,3 +336,55 @@ fn a_bulk_retry_starts_all_or_names_what_it_started() {
     );
     assert_eq!(count("queued"), 3 + started, "{answer}");
 }
+
+/// Retried sync runs execute as many at once as async runs (`--workers`):
+/// a bulk retry of many sync runs does not call their downstream all at
+/// once (after an outage, that would knock it over again).
+#[test]
+fn a_bulk_retry_of_sync_runs_calls_the_downstream_a_few_at_a_time() {
+    let upstream = Upstream::start();
+    let slow = format!(
+        "title: Slow\nenabled: true\ntrigger: {{ type: webhook, mode: sync, key: bulk-sync-slow-1 }}\nnodes:\n  - key: call\n    type: request\n    method: GET\n    url: \"{}/sleep/400\"\n  - type: response\n    body: done\n",
+        upstream.base
+    );
+    let app = TestApp::spawn_with(
+        &[("slow.yaml", &slow)],
+        Options {
+            args: ["--workers", "2"].map(String::from).to_vec(),
+            ..Options::default()
+        },
+    );
+    for _ in 0..6 {
+        let r = app.post("bulk-sync-slow-1", &[], "");
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let before = upstream.hits_on("/sleep/400").len();
+    assert_eq!(before, 6);
+    let r = app.admin_post_json("/api/executions/retry", &json!({"workflow": "slow"}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let ids: Vec<String> = r.json()["execution_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("an id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    for id in &ids {
+        let record = app.finished(id, Duration::from_secs(15));
+        assert_eq!(record["status"], json!("resolved"), "{record}");
+    }
+    let mut at: Vec<std::time::Instant> = upstream.hits_on("/sleep/400")[before..]
+        .iter()
+        .map(|h| h.at)
+        .collect();
+    at.sort();
+    assert_eq!(at.len(), 6);
+    // Two at a time, each call 400 ms: any three calls span a wave at least.
+    for w in at.windows(3) {
+        assert!(
+            w[2] - w[0] >= Duration::from_millis(250),
+            "three calls within {:?}",
+            w[2] - w[0]
+        );
+    }
+}

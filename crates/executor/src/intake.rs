@@ -168,7 +168,8 @@ impl Executor {
         self.versions.keep(&workflow);
         match workflow.mode {
             hookflow_model::def::Mode::Sync => {
-                let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Running);
+                // Queued until one of the places of retried sync runs is free.
+                let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
                 record.retry_of = Some(retry_of.to_string());
                 // Its id is sent to the caller before it finishes.
                 self.store.announce(record.clone());
@@ -180,8 +181,12 @@ impl Executor {
                     retry_of: record.retry_of.clone(),
                 });
                 let exec = self.clone();
+                let places = self.sync_retries.clone();
                 tokio::spawn(async move {
                     let _held = held;
+                    let _place = places.acquire_owned().await;
+                    record.status = RunStatus::Running;
+                    exec.store.announce(record.clone());
                     exec.run_sync_record(workflow, None, input, record).await;
                 });
             }

@@ -145,6 +145,10 @@ pub struct Executor {
     earliest_wake: Arc<std::sync::atomic::AtomicU64>,
     /// Sync runs going on after their caller got its answer.
     detached: Arc<detached::Detached>,
+    /// Retried sync runs executing at once: as many as async runs
+    /// (`--workers`), so that a bulk retry of a thousand sync runs does not
+    /// call their downstream a thousand times at once.
+    sync_retries: Arc<tokio::sync::Semaphore>,
 }
 
 impl Executor {
@@ -154,6 +158,7 @@ impl Executor {
         let versions = Arc::new(Versions::new(store.clone()));
         let http = policy::Outbound::new(config.request_policy, config.request_proxy.as_ref())?;
         let metrics = config.metrics.unwrap_or_default();
+        let sync_retries = Arc::new(tokio::sync::Semaphore::new(config.queue.workers.max(1)));
         Ok(Executor {
             queue: Arc::new(Queue::new(config.queue, metrics.runs().queued.clone())),
             store,
@@ -172,6 +177,7 @@ impl Executor {
             waker: Arc::new(tokio::sync::Notify::new()),
             earliest_wake: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             detached: Arc::default(),
+            sync_retries,
         })
     }
 
