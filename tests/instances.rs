@@ -220,6 +220,69 @@ fn a_killed_instance_s_runs_are_taken_over_after_the_lease() {
     assert!(after.values().all(|n| *n == 1), "ran once each: {after:?}");
 }
 
+/// An instance paused past its lease (a stopped VM, a long GC, a network
+/// cut) finds on waking that another instance took its run over: it stops
+/// the run there instead of running the rest of its nodes a second time
+/// beside the instance that has it now. At most the nodes since its last
+/// save and the one after run twice (SPEC §8: at least once).
+#[test]
+fn a_paused_instance_stops_a_run_taken_over_from_it() {
+    let up = Upstream::start();
+    let nodes: String = (1..=7)
+        .map(|n| {
+            format!(
+                "  - key: n{n}\n    type: request\n    method: GET\n    url: \"{}/sleep/600?node={n}\"\n",
+                up.base
+            )
+        })
+        .collect();
+    let flow = format!(
+        "title: Chain\nenabled: true\ntrigger: {{ type: webhook, mode: async, key: paused-key-01 }}\nnodes:\n{nodes}"
+    );
+    let url = postgres_db();
+    let (a, b) = pair(&[("chain.yaml", &flow)], &url);
+    let r = a.post_json("paused-key-01", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.execution();
+    let hits = |node: u32| {
+        up.hits_on("/sleep/600")
+            .iter()
+            .filter(|h| h.query == format!("node={node}"))
+            .count()
+    };
+    eventually(Duration::from_secs(10), "the second node's call", || {
+        (hits(2) == 1).then_some(())
+    });
+    let pid = i32::try_from(a.pid()).expect("pid");
+    // SAFETY: signals to our own child process.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    eventually(Duration::from_secs(15), "B to take the run over", || {
+        b.log_text().contains("Taking over a run.").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let record = b.finished(&id, Duration::from_secs(30));
+    assert_eq!(record["status"], json!("resolved"), "{record}");
+    // Time for a run still going on A to call on.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        a.log_text().contains("Another instance took over a run"),
+        "{}",
+        a.log_text()
+    );
+    let counts: Vec<usize> = (1..=7).map(hits).collect();
+    // B goes on from A's last save (the first node's, or none yet when the
+    // pause came before it was written): nodes up to the one A had in
+    // flight, and the one after, may run twice; every later node once.
+    assert!(counts.iter().all(|n| (1..=2).contains(n)), "{counts:?}");
+    assert!(counts[3..].iter().all(|n| *n == 1), "{counts:?}");
+}
+
 #[test]
 fn duplicates_sent_to_both_instances_start_one_run() {
     let up = Upstream::start();

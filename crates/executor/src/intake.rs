@@ -253,7 +253,13 @@ impl Executor {
         let mut run = run;
         run.durable = true;
         run.deadline = deadline_of(&run.workflow, run.record.started_ms);
-        if let Some(waiting) = run.drive().await {
+        let holding = self
+            .store
+            .shared()
+            .then(|| self.held.hold(&run.record.id, run.control.clone()));
+        let waiting = run.drive().await;
+        drop(holding);
+        if let Some(waiting) = waiting {
             // A waiting run is on disk before its worker moves on: a crash
             // does not make it wait again from the start.
             if let Err(error) = self.store.flush().await {

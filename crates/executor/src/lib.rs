@@ -11,6 +11,7 @@
 
 pub mod answer;
 mod detached;
+mod held;
 mod intake;
 mod nodes;
 mod panics;
@@ -149,6 +150,8 @@ pub struct Executor {
     /// (`--workers`), so that a bulk retry of a thousand sync runs does not
     /// call their downstream a thousand times at once.
     sync_retries: Arc<tokio::sync::Semaphore>,
+    /// Durable runs being driven, checked against a shared store's owners.
+    held: Arc<held::Held>,
 }
 
 impl Executor {
@@ -178,6 +181,7 @@ impl Executor {
             earliest_wake: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             detached: Arc::default(),
             sync_retries,
+            held: Arc::default(),
         })
     }
 

@@ -141,12 +141,34 @@ impl Executor {
         count
     }
 
-    /// A shared store's short poll for runs to take over.
+    /// Stops the runs this instance drives that another instance took over.
+    fn stop_lost(&self) {
+        let ids = self.held.ids();
+        if ids.is_empty() {
+            return;
+        }
+        let kept: std::collections::HashSet<String> = match self.store.still_held(ids.clone()) {
+            Ok(kept) => kept.into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(message = "Could not check which runs this instance still holds.", %error);
+                return;
+            }
+        };
+        for id in ids.iter().filter(|id| !kept.contains(*id)) {
+            if self.held.lose(id) {
+                tracing::warn!(message = "Another instance took over a run this one was running; stopping it here.", execution_id = %id);
+            }
+        }
+    }
+
+    /// A shared store's short poll for runs to take over (and for runs
+    /// taken over from this instance).
     async fn take_over(self) {
         loop {
             if self.queue.is_shutting_down() {
                 return;
             }
+            self.stop_lost();
             if self.claim_expired() == PAGE {
                 continue;
             }

@@ -66,10 +66,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct Control {
     cancelled: AtomicBool,
+    lost: AtomicBool,
     notify: Notify,
 }
 
 impl Control {
+    /// Stops the run where it is, writing nothing more: another instance
+    /// took it over (this one's lease ran out) and goes on with it.
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    /// True once lost to another instance.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     /// Asks the run to stop as aborted.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);

@@ -308,6 +308,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Of `ids` (runs this instance is running), those it still holds: a
+    /// run missing from the answer was taken over by another instance (its
+    /// lease ran out while this one was paused or cut off from the store)
+    /// or has left the queue. A store of one process holds them all.
+    fn still_held(&self, ids: Vec<String>) -> StoreResult<Vec<String>> {
+        Ok(ids)
+    }
+
     /// Claims for this instance the waiting runs due at `now_ms`, earliest
     /// first, at most `limit`: each leaves the waiting runs as with
     /// [`Store::woke`], and no other instance gets it.

@@ -174,7 +174,13 @@ impl Run {
         async move {
             self.record.status = RunStatus::Running;
             self.wake_waiting_jobs();
-            let (status, error) = match self.steps().await {
+            let ending = self.steps().await;
+            if self.control.is_lost() {
+                // Another instance has the run: this one writes nothing more.
+                tracing::warn!(message = "Stopped a run another instance took over (this instance's lease on it ran out).");
+                return None;
+            }
+            let (status, error) = match ending {
                 Ending::Resolved => (RunStatus::Resolved, None),
                 Ending::Failed(e) => (RunStatus::Failed, Some(e)),
                 Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
@@ -189,7 +195,7 @@ impl Run {
 
     /// Saves what changed since the last save (durable runs).
     fn save(&mut self) {
-        if !self.durable {
+        if !self.durable || self.control.is_lost() {
             return;
         }
         let saved = self.saved(RunStatus::Running, None);

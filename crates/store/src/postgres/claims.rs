@@ -110,3 +110,20 @@ pub async fn claim_due(shared: &Shared, now_ms: u64, limit: usize) -> StoreResul
     tx.commit().await.map_err(pg_err)?;
     Ok(ids)
 }
+
+/// Of `ids`, the runs this instance owns now (it may have lost others to
+/// an instance that took them over after their lease ran out).
+pub async fn still_held(shared: &Shared, ids: Vec<String>) -> StoreResult<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let client = shared.conn().await?;
+    let rows = client
+        .query(
+            "SELECT id FROM hookflow_queue WHERE id = ANY($1) AND owner = $2",
+            &[&ids, &shared.options.instance],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -582,6 +582,10 @@ impl Store for PgStore {
         self.read(move |s| async move { claims::claim_due(&s, now_ms, limit).await })
     }
 
+    fn still_held(&self, ids: Vec<String>) -> StoreResult<Vec<String>> {
+        self.read(move |s| async move { claims::still_held(&s, ids).await })
+    }
+
     fn keys(&self) -> Option<Arc<dyn KeyStore>> {
         Some(Arc::new(self.webhook_keys()))
     }
