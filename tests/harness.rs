@@ -418,6 +418,16 @@ impl TestApp {
         })
     }
 
+    /// The version of workflow `id` the server lists now (`null` when none).
+    pub fn workflow_version(&self, id: &str) -> Json {
+        let listing = self.admin_get("/api/workflows").json();
+        listing["workflows"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["id"] == id))
+            .map(|w| w["version"].clone())
+            .unwrap_or(Json::Null)
+    }
+
     /// Waits until a run is finished and returns its record.
     pub fn finished(&self, id: &str, limit: Duration) -> Json {
         eventually(limit, &format!("execution {id} to finish"), || {

@@ -270,12 +270,7 @@ fn a_bulk_retry_starts_all_or_names_what_it_started() {
             .as_array()
             .map_or(0, Vec::len)
     };
-    let version = |workflow: &str| {
-        app.admin_get("/api/workflows").json()["workflows"]
-            .as_array()
-            .and_then(|l| l.iter().find(|w| w["id"] == json!(workflow)).cloned())
-            .map(|w| w["version"].clone())
-    };
+    let version = |workflow: &str| app.workflow_version(workflow);
 
     // The second run's request lacks `b`; then `b` becomes required.
     for body in [json!({"b": "ORDER-1"}), json!({"c": "no-b"})] {

@@ -263,13 +263,7 @@ fn graceful_shutdown_waits_for_sync_runs_without_a_caller_on(backing: Backing) {
     let first = app.post("again-sync-001", &[], "");
     assert_eq!(first.status, 200, "{first:?}");
     let first_id = first.execution();
-    let version = |app: &TestApp| {
-        let listing = app.admin_get("/api/workflows").json();
-        listing["workflows"]
-            .as_array()
-            .and_then(|l| l.iter().find(|w| w["id"] == json!("again")))
-            .map(|w| w["version"].clone())
-    };
+    let version = |app: &TestApp| app.workflow_version("again");
     let v1 = version(&app);
     app.write_workflow("again.yaml", &again.replace("/sleep/10", "/sleep/9000"));
     eventually(Duration::from_secs(10), "the slow version", || {

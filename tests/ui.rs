@@ -6,7 +6,7 @@ use crate::harness::{eventually, Options, TestApp, ADMIN};
 use crate::upstream::Upstream;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use std::time::Duration;
 
 /// A sync workflow whose request node calls `{up}/{path}{{ trigger.body.code }}`.
@@ -158,19 +158,7 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
         let c = &browser.client;
         c.goto(&format!("{}/ui", app.base)).await.expect("open /ui");
 
-        // Sign in.
-        browser
-            .find("#token")
-            .await
-            .send_keys(ADMIN)
-            .await
-            .expect("type");
-        browser
-            .find(".login button[type=submit]")
-            .await
-            .click()
-            .await
-            .expect("sign in");
+        sign_in(&browser).await;
         browser
             .until("the workflows listing", || async {
                 let text = browser.text("main table").await;
@@ -316,12 +304,12 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
         assert!(entries.contains("{key: code, alias: code"), "{entries}");
 
         // Fix the workflow; once the new version is served, retry on it.
-        let before = version_of(&app, "orders");
+        let before = app.workflow_version("orders");
         app.write_workflow("orders.yaml", &orders(&up, "echo/"));
         eventually(
             Duration::from_secs(15),
             "the fixed workflow to load",
-            || (version_of(&app, "orders") != before).then_some(()),
+            || (app.workflow_version("orders") != before).then_some(()),
         );
         browser
             .find("button[data-version=current]")
@@ -394,13 +382,20 @@ fn an_operator_finds_a_failed_run_fixes_the_workflow_and_retries_it() {
     assert_eq!(record["status"], "resolved", "{record}");
 }
 
-fn version_of(app: &TestApp, id: &str) -> Json {
-    let listing = app.admin_get("/api/workflows").json();
-    listing["workflows"]
-        .as_array()
-        .and_then(|w| w.iter().find(|w| w["id"] == id))
-        .map(|w| w["version"].clone())
-        .unwrap_or(Json::Null)
+/// Types the admin token into the page's sign-in form and sends it.
+async fn sign_in(browser: &Browser) {
+    browser
+        .find("#token")
+        .await
+        .send_keys(ADMIN)
+        .await
+        .expect("type");
+    browser
+        .find(".login button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("sign in");
 }
 
 fn retry_of(app: &TestApp, id: &str) -> String {
@@ -440,18 +435,7 @@ fn a_running_runs_page_keeps_what_the_operator_opened() {
         c.goto(&format!("{}/ui#/run/{id}", app.base))
             .await
             .expect("open the run");
-        browser
-            .find("#token")
-            .await
-            .send_keys(ADMIN)
-            .await
-            .expect("type");
-        browser
-            .find(".login button[type=submit]")
-            .await
-            .click()
-            .await
-            .expect("sign in");
+        sign_in(&browser).await;
         browser
             .until("the running run's page", || async {
                 let h = browser.text("main h1").await;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// What a detached run's failed record is made from.
 #[derive(Clone)]
@@ -20,10 +21,14 @@ pub(crate) struct Going {
     pub retry_of: Option<String>,
 }
 
+/// The last token given, and each held run by token with the task that
+/// runs it (once spawned).
+type Runs = (u64, HashMap<u64, (Going, Option<AbortHandle>)>);
+
 /// The sync runs going on without a caller.
 #[derive(Default)]
 pub(crate) struct Detached {
-    runs: Mutex<(u64, HashMap<u64, Going>)>,
+    runs: Mutex<Runs>,
     idle: Notify,
 }
 
@@ -34,7 +39,7 @@ pub(crate) struct Held {
 }
 
 impl Detached {
-    fn runs(&self) -> MutexGuard<'_, (u64, HashMap<u64, Going>)> {
+    fn runs(&self) -> MutexGuard<'_, Runs> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -44,15 +49,16 @@ impl Detached {
         let mut runs = self.runs();
         runs.0 += 1;
         let token = runs.0;
-        runs.1.insert(token, going);
+        runs.1.insert(token, (going, None));
         Held {
             detached: self.clone(),
             token,
         }
     }
 
-    /// Waits up to `grace` for every detached run to end; returns the runs
-    /// still going then, each once.
+    /// Waits up to `grace` for every detached run to end; stops the tasks
+    /// of those still going then (so that none of them finishes after the
+    /// record that says it stopped), and returns them, each once.
     pub async fn settled(&self, grace: Duration) -> Vec<Going> {
         let deadline = tokio::time::Instant::from_std(hookflow_model::time::deadline_after(grace));
         loop {
@@ -61,11 +67,27 @@ impl Detached {
                 return Vec::new();
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                let mut left: Vec<Going> = self.runs().1.values().cloned().collect();
+                let runs = self.runs();
+                let mut left: Vec<Going> = Vec::with_capacity(runs.1.len());
+                for (going, task) in runs.1.values() {
+                    if let Some(task) = task {
+                        task.abort();
+                    }
+                    left.push(going.clone());
+                }
                 left.sort_by(|a, b| a.id.cmp(&b.id));
                 left.dedup_by(|a, b| a.id == b.id);
                 return left;
             }
+        }
+    }
+}
+
+impl Held {
+    /// Keeps the task that runs this run, to stop it after the grace.
+    pub fn runs_in<T>(&self, task: &JoinHandle<T>) {
+        if let Some(entry) = self.detached.runs().1.get_mut(&self.token) {
+            entry.1 = Some(task.abort_handle());
         }
     }
 }
@@ -116,12 +138,20 @@ mod tests {
         assert!(detached.settled(Duration::from_secs(5)).await.is_empty());
         ends.await.expect("ends");
 
-        // A run held twice and still going after the grace is named once.
+        // A run held twice and still going after the grace is named once,
+        // and its task is stopped (it must not finish after its record).
         let _outer = detached.hold(going("b"));
         let _inner = detached.hold(going("b"));
-        let _other = detached.hold(going("c"));
+        let other = detached.hold(going("c"));
+        let task = tokio::spawn(tokio::time::sleep(Duration::from_secs(30)));
+        other.runs_in(&task);
         let left = detached.settled(Duration::from_millis(50)).await;
         let ids: Vec<&str> = left.iter().map(|g| g.id.as_str()).collect();
         assert_eq!(ids, ["b", "c"]);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(
+            stopped.is_ok_and(|r| r.is_err_and(|e| e.is_cancelled())),
+            "the task was stopped"
+        );
     }
 }

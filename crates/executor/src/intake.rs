@@ -182,13 +182,17 @@ impl Executor {
                 });
                 let exec = self.clone();
                 let places = self.sync_retries.clone();
-                tokio::spawn(async move {
-                    let _held = held;
+                let (tx, rx) = tokio::sync::oneshot::channel::<crate::detached::Held>();
+                let task = tokio::spawn(async move {
+                    // Held from here to the end, however the task ends.
+                    let _held = rx.await;
                     let _place = places.acquire_owned().await;
                     record.status = RunStatus::Running;
                     exec.store.announce(record.clone());
                     exec.run_sync_record(workflow, None, input, record).await;
                 });
+                held.runs_in(&task);
+                let _ = tx.send(held);
             }
             hookflow_model::def::Mode::Async => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);

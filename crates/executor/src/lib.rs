@@ -354,12 +354,16 @@ impl Executor {
                 retry_of: going_retry_of,
             });
             let executor = self.clone();
-            tokio::spawn(async move {
-                let _held = held;
+            let (tx, rx) = tokio::sync::oneshot::channel::<detached::Held>();
+            let task = tokio::spawn(async move {
+                // Held from here to the end, however the task ends.
+                let _held = rx.await;
                 if let Err(payload) = drive.await {
                     executor.fail_panicked(&id_after, Some((&workflow, started_ms)), &*payload);
                 }
             });
+            held.runs_in(&task);
+            let _ = tx.send(held);
         }
         self.shared_flush().await;
         (id, answer)

@@ -95,18 +95,8 @@ impl Executor {
                 return;
             };
             for id in ids {
-                if id >= boundary {
+                if id >= boundary || !self.queue_stored(id).await {
                     return;
-                }
-                loop {
-                    match self.queue.reserve() {
-                        Ok(slot) => {
-                            slot.push(ReadyRun::Stored { id });
-                            break;
-                        }
-                        Err(AcceptError::QueueFull) => tokio::time::sleep(FULL_QUEUE_PAUSE).await,
-                        Err(_) => return,
-                    }
                 }
             }
             after = Some(last);
@@ -280,17 +270,23 @@ impl Executor {
         let exec = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(READ_AGAIN).await;
-            loop {
-                match exec.queue.reserve() {
-                    Ok(slot) => {
-                        slot.push(ReadyRun::Stored { id });
-                        return;
-                    }
-                    Err(AcceptError::QueueFull) => tokio::time::sleep(FULL_QUEUE_PAUSE).await,
-                    Err(_) => return,
-                }
-            }
+            exec.queue_stored(id).await;
         });
+    }
+
+    /// Queues a run read from the store as soon as the queue has room;
+    /// false when the queue takes no more runs (the server is stopping).
+    async fn queue_stored(&self, id: String) -> bool {
+        loop {
+            match self.queue.reserve() {
+                Ok(slot) => {
+                    slot.push(ReadyRun::Stored { id });
+                    return true;
+                }
+                Err(AcceptError::QueueFull) => tokio::time::sleep(FULL_QUEUE_PAUSE).await,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Ends a run that cannot start as failed, with the reason in its record.
