@@ -349,10 +349,17 @@ nodes:
         &server,
     )))
     .expect("JSON");
-    // The failed run and its failed retry.
+    // The failed run was retried before: only its latest retry (failed
+    // too) is retried, once.
     assert_eq!(
         bulk["execution_ids"].as_array().map(Vec::len),
-        Some(2),
+        Some(1),
         "{bulk}"
+    );
+    assert_eq!(bulk["already_retried"], json!(1), "{bulk}");
+    let latest = bulk["execution_ids"][0].as_str().expect("an id");
+    assert_eq!(
+        app.finished(latest, Duration::from_secs(10))["retry_of"],
+        json!(new_id)
     );
 }

@@ -233,6 +233,9 @@ pub fn retried(answer: &Json) {
     if let Some(message) = answer["message"].as_str() {
         println!("{message}");
     }
+    if let Some(n) = answer["already_retried"].as_u64() {
+        println!("{n} matching runs were retried before (their latest retry stands for them)");
+    }
 }
 
 #[cfg(test)]
