@@ -83,6 +83,26 @@ impl Detached {
     }
 }
 
+impl Detached {
+    /// Runs `run` in a task of its own, held as `going` until the task
+    /// ends, however it ends (and stopped after the shutdown's grace).
+    pub fn spawn<F>(self: &Arc<Self>, going: Going, run: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let held = self.hold(going);
+        // The place moves into the task once the task is known (its handle
+        // is what the shutdown stops).
+        let (tx, rx) = tokio::sync::oneshot::channel::<Held>();
+        let task = tokio::spawn(async move {
+            let _held = rx.await;
+            run.await;
+        });
+        held.runs_in(&task);
+        let _ = tx.send(held);
+    }
+}
+
 impl Held {
     /// Keeps the task that runs this run, to stop it after the grace.
     pub fn runs_in<T>(&self, task: &JoinHandle<T>) {

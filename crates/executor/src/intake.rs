@@ -174,25 +174,20 @@ impl Executor {
                 // Its id is sent to the caller before it finishes.
                 self.store.announce(record.clone());
                 self.shared_flush().await;
-                let held = self.detached.hold(crate::detached::Going {
+                let going = crate::detached::Going {
                     id: new_id.clone(),
                     workflow: workflow.clone(),
                     started_ms: record.started_ms,
                     retry_of: record.retry_of.clone(),
-                });
+                };
                 let exec = self.clone();
                 let places = self.sync_retries.clone();
-                let (tx, rx) = tokio::sync::oneshot::channel::<crate::detached::Held>();
-                let task = tokio::spawn(async move {
-                    // Held from here to the end, however the task ends.
-                    let _held = rx.await;
+                self.detached.spawn(going, async move {
                     let _place = places.acquire_owned().await;
                     record.status = RunStatus::Running;
                     exec.store.announce(record.clone());
                     exec.run_sync_record(workflow, None, input, record).await;
                 });
-                held.runs_in(&task);
-                let _ = tx.send(held);
             }
             hookflow_model::def::Mode::Async => {
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);

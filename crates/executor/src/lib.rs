@@ -347,23 +347,18 @@ impl Executor {
             let going_retry_of = retry_of.clone();
             going.retry_of = retry_of;
             self.store.announce(going);
-            let held = self.detached.hold(detached::Going {
+            let going = detached::Going {
                 id: id.clone(),
                 workflow: workflow.clone(),
                 started_ms,
                 retry_of: going_retry_of,
-            });
+            };
             let executor = self.clone();
-            let (tx, rx) = tokio::sync::oneshot::channel::<detached::Held>();
-            let task = tokio::spawn(async move {
-                // Held from here to the end, however the task ends.
-                let _held = rx.await;
+            self.detached.spawn(going, async move {
                 if let Err(payload) = drive.await {
                     executor.fail_panicked(&id_after, Some((&workflow, started_ms)), &*payload);
                 }
             });
-            held.runs_in(&task);
-            let _ = tx.send(held);
         }
         self.shared_flush().await;
         (id, answer)
