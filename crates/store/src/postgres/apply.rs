@@ -267,8 +267,7 @@ struct Group<'a> {
     part_name: Vec<&'a str>,
     part: Vec<&'a [u8]>,
     woke: Vec<&'a str>,
-    /// Durable runs that finished: their live state goes.
-    dropped: Vec<&'a str>,
+    /// Finished runs; durable ones leave the queue with their live state.
     finished: Runs<'a>,
     announced: Runs<'a>,
     keys: Keys<'a>,
@@ -303,12 +302,7 @@ impl<'a> Group<'a> {
                 }
             }
             Write::Woke { id } => self.woke.push(id),
-            Write::Finish { run, durable } => {
-                if *durable {
-                    self.dropped.push(&run.id);
-                }
-                self.finished.add(run, *durable, None);
-            }
+            Write::Finish { run, durable } => self.finished.add(run, *durable, None),
             Write::Announce { run } => self.announced.add(run, false, None),
             Write::Idempotency(k) => {
                 self.keys.workflow.push(&k.workflow);
@@ -357,39 +351,30 @@ impl<'a> Group<'a> {
         }
         if !self.saved_id.is_empty() {
             add(
-                &sql.save_queue,
+                &sql.save,
                 vec![
                     &self.saved_id,
                     &self.saved_status,
                     &self.saved_wake,
                     &self.saved_frames,
+                    fixed.owner,
+                    &self.job_run,
+                    &self.job_idx,
+                    &self.job,
+                    &self.part_run,
+                    &self.part_name,
+                    &self.part,
                 ],
-            );
-            add(&sql.set_status, vec![&self.saved_id, &self.saved_status]);
-        }
-        if !self.job_run.is_empty() {
-            add(
-                &sql.save_jobs,
-                vec![&self.job_run, &self.job_idx, &self.job],
-            );
-        }
-        if !self.part_run.is_empty() {
-            add(
-                &sql.save_parts,
-                vec![&self.part_run, &self.part_name, &self.part],
             );
         }
         if !self.woke.is_empty() {
             add(&sql.woke, vec![&self.woke, fixed.owner, fixed.lease]);
             add(&sql.set_running, vec![&self.woke]);
         }
-        if !self.dropped.is_empty() {
-            add(&sql.drop_queue, vec![&self.dropped]);
-            add(&sql.drop_jobs, vec![&self.dropped]);
-            add(&sql.drop_parts, vec![&self.dropped]);
-        }
         if !self.finished.id.is_empty() {
-            add(&sql.finish_runs, self.finished.params(false));
+            let mut params = self.finished.params(false);
+            params.push(fixed.owner);
+            add(&sql.finish_runs, params);
         }
         if !self.announced.id.is_empty() {
             add(&sql.announce, self.announced.params(false));
@@ -431,15 +416,9 @@ struct Fixed<'a> {
 struct Statements {
     insert_runs: tokio_postgres::Statement,
     insert_queue: tokio_postgres::Statement,
-    save_queue: tokio_postgres::Statement,
-    set_status: tokio_postgres::Statement,
-    save_jobs: tokio_postgres::Statement,
-    save_parts: tokio_postgres::Statement,
+    save: tokio_postgres::Statement,
     woke: tokio_postgres::Statement,
     set_running: tokio_postgres::Statement,
-    drop_queue: tokio_postgres::Statement,
-    drop_jobs: tokio_postgres::Statement,
-    drop_parts: tokio_postgres::Statement,
     finish_runs: tokio_postgres::Statement,
     announce: tokio_postgres::Statement,
     put_keys: tokio_postgres::Statement,
@@ -453,15 +432,18 @@ const RUN_COLUMNS: &str = "id, workflow, version, status, started_ms, finished_m
 const RUN_ARRAYS: &str = "$1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
      $6::int8[], $7::int4[], $8::text[], $9::bytea[], $10::bool[]";
 
-/// Upserts rows of runs' live state (jobs, parts) by (run, `key`), only for
-/// runs still in the queue (a late save of a finished run adds nothing).
-fn live_rows(table: &str, (key, key_type): (&str, &str), value: &str) -> String {
+/// Upserts rows of runs' live state (jobs, parts) by (run, `key`), the
+/// arrays `$n`, `$n+1`, `$n+2`, only for runs in `saved` (a save that
+/// did not apply adds nothing).
+fn live_rows(table: &str, (key, key_type): (&str, &str), value: &str, n: usize) -> String {
     format!(
         "INSERT INTO {table} (run_id, {key}, {value})
          SELECT t.run_id, t.{key}, t.{value}
-         FROM unnest($1::text[], $2::{key_type}[], $3::bytea[]) AS t(run_id, {key}, {value})
-         WHERE EXISTS (SELECT 1 FROM hookflow_queue q WHERE q.id = t.run_id)
-         ON CONFLICT (run_id, {key}) DO UPDATE SET {value} = EXCLUDED.{value}"
+         FROM unnest(${n}::text[], ${}::{key_type}[], ${}::bytea[]) AS t(run_id, {key}, {value})
+         WHERE t.run_id IN (SELECT id FROM saved)
+         ON CONFLICT (run_id, {key}) DO UPDATE SET {value} = EXCLUDED.{value}",
+        n + 1,
+        n + 2
     )
 }
 
@@ -482,20 +464,29 @@ impl Statements {
                  ON CONFLICT (id) DO NOTHING"
                 .into())
             .await?,
-            save_queue: p("UPDATE hookflow_queue q SET status = t.status, wake_at = t.wake_at,
-                   frames = t.frames, owner = CASE WHEN t.wake_at IS NULL THEN q.owner END
-                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
-                   AS t(id, status, wake_at, frames)
-                 WHERE q.id = t.id"
-                .into())
+            // A save applies only while this instance owns the run: one
+            // that lost it (its lease ran out while it was paused or cut
+            // off, and another took it over) changes nothing, neither the
+            // position nor the owner (a wait would free the run for a
+            // second instance to claim while the first still runs it).
+            save: p(format!(
+                "WITH saved AS (
+                   UPDATE hookflow_queue q SET status = t.status, wake_at = t.wake_at,
+                     frames = t.frames, owner = CASE WHEN t.wake_at IS NULL THEN q.owner END
+                   FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
+                     AS t(id, status, wake_at, frames)
+                   WHERE q.id = t.id AND q.owner = $5
+                   RETURNING q.id, q.status),
+                 statuses AS (
+                   UPDATE hookflow_runs r SET status = saved.status FROM saved
+                   WHERE r.id = saved.id AND r.finished_ms IS NULL),
+                 jobs AS ({}),
+                 parts AS ({})
+                 SELECT count(*) FROM saved",
+                live_rows("hookflow_jobs", ("idx", "int4"), "job", 6),
+                live_rows("hookflow_parts", ("name", "text"), "value", 9),
+            ))
             .await?,
-            set_status: p("UPDATE hookflow_runs r SET status = t.status
-                 FROM unnest($1::text[], $2::text[]) AS t(id, status)
-                 WHERE r.id = t.id AND r.finished_ms IS NULL"
-                .into())
-            .await?,
-            save_jobs: p(live_rows("hookflow_jobs", ("idx", "int4"), "job")).await?,
-            save_parts: p(live_rows("hookflow_parts", ("name", "text"), "value")).await?,
             woke: p("UPDATE hookflow_queue SET status = 'running', wake_at = NULL,
                    owner = $2, lease_until = hookflow_now_ms() + $3
                  WHERE id = ANY($1::text[])"
@@ -506,16 +497,23 @@ impl Statements {
                  WHERE id = ANY($1::text[]) AND finished_ms IS NULL"
             ))
             .await?,
-            drop_queue: p("DELETE FROM hookflow_queue WHERE id = ANY($1::text[])".into()).await?,
-            drop_jobs: p("DELETE FROM hookflow_jobs WHERE run_id = ANY($1::text[])".into())
-                .await?,
-            drop_parts: p("DELETE FROM hookflow_parts WHERE run_id = ANY($1::text[])".into())
-                .await?,
-            // A run finishes once: a second finish (an instance that lost
-            // its lease finishing late) changes nothing.
+            // A run finishes once: a second finish changes nothing. A
+            // durable run leaves the queue with its live state, and only
+            // its owner finishes it: an instance that lost it finishing
+            // late changes nothing (its queue row is another's). One in no
+            // queue row (never queued) is written as it comes.
             finish_runs: p(format!(
-                "INSERT INTO hookflow_runs ({RUN_COLUMNS})
-                 SELECT * FROM unnest({RUN_ARRAYS})
+                "WITH dropped AS (
+                   DELETE FROM hookflow_queue q
+                   USING unnest($1::text[], $10::bool[]) AS d(id, durable)
+                   WHERE q.id = d.id AND d.durable AND q.owner = $11
+                   RETURNING q.id),
+                 jobs AS (DELETE FROM hookflow_jobs WHERE run_id IN (SELECT id FROM dropped)),
+                 parts AS (DELETE FROM hookflow_parts WHERE run_id IN (SELECT id FROM dropped))
+                 INSERT INTO hookflow_runs ({RUN_COLUMNS})
+                 SELECT * FROM unnest({RUN_ARRAYS}) AS u({RUN_COLUMNS})
+                 WHERE NOT u.durable OR u.id IN (SELECT id FROM dropped)
+                   OR NOT EXISTS (SELECT 1 FROM hookflow_queue q WHERE q.id = u.id)
                  ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
                    finished_ms = EXCLUDED.finished_ms, record = EXCLUDED.record,
                    response_status = EXCLUDED.response_status,

@@ -288,6 +288,89 @@ async fn an_instance_never_claims_its_own_runs_again() {
     );
 }
 
+/// An instance that lost a run (its lease ran out while it was paused,
+/// and another took the run over) and saves or finishes it late changes
+/// nothing: not the position, not the owner (a wait would free the run to
+/// be claimed a third time), not the queue row, not the record.
+#[tokio::test]
+async fn a_late_save_or_finish_from_an_instance_that_lost_the_run_changes_nothing() {
+    let url = fresh_db("lost");
+    let a = open(&url, "a", 60_000);
+    let b = open(&url, "b", 60_000);
+    let r = run(None);
+    let id = r.record.id.clone();
+    a.accept(r.clone()).await.expect("accepted");
+    let saved = |status, wake_at, n: u64, at: &str| Saved {
+        status,
+        wake_at,
+        jobs: vec![(n as usize % 10, job(n))],
+        position: Position {
+            frames: serde_json::json!([at]),
+            parts: vec![(at.to_string(), serde_json::json!(n))],
+        },
+    };
+    a.save(&id, saved(RunStatus::Running, None, 0, "a0"));
+    a.flush().await.expect("flush");
+    hookflow_pgtest::cluster()
+        .psql_in(db_of(&url), "UPDATE hookflow_queue SET lease_until = 0")
+        .expect("lapse");
+    assert_eq!(b.claim_expired(10).expect("claim"), vec![id.clone()]);
+    b.save(&id, saved(RunStatus::Running, None, 10, "b0"));
+    b.flush().await.expect("flush");
+    // A wakes up and goes on: a node later it waits, then it finishes.
+    a.save(
+        &id,
+        saved(RunStatus::Waiting, Some(now_millis() - 1), 1, "a1"),
+    );
+    a.flush().await.expect("flush");
+    let live = b.resumable(&id).expect("resumable").expect("live");
+    assert_eq!(live.frames, serde_json::json!(["b0"]), "B's position stays");
+    assert_eq!(live.parts.get("a1"), None, "A's part is not added");
+    let results: Vec<_> = live.record.jobs.iter().map(|j| j.result.clone()).collect();
+    assert_eq!(results, vec![serde_json::json!(10)], "A's job is not added");
+    assert_eq!(
+        b.get(&id).expect("get").map(|r| r.status),
+        Some(RunStatus::Running)
+    );
+    assert_eq!(b.next_wake().expect("next wake"), None, "not waiting");
+    let c = open(&url, "c", 60_000);
+    assert!(
+        c.claim_due(now_millis(), 10).expect("due").is_empty(),
+        "nobody else can claim it"
+    );
+    assert_eq!(
+        b.still_held(vec![id.clone()]).expect("held"),
+        vec![id.clone()]
+    );
+    let mut late = r.record.clone();
+    late.status = RunStatus::Failed;
+    late.finished_at = Some(Timestamp(now_millis()));
+    late.jobs = vec![job(0), job(1)];
+    a.finish(late, true);
+    a.flush().await.expect("flush");
+    assert_eq!(
+        b.get(&id).expect("get").map(|r| r.status),
+        Some(RunStatus::Running),
+        "A's finish does not end B's run"
+    );
+    assert_eq!(
+        b.unfinished(None, 10).expect("unfinished"),
+        vec![id.clone()]
+    );
+    assert!(b.resumable(&id).expect("resumable").is_some());
+    let mut done = r.record.clone();
+    done.status = RunStatus::Resolved;
+    done.finished_at = Some(Timestamp(now_millis()));
+    done.jobs = vec![job(10)];
+    b.finish(done, true);
+    b.flush().await.expect("flush");
+    let got = a.get(&id).expect("get").expect("kept");
+    assert_eq!(got.status, RunStatus::Resolved, "B's finish is the record");
+    assert_eq!(got.jobs.len(), 1);
+    assert!(b.resumable(&id).expect("resumable").is_none());
+    assert!(b.unfinished(None, 10).expect("unfinished").is_empty());
+}
+
 fn job(n: u64) -> crate::record::JobRecord {
     crate::record::JobRecord {
         key: Some(format!("n{n}")),
