@@ -126,7 +126,7 @@ async fn claim_keys(tx: &Transaction<'_>, batch: &[Submitted], now: i64) -> Stor
         .map_err(pg_err)?;
     for ((at, k), won) in keyed.into_iter().zip(won) {
         if won.is_none() {
-            // Not claimed: another run holds it, unexpired at `now`.
+            // Not claimed: a run holds it, unexpired at `now`.
             let row = tx
                 .query_opt(KEY_ENTRY, &[&k.workflow, &k.key, &now])
                 .await
@@ -134,7 +134,14 @@ async fn claim_keys(tx: &Transaction<'_>, batch: &[Submitted], now: i64) -> Stor
                 .ok_or_else(|| {
                     StoreError::Db("an idempotency key was neither claimed nor held".into())
                 })?;
-            verdicts[at] = Err(StoreError::KeyTaken(Box::new(key_entry(&row)?)));
+            let entry = key_entry(&row)?;
+            // This very run: the turn is being tried again after a commit
+            // whose answer was lost (the connection dropped after the
+            // database committed). Its accept stands; the rest of its
+            // writes are no-ops the second time.
+            if entry.execution_id != k.execution_id {
+                verdicts[at] = Err(StoreError::KeyTaken(Box::new(entry)));
+            }
         }
     }
     Ok(verdicts)

@@ -371,6 +371,47 @@ async fn a_late_save_or_finish_from_an_instance_that_lost_the_run_changes_nothin
     assert!(b.unfinished(None, 10).expect("unfinished").is_empty());
 }
 
+/// A turn tried again after its commit's answer was lost (the database
+/// committed, the connection dropped before it said so) stands: the
+/// accept's own key is not "taken" by itself, and the run is kept once.
+/// Before, the accept failed with its own run as the holder of the key:
+/// the caller got a replay of a run that, queued under this instance and
+/// never handed to a worker, stayed queued for as long as it lived.
+#[tokio::test]
+async fn a_turn_tried_again_after_its_commit_keeps_its_accepts() {
+    let url = fresh_db("again");
+    let store = open(&url, "a", 60_000);
+    let r = run(Some("evt-1"));
+    let id = r.record.id.clone();
+    let (done, _wait) = tokio::sync::oneshot::channel();
+    let batch = vec![super::writer::Submitted {
+        seq: 1,
+        write: super::writer::accept(r, done).expect("encodes"),
+    }];
+    let first = super::apply::apply(&store.shared, &batch)
+        .await
+        .expect("applies");
+    assert!(first[0].is_ok(), "{:?}", first[0]);
+    let again = super::apply::apply(&store.shared, &batch)
+        .await
+        .expect("applies again");
+    assert!(again[0].is_ok(), "{:?}", again[0]);
+    assert_eq!(
+        store.unfinished(None, 10).expect("unfinished"),
+        vec![id.clone()]
+    );
+    let entry = store
+        .idempotency("w", "evt-1", now_millis())
+        .expect("read")
+        .expect("kept");
+    assert_eq!(entry.execution_id, id);
+    // Another run with the key is still a duplicate.
+    match store.accept(run(Some("evt-1"))).await {
+        Err(StoreError::KeyTaken(held)) => assert_eq!(held.execution_id, id),
+        got => panic!("expected the key taken, got {got:?}"),
+    }
+}
+
 fn job(n: u64) -> crate::record::JobRecord {
     crate::record::JobRecord {
         key: Some(format!("n{n}")),
