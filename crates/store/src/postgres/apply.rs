@@ -28,6 +28,7 @@ pub async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts
     let mut client = shared.conn().await?;
     let tx = client.transaction().await.map_err(pg_err)?;
     let now = ms(hookflow_model::time::now_millis());
+    let offset = shared.offset_ms();
     let verdicts = claim_keys(&tx, batch, now).await?;
     // Refused requests are never synced on their own (a flood of 401s
     // must not cost a disk sync each): a turn of nothing else commits
@@ -42,7 +43,7 @@ pub async fn apply(shared: &Shared, batch: &[Submitted]) -> StoreResult<Verdicts
     }
     let lease = ms(u64::try_from(shared.options.lease.as_millis()).unwrap_or(u64::MAX));
     let owner = shared.options.instance.as_str();
-    let groups = segments(batch, &verdicts);
+    let groups = segments(batch, &verdicts, offset);
     let mut trimmed: Vec<&str> = Vec::new();
     for g in &groups {
         for w in &g.refused.workflows {
@@ -149,8 +150,12 @@ async fn claim_keys(tx: &Transaction<'_>, batch: &[Submitted], now: i64) -> Stor
 
 /// The batch's writes (those not refused), cut where a run or a key comes
 /// again, each part grouped by kind.
-fn segments<'a>(batch: &'a [Submitted], verdicts: &Verdicts) -> Vec<Group<'a>> {
-    let mut groups = vec![Group::default()];
+fn segments<'a>(batch: &'a [Submitted], verdicts: &Verdicts, offset: i64) -> Vec<Group<'a>> {
+    let group = || Group {
+        offset,
+        ..Group::default()
+    };
+    let mut groups = vec![group()];
     let mut runs: HashSet<&str> = HashSet::new();
     let mut keys: HashSet<(&str, &[u8])> = HashSet::new();
     for (s, verdict) in batch.iter().zip(verdicts) {
@@ -176,7 +181,7 @@ fn segments<'a>(batch: &'a [Submitted], verdicts: &Verdicts) -> Vec<Group<'a>> {
                 Write::Save { id, .. } | Write::Woke { id } => runs.insert(id),
                 Write::Refused { .. } | Write::Flush(_) => false,
             };
-            groups.push(Group::default());
+            groups.push(group());
         }
         if let Some(g) = groups.last_mut() {
             g.add(&s.write);
@@ -260,6 +265,9 @@ struct Keys<'a> {
 /// A segment's writes by kind: no run and no key twice.
 #[derive(Default)]
 struct Group<'a> {
+    /// The database's clock minus this process's: wake times are kept on
+    /// the database's (`clock.rs`).
+    offset: i64,
     accepted: Runs<'a>,
     /// Saves: queue rows and statuses.
     saved_id: Vec<&'a str>,
@@ -295,7 +303,8 @@ impl<'a> Group<'a> {
             } => {
                 self.saved_id.push(id);
                 self.saved_status.push(status);
-                self.saved_wake.push(*wake_at);
+                self.saved_wake
+                    .push(wake_at.map(|at| at.saturating_add(self.offset)));
                 self.saved_frames.push(frames);
                 for (i, job) in jobs {
                     self.job_run.push(id);
@@ -478,7 +487,8 @@ impl Statements {
             // second instance to claim while the first still runs it).
             save: p(format!(
                 "WITH saved AS (
-                   UPDATE hookflow_queue q SET status = t.status, wake_at = t.wake_at,
+                   UPDATE hookflow_queue q SET status = t.status,
+                     wake_at = t.wake_at,
                      frames = t.frames, owner = CASE WHEN t.wake_at IS NULL THEN q.owner END
                    FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
                      AS t(id, status, wake_at, frames)

@@ -42,11 +42,28 @@ pub async fn renew(shared: Arc<Shared>) {
         if let Err(error) = renewed.await {
             tracing::warn!(message = "Could not renew the leases of this instance's runs.", %error);
         }
+        if let Err(error) = super::clock::refresh(&shared).await {
+            tracing::warn!(message = "Could not read the database's clock.", %error);
+        }
     }
 }
 
-/// Claims up to `limit` queued or running runs whose lease ran out; their
-/// ids, oldest first. This instance's own runs are not claimed again: it
+/// The claim of runs whose lease ran out ($1 the instance, $2 the lease,
+/// $3 how many). Every instance sends it every second: it walks the lease
+/// index from the oldest lease and stops at the first one still running
+/// (the database's clock is read once, in a sub-query: a volatile call in
+/// the condition is no index bound, and each poll read the whole queue).
+pub(super) const CLAIM_EXPIRED: &str =
+    "UPDATE hookflow_queue q SET owner = $1, lease_until = hookflow_now_ms() + $2
+     FROM (SELECT id FROM hookflow_queue
+           WHERE wake_at IS NULL AND lease_until < (SELECT hookflow_now_ms())
+             AND owner IS DISTINCT FROM $1
+           ORDER BY lease_until, id LIMIT $3 FOR UPDATE SKIP LOCKED) c
+     WHERE q.id = c.id
+     RETURNING q.id";
+
+/// Claims up to `limit` queued or running runs whose lease ran out (those
+/// whose lease ran out first); their ids, oldest first. This instance's own runs are not claimed again: it
 /// is alive and holds them (a renewal that came late is renewed next time).
 pub async fn claim_expired(shared: &Shared, limit: usize) -> StoreResult<Vec<String>> {
     if limit == 0 {
@@ -56,13 +73,7 @@ pub async fn claim_expired(shared: &Shared, limit: usize) -> StoreResult<Vec<Str
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "UPDATE hookflow_queue q SET owner = $1, lease_until = hookflow_now_ms() + $2
-             FROM (SELECT id FROM hookflow_queue
-                   WHERE wake_at IS NULL AND lease_until < hookflow_now_ms()
-                     AND owner IS DISTINCT FROM $1
-                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) c
-             WHERE q.id = c.id
-             RETURNING q.id",
+            CLAIM_EXPIRED,
             &[&shared.options.instance, &lease_ms(shared), &limit],
         )
         .await
@@ -72,8 +83,10 @@ pub async fn claim_expired(shared: &Shared, limit: usize) -> StoreResult<Vec<Str
     Ok(ids)
 }
 
-/// Claims up to `limit` waiting runs due at `now_ms`: they leave the
-/// waiting runs (running, this instance's); their ids, earliest first.
+/// Claims up to `limit` waiting runs due at `now_ms` (this process's
+/// clock, moved onto the database's, on which wake times are kept): they
+/// leave the waiting runs (running, this instance's); their ids, earliest
+/// first.
 pub async fn claim_due(shared: &Shared, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -85,14 +98,15 @@ pub async fn claim_due(shared: &Shared, now_ms: u64, limit: usize) -> StoreResul
         .query(
             "UPDATE hookflow_queue q SET status = 'running', wake_at = NULL, owner = $1,
                lease_until = hookflow_now_ms() + $2
-             FROM (SELECT id, wake_at FROM hookflow_queue WHERE wake_at <= $3
+             FROM (SELECT id, wake_at FROM hookflow_queue
+                   WHERE wake_at <= $3
                    ORDER BY wake_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) c
              WHERE q.id = c.id
              RETURNING q.id, c.wake_at",
             &[
                 &shared.options.instance,
                 &lease_ms(shared),
-                &ms(now_ms),
+                &ms(now_ms).saturating_add(shared.offset_ms()),
                 &limit,
             ],
         )

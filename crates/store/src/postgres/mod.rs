@@ -4,7 +4,8 @@
 //! The store runs its own small Tokio runtime on a thread of its own
 //! ("hookflow-pg"), which owns the connection pool ([`connect`]), the
 //! ordered writer ([`writer`]: every write of a run, group-committed) and
-//! the lease renewal ([`claims`]). The contract's synchronous reads
+//! the lease renewal ([`claims`]; the queue's times are on the database's
+//! clock, [`clock`]), all sharing [`Shared`]. The contract's synchronous reads
 //! ([`reads`]) are futures on that runtime: the caller waits for the answer
 //! (inside a multi-threaded Tokio runtime through `block_in_place`, so that
 //! the worker's other tasks move on meanwhile), never blocking the store's
@@ -13,6 +14,7 @@
 
 mod apply;
 mod claims;
+mod clock;
 mod codec;
 pub mod connect;
 mod keys;
@@ -20,6 +22,7 @@ mod pending;
 mod reads;
 mod retention;
 mod schema;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -28,7 +31,6 @@ use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Resumable
 use crate::keys::KeyStore;
 use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
 use crate::{StoreError, StoreResult};
-use deadpool_postgres::Pool;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use writer::{Submitted, Write};
 
 pub use keys::PgKeys;
+pub(crate) use shared::Shared;
 
 /// Writes not yet committed past which refused requests are dropped.
 const REFUSED_BACKLOG: u64 = 10_000;
@@ -93,69 +96,6 @@ impl Default for PgOptions {
             pool_size: 8,
             max_backlog: MAX_BACKLOG,
         }
-    }
-}
-
-/// What the runtime thread and the callers share.
-pub(crate) struct Shared {
-    pub handle: tokio::runtime::Handle,
-    pub pool: Pool,
-    pub options: PgOptions,
-    /// The sequence number of the last write the writer committed.
-    pub applied: watch::Receiver<u64>,
-    /// Values set aside since the store opened.
-    pub damaged: AtomicUsize,
-    /// Transactions the writer committed (group commit: fewer than writes).
-    pub commits: std::sync::atomic::AtomicU64,
-    /// Told how long each commit of the writer took (the metrics).
-    pub on_commit: std::sync::OnceLock<crate::CommitHook>,
-    /// The writer found the database unreachable and waits for it: new
-    /// webhook requests are refused (503) rather than left waiting with it.
-    pub away: std::sync::atomic::AtomicBool,
-}
-
-impl Shared {
-    /// Runs `f` on the store's runtime and waits for its answer.
-    pub fn call<T, F>(&self, f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: Future<Output = StoreResult<T>> + Send + 'static,
-    {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(f.await);
-        });
-        let wait = move || match rx.recv_timeout(CALL_LIMIT) {
-            Ok(answer) => answer,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Db(format!(
-                "the database did not answer within {}s",
-                CALL_LIMIT.as_secs()
-            ))),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                Err(StoreError::Db("the store has closed".into()))
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        }
-    }
-
-    /// Resolves once every write submitted up to `seq` is committed (reads
-    /// see a write from the moment it was submitted), within a bound.
-    pub async fn caught_up(&self, seq: u64) {
-        let mut applied = self.applied.clone();
-        let _ = tokio::time::timeout(CALL_LIMIT, applied.wait_for(|a| *a >= seq)).await;
-    }
-
-    /// A connection from the pool.
-    pub async fn conn(&self) -> StoreResult<deadpool_postgres::Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Db(format!("no database connection: {}", chain(&e))))
     }
 }
 
@@ -331,6 +271,7 @@ async fn start(
         .await
         .map_err(|e| StoreError::Db(format!("cannot connect to the database: {}", chain(&e))))?;
     schema::migrate(&mut client).await?;
+    let offset = clock::offset(&client, 0).await?;
     drop(client);
     let (applied_tx, applied) = watch::channel(0);
     Ok((
@@ -342,6 +283,9 @@ async fn start(
             applied,
             damaged: AtomicUsize::new(0),
             away: std::sync::atomic::AtomicBool::new(false),
+            offset_ms: std::sync::atomic::AtomicI64::new(offset),
+            #[cfg(test)]
+            skew_ms: std::sync::atomic::AtomicI64::new(0),
             commits: std::sync::atomic::AtomicU64::new(0),
             on_commit: std::sync::OnceLock::new(),
         }),

@@ -257,7 +257,9 @@ pub async fn next_wake(shared: &Shared) -> StoreResult<Option<u64>> {
         .query_one("SELECT min(wake_at) FROM hookflow_queue", &[])
         .await
         .map_err(pg_err)?;
-    Ok(row.get::<_, Option<i64>>(0).map(from_ms))
+    // On this process's clock (wake times are kept on the database's).
+    let first: Option<i64> = row.get(0);
+    Ok(first.map(|at| from_ms(at.saturating_sub(shared.offset_ms()))))
 }
 
 pub async fn due(shared: &Shared, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
@@ -265,8 +267,9 @@ pub async fn due(shared: &Shared, now_ms: u64, limit: usize) -> StoreResult<Vec<
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT id FROM hookflow_queue WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2",
-            &[&ms(now_ms), &limit],
+            "SELECT id FROM hookflow_queue WHERE wake_at <= $1
+             ORDER BY wake_at, id LIMIT $2",
+            &[&ms(now_ms).saturating_add(shared.offset_ms()), &limit],
         )
         .await
         .map_err(pg_err)?;

@@ -412,6 +412,118 @@ async fn a_turn_tried_again_after_its_commit_keeps_its_accepts() {
     }
 }
 
+/// Wake times are kept on the database's clock: an instance whose clock
+/// runs two minutes ahead does not wake a run a minute early, and one
+/// whose clock is behind does not wake it late. Before, each compared the
+/// wake time another instance wrote with its own clock.
+#[tokio::test]
+async fn waits_are_timed_on_the_database_s_clock_across_instances() {
+    use std::sync::atomic::Ordering;
+    let url = fresh_db("skew");
+    let a = open(&url, "a", 60_000);
+    let ahead = open(&url, "ahead", 60_000);
+    let behind = open(&url, "behind", 60_000);
+    for (store, skew) in [(&ahead, 120_000), (&behind, -120_000)] {
+        store.shared.skew_ms.store(skew, Ordering::Relaxed);
+        let shared = store.shared.clone();
+        store
+            .read(move |s| async move { super::clock::refresh(&s).await })
+            .expect("the clocks compared again");
+        assert!((shared.offset_ms() + skew).abs() < 1_000);
+    }
+    let local = |s: &PgStore| (now_millis() as i64 + s.shared.skew()) as u64;
+    let wait = |wake_at| Saved {
+        status: RunStatus::Waiting,
+        wake_at: Some(wake_at),
+        jobs: Vec::new(),
+        position: Position::default(),
+    };
+    let later = run(None);
+    a.accept(later.clone()).await.expect("accepted");
+    a.save(&later.record.id, wait(now_millis() + 60_000));
+    a.flush().await.expect("flush");
+    assert!(ahead.due(local(&ahead), 10).expect("due").is_empty());
+    assert!(
+        ahead
+            .claim_due(local(&ahead), 10)
+            .expect("claim")
+            .is_empty(),
+        "a clock ahead does not wake it early"
+    );
+    let next = ahead.next_wake().expect("next wake").expect("one waits");
+    let left = next.saturating_sub(local(&ahead));
+    assert!(
+        (55_000..=60_000).contains(&left),
+        "the wait has {left} ms left on the clock ahead"
+    );
+    let due = run(None);
+    a.accept(due.clone()).await.expect("accepted");
+    a.save(&due.record.id, wait(now_millis() - 1_000));
+    a.flush().await.expect("flush");
+    assert_eq!(
+        behind.claim_due(local(&behind), 10).expect("claim"),
+        vec![due.record.id.clone()],
+        "a clock behind wakes it on time"
+    );
+}
+
+/// Every instance polls for runs whose lease ran out every second: the
+/// poll reads only the expired leases, not the whole queue (before, it
+/// walked the queue in id order, waiting runs included, filtering each
+/// row: 40,000 rows read a poll for a queue of 40,000).
+#[tokio::test]
+async fn the_takeover_poll_reads_only_expired_leases() {
+    let url = fresh_db("poll");
+    let store = open(&url, "a", 60_000);
+    hookflow_pgtest::cluster()
+        .psql_in(
+            db_of(&url),
+            "INSERT INTO hookflow_queue (id, status, owner, lease_until, wake_at)
+             SELECT 'r' || lpad(g::text, 6, '0'),
+               CASE WHEN g % 2 = 0 THEN 'waiting' ELSE 'running' END,
+               CASE WHEN g % 2 = 0 THEN NULL ELSE 'b' END,
+               hookflow_now_ms() + 600000,
+               CASE WHEN g % 2 = 0 THEN hookflow_now_ms() + 600000 + g END
+             FROM generate_series(1, 40000) g;
+             ANALYZE hookflow_queue;",
+        )
+        .expect("fill");
+    let mut client = store.shared.conn().await.expect("conn");
+    let tx = client.transaction().await.expect("tx");
+    let lease: i64 = 60_000;
+    let limit: i64 = 100;
+    let rows = tx
+        .query(
+            &format!("EXPLAIN ANALYZE {}", super::claims::CLAIM_EXPIRED),
+            &[&"a", &lease, &limit],
+        )
+        .await
+        .expect("explain");
+    let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let read: u64 = plan
+        .iter()
+        .filter_map(|line| line.split_once("Rows Removed by ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.rsplit(": ").next()?.trim().parse::<u64>().ok())
+        .sum();
+    assert!(
+        plan.iter().any(|l| l.contains("hookflow_queue_lease")),
+        "the lease index is used: {plan:#?}"
+    );
+    assert!(read < 1_000, "the poll read {read} rows: {plan:#?}");
+    drop(tx);
+    // Expired ones are claimed, those whose lease ran out first.
+    hookflow_pgtest::cluster()
+        .psql_in(
+            db_of(&url),
+            "UPDATE hookflow_queue SET lease_until = 0 WHERE id IN ('r000003', 'r000005')",
+        )
+        .expect("lapse");
+    assert_eq!(
+        store.claim_expired(10).expect("claim"),
+        vec!["r000003".to_string(), "r000005".to_string()]
+    );
+}
+
 fn job(n: u64) -> crate::record::JobRecord {
     crate::record::JobRecord {
         key: Some(format!("n{n}")),
