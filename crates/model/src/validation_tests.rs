@@ -506,7 +506,7 @@ fn an_hmac_timestamp_that_the_payload_does_not_sign_is_a_warning() {
     );
     for signed in [
         "\"{{ trigger.headers['x-ts'] }}.{{ trigger.raw_body }}\"",
-        "\"{{ trigger.headers[\\\"X-Ts\\\"] }}{{ trigger.raw_body }}\"",
+        "\"{{ trigger.headers[\\\"x-ts\\\"] }}{{ trigger.raw_body }}\"",
     ] {
         check(
             &hmac(&format!(
@@ -516,6 +516,20 @@ fn an_hmac_timestamp_that_the_payload_does_not_sign_is_a_warning() {
         );
     }
     check(&hmac(""), &[]);
+    // Header names are lower-case in `trigger.headers`: `X-Ts` reads
+    // nothing, and every request would be refused.
+    let upper = "warning: `payload` reads the header X-Ts with upper-case letters";
+    for unread in [
+        "\"{{ trigger.headers['X-Ts'] }}.{{ trigger.raw_body }}\"",
+        "\"{{ trigger.headers[\\\"X-Ts\\\"] }}{{ trigger.raw_body }}\"",
+    ] {
+        check(
+            &hmac(&format!(
+                "    timestamp_header: X-Ts\n    payload: {unread}\n"
+            )),
+            &[(10, 14, upper)],
+        );
+    }
 }
 
 // ---- Issue 15: what breaks at run time is caught before ----

@@ -9,6 +9,12 @@ use hookflow_model::def::{HmacAlgorithm, HmacVerifyDef, SignatureEncoding};
 use hookflow_model::runtime::{Verify, Workflow};
 use hookflow_model::template::{Scope, Templates, Text};
 use serde_json::Value as Json;
+use subtle::ConstantTimeEq;
+
+/// Signatures read from one request at most: a header of thousands of
+/// candidates must not cost thousands of comparisons (each costs little
+/// now that the MAC is computed once, but the bound keeps a 401 cheap).
+const MAX_CANDIDATES: usize = 16;
 
 /// The defaults of the generic `hmac` preset.
 const DEFAULT_ALGORITHM: HmacAlgorithm = HmacAlgorithm::Sha256;
@@ -20,6 +26,65 @@ pub(crate) struct Payload {
     templates: Templates,
     /// The declared secrets, as templates see them under `secrets`.
     secrets: Json,
+}
+
+impl Payload {
+    /// The signed bytes: the template rendered over the request. The body
+    /// is signed as its bytes (SPEC §4b). When they are not UTF-8 text,
+    /// `trigger.raw_body` is a lossy copy in which every invalid byte reads
+    /// U+FFFD (two bodies, one text): each place the template writes it
+    /// gets the bytes themselves instead. A template that changes the
+    /// body's text (a filter on it) cannot sign such a body exactly: the
+    /// request is refused.
+    fn render(&self, req: &Signed<'_>) -> Result<Vec<u8>, Rejected> {
+        let render = |raw_body: Option<&str>| {
+            let mut trigger = req.request.to_json();
+            if let (Some(raw), Some(m)) = (raw_body, trigger.as_object_mut()) {
+                m.insert("raw_body".into(), Json::String(raw.to_string()));
+            }
+            let mut scope = Scope::new();
+            scope.set_owned("trigger", trigger);
+            scope.set("secrets", &self.secrets);
+            self.templates
+                .render(&self.text, &scope)
+                .map_err(|e| Rejected(format!("the signed payload does not render: {}", e.message)))
+        };
+        if std::str::from_utf8(req.body).is_ok() {
+            return Ok(render(None)?.into_bytes());
+        }
+        let marker = marker();
+        let marked = render(Some(marker))?;
+        if marked.replace(marker, "") != render(Some(""))? {
+            return Err(
+                "the body is not UTF-8 text and the signed payload changes `trigger.raw_body`: \
+                 only its bytes as they are can be signed"
+                    .into(),
+            );
+        }
+        let mut signed = Vec::with_capacity(marked.len() + req.body.len());
+        for (i, piece) in marked.split(marker).enumerate() {
+            if i > 0 {
+                signed.extend_from_slice(req.body);
+            }
+            signed.extend_from_slice(piece.as_bytes());
+        }
+        Ok(signed)
+    }
+}
+
+/// A text no request can guess, standing for the body's bytes in a
+/// rendered payload: random for each process.
+fn marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let random = |n: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(n);
+            h.finish()
+        };
+        format!("\u{FDD0}{:016x}{:016x}\u{FDD1}", random(1), random(2))
+    })
 }
 
 pub(crate) enum MacScheme {
@@ -82,6 +147,14 @@ impl MacScheme {
         let key = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| SetupError::new("secret", "must be `whsec_` followed by base64"))?;
+        // `whsec_` alone (an empty variable after it) is an empty key: an
+        // HMAC anyone can compute.
+        if key.is_empty() {
+            return Err(SetupError::new(
+                "secret",
+                "has an empty key after `whsec_` (is its secret variable empty?)",
+            ));
+        }
         Ok(MacScheme::StandardWebhooks { key })
     }
 
@@ -102,13 +175,8 @@ impl MacScheme {
                 let rendered;
                 let signed: &[u8] = match payload {
                     Some(p) => {
-                        let mut scope = Scope::new();
-                        scope.set_owned("trigger", req.request.to_json());
-                        scope.set("secrets", &p.secrets);
-                        rendered = p.templates.render(&p.text, &scope).map_err(|e| {
-                            Rejected(format!("the signed payload does not render: {}", e.message))
-                        })?;
-                        rendered.as_bytes()
+                        rendered = p.render(req)?;
+                        &rendered
                     }
                     None => req.body,
                 };
@@ -121,9 +189,7 @@ impl MacScheme {
                             Some(p) => s.strip_prefix(p.as_str()).unwrap_or(""),
                             None => s,
                         });
-                any_valid(candidates, *encoding, |sig| {
-                    mac_ok(*algorithm, secret, &[signed], sig)
-                })
+                any_valid(candidates, *encoding, &mac(*algorithm, secret, &[signed]))
             }
             MacScheme::StandardWebhooks { key } => {
                 let id = req.header("webhook-id")?;
@@ -135,23 +201,20 @@ impl MacScheme {
                 let candidates = value
                     .split(' ')
                     .filter_map(|s| s.trim_end_matches(',').strip_prefix("v1,"));
-                any_valid(candidates, SignatureEncoding::Base64, |sig| {
-                    mac_ok(
-                        HmacAlgorithm::Sha256,
-                        key,
-                        &[id.as_bytes(), b".", ts.as_bytes(), b".", req.body],
-                        sig,
-                    )
-                })
+                let expected = mac(
+                    HmacAlgorithm::Sha256,
+                    key,
+                    &[id.as_bytes(), b".", ts.as_bytes(), b".", req.body],
+                );
+                any_valid(candidates, SignatureEncoding::Base64, &expected)
             }
             MacScheme::Github { secret } => {
                 let value = req.header("x-hub-signature-256")?;
                 let candidates = value
                     .split(',')
                     .map(|s| s.trim().strip_prefix("sha256=").unwrap_or(""));
-                any_valid(candidates, SignatureEncoding::Hex, |sig| {
-                    mac_ok(HmacAlgorithm::Sha256, secret, &[req.body], sig)
-                })
+                let expected = mac(HmacAlgorithm::Sha256, secret, &[req.body]);
+                any_valid(candidates, SignatureEncoding::Hex, &expected)
             }
             MacScheme::Stripe { secret } => {
                 let value = req.header("stripe-signature")?;
@@ -159,25 +222,19 @@ impl MacScheme {
                 let mut sigs = Vec::new();
                 for item in value.split(',') {
                     match item.trim().split_once('=') {
-                        Some(("t", t)) => ts = Some(t.to_string()),
-                        Some(("v1", s)) => sigs.push(s.to_string()),
+                        Some(("t", t)) => ts = Some(t),
+                        Some(("v1", s)) => sigs.push(s),
                         _ => {}
                     }
                 }
                 let ts = ts.ok_or("no timestamp in `stripe-signature`")?;
-                fresh.check(&ts)?;
-                any_valid(
-                    sigs.iter().map(String::as_str),
-                    SignatureEncoding::Hex,
-                    |sig| {
-                        mac_ok(
-                            HmacAlgorithm::Sha256,
-                            secret,
-                            &[ts.as_bytes(), b".", req.body],
-                            sig,
-                        )
-                    },
-                )
+                fresh.check(ts)?;
+                let expected = mac(
+                    HmacAlgorithm::Sha256,
+                    secret,
+                    &[ts.as_bytes(), b".", req.body],
+                );
+                any_valid(sigs.into_iter(), SignatureEncoding::Hex, &expected)
             }
             MacScheme::Slack { secret } => {
                 let ts = req.header("x-slack-request-timestamp")?;
@@ -186,43 +243,47 @@ impl MacScheme {
                 let candidates = value
                     .split(',')
                     .map(|s| s.trim().strip_prefix("v0=").unwrap_or(""));
-                any_valid(candidates, SignatureEncoding::Hex, |sig| {
-                    mac_ok(
-                        HmacAlgorithm::Sha256,
-                        secret,
-                        &[b"v0:", ts.as_bytes(), b":", req.body],
-                        sig,
-                    )
-                })
+                let expected = mac(
+                    HmacAlgorithm::Sha256,
+                    secret,
+                    &[b"v0:", ts.as_bytes(), b":", req.body],
+                );
+                any_valid(candidates, SignatureEncoding::Hex, &expected)
             }
             MacScheme::Shopify { secret } => {
                 let value = req.header("x-shopify-hmac-sha256")?;
                 let candidates = value.split(',').map(str::trim);
-                any_valid(candidates, SignatureEncoding::Base64, |sig| {
-                    mac_ok(HmacAlgorithm::Sha256, secret, &[req.body], sig)
-                })
+                let expected = mac(HmacAlgorithm::Sha256, secret, &[req.body]);
+                any_valid(candidates, SignatureEncoding::Base64, &expected)
             }
         }
     }
 }
 
-/// Tries each candidate signature; an empty or undecodable one never matches.
+/// Compares each candidate signature with the expected MAC (computed
+/// once), in constant time; an empty, undecodable or wrongly sized one
+/// never matches. More than [`MAX_CANDIDATES`] is refused unread.
 fn any_valid<'a>(
     candidates: impl Iterator<Item = &'a str>,
     encoding: SignatureEncoding,
-    check: impl Fn(&[u8]) -> bool,
+    expected: &[u8],
 ) -> Result<(), Rejected> {
+    let mut seen = 0;
     for c in candidates {
         let c = c.trim();
         if c.is_empty() {
             continue;
+        }
+        seen += 1;
+        if seen > MAX_CANDIDATES {
+            return Err(format!("more than {MAX_CANDIDATES} signatures").into());
         }
         let decoded = match encoding {
             SignatureEncoding::Hex => hex::decode(c).ok(),
             SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.decode(c).ok(),
         };
         if let Some(sig) = decoded {
-            if check(&sig) {
+            if !expected.is_empty() && bool::from(sig.as_slice().ct_eq(expected)) {
                 return Ok(());
             }
         }
@@ -230,22 +291,23 @@ fn any_valid<'a>(
     Err("no signature matches".into())
 }
 
-/// HMAC over the concatenated parts, compared in constant time (length included).
-fn mac_ok(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]], sig: &[u8]) -> bool {
-    macro_rules! check {
+/// The HMAC of the concatenated parts; empty when the key is refused
+/// (which no signature then matches).
+fn mac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    macro_rules! compute {
         ($digest:ty) => {{
             let Ok(mut mac) = <Hmac<$digest> as Mac>::new_from_slice(key) else {
-                return false;
+                return Vec::new();
             };
             for p in parts {
                 mac.update(p);
             }
-            mac.verify_slice(sig).is_ok()
+            mac.finalize().into_bytes().to_vec()
         }};
     }
     match algorithm {
-        HmacAlgorithm::Sha1 => check!(sha1::Sha1),
-        HmacAlgorithm::Sha256 => check!(sha2::Sha256),
-        HmacAlgorithm::Sha512 => check!(sha2::Sha512),
+        HmacAlgorithm::Sha1 => compute!(sha1::Sha1),
+        HmacAlgorithm::Sha256 => compute!(sha2::Sha256),
+        HmacAlgorithm::Sha512 => compute!(sha2::Sha512),
     }
 }

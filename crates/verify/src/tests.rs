@@ -726,3 +726,111 @@ fn secrets_compare_equal_only_when_equal() {
     }
     assert!(!pair.matches(&[b"shoppa:ss"]));
 }
+
+/// Builds a verifier that must fail, for the reason it gives.
+fn refused_setup(verify_yaml: &str) -> String {
+    let yaml = format!("title: v\ntrigger:\n  type: webhook\n  verify:\n{verify_yaml}");
+    let file = load_source(
+        "v",
+        Path::new("v.yaml"),
+        &yaml,
+        &LoadOptions::process_env(SecretPolicy::Warn),
+    );
+    let wf = file
+        .workflow
+        .unwrap_or_else(|| panic!("{:?}", file.diagnostics));
+    let verify = wf.trigger.verify.as_ref().expect("verify");
+    match Verifier::build(&wf, verify) {
+        Ok(_) => panic!("built a verifier for {verify_yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `whsec_` with nothing after it (an empty variable) is an empty HMAC key,
+/// which anyone can sign with: the workflow is not served. Before, it
+/// verified a signature made with the empty key.
+#[test]
+fn standard_webhooks_refuses_an_empty_key() {
+    let why = refused_setup("    preset: standard_webhooks\n    secret: whsec_\n");
+    assert!(why.contains("empty key"), "{why}");
+}
+
+/// A header of thousands of signatures costs one MAC, not thousands: more
+/// than 16 are refused unread, and a valid one among 16 still verifies.
+/// Before, the HMAC over the whole body was computed once per candidate
+/// (6.7 s for one 1 MiB request with 7,800 candidates).
+#[test]
+fn many_signatures_are_refused_and_a_few_compared() {
+    let v = verifier("    preset: github\n    secret: s\n");
+    let body = "x".repeat(1024);
+    let good = format!("sha256={}", hmac_hex(b"s", &[body.as_bytes()]));
+    let mut fifteen = vec!["sha256=00".to_string(); 15];
+    fifteen.push(good.clone());
+    assert_eq!(
+        check(&v, &[("X-Hub-Signature-256", &fifteen.join(","))], &body),
+        Ok(())
+    );
+    let mut many = vec!["sha256=00".to_string(); 5_000];
+    many.push(good);
+    let why = check(&v, &[("X-Hub-Signature-256", &many.join(","))], &body).expect_err("refused");
+    assert!(why.contains("more than 16"), "{why}");
+}
+
+/// A templated payload signs the body's bytes, also when they are not
+/// UTF-8 text (a Latin-1 or GBK form): before, it signed the lossy text,
+/// so the real signature failed and one signature verified every body
+/// that differed only in invalid bytes.
+#[test]
+fn a_templated_payload_signs_the_body_s_bytes() {
+    let v = verifier("    preset: hmac\n    secret: k\n    header: X-Sig\n    payload: \"{{ trigger.headers['x-ts'] }}.{{ trigger.raw_body }}|{{ trigger.raw_body }}\"\n    timestamp_header: X-Ts\n");
+    let ts = NOW.to_string();
+    let check_bytes = |v: &Verifier, sig: &str, body: &[u8]| {
+        let request = TriggerRequest {
+            method: "POST".into(),
+            path: "/api/webhook:trigger/k".into(),
+            headers: vec![
+                ("x-sig".to_string(), sig.to_string()),
+                ("x-ts".to_string(), ts.clone()),
+            ],
+            raw_body: String::from_utf8_lossy(body).into_owned(),
+            ..TriggerRequest::default()
+        };
+        v.check(&Signed {
+            request: &request,
+            body,
+            now: NOW,
+        })
+        .map(|_| ())
+        .map_err(|r| r.0)
+    };
+    let latin1: &[u8] = b"caf\xe9";
+    let sig = hmac_hex(b"k", &[ts.as_bytes(), b".", latin1, b"|", latin1]);
+    assert_eq!(check_bytes(&v, &sig, latin1), Ok(()));
+    assert!(
+        check_bytes(&v, &sig, b"caf\xe8").is_err(),
+        "another invalid byte is another body"
+    );
+    let lossy = String::from_utf8_lossy(latin1).into_owned();
+    let lossy_sig = hmac_hex(
+        b"k",
+        &[
+            ts.as_bytes(),
+            b".",
+            lossy.as_bytes(),
+            b"|",
+            lossy.as_bytes(),
+        ],
+    );
+    assert!(
+        check_bytes(&v, &lossy_sig, latin1).is_err(),
+        "the lossy text is not what is signed"
+    );
+    // UTF-8 bodies sign as before.
+    let text = "café".as_bytes();
+    let sig = hmac_hex(b"k", &[ts.as_bytes(), b".", text, b"|", text]);
+    assert_eq!(check_bytes(&v, &sig, text), Ok(()));
+    // A payload that changes the body's text cannot sign its bytes.
+    let upper = verifier("    preset: hmac\n    secret: k\n    header: X-Sig\n    payload: \"{{ trigger.raw_body | upper }}\"\n");
+    let why = check_bytes(&upper, &sig, latin1).expect_err("refused");
+    assert!(why.contains("not UTF-8"), "{why}");
+}

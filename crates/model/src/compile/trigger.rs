@@ -146,17 +146,27 @@ impl Cx<'_> {
         };
         let lower = header.to_ascii_lowercase();
         // The payload reads the header by name: `headers['x-ts']`,
-        // `headers.get("x-ts")` or `headers.x_ts`.
-        let signed = h.payload.as_ref().is_some_and(|p| {
-            let p = p.to_ascii_lowercase();
-            [
-                format!("'{lower}'"),
-                format!("\"{lower}\""),
-                format!("headers.{lower}"),
-            ]
-            .iter()
-            .any(|form| p.contains(form.as_str()))
-        });
+        // `headers.get("x-ts")` or `headers.x_ts`; names are lower-case in
+        // `trigger.headers`, so `headers['X-Ts']` reads nothing.
+        let forms = [
+            format!("'{lower}'"),
+            format!("\"{lower}\""),
+            format!("headers.{lower}"),
+        ];
+        let reads = |p: &str| forms.iter().any(|form| p.contains(form.as_str()));
+        let payload = h.payload.as_deref().unwrap_or_default();
+        let signed = reads(payload);
+        if !signed && reads(&payload.to_ascii_lowercase()) {
+            self.warning_at_value(
+                &path.key("payload"),
+                format!(
+                    "`payload` reads the header {header} with upper-case letters, but header names \
+                     are lower-case in `trigger.headers`, so it renders nothing and every request \
+                     is refused; write `trigger.headers['{lower}']`"
+                ),
+            );
+            return;
+        }
         if !signed {
             self.warning_at_value(
                 &path.key("timestamp_header"),
