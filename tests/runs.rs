@@ -71,6 +71,39 @@ fn timeout_response_is_sent_and_the_run_goes_on() {
     assert_eq!(record["response"]["body"], json!("accepted"));
 }
 
+/// A sync run busy computing (a loop of 200,000 calculations, no request
+/// node) still answers at its timeout: with `timeout_response` the caller
+/// gets it and the run goes on to its end; without, 408 and the run is
+/// aborted. Before, the run never gave its task back, so the timer beside
+/// it fired only when it had finished: 200 `done` after the whole loop.
+#[test]
+fn a_sync_run_busy_computing_answers_at_its_timeout() {
+    let busy = |key: &str, extra: &str| {
+        format!(
+            "title: Busy\nenabled: true\noptions: {{ timeout: 50ms }}\ntrigger:\n  type: webhook\n  mode: sync\n  key: {key}\n{extra}nodes:\n  - key: spin\n    type: loop\n    over: \"200000\"\n    max_iterations: 1000000\n    do:\n      - {{ key: n, type: calculation, expression: \"loop.item * 2\" }}\n  - type: response\n    body: done\n"
+        )
+    };
+    let app = TestApp::spawn(&[
+        (
+            "later.yaml",
+            busy(
+                "busy-sync-later1",
+                "  timeout_response: { status: 202, body: later }\n",
+            )
+            .as_str(),
+        ),
+        ("cut.yaml", busy("busy-sync-cut001", "").as_str()),
+    ]);
+    let r = app.post("busy-sync-later1", &[], "");
+    assert_eq!((r.status, r.body.as_str()), (202, "later"), "{r:?}");
+    let record = app.finished(&r.execution(), Duration::from_secs(60));
+    assert_eq!(record["status"], json!("resolved"), "{record}");
+    let r = app.post("busy-sync-cut001", &[], "");
+    assert_eq!(r.status, 408, "{r:?}");
+    let record = app.finished(&r.execution(), Duration::from_secs(60));
+    assert_eq!(record["status"], json!("aborted"), "{record}");
+}
+
 fn async_calls(upstream: &Upstream, key: &str, path: &str) -> String {
     format!(
         r#"

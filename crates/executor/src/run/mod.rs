@@ -313,6 +313,11 @@ impl Run {
         // (`save_every_node`, for tests, also saves before every node.)
         let mut changed = true;
         loop {
+            // Nodes that compute finish at their first poll: a long chain of
+            // them (a loop of thousands) never gave the task back, so a sync
+            // run's timeout, a timer polled beside this future, could not
+            // fire until the run ended. Every so many steps the task yields.
+            tokio::task::consume_budget().await;
             if self.control.is_cancelled()
                 || self
                     .deadline
