@@ -137,7 +137,7 @@ impl Service {
         };
         if let Some((first, ttl)) = first {
             let stored = mode == Mode::Async;
-            first.finish(&execution_id, &answer, ttl, stored);
+            first.finish(&execution_id, &answer, ttl, stored).await;
         }
         Ok(Delivery::Answer {
             execution_id,

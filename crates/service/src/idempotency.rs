@@ -203,11 +203,19 @@ impl<'a> First<'a> {
     /// went to disk with the run) and hands it to requests waiting on the
     /// same key. Only a 2xx answer is remembered: after an error the
     /// sender's retry runs again (the store's pending claim is released).
-    pub fn finish(mut self, execution_id: &str, answer: &Answer, ttl: Duration, stored: bool) {
+    pub async fn finish(
+        mut self,
+        execution_id: &str,
+        answer: &Answer,
+        ttl: Duration,
+        stored: bool,
+    ) {
         if !(200..300).contains(&answer.status) {
             return;
         }
         if !stored {
+            // On disk before the 2xx goes out: the sender's retry after a
+            // crash is a replay, not a second run.
             self.store.put_idempotency(IdempotencyClaim {
                 workflow: self.workflow.clone(),
                 key: self.key.clone(),
@@ -217,6 +225,9 @@ impl<'a> First<'a> {
                     response: Some(answer.record()),
                 },
             });
+            if let Err(error) = self.store.flush().await {
+                tracing::error!(message = "Could not write an idempotency key to disk.", workflow = %self.workflow, %error);
+            }
         }
         // The answer replaces the pending claim: nothing to release.
         self.held = None;

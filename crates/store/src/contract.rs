@@ -139,6 +139,14 @@ pub trait Store: Send + Sync + 'static {
     /// the record); a sync run's record is simply kept.
     fn finish(&self, record: ExecutionRecord, durable: bool);
 
+    /// A durable run finished: resolves once its final record is on disk.
+    /// No read shows it finished before then, so a run anybody saw
+    /// finished never runs again after a crash.
+    fn finish_durably(&self, record: ExecutionRecord) -> BoxFuture<'_, StoreResult<()>> {
+        self.finish(record, true);
+        self.flush()
+    }
+
     /// Makes a sync run's record readable before it finishes (its id was
     /// sent to someone); not durable.
     fn announce(&self, record: ExecutionRecord);

@@ -32,8 +32,17 @@ impl Run {
         Waiting { wake_at }
     }
 
-    /// Writes the final record with this status and error.
-    pub(super) fn finish(mut self, status: RunStatus, error: Option<String>) {
+    /// Writes the final record with this status and error; a durable run's
+    /// is returned with its store instead, for the driver to write and wait
+    /// until it is on disk before it moves on.
+    pub(super) fn finish(
+        mut self,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Option<(
+        std::sync::Arc<dyn hookflow_store::Store>,
+        hookflow_store::ExecutionRecord,
+    )> {
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
             if !r.is_answered() {
@@ -64,11 +73,20 @@ impl Run {
             }
             None => tracing::debug!(message = "Run finished.", status = status.as_str()),
         }
-        // Nobody waits for the final record to be durable: it is written
-        // behind (and readable at once). A durable run's saved state goes.
+        // A durable run's saved state goes; its driver waits for the final
+        // record to be on disk before it takes another run, so that a run
+        // seen finished never runs again after a crash. Other records are
+        // written behind (and readable at once).
         match self.keep_record.take() {
-            Some(keep) => drop(keep.send(self.record)),
-            None => self.store.finish(self.record, self.durable),
+            Some(keep) => {
+                drop(keep.send(self.record));
+                None
+            }
+            None if self.durable => Some((self.store, self.record)),
+            None => {
+                self.store.finish(self.record, false);
+                None
+            }
         }
     }
 }

@@ -186,7 +186,11 @@ impl Run {
                 Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
                 Ending::Waiting(wake_at) => return Some(self.wait(wake_at)),
             };
-            self.finish(status, error);
+            if let Some((store, record)) = self.finish(status, error) {
+                if let Err(error) = store.finish_durably(record).await {
+                    tracing::error!(message = "Could not write a finished run to disk.", %error);
+                }
+            }
             None
         }
         .instrument(span)
@@ -390,8 +394,15 @@ impl Run {
             }
             changed = true;
             if acted {
+                // On disk before the next node starts: a node that acted
+                // outside (a request) is not sent again after a crash.
                 self.save();
                 changed = false;
+                if self.durable && !self.control.is_lost() {
+                    if let Err(error) = self.store.flush().await {
+                        tracing::error!(message = "Could not write a run's progress to disk.", %error);
+                    }
+                }
             }
         }
     }

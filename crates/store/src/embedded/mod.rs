@@ -342,6 +342,23 @@ impl Store for SledStore {
         self.send(event);
     }
 
+    fn finish_durably(&self, record: ExecutionRecord) -> BoxFuture<'_, StoreResult<()>> {
+        // One job with its waiter: the turn that applies it syncs, and the
+        // reads of that turn are answered after the sync.
+        let event = (|| {
+            let id = id_of_record(&record.id)?;
+            let (header, record) = finished_parts(record)?;
+            self.overlay.finished(&id);
+            Ok(Event::Finish {
+                id,
+                header,
+                record,
+                durable: true,
+            })
+        })();
+        self.durable(event)
+    }
+
     fn announce(&self, record: ExecutionRecord) {
         let retry_of = record.retry_of.as_deref().and_then(id_bytes);
         match (id_of_record(&record.id), encode(&record)) {

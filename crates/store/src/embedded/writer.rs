@@ -213,15 +213,18 @@ impl Writer {
                     tracing::error!(message = "Could not keep a refused request.", %error);
                 }
             }
-            for tx in readers {
-                let _ = tx.send(());
-            }
             if result.is_ok() && !waiters.is_empty() {
                 let clock = std::time::Instant::now();
                 result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
                 if let Some(hook) = self.on_commit.get() {
                     hook(clock.elapsed());
                 }
+            }
+            // After the sync: a read never shows what a waiter was promised
+            // before it is on disk (a run seen finished, then a crash, would
+            // run again).
+            for tx in readers {
+                let _ = tx.send(());
             }
             if let Err(error) = &result {
                 tracing::error!(message = "Could not write runs.", %error);
