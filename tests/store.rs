@@ -77,6 +77,54 @@ nodes:
     );
 }
 
+/// One webhook whose loop copies a large value into every job: the
+/// record keeps results up to 16 × `--max-result` in all, then only the
+/// jobs' status and times (`truncated`, no result). Before, each job kept
+/// its own `--max-result`: a 305 KB body over 1,000 items wrote a 253 MB
+/// record (2.5 GB with the defaults at the most).
+#[test]
+fn one_webhook_cannot_grow_a_record_without_bound() {
+    let flow = r#"title: Copies
+enabled: true
+trigger: { type: webhook, mode: async, key: big-copies-key01 }
+nodes:
+  - key: each
+    type: loop
+    over: trigger.body.items
+    do:
+      - { key: copy, type: calculation, expression: trigger.body.pad }
+"#;
+    let app = TestApp::spawn_with(
+        &[("copies.yaml", flow)],
+        Options {
+            args: vec!["--max-result".into(), "8KiB".into()],
+            ..Options::default()
+        },
+    );
+    let body = json!({ "items": (0..100).collect::<Vec<_>>(), "pad": "p".repeat(20_000) });
+    let r = app.post_json("big-copies-key01", &body);
+    assert_eq!(r.status, 200, "{r:?}");
+    let record = app.finished(&r.execution(), Duration::from_secs(30));
+    assert_eq!(record["status"], json!("resolved"), "{record}");
+    let jobs = record["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 101, "the loop and one job per item");
+    let size = record.to_string().len();
+    assert!(
+        size < 200 * 1024,
+        "the record is {size} bytes (16 × 8 KiB of results at most)"
+    );
+    let kept = jobs.iter().filter(|j| !j["result"].is_null()).count();
+    assert!((10..=17).contains(&kept), "{kept} results kept");
+    let last = jobs
+        .iter()
+        .rev()
+        .find(|j| j["key"] == "copy")
+        .expect("a copy job");
+    assert_eq!(last["status"], json!("resolved"));
+    assert_eq!(last["truncated"], json!(true));
+    assert!(last["result"].is_null(), "{last}");
+}
+
 /// Runs accepted together share storage; one of them waiting past the
 /// retention must not bring the others back after a restart (before, their
 /// shared queue page made them run a second time).

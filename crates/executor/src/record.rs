@@ -67,6 +67,24 @@ pub(crate) fn keep_job(
     keep_job_with(job, result, env.max_result, scrubbers, workflow);
 }
 
+/// How many `--max-result`s of job results one record holds at most (4 MiB
+/// by default): past that, a job keeps its status, times, error and tries,
+/// and its result is dropped (`truncated`). One webhook looping over large
+/// values cannot fill the disk or the memory with one record.
+pub(crate) const BUDGET: usize = 16;
+
+/// Drops `job`'s result when it would take the record's results past their
+/// budget; the bytes the record's results take with it.
+pub(crate) fn within_budget(job: &mut JobRecord, kept: usize, max_result: usize) -> usize {
+    let size = job.kept_size();
+    let total = kept.saturating_add(size);
+    if total <= max_result.saturating_mul(BUDGET) {
+        return total;
+    }
+    job.drop_result();
+    kept.saturating_add(job.kept_size())
+}
+
 /// A scrubber of the values of the request's secret-bearing headers (each
 /// whole, and a credential after its scheme: `Bearer <token>`), when the
 /// workflow can copy them into what leaves the process: its templates read

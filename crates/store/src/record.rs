@@ -239,6 +239,34 @@ impl JobRecord {
 }
 
 impl JobRecord {
+    /// The bytes of JSON its result and its tries' bodies take (exact for
+    /// large values, an upper bound for small ones).
+    pub fn kept_size(&self) -> usize {
+        let size = |v: &Json| {
+            let bound = json_len_bound(v, SMALL);
+            if bound <= SMALL {
+                return bound;
+            }
+            let mut count = Count(0);
+            let _ = serde_json::to_writer(&mut count, v);
+            count.0
+        };
+        self.tries
+            .iter()
+            .map(|t| size(&t.body))
+            .fold(size(&self.result), usize::saturating_add)
+    }
+
+    /// Drops its result and its tries' bodies (a record past its budget):
+    /// its status, times, error and tries stay, marked `truncated`.
+    pub fn drop_result(&mut self) {
+        self.result = Json::Null;
+        for t in &mut self.tries {
+            t.body = Json::Null;
+        }
+        self.truncated = true;
+    }
+
     /// Cuts the bodies of the job's tries so that they fit, with the result
     /// kept, in `max` bytes of JSON: a body past what is left is kept as the
     /// text of its JSON cut at a character boundary (empty when nothing is
@@ -312,6 +340,22 @@ pub struct ExecutionRecord {
     /// Why the run failed or was aborted (not sent to callers).
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// Values whose length is estimated, not counted.
+const SMALL: usize = 4096;
+
+/// Counts the bytes written to it.
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An upper bound of the length of `v`'s JSON text (a string may need six

@@ -130,6 +130,8 @@ pub struct Run {
     /// workflow can copy them (`crate::record::header_scrubber`): scrubbed
     /// from its record and log lines.
     pub header_scrubber: Option<Arc<hookflow_model::scrub::Scrubber>>,
+    /// The bytes of job results the record holds (`crate::record::BUDGET`).
+    pub kept: usize,
 }
 
 impl Run {
@@ -147,6 +149,11 @@ impl Run {
             saved_jobs: record.jobs.len(),
             ..Unsaved::default()
         };
+        let kept = record
+            .jobs
+            .iter()
+            .map(JobRecord::kept_size)
+            .fold(0, usize::saturating_add);
         Run {
             workflow,
             record,
@@ -164,6 +171,7 @@ impl Run {
             metrics: None,
             keep_record: None,
             header_scrubber: None,
+            kept,
         }
     }
 
@@ -227,11 +235,13 @@ impl Run {
     }
 
     /// Keeps a job in the record, scrubbed and its result cut down to
-    /// `--max-result` (the run itself goes on with the whole value).
+    /// `--max-result`, dropped once the record's results reach their
+    /// budget (the run itself goes on with the whole value).
     fn push_job(&mut self, mut job: JobRecord) {
         let result = std::mem::take(&mut job.result);
         let headers = self.header_scrubber.as_deref();
         crate::record::keep_job(&mut job, result, &self.env, &self.workflow, headers);
+        self.kept = crate::record::within_budget(&mut job, self.kept, self.env.max_result);
         self.record.jobs.push(job);
     }
 
