@@ -5,8 +5,9 @@
 //! itself. A wake time comes from the run (this process's clock): it is
 //! moved onto the database's by the difference of the two clocks, taken
 //! when the store opens and again with every lease renewal, and changed
-//! only when it moved by more than [`STEADY`] (a time written and read
-//! back by one process comes back as it was written).
+//! only when it moved by more than [`STEADY`]; a difference within it
+//! counts as none (a time written and read back, across restarts too,
+//! comes back as it was written; clocks kept by NTP stay within it).
 
 use super::{pg_err, Shared};
 use crate::StoreResult;
@@ -34,7 +35,10 @@ pub async fn offset(client: &tokio_postgres::Client, skew: i64) -> StoreResult<i
         .map_err(pg_err)?;
     let after = local_ms(skew);
     let db: i64 = row.get(0);
-    Ok(db.saturating_sub(before / 2 + after / 2))
+    let offset = db.saturating_sub(before / 2 + after / 2);
+    // Clocks within the round trip's noise agree: a time written before a
+    // restart reads back as it was written.
+    Ok(if offset.abs() <= STEADY { 0 } else { offset })
 }
 
 /// Measures the difference again; keeps the new one when it moved.
