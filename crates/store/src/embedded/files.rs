@@ -35,17 +35,48 @@ pub(crate) fn make_private(_dir: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// Runs `f`, a panic caught and returned without the panic hook's report
+/// (a backtrace on stderr ahead of the error that explains it). Only while
+/// the store opens, before any other thread of the server runs.
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(f);
+    std::panic::set_hook(hook);
+    result
+}
+
 /// Opens sled in `dir/db`. A database still held is waited for a moment
 /// (sled lets go of its lock once its background writes are done: a store
 /// closed and opened again in one process); then it is in use by another.
 pub(crate) fn open_db(dir: &Path) -> StoreResult<sled::Db> {
     let mut tries = 0;
     loop {
-        let opened = sled::Config::new()
-            .path(dir.join("db"))
-            .flush_every_ms(Some(500))
-            .cache_capacity(CACHE_BYTES)
-            .open();
+        // sled panics on some damage of its files (a flipped bit in a
+        // page it reads at recovery): that is an error of the folder, with
+        // what to do about it, not a crash.
+        let opened = quietly(|| {
+            sled::Config::new()
+                .path(dir.join("db"))
+                .flush_every_ms(Some(500))
+                .cache_capacity(CACHE_BYTES)
+                .open()
+        });
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(StoreError::Db(format!(
+                    "the store in {} is damaged and cannot be read ({why}); \
+                     restore the folder from a backup, or move it aside to start with an empty store",
+                    dir.join("db").display()
+                )));
+            }
+        };
         match opened {
             Ok(db) => return Ok(db),
             Err(e) => {
