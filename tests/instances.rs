@@ -582,6 +582,10 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
         "{} admitted with a bound of {bound}",
         admitted.len()
     );
+    // Health says so meanwhile (a load balancer takes the instance out).
+    let health = app.get("/healthz");
+    assert_eq!(health.status, 503, "{health:?}");
+    assert_eq!(health.json()["status"], "store_unavailable");
     // Past the bound nothing more is taken in: a sync request is refused
     // before it runs, and a flood of large requests leaves memory flat.
     assert_eq!(send(&app.hook("backlog-sync-1"), "{\"n\": 1}").0, 503);
@@ -619,4 +623,5 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
         (runs["executions"].as_array().map(Vec::len) == Some(count)).then_some(())
     });
     assert_eq!(send(&hook, "{\"n\": 1}").0, 200, "taken in again");
+    assert_eq!(app.get("/healthz").status, 200);
 }

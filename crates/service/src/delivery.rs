@@ -154,7 +154,13 @@ fn accept_refusal(e: AcceptError) -> Refusal {
         AcceptError::ShuttingDown => {
             Refusal::Unavailable("the server is shutting down; try again later".into())
         }
-        AcceptError::Store(m) | AcceptError::Response(m) => Refusal::Internal(m),
+        // The run is not stored (a full disk, a database away): the sender
+        // is to try again later, as when the store is known to be failing.
+        AcceptError::Store(m) => {
+            tracing::error!(message = "A run could not be stored; the request is refused (503).", error = %m);
+            Refusal::StoreBehind
+        }
+        AcceptError::Response(m) => Refusal::Internal(m),
         AcceptError::Duplicate(entry) => Refusal::Conflict(format!(
             "a request with this idempotency key started run {}",
             entry.execution_id

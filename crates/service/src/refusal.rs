@@ -45,7 +45,7 @@ pub enum Refusal {
     /// The store is too far behind to take new runs (the database is slow
     /// or unreachable): no run started.
     #[error(
-        "the store is behind on its writes (the database is slow or unreachable); try again later"
+        "the store cannot take runs now (its disk is full, or the database is slow or unreachable); try again later"
     )]
     StoreBehind,
     /// The request (head and body) did not arrive within the read timeout.

@@ -60,6 +60,11 @@ pub struct SledStore {
     refused: sled::Tree,
     /// Told how long each sync of the disk took.
     on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
+    /// When the last write failed (Unix ms; 0: the last sync went well).
+    failed_at: Arc<std::sync::atomic::AtomicU64>,
+    /// Fails the writer's turns while set (a full disk, in tests).
+    #[cfg(test)]
+    fail_writes: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The index of queued runs, even if a thread panicked while holding it
@@ -112,6 +117,9 @@ impl SledStore {
         let overlay = Arc::new(Overlay::default());
         let (tx, rx) = mpsc::sync_channel(writer::BACKLOG);
         let on_commit = Arc::new(std::sync::OnceLock::new());
+        let failed_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        #[cfg(test)]
+        let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {
             db: db.clone(),
             runs: runs.clone(),
@@ -120,6 +128,9 @@ impl SledStore {
             queued: queued.clone(),
             refused: refused::Keeper::new(refused.clone()),
             on_commit: on_commit.clone(),
+            failed_at: failed_at.clone(),
+            #[cfg(test)]
+            fail_writes: fail_writes.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("hookflow-writer".into())
@@ -136,6 +147,9 @@ impl SledStore {
             damaged: AtomicUsize::new(damaged.len()),
             refused,
             on_commit,
+            failed_at,
+            #[cfg(test)]
+            fail_writes,
         })
     }
 
@@ -484,6 +498,14 @@ impl Store for SledStore {
 
     fn remove_finished_before(&self, cutoff_ms: u64) -> StoreResult<usize> {
         self.retain(cutoff_ms)
+    }
+
+    fn overloaded(&self) -> bool {
+        // A write failed (a full disk): new webhooks are refused (503) for
+        // a while instead of each failing in turn; then one is let through
+        // to try again.
+        let at = self.failed_at.load(Ordering::Relaxed);
+        at != 0 && hookflow_model::time::now_millis().saturating_sub(at) < writer::FAILED_PAUSE_MS
     }
 
     fn damaged(&self) -> usize {

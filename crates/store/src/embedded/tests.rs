@@ -231,3 +231,53 @@ async fn a_flipped_bit_in_the_data_file_never_panics_at_open() {
     }
     eprintln!("of 39 copies of {len} bytes with a bit flipped, {opened} opened and {refused} were refused");
 }
+
+fn a_run() -> Accepted {
+    let ms = now_millis();
+    Accepted {
+        record: ExecutionRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: "w".into(),
+            version: "v".into(),
+            status: RunStatus::Queued,
+            started_at: Timestamp(ms),
+            finished_at: None,
+            started_ms: ms,
+            trigger: None,
+            jobs: Vec::new(),
+            response: None,
+            retry_of: None,
+            error: None,
+        },
+        input: RunInput::default(),
+        idempotency: None,
+    }
+}
+
+/// A write that fails (a full disk) marks the store overloaded: new
+/// webhooks are refused (503) for a few seconds instead of each failing in
+/// turn; then one is let through, and once a write is on disk again the
+/// store takes requests. Before, every request went on failing (500), the
+/// log took two lines each, and `/healthz` said ok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_refuses_new_work_for_a_while_then_tries_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("open");
+    store.accept(a_run()).await.expect("accepted");
+    assert!(!store.overloaded());
+    store.fail_writes.store(true, Ordering::SeqCst);
+    assert!(store.accept(a_run()).await.is_err(), "the disk is full");
+    assert!(store.overloaded(), "refusing while the disk is full");
+    store.fail_writes.store(false, Ordering::SeqCst);
+    let clock = std::time::Instant::now();
+    while store.overloaded() {
+        assert!(
+            clock.elapsed() < std::time::Duration::from_secs(10),
+            "never let a request try again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(clock.elapsed() >= std::time::Duration::from_secs(3));
+    store.accept(a_run()).await.expect("accepted again");
+    assert!(!store.overloaded());
+}

@@ -117,7 +117,16 @@ pub(crate) struct Writer {
     pub refused: super::refused::Keeper,
     /// Told how long each sync of the disk took.
     pub on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
+    /// When the last write failed (Unix ms), 0 once a sync went well.
+    pub failed_at: Arc<std::sync::atomic::AtomicU64>,
+    /// Fails the turns while set (a full disk, in tests).
+    #[cfg(test)]
+    pub fail_writes: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long after a failed write new webhooks are refused before one is
+/// let through to try again.
+pub(crate) const FAILED_PAUSE_MS: u64 = 5_000;
 
 /// Applies writes one by one: cheaper than sled's `apply_batch`, which
 /// rolls the log buffer twice per call.
@@ -226,8 +235,22 @@ impl Writer {
             for tx in readers {
                 let _ = tx.send(());
             }
-            if let Err(error) = &result {
-                tracing::error!(message = "Could not write runs.", %error);
+            #[cfg(test)]
+            if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+                result = Err("No space left on device (os error 28)".into());
+            }
+            match &result {
+                Err(error) => {
+                    tracing::error!(message = "Could not write runs.", %error);
+                    let now = hookflow_model::time::now_millis().max(1);
+                    self.failed_at
+                        .store(now, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(()) if !waiters.is_empty() => {
+                    self.failed_at
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(()) => {}
             }
             for id in &turn.woken {
                 self.overlay.woke_written(id);
