@@ -427,3 +427,82 @@ fn a_test_file_without_its_workflow_says_which_is_missing() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(said), "{out}");
 }
+
+/// What a case compares, as the server would answer: a swapped value is
+/// named by its path (before, a line diff cancelled it out and printed an
+/// empty diff), 25 equals 25.0, a refused request that the case expects
+/// only a body of passes (before: "expected None"), its headers are
+/// checked (before: never), the method and `max_body` are checked as the
+/// server does (before: 200 for GET and for a body over the limit), and
+/// `trigger.path` carries the pinned key (before: the file's id).
+#[test]
+fn cases_compare_answers_as_the_server_gives_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("calc.yaml"),
+        r#"title: Calc
+enabled: true
+trigger:
+  type: webhook
+  mode: sync
+  key: calc-pinned-key1
+  max_body: 100B
+  parse:
+    body: [ { key: amount, required: true } ]
+nodes:
+  - key: total
+    type: calculation
+    expression: vars.amount * 2
+  - type: response
+    body:
+      total: "{{ nodes.total }}"
+      a: { x: 2 }
+      b: { x: 1 }
+      path: "{{ trigger.path }}"
+"#,
+    )
+    .expect("workflow written");
+    std::fs::write(
+        dir.path().join("calc.test.yaml"),
+        r#"cases:
+  - name: a decimal total equals its whole number
+    request: { body: { amount: 12.5 } }
+    expect:
+      status: 200
+      body: { total: 25, path: /api/webhook:trigger/calc-pinned-key1 }
+  - name: swapped values are named
+    request: { body: { amount: 1 } }
+    expect: { body: { a: { x: 1 }, b: { x: 2 } } }
+  - name: a refused request matches on its body alone
+    request: { body: {} }
+    expect: { body: { error: bad_request } }
+  - name: a refused request's headers are checked
+    request: { body: {} }
+    expect: { status: 400, headers: { x-never: sent } }
+  - name: another method is refused
+    request: { method: GET }
+    expect: { status: 405 }
+  - name: a body over max_body is refused
+    request: { body: { amount: 1, pad: "ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp" } }
+    expect: { status: 413 }
+"#,
+    )
+    .expect("test file written");
+    let (code, out) = hookflow_test(dir.path(), &["calc.yaml"]);
+    assert_eq!(code, Some(1), "{out}");
+    for passed in [
+        "ok   calc › a decimal total equals its whole number",
+        "ok   calc › a refused request matches on its body alone",
+        "ok   calc › another method is refused",
+        "ok   calc › a body over max_body is refused",
+        "FAIL calc › swapped values are named",
+        "body.a.x: expected 1 (a number), sent 2 (a number)",
+        "body.b.x: expected 2 (a number), sent 1 (a number)",
+        "FAIL calc › a refused request's headers are checked",
+        "header x-never: expected \"sent\", not sent",
+        "4 passed, 2 failed",
+    ] {
+        assert!(out.contains(passed), "{passed:?} in\n{out}");
+    }
+    assert!(!out.contains("Some("), "{out}");
+}

@@ -67,12 +67,30 @@ pub fn run_once(
     request: &OfflineRequest,
     stubs: Option<Arc<Stubs>>,
 ) -> anyhow::Result<Outcome> {
+    // As the server checks, in its order: the method (405), then the size
+    // (413); Basic auth and signatures are not checked offline.
+    let refused = |refusal: Refusal| Ok(Outcome::Rejected(refusal.status(), refusal.body()));
+    if !request.method.eq_ignore_ascii_case("POST") {
+        return refused(Refusal::MethodNotAllowed);
+    }
+    let limit = workflow.trigger.max_body;
+    if u64::try_from(request.body.len()).unwrap_or(u64::MAX) > limit {
+        return refused(Refusal::PayloadTooLarge(limit));
+    }
     let content_type = request
         .headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.as_str());
-    let path = webhook_path(&workflow.id);
+    // The URL the server serves it at when its key is pinned; otherwise
+    // (a key generated per data folder) its id stands in.
+    let path = webhook_path(
+        workflow
+            .trigger
+            .pinned_key
+            .as_deref()
+            .unwrap_or(&workflow.id),
+    );
     let received = hookflow_parser::receive(
         Request {
             method: &request.method,

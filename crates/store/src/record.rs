@@ -78,6 +78,19 @@ pub enum JobStatus {
     Cancelled,
 }
 
+impl JobStatus {
+    /// The name the API shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Waiting => "waiting",
+            JobStatus::Resolved => "resolved",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// One node run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

@@ -61,57 +61,29 @@ pub fn run(workflow: &Arc<Workflow>, case: &Case, base: &Path) -> anyhow::Result
     let run = match run_once(workflow.clone(), &request, Some(stubs.clone()))? {
         Outcome::Ran(run) => run,
         Outcome::Rejected(status, body) => {
-            // Refused before any run: only the status and body can match.
-            if e.status != Some(status) {
-                problems.push(format!(
-                    "status: expected {:?}, got {status} (no run)",
-                    e.status
-                ));
+            // Refused before any run: the answer is all there is; a case
+            // that expects a run fails.
+            let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+            if status == 405 {
+                headers.push(("allow".into(), "POST".into()));
             }
-            if let Some(expected) = &e.body {
-                if !matches(expected, &body) {
-                    problems.push(format!(
-                        "body differs (- expected, + actual):\n{}",
-                        diff(expected, &body)
-                    ));
-                }
-            }
+            answer_problems(e, status, &body, &headers, " (no run)", &mut problems);
             if e.run.is_some() || e.nodes.is_some() || !e.requests.is_empty() {
                 problems.push(format!("no run started: {body}"));
             }
             return Ok(problems);
         }
     };
-    if let Some(status) = e.status {
-        if status != run.answer.status {
-            problems.push(format!(
-                "status: expected {status}, got {}",
-                run.answer.status
-            ));
-        }
-    }
-    if let Some(expected) = &e.body {
-        let actual: Json = serde_json::from_slice(&run.answer.body).unwrap_or_else(|_| {
-            Json::String(String::from_utf8_lossy(&run.answer.body).into_owned())
-        });
-        if !matches(expected, &actual) {
-            problems.push(format!(
-                "body differs (- expected, + actual):\n{}",
-                diff(expected, &actual)
-            ));
-        }
-    }
-    for (name, value) in &e.headers {
-        let got = run
-            .answer
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
-        if got != Some(value.as_str()) {
-            problems.push(format!("header {name}: expected {value:?}, got {got:?}"));
-        }
-    }
+    let actual: Json = serde_json::from_slice(&run.answer.body)
+        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&run.answer.body).into_owned()));
+    answer_problems(
+        e,
+        run.answer.status,
+        &actual,
+        &run.answer.headers,
+        "",
+        &mut problems,
+    );
     if let Some(status) = e.run.map(RunOutcomeDef::as_str) {
         if status != run.record.status.as_str() {
             let why = run
@@ -141,55 +113,69 @@ pub fn run(workflow: &Arc<Workflow>, case: &Case, base: &Path) -> anyhow::Result
     problems.extend(stubs.problems().iter().map(ToString::to_string));
     problems.extend(requests::check(&e.requests, &stubs.sent()));
     if !problems.is_empty() {
-        let trace: Vec<String> = run
-            .record
-            .jobs
-            .iter()
-            .map(|j| {
-                format!(
-                    "{}:{} {}",
-                    j.key.as_deref().unwrap_or("-"),
-                    j.kind,
-                    j.error.clone().unwrap_or_else(|| short(&j.result, 60))
-                )
-            })
-            .collect();
-        problems.push(format!("trace: {}", trace.join(" → ")));
+        problems.push(format!("trace: {}", trace(&run.record.jobs)));
     }
     Ok(problems)
 }
 
-/// `expected` matches `actual` when every expected field is there and equal
-/// (mappings may have more fields; lists must match item by item).
-fn matches(expected: &Json, actual: &Json) -> bool {
-    match (expected, actual) {
-        (Json::Object(e), Json::Object(a)) => e
-            .iter()
-            .all(|(k, v)| a.get(k).is_some_and(|av| matches(v, av))),
-        (Json::Array(e), Json::Array(a)) => {
-            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| matches(x, y))
+/// What differs between the answer and what the case expects of it: the
+/// status (when it names one), the body (where it differs, by path) and
+/// each header it names.
+fn answer_problems(
+    e: &super::format::Expect,
+    status: u16,
+    body: &Json,
+    headers: &[(String, String)],
+    note: &str,
+    problems: &mut Vec<String>,
+) {
+    if let Some(expected) = e.status {
+        if expected != status {
+            problems.push(format!("status: expected {expected}, got {status}{note}"));
         }
-        (e, a) => e == a,
+    }
+    if let Some(expected) = &e.body {
+        let mut found = Vec::new();
+        requests::differences(expected, body, "body", &mut found);
+        problems.extend(found);
+    }
+    for (name, value) in &e.headers {
+        let got = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        match got {
+            Some(got) if got == value => {}
+            Some(got) => problems.push(format!("header {name}: expected {value:?}, got {got:?}")),
+            None => problems.push(format!("header {name}: expected {value:?}, not sent")),
+        }
     }
 }
 
-/// A line diff of the two values pretty-printed.
-fn diff(expected: &Json, actual: &Json) -> String {
-    let e = serde_json::to_string_pretty(expected).unwrap_or_default();
-    let a = serde_json::to_string_pretty(actual).unwrap_or_default();
-    let (el, al): (Vec<&str>, Vec<&str>) = (e.lines().collect(), a.lines().collect());
-    let mut out = Vec::new();
-    for line in &el {
-        if !al.contains(line) {
-            out.push(format!("- {line}"));
-        }
+/// The jobs on one line, each with its status; a long run shows its first
+/// and last jobs.
+fn trace(jobs: &[hookflow_store::JobRecord]) -> String {
+    const ENDS: usize = 20;
+    let one = |j: &hookflow_store::JobRecord| {
+        format!(
+            "{}:{} {} {}",
+            j.key.as_deref().unwrap_or("-"),
+            j.kind,
+            j.status.as_str(),
+            j.error.clone().unwrap_or_else(|| short(&j.result, 60))
+        )
+    };
+    if jobs.len() <= 2 * ENDS {
+        return jobs.iter().map(one).collect::<Vec<_>>().join(" → ");
     }
-    for line in &al {
-        if !el.contains(line) {
-            out.push(format!("+ {line}"));
-        }
-    }
-    out.join("\n")
+    let first: Vec<String> = jobs[..ENDS].iter().map(one).collect();
+    let last: Vec<String> = jobs[jobs.len() - ENDS..].iter().map(one).collect();
+    format!(
+        "{} → … {} more … → {}",
+        first.join(" → "),
+        jobs.len() - 2 * ENDS,
+        last.join(" → ")
+    )
 }
 
 #[cfg(test)]
@@ -197,16 +183,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn differs(expected: Json, actual: Json) -> Vec<String> {
+        let mut out = Vec::new();
+        requests::differences(&expected, &actual, "body", &mut out);
+        out
+    }
+
     #[test]
-    fn subset_matching() {
-        assert!(matches(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-        assert!(!matches(&json!({"a": 1, "c": 3}), &json!({"a": 1, "b": 2})));
-        assert!(matches(&json!([{"a": 1}]), &json!([{"a": 1, "x": 0}])));
-        assert!(!matches(&json!([1]), &json!([1, 2])));
-        assert!(matches(&json!("success"), &json!("success")));
+    fn bodies_are_compared_as_subsets_by_path() {
+        assert!(differs(json!({"a": 1}), json!({"a": 1, "b": 2})).is_empty());
         assert_eq!(
-            diff(&json!({"a": 1}), &json!({"a": 2})),
-            "-   \"a\": 1\n+   \"a\": 2"
+            differs(json!({"a": 1, "c": 3}), json!({"a": 1, "b": 2})),
+            vec!["body.c: expected 3 (a number), not sent"]
         );
+        assert!(differs(json!([{"a": 1}]), json!([{"a": 1, "x": 0}])).is_empty());
+        assert!(!differs(json!([1]), json!([1, 2])).is_empty());
+        assert!(differs(json!("success"), json!("success")).is_empty());
+        // Values swapped between two places: each place is named (before,
+        // a line diff cancelled the lines out and printed nothing).
+        assert_eq!(
+            differs(
+                json!({"a": {"x": 1}, "b": {"x": 2}}),
+                json!({"a": {"x": 2}, "b": {"x": 1}})
+            ),
+            vec![
+                "body.a.x: expected 1 (a number), sent 2 (a number)",
+                "body.b.x: expected 2 (a number), sent 1 (a number)",
+            ]
+        );
+        // A number is its value: 25 is 25.0.
+        assert!(differs(json!({"total": 25}), json!({"total": 25.0})).is_empty());
+        assert!(!differs(json!({"total": 25}), json!({"total": 25.5})).is_empty());
     }
 }

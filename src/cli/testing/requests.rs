@@ -248,7 +248,18 @@ pub fn differences(expected: &Json, actual: &Json, path: &str, out: &mut Vec<Str
             compact(actual, 120)
         )),
         (e, a) if e == a => {}
+        (Json::Number(e), Json::Number(a)) if same_number(e, a) => {}
         (e, a) => out.push(format!("{path}: expected {}, sent {}", shown(e), shown(a))),
+    }
+}
+
+/// Whether two numbers are the same value (`25` and `25.0` are; JSON
+/// does not tell integers from decimals).
+fn same_number(e: &serde_json::Number, a: &serde_json::Number) -> bool {
+    match (e.as_i64(), a.as_i64(), e.as_u64(), a.as_u64()) {
+        (Some(x), Some(y), _, _) => x == y,
+        (_, _, Some(x), Some(y)) => x == y,
+        _ => e.as_f64().zip(a.as_f64()).is_some_and(|(x, y)| x == y),
     }
 }
 
