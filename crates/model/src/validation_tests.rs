@@ -844,3 +844,31 @@ fn an_answer_cannot_set_headers_hookflow_or_http_sets() {
         ],
     );
 }
+
+/// A variable no run has (`trigge`, `noww`) or `loop` outside a loop is
+/// undefined wherever it is read: a warning at its place, with the close
+/// name. Before, `validate` said nothing and the node failed at run time
+/// with "undefined value". Functions of the environment (`range`) and the
+/// run's own variables are not warned about.
+#[test]
+fn a_variable_no_run_has_is_a_warning_at_its_place() {
+    check(
+        &sync("  - key: a\n    type: calculation\n    expression: trigge.body.x\n  - type: response\n    body: \"{{ noww }} {{ range(2) | list }} {{ now }} {{ execution.id }}\"\n"),
+        &[
+            (
+                8,
+                17,
+                "warning: `trigge` is not a variable of a run, so it is undefined here (a template reads trigger, vars, nodes, loop, execution, secrets and now); did you mean `trigger`?",
+            ),
+            (10, 15, "warning: `noww` is not a variable of a run"),
+        ],
+    );
+    check(
+        &sync("  - key: a\n    type: calculation\n    expression: loop.item\n  - key: each\n    type: loop\n    over: \"3\"\n    do:\n      - { key: b, type: calculation, expression: \"loop.item * 2\" }\n"),
+        &[(
+            8,
+            17,
+            "warning: `loop.item` is read outside a loop: `loop` is set only in the nodes of a loop's `do`",
+        )],
+    );
+}

@@ -75,6 +75,7 @@ pub fn compile(def: &WorkflowDef, src: &Source<'_>) -> (Option<Workflow>, Vec<Di
         blocks: Vec::new(),
         mode: def.trigger.mode,
         parallel_depth: 0,
+        loop_depth: 0,
         vars: (!src.skipped.vars).then(|| trigger::aliases(&def.trigger.parse)),
     };
     collect_keys(&def.nodes, &mut cx.all_keys);
@@ -210,6 +211,8 @@ struct Cx<'a> {
     mode: Mode,
     /// How many parallel nodes enclose the node being compiled.
     parallel_depth: usize,
+    /// How many loops enclose the node being compiled (`loop` is set there).
+    loop_depth: usize,
     /// The `vars` the parse entries define; `None` when they cannot be known.
     vars: Option<BTreeSet<String>>,
 }
@@ -281,6 +284,7 @@ impl Cx<'_> {
         visible: &[String],
     ) {
         for r in refs {
+            self.check_root(path, written, r);
             let mut parts = r.split('.');
             match (parts.next(), parts.next()) {
                 (Some("secrets"), Some(name))
@@ -315,6 +319,40 @@ impl Cx<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// Warns when a template reads a variable that is never set: a root
+    /// other than those a run has (`trigger.bdoy` works, `trigge.body`
+    /// never does), or `loop` outside a loop's nodes. Warnings: `is
+    /// defined` and `default` make such a read legal, if useless.
+    fn check_root(&mut self, path: &P, written: Written<'_>, read: &str) {
+        const ROOTS: [&str; 7] = [
+            "trigger",
+            "vars",
+            "nodes",
+            "loop",
+            "execution",
+            "secrets",
+            "now",
+        ];
+        let root = read.split('.').next().unwrap_or(read);
+        let message = match root {
+            "loop" if self.loop_depth == 0 => format!(
+                "`{read}` is read outside a loop: `loop` is set only in the nodes of a \
+                 loop's `do`, so it is undefined here"
+            ),
+            _ if ROOTS.contains(&root) || self.templates.is_global(root) => return,
+            _ => {
+                let close = crate::suggest::close_names(root, ROOTS.iter().copied());
+                format!(
+                    "`{root}` is not a variable of a run, so it is undefined here (a template \
+                     reads trigger, vars, nodes, loop, execution, secrets and now){}",
+                    crate::suggest::did_you_mean(&close, "")
+                )
+            }
+        };
+        let pos = self.ref_pos(path, written, root);
+        self.push_as(pos, Severity::Warning, message);
     }
 
     fn text(&mut self, path: &P, source: &str, visible: &[String]) -> Option<Text> {

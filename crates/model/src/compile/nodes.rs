@@ -205,7 +205,9 @@ impl Cx<'_> {
                     );
                 }
                 // The loop's own result is not there while its body runs.
+                self.loop_depth += 1;
                 let body = self.branches([(l.body.as_slice(), path.key("do"))], visible, none)[0];
+                self.loop_depth -= 1;
                 NodeKind::Loop {
                     over: over?,
                     body,

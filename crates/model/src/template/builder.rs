@@ -318,6 +318,21 @@ impl TemplateBuilder {
         self.has("test", name)
     }
 
+    /// True when the environment itself has a global of that name (a
+    /// function such as `range`).
+    pub fn is_global(&self, name: &str) -> bool {
+        let ident = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        ident
+            && self
+                .env
+                .compile_expression(&format!("{name} is defined"))
+                .and_then(|e| e.eval(minijinja::context! {}))
+                .map(|v| v.is_true())
+                .unwrap_or(false)
+    }
+
     /// Asks the environment itself (`name is filter`), so that the answer
     /// follows whatever it has.
     fn has(&self, what: &str, name: &str) -> bool {
