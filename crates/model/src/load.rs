@@ -376,6 +376,29 @@ pub fn load_path(path: &Path, opts: &LoadOptions<'_>) -> Catalog {
     catalog
 }
 
+/// A file's bytes as text; when they are not UTF-8, where the first bad
+/// byte is (line and column, counted in characters) and what to do.
+pub fn utf8_text(bytes: Vec<u8>) -> Result<String, (Pos, String)> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let before = String::from_utf8_lossy(&bytes[..good]);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let bad = bytes.get(good).copied().unwrap_or_default();
+        (
+            Pos {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+            },
+            format!(
+                "the file is not UTF-8 text (byte 0x{bad:02X} here); save it as UTF-8 \
+                 (a text editor's \"Save with encoding\")"
+            ),
+        )
+    })
+}
+
 /// What is said of a path that is neither a file nor a folder.
 pub const NOT_A_FILE: &str =
     "not a regular file (a named pipe, socket or device); give a file, or the folder it is in";

@@ -163,8 +163,18 @@ fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, t
         );
         return;
     }
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
+    let text = match std::fs::read(file).map(hookflow_model::load::utf8_text) {
+        Ok(Ok(text)) => text,
+        Ok(Err((pos, message))) => {
+            tally.failed += 1;
+            println!(
+                "FAIL {}:{}:{}: {message}",
+                file.display(),
+                pos.line,
+                pos.column
+            );
+            return;
+        }
         Err(e) => {
             tally.failed += 1;
             println!("FAIL {}: cannot read it: {e}", file.display());
@@ -239,8 +249,17 @@ pub fn check_file(file: &Path) -> Vec<Diagnostic> {
     if file.exists() && !file.is_file() {
         return at_start(hookflow_model::load::NOT_A_FILE.into());
     }
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
+    let text = match std::fs::read(file).map(hookflow_model::load::utf8_text) {
+        Ok(Ok(text)) => text,
+        Ok(Err((pos, message))) => {
+            return vec![Diagnostic {
+                file: file.to_path_buf(),
+                line: pos.line,
+                column: pos.column,
+                severity: hookflow_model::Severity::Error,
+                message,
+            }]
+        }
         Err(e) => return at_start(format!("cannot read the file: {e}")),
     };
     let (tests, tree) = match format::read(file, &text) {

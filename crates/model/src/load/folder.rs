@@ -182,15 +182,24 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
             modified: meta.modified().ok(),
             len: meta.len(),
         };
-        let mut text = String::new();
-        text.try_reserve_exact(usize::try_from(meta.len()).unwrap_or(0))
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(usize::try_from(meta.len()).unwrap_or(0))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        file.read_to_string(&mut text)?;
-        Ok((text, stamp))
+        file.read_to_end(&mut bytes)?;
+        Ok((bytes, stamp))
     });
     match read {
-        Ok((text, stamp)) => {
-            let mut file = load_source(id, path, &text, opts);
+        Ok((bytes, stamp)) => {
+            let mut file = match super::utf8_text(bytes) {
+                Ok(text) => load_source(id, path, &text, opts),
+                Err((pos, message)) => {
+                    let mut file = LoadedFile::empty(id, path);
+                    file.diagnostics
+                        .push(diag(path, pos, Severity::Error, message));
+                    file
+                }
+            };
             file.stamp = Some(stamp);
             file
         }
@@ -211,6 +220,29 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
 mod tests {
     use super::*;
     use crate::SecretPolicy;
+
+    /// A file that is not UTF-8 (Latin-1 from an old editor) is an error at
+    /// its first bad byte, in hookflow's words. Before: "stream did not
+    /// contain valid UTF-8" at 1:1.
+    #[test]
+    fn a_file_that_is_not_utf8_is_an_error_at_its_first_bad_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.yaml");
+        std::fs::write(
+            &path,
+            b"title: T\ntrigger:\n  type: webhook\nnodes:\n  - type: log\n    message: \"caf\xe9\"\n",
+        )
+        .expect("write");
+        let file = load_file("n", &path, &LoadOptions::process_env(SecretPolicy::Warn));
+        let shown: Vec<String> = file.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].ends_with(
+                "n.yaml:6:18: the file is not UTF-8 text (byte 0xE9 here); save it as UTF-8 (a text editor's \"Save with encoding\")"
+            ),
+            "{shown:?}"
+        );
+    }
 
     /// A folder large enough to load on every core gives each file its own
     /// result (the one loading it alone gives), with its stamp, in order.
