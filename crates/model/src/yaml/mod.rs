@@ -17,6 +17,26 @@ use std::fmt;
 mod deserializer;
 mod quick;
 mod syntax;
+/// A tab error the parser places at the end of a value, when the tab is in
+/// the indentation of the next line: that line's tab, as a tab that
+/// indents (the parser read it as the value going on there).
+fn indenting_tab(text: &str, pos: Pos, message: &str) -> Option<SyntaxError> {
+    if message != syntax::TAB_IN_VALUE {
+        return None;
+    }
+    let next = usize::try_from(pos.line).ok()?;
+    let line = text.lines().nth(next)?;
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let tab = indent.find('\t')?;
+    Some(SyntaxError {
+        pos: Pos {
+            line: pos.line + 1,
+            column: u32::try_from(indent[..tab].chars().count() + 1).unwrap_or(u32::MAX),
+        },
+        message: syntax::TAB.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests;
 mod wording;
@@ -154,10 +174,8 @@ impl Yaml {
                     .location()
                     .map(|l| Pos::from_location(&l))
                     .unwrap_or_default();
-                Err(SyntaxError {
-                    pos,
-                    message: syntax::message(&e),
-                })
+                let message = syntax::message(&e);
+                Err(indenting_tab(text, pos, &message).unwrap_or(SyntaxError { pos, message }))
             }
         }
     }

@@ -14,7 +14,9 @@ use serde_saphyr::{Error, ExternalMessageSource};
 /// default budget, which hookflow keeps).
 const MAX_DEPTH: usize = 64;
 
-const TAB: &str = "a tab cannot indent YAML; indent with spaces";
+pub(super) const TAB: &str = "a tab cannot indent YAML; indent with spaces";
+pub(super) const TAB_IN_VALUE: &str =
+    "a tab cannot be here; use spaces, or put the value in quotes";
 const ALIASES: &str = "the file expands YAML aliases (`*name`) too often; write the values out";
 const GENERIC_HINT: &str = "check the indentation, brackets and quotes here";
 
@@ -97,9 +99,7 @@ fn scan_kind(kind: &ErrorKind) -> Option<String> {
         ErrorKind::TabAtBlockScalarStart => {
             "a `|` or `>` block cannot start with a tab; indent its lines with spaces".to_string()
         }
-        ErrorKind::TabInPlainScalar => {
-            "a tab cannot be here; use spaces, or put the value in quotes".to_string()
-        }
+        ErrorKind::TabInPlainScalar => TAB_IN_VALUE.to_string(),
         ErrorKind::RecursionLimitExceeded => {
             "brackets `[` and `{` are nested too deeply here; flatten the value".to_string()
         }

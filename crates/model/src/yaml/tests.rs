@@ -262,6 +262,13 @@ fn syntax_errors_are_in_hookflows_words_with_a_hint() {
             (3, 2),
             "a tab cannot indent YAML; indent with spaces",
         ),
+        // The tab indents the next item's field: it is reported there, as
+        // a tab that indents (the parser places it after `log`, 5:11).
+        (
+            "title: T\ntrigger:\n  type: webhook\nnodes:\n  - type: log\n\tmessage: hi\n".into(),
+            (6, 1),
+            "a tab cannot indent YAML; indent with spaces",
+        ),
         (
             "---\ntitle: x\n---\ntitle: y\n".into(),
             (4, 1),
