@@ -572,3 +572,30 @@ fn sample_of_a_recorded_run_gives_the_same_entries_from_the_server_or_the_store(
     );
     assert!(!unknown.status.success());
 }
+
+/// `serve` lists every file it does not serve at start, also those that
+/// are no workflow of their own: a file name that is no id, a second file
+/// with an id already used. Before, these two were only in the log.
+#[test]
+fn serve_lists_every_file_it_does_not_serve() {
+    let flow = "title: D\nenabled: true\ntrigger: { type: webhook }\nnodes:\n  - { type: log, message: a }\n";
+    let app = TestApp::spawn(&[("Upper.yaml", flow), ("dup.yaml", flow), ("dup.yml", flow)]);
+    let line = |name: &str| {
+        app.banner
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is not listed: {:#?}", app.banner))
+            .clone()
+    };
+    assert!(line("dup").contains("async"), "{:#?}", app.banner);
+    let upper = line("Upper.yaml");
+    assert!(
+        upper.contains("not served: workflow id `Upper` (the file name) must match"),
+        "{upper}"
+    );
+    let second = line("dup.yml");
+    assert!(
+        second.contains("not served: workflow id `dup` is already used by"),
+        "{second}"
+    );
+}

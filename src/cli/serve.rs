@@ -233,7 +233,7 @@ async fn serve(
     }
     {
         let registry = service.registry();
-        print_listing(&registry.listing, &registry.refused);
+        print_listing(&registry.listing, &registry.refused, &registry.other);
     }
     if resumed > 0 {
         println!("resumed {resumed} run(s) left on disk");
@@ -332,7 +332,11 @@ async fn shutdown_signal() {
 const LISTED_AT_START: usize = 100;
 
 /// One line per workflow on standard output, written in one go.
-fn print_listing(listing: &[WorkflowInfo], refused: &[hookflow_service::registry::Refused]) {
+fn print_listing(
+    listing: &[WorkflowInfo],
+    refused: &[hookflow_service::registry::Refused],
+    other: &[hookflow_model::Diagnostic],
+) {
     use std::io::Write;
     let served = listing.iter().filter(|w| w.loaded && w.enabled).count();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -349,6 +353,15 @@ fn print_listing(listing: &[WorkflowInfo], refused: &[hookflow_service::registry
             (true, false) => writeln!(out, "  {:<28} {:<5} (disabled)", w.id, mode_name(w.mode)),
             (false, _) => writeln!(out, "  {:<28} {}", w.id, why_not_served(w)),
         };
+    }
+    // Files that are no workflow of their own (a second file with an id
+    // already used, a link to nothing): not served either, and said so.
+    for d in other {
+        let name = d.file.file_name().map_or_else(
+            || d.file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let _ = writeln!(out, "  {name:<28} not served: {}", d.message);
     }
     if served > LISTED_AT_START {
         let _ = writeln!(

@@ -5,7 +5,7 @@ use hookflow_executor::{Metrics, WorkflowMetrics};
 use hookflow_model::def::Mode;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
-use hookflow_model::{Catalog, Diagnostic};
+use hookflow_model::{Catalog, Diagnostic, Severity};
 use hookflow_store::KeyStore;
 use hookflow_verify::{SecretDigest, Verifier};
 use serde::Serialize;
@@ -150,6 +150,14 @@ impl Registry {
         let mut workflows = HashMap::with_capacity(catalog.files.len());
         for (id, file) in &catalog.files {
             let Some(generated_key) = generated.get(id) else {
+                // No key for it (its id is not one): not served, and its
+                // problems say why, with the folder's own.
+                registry.other.extend(
+                    file.diagnostics
+                        .iter()
+                        .filter(|d| d.severity == Severity::Error)
+                        .cloned(),
+                );
                 continue;
             };
             let current = file
