@@ -506,3 +506,58 @@ nodes:
     }
     assert!(!out.contains("Some("), "{out}");
 }
+
+/// A failing case prints no secret: a secret-bearing header's values are
+/// not shown, and a declared secret's value is `[redacted]` wherever it
+/// appears (a body, a URL). Before, `header authorization: expected
+/// "Bearer abd", sent "Bearer sk_live_…"` went to the CI log.
+#[test]
+fn a_failing_case_prints_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("pay.yaml"),
+        r#"title: Pay
+enabled: true
+secrets: [API_TOKEN]
+trigger: { type: webhook, mode: sync }
+nodes:
+  - key: charge
+    type: request
+    url: https://psp.example/charge
+    headers: { Authorization: "Bearer {{ secrets.API_TOKEN }}" }
+    body: { token: "{{ secrets.API_TOKEN }}" }
+"#,
+    )
+    .expect("workflow written");
+    std::fs::write(
+        dir.path().join("pay.test.yaml"),
+        r#"cases:
+  - name: charges with the token
+    request: { body: {} }
+    stubs: { charge: { status: 200 } }
+    expect:
+      requests:
+        charge: { headers: { Authorization: "Bearer wrong" }, body: { token: wrong } }
+"#,
+    )
+    .expect("test file written");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["test", "pay.yaml"])
+        .current_dir(dir.path())
+        .env("API_TOKEN", "sk_live_4f9a2c")
+        .output()
+        .expect("hookflow test runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL pay › charges with the token"), "{text}");
+    assert!(
+        text.contains("a secret-bearing header: its values are not shown"),
+        "{text}"
+    );
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(!text.contains("sk_live_4f9a2c"), "{text}");
+}

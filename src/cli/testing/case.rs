@@ -71,7 +71,7 @@ pub fn run(workflow: &Arc<Workflow>, case: &Case, base: &Path) -> anyhow::Result
             if e.run.is_some() || e.nodes.is_some() || !e.requests.is_empty() {
                 problems.push(format!("no run started: {body}"));
             }
-            return Ok(problems);
+            return Ok(scrubbed(workflow, problems));
         }
     };
     let actual: Json = serde_json::from_slice(&run.answer.body)
@@ -115,7 +115,29 @@ pub fn run(workflow: &Arc<Workflow>, case: &Case, base: &Path) -> anyhow::Result
     if !problems.is_empty() {
         problems.push(format!("trace: {}", trace(&run.record.jobs)));
     }
-    Ok(problems)
+    Ok(scrubbed(workflow, problems))
+}
+
+/// The problems without the values of the workflow's secrets (SPEC §3: no
+/// secret in an error message; a test's output ends up in CI logs).
+fn scrubbed(workflow: &Workflow, problems: Vec<String>) -> Vec<String> {
+    let values: Vec<String> = match workflow.secret_values() {
+        Json::Object(map) => map
+            .values()
+            .filter_map(Json::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if values.is_empty() {
+        return problems;
+    }
+    let scrubber = hookflow_model::scrub::Scrubber::new(&values);
+    problems
+        .into_iter()
+        .map(|p| scrubber.str(&p).into_owned())
+        .collect()
 }
 
 /// What differs between the answer and what the case expects of it: the
