@@ -695,6 +695,18 @@ fn sync_paths_without_a_response_are_warned_about() {
         &sync("  - type: parallel\n    branches:\n      - [{ type: response, body: a }]\n      - [{ type: log, message: b }]\n"),
         &[],
     );
+    // Not with `race` or `any`: the other branch can decide first and
+    // cancel the one that answers.
+    for mode in ["race", "any"] {
+        check(
+            &sync(&format!("  - type: parallel\n    mode: {mode}\n    branches:\n      - [{{ type: response, body: a }}]\n      - [{{ type: log, message: b }}]\n")),
+            &[(
+                10,
+                9,
+                "warning: this branch (parallel branch 2) can finish without a `response` node",
+            )],
+        );
+    }
 }
 
 #[test]

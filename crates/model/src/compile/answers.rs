@@ -179,13 +179,27 @@ impl Cx<'_> {
                     union(open.into_iter().chain(body))
                 }
             }
+            // With `any` or `race` one branch decides and the others are
+            // cancelled: as a choice of one branch.
+            NodeDef::Parallel(par) if par.mode != crate::def::ParallelMode::All => {
+                let branches = par
+                    .branches
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let at = path.key("branches").index(i);
+                        (Some(b.as_slice()), Origin::Branch(at))
+                    })
+                    .collect();
+                self.flow_choice(paths, branches, open)
+            }
             NodeDef::Parallel(par) => {
                 let mut outcomes = Vec::new();
                 for (i, b) in par.branches.iter().enumerate() {
                     let at = path.key("branches").index(i);
                     outcomes.push(self.flow_block(paths, b, &at, open.clone()));
                 }
-                // A response in any branch ends the whole run.
+                // With `all`, a response in any branch ends the whole run.
                 if outcomes.iter().any(Vec::is_empty) {
                     Vec::new()
                 } else {
