@@ -121,6 +121,29 @@ fn a_test_file_reports_every_problem_at_once() {
     assert_eq!(out.matches("missing field `name`").count(), 1, "{out}");
     assert_eq!(upstream.hits().len(), 0, "{out}");
 
+    // Problems found by reading and problems found in what was read come
+    // together (before, a duplicate name or a bad status showed only once
+    // the unknown field was fixed).
+    let dir = shop(
+        &upstream,
+        "cases:\n  - name: a\n    requst: { body: {} }\n    expect: { status: 200 }\n  - name: a\n    request: { body: {} }\n    expect: { status: 99 }\n",
+    );
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_ne!(code, Some(0), "{out}");
+    for (at, what) in [
+        ("shop.test.yaml:3:5: ", "`requst`"),
+        (
+            "shop.test.yaml:5:11: ",
+            "a case named `a` is already on line 2",
+        ),
+        ("shop.test.yaml:7:23: ", "not 99"),
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(at) && l.contains(what)),
+            "{at}{what} in:\n{out}"
+        );
+    }
+
     // Reading stops after 200, and says so.
     let many: String = (0..201)
         .map(|i| format!("  - name: c{i}\n    requst: {{}}\n"))

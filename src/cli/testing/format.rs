@@ -287,7 +287,9 @@ pub fn read(path: &Path, text: &str) -> Result<(TestFile, Yaml), Vec<Diagnostic>
         .drain(..)
         .map(|(pos, message)| error(pos, message))
         .collect();
-    let Some(tests) = tests.filter(|_| problems.is_empty()) else {
+    // The parts read (those with a problem of their own are left out) are
+    // checked too: every problem of the file is reported at once.
+    let Some(tests) = tests else {
         return Err(problems);
     };
     problems.extend(
@@ -317,6 +319,7 @@ pub fn read(path: &Path, text: &str) -> Result<(TestFile, Yaml), Vec<Diagnostic>
     if problems.is_empty() {
         Ok((tests, tree))
     } else {
+        problems.sort_by_key(|d| (d.line, d.column));
         Err(problems)
     }
 }
