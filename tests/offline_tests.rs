@@ -584,3 +584,23 @@ nodes:
     assert!(text.contains("[redacted]"), "{text}");
     assert!(!text.contains("sk_live_4f9a2c"), "{text}");
 }
+
+/// Running no case is a failure, not a pass: a folder without test files
+/// (a mistyped path in CI) or test files without cases. Before: "0 passed,
+/// 0 failed" and exit 0.
+#[test]
+fn running_no_case_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL no test case was run from ."), "{out}");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "title: A\ntrigger: { type: webhook }\nnodes:\n  - { type: log, message: a }\n",
+    )
+    .expect("workflow");
+    std::fs::write(dir.path().join("a.test.yaml"), "cases: []\n").expect("test file");
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}

@@ -69,6 +69,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         tally.failed += 1;
         println!("FAIL --case {name:?}: no case has this name in the test files run");
     }
+    // Nothing run is not a pass: a mistyped folder, or test files without
+    // cases, would otherwise pass in CI without testing anything.
+    if tally.passed == 0 && tally.failed == 0 {
+        tally.failed += 1;
+        let given: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        println!(
+            "FAIL no test case was run from {}: write `<workflow>.test.yaml` files with `cases:` \
+             next to the workflows (`hookflow new` writes one)",
+            given.join(", ")
+        );
+    }
     println!();
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(if tally.failed == 0 {
