@@ -173,6 +173,10 @@ fn load_all(
         .collect()
 }
 
+/// The largest workflow file read: one dropped into the watched folder by
+/// mistake (a log, a dump) must not take the server's memory at reload.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads, parses and compiles one file; its modification time and size are
 /// taken from the file as it was opened (what [`LoadedFile::stamp`] says).
 pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
@@ -182,6 +186,14 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
             modified: meta.modified().ok(),
             len: meta.len(),
         };
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the file is {} KiB, and a workflow file is at most {} KiB (a workflow \
+                 is a few KB: is this the right file?)",
+                meta.len() / 1024,
+                MAX_FILE_BYTES / 1024
+            )));
+        }
         let mut bytes = Vec::new();
         bytes
             .try_reserve_exact(usize::try_from(meta.len()).unwrap_or(0))
@@ -220,6 +232,24 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
 mod tests {
     use super::*;
     use crate::SecretPolicy;
+
+    /// A file far larger than any workflow (a log dropped in the folder)
+    /// is not read: an error, before its memory is taken.
+    #[test]
+    fn a_file_larger_than_any_workflow_is_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.yaml");
+        let mut text = String::from("title: T\ntrigger: { type: webhook }\nnodes: []\n");
+        text.push_str(&"# padding\n".repeat(500_000));
+        std::fs::write(&path, text).expect("write");
+        let file = load_file("big", &path, &LoadOptions::process_env(SecretPolicy::Warn));
+        let shown: Vec<String> = file.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].contains("and a workflow file is at most 4096 KiB"),
+            "{shown:?}"
+        );
+    }
 
     /// A file that is not UTF-8 (Latin-1 from an old editor) is an error at
     /// its first bad byte, in hookflow's words. Before: "stream did not
