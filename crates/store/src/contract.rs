@@ -299,6 +299,13 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// Whether the store can take runs, for `/healthz`: false while it is
+    /// overloaded, and (the embedded store) from a failed write until a
+    /// write is on disk again, even with no request trying meanwhile.
+    fn healthy(&self) -> bool {
+        !self.overloaded()
+    }
+
     /// Whether several instances share this store (PostgreSQL): runs are
     /// then claimed with leases ([`Store::claim_expired`]) rather than all
     /// resumed at start, and a write is seen by the other instances once

@@ -46,7 +46,7 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
     if req.path() == "/healthz" {
         // Not healthy while the store cannot take runs (a full disk, a
         // database away or far behind): webhooks get 503 meanwhile.
-        if state.service.executor.store().overloaded() {
+        if !state.service.executor.store().healthy() {
             return HttpResponse::ServiceUnavailable()
                 .insert_header((
                     "Retry-After",

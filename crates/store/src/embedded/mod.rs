@@ -508,6 +508,10 @@ impl Store for SledStore {
         at != 0 && hookflow_model::time::now_millis().saturating_sub(at) < writer::FAILED_PAUSE_MS
     }
 
+    fn healthy(&self) -> bool {
+        self.failed_at.load(Ordering::Relaxed) == 0
+    }
+
     fn damaged(&self) -> usize {
         self.damaged.load(Ordering::Relaxed)
     }

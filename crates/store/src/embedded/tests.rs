@@ -268,6 +268,7 @@ async fn a_failed_write_refuses_new_work_for_a_while_then_tries_again() {
     store.fail_writes.store(true, Ordering::SeqCst);
     assert!(store.accept(a_run()).await.is_err(), "the disk is full");
     assert!(store.overloaded(), "refusing while the disk is full");
+    assert!(!store.healthy());
     store.fail_writes.store(false, Ordering::SeqCst);
     let clock = std::time::Instant::now();
     while store.overloaded() {
@@ -278,6 +279,9 @@ async fn a_failed_write_refuses_new_work_for_a_while_then_tries_again() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(clock.elapsed() >= std::time::Duration::from_secs(3));
+    // Not healthy until a write is on disk again, with no request trying.
+    assert!(!store.healthy(), "healthy before any write went through");
     store.accept(a_run()).await.expect("accepted again");
     assert!(!store.overloaded());
+    assert!(store.healthy());
 }
