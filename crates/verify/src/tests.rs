@@ -10,7 +10,8 @@ use std::path::Path;
 
 const NOW: u64 = 1_800_000_000;
 
-fn verifier(verify_yaml: &str) -> Verifier {
+/// A verifier built from YAML, or why it is not.
+fn build(verify_yaml: &str) -> Result<Verifier, SetupError> {
     let yaml = format!("title: v\ntrigger:\n  type: webhook\n  verify:\n{verify_yaml}");
     let file = load_source(
         "v",
@@ -22,7 +23,11 @@ fn verifier(verify_yaml: &str) -> Verifier {
         .workflow
         .unwrap_or_else(|| panic!("{:?}", file.diagnostics));
     let verify = wf.trigger.verify.as_ref().expect("verify");
-    Verifier::build(&wf, verify).expect("builds")
+    Verifier::build(&wf, verify)
+}
+
+fn verifier(verify_yaml: &str) -> Verifier {
+    build(verify_yaml).expect("builds")
 }
 
 /// One helper per boundary: headers and body in, accepted or the reason out.
@@ -729,18 +734,7 @@ fn secrets_compare_equal_only_when_equal() {
 
 /// Builds a verifier that must fail, for the reason it gives.
 fn refused_setup(verify_yaml: &str) -> String {
-    let yaml = format!("title: v\ntrigger:\n  type: webhook\n  verify:\n{verify_yaml}");
-    let file = load_source(
-        "v",
-        Path::new("v.yaml"),
-        &yaml,
-        &LoadOptions::process_env(SecretPolicy::Warn),
-    );
-    let wf = file
-        .workflow
-        .unwrap_or_else(|| panic!("{:?}", file.diagnostics));
-    let verify = wf.trigger.verify.as_ref().expect("verify");
-    match Verifier::build(&wf, verify) {
+    match build(verify_yaml) {
         Ok(_) => panic!("built a verifier for {verify_yaml}"),
         Err(e) => e.to_string(),
     }

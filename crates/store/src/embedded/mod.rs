@@ -159,6 +159,19 @@ impl SledStore {
         let _ = self.on_commit.set(hook);
     }
 
+    /// The event of a finished run (it leaves the overlay's live runs).
+    fn finish_event(&self, record: ExecutionRecord, durable: bool) -> StoreResult<Event> {
+        let id = id_of_record(&record.id)?;
+        let (header, record) = finished_parts(record)?;
+        self.overlay.finished(&id);
+        Ok(Event::Finish {
+            id,
+            header,
+            record,
+            durable,
+        })
+    }
+
     /// Submits an event somebody waits on: resolves once it is on disk.
     fn durable(&self, event: StoreResult<Event>) -> BoxFuture<'_, StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
@@ -342,34 +355,13 @@ impl Store for SledStore {
     }
 
     fn finish(&self, record: ExecutionRecord, durable: bool) {
-        let event = (|| {
-            let id = id_of_record(&record.id)?;
-            let (header, record) = finished_parts(record)?;
-            self.overlay.finished(&id);
-            Ok(Event::Finish {
-                id,
-                header,
-                record,
-                durable,
-            })
-        })();
-        self.send(event);
+        self.send(self.finish_event(record, durable));
     }
 
     fn finish_durably(&self, record: ExecutionRecord) -> BoxFuture<'_, StoreResult<()>> {
         // One job with its waiter: the turn that applies it syncs, and the
         // reads of that turn are answered after the sync.
-        let event = (|| {
-            let id = id_of_record(&record.id)?;
-            let (header, record) = finished_parts(record)?;
-            self.overlay.finished(&id);
-            Ok(Event::Finish {
-                id,
-                header,
-                record,
-                durable: true,
-            })
-        })();
+        let event = self.finish_event(record, true);
         self.durable(event)
     }
 
