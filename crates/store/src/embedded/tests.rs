@@ -52,29 +52,9 @@ async fn runs_accepted_together_share_a_queue_page() {
     for _ in 0..32 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let ms = now_millis();
-            let record = ExecutionRecord {
-                id: uuid::Uuid::now_v7().to_string(),
-                workflow: "w".into(),
-                version: "v".into(),
-                status: RunStatus::Queued,
-                started_at: Timestamp(ms),
-                finished_at: None,
-                started_ms: ms,
-                trigger: None,
-                jobs: Vec::new(),
-                response: None,
-                retry_of: None,
-                error: None,
-            };
-            store
-                .accept(Accepted {
-                    record: record.clone(),
-                    input: RunInput::default(),
-                    idempotency: None,
-                })
-                .await
-                .expect("accepted");
+            let run = a_run();
+            let record = run.record.clone();
+            store.accept(run).await.expect("accepted");
             record
         }));
     }
@@ -159,30 +139,12 @@ async fn a_flipped_bit_in_the_data_file_never_panics_at_open() {
         for n in 0..12_000u64 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                let ms = now_millis();
-                let record = ExecutionRecord {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    workflow: "w".into(),
-                    version: "v".into(),
-                    status: RunStatus::Queued,
-                    started_at: Timestamp(ms),
-                    finished_at: None,
-                    started_ms: ms,
-                    trigger: None,
-                    jobs: Vec::new(),
-                    response: None,
-                    retry_of: None,
-                    error: Some(format!("run {n}")),
-                };
-                let mut input = RunInput::default();
-                input.trigger.raw_body =
+                let mut accepted = a_run();
+                accepted.record.error = Some(format!("run {n}"));
+                accepted.input.trigger.raw_body =
                     format!("{{\"order\":{{\"id\":\"o-{n}\"}},\"status\":\"SUCCESS\"}}");
-                input.vars = serde_json::json!({ "order_id": format!("o-{n}"), "n": n });
-                let accepted = Accepted {
-                    record: record.clone(),
-                    input,
-                    idempotency: None,
-                };
+                accepted.input.vars = serde_json::json!({ "order_id": format!("o-{n}"), "n": n });
+                let record = accepted.record.clone();
                 if n % 10 == 0 {
                     store.accept(accepted).await.expect("accepted");
                 } else {
