@@ -36,13 +36,23 @@ pub(crate) fn make_private(_dir: &Path) -> StoreResult<()> {
 }
 
 /// Runs `f`, a panic caught and returned without the panic hook's report
-/// (a backtrace on stderr ahead of the error that explains it). Only while
-/// the store opens, before any other thread of the server runs.
+/// (a backtrace on stderr ahead of the error that explains it), while the
+/// store opens.
 fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+    let hook: std::sync::Arc<Hook> = std::sync::Arc::from(std::panic::take_hook());
+    let this = std::thread::current().id();
+    let others = hook.clone();
+    // Only this thread's panic is held back: another thread's (a test
+    // running beside it) is reported as ever.
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != this {
+            others(info);
+        }
+    }));
     let result = std::panic::catch_unwind(f);
-    std::panic::set_hook(hook);
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| hook(info)));
     result
 }
 
