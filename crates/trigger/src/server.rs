@@ -135,12 +135,15 @@ pub async fn run(
         );
     }
     drop(background);
-    if let Err(error) = service.executor.flush().await {
-        tracing::error!(message = "Final flush failed.", %error);
-    }
+    let flushed = service.executor.flush().await;
     let _ = server_task.await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
-    Ok(())
+    // A failed last flush (a full disk, say) may have lost what the
+    // process still held: the exit says so, for the supervisor to see.
+    flushed.map_err(|error| {
+        tracing::error!(message = "Final flush failed.", %error);
+        std::io::Error::other(format!("the last flush of the store failed: {error}"))
+    })
 }

@@ -16,6 +16,7 @@ mod acks;
 mod batch;
 mod codec;
 mod files;
+mod hush;
 mod layout;
 mod overlay;
 mod pages;

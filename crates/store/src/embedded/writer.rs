@@ -6,6 +6,7 @@
 
 use super::acks::{self, Waiter};
 use super::batch::Batch;
+use super::hush::{Hush, Kind};
 use super::layout::Id;
 use super::overlay::Overlay;
 use super::queued::Queued;
@@ -161,6 +162,7 @@ impl Writer {
         // second: start from the clock so that a restarted writer never
         // reuses one.
         let mut seq = now_micros();
+        let mut hush = Hush::default();
         while let Ok(first) = rx.recv() {
             if matches!(first, Job::Event(_)) {
                 // Nobody waits on this one: let a turn gather, until a write
@@ -197,7 +199,7 @@ impl Writer {
                 };
                 let added = batch.add(&self.runs, &mut super::lock(&self.queued), &mut seq, event);
                 if let Err(error) = added {
-                    tracing::error!(message = "Could not write a run.", %error);
+                    hush.error(Kind::Run, &error);
                 }
                 if let Some(tx) = waiter {
                     waiters.push(tx);
@@ -213,13 +215,13 @@ impl Writer {
             if result.is_ok() {
                 for (key, value) in &turn.quarantine {
                     if let Err(error) = self.quarantine.insert(key, value.as_slice()) {
-                        tracing::error!(message = "Could not set a damaged entry aside.", %error);
+                        hush.error(Kind::Quarantine, &error);
                     }
                 }
             }
             for pending in refused {
                 if let Err(error) = self.refused.insert(pending) {
-                    tracing::error!(message = "Could not keep a refused request.", %error);
+                    hush.error(Kind::Refused, &error);
                 }
             }
             if result.is_ok() && !waiters.is_empty() {
@@ -241,7 +243,7 @@ impl Writer {
             }
             match &result {
                 Err(error) => {
-                    tracing::error!(message = "Could not write runs.", %error);
+                    hush.error(Kind::Turn, error);
                     let now = hookflow_model::time::now_millis().max(1);
                     self.failed_at
                         .store(now, std::sync::atomic::Ordering::Relaxed);
@@ -249,6 +251,7 @@ impl Writer {
                 Ok(()) if !waiters.is_empty() => {
                     self.failed_at
                         .store(0, std::sync::atomic::Ordering::Relaxed);
+                    hush.recovered();
                 }
                 Ok(()) => {}
             }
