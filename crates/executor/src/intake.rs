@@ -156,13 +156,14 @@ impl Executor {
 
     /// Starts a new run of `workflow` with `input`, recorded as a retry of
     /// the run `retry_of`; returns the new run's id. A sync workflow runs in
-    /// a task of its own (nobody waits for its answer); an async one is
-    /// queued durably.
+    /// a task of its own (nobody waits for its answer; `answered` is told
+    /// it); an async one is queued durably.
     pub async fn rerun(
         &self,
         workflow: Arc<Workflow>,
         input: RunInput,
         retry_of: &str,
+        answered: Option<crate::Answered>,
     ) -> Result<String, AcceptError> {
         let new_id = uuid::Uuid::now_v7().to_string();
         self.versions.keep(&workflow);
@@ -186,7 +187,10 @@ impl Executor {
                     let _place = places.acquire_owned().await;
                     record.status = RunStatus::Running;
                     exec.store.announce(record.clone());
-                    exec.run_sync_record(workflow, None, input, record).await;
+                    let (id, answer) = exec.run_sync_record(workflow, None, input, record).await;
+                    if let Some(answered) = answered {
+                        answered(id, answer).await;
+                    }
                 });
             }
             hookflow_model::def::Mode::Async => {

@@ -37,6 +37,11 @@ pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
 pub use stubs::{SentRequest, Stub, StubAnswers, StubFailure, StubProblem, Stubs};
 
+/// Told a retried sync run's id and answer once it answers (the service
+/// keeps the workflow's idempotency key of a 2xx).
+pub type Answered =
+    Box<dyn FnOnce(String, Answer) -> hookflow_store::BoxFuture<'static, ()> + Send>;
+
 use futures_util::FutureExt;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::scrub::SecretSet;
@@ -283,6 +288,12 @@ impl Executor {
         if record.trigger.is_none() {
             // The scope has what it reads now: move the request in rather than clone it.
             record.trigger = Some(trigger.redacted_with(&secret_headers));
+        }
+        // A sync run's record keeps its request (an async run's is read
+        // from its input): no declared secret value in it (SPEC §3).
+        let secrets = self.env.secrets.current();
+        if secrets.values() > 0 {
+            record.trigger = record.trigger.take().map(|t| t.scrubbed(&secrets));
         }
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());

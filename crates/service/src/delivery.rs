@@ -191,7 +191,7 @@ fn check_signature(
 }
 
 /// Renders the idempotency key over the request; an empty key means none.
-fn idempotency_key(
+pub(crate) fn idempotency_key(
     workflow: &Workflow,
     idem: &Idempotency,
     input: &RunInput,

@@ -74,6 +74,10 @@ pub struct Service {
     claims: idempotency::Claims,
     /// What loading has logged, so that a reload says only what is new.
     reports: Mutex<report::Reports>,
+    /// Held by a retry from its checks until its runs are started (and
+    /// linked to the runs they retry): two bulk retries at once do not both
+    /// retry a run.
+    retrying: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -93,6 +97,7 @@ impl Service {
             shutting_down: AtomicBool::new(false),
             claims: idempotency::Claims::default(),
             reports: Mutex::default(),
+            retrying: tokio::sync::Mutex::new(()),
         });
         let catalog = service.load_catalog();
         service.install(&catalog)?;

@@ -104,6 +104,9 @@ pub async fn bulk(
     if done.already_retried > 0 {
         body["already_retried"] = json!(done.already_retried);
     }
+    if done.answered > 0 {
+        body["already_answered"] = json!(done.answered);
+    }
     if !messages.is_empty() {
         body["message"] = json!(messages.join("; "));
     }

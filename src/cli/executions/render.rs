@@ -236,6 +236,11 @@ pub fn retried(answer: &Json) {
     if let Some(n) = answer["already_retried"].as_u64() {
         println!("{n} matching runs were retried before (their latest retry stands for them)");
     }
+    if let Some(n) = answer["already_answered"].as_u64() {
+        println!(
+            "{n} matching runs were not retried: another run answered their idempotency key with a 2xx since"
+        );
+    }
 }
 
 #[cfg(test)]

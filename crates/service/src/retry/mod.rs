@@ -3,12 +3,17 @@
 //! or of every finished run matching a filter (`POST /api/executions/retry`).
 
 use crate::{Refusal, Service};
-use hookflow_executor::AcceptError;
+use hookflow_executor::{AcceptError, Answered};
+use hookflow_model::def::Mode;
 use hookflow_model::request::RunInput;
 use hookflow_model::runtime::Workflow;
-use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
+use hookflow_model::time::now_millis;
+use hookflow_store::{
+    ExecutionFilter, ExecutionRecord, IdempotencyClaim, IdempotencyEntry, RunStatus, Store,
+};
 use serde_json::Value as Json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which workflow version a retry runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +65,19 @@ pub enum RetryError {
     /// The request asks for something that cannot be retried.
     #[error("{0}")]
     Invalid(String),
+    /// Another run answered a request with the run's idempotency key 2xx:
+    /// a retry would process the event a second time.
+    #[error(
+        "execution {run} is not retried: run {by} answered a request with the same idempotency \
+         key with a 2xx since, so a retry would process the event twice (retry {by} itself to \
+         run it again)"
+    )]
+    Answered {
+        /// The run asked to be retried.
+        run: String,
+        /// The run holding the key.
+        by: String,
+    },
 }
 
 impl From<RetryError> for Refusal {
@@ -72,6 +90,7 @@ impl From<RetryError> for Refusal {
             RetryError::Store(m) => Refusal::Internal(m),
             RetryError::Unavailable(m) => Refusal::Unavailable(m),
             RetryError::Invalid(m) => Refusal::BadRequest(m),
+            RetryError::Answered { .. } => Refusal::Conflict(message),
         }
     }
 }
@@ -84,17 +103,69 @@ impl Service {
     /// their input is rebuilt from the recorded request (whose secret-bearing
     /// headers are redacted) by applying the parse rules of the version that
     /// runs to it.
+    ///
+    /// A sync run of a workflow with an idempotency key keeps the key when
+    /// its retry answers 2xx (the sender's next repeat is a replay), and is
+    /// not retried once another run answered the key 2xx
+    /// ([`RetryError::Answered`]).
     pub async fn retry(&self, id: &str, version: RetryVersion) -> Result<String, RetryError> {
+        let _turn = self.retrying.lock().await;
         let old = self.finished_record(id)?;
         let workflow = self.retry_workflow(&old, version)?;
         let input = self.retry_input(&old, &workflow)?;
+        let answered = self.retry_key(&old, &workflow, &input)?;
+        self.start_retry(workflow, input, &old.id, answered).await
+    }
+
+    async fn start_retry(
+        &self,
+        workflow: Arc<Workflow>,
+        input: RunInput,
+        retry_of: &str,
+        answered: Option<Answered>,
+    ) -> Result<String, RetryError> {
         self.executor
-            .rerun(workflow, input, id)
+            .rerun(workflow, input, retry_of, answered)
             .await
             .map_err(|e| match e {
                 AcceptError::Store(s) => RetryError::Store(s),
                 other => RetryError::Unavailable(other.to_string()),
             })
+    }
+
+    /// For a sync run whose workflow has an idempotency key: what keeps
+    /// the key once the retry answers 2xx. Refused when a run other than
+    /// `old` holds the key answered (the sender's repeat, or an earlier
+    /// retry, went through): the event was processed.
+    fn retry_key(
+        &self,
+        old: &ExecutionRecord,
+        workflow: &Workflow,
+        input: &RunInput,
+    ) -> Result<Option<Answered>, RetryError> {
+        let Some(idem) = workflow.trigger.idempotency.as_ref() else {
+            return Ok(None);
+        };
+        if workflow.mode != Mode::Sync {
+            // An async run's key went to disk with its acknowledgement.
+            return Ok(None);
+        }
+        let Ok(Some(key)) = crate::delivery::idempotency_key(workflow, idem, input) else {
+            return Ok(None);
+        };
+        let store = self.executor.store().clone();
+        let held = store
+            .idempotency(&workflow.id, &key, now_millis())
+            .map_err(|e| RetryError::Store(e.to_string()))?;
+        match held {
+            Some(entry) if entry.response.is_some() && entry.execution_id != old.id => {
+                Err(RetryError::Answered {
+                    run: old.id.clone(),
+                    by: entry.execution_id,
+                })
+            }
+            _ => Ok(Some(keep_key(store, workflow.id.clone(), key, idem.ttl))),
+        }
     }
 
     /// The record of a finished run.
@@ -168,6 +239,42 @@ impl Service {
     }
 }
 
+/// Keeps a retried sync run's idempotency key when it answers 2xx, as a
+/// first request's answer is kept (`idempotency.rs`): the sender still
+/// retrying the failed request gets this answer again, not another run.
+/// A key answered meanwhile by another run stays that run's.
+fn keep_key(store: Arc<dyn Store>, workflow: String, key: String, ttl: Duration) -> Answered {
+    Box::new(move |id, answer| {
+        Box::pin(async move {
+            if !(200..300).contains(&answer.status) {
+                return;
+            }
+            let now = now_millis();
+            match store.idempotency(&workflow, &key, now) {
+                Ok(Some(entry)) if entry.response.is_some() => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(message = "Could not keep a retried run's idempotency key.", workflow = %workflow, run = %id, %error);
+                    return;
+                }
+            }
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            store.put_idempotency(IdempotencyClaim {
+                workflow: workflow.clone(),
+                key,
+                entry: IdempotencyEntry {
+                    execution_id: id.clone(),
+                    expires_ms: now.saturating_add(ttl_ms),
+                    response: Some(answer.record()),
+                },
+            });
+            if let Err(error) = store.flush().await {
+                tracing::error!(message = "Could not keep a retried run's idempotency key.", workflow = %workflow, run = %id, %error);
+            }
+        })
+    })
+}
+
 /// Most runs one bulk retry starts.
 pub const MAX_BULK: usize = 1000;
 
@@ -200,6 +307,9 @@ pub struct BulkRetried {
     /// Runs that matched but were retried before (their retry stands for
     /// them; it is retried itself when it matches).
     pub already_retried: usize,
+    /// Runs that matched but whose idempotency key another run answered
+    /// 2xx since ([`RetryError::Answered`]).
+    pub answered: usize,
     /// Why the runs after `execution_ids` were not started, when starting
     /// one failed after others had started, and how many were left.
     pub stopped: Option<(String, usize)>,
@@ -218,6 +328,7 @@ impl Service {
                 "only finished runs (resolved, failed, aborted) are retried".into(),
             ));
         }
+        let _turn = self.retrying.lock().await;
         let store = self.executor.store();
         let mut matched = Vec::new();
         let mut not_retried = 0usize;
@@ -264,26 +375,26 @@ impl Service {
         // starts (the inputs are read again when each starts: a thousand of
         // them are not all held at once).
         let mut runs = Vec::with_capacity(matched.len());
+        let mut answered = 0usize;
         for id in matched.iter().rev() {
             let old = self.finished_record(id)?;
             let workflow = self.retry_workflow(&old, filter.version)?;
-            self.retry_input(&old, &workflow)?;
-            runs.push((old, workflow));
+            let input = self.retry_input(&old, &workflow)?;
+            match self.retry_key(&old, &workflow, &input) {
+                Ok(_) => runs.push((old, workflow)),
+                Err(RetryError::Answered { .. }) => answered += 1,
+                Err(e) => return Err(e),
+            }
         }
         let total = runs.len();
         let mut execution_ids = Vec::with_capacity(total);
         let mut stopped = None;
         for (old, workflow) in runs {
             let started = match self.retry_input(&old, &workflow) {
-                Ok(input) => {
-                    self.executor
-                        .rerun(workflow, input, &old.id)
-                        .await
-                        .map_err(|e| match e {
-                            AcceptError::Store(s) => RetryError::Store(s),
-                            other => RetryError::Unavailable(other.to_string()),
-                        })
-                }
+                Ok(input) => match self.retry_key(&old, &workflow, &input) {
+                    Ok(keep) => self.start_retry(workflow, input, &old.id, keep).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match started {
@@ -299,124 +410,11 @@ impl Service {
             execution_ids,
             not_retried,
             already_retried,
+            answered,
             stopped,
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_errors_answer_as_the_admin_api_promises() {
-        let cases = [
-            (RetryError::NotFound("x".into()), 404),
-            (RetryError::NotFinished("x".into()), 409),
-            (RetryError::Workflow("gone".into()), 409),
-            (RetryError::Store("disk".into()), 500),
-            (RetryError::Unavailable("full".into()), 503),
-            (RetryError::Invalid("running".into()), 400),
-        ];
-        for (error, status) in cases {
-            assert_eq!(Refusal::from(error).status(), status);
-        }
-        assert_eq!(RetryVersion::parse("current"), Some(RetryVersion::Current));
-        assert_eq!(
-            RetryVersion::parse("recorded"),
-            Some(RetryVersion::Recorded)
-        );
-        assert_eq!(RetryVersion::parse("latest"), None);
-        assert_eq!(RetryVersion::Current.as_str(), "current");
-        assert_eq!(
-            Refusal::from(RetryError::NotFinished("e1".into())).to_string(),
-            "execution e1 has not finished"
-        );
-    }
-
-    /// A service over a memory store serving one sync workflow `w`.
-    fn service(dir: &std::path::Path) -> Arc<Service> {
-        let yaml = "title: W\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: ok\n";
-        std::fs::write(dir.join("w.yaml"), yaml).expect("write");
-        let store = Arc::new(hookflow_store::MemoryStore::new());
-        let executor =
-            hookflow_executor::Executor::new(store, hookflow_executor::ExecutorConfig::default())
-                .expect("executor");
-        let settings = crate::Settings {
-            workflows_dir: dir.to_path_buf(),
-            data_dir: dir.to_path_buf(),
-            public_url: "http://127.0.0.1:1".into(),
-            shutdown_grace: std::time::Duration::from_secs(1),
-            reload_every: std::time::Duration::from_secs(60),
-            retention: std::time::Duration::from_secs(3600),
-        };
-        Service::load(settings, executor).expect("loads")
-    }
-
-    #[tokio::test]
-    async fn a_bulk_retry_starts_at_most_a_thousand_and_counts_the_rest() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let service = service(dir.path());
-        let version = service.registry().workflows["w"].version.clone();
-        let store = service.executor.store().clone();
-        let now = hookflow_model::time::now_millis();
-        let mut ids = Vec::new();
-        for i in 0..(MAX_BULK as u64 + 3) {
-            let id = uuid_v7_at(now - 10_000 + i);
-            ids.push(id.clone());
-            store.finish(
-                ExecutionRecord {
-                    id,
-                    workflow: "w".into(),
-                    version: version.clone(),
-                    status: if i == 5 {
-                        RunStatus::Resolved
-                    } else {
-                        RunStatus::Failed
-                    },
-                    started_at: hookflow_model::time::Timestamp(now - 10_000 + i),
-                    finished_at: Some(hookflow_model::time::Timestamp(now)),
-                    started_ms: now - 10_000 + i,
-                    trigger: None,
-                    jobs: Vec::new(),
-                    response: None,
-                    retry_of: None,
-                    error: None,
-                },
-                false,
-            );
-        }
-        let filter = BulkRetry {
-            workflow: Some("w".into()),
-            status: Some(RunStatus::Failed),
-            ..BulkRetry::default()
-        };
-        let done = service.retry_matching(&filter).await.expect("retried");
-        assert_eq!(done.execution_ids.len(), MAX_BULK);
-        // 1002 failed: the newest 1000 retried, oldest first; 2 left.
-        assert_eq!(done.not_retried, 2);
-        let first = store
-            .get(&done.execution_ids[0])
-            .expect("read")
-            .expect("the new run's record");
-        assert_eq!(first.retry_of.as_deref(), Some(ids[2].as_str()));
-        let unfinished = BulkRetry {
-            status: Some(RunStatus::Running),
-            ..BulkRetry::default()
-        };
-        assert!(matches!(
-            service.retry_matching(&unfinished).await,
-            Err(RetryError::Invalid(_))
-        ));
-    }
-
-    /// A UUID v7 whose time is `ms` (the stores order and page runs by it).
-    fn uuid_v7_at(ms: u64) -> String {
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            ms / 1000,
-            ((ms % 1000) * 1_000_000) as u32,
-        );
-        uuid::Uuid::new_v7(ts).to_string()
-    }
-}
+mod tests;

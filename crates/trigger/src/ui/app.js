@@ -275,8 +275,12 @@
       api(`/api/executions?${query(params, names)}`),
     ]);
     if (gen !== generation) return;
+    // A workflow no longer loaded still has its runs: kept in the choice
+    // while its runs are shown, so that another filter does not drop it.
+    const chosen = params.get('workflow') || '';
+    const choices = chosen && !ids.includes(chosen) ? [...ids, chosen] : ids;
     const form = h('form', { class: 'filters', 'aria-label': 'Filter runs' },
-      select('f-workflow', 'Workflow', [['', 'all'], ...ids.map(i => [i, i])], params.get('workflow') || ''),
+      select('f-workflow', 'Workflow', [['', 'all'], ...choices.map(i => [i, i])], chosen),
       select('f-status', 'Status', [['', 'all'], ...STATUSES.map(s => [s, s])], params.get('status') || ''),
       h('label', { for: 'f-since' }, 'Started from', h('input', { type: 'datetime-local', id: 'f-since', value: toLocalInput(params.get('since')) })),
       h('label', { for: 'f-until' }, 'to', h('input', { type: 'datetime-local', id: 'f-until', value: toLocalInput(params.get('until')) })),
@@ -347,9 +351,18 @@
     }
     const message = h('div', { 'aria-live': 'polite' });
     const buttons = [];
+    // A retry runs the workflow again, requests and all: asked once more
+    // when the run did its work already or was retried before.
+    const retried = (run.retries || []).length;
+    const ask = run.status === 'resolved'
+      ? 'This run resolved: a retry runs it again and sends its requests again. Retry it?'
+      : retried ? `This run was retried ${retried === 1 ? 'once' : `${retried} times`} already. Retry it again?` : null;
     const retryButton = (version, text) => {
       const b = h('button', { type: 'button', disabled: !finished, 'data-version': version }, text);
-      b.addEventListener('click', () => retry(id, version, buttons, message));
+      b.addEventListener('click', () => {
+        if (ask && !window.confirm(ask)) return;
+        retry(id, version, buttons, message);
+      });
       buttons.push(b);
       return b;
     };
