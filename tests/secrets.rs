@@ -788,3 +788,76 @@ fn a_workflow_waiting_for_secrets_is_listed_with_its_own_url() {
     assert_eq!(entry["enabled"], json!(true), "{entry}");
     assert_eq!(app.post("needs-pinned-key", &[], "").status, 404);
 }
+
+/// A sync workflow whose caller authenticates with a declared secret in the
+/// query string and the body.
+const QUERY_TOKEN: &str = r#"
+title: Token in the query
+enabled: true
+secrets: [HF_E2E_QUERY_TOKEN]
+trigger: { type: webhook, mode: sync, key: query-token-01 }
+nodes:
+  - type: condition
+    if: trigger.query.key == secrets.HF_E2E_QUERY_TOKEN and trigger.body.pin == secrets.HF_E2E_QUERY_TOKEN
+    then:
+      - type: response
+        body: { ok: true }
+    else:
+      - type: response
+        status: 401
+        body: { ok: false }
+"#;
+
+#[test]
+fn a_secret_the_caller_sends_is_not_kept_in_the_stored_record() {
+    let token = "QRYSECRET-e2e-9f3c1";
+    let mut app = TestApp::spawn_with(
+        &[("query-token.yaml", QUERY_TOKEN)],
+        Options {
+            env: vec![("HF_E2E_QUERY_TOKEN".into(), token.into())],
+            ..Default::default()
+        },
+    );
+    let sent = app.post(
+        &format!("query-token-01?key={token}&access_token=plain-but-named-0042&order=7"),
+        &[("content-type", "application/json")],
+        &json!({ "pin": token, "order": 7 }).to_string(),
+    );
+    assert_eq!(sent.status, 200, "{sent:?}\n{}", app.log_text());
+    let id = sent.execution();
+    app.finished(&id, Duration::from_secs(20));
+    stop(&mut app);
+    // The record as the store keeps it, read with no server (and no
+    // secret in the environment to scrub it with on the way out).
+    let data = app.data_path().display().to_string();
+    let port = closed_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let (code, out, err) = hookflow(
+        &[
+            "executions",
+            "show",
+            &id,
+            "--data",
+            &data,
+            "--listen",
+            &listen,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let record: Json = serde_json::from_str(&out).expect("json");
+    let trigger = &record["trigger"];
+    assert_eq!(trigger["query"]["key"], json!("[redacted]"), "{record}");
+    assert_eq!(
+        trigger["query"]["access_token"],
+        json!("[redacted]"),
+        "a parameter named like a token: {record}"
+    );
+    assert_eq!(trigger["query"]["order"], json!("7"), "{record}");
+    assert_eq!(trigger["body"]["pin"], json!("[redacted]"), "{record}");
+    assert_eq!(trigger["body"]["order"], json!(7), "{record}");
+    assert!(!out.contains(token), "{out}");
+    assert!(!out.contains("plain-but-named-0042"), "{out}");
+}

@@ -10,9 +10,11 @@
 //! packed for storage, where a body that is the raw body parsed again is not
 //! stored twice.
 
+use crate::scrub::Scrubber;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
 
 /// The text that replaces a secret header's value in records.
 pub const REDACTED: &str = "[redacted]";
@@ -165,6 +167,40 @@ impl TriggerRequest {
             if is_secret_header(name) || also.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 *value = REDACTED.to_string();
             }
+        }
+        // Query strings carry tokens too (`?access_token=…`): a parameter
+        // whose name marks a secret-bearing header is redacted alike.
+        if let Json::Object(query) = &mut self.query {
+            for (name, value) in query.iter_mut() {
+                if is_secret_header(name) {
+                    *value = Json::String(REDACTED.to_string());
+                }
+            }
+        }
+        self
+    }
+
+    /// The request with every declared secret value `scrubber` knows
+    /// replaced (SPEC §3: no secret value in a stored record), in header
+    /// values, query, body and raw body. Unchanged when no secret is
+    /// declared.
+    pub fn scrubbed(mut self, scrubber: &Scrubber) -> TriggerRequest {
+        if scrubber.values() == 0 {
+            return self;
+        }
+        for (_, value) in &mut self.headers {
+            if let Cow::Owned(clean) = scrubber.str(value) {
+                *value = clean;
+            }
+        }
+        scrubber.json(&mut self.query);
+        if let Cow::Owned(clean) = scrubber.str(&self.raw_body) {
+            self.raw_body = clean;
+            // The body no longer follows from the raw body: kept itself.
+            self.body_source = BodySource::Stored;
+        }
+        if self.body_source == BodySource::Stored {
+            scrubber.json(&mut self.body);
         }
         self
     }
@@ -338,6 +374,36 @@ mod tests {
         assert_eq!(r.header("authorization").as_deref(), Some(REDACTED));
         assert_eq!(r.header("x-hub-signature-256").as_deref(), Some(REDACTED));
         assert_eq!(r.header("accept").as_deref(), Some("a, b"));
+    }
+
+    #[test]
+    fn query_parameters_named_like_secrets_are_redacted() {
+        let mut r = request();
+        r.query = json!({"access_token": "t0k", "Signature": "s", "q": "1"});
+        let r = r.redacted();
+        assert_eq!(
+            r.query,
+            json!({"access_token": REDACTED, "Signature": REDACTED, "q": "1"})
+        );
+    }
+
+    #[test]
+    fn declared_secret_values_are_scrubbed_from_every_part() {
+        let secret = "s3cret-value-77";
+        let mut r = request();
+        r.headers.push(("x-pin".into(), format!("pin {secret}")));
+        r.query = json!({"key": secret, "q": "1"});
+        r.raw_body = format!(r#"{{"pin":"{secret}","a":1}}"#);
+        r.body = json!({"pin": secret, "a": 1});
+        let none = Scrubber::new(Vec::<String>::new());
+        assert_eq!(r.clone().scrubbed(&none), r, "nothing declared: unchanged");
+        let clean = r.scrubbed(&Scrubber::new([secret]));
+        assert_eq!(clean.header("x-pin").as_deref(), Some("pin [redacted]"));
+        assert_eq!(clean.query, json!({"key": REDACTED, "q": "1"}));
+        assert_eq!(clean.raw_body, r#"{"pin":"[redacted]","a":1}"#);
+        assert_eq!(clean.body, json!({"pin": REDACTED, "a": 1}));
+        // Stored as it is now: the body no longer follows from the raw body.
+        assert_eq!(clean.body_source, BodySource::Stored);
     }
 
     #[test]
