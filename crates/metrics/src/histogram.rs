@@ -60,6 +60,11 @@ impl AtomicHistogram {
 
     /// Counts one observation.
     pub fn observe(&self, took: Duration) {
+        self.observe_many(took, 1);
+    }
+
+    /// Counts `n` observations of the same duration.
+    pub fn observe_many(&self, took: Duration, n: u64) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let inner = &*self.inner;
         let index = inner
@@ -68,9 +73,11 @@ impl AtomicHistogram {
             .position(|b| ns <= *b)
             .unwrap_or(inner.bounds_ns.len());
         if let Some(c) = inner.counts.get(index) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.fetch_add(n, Ordering::Relaxed);
         }
-        inner.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        inner
+            .sum_ns
+            .fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
     }
 
     /// How many observations so far.

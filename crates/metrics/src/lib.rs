@@ -233,16 +233,17 @@ impl Metrics {
     }
 
     /// Brings the counts of the HTTP layer's own refusals up to its totals:
-    /// `(status, error code, answered since start)` for each kind. Requests
-    /// that layer refuses reach no workflow: they count under `workflow=""`,
-    /// in `hookflow_webhook_requests_total` and
-    /// `hookflow_refused_requests_total`.
-    pub fn http_layer(&self, totals: &[(u16, &'static str, u64)]) {
+    /// `(status, error code, answered since start, how long each took)` for
+    /// each kind. Requests that layer refuses reach no workflow: they count
+    /// under `workflow=""`, in `hookflow_webhook_requests_total`,
+    /// `hookflow_refused_requests_total` and the request-duration histogram
+    /// (which observes every request counted).
+    pub fn http_layer(&self, totals: &[(u16, &'static str, u64, Duration)]) {
         let mut counted = self
             .http_layer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for &(status, reason, total) in totals {
+        for &(status, reason, total, took) in totals {
             let seen = counted.entry(reason).or_default();
             let new = total.saturating_sub(*seen);
             if new == 0 {
@@ -263,6 +264,12 @@ impl Metrics {
                     reason: reason.to_string(),
                 })
                 .inc_by(new);
+            self.families
+                .request_duration
+                .get_or_create(&WorkflowLabel {
+                    workflow: String::new(),
+                })
+                .observe_many(took, new);
         }
     }
 

@@ -145,7 +145,10 @@ fn handles_count_into_their_series() {
 fn the_http_layers_totals_count_once_under_no_workflow() {
     let metrics = Metrics::new();
     metrics.unknown().refused("bad_request");
-    metrics.http_layer(&[(400, "bad_request", 2), (408, "request_timeout", 0)]);
+    metrics.http_layer(&[
+        (400, "bad_request", 2, Duration::ZERO),
+        (408, "request_timeout", 0, Duration::from_secs(10)),
+    ]);
     let text = metrics.encode();
     let refused = "hookflow_refused_requests_total{workflow=\"\",reason=\"bad_request\"}";
     assert_eq!(line_value(&text, refused), Some(3.0), "{text}");
@@ -162,8 +165,12 @@ fn the_http_layers_totals_count_once_under_no_workflow() {
         "no series for none:\n{text}"
     );
     // The same totals again add nothing; a grown total adds its growth.
-    metrics.http_layer(&[(400, "bad_request", 2)]);
+    // Observed in the histogram too, once each.
+    let observed = "hookflow_webhook_request_duration_seconds_count{workflow=\"\"}";
+    assert_eq!(line_value(&text, observed), Some(2.0), "{text}");
+    metrics.http_layer(&[(400, "bad_request", 2, Duration::ZERO)]);
     assert_eq!(line_value(&metrics.encode(), refused), Some(3.0));
-    metrics.http_layer(&[(400, "bad_request", 5)]);
+    metrics.http_layer(&[(400, "bad_request", 5, Duration::ZERO)]);
     assert_eq!(line_value(&metrics.encode(), refused), Some(6.0));
+    assert_eq!(line_value(&metrics.encode(), observed), Some(5.0));
 }

@@ -60,6 +60,20 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The codes of the refusals a store keeps (`rejected.rs`): what the
+    /// `reason=` filter of `GET /api/requests` takes.
+    pub const KEPT_CODES: [&'static str; 9] = [
+        "bad_request",
+        "unauthorized",
+        "invalid_signature",
+        "method_not_allowed",
+        "request_timeout",
+        "payload_too_large",
+        "unsupported_media_type",
+        "unavailable",
+        "store_unavailable",
+    ];
+
     /// The `error` code of the JSON body.
     pub fn code(&self) -> &'static str {
         match self {

@@ -83,3 +83,40 @@ impl Service {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::kept;
+    use crate::Refusal;
+
+    /// The `reason=` filter takes exactly the codes of the refusals kept.
+    #[test]
+    fn the_reason_filter_knows_every_kept_code() {
+        let all = [
+            Refusal::NotFound(String::new()),
+            Refusal::MethodNotAllowed,
+            Refusal::Unauthorized(String::new()),
+            Refusal::TokenRequired,
+            Refusal::InvalidSignature,
+            Refusal::PayloadTooLarge(1),
+            Refusal::UnsupportedMediaType(String::new()),
+            Refusal::BadRequest(String::new()),
+            Refusal::Conflict(String::new()),
+            Refusal::Unavailable(String::new()),
+            Refusal::StoreBehind,
+            Refusal::RequestTimeout(std::time::Duration::from_secs(1)),
+            Refusal::HeadersTooLarge(1),
+            Refusal::Internal(String::new()),
+        ];
+        let mut codes: Vec<&str> = all
+            .iter()
+            .filter(|r| kept(r.status()))
+            .map(Refusal::code)
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut listed = Refusal::KEPT_CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(codes, listed);
+    }
+}

@@ -16,10 +16,18 @@ use std::sync::Arc;
 fn text(state: &AppState) -> HttpResponse {
     let metrics = state.service.metrics();
     let layer = actix_http::h1::refusals();
+    // A bad or oversized head is answered as soon as it is read; a slow
+    // one after the read timeout.
+    let instant = std::time::Duration::ZERO;
     metrics.http_layer(&[
-        (400, "bad_request", layer.bad_request),
-        (408, "request_timeout", layer.request_timeout),
-        (431, "headers_too_large", layer.headers_too_large),
+        (400, "bad_request", layer.bad_request, instant),
+        (
+            408,
+            "request_timeout",
+            layer.request_timeout,
+            state.http.read_timeout,
+        ),
+        (431, "headers_too_large", layer.headers_too_large, instant),
     ]);
     HttpResponse::Ok()
         .content_type(hookflow_service::metrics::CONTENT_TYPE)

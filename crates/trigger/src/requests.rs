@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{HttpRequest, HttpResponse};
 use hookflow_model::request::join_header;
+use hookflow_model::scrub::Escaped;
 use hookflow_service::Refusal;
 use hookflow_store::{RefusedFilter, RefusedRequest};
 use serde_json::{json, Map, Value as Json};
@@ -30,6 +31,15 @@ fn row(r: &RefusedRequest) -> Json {
 pub fn list(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     authorize(req, state)?;
     let (query, limit) = page_query(req)?;
+    if let Some(reason) = query.get("reason") {
+        if !Refusal::KEPT_CODES.contains(&reason.as_str()) {
+            return Err(ApiError(Refusal::BadRequest(format!(
+                "`reason` is one of {}, not `{}`",
+                Refusal::KEPT_CODES.join(", "),
+                Escaped(reason)
+            ))));
+        }
+    }
     let filter = RefusedFilter {
         workflow: query.get("workflow").cloned(),
         reason: query.get("reason").cloned(),
