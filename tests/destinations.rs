@@ -419,7 +419,7 @@ fn request_errors_and_logs_show_urls_without_query_strings_or_user_info() {
     );
     let invalid = errors["invalid"].as_str().unwrap_or_default();
     assert!(
-        invalid.starts_with("invalid url `http://exa mple.com/x`"),
+        invalid.starts_with("invalid url `http://[redacted]@exa mple.com/x`"),
         "{invalid}"
     );
     assert_eq!(
@@ -491,10 +491,24 @@ fn credentials_are_not_carried_to_another_origin_by_a_redirect() {
                 "d.yaml",
                 &credential_flow("cred-none-1", &away, "X-Partner", "plain"),
             ),
+            // A secret in the body (a 307 or 308 would send it again).
+            (
+                "e.yaml",
+                &call_flow(
+                    "cred-away-3",
+                    &away,
+                    "    body: { app_secret: \"{{ secrets.HF_DEST_KEY }}\" }\n",
+                )
+                .replacen(
+                    "enabled: true\n",
+                    "enabled: true\nsecrets: [HF_DEST_KEY]\n",
+                    1,
+                ),
+            ),
         ],
         opts,
     );
-    for key in ["cred-away-1", "cred-away-2"] {
+    for key in ["cred-away-1", "cred-away-2", "cred-away-3"] {
         let error = run_error(&app, key);
         assert!(
             error.contains(&format!(

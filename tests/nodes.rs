@@ -485,3 +485,76 @@ fn parallel_modes_and_first_response_wins() {
         .collect();
     assert!(open.is_empty(), "open jobs in a finished run: {open:?}");
 }
+
+#[test]
+fn each_pass_of_a_loop_sends_its_own_idempotency_key() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - type: loop\n    over: trigger.body.items\n    do:\n      - type: loop\n        over: loop.item\n        do:\n          - key: post\n            type: request\n            url: \"{}/echo\"\n            body: {{ item: \"{{{{ loop.item }}}}\" }}\n  - type: response\n    body: done\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("looped.yaml", &sync_flow("looped-key-001", &nodes))]);
+    let r = app.post_json("looped-key-001", &json!({"items": [["A", "B"], ["C"]]}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    let id = r.execution();
+    let mut sent: Vec<(String, String)> = up
+        .hits_on("/echo")
+        .iter()
+        .map(|h| (h.body.clone(), h.headers["idempotency-key"].clone()))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![
+            (r#"{"item":"A"}"#.to_string(), format!("{id}-post-0-0")),
+            (r#"{"item":"B"}"#.to_string(), format!("{id}-post-0-1")),
+            (r#"{"item":"C"}"#.to_string(), format!("{id}-post-1-0")),
+        ]
+    );
+}
+
+#[test]
+fn a_2xx_whose_body_cannot_be_read_keeps_its_status_and_is_not_sent_again() {
+    let up = Upstream::start();
+    // Over the 10 MiB an answer may be.
+    let nodes = format!(
+        "  - key: big\n    type: request\n    url: \"{}/big/10300\"\n    retry: {{ attempts: 3, backoff: 10ms }}\n    ignore_fail: true\n  - type: response\n    body: {{ status: \"{{{{ nodes.big.status }}}}\", error: \"{{{{ nodes.big.error }}}}\" }}\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("big.yaml", &sync_flow("big-answer-01", &nodes))]);
+    let r = app.post("big-answer-01", &[], "");
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    let answer = r.json();
+    assert_eq!(answer["status"], json!(200), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("larger than")),
+        "{answer}"
+    );
+    // The upstream did what a 2xx says: not asked again.
+    assert_eq!(up.hits_on("/big/10300").len(), 1);
+    let record = app.execution(&r.execution());
+    let tries = &record["jobs"][0]["tries"];
+    assert_eq!(tries.as_array().map(Vec::len), Some(1), "{record}");
+    assert_eq!(tries[0]["status"], json!(200), "{record}");
+}
+
+#[test]
+fn a_header_value_with_a_line_break_fails_the_node_by_name() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - key: note\n    type: request\n    url: \"{}/echo\"\n    headers: {{ X-Note: \"{{{{ trigger.body.note }}}}\" }}\n    ignore_fail: true\n  - type: response\n    body: sent\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("crlf.yaml", &sync_flow("crlf-header-01", &nodes))]);
+    let r = app.post_json("crlf-header-01", &json!({"note": "a\r\nX-Injected: 1"}));
+    assert_eq!(r.status, 500, "{r:?}\n{}", app.log_text());
+    let record = app.execution(&r.execution());
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("header `X-Note` would hold a line break"),
+        "{record}"
+    );
+    assert!(up.hits().is_empty(), "{:?}", up.hits());
+}

@@ -121,6 +121,10 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 .insert_header(("location", location))
                 .json(json!({"redirect": true}))
         }
+        ["big", kib] => {
+            let kib: usize = kib.parse().unwrap_or(1);
+            HttpResponse::Ok().json(json!({"pad": "x".repeat(kib * 1024)}))
+        }
         ["hops", n] => match n.parse::<u32>().unwrap_or(0) {
             0 => HttpResponse::Ok().json(json!({"hops": "done"})),
             n => HttpResponse::Found()

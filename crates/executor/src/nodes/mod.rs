@@ -82,6 +82,9 @@ pub struct NodeCx<'a> {
     /// The values of the request's secret-bearing headers, when the run
     /// scrubs them (what a node logs).
     pub headers: Option<&'a hookflow_model::scrub::Scrubber>,
+    /// The pass of each loop around the node, outermost first, as `-2-0`
+    /// (empty outside loops).
+    pub passes: &'a str,
 }
 
 /// Runs one node (`id` is its index in the workflow); a request node notes

@@ -23,7 +23,7 @@ pub struct TooManyRedirects;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "redirected to another origin ({to}); not followed because the request sends credentials \
-     (a secret-bearing header): point the node at the final URL"
+     (a secret-bearing header, a secret in its body or user info in its URL): point the node at the final URL"
 )]
 pub struct CrossOriginRedirect {
     /// The origin redirected to: `scheme://host:port`, nothing else of the URL.

@@ -285,7 +285,12 @@ impl Run {
     /// Starts the node at the top of the stack at `path`, with the scope it sees.
     fn start(&self, path: StackPath, node_id: NodeId) -> RunningNode {
         let mut scope = self.scope.clone();
+        // Each pass of the loops around the node, outermost first: a
+        // request node's `Idempotency-Key` differs from pass to pass.
+        let mut passes = String::new();
         for (item, index) in self.state.loop_scopes(&path) {
+            passes.push('-');
+            passes.push_str(&index.to_string());
             scope.push_loop_owned(item, index);
         }
         let workflow = self.workflow.clone();
@@ -308,6 +313,7 @@ impl Run {
                     metrics: metrics.as_deref(),
                     node_id,
                     headers: headers.as_deref(),
+                    passes: &passes,
                 };
                 let mut tries = Vec::new();
                 let step = nodes::run(node_id, node, &cx, &mut tries).await;

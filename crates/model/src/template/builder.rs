@@ -130,6 +130,47 @@ impl Default for TemplateBuilder {
     }
 }
 
+/// Every byte but RFC 3986's unreserved ones (letters, digits, `-._~`).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `urlencode`: a value as one URL component, `/`, `?`, `#` and `&`
+/// encoded (unlike Jinja's, which keeps `/`): a path segment taken from a
+/// webhook stays one segment. A map becomes a query string; none is empty.
+fn urlencode(value: minijinja::Value) -> Result<String, minijinja::Error> {
+    use minijinja::value::ValueKind;
+    let encode = |v: &minijinja::Value| {
+        let text = match v.as_str() {
+            Some(s) => s.to_string(),
+            None => v.to_string(),
+        };
+        percent_encoding::utf8_percent_encode(&text, COMPONENT).to_string()
+    };
+    match value.kind() {
+        ValueKind::None | ValueKind::Undefined => Ok(String::new()),
+        ValueKind::Map => {
+            let mut out = String::new();
+            for key in value.try_iter()? {
+                let item = value.get_item(&key)?;
+                if item.is_none() || item.is_undefined() {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('&');
+                }
+                out.push_str(&encode(&key));
+                out.push('=');
+                out.push_str(&encode(&item));
+            }
+            Ok(out)
+        }
+        _ => Ok(encode(&value)),
+    }
+}
+
 impl TemplateBuilder {
     /// A builder with hookflow's one environment configuration.
     pub fn new() -> TemplateBuilder {
@@ -138,6 +179,7 @@ impl TemplateBuilder {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
+        env.add_filter("urlencode", urlencode);
         env.set_formatter(|out, _state, value| {
             if let Some(s) = value.as_str() {
                 out.write_str(s)?;

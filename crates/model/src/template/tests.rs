@@ -480,3 +480,21 @@ fn the_fast_reads_are_the_engines_reads() {
     }
     assert!(answered >= 29, "only {answered} answered");
 }
+
+#[test]
+fn urlencode_keeps_a_value_one_url_component() {
+    check(
+        r#"/orders/{{ "../admin/x?confirm=yes#" | urlencode }}"#,
+        Ok(json!("/orders/..%2Fadmin%2Fx%3Fconfirm%3Dyes%23")),
+    );
+    check(
+        r#"{{ "a b&c=d/é~-_." | urlencode }}"#,
+        Ok(json!("a%20b%26c%3Dd%2F%C3%A9~-_.")),
+    );
+    check("{{ vars.amount | urlencode }}", Ok(json!("12.5")));
+    check("{{ vars.none | urlencode }}", Ok(json!("")));
+    check(
+        r#"{{ {"q": "x y", "n": 2, "skip": none} | urlencode }}"#,
+        Ok(json!("n=2&q=x%20y")),
+    );
+}

@@ -17,9 +17,15 @@ pub(super) enum Try {
         body: Json,
         retry_after: Option<Duration>,
     },
-    /// No response: connect error, timeout, body too large, too many
-    /// redirects. `retry` is false when another try cannot help.
-    Failed { reason: String, retry: bool },
+    /// No response, or one whose body could not be read (too large, cut
+    /// off, too many JSON values): connect error, timeout, too many
+    /// redirects. `retry` is false when another try cannot help; `status`
+    /// is the answer's when its head arrived.
+    Failed {
+        reason: String,
+        retry: bool,
+        status: Option<u16>,
+    },
     /// The destination (the first, a redirect hop, or the address connected
     /// to) is refused by the server's request policy: never retried.
     Refused(String),
@@ -50,7 +56,10 @@ impl Try {
                 record.headers = headers.clone();
                 record.body = body.clone();
             }
-            Try::Failed { reason, .. } => record.error = Some(reason.clone()),
+            Try::Failed { reason, status, .. } => {
+                record.status = *status;
+                record.error = Some(reason.clone());
+            }
             Try::Refused(reason) => {
                 record.outcome = TryOutcome::Refused;
                 record.error = Some(reason.clone());
@@ -108,27 +117,40 @@ pub(super) async fn attempt_once(
             m == "application/json" || m.ends_with("+json")
         })
         .unwrap_or(false);
+    // An answer whose body cannot be read is a failed try with its status;
+    // tried again only when the status itself would be (the upstream
+    // may have done what a 2xx says: a new try would do it again).
+    let unread = |reason: String| Try::Failed {
+        reason,
+        retry: status == 429 || status >= 500,
+        status: Some(status),
+    };
     let mut bytes = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if bytes.len() + chunk.len() > max_body {
-                    return Try::Failed {
-                        reason: format!("the response body is larger than {max_body} bytes"),
-                        retry: true,
-                    };
+                    return unread(format!("the response body is larger than {max_body} bytes"));
                 }
                 bytes.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(e) => return failure(&e),
+            Err(e) => {
+                let reason = match failure(&e) {
+                    Try::Failed { reason, .. } | Try::Refused(reason) => reason,
+                    Try::Response { .. } => describe(&e),
+                };
+                return unread(format!("reading the response body: {reason}"));
+            }
         }
     }
     let body = if bytes.is_empty() {
         Json::Null
     } else if is_json {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()))
+        match super::json_body::parse(bytes).await {
+            Ok(body) => body,
+            Err(reason) => return unread(reason),
+        }
     } else {
         Json::String(String::from_utf8_lossy(&bytes).into_owned())
     };
@@ -152,12 +174,14 @@ fn failure(e: &reqwest::Error) -> Try {
             return Try::Failed {
                 reason: too_many.to_string(),
                 retry: false,
+                status: None,
             };
         }
         if let Some(cross) = s.downcast_ref::<CrossOriginRedirect>() {
             return Try::Failed {
                 reason: cross.to_string(),
                 retry: false,
+                status: None,
             };
         }
         source = s.source();
@@ -165,6 +189,7 @@ fn failure(e: &reqwest::Error) -> Try {
     Try::Failed {
         reason: describe(e),
         retry: !e.is_redirect() && !e.is_builder(),
+        status: None,
     }
 }
 

@@ -9,11 +9,13 @@
 
 mod attempt;
 mod counted;
+mod json_body;
 
 use super::{NodeCx, NodeError, Step};
 use crate::stubs::{SentRequest, Stub};
 use attempt::{attempt_once, Try};
 use hookflow_model::def::ContentType;
+use hookflow_model::request::REDACTED;
 use hookflow_model::runtime::RequestSpec;
 use hookflow_model::template::ValueTemplate;
 use hookflow_model::time::now_millis;
@@ -47,7 +49,7 @@ pub async fn run(
     if !matches!(url.scheme(), "http" | "https") {
         return Err(NodeError(format!(
             "url `{}` must use http or https",
-            shown(&url)
+            shown_text(&url_text)
         )));
     }
     for (name, value) in &spec.query {
@@ -58,22 +60,37 @@ pub async fn run(
     let target = format!("{method_text} {}", shown(&url));
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (name, value) in &spec.headers {
-        headers.push((name.clone(), templates.render(value, cx.scope)?));
+        let value = templates.render(value, cx.scope)?;
+        // Never sent (a header cannot hold them): said here, by name, the
+        // same under `hookflow test` as on the network.
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(NodeError(format!(
+                "header `{name}` would hold a line break or a NUL byte (from a template?): not sent"
+            )));
+        }
+        headers.push((name.clone(), value));
     }
     let body = match &spec.body {
         Some(b) => Some(encode_body(spec.content_type, b, cx)?),
         None => None,
     };
-    let idempotency_key = format!("{}-{node_ident}", cx.execution_id);
-    // Credentials (a secret-bearing header by name, a header holding a
-    // secret's value, user info in the URL) are sent to the first URL's
-    // origin only: its redirects elsewhere are not followed.
+    // One key per call: a node in a loop makes one call per pass (the
+    // same pass of a resumed run sends the same key again).
+    let idempotency_key = format!("{}-{node_ident}{}", cx.execution_id, cx.passes);
+    // Credentials (a secret-bearing header by name, a header or a body
+    // holding a secret's value, user info in the URL) are sent to the first
+    // URL's origin only: its redirects elsewhere are not followed (a 307 or
+    // 308 sends the body again).
     let scrubber = cx.env.secrets.current();
     let credentials = !url.username().is_empty()
         || url.password().is_some()
         || headers.iter().any(|(name, value)| {
             crate::record::is_secret_name(name, cx.workflow) || scrubber.matches(value)
-        });
+        })
+        || (scrubber.values() > 0
+            && body
+                .as_ref()
+                .is_some_and(|(_, bytes)| scrubber.matches(&String::from_utf8_lossy(bytes))));
 
     // `hookflow test` answers every try from the case's stubs: nothing
     // leaves the machine (so the request policy has nothing to check).
@@ -166,10 +183,13 @@ pub async fn run(
                 Err(NodeError(error))
             }
         }
-        Some(Try::Failed { reason, .. }) => {
+        Some(Try::Failed { reason, status, .. }) => {
             let error = format!("{target} failed: {reason}");
             if spec.ignore_fail {
-                Ok(Step::Next(json!({"error": error})))
+                Ok(Step::Next(match status {
+                    Some(status) => json!({"status": status, "error": error}),
+                    None => json!({"error": error}),
+                }))
             } else {
                 Err(NodeError(error))
             }
@@ -197,6 +217,7 @@ fn stubbed_try(stub: Stub) -> Try {
         Stub::Failure(failure) => Try::Failed {
             reason: failure.reason().to_string(),
             retry: true,
+            status: None,
         },
     }
 }
@@ -232,15 +253,31 @@ fn shown(url: &reqwest::Url) -> String {
     url.to_string()
 }
 
-/// The same for text that is not a URL: cut at `?` or `#`, without what
-/// precedes an `@` in the authority, at most 200 characters.
+/// The same for text that is not a URL (or not an http one): cut at `?`
+/// or `#`, everything before the last `@` after the scheme and its slashes
+/// redacted (user info however it is spelled: `http:/u:p@h`, `http:\\u:p@h`,
+/// `u:p@h`; an `@` in a path hides a little more), at most 200 characters.
 fn shown_text(text: &str) -> String {
     let cut = text.split(['?', '#']).next().unwrap_or_default();
-    let cut = match cut.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
+    let cut = match cut.rfind('@') {
+        Some(at) => {
+            let scheme = cut
+                .find(':')
+                .filter(|&i| {
+                    i > 0
+                        && cut[..i]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                        && cut[i + 1..].starts_with(['/', '\\'])
+                })
+                .map_or(0, |i| i + 1);
+            let rest = &cut[scheme..];
+            let keep = scheme + rest.len() - rest.trim_start_matches(['/', '\\']).len();
+            if keep < at {
+                format!("{}{REDACTED}{}", &cut[..keep], &cut[at..])
+            } else {
+                cut.to_string()
+            }
         }
         None => cut.to_string(),
     };
@@ -344,9 +381,23 @@ mod tests {
         );
         assert_eq!(
             shown_text("https://user:pw@host:99999/p/q?token=abc"),
-            "https://host:99999/p/q"
+            "https://[redacted]@host:99999/p/q"
         );
-        assert_eq!(shown_text("http://a@b@host#x?y"), "http://host");
+        assert_eq!(shown_text("http://a@b@host#x?y"), "http://[redacted]@host");
+        // User info however the text spells it (a URL parser takes these).
+        assert_eq!(
+            shown_text("http:/admin:pw3@127.0.0.1:99999/x"),
+            "http:/[redacted]@127.0.0.1:99999/x"
+        );
+        assert_eq!(
+            shown_text("http:\\\\admin:pw4@127.0.0.1:99999/x"),
+            "http:\\\\[redacted]@127.0.0.1:99999/x"
+        );
+        assert_eq!(
+            shown_text("admin:pw2@127.0.0.1:18081/x"),
+            "[redacted]@127.0.0.1:18081/x"
+        );
+        assert_eq!(shown_text("http://host/p"), "http://host/p");
         assert_eq!(shown_text("not a url?token=abc"), "not a url");
         assert_eq!(shown_text(&"x".repeat(300)).chars().count(), 201);
     }
