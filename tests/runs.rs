@@ -228,6 +228,14 @@ fn graceful_shutdown_answers_in_flight_requests_and_keeps_runs_on(backing: Backi
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.json()["error"], json!("unavailable"), "{r:?}");
     assert!(r.header("retry-after").is_some(), "{r:?}");
+    // A load balancer polling /healthz stops sending here.
+    let health = app.get("/healthz");
+    assert_eq!(health.status, 503, "{health:?}");
+    assert_eq!(
+        health.json()["status"],
+        json!("shutting_down"),
+        "{health:?}"
+    );
     let (status, body) = in_flight.join().expect("join");
     assert_eq!((status, body.as_str()), (200, r#"{"done":true}"#));
     let exit = child.wait().expect("wait");

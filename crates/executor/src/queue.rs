@@ -60,7 +60,9 @@ pub struct Queue {
     idle: Arc<Notify>,
     shutting_down: AtomicBool,
     tx: mpsc::UnboundedSender<ReadyRun>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<ReadyRun>>>,
+    /// Woken and resumed runs: taken before new ones.
+    woken_tx: mpsc::UnboundedSender<ReadyRun>,
+    rx: Mutex<Option<Receivers>>,
     stop: Arc<Notify>,
     /// `hookflow_runs{state="queued"}`: follows `waiting`.
     queued: Gauge,
@@ -92,9 +94,16 @@ impl Drop for Slot {
     }
 }
 
+/// The dispatcher's two lanes: new runs, and runs woken or resumed.
+struct Receivers {
+    new: mpsc::UnboundedReceiver<ReadyRun>,
+    woken: mpsc::UnboundedReceiver<ReadyRun>,
+}
+
 impl Queue {
     pub fn new(config: QueueConfig, queued: Gauge) -> Queue {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (woken_tx, woken_rx) = mpsc::unbounded_channel();
         Queue {
             config: QueueConfig {
                 workers: config.workers.max(1),
@@ -105,7 +114,11 @@ impl Queue {
             idle: Arc::new(Notify::new()),
             shutting_down: AtomicBool::new(false),
             tx,
-            rx: Mutex::new(Some(rx)),
+            woken_tx,
+            rx: Mutex::new(Some(Receivers {
+                new: rx,
+                woken: woken_rx,
+            })),
             stop: Arc::new(Notify::new()),
             queued,
         }
@@ -127,13 +140,14 @@ impl Queue {
         })
     }
 
-    /// Queues a run woken after a delay, whatever the capacity (waiting
-    /// runs do not count against it, and a woken run must not wait behind
-    /// new requests for a place).
+    /// Queues a run woken after a delay (or resumed), whatever the
+    /// capacity (waiting runs do not count against it), in a lane the
+    /// workers take from first: its time came, and it must not wait behind
+    /// thousands of new runs.
     pub fn push_woken(&self, item: ReadyRun) {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         self.queued.inc();
-        if self.tx.send(item).is_err() {
+        if self.woken_tx.send(item).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             self.queued.dec();
         }
@@ -156,7 +170,11 @@ impl Queue {
 
     /// Starts the dispatcher on the current Tokio runtime.
     pub fn start(self: &Arc<Self>, executor: Executor) {
-        let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
+        let Some(Receivers {
+            new: mut rx,
+            woken: mut woken_rx,
+        }) = self.rx.lock().ok().and_then(|mut r| r.take())
+        else {
             return;
         };
         let queue = self.clone();
@@ -164,6 +182,8 @@ impl Queue {
         tokio::spawn(async move {
             loop {
                 let item = tokio::select! {
+                    biased;
+                    item = woken_rx.recv() => item,
                     item = rx.recv() => item,
                     _ = queue.stopped() => None,
                 };

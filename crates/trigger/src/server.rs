@@ -44,6 +44,16 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
             .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
     if req.path() == "/healthz" {
+        // Draining: webhooks get 503 from now on, so a load balancer is to
+        // send them elsewhere.
+        if state.service.is_shutting_down() {
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((
+                    "Retry-After",
+                    hookflow_service::RETRY_AFTER_SECS.to_string(),
+                ))
+                .json(serde_json::json!({"status": "shutting_down"}));
+        }
         // Not healthy while the store cannot take runs (a full disk, a
         // database away or far behind): webhooks get 503 meanwhile.
         if !state.service.executor.store().healthy() {

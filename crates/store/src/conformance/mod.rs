@@ -279,6 +279,10 @@ macro_rules! conformance {
                 super::waiting_runs_are_due_by_wake_time::<$backend>().await
             }
             #[tokio::test]
+            async fn a_due_run_is_claimed_once() {
+                super::a_due_run_is_claimed_once::<$backend>().await
+            }
+            #[tokio::test]
             async fn finished_runs_leave_nothing_to_resume() {
                 super::finished_runs_leave_nothing_to_resume::<$backend>().await
             }

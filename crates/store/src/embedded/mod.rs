@@ -430,15 +430,33 @@ impl Store for SledStore {
     }
 
     fn next_wake(&self) -> StoreResult<Option<u64>> {
-        Ok(self.read_due(u64::MAX, 1)?.first().map(|(ms, _)| *ms))
+        let scan = self.overlay.begin_scan();
+        Ok(self
+            .read_due(&scan, u64::MAX, 1)?
+            .first()
+            .map(|(ms, _)| *ms))
     }
 
     fn due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
+        let scan = self.overlay.begin_scan();
         Ok(self
-            .read_due(now_ms, limit)?
+            .read_due(&scan, now_ms, limit)?
             .iter()
             .map(|(_, id)| layout::id_string(id))
             .collect())
+    }
+
+    fn claim_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
+        // Read and taken in one scan: no other scan lists them meanwhile.
+        let scan = self.overlay.begin_scan();
+        let due = self.read_due(&scan, now_ms, limit)?;
+        let mut ids = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            self.overlay.woke(id);
+            self.send(Ok(Event::Woke { id }));
+            ids.push(layout::id_string(&id));
+        }
+        Ok(ids)
     }
 
     fn put_version(&self, version: &str, source: &str) -> StoreResult<()> {

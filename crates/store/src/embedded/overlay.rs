@@ -20,7 +20,31 @@ pub(crate) struct Overlay {
     announced: Mutex<HashMap<Id, Announced>>,
     /// How many are announced (read without the lock on the hot path).
     count: AtomicUsize,
-    woken: Mutex<HashSet<Id>>,
+    woken: Mutex<Woken>,
+    /// Held by a scan of the wake keys and the claims it leads to: one at
+    /// a time, so that the applied wake-ups a scan may still see are known.
+    scanning: Mutex<()>,
+}
+
+/// Waiting runs taken by the timer.
+#[derive(Default)]
+struct Woken {
+    /// Taken; the writer has not applied the wake-up yet (its wake key is
+    /// still there).
+    pending: HashSet<Id>,
+    /// Applied, with the number of the application. A scan of sled's tree
+    /// works on copies of its nodes, so a scan begun before the wake key
+    /// went may still meet it: the run stays hidden from such scans.
+    applied: HashMap<Id, u64>,
+    /// Wake-ups applied so far.
+    count: u64,
+}
+
+/// A scan of the wake keys under way ([`Overlay::begin_scan`]).
+pub(crate) struct WakeScan<'a> {
+    _one_at_a_time: MutexGuard<'a, ()>,
+    /// Wake-ups applied before the scan began.
+    since: u64,
 }
 
 /// A lock whose data stays valid if a holder panicked (single inserts and removals).
@@ -70,17 +94,42 @@ impl Overlay {
 
     /// A waiting run was taken: `due` no longer lists it.
     pub fn woke(&self, id: Id) {
-        lock(&self.woken).insert(id);
+        lock(&self.woken).pending.insert(id);
     }
 
-    /// The writer applied a wake-up.
+    /// The writer applied a wake-up (its wake key is gone from the tree).
     pub fn woke_written(&self, id: &Id) {
-        lock(&self.woken).remove(id);
+        let mut woken = lock(&self.woken);
+        woken.pending.remove(id);
+        woken.count += 1;
+        let n = woken.count;
+        woken.applied.insert(*id, n);
     }
 
     /// True while a wake-up waits for the writer.
     pub fn is_woken(&self, id: &Id) -> bool {
-        lock(&self.woken).contains(id)
+        lock(&self.woken).pending.contains(id)
+    }
+
+    /// Starts a scan of the wake keys: waits for the one under way, and
+    /// forgets the wake-ups applied before this one begins (no scan can
+    /// meet their keys any more).
+    pub fn begin_scan(&self) -> WakeScan<'_> {
+        let guard = lock(&self.scanning);
+        let mut woken = lock(&self.woken);
+        let since = woken.count;
+        woken.applied.clear();
+        WakeScan {
+            _one_at_a_time: guard,
+            since,
+        }
+    }
+
+    /// True when the scan `scan` must pass over the wake key of `id`: its
+    /// run was taken, and the key is gone or about to go.
+    pub fn taken(&self, scan: &WakeScan<'_>, id: &Id) -> bool {
+        let woken = lock(&self.woken);
+        woken.pending.contains(id) || woken.applied.get(id).is_some_and(|n| *n > scan.since)
     }
 }
 
@@ -104,5 +153,24 @@ mod tests {
         assert!(o.is_woken(&id));
         o.woke_written(&id);
         assert!(!o.is_woken(&id));
+    }
+
+    /// A scan that began before a wake-up was applied may meet its key in
+    /// a copy of a tree node: the run stays hidden from it, and from no
+    /// scan after.
+    #[test]
+    fn a_scan_begun_before_a_wake_up_was_applied_passes_its_run_over() {
+        let o = Overlay::default();
+        let id = [3u8; 16];
+        let early = o.begin_scan();
+        assert!(!o.taken(&early, &id));
+        o.woke(id);
+        assert!(o.taken(&early, &id));
+        o.woke_written(&id);
+        assert!(!o.is_woken(&id));
+        assert!(o.taken(&early, &id), "the scan may still meet its key");
+        drop(early);
+        let later = o.begin_scan();
+        assert!(!o.taken(&later, &id), "gone from the tree before this scan");
     }
 }

@@ -4,6 +4,7 @@
 
 use super::codec::{decode, split_head, RunState};
 use super::layout::{self, Id, HEAD, JOB, PAGE, PART, RUN, RUNNING, STACK, STATE, WAKE};
+use super::overlay::WakeScan;
 use super::pages;
 use super::queued::{self, QUEUE};
 use super::{lock, SledStore};
@@ -344,8 +345,14 @@ impl SledStore {
         Ok(ids.iter().take(limit).map(layout::id_string).collect())
     }
 
-    /// Waiting runs due at `now_ms` (all of them for `u64::MAX`), earliest first.
-    pub(crate) fn read_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(u64, Id)>> {
+    /// Waiting runs due at `now_ms` (all of them for `u64::MAX`), earliest
+    /// first, not taken: in `scan` ([`Overlay::begin_scan`]).
+    pub(crate) fn read_due(
+        &self,
+        scan: &WakeScan<'_>,
+        now_ms: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, Id)>> {
         let end = layout::wake_key(now_ms, &[0xff; 16]).to_vec();
         let mut out = Vec::new();
         for item in self.runs.range(vec![WAKE]..=end) {
@@ -353,7 +360,7 @@ impl SledStore {
             let Some((ms, id)) = layout::wake_of(&k) else {
                 continue;
             };
-            if !self.overlay.is_woken(&id) {
+            if !self.overlay.taken(scan, &id) {
                 out.push((ms, id));
                 if out.len() >= limit {
                     break;
