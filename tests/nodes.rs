@@ -558,3 +558,32 @@ fn a_header_value_with_a_line_break_fails_the_node_by_name() {
     );
     assert!(up.hits().is_empty(), "{:?}", up.hits());
 }
+
+#[test]
+fn a_try_cut_off_by_the_run_s_timeout_is_recorded() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - key: slow\n    type: request\n    url: \"{}/sleep/3000\"\n    timeout: 60s\n  - type: response\n    body: done\n",
+        up.base
+    );
+    let flow = sync_flow("cut-off-01", &nodes).replace("timeout: 20s", "timeout: 500ms");
+    let app = TestApp::spawn(&[("cut.yaml", &flow)]);
+    let r = app.post("cut-off-01", &[], "");
+    assert_eq!(r.status, 408, "{r:?}\n{}", app.log_text());
+    let record = app.finished(&r.execution(), Duration::from_secs(10));
+    let job = &record["jobs"][0];
+    assert_eq!(job["status"], json!("cancelled"), "{record}");
+    let tries = job["tries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tries.len(), 1, "the upstream was called: {record}");
+    assert!(
+        tries[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("cut off")),
+        "{record}"
+    );
+    assert!(
+        tries[0]["duration_ms"].as_u64().is_some_and(|d| d >= 400),
+        "{record}"
+    );
+    assert_eq!(up.hits_on("/sleep/3000").len(), 1);
+}

@@ -8,6 +8,7 @@ mod json_query;
 mod log;
 mod loop_node;
 mod request;
+pub(crate) use request::in_flight;
 mod response;
 mod switch;
 
@@ -93,7 +94,7 @@ pub async fn run(
     id: NodeId,
     node: &Node,
     cx: &NodeCx<'_>,
-    tries: &mut Vec<TryRecord>,
+    tries: &std::sync::Mutex<Vec<TryRecord>>,
 ) -> Result<Step, NodeError> {
     match &node.kind {
         NodeKind::Condition {

@@ -298,11 +298,14 @@ impl Run {
         let execution_id = self.record.id.clone();
         let metrics = self.metrics.clone();
         let headers = self.header_scrubber.clone();
+        let tries = running::tries_for(&self.workflow.nodes[node_id]);
+        let shared = tries.clone();
         RunningNode {
             path,
             node_id,
             started_ms: now_millis(),
             clock: Instant::now(),
+            tries,
             work: Box::pin(async move {
                 let node = &workflow.nodes[node_id];
                 let cx = NodeCx {
@@ -315,9 +318,10 @@ impl Run {
                     headers: headers.as_deref(),
                     passes: &passes,
                 };
-                let mut tries = Vec::new();
-                let step = nodes::run(node_id, node, &cx, &mut tries).await;
-                (step, tries)
+                let own = std::sync::Mutex::default();
+                let tries = shared.as_deref().unwrap_or(&own);
+                let step = nodes::run(node_id, node, &cx, tries).await;
+                (step, running::take(tries))
             }),
         }
     }
@@ -442,7 +446,7 @@ impl Run {
             started_at: Timestamp(r.started_ms),
             duration_ms: u64::try_from(r.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
             truncated: false,
-            tries: Vec::new(),
+            tries: running::cut_off(r.tries.as_ref()),
         }
     }
 

@@ -3,9 +3,49 @@
 
 use crate::nodes::{self, Step};
 use crate::state::StackPath;
-use hookflow_model::runtime::NodeId;
+use hookflow_model::runtime::{Node, NodeId, NodeKind};
+use hookflow_model::time::now_millis;
 use hookflow_store::TryRecord;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+
+/// A request node's tries, shared with its run while it runs: a try cut
+/// off (the run's timeout, a race another branch won) is still recorded.
+pub(super) type Tries = Arc<Mutex<Vec<TryRecord>>>;
+
+/// The shared tries of `node`: request nodes only (the others try nothing).
+pub(super) fn tries_for(node: &Node) -> Option<Tries> {
+    matches!(node.kind, NodeKind::Request(_)).then(Tries::default)
+}
+
+fn lock(tries: &Mutex<Vec<TryRecord>>) -> MutexGuard<'_, Vec<TryRecord>> {
+    tries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The tries a node made, taken.
+pub(super) fn take(tries: &Mutex<Vec<TryRecord>>) -> Vec<TryRecord> {
+    std::mem::take(&mut *lock(tries))
+}
+
+/// The tries of a node stopped while it ran: one in flight is recorded as
+/// cut off, with the time it had.
+pub(super) fn cut_off(tries: Option<&Tries>) -> Vec<TryRecord> {
+    let Some(tries) = tries else {
+        return Vec::new();
+    };
+    let mut tries = take(tries);
+    if let Some(last) = tries.last_mut().filter(|t| nodes::in_flight(t)) {
+        last.duration_ms = now_millis().saturating_sub(last.started_at.0);
+        last.error = Some(
+            "cut off: the run stopped (its timeout, or another branch won) while this try \
+             waited for its answer; the upstream may have acted on it"
+                .into(),
+        );
+    }
+    tries
+}
 
 /// What a node did, and each try of a request node.
 pub(super) type Done = (Result<Step, nodes::NodeError>, Vec<TryRecord>);
@@ -17,6 +57,8 @@ pub(super) struct RunningNode {
     pub(super) started_ms: u64,
     pub(super) clock: Instant,
     pub(super) work: std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>,
+    /// A request node's tries so far.
+    pub(super) tries: Option<Tries>,
 }
 
 /// Resolves when any running node finishes: its index and outcome.

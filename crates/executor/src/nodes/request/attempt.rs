@@ -31,6 +31,23 @@ pub(super) enum Try {
     Refused(String),
 }
 
+/// The error of a try's record while it waits for its answer.
+pub(super) const IN_FLIGHT: &str = "in flight";
+
+/// The record of try `attempt` (from 1), sent and not answered yet.
+pub(super) fn in_flight(attempt: u32, started_ms: u64) -> TryRecord {
+    TryRecord {
+        attempt,
+        started_at: Timestamp(started_ms),
+        duration_ms: 0,
+        outcome: TryOutcome::Error,
+        status: None,
+        headers: Map::new(),
+        body: Json::Null,
+        error: Some(IN_FLIGHT.into()),
+    }
+}
+
 impl Try {
     /// The try as the job's record keeps it (`attempt` counts from 1).
     pub(super) fn record(&self, attempt: u32, started_ms: u64, took: Duration) -> TryRecord {

@@ -35,7 +35,7 @@ pub async fn run(
     spec: &RequestSpec,
     node_ident: &str,
     keyed: bool,
-    tries: &mut Vec<TryRecord>,
+    tries: &std::sync::Mutex<Vec<TryRecord>>,
 ) -> Result<Step, NodeError> {
     let templates = &cx.workflow.templates;
     let method_text = templates
@@ -102,6 +102,8 @@ pub async fn run(
     for attempt in 1..=attempts {
         let started_ms = now_millis();
         let clock = std::time::Instant::now();
+        // Seen by the run should it stop the node before the answer.
+        lock(tries).push(attempt::in_flight(attempt, started_ms));
         let outcome = match stubs {
             Some(stubs) => {
                 let sent = SentRequest {
@@ -111,10 +113,14 @@ pub async fn run(
                     headers: sent_headers(&idempotency_key, body.as_ref(), &headers),
                     body: body.as_ref().map(|(_, bytes)| bytes.clone()),
                 };
-                let stub = stubs
-                    .answer(sent, keyed)
-                    .map_err(|problem| NodeError(problem.to_string()))?;
-                stubbed_try(stub)
+                match stubs.answer(sent, keyed) {
+                    Ok(stub) => stubbed_try(stub),
+                    Err(problem) => {
+                        // No answer to stand for this try: not a try.
+                        lock(tries).pop();
+                        return Err(NodeError(problem.to_string()));
+                    }
+                }
             }
             None => match outbound.check_url(&url) {
                 Err(refused) => Try::Refused(refused.to_string()),
@@ -142,7 +148,11 @@ pub async fn run(
         };
         counted::count(cx, &outcome);
         let retryable = outcome.retryable();
-        tries.push(outcome.record(attempt, started_ms, clock.elapsed()));
+        {
+            let mut tries = lock(tries);
+            tries.pop();
+            tries.push(outcome.record(attempt, started_ms, clock.elapsed()));
+        }
         last = Some(outcome);
         if !retryable || attempt == attempts {
             break;
@@ -199,6 +209,17 @@ pub async fn run(
         Some(Try::Refused(reason)) => Err(NodeError(format!("{target} refused: {reason}"))),
         None => Err(NodeError("no attempt was made".into())),
     }
+}
+
+fn lock(tries: &std::sync::Mutex<Vec<TryRecord>>) -> std::sync::MutexGuard<'_, Vec<TryRecord>> {
+    tries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// True for the record of a try still waiting for its answer.
+pub(crate) fn in_flight(t: &TryRecord) -> bool {
+    t.error.as_deref() == Some(attempt::IN_FLIGHT)
 }
 
 /// A canned answer as the outcome of a try.
