@@ -587,3 +587,19 @@ fn a_try_cut_off_by_the_run_s_timeout_is_recorded() {
     );
     assert_eq!(up.hits_on("/sleep/3000").len(), 1);
 }
+
+#[test]
+fn several_set_cookie_headers_stay_apart() {
+    let up = Upstream::start();
+    let nodes = format!(
+        "  - key: call\n    type: request\n    method: GET\n    url: \"{}/cookies\"\n  - type: response\n    body: {{ cookies: \"{{{{ nodes.call.headers['set-cookie'] }}}}\" }}\n",
+        up.base
+    );
+    let app = TestApp::spawn(&[("cookies.yaml", &sync_flow("cookies-01", &nodes))]);
+    let r = app.post("cookies-01", &[], "");
+    assert_eq!(r.status, 200, "{r:?}\n{}", app.log_text());
+    assert_eq!(
+        r.json()["cookies"],
+        json!(["a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "b=2; Path=/"])
+    );
+}

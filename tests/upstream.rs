@@ -96,6 +96,10 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             .append_header(("set-cookie", "sid=UPSTREAM-SESSION-1"))
             .append_header(("x-auth-token", "UPSTREAM-TOKEN-1"))
             .json(json!({"cookie": true})),
+        ["cookies"] => HttpResponse::Ok()
+            .append_header(("set-cookie", "a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT"))
+            .append_header(("set-cookie", "b=2; Path=/"))
+            .json(json!({"cookies": 2})),
         ["repeat"] => HttpResponse::Ok()
             .append_header(("x-many", "a"))
             .append_header(("x-many", "b"))

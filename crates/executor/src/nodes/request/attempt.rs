@@ -115,6 +115,12 @@ pub(super) async fn attempt_once(
     for (name, value) in resp.headers() {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
         match headers.get_mut(name.as_str()) {
+            // Cookies are never joined (RFC 9110 §5.3: an `Expires` date
+            // has a comma): several are a list.
+            Some(first) if name == reqwest::header::SET_COOKIE => match first {
+                Json::Array(list) => list.push(Json::String(v)),
+                other => *other = Json::Array(vec![other.take(), Json::String(v)]),
+            },
             Some(Json::String(joined)) => join_header(joined, &v),
             _ => {
                 headers.insert(name.as_str().to_string(), Json::String(v));
