@@ -569,3 +569,45 @@ fn expect_metric_lines(app: &TestApp, lines: &[&str]) {
         );
     }
 }
+
+/// `Upgrade: websocket` does not make a request's body run to the end of
+/// the connection: it is framed by its Content-Length, and the request
+/// pipelined behind it is answered too (hookflow serves no WebSocket).
+#[test]
+fn an_upgrade_header_does_not_swallow_the_next_request() {
+    let app = app(&[]);
+    let mut raw = Raw::open(&app);
+    let one = "POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    let two = "POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    raw.stream.set_nonblocking(false).expect("blocking");
+    raw.stream
+        .write_all(format!("{one}{two}").as_bytes())
+        .expect("send");
+    raw.stream.set_nonblocking(true).expect("non-blocking");
+    let start = Instant::now();
+    let answered = loop {
+        raw.poll();
+        let text = String::from_utf8_lossy(&raw.received).to_string();
+        let n = text.matches("HTTP/1.1 200").count();
+        if n == 2 || raw.closed || start.elapsed() > Duration::from_secs(5) {
+            break (n, text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(answered.0, 2, "both requests answered:\n{}", answered.1);
+}
+
+/// Pairs that nest a query one level deeper each (`q[]=x&q[k]=y`, again
+/// and again) built a value thousands of levels deep: the server's stack
+/// overflowed when a template read it, and a stored run could not be read
+/// back. The value stays as deep as one key's brackets.
+#[test]
+fn a_query_that_nests_pair_by_pair_is_answered() {
+    let echo = "title: Echo\nenabled: true\ntrigger: { type: webhook, mode: sync, key: echo-query-01 }\nnodes:\n  - type: response\n    body: { query: \"{{ trigger.query }}\" }\n";
+    let app = TestApp::spawn(&[("echo.yaml", echo)]);
+    let hostile = "q[]=x&q[k]=y&".repeat(4_500);
+    let r = app.post(&format!("echo-query-01?{hostile}"), &[], "");
+    assert_eq!(r.status, 200, "{}", app.log_text());
+    assert!(r.json()["query"]["q"].is_object(), "{:?}", r.json());
+    assert_eq!(app.get("/healthz").status, 200, "{}", app.log_text());
+}

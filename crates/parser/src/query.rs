@@ -140,6 +140,21 @@ fn set_path(slot: &mut Json, path: &[Step], value: Json) {
             }
         },
         Step::Push => {
+            if let Json::Object(m) = slot {
+                // A list that became an object (it got a named member)
+                // takes the next index as a key. Wrapping the object in a
+                // new list instead nested one level deeper per pair:
+                // `q[]=x&q[k]=y` repeated built a value thousands of
+                // levels deep, which overflowed the stack.
+                let mut index = m.len();
+                while m.contains_key(&index.to_string()) {
+                    index += 1;
+                }
+                let mut child = Json::Null;
+                set_path(&mut child, rest, value);
+                m.insert(index.to_string(), child);
+                return;
+            }
             if !slot.is_array() {
                 *slot = match slot.take() {
                     Json::Null => Json::Array(Vec::new()),
@@ -199,6 +214,29 @@ mod tests {
         check("[a]=1", json!({"[a]": "1"}));
     }
 
+    /// Depth of a value: 1 for a scalar.
+    fn depth(v: &Json) -> usize {
+        1 + match v {
+            Json::Array(items) => items.iter().map(depth).max().unwrap_or(0),
+            Json::Object(m) => m.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn no_sequence_of_pairs_nests_deeper_than_one_key() {
+        let hostile = "q[]=x&q[k]=y&".repeat(5_000);
+        let parsed = parse_query(&hostile);
+        assert!(depth(&parsed) <= 3, "depth {}", depth(&parsed));
+        check(
+            "q[]=x&q[k]=y&q[]=z",
+            json!({"q": {"0": "x", "k": "y", "2": "z"}}),
+        );
+        // A key's own brackets still nest, up to the limit.
+        let deep = format!("a{}=1", "[b]".repeat(40));
+        assert!(depth(&parse_query(&deep)) <= MAX_DEPTH + 2);
+    }
+
     #[test]
     fn decoding() {
         check(
@@ -219,6 +257,15 @@ mod tests {
         #[test]
         fn bracket_soup_never_panics(s in "[a-c\\[\\]0-2=&%+]{0,40}") {
             let _ = parse_query(&s);
+        }
+
+        /// However the pairs follow each other, the value is no deeper
+        /// than one key's brackets make it.
+        #[test]
+        fn pairs_never_nest_past_one_key(keys in proptest::collection::vec("q(\\[(|k|0|1)\\]){1,3}", 1..200)) {
+            let query: Vec<String> = keys.iter().map(|k| format!("{k}=v")).collect();
+            let parsed = parse_query(&query.join("&"));
+            prop_assert!(depth(&parsed) <= 5, "depth {} of {:?}", depth(&parsed), query);
         }
 
         #[test]

@@ -206,5 +206,37 @@ pub(crate) fn idempotency_key(
             e.message
         ))
     })?;
-    Ok((!key.is_empty()).then_some(key))
+    Ok((!key.is_empty()).then(|| bounded_key(key)))
+}
+
+/// Longest idempotency key kept as rendered.
+const MAX_KEY_BYTES: usize = 256;
+
+/// A key as stored: a longer one (a sender's whole body, say) by its
+/// SHA-256, so that no sender grows the store's keys and memory with its
+/// key's length.
+fn bounded_key(key: String) -> String {
+    use sha2::Digest;
+    if key.len() <= MAX_KEY_BYTES {
+        return key;
+    }
+    format!("sha256:{:x}", sha2::Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_idempotency_keys_are_kept_by_their_digest() {
+        assert_eq!(bounded_key("evt_1".into()), "evt_1");
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let kept = bounded_key(long.clone());
+        assert!(
+            kept.starts_with("sha256:") && kept.len() == 7 + 64,
+            "{kept}"
+        );
+        assert_eq!(kept, bounded_key(long), "the same key, the same digest");
+        assert_ne!(kept, bounded_key("j".repeat(MAX_KEY_BYTES + 1)));
+    }
 }

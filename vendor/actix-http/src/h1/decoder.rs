@@ -42,6 +42,12 @@ impl<T: MessageType> Decoder for MessageDecoder<T> {
     }
 }
 
+/// hookflow: `Upgrade: websocket` does not make a request's body run to
+/// the connection's end; it is framed by its Content-Length (or has none).
+/// Read as an upgrade, the body swallowed the next request pipelined behind
+/// it on a kept-alive connection, and hookflow serves no WebSocket.
+const HOOKFLOW_FRAMES_UPGRADES: bool = true;
+
 pub(crate) enum PayloadLength {
     Payload(PayloadType),
     UpgradeWebSocket,
@@ -234,7 +240,7 @@ pub(crate) trait MessageType: Sized {
             Ok(PayloadLength::Payload(PayloadType::Payload(
                 PayloadDecoder::chunked(),
             )))
-        } else if has_upgrade_websocket {
+        } else if has_upgrade_websocket && !HOOKFLOW_FRAMES_UPGRADES {
             Ok(PayloadLength::UpgradeWebSocket)
         } else if let Some(len) = content_length {
             // Content-Length
