@@ -611,3 +611,14 @@ fn a_query_that_nests_pair_by_pair_is_answered() {
     assert!(r.json()["query"]["q"].is_object(), "{:?}", r.json());
     assert_eq!(app.get("/healthz").status, 200, "{}", app.log_text());
 }
+
+/// A body whose chunked framing breaks is refused in the sender's terms.
+#[test]
+fn a_broken_chunked_body_is_refused_plainly() {
+    let app = app(&[]);
+    let request = b"POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nzz\r\n";
+    let (status, _, body) = exchange(&app, request).expect("an answer");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("chunked framing is broken"), "{body}");
+    assert!(!body.contains("None"), "{body}");
+}

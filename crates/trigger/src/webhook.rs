@@ -242,14 +242,27 @@ async fn read_body(
     while let Some(chunk) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut *payload).poll_next(cx)).await
     {
-        let chunk =
-            chunk.map_err(|e| Refusal::BadRequest(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| Refusal::BadRequest(body_error(&e).into()))?;
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(Refusal::PayloadTooLarge(limit).into());
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Why a body could not be read, in the sender's terms (actix's own text
+/// ends in `: None`).
+fn body_error(e: &actix_web::error::PayloadError) -> &'static str {
+    use actix_web::error::PayloadError;
+    match e {
+        PayloadError::Incomplete(_) => {
+            "could not read the body: it ended before its declared length, or its chunked framing is broken"
+        }
+        PayloadError::Overflow => "could not read the body: it is longer than it declared",
+        PayloadError::EncodingCorrupted => "could not read the body: its encoding is corrupt",
+        _ => "could not read the body",
+    }
 }
 
 /// Compares Basic credentials in constant time (both parts at once, over
