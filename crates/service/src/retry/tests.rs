@@ -28,9 +28,8 @@ fn retry_errors_answer_as_the_admin_api_promises() {
     );
 }
 
-/// A service over a memory store serving one sync workflow `w`.
-fn service(dir: &std::path::Path) -> Arc<Service> {
-    let yaml = "title: W\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: ok\n";
+/// A service over a memory store serving the workflow `w` of `yaml`.
+fn serving(dir: &std::path::Path, yaml: &str) -> Arc<Service> {
     std::fs::write(dir.join("w.yaml"), yaml).expect("write");
     let store = Arc::new(hookflow_store::MemoryStore::new());
     let executor =
@@ -45,6 +44,12 @@ fn service(dir: &std::path::Path) -> Arc<Service> {
         retention: std::time::Duration::from_secs(3600),
     };
     Service::load(settings, executor).expect("loads")
+}
+
+/// A service over a memory store serving one sync workflow `w`.
+fn service(dir: &std::path::Path) -> Arc<Service> {
+    let yaml = "title: W\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: ok\n";
+    serving(dir, &yaml)
 }
 
 #[tokio::test]
@@ -117,20 +122,7 @@ fn keyed_service(dir: &std::path::Path, mode: &str) -> Arc<Service> {
                 "{ type: log, message: hi }"
             },
         );
-    std::fs::write(dir.join("w.yaml"), yaml).expect("write");
-    let store = Arc::new(hookflow_store::MemoryStore::new());
-    let executor =
-        hookflow_executor::Executor::new(store, hookflow_executor::ExecutorConfig::default())
-            .expect("executor");
-    let settings = crate::Settings {
-        workflows_dir: dir.to_path_buf(),
-        data_dir: dir.to_path_buf(),
-        public_url: "http://127.0.0.1:1".into(),
-        shutdown_grace: std::time::Duration::from_secs(1),
-        reload_every: std::time::Duration::from_secs(60),
-        retention: std::time::Duration::from_secs(3600),
-    };
-    Service::load(settings, executor).expect("loads")
+    serving(dir, &yaml)
 }
 
 /// A failed run of `w` for the request body `{"id": order}`.
