@@ -576,8 +576,14 @@ fn expect_metric_lines(app: &TestApp, lines: &[&str]) {
 #[test]
 fn an_upgrade_header_does_not_swallow_the_next_request() {
     let app = app(&[]);
-    let mut raw = Raw::open(&app);
-    let one = "POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    for connection in ["", "Connection: Upgrade\r\n"] {
+        upgrade_then_request(&app, connection);
+    }
+}
+
+fn upgrade_then_request(app: &TestApp, connection: &str) {
+    let mut raw = Raw::open(app);
+    let one = format!("POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n{connection}Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}");
     let two = "POST /api/webhook:trigger/slow-sync-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
     raw.stream.set_nonblocking(false).expect("blocking");
     raw.stream
@@ -594,7 +600,11 @@ fn an_upgrade_header_does_not_swallow_the_next_request() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(answered.0, 2, "both requests answered:\n{}", answered.1);
+    assert_eq!(
+        answered.0, 2,
+        "both requests answered ({connection:?}):\n{}",
+        answered.1
+    );
 }
 
 /// Pairs that nest a query one level deeper each (`q[]=x&q[k]=y`, again

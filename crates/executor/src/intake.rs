@@ -172,6 +172,10 @@ impl Executor {
                 // Queued until one of the places of retried sync runs is free.
                 let mut record = new_record(new_id.clone(), &workflow, &input, RunStatus::Queued);
                 record.retry_of = Some(retry_of.to_string());
+                // Announced (a shared store writes it): scrubbed as its
+                // final record will be.
+                let secrets = self.env.secrets.current();
+                record.trigger = record.trigger.take().map(|t| t.scrubbed(&secrets));
                 // Its id is sent to the caller before it finishes.
                 self.store.announce(record.clone());
                 self.shared_flush().await;

@@ -94,7 +94,7 @@ impl Drop for Slot {
     }
 }
 
-/// The dispatcher's two lanes: new runs, and runs woken or resumed.
+/// The dispatcher's two lanes: new (and resumed) runs, and woken runs.
 struct Receivers {
     new: mpsc::UnboundedReceiver<ReadyRun>,
     woken: mpsc::UnboundedReceiver<ReadyRun>,
@@ -140,7 +140,7 @@ impl Queue {
         })
     }
 
-    /// Queues a run woken after a delay (or resumed), whatever the
+    /// Queues a run woken after a delay, whatever the
     /// capacity (waiting runs do not count against it), in a lane the
     /// workers take from first: its time came, and it must not wait behind
     /// thousands of new runs.

@@ -169,14 +169,9 @@ impl TriggerRequest {
             }
         }
         // Query strings carry tokens too (`?access_token=…`): a parameter
-        // whose name marks a secret-bearing header is redacted alike.
-        if let Json::Object(query) = &mut self.query {
-            for (name, value) in query.iter_mut() {
-                if is_secret_header(name) {
-                    *value = Json::String(REDACTED.to_string());
-                }
-            }
-        }
+        // whose name marks a secret-bearing header is redacted alike, at
+        // any depth (`?auth[token]=…`).
+        redact_named(&mut self.query);
         self
     }
 
@@ -203,6 +198,24 @@ impl TriggerRequest {
             scrubber.json(&mut self.body);
         }
         self
+    }
+}
+
+/// Redacts the values of members named like secret-bearing headers, at any
+/// depth (a query nests at most 16 levels).
+fn redact_named(value: &mut Json) {
+    match value {
+        Json::Object(members) => {
+            for (name, member) in members.iter_mut() {
+                if is_secret_header(name) {
+                    *member = Json::String(REDACTED.to_string());
+                } else {
+                    redact_named(member);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(redact_named),
+        _ => {}
     }
 }
 
@@ -379,11 +392,13 @@ mod tests {
     #[test]
     fn query_parameters_named_like_secrets_are_redacted() {
         let mut r = request();
-        r.query = json!({"access_token": "t0k", "Signature": "s", "q": "1"});
+        r.query = json!({"access_token": "t0k", "Signature": "s", "q": "1",
+                         "auth": {"token": "t1", "user": "u"}, "list": [{"password": "p"}]});
         let r = r.redacted();
         assert_eq!(
             r.query,
-            json!({"access_token": REDACTED, "Signature": REDACTED, "q": "1"})
+            json!({"access_token": REDACTED, "Signature": REDACTED, "q": "1",
+                   "auth": {"token": REDACTED, "user": "u"}, "list": [{"password": REDACTED}]})
         );
     }
 

@@ -78,6 +78,8 @@ pub struct Service {
     /// linked to the runs they retry): two bulk retries at once do not both
     /// retry a run.
     retrying: tokio::sync::Mutex<()>,
+    /// The idempotency keys of sync retries still running.
+    retry_keys: retry::Retrying,
 }
 
 impl Service {
@@ -98,6 +100,7 @@ impl Service {
             claims: idempotency::Claims::default(),
             reports: Mutex::default(),
             retrying: tokio::sync::Mutex::new(()),
+            retry_keys: retry::Retrying::default(),
         });
         let catalog = service.load_catalog();
         service.install(&catalog)?;

@@ -60,13 +60,19 @@ impl Service {
         }
         let parts = parts();
         let also = &served.workflow.trigger.secret_headers;
+        // Declared secret values under ordinary names too: kept on disk.
+        let scrubber = self.executor.secrets().current();
         let headers = parts
             .headers
             .into_iter()
             .map(|(name, value)| {
                 let secret =
                     is_secret_header(&name) || also.iter().any(|a| a.eq_ignore_ascii_case(&name));
-                let value = if secret { REDACTED.to_string() } else { value };
+                let value = if secret {
+                    REDACTED.to_string()
+                } else {
+                    scrubber.str(&value).into_owned()
+                };
                 (name, value)
             })
             .collect();

@@ -139,7 +139,8 @@ const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMER
 
 /// `urlencode`: a value as one URL component, `/`, `?`, `#` and `&`
 /// encoded (unlike Jinja's, which keeps `/`): a path segment taken from a
-/// webhook stays one segment. A map becomes a query string; none is empty.
+/// webhook stays one segment. A map becomes a query string; none is
+/// empty; undefined is an error (as any undefined read).
 fn urlencode(value: minijinja::Value) -> Result<String, minijinja::Error> {
     use minijinja::value::ValueKind;
     let encode = |v: &minijinja::Value| {
@@ -150,7 +151,13 @@ fn urlencode(value: minijinja::Value) -> Result<String, minijinja::Error> {
         percent_encoding::utf8_percent_encode(&text, COMPONENT).to_string()
     };
     match value.kind() {
-        ValueKind::None | ValueKind::Undefined => Ok(String::new()),
+        // Strict, as every other read (SPEC §2): a missing id is not an
+        // empty path segment (`/orders/` is another URL).
+        ValueKind::Undefined => Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "`urlencode` of an undefined value",
+        )),
+        ValueKind::None => Ok(String::new()),
         ValueKind::Map => {
             let mut out = String::new();
             for key in value.try_iter()? {

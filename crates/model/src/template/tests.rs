@@ -494,6 +494,10 @@ fn urlencode_keeps_a_value_one_url_component() {
     check("{{ vars.amount | urlencode }}", Ok(json!("12.5")));
     check("{{ vars.none | urlencode }}", Ok(json!("")));
     check(
+        "/orders/{{ trigger.body.missing | urlencode }}",
+        Err("undefined"),
+    );
+    check(
         r#"{{ {"q": "x y", "n": 2, "skip": none} | urlencode }}"#,
         Ok(json!("n=2&q=x%20y")),
     );

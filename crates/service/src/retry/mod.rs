@@ -4,16 +4,15 @@
 
 use crate::{Refusal, Service};
 use hookflow_executor::{AcceptError, Answered};
-use hookflow_model::def::Mode;
 use hookflow_model::request::RunInput;
 use hookflow_model::runtime::Workflow;
-use hookflow_model::time::now_millis;
-use hookflow_store::{
-    ExecutionFilter, ExecutionRecord, IdempotencyClaim, IdempotencyEntry, RunStatus, Store,
-};
+use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
+pub(crate) use keys::Retrying;
+use keys::RunKey;
 use serde_json::Value as Json;
 use std::sync::Arc;
-use std::time::Duration;
+
+mod keys;
 
 /// Which workflow version a retry runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,6 +77,17 @@ pub enum RetryError {
         /// The run holding the key.
         by: String,
     },
+    /// A retry of another run with the same idempotency key is running.
+    #[error(
+        "execution {run} is not retried: a retry of run {of}, with the same idempotency key, is \
+         still running; see how it ends first"
+    )]
+    Retrying {
+        /// The run asked to be retried.
+        run: String,
+        /// The run whose retry holds the key.
+        of: String,
+    },
 }
 
 impl From<RetryError> for Refusal {
@@ -90,7 +100,7 @@ impl From<RetryError> for Refusal {
             RetryError::Store(m) => Refusal::Internal(m),
             RetryError::Unavailable(m) => Refusal::Unavailable(m),
             RetryError::Invalid(m) => Refusal::BadRequest(m),
-            RetryError::Answered { .. } => Refusal::Conflict(message),
+            RetryError::Answered { .. } | RetryError::Retrying { .. } => Refusal::Conflict(message),
         }
     }
 }
@@ -113,7 +123,13 @@ impl Service {
         let old = self.finished_record(id)?;
         let workflow = self.retry_workflow(&old, version)?;
         let input = self.retry_input(&old, &workflow)?;
-        let answered = self.retry_key(&old, &workflow, &input)?;
+        let answered = match RunKey::of(&workflow, &input) {
+            Some(key) => {
+                key.check(&old, self.executor.store().as_ref(), &self.retry_keys)?;
+                Some(key.hold(&old.id, self.executor.store().clone(), &self.retry_keys))
+            }
+            None => None,
+        };
         self.start_retry(workflow, input, &old.id, answered).await
     }
 
@@ -131,41 +147,6 @@ impl Service {
                 AcceptError::Store(s) => RetryError::Store(s),
                 other => RetryError::Unavailable(other.to_string()),
             })
-    }
-
-    /// For a sync run whose workflow has an idempotency key: what keeps
-    /// the key once the retry answers 2xx. Refused when a run other than
-    /// `old` holds the key answered (the sender's repeat, or an earlier
-    /// retry, went through): the event was processed.
-    fn retry_key(
-        &self,
-        old: &ExecutionRecord,
-        workflow: &Workflow,
-        input: &RunInput,
-    ) -> Result<Option<Answered>, RetryError> {
-        let Some(idem) = workflow.trigger.idempotency.as_ref() else {
-            return Ok(None);
-        };
-        if workflow.mode != Mode::Sync {
-            // An async run's key went to disk with its acknowledgement.
-            return Ok(None);
-        }
-        let Ok(Some(key)) = crate::delivery::idempotency_key(workflow, idem, input) else {
-            return Ok(None);
-        };
-        let store = self.executor.store().clone();
-        let held = store
-            .idempotency(&workflow.id, &key, now_millis())
-            .map_err(|e| RetryError::Store(e.to_string()))?;
-        match held {
-            Some(entry) if entry.response.is_some() && entry.execution_id != old.id => {
-                Err(RetryError::Answered {
-                    run: old.id.clone(),
-                    by: entry.execution_id,
-                })
-            }
-            _ => Ok(Some(keep_key(store, workflow.id.clone(), key, idem.ttl))),
-        }
     }
 
     /// The record of a finished run.
@@ -237,42 +218,6 @@ impl Service {
             secret_headers: workflow.trigger.secret_headers.clone(),
         })
     }
-}
-
-/// Keeps a retried sync run's idempotency key when it answers 2xx, as a
-/// first request's answer is kept (`idempotency.rs`): the sender still
-/// retrying the failed request gets this answer again, not another run.
-/// A key answered meanwhile by another run stays that run's.
-fn keep_key(store: Arc<dyn Store>, workflow: String, key: String, ttl: Duration) -> Answered {
-    Box::new(move |id, answer| {
-        Box::pin(async move {
-            if !(200..300).contains(&answer.status) {
-                return;
-            }
-            let now = now_millis();
-            match store.idempotency(&workflow, &key, now) {
-                Ok(Some(entry)) if entry.response.is_some() => return,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(message = "Could not keep a retried run's idempotency key.", workflow = %workflow, run = %id, %error);
-                    return;
-                }
-            }
-            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-            store.put_idempotency(IdempotencyClaim {
-                workflow: workflow.clone(),
-                key,
-                entry: IdempotencyEntry {
-                    execution_id: id.clone(),
-                    expires_ms: now.saturating_add(ttl_ms),
-                    response: Some(answer.record()),
-                },
-            });
-            if let Err(error) = store.flush().await {
-                tracing::error!(message = "Could not keep a retried run's idempotency key.", workflow = %workflow, run = %id, %error);
-            }
-        })
-    })
 }
 
 /// Most runs one bulk retry starts.
@@ -376,32 +321,54 @@ impl Service {
         // them are not all held at once).
         let mut runs = Vec::with_capacity(matched.len());
         let mut answered = 0usize;
+        // Several failed runs of one event (the sender repeated a request
+        // that failed) are retried once: the oldest.
+        let mut keys = std::collections::HashSet::new();
         for id in matched.iter().rev() {
             let old = self.finished_record(id)?;
             let workflow = self.retry_workflow(&old, filter.version)?;
             let input = self.retry_input(&old, &workflow)?;
-            match self.retry_key(&old, &workflow, &input) {
-                Ok(_) => runs.push((old, workflow)),
-                Err(RetryError::Answered { .. }) => answered += 1,
-                Err(e) => return Err(e),
+            if let Some(key) = RunKey::of(&workflow, &input) {
+                if !keys.insert(key.slot()) {
+                    answered += 1;
+                    continue;
+                }
+                match key.check(&old, store.as_ref(), &self.retry_keys) {
+                    Ok(()) => {}
+                    Err(RetryError::Answered { .. } | RetryError::Retrying { .. }) => {
+                        answered += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+            runs.push((old, workflow));
         }
         let total = runs.len();
         let mut execution_ids = Vec::with_capacity(total);
         let mut stopped = None;
-        for (old, workflow) in runs {
+        for (i, (old, workflow)) in runs.into_iter().enumerate() {
             let started = match self.retry_input(&old, &workflow) {
-                Ok(input) => match self.retry_key(&old, &workflow, &input) {
-                    Ok(keep) => self.start_retry(workflow, input, &old.id, keep).await,
-                    Err(e) => Err(e),
+                Ok(input) => match RunKey::of(&workflow, &input) {
+                    Some(key) => match key.check(&old, store.as_ref(), &self.retry_keys) {
+                        Ok(()) => {
+                            let keep = key.hold(&old.id, store.clone(), &self.retry_keys);
+                            self.start_retry(workflow, input, &old.id, Some(keep)).await
+                        }
+                        Err(e) => Err(e),
+                    },
+                    None => self.start_retry(workflow, input, &old.id, None).await,
                 },
                 Err(e) => Err(e),
             };
             match started {
                 Ok(id) => execution_ids.push(id),
+                // Its key was answered since the checks (a retry of this
+                // batch went through first): left out, the batch goes on.
+                Err(RetryError::Answered { .. } | RetryError::Retrying { .. }) => answered += 1,
                 Err(e) if execution_ids.is_empty() => return Err(e),
                 Err(e) => {
-                    stopped = Some((e.to_string(), total - execution_ids.len()));
+                    stopped = Some((e.to_string(), total - i));
                     break;
                 }
             }

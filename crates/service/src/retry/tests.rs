@@ -1,6 +1,9 @@
 //! Retries: errors, bulk limits, idempotency keys, two retries at once.
 
 use super::*;
+use hookflow_model::time::now_millis;
+use hookflow_store::IdempotencyEntry;
+use std::time::Duration;
 
 #[test]
 fn retry_errors_answer_as_the_admin_api_promises() {
@@ -251,4 +254,57 @@ fn uuid_v7_at(ms: u64) -> String {
     let ts =
         uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
     uuid::Uuid::new_v7(ts).to_string()
+}
+
+#[tokio::test]
+async fn a_run_of_the_same_event_is_not_retried_while_the_first_retry_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Its retries answer once this task gives the runtime's thread up.
+    let service = keyed_service(dir.path(), "sync");
+    let now = now_millis();
+    let a = failed_run(&service, "P1", now - 5_000);
+    let b = failed_run(&service, "P1", now - 4_000);
+    let retry = service
+        .retry(&a, RetryVersion::Recorded)
+        .await
+        .expect("retried");
+    match service.retry(&b, RetryVersion::Recorded).await {
+        Err(RetryError::Retrying { run, of }) => assert_eq!((run, of), (b.clone(), a.clone())),
+        other => panic!("expected a refusal while the first retry runs, got {other:?}"),
+    }
+    let entry = answered_key(&service, "P1").await.expect("the key is kept");
+    assert_eq!(entry.execution_id, retry);
+    assert!(matches!(
+        service.retry(&b, RetryVersion::Recorded).await,
+        Err(RetryError::Answered { .. })
+    ));
+}
+
+#[tokio::test]
+async fn several_failed_runs_of_one_event_are_retried_once_in_bulk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Its retries answer once this task gives the runtime's thread up.
+    let service = keyed_service(dir.path(), "sync");
+    let now = now_millis();
+    let first = failed_run(&service, "P1", now - 5_000);
+    failed_run(&service, "P1", now - 4_000);
+    failed_run(&service, "P1", now - 3_000);
+    failed_run(&service, "P2", now - 2_000);
+    let bulk = BulkRetry {
+        workflow: Some("w".into()),
+        status: Some(RunStatus::Failed),
+        ..BulkRetry::default()
+    };
+    let done = service.retry_matching(&bulk).await.expect("bulk");
+    assert_eq!(done.execution_ids.len(), 2, "{done:?}");
+    assert_eq!(done.answered, 2, "{done:?}");
+    assert!(done.stopped.is_none(), "{done:?}");
+    // The oldest run of P1 stands for its event.
+    let retried = service
+        .executor
+        .store()
+        .get(&done.execution_ids[0])
+        .expect("read")
+        .expect("the retry's record");
+    assert_eq!(retried.retry_of.as_deref(), Some(first.as_str()));
 }

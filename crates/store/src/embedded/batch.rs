@@ -181,7 +181,6 @@ impl Batch {
             }
             Event::Woke { id } => {
                 self.atomic = true;
-                self.woken.push(id);
                 let key = layout::run_key(&id, STATE);
                 if let Some(ms) = self.wake_of(runs, &id)? {
                     self.ops.push((layout::wake_key(ms, &id).to_vec(), None));
@@ -192,6 +191,9 @@ impl Batch {
                 };
                 self.put_run(id, key.to_vec(), encode(&running)?);
                 self.put(layout::running_key(&id).to_vec(), Vec::new());
+                // Only once its wake key's removal is in the turn: the
+                // overlay lets scans see the key again after the turn.
+                self.woken.push(id);
             }
             Event::Finish {
                 id,

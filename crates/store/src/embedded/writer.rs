@@ -255,8 +255,12 @@ impl Writer {
                 }
                 Ok(()) => {}
             }
-            for id in &turn.woken {
-                self.overlay.woke_written(id);
+            // A failed turn left the wake keys: the runs stay taken (they
+            // were handed to the workers), hidden from the scans.
+            if result.is_ok() {
+                for id in &turn.woken {
+                    self.overlay.woke_written(id);
+                }
             }
             acks::answer(waiters, &result);
         }

@@ -1,7 +1,8 @@
 //! `request`: call another system over HTTP, with retries.
 //!
-//! Every try carries `Idempotency-Key: <execution id>-<node key>` so that an
-//! upstream can drop the repeats that at-least-once execution may cause.
+//! Every try carries `Idempotency-Key: <execution id>-<node key>` (inside
+//! loops, `-<pass>` for each enclosing loop follows) so that an upstream can
+//! drop the repeats that at-least-once execution may cause.
 //! Every destination is checked against the server's request policy
 //! ([`crate::policy`]); a refused one fails the node without another try.
 //! Errors and logs show the URL without user info, query or fragment, which

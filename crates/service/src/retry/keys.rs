@@ -1,0 +1,147 @@
+//! The idempotency key of a retried sync run: the retry keeps it once it
+//! answers 2xx (the sender's next repeat is a replay), and no run is
+//! retried while another run holds its key, answered or being retried.
+
+use super::RetryError;
+use hookflow_executor::Answered;
+use hookflow_model::def::Mode;
+use hookflow_model::request::{RunInput, REDACTED};
+use hookflow_model::runtime::Workflow;
+use hookflow_model::time::now_millis;
+use hookflow_store::{ExecutionRecord, IdempotencyClaim, IdempotencyEntry, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The keys of sync retries still running, each with the run it retries.
+#[derive(Default, Clone)]
+pub(crate) struct Retrying {
+    keys: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// A retried run's idempotency key, rendered over its input.
+pub(crate) struct RunKey {
+    workflow: String,
+    key: String,
+    ttl: Duration,
+}
+
+impl RunKey {
+    /// The key of a sync run of `workflow` with `input`; `None` for async
+    /// workflows (their key went to disk with the acknowledgement), for
+    /// workflows without one, and for a key rendered from a redacted value
+    /// (a sync run's input is its record's request, secret-bearing values
+    /// `[redacted]`: every run would have the same key).
+    pub fn of(workflow: &Workflow, input: &RunInput) -> Option<RunKey> {
+        let idem = workflow.trigger.idempotency.as_ref()?;
+        if workflow.mode != Mode::Sync {
+            return None;
+        }
+        let key = crate::delivery::idempotency_key(workflow, idem, input).ok()??;
+        if key.contains(REDACTED) {
+            return None;
+        }
+        Some(RunKey {
+            workflow: workflow.id.clone(),
+            key,
+            ttl: idem.ttl,
+        })
+    }
+
+    /// Within one workflow, the key's slot.
+    pub fn slot(&self) -> String {
+        format!("{}\0{}", self.workflow, self.key)
+    }
+
+    /// Refused when a run other than `old` holds the key answered (the
+    /// sender's repeat, or an earlier retry, went through) or a retry
+    /// holding it is still running: the event was or is being processed.
+    pub fn check(
+        &self,
+        old: &ExecutionRecord,
+        store: &dyn Store,
+        retrying: &Retrying,
+    ) -> Result<(), RetryError> {
+        let held = store
+            .idempotency(&self.workflow, &self.key, now_millis())
+            .map_err(|e| RetryError::Store(e.to_string()))?;
+        if let Some(entry) = held {
+            if entry.response.is_some() && entry.execution_id != old.id {
+                return Err(RetryError::Answered {
+                    run: old.id.clone(),
+                    by: entry.execution_id,
+                });
+            }
+        }
+        if let Some(of) = lock(&retrying.keys).get(&self.slot()) {
+            return Err(RetryError::Retrying {
+                run: old.id.clone(),
+                of: of.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Holds the key for the retry of `old` until it answers, then keeps
+    /// it if the answer is 2xx, as a first request's answer is kept
+    /// (`idempotency.rs`). Let go when the retry does not start too.
+    pub fn hold(self, old: &str, store: Arc<dyn Store>, retrying: &Retrying) -> Answered {
+        let slot = self.slot();
+        lock(&retrying.keys).insert(slot.clone(), old.to_string());
+        let held = Held {
+            keys: retrying.keys.clone(),
+            slot,
+        };
+        Box::new(move |id, answer| {
+            Box::pin(async move {
+                let _held = held;
+                if (200..300).contains(&answer.status) {
+                    self.keep(store.as_ref(), &id, answer.record()).await;
+                }
+            })
+        })
+    }
+
+    async fn keep(self, store: &dyn Store, id: &str, response: hookflow_store::ResponseRecord) {
+        let now = now_millis();
+        match store.idempotency(&self.workflow, &self.key, now) {
+            // Answered meanwhile by another run: it stays that run's.
+            Ok(Some(entry)) if entry.response.is_some() => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(message = "Could not keep a retried run's idempotency key.", workflow = %self.workflow, run = %id, %error);
+                return;
+            }
+        }
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let workflow = self.workflow;
+        store.put_idempotency(IdempotencyClaim {
+            workflow: workflow.clone(),
+            key: self.key,
+            entry: IdempotencyEntry {
+                execution_id: id.to_string(),
+                expires_ms: now.saturating_add(ttl_ms),
+                response: Some(response),
+            },
+        });
+        if let Err(error) = store.flush().await {
+            tracing::error!(message = "Could not keep a retried run's idempotency key.", workflow = %workflow, run = %id, %error);
+        }
+    }
+}
+
+/// A key held for a retry; let go when dropped (answered, or never started).
+struct Held {
+    keys: Arc<Mutex<HashMap<String, String>>>,
+    slot: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        lock(&self.keys).remove(&self.slot);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
