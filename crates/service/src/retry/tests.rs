@@ -52,7 +52,7 @@ fn serving(dir: &std::path::Path, yaml: &str) -> Arc<Service> {
 /// A service over a memory store serving one sync workflow `w`.
 fn service(dir: &std::path::Path) -> Arc<Service> {
     let yaml = "title: W\nenabled: true\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: ok\n";
-    serving(dir, &yaml)
+    serving(dir, yaml)
 }
 
 #[tokio::test]
