@@ -230,7 +230,8 @@ pub fn join_header(joined: &mut String, value: &str) {
 /// True for headers whose values must not be stored or logged (SPEC §3):
 /// `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, the
 /// named presets' signature headers, and every name containing `token`,
-/// `secret`, `signature`, `password`, `api-key` or `apikey`. A custom `hmac`
+/// `secret`, `signature`, `password`, `api-key`, `apikey` or `api_key` (the
+/// last beyond SPEC's list: the usual query parameter). A custom `hmac`
 /// header is added per workflow ([`RunInput::secret_headers`]).
 pub fn is_secret_header(name: &str) -> bool {
     // Compared in place, without a lower-cased copy: every header of every
@@ -248,7 +249,7 @@ pub fn is_secret_header(name: &str) -> bool {
 }
 
 /// True when the name contains `signature`, `secret`, `token`, `password`,
-/// `api-key` or `apikey`: one pass over the name's bytes (these checks run
+/// `api-key`, `apikey` or `api_key`: one pass over the name's bytes (these checks run
 /// for every header of every request).
 fn has_secret_word(name: &[u8]) -> bool {
     (0..name.len()).any(|i| {
@@ -257,7 +258,11 @@ fn has_secret_word(name: &[u8]) -> bool {
             Some(b's') => starts_with_word(rest, b"signature") || starts_with_word(rest, b"secret"),
             Some(b't') => starts_with_word(rest, b"token"),
             Some(b'p') => starts_with_word(rest, b"password"),
-            Some(b'a') => starts_with_word(rest, b"api-key") || starts_with_word(rest, b"apikey"),
+            Some(b'a') => {
+                starts_with_word(rest, b"api-key")
+                    || starts_with_word(rest, b"apikey")
+                    || starts_with_word(rest, b"api_key")
+            }
             _ => false,
         }
     })
@@ -485,7 +490,9 @@ mod tests {
             ("x-password", true),
             ("x-api-keys-used", true),
             ("x-api-ke", false),
-            ("x-api_key", false),
+            // Beyond SPEC's list: query parameters are named so (`?api_key=`).
+            ("x-api_key", true),
+            ("api_key", true),
             ("x-passwd", false),
             ("x-tok", false),
             ("sig", false),
