@@ -37,6 +37,12 @@ pub use hookflow_store::RunInput;
 pub use queue::QueueConfig;
 pub use stubs::{SentRequest, Stub, StubAnswers, StubFailure, StubProblem, Stubs};
 
+/// Locks a mutex whose data stays valid even if a holder panicked (each
+/// holder leaves it whole between statements).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Told a retried sync run's id and answer once it answers (the service
 /// keeps the workflow's idempotency key of a 2xx).
 pub type Answered =
@@ -292,9 +298,7 @@ impl Executor {
         // A sync run's record keeps its request (an async run's is read
         // from its input): no declared secret value in it (SPEC §3).
         let secrets = self.env.secrets.current();
-        if secrets.values() > 0 {
-            record.trigger = record.trigger.take().map(|t| t.scrubbed(&secrets));
-        }
+        record.trigger = record.trigger.take().map(|t| t.scrubbed(&secrets));
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());
         let timeout = workflow.timeout;

@@ -60,7 +60,7 @@ pub struct Queue {
     idle: Arc<Notify>,
     shutting_down: AtomicBool,
     tx: mpsc::UnboundedSender<ReadyRun>,
-    /// Woken and resumed runs: taken before new ones.
+    /// Woken runs: taken before new ones.
     woken_tx: mpsc::UnboundedSender<ReadyRun>,
     rx: Mutex<Option<Receivers>>,
     stop: Arc<Notify>,

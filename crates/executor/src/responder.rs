@@ -2,6 +2,7 @@
 //! [`Responder`] (the first answer wins) and [`Control`] (cancellation between nodes).
 
 use crate::answer::Answer;
+use crate::lock;
 use hookflow_store::ResponseRecord;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -55,11 +56,6 @@ impl Responder {
             self.notify.notified().await;
         }
     }
-}
-
-/// Locks a mutex whose data stays valid even if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Stops a run between nodes (timeouts).

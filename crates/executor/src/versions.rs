@@ -1,6 +1,7 @@
 //! Workflow versions: the current ones, and older ones compiled again from
 //! their stored text when a queued or resumed run needs them.
 
+use crate::lock;
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::Store;
@@ -146,10 +147,6 @@ impl Versions {
         }
         Ok(workflow)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

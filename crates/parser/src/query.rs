@@ -39,12 +39,12 @@ impl NextIndex {
     fn append(&mut self, at: &str, m: &mut Map<String, Json>, child: Json) {
         let next = self.by_path.entry(at.to_string()).or_insert(0);
         let mut index = *next;
-        while m.contains_key(itoa(index).as_str()) {
+        while m.contains_key(index.to_string().as_str()) {
             #[cfg(test)]
             LOOKUPS.with(|l| l.set(l.get() + 1));
             index += 1;
         }
-        m.insert(itoa(index), child);
+        m.insert(index.to_string(), child);
         *next = index + 1;
     }
 }
@@ -53,10 +53,6 @@ impl NextIndex {
 thread_local! {
     /// Index keys found taken while appending, on this thread.
     static LOOKUPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn itoa(i: usize) -> String {
-    i.to_string()
 }
 
 fn decode(s: &str) -> String {

@@ -1,12 +1,13 @@
 //! The nodes running at once on a run's stacks, and waiting for the first
 //! of them to finish.
 
+use crate::lock;
 use crate::nodes::{self, Step};
 use crate::state::StackPath;
 use hookflow_model::runtime::{Node, NodeId, NodeKind};
 use hookflow_model::time::now_millis;
 use hookflow_store::TryRecord;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A request node's tries, shared with its run while it runs: a try cut
@@ -16,12 +17,6 @@ pub(super) type Tries = Arc<Mutex<Vec<TryRecord>>>;
 /// The shared tries of `node`: request nodes only (the others try nothing).
 pub(super) fn tries_for(node: &Node) -> Option<Tries> {
     matches!(node.kind, NodeKind::Request(_)).then(Tries::default)
-}
-
-fn lock(tries: &Mutex<Vec<TryRecord>>) -> MutexGuard<'_, Vec<TryRecord>> {
-    tries
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The tries a node made, taken.

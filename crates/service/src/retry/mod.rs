@@ -3,7 +3,7 @@
 //! or of every finished run matching a filter (`POST /api/executions/retry`).
 
 use crate::{Refusal, Service};
-use hookflow_executor::{AcceptError, Answered};
+use hookflow_executor::AcceptError;
 use hookflow_model::request::RunInput;
 use hookflow_model::runtime::Workflow;
 use hookflow_store::{ExecutionFilter, ExecutionRecord, RunStatus};
@@ -123,25 +123,27 @@ impl Service {
         let old = self.finished_record(id)?;
         let workflow = self.retry_workflow(&old, version)?;
         let input = self.retry_input(&old, &workflow)?;
+        self.start_retry(&old, workflow, input).await
+    }
+
+    /// Starts the retry of `old`; a sync run's idempotency key is checked,
+    /// then held until the retry answers ([`RunKey`]).
+    async fn start_retry(
+        &self,
+        old: &ExecutionRecord,
+        workflow: Arc<Workflow>,
+        input: RunInput,
+    ) -> Result<String, RetryError> {
+        let store = self.executor.store();
         let answered = match RunKey::of(&workflow, &input) {
             Some(key) => {
-                key.check(&old, self.executor.store().as_ref(), &self.retry_keys)?;
-                Some(key.hold(&old.id, self.executor.store().clone(), &self.retry_keys))
+                key.check(old, store.as_ref(), &self.retry_keys)?;
+                Some(key.hold(&old.id, store.clone(), &self.retry_keys))
             }
             None => None,
         };
-        self.start_retry(workflow, input, &old.id, answered).await
-    }
-
-    async fn start_retry(
-        &self,
-        workflow: Arc<Workflow>,
-        input: RunInput,
-        retry_of: &str,
-        answered: Option<Answered>,
-    ) -> Result<String, RetryError> {
         self.executor
-            .rerun(workflow, input, retry_of, answered)
+            .rerun(workflow, input, &old.id, answered)
             .await
             .map_err(|e| match e {
                 AcceptError::Store(s) => RetryError::Store(s),
@@ -349,16 +351,7 @@ impl Service {
         let mut stopped = None;
         for (i, (old, workflow)) in runs.into_iter().enumerate() {
             let started = match self.retry_input(&old, &workflow) {
-                Ok(input) => match RunKey::of(&workflow, &input) {
-                    Some(key) => match key.check(&old, store.as_ref(), &self.retry_keys) {
-                        Ok(()) => {
-                            let keep = key.hold(&old.id, store.clone(), &self.retry_keys);
-                            self.start_retry(workflow, input, &old.id, Some(keep)).await
-                        }
-                        Err(e) => Err(e),
-                    },
-                    None => self.start_retry(workflow, input, &old.id, None).await,
-                },
+                Ok(input) => self.start_retry(&old, workflow, input).await,
                 Err(e) => Err(e),
             };
             match started {

@@ -158,13 +158,7 @@ pub(super) async fn attempt_once(
                 bytes.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(e) => {
-                let reason = match failure(&e) {
-                    Try::Failed { reason, .. } | Try::Refused(reason) => reason,
-                    Try::Response { .. } => describe(&e),
-                };
-                return unread(format!("reading the response body: {reason}"));
-            }
+            Err(e) => return unread(format!("reading the response body: {}", describe(&e))),
         }
     }
     let body = if bytes.is_empty() {

@@ -4,8 +4,8 @@
 //! A parsed value is many times its text: every object is a map node of a
 //! few hundred bytes, every value 32 bytes. A 10 MiB answer of small
 //! objects took ~600 MB and stalled the runtime's two threads while it
-//! parsed; the bytes read are capped (`--max-response-body`), what they
-//! would become is estimated here before parsing.
+//! parsed; the bytes read are capped (`MAX_RESPONSE_BODY`, 10 MiB), what
+//! they would become is estimated here before parsing.
 
 use serde_json::Value as Json;
 
@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 const INLINE: usize = 64 * 1024;
 
 /// The most memory a parsed answer may be estimated to take.
-pub(super) const BUDGET: usize = 64 * 1024 * 1024;
+const BUDGET: usize = 64 * 1024 * 1024;
 
 /// What one object is counted at: a map's first node (serde_json's maps
 /// are B-trees of eleven entries a node) and its value.

@@ -13,6 +13,7 @@ mod counted;
 mod json_body;
 
 use super::{NodeCx, NodeError, Step};
+use crate::lock;
 use crate::stubs::{SentRequest, Stub};
 use attempt::{attempt_once, Try};
 use hookflow_model::def::ContentType;
@@ -210,12 +211,6 @@ pub async fn run(
         Some(Try::Refused(reason)) => Err(NodeError(format!("{target} refused: {reason}"))),
         None => Err(NodeError("no attempt was made".into())),
     }
-}
-
-fn lock(tries: &std::sync::Mutex<Vec<TryRecord>>) -> std::sync::MutexGuard<'_, Vec<TryRecord>> {
-    tries
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// True for the record of a try still waiting for its answer.
