@@ -112,6 +112,42 @@ fn stripe_signatures_from_an_independent_implementation() {
         !app.log_text().contains("whsec_e2e_secret"),
         "the secret never reaches the log"
     );
+
+    // A body over 64 KiB is taken in off the HTTP workers: the same checks
+    // in the same order, the same answers.
+    let items = "{\"k\":1},".repeat(10_000);
+    let large = format!(r#"{{"items":[{items}{{}}],"type":"charge.refunded"}}"#);
+    assert!(large.len() > 64 * 1024);
+    let sig = python_stripe_signature("whsec_e2e_secret", &large);
+    let r = app.post(
+        "stripe-events-1",
+        &[json_ct, ("stripe-signature", &sig)],
+        &large,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), json!({"received": "charge.refunded"}));
+    let tampered = large.replace("refunded", "captured");
+    let r = app.post(
+        "stripe-events-1",
+        &[json_ct, ("stripe-signature", &sig)],
+        &tampered,
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    let broken = format!("{}!", &large[..large.len() - 1]);
+    let sig = python_stripe_signature("whsec_e2e_secret", &broken);
+    let r = app.post(
+        "stripe-events-1",
+        &[json_ct, ("stripe-signature", &sig)],
+        &broken,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("line 1"), "{r:?}");
+    let r = app.post(
+        "stripe-events-1",
+        &[("content-type", "application/octet-stream")],
+        &large,
+    );
+    assert_eq!(r.status, 415);
 }
 
 #[test]

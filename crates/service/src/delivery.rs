@@ -1,17 +1,18 @@
 //! Delivery: a request that passed the HTTP checks (key, method, Basic auth,
 //! size) → a run and its answer, in SPEC §4's order: content type (415),
-//! signature (401), parsing (400), a store too far behind (503), idempotency,
-//! run.
+//! signature (401), parsing (400) (these three in [`crate::intake`]), a
+//! store too far behind (503), idempotency, run.
 
 use crate::idempotency::{Claim, Hold};
+use crate::intake::Intake;
 use crate::{Refusal, Served, Service};
 use hookflow_executor::{AcceptError, Answer};
 use hookflow_model::def::Mode;
-use hookflow_model::request::{RunInput, Verified};
+use hookflow_model::request::RunInput;
 use hookflow_model::runtime::{Idempotency, Workflow};
 use hookflow_model::template::Scope;
-use hookflow_parser::{Received, Request};
-use hookflow_verify::{Signed, Verifier};
+use hookflow_parser::Request;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a repeat waits for a first request of an async workflow.
@@ -44,21 +45,16 @@ impl Service {
     /// name/value pairs in arrival order.
     pub async fn deliver<'h>(
         &self,
-        served: &Served,
+        served: &Arc<Served>,
         request: Request<'_>,
         headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     ) -> Result<Delivery, Refusal> {
         let workflow = served.workflow.clone();
         let mode = workflow.mode;
-        let received = hookflow_parser::receive(request, headers)?;
-        let mut verified = match &served.verifier {
-            Some(verifier) => check_signature(verifier, &workflow, &received)?,
-            None => Verified::default(),
+        let input = match self.large_bodies.take_in(served, request, headers).await? {
+            Intake::Challenge(challenge) => return Ok(Delivery::Challenge(challenge)),
+            Intake::Input(input) => input,
         };
-        if let Some(challenge) = verified.challenge.take() {
-            return Ok(Delivery::Challenge(challenge));
-        }
-        let input = hookflow_parser::build_input(&workflow, received, verified)?;
         let store = self.executor.store().as_ref();
         if store.overloaded() {
             return Err(Refusal::StoreBehind);
@@ -166,28 +162,6 @@ fn accept_refusal(e: AcceptError) -> Refusal {
             entry.execution_id
         )),
     }
-}
-
-/// Runs the workflow's signature check on the request as received.
-fn check_signature(
-    verifier: &Verifier,
-    workflow: &Workflow,
-    received: &Received<'_>,
-) -> Result<Verified, Refusal> {
-    let now = hookflow_model::time::now_millis() / 1000;
-    verifier
-        .check(&Signed {
-            request: &received.request,
-            body: received.body,
-            now,
-        })
-        .map_err(|reason| {
-            // The reason may quote what the sender wrote: escaped, so that
-            // it cannot forge log lines.
-            // The one line of this refused request (`rejected` logs the others).
-            tracing::info!(message = "Signature rejected.", workflow = %workflow.id, status = 401, reason = "invalid_signature", detail = ?reason.0);
-            Refusal::InvalidSignature
-        })
 }
 
 /// Renders the idempotency key over the request; an empty key means none.

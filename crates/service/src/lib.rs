@@ -14,6 +14,7 @@
 
 pub mod delivery;
 mod idempotency;
+mod intake;
 pub mod overview;
 pub mod parse_entries;
 pub mod refusal;
@@ -80,6 +81,8 @@ pub struct Service {
     retrying: tokio::sync::Mutex<()>,
     /// The idempotency keys of sync retries still running.
     retry_keys: retry::Retrying,
+    /// Turns for taking in large bodies off the HTTP workers.
+    large_bodies: intake::LargeBodies,
 }
 
 impl Service {
@@ -101,6 +104,7 @@ impl Service {
             reports: Mutex::default(),
             retrying: tokio::sync::Mutex::new(()),
             retry_keys: retry::Retrying::default(),
+            large_bodies: intake::LargeBodies::default(),
         });
         let catalog = service.load_catalog();
         service.install(&catalog)?;

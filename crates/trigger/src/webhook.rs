@@ -108,7 +108,7 @@ async fn run(
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: &AppState,
-    served: &Served,
+    served: &std::sync::Arc<Served>,
     deadline: Instant,
 ) -> Result<HttpResponse, ApiError> {
     if req.method() != Method::POST {
