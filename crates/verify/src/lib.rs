@@ -227,15 +227,15 @@ impl Verifier {
                 }),
                 DEFAULT_TOLERANCE,
             ),
-            VerifyDef::Feishu(_) => (
+            VerifyDef::Feishu(f) => (
                 Scheme::Feishu(feishu::Feishu {
                     token: SecretDigest::of(&[&secrets.field("token")?]),
                     encrypt_key: secrets.optional("encrypt_key")?,
                 }),
-                DEFAULT_TOLERANCE,
+                tolerance_of(&f.tolerance),
             ),
             VerifyDef::WechatpayV3(w) => (
-                Scheme::Wechatpay(wechatpay::Wechatpay::build(w, &secrets)?),
+                Scheme::Wechatpay(wechatpay::Wechatpay::build(&secrets)?),
                 tolerance_of(&w.tolerance),
             ),
             VerifyDef::Alipay(_) => (

@@ -181,21 +181,24 @@ impl MacScheme {
                     None => req.body,
                 };
                 let value = req.header(header)?;
-                let candidates =
-                    value
-                        .split([',', ' '])
-                        .filter(|s| !s.is_empty())
-                        .map(|s| match prefix {
-                            Some(p) => s.strip_prefix(p.as_str()).unwrap_or(""),
-                            None => s,
-                        });
-                any_valid(candidates, *encoding, &mac(*algorithm, secret, &[signed]))
+                let expected = mac(*algorithm, secret, &[signed]);
+                match prefix {
+                    Some(p) => any_valid(prefixed(&value, p), *encoding, &expected),
+                    None => any_valid(value.split(SEPARATORS), *encoding, &expected),
+                }
             }
             MacScheme::StandardWebhooks { key } => {
-                let id = req.header("webhook-id")?;
-                let ts = req.header("webhook-timestamp")?;
+                // Svix, the scheme's origin, names the headers `svix-*`
+                // (Clerk and Resend send those); `webhook-*` when the
+                // request has them.
+                let family = match req.request.header("webhook-signature") {
+                    Some(_) => "webhook",
+                    None => "svix",
+                };
+                let id = req.header(&format!("{family}-id"))?;
+                let ts = req.header(&format!("{family}-timestamp"))?;
                 fresh.check(&ts)?;
-                let value = req.header("webhook-signature")?;
+                let value = req.header(&format!("{family}-signature"))?;
                 // Signatures are separated by spaces; a repeated header
                 // arrives joined with `, `, so a trailing comma is dropped.
                 let candidates = value
@@ -258,6 +261,26 @@ impl MacScheme {
             }
         }
     }
+}
+
+/// What separates signatures in one header value (hex and base64 have
+/// neither).
+const SEPARATORS: [char; 2] = [',', ' '];
+
+/// The signatures of a header value that follow `prefix`, each up to the
+/// next separator. The prefix is found where a signature may start (at the
+/// value's start or after a separator), so that a prefix holding a
+/// separator itself (`HMAC-SHA256 `, `v1,`) still matches.
+fn prefixed<'a>(value: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> {
+    value
+        .match_indices(prefix)
+        .filter(|(i, _)| *i == 0 || value[..*i].ends_with(SEPARATORS))
+        .map(move |(i, _)| {
+            value[i + prefix.len()..]
+                .split(SEPARATORS)
+                .next()
+                .unwrap_or("")
+        })
 }
 
 /// Compares each candidate signature with the expected MAC (computed

@@ -265,6 +265,19 @@ fn standard_webhooks() {
         ("webhook-signature", stale_sig.as_str()),
     ];
     assert!(check(&v, &stale, body).is_err(), "stale");
+    // Svix's own header names (Clerk, Resend), the same signature.
+    let svix = [
+        ("svix-id", "msg_1"),
+        ("svix-timestamp", ts.as_str()),
+        ("svix-signature", both.as_str()),
+    ];
+    assert_eq!(check(&v, &svix, body), Ok(()));
+    let svix_other_id = [("svix-id", "msg_2"), svix[1], svix[2]];
+    assert!(check(&v, &svix_other_id, body).is_err(), "the id is signed");
+    // One family per request: a `webhook-signature` is checked with the
+    // `webhook-*` id and timestamp, never with `svix-*` ones.
+    let mixed = [svix[0], svix[1], ok[2]];
+    assert!(check(&v, &mixed, body).is_err());
 }
 
 #[test]
@@ -291,6 +304,25 @@ fn generic_hmac_with_prefix_timestamp_and_template() {
         Ok(()),
         "one of several"
     );
+    // A prefix holding a separator: `HMAC-SHA256 <base64>` in an
+    // Authorization header, `v1,<base64>` lists.
+    let b64 = &sig["sha512=".len()..];
+    let spaced = verifier("    preset: hmac\n    secret: k\n    header: Authorization\n    algorithm: sha512\n    encoding: base64\n    prefix: \"HMAC-SHA256 \"\n");
+    let value = format!("HMAC-SHA256 {b64}");
+    assert_eq!(check(&spaced, &[("Authorization", &value)], body), Ok(()));
+    let bare = [("Authorization", b64)];
+    assert!(
+        check(&spaced, &bare, body).is_err(),
+        "the prefix is required"
+    );
+    let listed = verifier("    preset: hmac\n    secret: k\n    header: X-Sig\n    algorithm: sha512\n    encoding: base64\n    prefix: \"v1,\"\n");
+    let value = format!("v1,AAAA v1,{b64}");
+    assert_eq!(check(&listed, &[("X-Sig", &value)], body), Ok(()));
+    let value = format!("v2,{b64}");
+    assert!(check(&listed, &[("X-Sig", &value)], body).is_err());
+    // The prefix is looked for where a signature starts, not inside one.
+    let inside = format!("x{sig}");
+    assert!(check(&v, &[("X-Sig", &inside)], body).is_err());
     // A templated payload and a timestamp header.
     let v = verifier("    preset: hmac\n    secret: k\n    header: X-Sig\n    payload: \"{{ trigger.headers['x-ts'] }}.{{ trigger.raw_body }}\"\n    timestamp_header: X-Ts\n");
     // The template sees the request itself: the signed payload is `<X-Ts>.<body>`.
@@ -457,6 +489,13 @@ fn feishu_token_encryption_signature_and_challenge() {
         ("X-Lark-Signature", old_sig.as_str()),
     ];
     assert!(check(&enc, &stale, &body).is_err(), "stale timestamp");
+    let patient =
+        verifier("    preset: feishu\n    token: tok\n    encrypt_key: ekey\n    tolerance: 1h\n");
+    assert_eq!(
+        check(&patient, &stale, &body),
+        Ok(()),
+        "within its tolerance"
+    );
     let wrong_sig = [headers[0], headers[1], ("X-Lark-Signature", "00")];
     assert!(check(&enc, &wrong_sig, &body).is_err(), "wrong signature");
     let other_key = format!(r#"{{"encrypt":"{}"}}"#, feishu_encrypt("other", event));
@@ -498,7 +537,8 @@ fn wechat_body(api_key: &[u8]) -> String {
 fn wechatpay_v3_signature_probe_and_resource() {
     let api_key = b"0123456789abcdef0123456789abcdef";
     let v = verifier(&format!(
-        "    preset: wechatpay_v3\n    public_key_id: SERIAL1\n    api_v3_key: {}\n    public_key: |\n{}",
+        // The key id is a template, as the keys are.
+        "    preset: wechatpay_v3\n    public_key_id: \"{{{{ 'SERIAL' ~ 1 }}}}\"\n    api_v3_key: {}\n    public_key: |\n{}",
         std::str::from_utf8(api_key).expect("utf8"),
         indent(PUBLIC)
     ));
@@ -616,6 +656,28 @@ fn alipay_rsa2_over_sorted_parameters() {
     assert!(
         check(&v, &[], &body.replace("&sign=", "&signx=")).is_err(),
         "missing sign"
+    );
+    // A GBK notification (`charset=gbk`): signed over the GBK bytes of
+    // 测试 (B2E2 CAD4), seen by the workflow as UTF-8 text.
+    let mut content = b"body=\xB2\xE2\xCA\xD4".to_vec();
+    content.extend_from_slice(b"&charset=gbk&out_trade_no=T1&total_amount=9.90");
+    let sign = rsa_sign(&content);
+    let mut gbk = String::from("body=%B2%E2%CA%D4&charset=gbk&out_trade_no=T1&total_amount=9.90&");
+    gbk.push_str(
+        &form_urlencoded::Serializer::new(String::new())
+            .append_pair("sign", &sign)
+            .append_pair("sign_type", "RSA2")
+            .finish(),
+    );
+    let verified = check_full(&v, &[], &gbk).expect("a GBK notification verifies");
+    let seen = verified.form.expect("the form as UTF-8 text");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(seen.as_bytes())
+        .into_owned()
+        .collect();
+    assert!(pairs.contains(&("body".into(), "测试".into())), "{pairs:?}");
+    assert!(
+        check(&v, &[], &gbk.replace("%CA%D4", "%CA%D5")).is_err(),
+        "tampered GBK bytes"
     );
     let bad_key = "title: v\ntrigger:\n  type: webhook\n  verify:\n    preset: alipay\n    public_key: not-a-key\n";
     let file = load_source(

@@ -4,7 +4,6 @@
 
 use crate::{pubkey, Freshness, Rejected, Secrets, SetupError, Signed, Verified};
 use base64::Engine;
-use hookflow_model::def::WechatpayVerifyDef;
 use serde_json::Value as Json;
 
 pub(crate) struct Wechatpay {
@@ -14,17 +13,21 @@ pub(crate) struct Wechatpay {
 }
 
 impl Wechatpay {
-    pub(crate) fn build(
-        def: &WechatpayVerifyDef,
-        secrets: &Secrets<'_>,
-    ) -> Result<Wechatpay, SetupError> {
+    pub(crate) fn build(secrets: &Secrets<'_>) -> Result<Wechatpay, SetupError> {
         let api_v3_key = secrets.field("api_v3_key")?;
         if api_v3_key.len() != 32 {
             return Err(SetupError::new("api_v3_key", "must be 32 bytes"));
         }
         Ok(Wechatpay {
             public_key: Box::new(pubkey::read(&secrets.field("public_key")?)?),
-            serial: def.public_key_id.clone(),
+            // A template like the key it names (`{{ secrets.WECHATPAY_KEY_ID }}`).
+            serial: match secrets.optional("public_key_id")? {
+                Some(id) => Some(
+                    String::from_utf8(id)
+                        .map_err(|_| SetupError::new("public_key_id", "is not UTF-8 text"))?,
+                ),
+                None => None,
+            },
             api_v3_key,
         })
     }

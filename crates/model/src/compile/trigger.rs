@@ -118,6 +118,7 @@ impl Cx<'_> {
             VerifyDef::WechatpayV3(w) => {
                 fields.push(("public_key", Some(&w.public_key)));
                 fields.push(("api_v3_key", Some(&w.api_v3_key)));
+                fields.push(("public_key_id", w.public_key_id.as_ref()));
             }
             VerifyDef::Alipay(a) => fields.push(("public_key", Some(&a.public_key))),
         }

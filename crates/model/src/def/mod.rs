@@ -326,6 +326,10 @@ pub struct FeishuVerifyDef {
     /// The encrypt key, when event encryption is on (template).
     #[serde(default)]
     pub encrypt_key: Option<String>,
+    /// How far `X-Lark-Request-Timestamp` may be from now when the request
+    /// is signed (an encrypt key is set); default 5m.
+    #[serde(default)]
+    pub tolerance: Option<Dur>,
 }
 
 /// WeChat Pay v3 settings.
@@ -335,7 +339,7 @@ pub struct FeishuVerifyDef {
 pub struct WechatpayVerifyDef {
     /// PEM of the platform public key (template).
     pub public_key: String,
-    /// When set, `Wechatpay-Serial` must equal it.
+    /// When set, `Wechatpay-Serial` must equal it (template).
     #[serde(default)]
     pub public_key_id: Option<String>,
     /// The APIv3 key that decrypts `resource` (template).
