@@ -604,3 +604,29 @@ fn running_no_case_fails() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("0 passed, 1 failed"), "{out}");
 }
+
+#[test]
+fn a_test_file_s_env_is_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for id in ["a", "b"] {
+        std::fs::write(
+            dir.path().join(format!("{id}.yaml")),
+            "title: T\nsecrets: [HF_SHARED_S]\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - type: response\n    body: { s: \"{{ secrets.HF_SHARED_S }}\" }\n",
+        )
+        .expect("workflow");
+    }
+    std::fs::write(
+        dir.path().join("a.test.yaml"),
+        "env: { HF_SHARED_S: from-a }\ncases:\n  - name: sees its env\n    expect: { body: { s: from-a } }\n",
+    )
+    .expect("test file");
+    // b sets nothing: the secret is unset for it, whatever ran before.
+    std::fs::write(
+        dir.path().join("b.test.yaml"),
+        "cases:\n  - name: sees no env of a\n    expect: { body: { s: \"\" } }\n",
+    )
+    .expect("test file");
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+}

@@ -277,7 +277,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// One step to a leaf.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Seg {
     Key(String),
     Each,
@@ -334,13 +334,17 @@ fn snake(name: &str) -> String {
 
 /// The entries of every leaf of `root`, in order of first appearance.
 fn leaves(root: &Node, aliases: &mut Aliases) -> Vec<SampleEntry> {
-    let mut found: Vec<(Vec<Seg>, Option<&'static str>)> = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
-    walk(root, &mut Vec::new(), &mut found, &mut keys);
+    let mut walk = Walk::default();
+    walk.node(root, &mut Vec::new());
+    let Walk {
+        found,
+        keys,
+        containers,
+    } = walk;
     found
         .into_iter()
         .zip(keys)
-        .map(|((segs, value_type), key)| {
+        .map(|((segs, seen), key)| {
             let name: Vec<&str> = segs
                 .iter()
                 .filter_map(|s| match s {
@@ -348,6 +352,12 @@ fn leaves(root: &Node, aliases: &mut Aliases) -> Vec<SampleEntry> {
                     Seg::Each => None,
                 })
                 .collect();
+            // A path that holds a mapping or list in another element of an
+            // array has no one type.
+            let value_type = match seen {
+                Seen::One(t) if !containers.contains(&key) => t,
+                _ => None,
+            };
             SampleEntry {
                 key,
                 alias: aliases.unique(&default_alias(&snake(&name.join("_")))),
@@ -357,51 +367,82 @@ fn leaves(root: &Node, aliases: &mut Aliases) -> Vec<SampleEntry> {
         .collect()
 }
 
-fn walk(
-    node: &Node,
-    segs: &mut Vec<Seg>,
-    found: &mut Vec<(Vec<Seg>, Option<&'static str>)>,
-    keys: &mut Vec<String>,
-) {
-    let leaf_type = match node {
-        Node::Map(members) if !members.is_empty() => {
-            for (k, v) in members {
-                segs.push(Seg::Key(k.clone()));
-                walk(v, segs, found, keys);
-                segs.pop();
-            }
-            return;
+/// The types a leaf's path was seen with, over the elements of the arrays
+/// on its way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seen {
+    /// One type (`None`: a value with no type of its own, such as null).
+    One(Option<&'static str>),
+    /// Values that no one type reads: the entry gets none.
+    Mixed,
+}
+
+impl Seen {
+    fn and(self, other: Option<&'static str>) -> Seen {
+        match (self, other) {
+            (Seen::One(a), b) if a == b => self,
+            // Every integer is a number.
+            (Seen::One(Some("integer")), Some("number"))
+            | (Seen::One(Some("number")), Some("integer")) => Seen::One(Some("number")),
+            _ => Seen::Mixed,
         }
-        Node::List(items) if !items.is_empty() => {
-            segs.push(Seg::Each);
-            for item in items {
-                walk(item, segs, found, keys);
-            }
-            segs.pop();
-            return;
-        }
-        Node::Map(_) => Some("object"),
-        Node::List(_) => Some("array"),
-        Node::Scalar(v) => type_of(v),
-    };
-    // The root itself (a scalar body) is no entry.
-    if segs.is_empty() {
-        return;
     }
-    let key = key_of(segs);
-    match keys.iter().position(|k| *k == key) {
-        // Seen under another element of an array: the types must agree.
-        Some(i) => {
-            let seen = &mut found[i].1;
-            if seen.is_none() {
-                *seen = leaf_type;
-            } else if leaf_type.is_some() && *seen != leaf_type {
-                *seen = None;
+}
+
+/// What walking a sample finds: its leaves in order, their keys, and the
+/// keys of paths that held a mapping or list with members.
+#[derive(Default)]
+struct Walk {
+    found: Vec<(Vec<Seg>, Seen)>,
+    keys: Vec<String>,
+    containers: std::collections::HashSet<String>,
+}
+
+impl Walk {
+    fn node(&mut self, node: &Node, segs: &mut Vec<Seg>) {
+        let leaf_type = match node {
+            Node::Map(members) if !members.is_empty() => {
+                self.container(segs);
+                for (k, v) in members {
+                    segs.push(Seg::Key(k.clone()));
+                    self.node(v, segs);
+                    segs.pop();
+                }
+                return;
+            }
+            Node::List(items) if !items.is_empty() => {
+                self.container(segs);
+                segs.push(Seg::Each);
+                for item in items {
+                    self.node(item, segs);
+                }
+                segs.pop();
+                return;
+            }
+            Node::Map(_) => Some("object"),
+            Node::List(_) => Some("array"),
+            Node::Scalar(v) => type_of(v),
+        };
+        // The root itself (a scalar body) is no entry.
+        if segs.is_empty() {
+            return;
+        }
+        let key = key_of(segs);
+        match self.keys.iter().position(|k| *k == key) {
+            // Seen under another element of an array: the types must agree.
+            Some(i) => self.found[i].1 = self.found[i].1.and(leaf_type),
+            None => {
+                self.found.push((segs.clone(), Seen::One(leaf_type)));
+                self.keys.push(key);
             }
         }
-        None => {
-            found.push((segs.clone(), leaf_type));
-            keys.push(key);
+    }
+
+    /// Notes a path that holds members (only under an array can the same
+    /// path also be a leaf).
+    fn container(&mut self, segs: &[Seg]) {
+        if segs.contains(&Seg::Each) {
+            self.containers.insert(key_of(segs));
         }
     }
 }

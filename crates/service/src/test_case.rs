@@ -136,13 +136,14 @@ fn request(trigger: Option<&TriggerRequest>) -> RequestOut {
 }
 
 /// A decoded query (`trigger.query`) as a query string again: lists as
-/// repeated names, nested mappings as `a[b]`.
+/// `a[0]`, `a[1]` (a repeated name would read back a list of one as a
+/// string), nested mappings as `a[b]`.
 fn query_string(query: &Json) -> String {
     fn add(out: &mut form_urlencoded::Serializer<'_, String>, name: &str, value: &Json) {
         match value {
             Json::Array(items) => {
-                for item in items {
-                    add(out, name, item);
+                for (i, item) in items.iter().enumerate() {
+                    add(out, &format!("{name}[{i}]"), item);
                 }
             }
             Json::Object(map) => {

@@ -205,9 +205,8 @@ fn run_file(file: &Path, wanted: &BTreeSet<&str>, seen: &mut BTreeSet<String>, t
     if cases.is_empty() && !wanted.is_empty() {
         return;
     }
-    for (k, v) in &tests.env {
-        std::env::set_var(k, v);
-    }
+    // For this file only: the next file sees the environment as it was.
+    let _env = FileEnv::set(&tests.env);
     let workflow = match workflow_file(file).and_then(|path| {
         let path = path.to_str().context("the workflow's path is not UTF-8")?;
         load_workflow(path, dir)
@@ -312,5 +311,31 @@ fn file_failed(problems: &[Diagnostic], tally: &mut Tally) {
     tally.failed += 1;
     for p in problems {
         println!("{p}");
+    }
+}
+
+/// A test file's `env`, set for as long as the file runs, then put back.
+struct FileEnv(Vec<(String, Option<std::ffi::OsString>)>);
+
+impl FileEnv {
+    fn set<'a>(env: impl IntoIterator<Item = (&'a String, &'a String)>) -> FileEnv {
+        let mut before = Vec::new();
+        for (k, v) in env {
+            before.push((k.clone(), std::env::var_os(k)));
+            std::env::set_var(k, v);
+        }
+        FileEnv(before)
+    }
+}
+
+impl Drop for FileEnv {
+    fn drop(&mut self) {
+        // In reverse, so that a name given twice ends as it began.
+        for (k, v) in self.0.drain(..).rev() {
+            match v {
+                Some(v) => std::env::set_var(&k, v),
+                None => std::env::remove_var(&k),
+            }
+        }
     }
 }

@@ -58,6 +58,29 @@ fn arrays_give_one_jsonpath_entry_per_leaf() {
 }
 
 #[test]
+fn a_path_whose_array_elements_differ_in_type_gets_none() {
+    let entries = body(
+        r#"{"l": [1, "two", 3], "n": [1, 2.5], "o": [1, 2, {"a": 3}], "p": [{"a": 1}, 2],
+            "q": [{"m": "1"}, {"m": null}], "r": [null, null], "s": [[1], 2]}"#,
+    );
+    assert_eq!(
+        keys(&entries),
+        vec![
+            ("$.l[*]", "l", None),
+            ("$.n[*]", "n", Some("number")),
+            ("$.o[*]", "o", None),
+            ("$.o[*].a", "o_a", Some("integer")),
+            ("$.p[*].a", "p_a", Some("integer")),
+            ("$.p[*]", "p", None),
+            ("$.q[*].m", "q_m", None),
+            ("$.r[*]", "r", None),
+            ("$.s[*][*]", "s", Some("integer")),
+            ("$.s[*]", "s_2", None),
+        ]
+    );
+}
+
+#[test]
 fn odd_and_non_ascii_keys_still_extract() {
     let sample = json!({"values": {"申请人": "张三", "金额": 12}, "a.b": 1,
                         "cached_values": {"38821": {"value": ["测试1"]}}, "it's": [{"x y": 1}]});

@@ -201,3 +201,26 @@ fn what_changes_between_runs() {
     assert_eq!(v.stable(&json!([1, ID])), None);
     assert_eq!(v.stable(&json!({"a": [1, 2]})), Some(json!({"a": [1, 2]})));
 }
+
+#[test]
+fn a_query_reads_back_as_it_was_decoded() {
+    for query in [
+        "ids[0]=7",
+        "n[b][0]=2",
+        "a=1&a=2",
+        "a[]=x&a[]=y",
+        "one[]=x",
+        "q[]=x&q[k]=y",
+        "a[b][c]=1&a[b][d]=2&a[e][]=3",
+        "x=1&e=&sp=a+b%26c%3D",
+        "m[0][k]=v&m[1][k]=w",
+    ] {
+        let decoded = hookflow_parser::parse_query(query);
+        let written = query_string(&decoded);
+        assert_eq!(
+            hookflow_parser::parse_query(&written),
+            decoded,
+            "{query} was written {written}"
+        );
+    }
+}
