@@ -630,3 +630,28 @@ fn a_test_file_s_env_is_its_own() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("2 passed, 0 failed"), "{out}");
 }
+
+#[test]
+fn a_case_that_expects_nothing_is_an_error_at_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "title: A\ntrigger: { type: webhook, mode: sync }\nnodes:\n  - { type: response, status: 500 }\n",
+    )
+    .expect("workflow");
+    std::fs::write(
+        dir.path().join("a.test.yaml"),
+        "cases:\n  - name: no expect at all\n  - name: a null body\n    expect: { body: null }\n",
+    )
+    .expect("test file");
+    let (code, out) = hookflow_test(dir.path(), &["."]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("a.test.yaml:2:5: case `no expect at all` expects nothing, so it cannot fail"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a.test.yaml:4:15: `body: null` expects nothing"),
+        "{out}"
+    );
+}

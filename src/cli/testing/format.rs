@@ -5,7 +5,7 @@ use hookflow_executor::{Stub, StubAnswers, StubFailure};
 use hookflow_model::diag::{Diagnostic, Severity};
 use hookflow_model::runtime::{NodeKind, Workflow};
 use hookflow_model::testfile::RunOutcomeDef;
-use hookflow_model::yaml::{from_yaml, DeErrorKind, Pos, Seg, Yaml};
+use hookflow_model::yaml::{from_yaml, DeErrorKind, Pos, Seg, Yaml, YamlKind};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -146,6 +146,18 @@ pub struct Expect {
     /// of the node matches, or a list with one item per request, in order.
     #[serde(default)]
     pub requests: BTreeMap<String, OneOrMany<RequestExpect>>,
+}
+
+impl Expect {
+    /// True when it checks nothing.
+    fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.body.is_none()
+            && self.headers.is_empty()
+            && self.run.is_none()
+            && self.nodes.is_none()
+            && self.requests.is_empty()
+    }
 }
 
 /// What one request sent by a request node must be.
@@ -344,7 +356,35 @@ pub fn check_keys(
         .map(|(k, _)| k)
         .collect();
     let mut problems = Vec::new();
+    let mut problem = |at: &[Seg], message: String| {
+        let pos = tree.locate(at);
+        problems.push(Diagnostic {
+            file: path.to_path_buf(),
+            line: pos.line,
+            column: pos.column,
+            severity: Severity::Error,
+            message,
+        });
+    };
     for (i, case) in tests.cases.iter().enumerate() {
+        let body_at: Vec<Seg> = vec!["cases".into(), i.into(), "expect".into(), "body".into()];
+        if tree.get(&body_at).is_some_and(|b| b.kind == YamlKind::Null) {
+            problem(
+                &body_at,
+                "`body: null` expects nothing: give the body the answer must have \
+                 (`\"\"` for an empty one), or leave `body` out"
+                    .into(),
+            );
+        } else if case.expect.is_empty() {
+            problem(
+                &["cases".into(), i.into()],
+                format!(
+                    "case `{}` expects nothing, so it cannot fail: give it `expect:` \
+                     (`status`, `body`, `headers`, `run`, `nodes` or `requests`)",
+                    case.name
+                ),
+            );
+        }
         let keys = case
             .stubs
             .keys()
@@ -362,14 +402,7 @@ pub fn check_keys(
             let mut at: Vec<Seg> = vec!["cases".into(), i.into()];
             at.extend(under.iter().map(|s| Seg::from(*s)));
             at.push(key.as_str().into());
-            let pos = tree.locate(&at);
-            problems.push(Diagnostic {
-                file: path.to_path_buf(),
-                line: pos.line,
-                column: pos.column,
-                severity: Severity::Error,
-                message: unknown_key_message(key, what, workflow, &request_keys),
-            });
+            problem(&at, unknown_key_message(key, what, workflow, &request_keys));
         }
     }
     problems
