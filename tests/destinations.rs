@@ -534,3 +534,37 @@ fn credentials_are_not_carried_to_another_origin_by_a_redirect() {
     assert_eq!(result["status"], json!(200), "{result}");
     assert_eq!(elsewhere.hits_on("/took").len(), 1);
 }
+
+#[test]
+fn a_node_s_own_authorization_header_wins_over_url_user_info() {
+    let up = Upstream::start();
+    let with_user = up.base.replacen("http://", "http://robot:pw-9d1c@", 1);
+    let app = TestApp::spawn_with(
+        &[
+            (
+                "a.yaml",
+                &call_flow(
+                    "own-auth-1",
+                    &format!("{with_user}/own"),
+                    "    headers: { Authorization: \"Bearer tok-1\" }\n",
+                ),
+            ),
+            (
+                "b.yaml",
+                &call_flow("url-auth-1", &format!("{with_user}/url"), ""),
+            ),
+        ],
+        Options::default(),
+    );
+    run_result(&app, "own-auth-1");
+    run_result(&app, "url-auth-1");
+    let sent = |path: &str| {
+        let hits = up.hits_on(path);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        hits[0].headers.get("authorization").cloned()
+    };
+    // One header, the node's: not Basic from the URL beside it.
+    assert_eq!(sent("/own").as_deref(), Some("Bearer tok-1"));
+    // Without one, the URL's user info is sent as Basic credentials.
+    assert_eq!(sent("/url").as_deref(), Some("Basic cm9ib3Q6cHctOWQxYw=="));
+}

@@ -129,7 +129,7 @@ pub async fn run(
                 Ok(()) => {
                     let mut req = outbound
                         .client(spec.follow_redirects, credentials)
-                        .request(method.clone(), url.clone())
+                        .request(method.clone(), sent_url(&url, &headers))
                         .timeout(spec.timeout);
                     if let Some((_, bytes)) = &body {
                         req = req.body(bytes.clone());
@@ -439,4 +439,21 @@ mod tests {
             "the jitter still draws below the cap"
         );
     }
+}
+
+/// The URL a try is sent to. The HTTP client turns user info into a Basic
+/// `Authorization` header; a node that gives its own `Authorization` meant
+/// that one (the client would send both, and servers read the first).
+fn sent_url(url: &reqwest::Url, headers: &[(String, String)]) -> reqwest::Url {
+    let own = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    if !own || (url.username().is_empty() && url.password().is_none()) {
+        return url.clone();
+    }
+    let mut url = url.clone();
+    // Only URLs that cannot hold user info refuse these (checked above).
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
 }
