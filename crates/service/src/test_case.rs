@@ -54,6 +54,14 @@ pub enum TestCaseError {
     /// The run has not finished: there is nothing to expect yet.
     #[error("execution {0} has not finished")]
     NotFinished(String),
+    /// A request node's recorded answer was cut to fit the record: a stub
+    /// made from it would not answer as the upstream did.
+    #[error(
+        "the recorded answer of request node `{0}` was cut to fit the record (`--max-result`): \
+         a case cannot give it again; write its stub by hand, or raise `--max-result` and \
+         export a new run"
+    )]
+    Cut(String),
     /// The YAML could not be written.
     #[error("cannot write the test file: {0}")]
     Yaml(String),
@@ -64,7 +72,27 @@ pub fn test_case(record: &ExecutionRecord) -> Result<TestCase, TestCaseError> {
     if !record.status.is_finished() {
         return Err(TestCaseError::NotFinished(record.id.clone()));
     }
-    let volatile = Volatile { id: &record.id };
+    // A request node's answer cut to fit the record cannot be given again.
+    // (Only keyed nodes are stubbed: see [`stubs`].)
+    let cut = record
+        .jobs
+        .iter()
+        .filter(|j| j.kind == "request" && j.truncated);
+    if let Some(key) = cut
+        .filter(|j| !j.tries.is_empty())
+        .find_map(|j| j.key.clone())
+    {
+        return Err(TestCaseError::Cut(key));
+    }
+    let days = [Some(record.started_at), record.finished_at]
+        .into_iter()
+        .flatten()
+        .map(|t| hookflow_model::time::millis_to_rfc3339(t.millis())[..10].to_string())
+        .collect();
+    let volatile = Volatile {
+        id: &record.id,
+        days,
+    };
     let expect = ExpectOut {
         status: record.response.as_ref().map(|r| r.status),
         body: record
@@ -168,7 +196,9 @@ fn query_string(query: &Json) -> String {
             add(&mut out, k, v);
         }
     }
-    out.finish()
+    // Brackets as written (`tag[0]=x`): the query is read the same either
+    // way, since names and values are percent-decoded before brackets are.
+    out.finish().replace("%5B", "[").replace("%5D", "]")
 }
 
 /// The recorded tries of every keyed request node, one stub per try, in
@@ -222,6 +252,9 @@ fn stub_of(t: &TryRecord) -> StubOut {
 struct Volatile<'a> {
     /// The run's execution id.
     id: &'a str,
+    /// The days it ran on (`YYYY-MM-DD`, UTC): a time or date rendered
+    /// into a longer text (`handled at {{ now }}`) holds one.
+    days: Vec<String>,
 }
 
 impl Volatile<'_> {
@@ -248,6 +281,7 @@ impl Volatile<'_> {
     fn changes(&self, s: &str) -> bool {
         s.contains(self.id)
             || s.contains(REDACTED)
+            || self.days.iter().any(|day| s.contains(day.as_str()))
             || hookflow_model::time::parse_rfc3339(s).is_some()
             || looks_like_uuid(s)
     }

@@ -20,7 +20,7 @@ pub fn get(req: &HttpRequest, state: &AppState, id: &str) -> Result<HttpResponse
         .map_err(|e| Refusal::Internal(e.to_string()))?
         .ok_or_else(|| Refusal::NotFound(format!("no execution {id}")))?;
     let case = test_case(&record).map_err(|e| match e {
-        TestCaseError::NotFinished(_) => Refusal::Conflict(e.to_string()),
+        TestCaseError::NotFinished(_) | TestCaseError::Cut(_) => Refusal::Conflict(e.to_string()),
         TestCaseError::Yaml(_) => Refusal::Internal(e.to_string()),
     })?;
     // Scrubbed like every admin answer (SPEC §3).

@@ -130,7 +130,10 @@ fn a_run_becomes_one_case_that_reads_back() {
         ]
     );
     assert_eq!(c.request.method, None);
-    assert_eq!(c.request.query.as_deref(), Some("source=shop&tag=x&tag=y"));
+    assert_eq!(
+        c.request.query.as_deref(),
+        Some("source=shop&tag[0]=x&tag[1]=y")
+    );
     // Strings that look like other types stay strings.
     assert_eq!(
         c.request.body,
@@ -189,8 +192,32 @@ fn raw_bodies_methods_and_unfinished_runs() {
 }
 
 #[test]
+fn a_request_answer_cut_to_fit_the_record_is_not_replayed() {
+    let mut r = record();
+    let erp = r
+        .jobs
+        .iter_mut()
+        .find(|j| j.key.as_deref() == Some("erp"))
+        .expect("the erp node");
+    erp.truncated = true;
+    match test_case(&r) {
+        Err(TestCaseError::Cut(key)) => assert_eq!(key, "erp"),
+        other => panic!("{other:?}"),
+    }
+    // A cut result of another kind of node stubs nothing: exported.
+    let mut r = record();
+    for j in r.jobs.iter_mut().filter(|j| j.kind != "request") {
+        j.truncated = true;
+    }
+    assert!(test_case(&r).is_ok());
+}
+
+#[test]
 fn what_changes_between_runs() {
-    let v = Volatile { id: ID };
+    let v = Volatile {
+        id: ID,
+        days: vec!["2026-12-03".into()],
+    };
     assert!(v.changes(ID));
     assert!(v.changes(&format!("{ID}-erp")));
     assert!(v.changes("2026-01-31T10:02:00.5+01:00"));
@@ -198,6 +225,9 @@ fn what_changes_between_runs() {
     assert!(v.changes("Bearer [redacted]"));
     assert!(!v.changes("SUCCESS"));
     assert!(!v.changes("2026-01-31"));
+    // A time or date of the run's day inside a longer text.
+    assert!(v.changes("handled at 2026-12-03T07:45:10.101Z"));
+    assert!(v.changes("day 2026-12-03"));
     assert_eq!(v.stable(&json!([1, ID])), None);
     assert_eq!(v.stable(&json!({"a": [1, 2]})), Some(json!({"a": [1, 2]})));
 }
