@@ -1,7 +1,7 @@
 //! What `hookflow run` and `hookflow test` share: finding a workflow, building
 //! a request without a server, running it in memory, printing the trace.
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use hookflow_executor::{Executor, ExecutorConfig, OfflineRun, RunInput, Stubs};
 use hookflow_model::request::Verified;
 use hookflow_model::{load_source, LoadOptions, SecretPolicy, Workflow};
@@ -23,8 +23,18 @@ pub fn load_workflow(spec: &str, dir: &Path) -> anyhow::Result<Arc<Workflow>> {
             dir.join(format!("{spec}.yml"))
         }
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    if spec.ends_with(".test.yaml") || spec.ends_with(".test.yml") {
+        bail!("{spec} is a test file: run its cases with `hookflow test {spec}`");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| match path.extension() {
+        // Looked for under both names.
+        Some(ext) if ext == "yml" && !spec.ends_with(".yml") => format!(
+            "cannot read {} or {}",
+            dir.join(format!("{spec}.yaml")).display(),
+            path.display()
+        ),
+        _ => format!("cannot read {}", path.display()),
+    })?;
     let id = hookflow_model::load::workflow_id_of(&path).unwrap_or_else(|| spec.to_string());
     let file = load_source(
         &id,

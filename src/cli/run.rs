@@ -40,13 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
         None => Vec::new(),
     };
-    let mut headers = Vec::new();
-    for h in &args.headers {
-        let (name, value) = h
-            .split_once(':')
-            .with_context(|| format!("header `{h}` must look like `Name: value`"))?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
+    let mut headers = super::sample::parse_headers(&args.headers)?;
     if !body.is_empty()
         && !headers
             .iter()

@@ -62,6 +62,16 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
+    // A folder without workflow files: a mistyped path in CI must not pass
+    // (as `hookflow test` running no case).
+    if files == 0 && errors == 0 {
+        let named: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "error: no workflow file found in {} (workflow files end in .yaml or .yml)",
+            named.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
     match args.format {
         Format::Text => {
             for d in &diagnostics {

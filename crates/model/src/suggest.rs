@@ -3,9 +3,11 @@
 /// The candidates close enough to `name` to be a likely typo of it: the
 /// closest ones (at most three).
 pub fn close_names<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    // Half a short name is no typo of it (`date` is not `safe`, `upcase`
+    // not `escape`).
     let limit = match name.chars().count() {
-        0..=2 => 1,
-        3..=5 => 2,
+        0..=4 => 1,
+        5..=7 => 2,
         _ => 3,
     };
     let mut scored: Vec<(usize, &str)> = candidates

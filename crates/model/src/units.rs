@@ -116,6 +116,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
+/// A bare number given as a duration: which unit to add (zero, which no
+/// duration field takes, is given a positive example).
+fn unitless(v: impl std::fmt::Display) -> String {
+    let text = v.to_string();
+    match text.as_str() {
+        "0" | "-0" => {
+            format!("duration `{text}` needs a unit and must be longer than zero, e.g. 30s")
+        }
+        _ if text.starts_with('-') => {
+            format!("duration `{text}` cannot be negative; give a unit too, e.g. 30s")
+        }
+        _ => format!("duration `{text}` needs a unit, e.g. {text}s"),
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -128,10 +143,10 @@ impl<'de> Deserialize<'de> for Dur {
                 parse_duration(v).map(Dur).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                Err(E::custom(format!("duration `{v}` needs a unit, e.g. {v}s")))
+                Err(E::custom(unitless(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Err(E::custom(format!("duration `{v}` needs a unit, e.g. {v}s")))
+                Err(E::custom(unitless(v)))
             }
         }
         d.deserialize_any(V)
@@ -231,6 +246,14 @@ mod tests {
             let error = parse_duration(long).expect_err(long);
             assert!(error.contains("too long"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_bare_number_is_told_which_unit_to_add() {
+        assert_eq!(unitless(30), "duration `30` needs a unit, e.g. 30s");
+        // Zero is no duration anywhere: no `0s` to be refused next.
+        assert!(!unitless(0).contains("e.g. 0s"), "{}", unitless(0));
+        assert!(unitless(-5).contains("cannot be negative"));
     }
 
     #[test]

@@ -610,6 +610,14 @@ fn unknown_filters_and_tests_are_reported_where_written() {
             (9, 25, "unknown filter `uper`; did you mean `upper`?"),
         ],
     );
+    // Another template language's name, and a short name nothing is close to.
+    check(
+        &sync("  - type: log\n    message: \"{{ 'a' | upcase }} {{ 'b' | date }}\"\n"),
+        &[
+            (7, 24, "unknown filter `upcase`; here it is `upper`"),
+            (7, 43, "unknown filter `date`; the filters are: abs,"),
+        ],
+    );
     // Nothing close: the hint lists them all.
     check(
         &sync("  - type: log\n    message: \"{{ trigger.body | frobnicate }}\"\n"),

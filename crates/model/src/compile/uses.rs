@@ -227,7 +227,27 @@ fn walk_lines(lines: &[&str], value: Pos, source: &str, offset: usize) -> Option
     None
 }
 
+/// Filters by the names other template languages (Liquid, Jinja
+/// extensions, Django) give them.
+const OTHER_NAMES: &[(&str, &str)] = &[
+    ("upcase", "upper"),
+    ("downcase", "lower"),
+    ("strip", "trim"),
+    ("size", "length"),
+    ("json", "tojson"),
+    ("to_json", "tojson"),
+    ("jsonify", "tojson"),
+    ("url_encode", "urlencode"),
+    ("escape_uri", "urlencode"),
+];
+
 fn unknown(what: &str, name: &str, names: &[&str]) -> String {
+    let ours = OTHER_NAMES
+        .iter()
+        .find(|(other, ours)| *other == name && names.contains(ours));
+    if let Some((_, ours)) = ours {
+        return format!("unknown {what} `{name}`; here it is `{ours}`");
+    }
     let close = close_names(name, names.iter().copied());
     if close.is_empty() {
         format!(
