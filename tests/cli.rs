@@ -457,7 +457,22 @@ fn commands_that_cannot_do_their_work_exit_1_and_a_wrong_command_line_2() {
     let workflows = at("workflows");
     let data = at("data");
     let nope = at("nope.json");
+    std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    let empty = at("empty");
+    let missing_yaml = format!("cannot read {}", at("workflows/missing.yaml"));
+    let test_file = at("workflows/taken.test.yaml");
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["validate", &empty], 1, "no workflow file found in"),
+        (
+            vec!["run", &test_file],
+            1,
+            "is a test file: run its cases with `hookflow test",
+        ),
+        (
+            vec!["run", "taken", "--workflows", &workflows, "-H", ": v"],
+            1,
+            "has no name",
+        ),
         (
             vec![
                 "serve",
@@ -474,7 +489,8 @@ fn commands_that_cannot_do_their_work_exit_1_and_a_wrong_command_line_2() {
         (
             vec!["run", "missing", "--workflows", &workflows],
             1,
-            "cannot read",
+            // Both names it looked for.
+            &missing_yaml,
         ),
         (vec!["sample", "--body", &nope], 1, "cannot read"),
         (
