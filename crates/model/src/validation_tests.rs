@@ -221,7 +221,7 @@ fn templates_and_expressions_that_do_not_compile() {
     // with a fix.
     check(
         &sync("  - type: log\n    message: |\n      first {{ vars.x }}\n      second\n        third {{ vars.y\n"),
-        &[(10, 9, "syntax error: unexpected end of input, expected end of variable block; a `{{` is not closed: end it with `}}`")],
+        &[(10, 9, "syntax error: unexpected end of input, expected end of variable block; the expression stops short of its end (`{{ 1 + }}`), or a `{{` is not closed: end it with `}}`")],
     );
     // One `{{ }}` over several lines: the line of its own source.
     check(

@@ -429,7 +429,8 @@ fn syntax_hint(e: &crate::template::CompileError) -> &'static str {
     if !m.starts_with("syntax error") {
         ""
     } else if m.contains("end of variable block") {
-        "; a `{{` is not closed: end it with `}}`"
+        "; the expression stops short of its end (`{{ 1 + }}`), or a `{{` is not closed: \
+         end it with `}}`"
     } else if m.contains("end of block") {
         "; a `{%` is not closed with `%}`, or an `{% if %}` or `{% for %}` has no \
          `{% endif %}` or `{% endfor %}`"
