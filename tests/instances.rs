@@ -218,6 +218,16 @@ fn a_killed_instance_s_runs_are_taken_over_after_the_lease() {
         "no taken-over run ran B's version"
     );
     assert!(after.values().all(|n| *n == 1), "ran once each: {after:?}");
+    // B woke runs A put to wait: its gauge counts the database's waiting
+    // runs (none now), not what B saw start or end waiting (-4).
+    eventually(Duration::from_secs(10), "B's waiting gauge at 0", || {
+        let r = b.admin_get("/metrics");
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+            .lines()
+            .any(|l| l == "hookflow_runs{state=\"waiting\"} 0")
+            .then_some(())
+    });
 }
 
 /// An instance paused past its lease (a stopped VM, a long GC, a network
@@ -281,6 +291,87 @@ fn a_paused_instance_stops_a_run_taken_over_from_it() {
     // flight, and the one after, may run twice; every later node once.
     assert!(counts.iter().all(|n| (1..=2).contains(n)), "{counts:?}");
     assert!(counts[3..].iter().all(|n| *n == 1), "{counts:?}");
+}
+
+/// Runs still queued on an instance paused past their lease are taken over
+/// and finished elsewhere; on waking, the paused instance does not start
+/// them again (only the run it had in flight may repeat a node or two).
+#[test]
+fn a_paused_instance_does_not_start_runs_taken_over_while_queued() {
+    let up = Upstream::start();
+    let flow = format!(
+        "title: Queued\nenabled: true\ntrigger: {{ type: webhook, mode: async, key: queued-key-01 }}\nnodes:\n  - key: mid\n    type: request\n    method: GET\n    url: \"{base}/sleep/400?n={{{{ trigger.body.n }}}}\"\n  - key: end\n    type: request\n    method: GET\n    url: \"{base}/echo/end-{{{{ trigger.body.n }}}}\"\n",
+        base = up.base
+    );
+    let url = postgres_db();
+    let a = TestApp::spawn_with(
+        &[("queued.yaml", &flow)],
+        Options {
+            store: Some(url.clone()),
+            args: vec!["--workers".into(), "1".into()],
+            ..Options::default()
+        },
+    );
+    let b = TestApp::spawn_with(
+        &[("queued.yaml", &flow)],
+        Options {
+            store: Some(url),
+            ..Options::default()
+        },
+    );
+    let ids: Vec<String> = (0..10)
+        .map(|n| {
+            let r = a.post_json("queued-key-01", &json!({ "n": n }));
+            assert_eq!(r.status, 200, "{r:?}");
+            r.execution()
+        })
+        .collect();
+    eventually(Duration::from_secs(10), "A's first call", || {
+        (!up.hits_on("/sleep/400").is_empty()).then_some(())
+    });
+    let pid = i32::try_from(a.pid()).expect("pid");
+    // SAFETY: signals to our own child process.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    for id in &ids {
+        let record = b.finished(id, Duration::from_secs(60));
+        assert_eq!(record["status"], json!("resolved"), "{record}");
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    // Time for A to start what it still had queued, were it to.
+    std::thread::sleep(Duration::from_secs(4));
+    let count = |prefix: &str, n: u32| {
+        up.hits()
+            .iter()
+            .filter(|h| match prefix {
+                "mid" => h.path == "/sleep/400" && h.query == format!("n={n}"),
+                _ => h.path == format!("/echo/end-{n}"),
+            })
+            .count()
+    };
+    let mids: Vec<usize> = (0..10).map(|n| count("mid", n)).collect();
+    let ends: Vec<usize> = (0..10).map(|n| count("end", n)).collect();
+    assert!(
+        mids.iter().chain(&ends).all(|c| (1..=2).contains(c)),
+        "{mids:?} {ends:?}"
+    );
+    // Only the run A had in flight may have repeated a node.
+    let repeated = (0..10).filter(|&i| mids[i] > 1 || ends[i] > 1).count();
+    assert!(
+        repeated <= 1,
+        "runs repeated: {mids:?} {ends:?}\n{}",
+        a.log_text()
+    );
+    assert!(
+        a.log_text()
+            .contains("taken over by another instance while it waited here"),
+        "{}",
+        a.log_text()
+    );
 }
 
 #[test]
@@ -624,4 +715,89 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
     });
     assert_eq!(send(&hook, "{\"n\": 1}").0, 200, "taken in again");
     assert_eq!(app.get("/healthz").status, 200);
+}
+
+/// An idempotency key's read waits on a database that does not answer
+/// (another session holds its table): the request waits, but the HTTP
+/// worker it came on goes on serving `/healthz` and other requests.
+#[test]
+fn a_hung_idempotency_read_holds_up_no_other_request() {
+    let keyed = "title: Keyed\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: hung-keyed-01\n  idempotency: { key: \"{{ trigger.body.id }}\" }\nnodes:\n  - type: response\n    body: { ok: true }\n";
+    let url = postgres_db();
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+        .to_string();
+    let app = TestApp::spawn_with(
+        &[("keyed.yaml", keyed)],
+        Options {
+            store: Some(url),
+            ..Options::default()
+        },
+    );
+    let holder = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            hookflow_pgtest::cluster().psql_in(
+                &db,
+                "BEGIN; LOCK TABLE hookflow_idempotency IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(25); COMMIT;",
+            )
+        })
+    };
+    eventually(Duration::from_secs(10), "the lock", || {
+        let held = hookflow_pgtest::cluster()
+            .psql_in(
+                &db,
+                "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_idempotency'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+            )
+            .unwrap_or_default();
+        (held.trim() == "1").then_some(())
+    });
+    // More keyed requests than the server has HTTP workers, each waiting.
+    let keyed_hook = app.hook("hung-keyed-01");
+    let senders: Vec<_> = (0..4)
+        .map(|n| {
+            let hook = keyed_hook.clone();
+            std::thread::spawn(move || send(&hook, &json!({ "id": format!("k{n}") }).to_string()))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        senders.iter().all(|s| !s.is_finished()),
+        "the keyed requests wait"
+    );
+    let quick = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .new_agent();
+    let health = quick
+        .get(format!("http://{}/healthz", app.addr()))
+        .call()
+        .expect("/healthz answers while the keyed requests wait");
+    assert_eq!(health.status().as_u16(), 200);
+    // (A webhook that writes waits for the store's writer, which waits for
+    // the table too; one that does not is answered.)
+    let unknown = quick
+        .post(format!(
+            "http://{}/api/webhook:trigger/no-such-key-1",
+            app.addr()
+        ))
+        .header("content-type", "application/json")
+        .send("{}")
+        .expect("a webhook answered while the keyed requests wait");
+    assert_eq!(unknown.status().as_u16(), 404);
+    hookflow_pgtest::cluster()
+        .psql_in(
+            &db,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND pid <> pg_backend_pid()",
+        )
+        .expect("end the lock");
+    let _ = holder.join();
+    for sender in senders {
+        let (status, _, body) = sender.join().expect("sender");
+        assert_eq!(status, 200, "{body}");
+    }
 }

@@ -146,6 +146,8 @@ impl Executor {
                 workflow,
                 handles,
                 headers,
+                // After the accept committed, its lease with it.
+                leased_at: std::time::Instant::now(),
             })));
             Ok(())
         }));
@@ -222,7 +224,7 @@ impl Executor {
                 new.record.id.clone(),
                 Some((new.workflow.clone(), new.record.started_ms)),
             ),
-            ReadyRun::Stored { id } => (id.clone(), None),
+            ReadyRun::Stored { id, .. } => (id.clone(), None),
         };
         let driven = AssertUnwindSafe(self.execute_unguarded(item))
             .catch_unwind()
@@ -234,6 +236,9 @@ impl Executor {
     }
 
     async fn execute_unguarded(&self, item: ReadyRun) {
+        if !self.still_ours(&item) {
+            return;
+        }
         let run = match item {
             ReadyRun::New(new) => {
                 let NewRun {
@@ -243,16 +248,17 @@ impl Executor {
                     workflow,
                     handles,
                     headers,
+                    leased_at: _,
                 } = *new;
                 let mut run = self.run_of(workflow, Some(handles), record, state, scope);
                 run.header_scrubber = headers;
                 run
             }
-            ReadyRun::Stored { id } => match self.load(&id) {
+            ReadyRun::Stored { id, leased_at } => match self.load(&id) {
                 crate::recovery::Loaded::Run(run) => *run,
                 crate::recovery::Loaded::Nothing => return,
                 crate::recovery::Loaded::Later => {
-                    self.load_later(id);
+                    self.load_later(id, leased_at);
                     return;
                 }
             },

@@ -10,7 +10,7 @@ use hookflow_model::template::Scope;
 use hookflow_store::ExecutionRecord;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 /// Queue sizes.
@@ -42,6 +42,8 @@ pub struct NewRun {
     /// The values of its request's secret-bearing headers to scrub
     /// (`crate::record::header_scrubber`).
     pub headers: Option<Arc<hookflow_model::scrub::Scrubber>>,
+    /// When it was queued, its lease (on a shared store) just taken.
+    pub leased_at: Instant,
 }
 
 /// A run ready for a worker.
@@ -50,7 +52,12 @@ pub enum ReadyRun {
     New(Box<NewRun>),
     /// Resumed after a restart or woken after a delay: read from the store
     /// when a worker takes it (nothing of it is held meanwhile).
-    Stored { id: String },
+    Stored {
+        id: String,
+        /// When this instance last took its lease (on a shared store), at
+        /// the latest.
+        leased_at: Instant,
+    },
 }
 
 pub struct Queue {

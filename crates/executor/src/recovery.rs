@@ -13,7 +13,7 @@ use crate::{AcceptError, Executor};
 use hookflow_model::time::{now_millis, Timestamp};
 use hookflow_store::{ExecutionRecord, RunStatus};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs read from the store per call.
 const PAGE: usize = 256;
@@ -95,7 +95,7 @@ impl Executor {
                 return;
             };
             for id in ids {
-                if id >= boundary || !self.queue_stored(id).await {
+                if id >= boundary || !self.queue_stored(id, Instant::now()).await {
                     return;
                 }
             }
@@ -126,9 +126,45 @@ impl Executor {
         let count = ids.len();
         for (id, slot) in ids.into_iter().zip(slots) {
             tracing::info!(message = "Taking over a run.", execution_id = %id);
-            slot.push(ReadyRun::Stored { id });
+            slot.push(ReadyRun::Stored {
+                id,
+                leased_at: Instant::now(),
+            });
         }
         count
+    }
+
+    /// Whether a queued run is still this instance's to start. On a shared
+    /// store a run waits in this queue under a lease taken when it was
+    /// queued; if it waited long enough for that lease to have run out (the
+    /// process was paused, the database away), another instance may have
+    /// claimed, run and finished it meanwhile: the store is asked. A run
+    /// that waited less than a quarter of the lease is surely still held
+    /// (no round trip). When the store cannot tell, the run is read again
+    /// later and asked about again.
+    pub(crate) fn still_ours(&self, item: &ReadyRun) -> bool {
+        let Some(lease) = self.store.lease() else {
+            return true;
+        };
+        let (id, leased_at) = match item {
+            ReadyRun::New(new) => (&new.record.id, new.leased_at),
+            ReadyRun::Stored { id, leased_at } => (id, *leased_at),
+        };
+        if leased_at.elapsed() < lease / 4 {
+            return true;
+        }
+        match self.store.still_held(vec![id.clone()]) {
+            Ok(held) if held.is_empty() => {
+                tracing::warn!(message = "A queued run was taken over by another instance while it waited here; not starting it.", execution_id = %id);
+                false
+            }
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(message = "Could not check that a queued run is still this instance's; reading it again later.", execution_id = %id, %error);
+                self.load_later(id.clone(), leased_at);
+                false
+            }
+        }
     }
 
     /// Stops the runs this instance drives that another instance took over.
@@ -174,10 +210,10 @@ impl Executor {
         // Runs left waiting by the last process count as waiting: counted
         // once, off the start and before any is woken.
         let store = self.store.clone();
-        let counted = tokio::task::spawn_blocking(move || store.due(u64::MAX, usize::MAX)).await;
+        let counted = tokio::task::spawn_blocking(move || store.count_waiting()).await;
         match counted {
-            Ok(Ok(ids)) => {
-                let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            Ok(Ok(n)) => {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
                 self.env.metrics.runs().waiting.inc_by(n);
             }
             Ok(Err(error)) => {
@@ -196,9 +232,15 @@ impl Executor {
                     Vec::new()
                 }
             };
+            let shared = self.store.shared();
             for id in &due {
-                self.env.metrics.runs().waiting.dec();
-                self.queue.push_woken(ReadyRun::Stored { id: id.clone() });
+                if !shared {
+                    self.env.metrics.runs().waiting.dec();
+                }
+                self.queue.push_woken(ReadyRun::Stored {
+                    id: id.clone(),
+                    leased_at: Instant::now(),
+                });
             }
             if due.len() == PAGE {
                 continue;
@@ -208,6 +250,19 @@ impl Executor {
                 Ok(Some(at)) => at.min(saved),
                 _ => saved,
             };
+            if shared {
+                // Every instance's waiting runs, as the store counts them:
+                // one instance puts a run to wait, another wakes it.
+                match self.store.count_waiting() {
+                    Ok(n) => {
+                        let n = i64::try_from(n).unwrap_or(i64::MAX);
+                        self.env.metrics.runs().waiting.set(n);
+                    }
+                    Err(error) => {
+                        tracing::warn!(message = "Could not count the waiting runs.", %error)
+                    }
+                }
+            }
             // Other instances add waiting runs to a shared store: look often.
             let longest = if self.store.shared() {
                 SHARED_POLL
@@ -266,21 +321,21 @@ impl Executor {
     /// Queues a run whose read failed again after a pause, as a place in
     /// the queue frees up (unless the server is stopping: then it stays on
     /// disk, and its lease runs out for another instance).
-    pub(crate) fn load_later(&self, id: String) {
+    pub(crate) fn load_later(&self, id: String, leased_at: Instant) {
         let exec = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(READ_AGAIN).await;
-            exec.queue_stored(id).await;
+            exec.queue_stored(id, leased_at).await;
         });
     }
 
     /// Queues a run read from the store as soon as the queue has room;
     /// false when the queue takes no more runs (the server is stopping).
-    async fn queue_stored(&self, id: String) -> bool {
+    async fn queue_stored(&self, id: String, leased_at: Instant) -> bool {
         loop {
             match self.queue.reserve() {
                 Ok(slot) => {
-                    slot.push(ReadyRun::Stored { id });
+                    slot.push(ReadyRun::Stored { id, leased_at });
                     return true;
                 }
                 Err(AcceptError::QueueFull) => tokio::time::sleep(FULL_QUEUE_PAUSE).await,

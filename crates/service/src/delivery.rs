@@ -55,7 +55,7 @@ impl Service {
             Intake::Challenge(challenge) => return Ok(Delivery::Challenge(challenge)),
             Intake::Input(input) => input,
         };
-        let store = self.executor.store().as_ref();
+        let store = self.executor.store();
         if store.overloaded() {
             return Err(Refusal::StoreBehind);
         }

@@ -4,9 +4,9 @@
 
 use crate::Refusal;
 use hookflow_executor::Answer;
-use hookflow_store::{IdempotencyClaim, IdempotencyEntry, KeyClaim, Store};
+use hookflow_store::{IdempotencyClaim, IdempotencyEntry, KeyClaim, Store, StoreError};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -45,7 +45,7 @@ pub struct Hold {
 /// try again (here and, through the store, on other instances).
 pub struct First<'a> {
     claims: &'a Claims,
-    store: &'a dyn Store,
+    store: &'a Arc<dyn Store>,
     slot: String,
     workflow: String,
     key: String,
@@ -53,6 +53,32 @@ pub struct First<'a> {
     /// The run whose pending claim of the key is in the store, until it
     /// answers or is released.
     held: Option<String>,
+}
+
+/// A store call from a request's task. On a shared store it is a database
+/// round trip, which can hang up to the store's call limit: it runs on the
+/// blocking pool, so that the HTTP worker's other requests (and
+/// `/healthz`) go on meanwhile. The embedded store answers from memory or
+/// its files, here.
+async fn call<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T, Refusal>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let answered = if store.shared() {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| Refusal::Internal("an idempotency key's store call stopped".into()))?
+    } else {
+        f(store.as_ref())
+    };
+    answered.map_err(|error| {
+        // The store is away: the sender is to try again later (503 with
+        // Retry-After), as when its writer knows it.
+        tracing::error!(message = "Could not read an idempotency key; the request is refused (503).", %error);
+        Refusal::StoreBehind
+    })
 }
 
 fn slot(workflow: &str, key: &str) -> String {
@@ -76,7 +102,7 @@ impl Claims {
     /// request the same way.
     pub async fn claim<'a>(
         &'a self,
-        store: &'a dyn Store,
+        store: &'a Arc<dyn Store>,
         workflow: &str,
         key: &str,
         wait: Duration,
@@ -96,48 +122,60 @@ impl Claims {
     /// The claim among this process's requests.
     async fn claim_here<'a>(
         &'a self,
-        store: &'a dyn Store,
+        store: &'a Arc<dyn Store>,
         workflow: &str,
         key: &str,
         deadline: Instant,
     ) -> Result<Claim<'a>, Refusal> {
         let slot = slot(workflow, key);
         loop {
-            let waiting = {
+            // The slot is taken before the store is read, and the lock let
+            // go for the read: a repeat arriving meanwhile waits for this
+            // request's outcome, and requests of other keys are not held up.
+            let taken = {
                 let mut map = self
                     .map
                     .lock()
                     .map_err(|_| Refusal::Internal("idempotency lock poisoned".into()))?;
                 match map.get(&slot) {
-                    Some(rx) => rx.clone(),
+                    Some(rx) => Err(rx.clone()),
                     None => {
-                        let now = hookflow_model::time::now_millis();
-                        let stored = store
-                            .idempotency(workflow, key, now)
-                            .map_err(|e| Refusal::Internal(e.to_string()))?;
-                        if let Some(IdempotencyEntry {
-                            execution_id,
-                            response: Some(r),
-                            ..
-                        }) = stored
-                        {
-                            return Ok(Claim::Replay(execution_id, Answer::from_record(&r)));
-                        }
                         let (tx, rx) = watch::channel(None);
                         map.insert(slot.clone(), rx);
-                        return Ok(Claim::First(First {
-                            claims: self,
-                            store,
-                            slot,
-                            workflow: workflow.to_string(),
-                            key: key.to_string(),
-                            tx,
-                            held: None,
-                        }));
+                        Ok(tx)
                     }
                 }
             };
-            let mut waiting = waiting;
+            let mut waiting = match taken {
+                Ok(tx) => {
+                    // Dropped without `finish` (a store error below), it
+                    // frees the slot for the waiters.
+                    let first = First {
+                        claims: self,
+                        store,
+                        slot: slot.clone(),
+                        workflow: workflow.to_string(),
+                        key: key.to_string(),
+                        tx,
+                        held: None,
+                    };
+                    let (w, k) = (workflow.to_string(), key.to_string());
+                    let now = hookflow_model::time::now_millis();
+                    let stored = call(store, move |s| s.idempotency(&w, &k, now)).await?;
+                    if let Some(IdempotencyEntry {
+                        execution_id,
+                        response: Some(r),
+                        ..
+                    }) = stored
+                    {
+                        let answer = Answer::from_record(&r);
+                        let _ = first.tx.send(Some((execution_id.clone(), answer.clone())));
+                        return Ok(Claim::Replay(execution_id, answer));
+                    }
+                    return Ok(Claim::First(first));
+                }
+                Err(waiting) => waiting,
+            };
             let outcome =
                 match tokio::time::timeout_at(deadline, waiting.wait_for(Option::is_some)).await {
                     Ok(Ok(done)) => Ok(Ok(done.clone())),
@@ -166,10 +204,12 @@ impl<'a> First<'a> {
         loop {
             let now = hookflow_model::time::now_millis();
             let until = now.saturating_add(millis(hold.lasts));
-            let claimed = self
-                .store
-                .claim_key(&self.workflow, &self.key, &hold.execution_id, now, until)
-                .map_err(|e| Refusal::Internal(e.to_string()))?;
+            let (w, k, id) = (
+                self.workflow.clone(),
+                self.key.clone(),
+                hold.execution_id.clone(),
+            );
+            let claimed = call(self.store, move |s| s.claim_key(&w, &k, &id, now, until)).await?;
             match claimed {
                 KeyClaim::Claimed => {
                     self.held = Some(hold.execution_id);

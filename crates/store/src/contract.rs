@@ -206,6 +206,11 @@ pub trait Store: Send + Sync + 'static {
     /// Waiting runs due at `now_ms`, earliest first, at most `limit`.
     fn due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<String>>;
 
+    /// How many runs wait (due or not).
+    fn count_waiting(&self) -> StoreResult<usize> {
+        self.due(u64::MAX, usize::MAX).map(|ids| ids.len())
+    }
+
     /// Keeps the text of a workflow version (content hash → YAML) so that runs can finish on it.
     fn put_version(&self, version: &str, source: &str) -> StoreResult<()>;
 
@@ -312,6 +317,12 @@ pub trait Store: Send + Sync + 'static {
     /// flushed.
     fn shared(&self) -> bool {
         false
+    }
+
+    /// How long a run's lease lasts without renewal (a shared store's);
+    /// `None` for a store of one process.
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
     }
 
     /// Claims for this instance up to `limit` queued or running runs whose

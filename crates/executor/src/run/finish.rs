@@ -25,7 +25,11 @@ impl Run {
     /// Saves the run as waiting; it wakes from the store.
     pub(super) fn wait(mut self, wake_at: u64) -> Waiting {
         self.record.status = RunStatus::Waiting;
-        self.env.metrics.runs().waiting.inc();
+        // A shared store's count is read from it (recovery.rs): another
+        // instance may wake this run.
+        if !self.store.shared() {
+            self.env.metrics.runs().waiting.inc();
+        }
         tracing::debug!(message = "Run waits.", until = %millis_to_rfc3339(wake_at));
         let saved = self.saved(RunStatus::Waiting, Some(wake_at));
         self.store.save(&self.record.id, saved);

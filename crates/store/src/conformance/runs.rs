@@ -127,6 +127,7 @@ pub(crate) async fn waiting_runs_are_due_by_wake_time<B: Backend>() {
     store.save(&b.id, wait(now + 50));
     store.flush().await.expect("flush");
     assert_eq!(store.next_wake().expect("next"), Some(now + 50));
+    assert_eq!(store.count_waiting().expect("count"), 2, "due or not");
     assert!(store.due(now, 10).expect("due").is_empty());
     assert_eq!(store.due(now + 60, 10).expect("due"), vec![b.id.clone()]);
     assert_eq!(
@@ -146,6 +147,7 @@ pub(crate) async fn waiting_runs_are_due_by_wake_time<B: Backend>() {
     // Taken, a run leaves the waiting runs at once.
     store.woke(&b.id);
     assert_eq!(store.due(now + 500, 10).expect("due"), vec![a.id.clone()]);
+    assert_eq!(store.count_waiting().expect("count"), 1);
     assert_eq!(store.next_wake().expect("next"), Some(now + 100));
     store.flush().await.expect("flush");
     assert_eq!(store.due(now + 500, 10).expect("due"), vec![a.id.clone()]);

@@ -402,6 +402,10 @@ impl Store for PgStore {
         self.read(move |s| async move { reads::due(&s, now_ms, limit).await })
     }
 
+    fn count_waiting(&self) -> StoreResult<usize> {
+        self.read(move |s| async move { reads::count_waiting(&s).await })
+    }
+
     fn put_version(&self, version: &str, source: &str) -> StoreResult<()> {
         let (version, source) = (version.to_string(), source.to_string());
         self.read(move |s| async move { reads::put_version(&s, &version, &source).await })
@@ -512,6 +516,10 @@ impl Store for PgStore {
     ) -> StoreResult<(Vec<crate::refused::RefusedRequest>, Option<String>)> {
         let filter = filter.clone();
         self.read(move |s| async move { reads::refused(&s, &filter).await })
+    }
+
+    fn lease(&self) -> Option<std::time::Duration> {
+        Some(self.shared.options.lease)
     }
 
     fn shared(&self) -> bool {

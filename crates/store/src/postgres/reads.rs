@@ -262,6 +262,20 @@ pub async fn next_wake(shared: &Shared) -> StoreResult<Option<u64>> {
     Ok(first.map(|at| from_ms(at.saturating_sub(shared.offset_ms()))))
 }
 
+/// How many runs wait, every instance's (the queue's index on `wake_at`).
+pub async fn count_waiting(shared: &Shared) -> StoreResult<usize> {
+    let client = shared.conn().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM hookflow_queue WHERE wake_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    let n: i64 = row.get(0);
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 pub async fn due(shared: &Shared, now_ms: u64, limit: usize) -> StoreResult<Vec<String>> {
     let client = shared.conn().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
