@@ -698,7 +698,7 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
     hookflow_pgtest::cluster()
         .psql_in(
             &db,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND datname = current_database() AND pid <> pg_backend_pid()",
         )
         .expect("end the lock");
     let _ = holder.join();
@@ -742,7 +742,7 @@ fn a_hung_idempotency_read_holds_up_no_other_request() {
         std::thread::spawn(move || {
             hookflow_pgtest::cluster().psql_in(
                 &db,
-                "BEGIN; LOCK TABLE hookflow_idempotency IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(25); COMMIT;",
+                "BEGIN; LOCK TABLE hookflow_idempotency IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(24); COMMIT;",
             )
         })
     };
@@ -792,7 +792,7 @@ fn a_hung_idempotency_read_holds_up_no_other_request() {
     hookflow_pgtest::cluster()
         .psql_in(
             &db,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(24)%' AND datname = current_database() AND pid <> pg_backend_pid()",
         )
         .expect("end the lock");
     let _ = holder.join();
