@@ -123,13 +123,23 @@ fn eval_error_in(e: &minijinja::Error, source: &str, ctx: &MjValue) -> EvalError
     let plain = eval_error(e);
     let undefined = e.kind() == minijinja::ErrorKind::UndefinedError;
     if undefined || plain.message.contains("undefined") {
-        if let Some(path) = undefined::undefined_in(source, ctx) {
+        if let Some((path, guarded)) = undefined::undefined_in(source, ctx) {
             let message = match undefined {
                 true => format!("`{path}` is undefined"),
                 // An operation on it: the engine's words say which.
                 false => format!("`{path}` is undefined: {}", plain.message),
             };
-            return EvalError { message };
+            let hint = match guarded {
+                // `a.b.c | default(v)` with `a.b` undefined.
+                true => format!(
+                    " (`| default` and `is defined` cover the last step only; \
+                     test the step before: `… if {path} is defined else …`)"
+                ),
+                false => String::new(),
+            };
+            return EvalError {
+                message: format!("{message}{hint}"),
+            };
         }
     }
     plain

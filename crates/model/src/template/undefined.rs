@@ -13,9 +13,13 @@ use minijinja::Value as MjValue;
 /// branches it took. Paths guarded by `is defined` (`undefined`, `none`) or
 /// `| default`, and those whose first name is not a variable (keywords,
 /// filters, tests, locals), are passed over.
-pub(super) fn undefined_in(source: &str, ctx: &MjValue) -> Option<String> {
-    let mut found: Vec<String> = Vec::new();
-    for chain in paths(source) {
+///
+/// A guard covers the last step only: `x.y | default(v)` and `x.y is
+/// defined` still need `x`. So the chain up to a guarded path's last step
+/// is looked at too, and found undefined it comes with `true`.
+pub(super) fn undefined_in(source: &str, ctx: &MjValue) -> Option<(String, bool)> {
+    let mut found: Vec<(String, bool)> = Vec::new();
+    for (chain, guarded) in paths(source) {
         let mut value = ctx.clone();
         for (i, name) in chain.iter().enumerate() {
             let Ok(next) = value.get_attr(name) else {
@@ -23,8 +27,8 @@ pub(super) fn undefined_in(source: &str, ctx: &MjValue) -> Option<String> {
             };
             if next.is_undefined() {
                 let path = chain[..=i].join(".");
-                if i > 0 && !found.contains(&path) {
-                    found.push(path);
+                if i > 0 && !found.iter().any(|(p, _)| *p == path) {
+                    found.push((path, guarded));
                 }
                 break;
             }
@@ -39,9 +43,10 @@ pub(super) fn undefined_in(source: &str, ctx: &MjValue) -> Option<String> {
 
 /// Dotted name chains inside the template's blocks, in order (found with
 /// minijinja's own tokenizer, as [`super::scan`] finds uses), without those
-/// after a `.` (`foo().bar`, `x[0].y`) and those guarded by `is [not]
-/// defined|undefined|none` or `| default` / `| d`.
-fn paths(source: &str) -> Vec<Vec<&str>> {
+/// after a `.` (`foo().bar`, `x[0].y`); a chain guarded by `is [not]
+/// defined|undefined|none` or `| default` / `| d` without its last step
+/// (which the guard covers), marked `true`.
+fn paths(source: &str) -> Vec<(Vec<&str>, bool)> {
     let tokens: Vec<Token<'_>> = tokenize(source, false, SyntaxConfig::default())
         .map_while(Result::ok)
         .map(|(token, _)| token)
@@ -78,7 +83,10 @@ fn paths(source: &str) -> Vec<Vec<&str>> {
             _ => false,
         };
         if !guarded {
-            out.push(chain);
+            out.push((chain, false));
+        } else if chain.len() > 1 {
+            chain.pop();
+            out.push((chain, true));
         }
     }
     out
@@ -91,22 +99,26 @@ mod tests {
     #[test]
     fn chains_in_blocks_only_and_not_in_strings() {
         let found = paths("order {{ vars.order_id }} of {{ trigger.body['x'].y | default('a.b') }}{% if nodes.k.ok %}x{% endif %} {{ f().z }} {{ vars.g | default(1) }}{% if nodes.h is not defined %}{% endif %}");
+        let unguarded = |names: &[&'static str]| (names.to_vec(), false);
         assert_eq!(
             found,
             vec![
-                vec!["vars", "order_id"],
-                vec!["trigger", "body"],
-                vec!["default"],
-                vec!["if"],
-                vec!["nodes", "k", "ok"],
-                vec!["endif"],
-                vec!["f"],
-                vec!["default"],
-                vec!["if"],
-                vec!["is"],
-                vec!["not"],
-                vec!["defined"],
-                vec!["endif"],
+                unguarded(&["vars", "order_id"]),
+                unguarded(&["trigger", "body"]),
+                unguarded(&["default"]),
+                unguarded(&["if"]),
+                unguarded(&["nodes", "k", "ok"]),
+                unguarded(&["endif"]),
+                unguarded(&["f"]),
+                // A guard covers the last step only.
+                (vec!["vars"], true),
+                unguarded(&["default"]),
+                unguarded(&["if"]),
+                (vec!["nodes"], true),
+                unguarded(&["is"]),
+                unguarded(&["not"]),
+                unguarded(&["defined"]),
+                unguarded(&["endif"]),
             ]
         );
     }
@@ -115,16 +127,18 @@ mod tests {
     fn the_first_undefined_step_is_named() {
         let ctx =
             super::super::scope::engine_value(&serde_json::json!({"trigger": {"body": {"a": 1}}}));
+        let named = |source: &str| undefined_in(source, &ctx).map(|(path, _)| path);
         assert_eq!(
-            undefined_in("{{ trigger.body.missing.deeper }}", &ctx).as_deref(),
+            named("{{ trigger.body.missing.deeper }}").as_deref(),
             Some("trigger.body.missing")
         );
+        // Past a guard: `| default` stands in for `mac`, not for `form`.
         assert_eq!(
-            undefined_in(
-                "{% set r = (default + trigger.body.a + trigger.nope) %}",
-                &ctx
-            )
-            .as_deref(),
+            undefined_in("{{ trigger.body.form.mac | default('') }}", &ctx),
+            Some(("trigger.body.form".to_string(), true))
+        );
+        assert_eq!(
+            named("{% set r = (default + trigger.body.a + trigger.nope) %}").as_deref(),
             Some("trigger.nope")
         );
         assert_eq!(undefined_in("{{ trigger.body.a }}", &ctx), None);
@@ -138,7 +152,7 @@ mod tests {
             "two candidates: `trigger.x` (in a branch) and `trigger.body.m`"
         );
         assert_eq!(
-            undefined_in("{{ trigger.x | default(1) }} {{ trigger.body.m }}", &ctx).as_deref(),
+            named("{{ trigger.x | default(1) }} {{ trigger.body.m }}").as_deref(),
             Some("trigger.body.m")
         );
     }
