@@ -336,6 +336,14 @@ fn feishu_challenge_is_answered_without_a_run_and_events_reach_templates() {
         (r.status, r.json()),
         (200, json!({"event": "ev-9", "status": "APPROVED"}))
     );
+    // The token is inside the body: a body that is not JSON (the seed's
+    // example has a trailing comma) is told where it breaks, not that a
+    // token does not match.
+    let broken = "{\n  \"header\": {\"token\": \"tok-123\",\n  }\n}";
+    let r = app.post("feishu-events-1", &[json_ct], broken);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["error"], "bad_request", "{r:?}");
+    assert!(r.body.contains("line 3"), "{r:?}");
 }
 
 /// An RSA-SHA256 signature (base64) by the test-only key, made by openssl.

@@ -149,7 +149,19 @@ pub fn body_kind_of(content_type: Option<&str>, body: &[u8]) -> anyhow::Result<O
             ),
         };
     }
-    Ok(Some(guess_kind(body)))
+    let kind = guess_kind(body);
+    // What looks like JSON and is not is a mistake to show, not text to
+    // sample (a trailing comma, a comment): nothing would be extracted.
+    let text = String::from_utf8_lossy(body);
+    if kind != BodyKind::Json && text.trim_start().starts_with(['{', '[']) {
+        if let Err(e) = hookflow_parser::check_json(body) {
+            bail!(
+                "the body looks like JSON but is not: {e}; fix it, or give \
+                 `--content-type text/plain` to sample it as text"
+            );
+        }
+    }
+    Ok(Some(kind))
 }
 
 /// JSON when it parses, a form when it looks like `a=1&b=2`, text otherwise.
@@ -217,6 +229,17 @@ mod tests {
     fn guesses_the_body_kind() {
         assert_eq!(guess_kind(br#"{"a": 1}"#), BodyKind::Json);
         assert_eq!(guess_kind(b"a=1&b=%E4%B8%AD"), BodyKind::Form);
+        let broken = body_kind_of(None, b"{\n  \"a\": 1,\n}").expect_err("not JSON");
+        assert!(
+            broken
+                .to_string()
+                .contains("looks like JSON but is not: malformed JSON body at line 3"),
+            "{broken}"
+        );
+        assert_eq!(
+            body_kind_of(Some("text/plain"), b"{ x").expect("as text"),
+            Some(BodyKind::Text)
+        );
         assert_eq!(guess_kind(b"hello there"), BodyKind::Text);
         assert_eq!(guess_kind(b"<xml>a=1</xml>"), BodyKind::Text);
     }

@@ -66,6 +66,18 @@ pub fn parse_as(kind: BodyKind, body: &[u8]) -> Result<Json, ParseError> {
     })
 }
 
+/// Checks that `body` is JSON, without keeping what it holds (400 with the
+/// place it breaks otherwise).
+pub fn check_json(body: &[u8]) -> Result<(), ParseError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| ParseError::MalformedJson {
+            line: e.line(),
+            column: e.column(),
+            message: json_error_text(&e),
+        })
+}
+
 /// serde_json's message without its trailing " at line L column C".
 fn json_error_text(e: &serde_json::Error) -> String {
     let text = e.to_string();

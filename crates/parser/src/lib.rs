@@ -13,7 +13,7 @@ pub mod intake;
 pub mod query;
 pub mod sample;
 
-pub use body::{body_kind, parse_body, BodyKind};
+pub use body::{body_kind, check_json, parse_body, BodyKind};
 pub use extract::{convert, extract};
 pub use intake::{build_input, parse_request, receive, Received, Request};
 pub use query::parse_query;

@@ -75,7 +75,12 @@ fn take_in<'h>(
     let workflow = &served.workflow;
     let received = hookflow_parser::receive(request, headers)?;
     let mut verified = match &served.verifier {
-        Some(verifier) => check_signature(verifier, workflow, &received)?,
+        Some(verifier) => {
+            if verifier.reads_json_body() {
+                hookflow_parser::check_json(received.body)?;
+            }
+            check_signature(verifier, workflow, &received)?
+        }
         None => Verified::default(),
     };
     if let Some(challenge) = verified.challenge.take() {

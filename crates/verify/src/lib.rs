@@ -248,6 +248,13 @@ impl Verifier {
         Ok(Verifier { scheme, tolerance })
     }
 
+    /// Whether the check reads the body as JSON (Feishu's token is inside
+    /// it; WeChat Pay's resource): a body that is not JSON is told as such
+    /// (400), not as a signature that does not match.
+    pub fn reads_json_body(&self) -> bool {
+        matches!(self.scheme, Scheme::Feishu(_) | Scheme::Wechatpay(_))
+    }
+
     /// Checks a request; `Err` says why it is rejected (for the log, not the caller).
     pub fn check(&self, req: &Signed<'_>) -> Result<Verified, Rejected> {
         let fresh = Freshness {
