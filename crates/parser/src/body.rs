@@ -1,6 +1,6 @@
 //! Bodies by content type: JSON, form-urlencoded, text and XML.
 
-use crate::query::parse_query;
+use crate::query::parse_query_in;
 use crate::ParseError;
 use serde_json::Value as Json;
 
@@ -55,15 +55,44 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Json, Parse
 
 /// Parses a non-empty body of a known kind.
 pub fn parse_as(kind: BodyKind, body: &[u8]) -> Result<Json, ParseError> {
-    Ok(match kind {
-        BodyKind::Json => serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson {
-            line: e.line(),
-            column: e.column(),
-            message: json_error_text(&e),
-        })?,
-        BodyKind::Form => parse_query(&String::from_utf8_lossy(body)),
-        BodyKind::Text => Json::String(String::from_utf8_lossy(body).into_owned()),
+    parse_in(kind, body, None)
+}
+
+/// [`parse_as`] of a form or text body in `charset` (not UTF-8: see
+/// [`charset`]). JSON is UTF-8 whatever the header says (RFC 8259 §8.1).
+pub fn parse_in(
+    kind: BodyKind,
+    body: &[u8],
+    charset: Option<&'static encoding_rs::Encoding>,
+) -> Result<Json, ParseError> {
+    Ok(match (kind, charset) {
+        (BodyKind::Json, _) => {
+            serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson {
+                line: e.line(),
+                column: e.column(),
+                message: json_error_text(&e),
+            })?
+        }
+        (BodyKind::Form, _) => parse_query_in(&String::from_utf8_lossy(body), charset),
+        (BodyKind::Text, Some(encoding)) => {
+            Json::String(encoding.decode_without_bom_handling(body).0.into_owned())
+        }
+        (BodyKind::Text, None) => Json::String(String::from_utf8_lossy(body).into_owned()),
     })
+}
+
+/// The text encoding a content type's `charset` names, when it is one
+/// hookflow decodes and not UTF-8 (`gbk`, `gb18030`, `big5`, `shift_jis`,
+/// `iso-8859-1`, …: the WHATWG labels).
+pub fn charset(content_type: Option<&str>) -> Option<&'static encoding_rs::Encoding> {
+    let params = content_type?.split_once(';')?.1;
+    let label = params.split(';').find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })?;
+    encoding_rs::Encoding::for_label(label.as_bytes()).filter(|e| *e != encoding_rs::UTF_8)
 }
 
 /// Checks that `body` is JSON, without keeping what it holds (400 with the

@@ -38,6 +38,9 @@ pub struct Received<'a> {
     pub body: &'a [u8],
     /// How the body is read; `None` for an empty body.
     kind: Option<BodyKind>,
+    /// The text encoding of a form or text body, when its content type
+    /// names one other than UTF-8.
+    charset: Option<&'static encoding_rs::Encoding>,
 }
 
 /// Keeps a request as received and reads its media type: a non-empty body
@@ -77,6 +80,7 @@ pub fn receive<'a, 'h>(
         },
         body: request.body,
         kind,
+        charset: body::charset(request.content_type),
     })
 }
 
@@ -85,10 +89,12 @@ impl Received<'_> {
     fn decode(self) -> Result<TriggerRequest, ParseError> {
         let mut request = self.request;
         if let Some(kind) = self.kind {
-            request.body = body::parse_as(kind, self.body)?;
+            request.body = body::parse_in(kind, self.body, self.charset)?;
         }
         request.body_source = match self.kind {
             Some(BodyKind::Json) => BodySource::JsonOfRaw,
+            // Decoded from another charset: not the raw body read as UTF-8.
+            Some(BodyKind::Text) if self.charset.is_some() => BodySource::Stored,
             // Text bodies are the raw body, unless it was not UTF-8.
             Some(BodyKind::Text) if std::str::from_utf8(self.body).is_ok() => BodySource::TextOfRaw,
             _ => BodySource::Stored,
@@ -181,6 +187,36 @@ mod tests {
             parse_request(request("image/png", b"x"), []),
             Err(ParseError::UnsupportedMediaType(_))
         ));
+    }
+
+    #[test]
+    fn forms_and_text_are_read_in_the_charset_their_content_type_names() {
+        // 中文 in GBK: D6D0 CEC4.
+        let form = "application/x-www-form-urlencoded; charset=GBK";
+        let r = parse_request(request(form, b"action=%D6%D0%CE%C4&n=1"), []).expect("parses");
+        assert_eq!(r.body, json!({"action": "中文", "n": "1"}));
+        let text = "text/plain; charset=\"gb18030\"";
+        let r = parse_request(request(text, b"\xd6\xd0\xce\xc4"), []).expect("parses");
+        assert_eq!(r.body, json!("中文"));
+        assert_eq!(
+            r.body_source,
+            BodySource::Stored,
+            "not the raw body as UTF-8"
+        );
+        // Without a charset, or with UTF-8 or a label no one knows: UTF-8.
+        for ct in [
+            "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded; charset=utf-8",
+            "application/x-www-form-urlencoded; charset=klingon",
+        ] {
+            let r = parse_request(request(ct, b"a=%E4%B8%AD"), []).expect("parses");
+            assert_eq!(r.body, json!({"a": "中"}), "{ct}");
+        }
+        // JSON is UTF-8 whatever the header says (RFC 8259).
+        let json_gbk = "application/json; charset=gbk";
+        assert!(parse_request(request(json_gbk, b"{\"a\":\"\xd6\xd0\"}"), []).is_err());
+        let r = parse_request(request(json_gbk, "{\"a\":\"中\"}".as_bytes()), []).expect("parses");
+        assert_eq!(r.body, json!({"a": "中"}));
     }
 
     #[test]

@@ -9,6 +9,13 @@ const MAX_DEPTH: usize = 16;
 
 /// Parses `a=1&b[c]=2` into a JSON object.
 pub fn parse_query(query: &str) -> Json {
+    parse_query_in(query, None)
+}
+
+/// [`parse_query`] of a form whose percent-encoded bytes are text in
+/// `charset` (a form sent with `charset=gbk`); UTF-8 when `None`.
+pub fn parse_query_in(query: &str, charset: Option<&'static encoding_rs::Encoding>) -> Json {
+    let decode = |s: &str| decode_in(s, charset);
     let mut root = Map::new();
     let mut next = NextIndex::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -55,9 +62,16 @@ thread_local! {
     static LOOKUPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-fn decode(s: &str) -> String {
+fn decode_in(s: &str, charset: Option<&'static encoding_rs::Encoding>) -> String {
     let plus = s.replace('+', " ");
-    percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+    let bytes = percent_decode_str(&plus);
+    match charset {
+        Some(encoding) => {
+            let bytes: Vec<u8> = bytes.collect();
+            encoding.decode_without_bom_handling(&bytes).0.into_owned()
+        }
+        None => bytes.decode_utf8_lossy().into_owned(),
+    }
 }
 
 /// One bracket step of a key.
