@@ -801,3 +801,64 @@ fn a_hung_idempotency_read_holds_up_no_other_request() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+/// Bulk retries asked of two instances at the same moment retry each run
+/// once: the instances take turns (a database lock), and the second sees
+/// the first's retries.
+#[test]
+fn bulk_retries_on_two_instances_at_once_retry_each_run_once() {
+    let flow = "title: Failing\nenabled: true\ntrigger: { type: webhook, mode: sync, key: bulk-pair-key-1 }\nnodes:\n  - type: end\n    status: failed\n    message: down\n";
+    let url = postgres_db();
+    let (a, b) = pair(&[("failing.yaml", flow)], &url);
+    let mut failed = BTreeSet::new();
+    for n in 0..12 {
+        let app = if n % 2 == 0 { &a } else { &b };
+        let r = app.post_json("bulk-pair-key-1", &json!({ "n": n }));
+        assert_eq!(r.status, 500, "{r:?}");
+        failed.insert(r.execution());
+    }
+    let filter = json!({"workflow": "failing", "status": "failed"});
+    for round in 0..3 {
+        let (fa, fb) = (filter.clone(), filter.clone());
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let ta = s.spawn(|| a.admin_post_json("/api/executions/retry", &fa));
+            let tb = s.spawn(|| b.admin_post_json("/api/executions/retry", &fb));
+            vec![ta.join().expect("a"), tb.join().expect("b")]
+        });
+        let started: usize = answers
+            .iter()
+            .map(|r| {
+                assert!(
+                    [201, 503].contains(&r.status),
+                    "a bulk retry is started or told to wait its turn: {r:?}"
+                );
+                r.json()["execution_ids"].as_array().map_or(0, Vec::len)
+            })
+            .sum();
+        if round == 0 {
+            assert_eq!(started, failed.len(), "{answers:?}");
+        }
+        for r in &answers {
+            for id in r.json()["execution_ids"].as_array().into_iter().flatten() {
+                let id = id.as_str().expect("an id");
+                a.finished(id, Duration::from_secs(10));
+            }
+        }
+    }
+    // Each run has at most one retry: the rounds after the first retried
+    // the retries (they failed too), never a run twice.
+    let all = a
+        .admin_get("/api/executions?workflow=failing&limit=1000")
+        .json();
+    let mut retried: BTreeMap<String, usize> = BTreeMap::new();
+    for e in all["executions"].as_array().expect("executions") {
+        if let Some(of) = e["retry_of"].as_str() {
+            *retried.entry(of.to_string()).or_default() += 1;
+        }
+    }
+    assert!(retried.values().all(|n| *n == 1), "{retried:?}");
+    assert!(
+        failed.iter().all(|id| retried.contains_key(id)),
+        "every failed run retried: {retried:?}"
+    );
+}

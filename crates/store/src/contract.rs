@@ -319,6 +319,14 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// The turn of retries among the instances sharing this store: held
+    /// (until dropped) while a retry checks which runs it retries and starts
+    /// them. `Ok(None)` when another instance holds it; a store of one
+    /// process has no other instance, and its turn is the service's own.
+    fn retry_turn(&self) -> StoreResult<Option<RetryTurn>> {
+        Ok(Some(RetryTurn { _held: None }))
+    }
+
     /// How long a run's lease lasts without renewal (a shared store's);
     /// `None` for a store of one process.
     fn lease(&self) -> Option<std::time::Duration> {
@@ -357,5 +365,17 @@ pub trait Store: Send + Sync + 'static {
     /// they are kept in the data folder's key file.
     fn keys(&self) -> Option<std::sync::Arc<dyn KeyStore>> {
         None
+    }
+}
+
+/// A retry turn ([`Store::retry_turn`]): let go when dropped.
+pub struct RetryTurn {
+    /// What holds the turn across instances (a database session's lock).
+    pub(crate) _held: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for RetryTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryTurn")
     }
 }

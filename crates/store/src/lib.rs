@@ -21,7 +21,7 @@ pub mod refused;
 mod conformance;
 
 pub use contract::{
-    Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Position, Resumable, Saved, Store,
+    Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Position, Resumable, RetryTurn, Saved, Store,
     MAX_RETRIES_LISTED,
 };
 pub use embedded::SledStore;

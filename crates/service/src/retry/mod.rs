@@ -120,10 +120,38 @@ impl Service {
     /// ([`RetryError::Answered`]).
     pub async fn retry(&self, id: &str, version: RetryVersion) -> Result<String, RetryError> {
         let _turn = self.retrying.lock().await;
+        let _instances = self.instances_turn().await?;
         let old = self.finished_record(id)?;
         let workflow = self.retry_workflow(&old, version)?;
         let input = self.retry_input(&old, &workflow)?;
-        self.start_retry(&old, workflow, input).await
+        let started = self.start_retry(&old, workflow, input).await;
+        self.retries_written().await;
+        started
+    }
+
+    /// The retry turn of the instances sharing the store (taken after this
+    /// process's own): another instance's retry checks its runs after this
+    /// one's are written, and sees them retried.
+    async fn instances_turn(&self) -> Result<hookflow_store::RetryTurn, RetryError> {
+        let store = self.executor.store().clone();
+        match tokio::task::spawn_blocking(move || store.retry_turn()).await {
+            Ok(Ok(Some(turn))) => Ok(turn),
+            Ok(Ok(None)) => Err(RetryError::Unavailable(
+                "another instance is retrying runs now; try again in a moment".into(),
+            )),
+            Ok(Err(e)) => Err(RetryError::Store(e.to_string())),
+            Err(e) => Err(RetryError::Store(format!(
+                "the retry turn was not taken: {e}"
+            ))),
+        }
+    }
+
+    /// Waits until the retries just started are written, before the turn
+    /// is let go.
+    async fn retries_written(&self) {
+        if let Err(error) = self.executor.store().flush().await {
+            tracing::error!(message = "Could not write the retries just started.", %error);
+        }
     }
 
     /// Starts the retry of `old`; a sync run's idempotency key is checked,
@@ -276,6 +304,7 @@ impl Service {
             ));
         }
         let _turn = self.retrying.lock().await;
+        let _instances = self.instances_turn().await?;
         let store = self.executor.store();
         let mut matched = Vec::new();
         let mut not_retried = 0usize;
@@ -366,6 +395,7 @@ impl Service {
                 }
             }
         }
+        self.retries_written().await;
         Ok(BulkRetried {
             execution_ids,
             not_retried,

@@ -25,6 +25,7 @@ mod schema;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod turns;
 mod writer;
 
 use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Resumable, Saved, Store};
@@ -516,6 +517,16 @@ impl Store for PgStore {
     ) -> StoreResult<(Vec<crate::refused::RefusedRequest>, Option<String>)> {
         let filter = filter.clone();
         self.read(move |s| async move { reads::refused(&s, &filter).await })
+    }
+
+    fn retry_turn(&self) -> StoreResult<Option<crate::RetryTurn>> {
+        let turn = self.shared.call({
+            let shared = self.shared.clone();
+            async move { turns::try_take(&shared).await }
+        })?;
+        Ok(turn.map(|t| crate::RetryTurn {
+            _held: Some(Box::new(t)),
+        }))
     }
 
     fn lease(&self) -> Option<std::time::Duration> {
