@@ -20,7 +20,34 @@ const POLL: Duration = Duration::from_millis(50);
 /// with the channel its repeats wait on.
 #[derive(Default)]
 pub struct Claims {
-    map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    map: Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>,
+}
+
+/// A key's slot taken by a retry (`retry/keys.rs`) rather than by a
+/// request: the sender's repeats arriving meanwhile wait for the retry's
+/// answer and replay a 2xx, as they would a first request's. Let go when
+/// dropped.
+pub(crate) struct RetrySlot {
+    map: Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>,
+    slot: String,
+    tx: watch::Sender<Outcome>,
+}
+
+impl RetrySlot {
+    /// Hands the retry's 2xx answer to the repeats waiting for it.
+    pub(crate) fn answered(self, execution_id: &str, answer: &Answer) {
+        let _ = self
+            .tx
+            .send(Some((execution_id.to_string(), answer.clone())));
+    }
+}
+
+impl Drop for RetrySlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&self.slot);
+        }
+    }
 }
 
 /// What a request with a key does.
@@ -96,6 +123,30 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Claims {
+    /// Whether a request (or a retry) with `key` is being handled now.
+    pub(crate) fn in_flight(&self, workflow: &str, key: &str) -> bool {
+        self.map
+            .lock()
+            .map_or(true, |map| map.contains_key(&slot(workflow, key)))
+    }
+
+    /// Takes the slot of `key` for a retry, unless a request (or another
+    /// retry) with the key is being handled now.
+    pub(crate) fn take_for_retry(&self, workflow: &str, key: &str) -> Option<RetrySlot> {
+        let slot = slot(workflow, key);
+        let mut map = self.map.lock().ok()?;
+        if map.contains_key(&slot) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(None);
+        map.insert(slot.clone(), rx);
+        Some(RetrySlot {
+            map: self.map.clone(),
+            slot,
+            tx,
+        })
+    }
+
     /// Claims `key` for `workflow`, waiting up to `wait` for a first request
     /// still running. With `hold` (a sync run on a shared store) the key is
     /// also claimed in the store, waiting for another instance's first

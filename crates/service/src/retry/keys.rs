@@ -3,6 +3,7 @@
 //! retried while another run holds its key, answered or being retried.
 
 use super::RetryError;
+use crate::idempotency::Claims;
 use hookflow_executor::Answered;
 use hookflow_model::def::Mode;
 use hookflow_model::request::{RunInput, REDACTED};
@@ -54,24 +55,31 @@ impl RunKey {
     }
 
     /// Refused when a run other than `old` holds the key answered (the
-    /// sender's repeat, or an earlier retry, went through) or a retry
-    /// holding it is still running: the event was or is being processed.
+    /// sender's repeat, or an earlier retry, went through), a retry
+    /// holding it is still running, or a request with it is being handled
+    /// (here, or pending in a shared store): the event was or is being
+    /// processed.
     pub fn check(
         &self,
         old: &ExecutionRecord,
         store: &dyn Store,
         retrying: &Retrying,
+        claims: &Claims,
     ) -> Result<(), RetryError> {
         let held = store
             .idempotency(&self.workflow, &self.key, now_millis())
             .map_err(|e| RetryError::Store(e.to_string()))?;
-        if let Some(entry) = held {
-            if entry.response.is_some() && entry.execution_id != old.id {
-                return Err(RetryError::Answered {
+        if let Some(entry) = held.filter(|e| e.execution_id != old.id) {
+            return Err(match entry.response {
+                Some(_) => RetryError::Answered {
                     run: old.id.clone(),
                     by: entry.execution_id,
-                });
-            }
+                },
+                // Another instance's request claimed the key and runs.
+                None => RetryError::InFlight {
+                    run: old.id.clone(),
+                },
+            });
         }
         if let Some(of) = lock(&retrying.keys).get(&self.slot()) {
             return Err(RetryError::Retrying {
@@ -79,27 +87,46 @@ impl RunKey {
                 of: of.clone(),
             });
         }
+        if claims.in_flight(&self.workflow, &self.key) {
+            return Err(RetryError::InFlight {
+                run: old.id.clone(),
+            });
+        }
         Ok(())
     }
 
     /// Holds the key for the retry of `old` until it answers, then keeps
     /// it if the answer is 2xx, as a first request's answer is kept
-    /// (`idempotency.rs`). Let go when the retry does not start too.
-    pub fn hold(self, old: &str, store: Arc<dyn Store>, retrying: &Retrying) -> Answered {
+    /// (`idempotency.rs`). Let go when the retry does not start too. The
+    /// key's slot among this process's requests is the retry's meanwhile:
+    /// the sender's repeats wait for its answer and replay a 2xx.
+    pub fn hold(
+        self,
+        old: &str,
+        store: Arc<dyn Store>,
+        retrying: &Retrying,
+        claims: &Claims,
+    ) -> Result<Answered, RetryError> {
+        let taken = claims
+            .take_for_retry(&self.workflow, &self.key)
+            .ok_or_else(|| RetryError::InFlight {
+                run: old.to_string(),
+            })?;
         let slot = self.slot();
         lock(&retrying.keys).insert(slot.clone(), old.to_string());
         let held = Held {
             keys: retrying.keys.clone(),
             slot,
         };
-        Box::new(move |id, answer| {
+        Ok(Box::new(move |id, answer| {
             Box::pin(async move {
                 let _held = held;
                 if (200..300).contains(&answer.status) {
                     self.keep(store.as_ref(), &id, answer.record()).await;
+                    taken.answered(&id, &answer);
                 }
             })
-        })
+        }))
     }
 
     async fn keep(self, store: &dyn Store, id: &str, response: hookflow_store::ResponseRecord) {

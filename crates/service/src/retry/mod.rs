@@ -88,6 +88,16 @@ pub enum RetryError {
         /// The run whose retry holds the key.
         of: String,
     },
+    /// A request with the run's idempotency key is being handled now (the
+    /// sender's repeat, here or on another instance).
+    #[error(
+        "execution {run} is not retried: a request with the same idempotency key is being \
+         handled now (the sender's repeat); see how it answers first"
+    )]
+    InFlight {
+        /// The run asked to be retried.
+        run: String,
+    },
 }
 
 impl From<RetryError> for Refusal {
@@ -100,7 +110,9 @@ impl From<RetryError> for Refusal {
             RetryError::Store(m) => Refusal::Internal(m),
             RetryError::Unavailable(m) => Refusal::Unavailable(m),
             RetryError::Invalid(m) => Refusal::BadRequest(m),
-            RetryError::Answered { .. } | RetryError::Retrying { .. } => Refusal::Conflict(message),
+            RetryError::Answered { .. }
+            | RetryError::Retrying { .. }
+            | RetryError::InFlight { .. } => Refusal::Conflict(message),
         }
     }
 }
@@ -165,8 +177,8 @@ impl Service {
         let store = self.executor.store();
         let answered = match RunKey::of(&workflow, &input) {
             Some(key) => {
-                key.check(old, store.as_ref(), &self.retry_keys)?;
-                Some(key.hold(&old.id, store.clone(), &self.retry_keys))
+                key.check(old, store.as_ref(), &self.retry_keys, &self.claims)?;
+                Some(key.hold(&old.id, store.clone(), &self.retry_keys, &self.claims)?)
             }
             None => None,
         };
@@ -364,9 +376,13 @@ impl Service {
                     answered += 1;
                     continue;
                 }
-                match key.check(&old, store.as_ref(), &self.retry_keys) {
+                match key.check(&old, store.as_ref(), &self.retry_keys, &self.claims) {
                     Ok(()) => {}
-                    Err(RetryError::Answered { .. } | RetryError::Retrying { .. }) => {
+                    Err(
+                        RetryError::Answered { .. }
+                        | RetryError::Retrying { .. }
+                        | RetryError::InFlight { .. },
+                    ) => {
                         answered += 1;
                         continue;
                     }
@@ -387,7 +403,11 @@ impl Service {
                 Ok(id) => execution_ids.push(id),
                 // Its key was answered since the checks (a retry of this
                 // batch went through first): left out, the batch goes on.
-                Err(RetryError::Answered { .. } | RetryError::Retrying { .. }) => answered += 1,
+                Err(
+                    RetryError::Answered { .. }
+                    | RetryError::Retrying { .. }
+                    | RetryError::InFlight { .. },
+                ) => answered += 1,
                 Err(e) if execution_ids.is_empty() => return Err(e),
                 Err(e) => {
                     stopped = Some((e.to_string(), total - i));

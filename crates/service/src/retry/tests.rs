@@ -256,11 +256,46 @@ fn uuid_v7_at(ms: u64) -> String {
     uuid::Uuid::new_v7(ts).to_string()
 }
 
+/// An upstream on 127.0.0.1 that answers its first request 200 `{}` once
+/// the sender is told to (or after 20 s), and no other.
+fn gate() -> (String, std::sync::mpsc::Sender<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let (open, opened) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = opened.recv_timeout(Duration::from_secs(20));
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+        );
+    });
+    (url, open)
+}
+
+/// A keyed sync workflow `w` whose run waits on `gate` before it answers.
+fn gated_service(dir: &std::path::Path, gate: &str) -> Arc<Service> {
+    let yaml = format!(
+        "title: W\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  key: retry-repeat-01\n  idempotency: {{ key: \"{{{{ trigger.body.id }}}}\" }}\nnodes:\n  - {{ key: call, type: request, method: GET, url: \"{gate}\", timeout: 25s }}\n  - {{ type: response, body: ok }}\n"
+    );
+    serving(dir, &yaml)
+}
+
 #[tokio::test]
 async fn a_run_of_the_same_event_is_not_retried_while_the_first_retry_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Its retries answer once this task gives the runtime's thread up.
-    let service = keyed_service(dir.path(), "sync");
+    let (url, open) = gate();
+    let service = gated_service(dir.path(), &url);
     let now = now_millis();
     let a = failed_run(&service, "P1", now - 5_000);
     let b = failed_run(&service, "P1", now - 4_000);
@@ -272,12 +307,70 @@ async fn a_run_of_the_same_event_is_not_retried_while_the_first_retry_runs() {
         Err(RetryError::Retrying { run, of }) => assert_eq!((run, of), (b.clone(), a.clone())),
         other => panic!("expected a refusal while the first retry runs, got {other:?}"),
     }
+    let _ = open.send(());
     let entry = answered_key(&service, "P1").await.expect("the key is kept");
     assert_eq!(entry.execution_id, retry);
     assert!(matches!(
         service.retry(&b, RetryVersion::Recorded).await,
         Err(RetryError::Answered { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_sender_s_repeat_during_a_retry_replays_the_retry_s_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, open) = gate();
+    let service = gated_service(dir.path(), &url);
+    let now = now_millis();
+    let old = failed_run(&service, "P1", now - 5_000);
+    let retry = service
+        .retry(&old, RetryVersion::Recorded)
+        .await
+        .expect("retried");
+    // The sender repeats the request while the retry waits on the gate:
+    // the repeat waits for the retry's answer (it would run the workflow
+    // again, and wait on the gate for 20 s, were it a first request).
+    let repeat = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let served = service
+                .registry()
+                .get("retry-repeat-01")
+                .cloned()
+                .expect("served");
+            let request = hookflow_parser::Request {
+                method: "POST",
+                path: "/api/webhook:trigger/retry-repeat-01",
+                query: "",
+                content_type: Some("application/json"),
+                body: br#"{"id":"P1"}"#,
+            };
+            service.deliver(&served, request, []).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!repeat.is_finished(), "the repeat waits for the retry");
+    let _ = open.send(());
+    match tokio::time::timeout(Duration::from_secs(10), repeat).await {
+        Ok(Ok(Ok(crate::delivery::Delivery::Answer {
+            execution_id,
+            replayed,
+            ..
+        }))) => {
+            assert_eq!(execution_id, retry, "the retry's answer, not a new run");
+            assert!(replayed);
+        }
+        other => panic!("expected a replay of the retry, got {other:?}"),
+    }
+    // While a request with a key is being handled, no retry of its event
+    // starts.
+    let other = failed_run(&service, "P2", now - 4_000);
+    let taken = service.claims.take_for_retry("w", "P2").expect("free");
+    match service.retry(&other, RetryVersion::Recorded).await {
+        Err(RetryError::InFlight { run }) => assert_eq!(run, other),
+        other => panic!("expected a refusal while the repeat runs, got {other:?}"),
+    }
+    drop(taken);
 }
 
 #[tokio::test]
