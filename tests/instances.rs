@@ -862,3 +862,37 @@ fn bulk_retries_on_two_instances_at_once_retry_each_run_once() {
         "every failed run retried: {retried:?}"
     );
 }
+
+#[test]
+fn retries_asked_at_once_of_one_instance_take_turns_without_a_503() {
+    let flow = "title: Failing\nenabled: true\ntrigger: { type: webhook, mode: sync, key: turns-pair-key-1 }\nnodes:\n  - type: end\n    status: failed\n    message: down\n";
+    let url = postgres_db();
+    let a = TestApp::spawn_with(
+        &[("failing.yaml", flow)],
+        Options {
+            store: Some(url.clone()),
+            ..Options::default()
+        },
+    );
+    let mut failed = Vec::new();
+    for n in 0..24 {
+        let r = a.post_json("turns-pair-key-1", &json!({ "n": n }));
+        assert_eq!(r.status, 500, "{r:?}");
+        failed.push(r.execution());
+    }
+    // One instance: a 503 "another instance is retrying" would be this
+    // instance's own turn, let go but not yet free in the database.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = failed
+            .iter()
+            .map(|id| {
+                let a = &a;
+                s.spawn(move || a.admin_post(&format!("/api/executions/{id}/retry")))
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("joined").status)
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+}

@@ -50,9 +50,10 @@ impl LargeBodies {
         if request.body.len() <= OFF_WORKER_BODY {
             return take_in(served, request, headers);
         }
-        let owned = OwnedRequest::new(request, headers);
-        // The semaphore is never closed.
+        // The semaphore is never closed. The turn is taken before the body
+        // is copied for the pool: a request waiting for one holds no copy.
         let _turn = self.0.acquire().await.map_err(|_| lost())?;
+        let owned = OwnedRequest::new(request, headers);
         let served = served.clone();
         tokio::task::spawn_blocking(move || owned.take_in(&served))
             .await

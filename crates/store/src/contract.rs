@@ -324,7 +324,7 @@ pub trait Store: Send + Sync + 'static {
     /// them. `Ok(None)` when another instance holds it; a store of one
     /// process has no other instance, and its turn is the service's own.
     fn retry_turn(&self) -> StoreResult<Option<RetryTurn>> {
-        Ok(Some(RetryTurn { _held: None }))
+        Ok(Some(RetryTurn::own()))
     }
 
     /// How long a run's lease lasts without renewal (a shared store's);
@@ -368,10 +368,38 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// A retry turn ([`Store::retry_turn`]): let go when dropped.
+/// A retry turn ([`Store::retry_turn`]): let go by [`RetryTurn::release`]
+/// (or, later, when dropped).
 pub struct RetryTurn {
-    /// What holds the turn across instances (a database session's lock).
-    pub(crate) _held: Option<Box<dyn Send + Sync>>,
+    /// What holds the turn across instances (a database transaction's lock).
+    held: Option<Box<dyn Held>>,
+}
+
+/// What holds a turn across instances.
+pub(crate) trait Held: Send + Sync {
+    /// Lets it go, and returns once another instance can take it.
+    fn release(self: Box<Self>) -> StoreResult<()>;
+}
+
+impl RetryTurn {
+    /// A turn no other instance can hold (a store of one process).
+    pub(crate) fn own() -> RetryTurn {
+        RetryTurn { held: None }
+    }
+
+    /// A turn `held` across instances.
+    pub(crate) fn held(held: Box<dyn Held>) -> RetryTurn {
+        RetryTurn { held: Some(held) }
+    }
+
+    /// Lets the turn go and returns once another instance can take it.
+    /// Blocks (on a shared store, for a round trip to the database).
+    pub fn release(mut self) -> StoreResult<()> {
+        match self.held.take() {
+            Some(held) => held.release(),
+            None => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for RetryTurn {

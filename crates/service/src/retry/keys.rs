@@ -66,54 +66,70 @@ impl RunKey {
         retrying: &Retrying,
         claims: &Claims,
     ) -> Result<(), RetryError> {
-        let held = store
-            .idempotency(&self.workflow, &self.key, now_millis())
-            .map_err(|e| RetryError::Store(e.to_string()))?;
-        if let Some(entry) = held.filter(|e| e.execution_id != old.id) {
-            return Err(match entry.response {
-                Some(_) => RetryError::Answered {
-                    run: old.id.clone(),
-                    by: entry.execution_id,
-                },
-                // Another instance's request claimed the key and runs.
-                None => RetryError::InFlight {
-                    run: old.id.clone(),
-                },
-            });
-        }
-        if let Some(of) = lock(&retrying.keys).get(&self.slot()) {
-            return Err(RetryError::Retrying {
-                run: old.id.clone(),
-                of: of.clone(),
-            });
-        }
+        self.not_retrying(old, retrying)?;
         if claims.in_flight(&self.workflow, &self.key) {
             return Err(RetryError::InFlight {
                 run: old.id.clone(),
             });
         }
-        Ok(())
+        self.not_answered(old, store)
     }
 
-    /// Holds the key for the retry of `old` until it answers, then keeps
-    /// it if the answer is 2xx, as a first request's answer is kept
-    /// (`idempotency.rs`). Let go when the retry does not start too. The
-    /// key's slot among this process's requests is the retry's meanwhile:
-    /// the sender's repeats wait for its answer and replay a 2xx.
+    /// Refused while a retry holding the key runs.
+    fn not_retrying(&self, old: &ExecutionRecord, retrying: &Retrying) -> Result<(), RetryError> {
+        match lock(&retrying.keys).get(&self.slot()) {
+            Some(of) => Err(RetryError::Retrying {
+                run: old.id.clone(),
+                of: of.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refused when the store holds the key for another run: answered, or
+    /// claimed by another instance's request that runs.
+    fn not_answered(&self, old: &ExecutionRecord, store: &dyn Store) -> Result<(), RetryError> {
+        let held = store
+            .idempotency(&self.workflow, &self.key, now_millis())
+            .map_err(|e| RetryError::Store(e.to_string()))?;
+        match held.filter(|e| e.execution_id != old.id) {
+            Some(entry) => Err(match entry.response {
+                Some(_) => RetryError::Answered {
+                    run: old.id.clone(),
+                    by: entry.execution_id,
+                },
+                None => RetryError::InFlight {
+                    run: old.id.clone(),
+                },
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks as [`RunKey::check`] does and holds the key for the retry of
+    /// `old` until it answers, then keeps it if the answer is 2xx, as a
+    /// first request's answer is kept (`idempotency.rs`). Let go when the
+    /// retry does not start too. The key's slot among this process's
+    /// requests is the retry's meanwhile (the sender's repeats wait for its
+    /// answer and replay a 2xx), and it is taken before the store is read:
+    /// a request with the key that answers in between is seen either way.
     pub fn hold(
         self,
-        old: &str,
+        old: &ExecutionRecord,
         store: Arc<dyn Store>,
         retrying: &Retrying,
         claims: &Claims,
     ) -> Result<Answered, RetryError> {
+        self.not_retrying(old, retrying)?;
         let taken = claims
             .take_for_retry(&self.workflow, &self.key)
             .ok_or_else(|| RetryError::InFlight {
-                run: old.to_string(),
+                run: old.id.clone(),
             })?;
+        // Refused: `taken` is dropped, and the slot let go.
+        self.not_answered(old, store.as_ref())?;
         let slot = self.slot();
-        lock(&retrying.keys).insert(slot.clone(), old.to_string());
+        lock(&retrying.keys).insert(slot.clone(), old.id.clone());
         let held = Held {
             keys: retrying.keys.clone(),
             slot,

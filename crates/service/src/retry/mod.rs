@@ -132,12 +132,15 @@ impl Service {
     /// ([`RetryError::Answered`]).
     pub async fn retry(&self, id: &str, version: RetryVersion) -> Result<String, RetryError> {
         let _turn = self.retrying.lock().await;
-        let _instances = self.instances_turn().await?;
-        let old = self.finished_record(id)?;
-        let workflow = self.retry_workflow(&old, version)?;
-        let input = self.retry_input(&old, &workflow)?;
-        let started = self.start_retry(&old, workflow, input).await;
-        self.retries_written().await;
+        let instances = self.instances_turn().await?;
+        let started = async {
+            let old = self.finished_record(id)?;
+            let workflow = self.retry_workflow(&old, version)?;
+            let input = self.retry_input(&old, &workflow)?;
+            self.start_retry(&old, workflow, input).await
+        }
+        .await;
+        self.retries_written(instances).await;
         started
     }
 
@@ -158,11 +161,21 @@ impl Service {
         }
     }
 
-    /// Waits until the retries just started are written, before the turn
-    /// is let go.
-    async fn retries_written(&self) {
+    /// Waits until the retries just started are written, then lets the
+    /// instances' turn go, before this process's: the next retry here finds
+    /// it free.
+    async fn retries_written(&self, instances: hookflow_store::RetryTurn) {
         if let Err(error) = self.executor.store().flush().await {
             tracing::error!(message = "Could not write the retries just started.", %error);
+        }
+        match tokio::task::spawn_blocking(move || instances.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(message = "Could not let the retry turn go; its connection is closed.", %error);
+            }
+            Err(error) => {
+                tracing::warn!(message = "Could not let the retry turn go.", %error);
+            }
         }
     }
 
@@ -176,10 +189,7 @@ impl Service {
     ) -> Result<String, RetryError> {
         let store = self.executor.store();
         let answered = match RunKey::of(&workflow, &input) {
-            Some(key) => {
-                key.check(old, store.as_ref(), &self.retry_keys, &self.claims)?;
-                Some(key.hold(&old.id, store.clone(), &self.retry_keys, &self.claims)?)
-            }
+            Some(key) => Some(key.hold(old, store.clone(), &self.retry_keys, &self.claims)?),
             None => None,
         };
         self.executor
@@ -316,7 +326,14 @@ impl Service {
             ));
         }
         let _turn = self.retrying.lock().await;
-        let _instances = self.instances_turn().await?;
+        let instances = self.instances_turn().await?;
+        let retried = self.retry_matching_in_turn(filter).await;
+        self.retries_written(instances).await;
+        retried
+    }
+
+    /// [`Service::retry_matching`] with both turns held.
+    async fn retry_matching_in_turn(&self, filter: &BulkRetry) -> Result<BulkRetried, RetryError> {
         let store = self.executor.store();
         let mut matched = Vec::new();
         let mut not_retried = 0usize;
@@ -415,7 +432,6 @@ impl Service {
                 }
             }
         }
-        self.retries_written().await;
         Ok(BulkRetried {
             execution_ids,
             not_retried,

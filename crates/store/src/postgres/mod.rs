@@ -18,6 +18,7 @@ mod clock;
 mod codec;
 pub mod connect;
 mod keys;
+mod locks;
 mod pending;
 mod reads;
 mod retention;
@@ -25,7 +26,6 @@ mod schema;
 mod shared;
 #[cfg(test)]
 mod tests;
-mod turns;
 mod writer;
 
 use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, KeyClaim, Resumable, Saved, Store};
@@ -267,11 +267,13 @@ async fn start(
     options: PgOptions,
 ) -> StoreResult<(watch::Sender<u64>, Arc<Shared>)> {
     let pool = connect::pool(target, options.pool_size)?;
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Db(format!("cannot connect to the database: {}", chain(&e))))?;
-    schema::migrate(&mut client).await?;
+    let connect = || async {
+        pool.get()
+            .await
+            .map_err(|e| StoreError::Db(format!("cannot connect to the database: {}", chain(&e))))
+    };
+    let mut client = connect().await?;
+    schema::migrate(connect().await?, &mut client).await?;
     let offset = clock::offset(&client, 0).await?;
     drop(client);
     let (applied_tx, applied) = watch::channel(0);
@@ -520,12 +522,15 @@ impl Store for PgStore {
     }
 
     fn retry_turn(&self) -> StoreResult<Option<crate::RetryTurn>> {
-        let turn = self.shared.call({
+        let lock = self.shared.call({
             let shared = self.shared.clone();
-            async move { turns::try_take(&shared).await }
+            async move { locks::TxLock::try_take(&shared, locks::RETRY_LOCK).await }
         })?;
-        Ok(turn.map(|t| crate::RetryTurn {
-            _held: Some(Box::new(t)),
+        Ok(lock.map(|lock| {
+            crate::RetryTurn::held(Box::new(locks::Turn {
+                lock,
+                shared: self.shared.clone(),
+            }))
         }))
     }
 

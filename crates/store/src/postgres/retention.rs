@@ -3,11 +3,10 @@
 //! time (an advisory lock; an instance that finds it taken skips the turn).
 
 use super::codec::ms;
+use super::locks::{TxLock, RETENTION_LOCK};
 use super::{pg_err, Shared};
 use crate::StoreResult;
 
-/// The advisory lock key of retention.
-const RETENTION_LOCK: i64 = 0x686f_6f6b_7265_7465;
 /// Rows removed per statement.
 const BATCH: i64 = 1000;
 /// How much older than the cutoff an announced sync run must have started
@@ -19,15 +18,10 @@ const ANNOUNCED_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Removes finished records (with their inputs) finished before
 /// `cutoff_ms`; returns how many, 0 when another instance is at it.
 pub async fn remove_finished(shared: &Shared, cutoff_ms: u64) -> StoreResult<usize> {
-    let client = shared.conn().await?;
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK])
-        .await
-        .map_err(pg_err)?
-        .get(0);
-    if !locked {
+    let Some(lock) = TxLock::try_take(shared, RETENTION_LOCK).await? else {
         return Ok(0);
-    }
+    };
+    let client = shared.conn().await?;
     let removed = async {
         let mut total = 0usize;
         loop {
@@ -66,10 +60,8 @@ pub async fn remove_finished(shared: &Shared, cutoff_ms: u64) -> StoreResult<usi
         Ok(total)
     }
     .await;
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])
-        .await
-        .map_err(pg_err);
+    drop(client);
+    let unlocked = lock.release().await;
     let total = removed?;
     unlocked?;
     Ok(total)

@@ -3,12 +3,10 @@
 //! together take turns; a database whose schema is newer than this build
 //! knows is refused.
 
+use super::locks::{TxLock, MIGRATION_LOCK};
 use super::pg_err;
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::Object;
-
-/// The advisory lock key of migrations ("hookflow" in ASCII, as a number).
-const MIGRATION_LOCK: i64 = 0x686f_6f6b_666c_6f77;
 
 /// Every migration, in order: the schema's version is their count.
 const MIGRATIONS: &[&str] = &[
@@ -103,19 +101,15 @@ pub fn current() -> i32 {
     i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX)
 }
 
-/// Brings the database to this build's schema (or refuses a newer one).
-pub async fn migrate(client: &mut Object) -> StoreResult<()> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg_err)?;
+/// Brings the database to this build's schema (or refuses a newer one),
+/// one instance at a time: the migration lock is held on a connection of
+/// its own while `client` applies the migrations.
+pub async fn migrate(lock_client: Object, client: &mut Object) -> StoreResult<()> {
+    let lock = TxLock::take(lock_client, MIGRATION_LOCK).await?;
     let done = apply(client).await;
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg_err);
+    let unlocked = lock.release().await;
     done?;
-    unlocked.map(|_| ())
+    unlocked
 }
 
 async fn apply(client: &mut Object) -> StoreResult<()> {

@@ -955,3 +955,51 @@ async fn webhook_keys_of_many_workflows_are_made_once_and_shared() {
     let distinct: std::collections::BTreeSet<&String> = first.values().collect();
     assert_eq!(distinct.len(), 2500);
 }
+
+/// Takes the retry turn off the async workers, as the service does.
+async fn turn_of(store: &Arc<PgStore>) -> Option<crate::RetryTurn> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.retry_turn())
+        .await
+        .expect("joined")
+        .expect("no error")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_retry_turn_is_one_instance_s_and_free_the_moment_it_is_let_go() {
+    let url = fresh_db("retry_turn");
+    let a = Arc::new(open(&url, "a", 30_000));
+    let b = Arc::new(open(&url, "b", 30_000));
+    let held = turn_of(&a).await.expect("free at first");
+    assert!(turn_of(&b).await.is_none(), "held by a");
+    assert!(turn_of(&a).await.is_none(), "held by a's other request");
+    tokio::task::spawn_blocking(move || held.release())
+        .await
+        .expect("joined")
+        .expect("released");
+    // Let go and free at once, each time, on either instance.
+    for n in 0..100 {
+        let store = if n % 2 == 0 { &a } else { &b };
+        let turn = turn_of(store).await;
+        assert!(turn.is_some(), "refused at take {n}");
+        if let Some(turn) = turn {
+            tokio::task::spawn_blocking(move || turn.release())
+                .await
+                .expect("joined")
+                .expect("released");
+        }
+    }
+    // Dropped without a release (a panic, an early return): its connection
+    // closes, and the turn is free again within moments.
+    drop(turn_of(&a).await.expect("free"));
+    let mut free = false;
+    for _ in 0..100 {
+        if let Some(turn) = turn_of(&b).await {
+            free = true;
+            drop(turn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(free, "a dropped turn stayed held");
+}
