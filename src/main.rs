@@ -1,13 +1,12 @@
 //! The `hookflow` command: parses flags, sets up logging, hands off to the crates.
 
+mod alloc;
 mod cli;
 
 use clap::Parser;
 
-// glibc's allocator spends much of a request's time consolidating chunks freed
-// on other threads (records are built on HTTP workers and written elsewhere).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 use std::process::ExitCode;
 
 // mimalloc keeps freed memory for a while before returning it to the OS
