@@ -237,6 +237,9 @@ pub fn is_secret_header(name: &str) -> bool {
     // Compared in place, without a lower-cased copy: every header of every
     // request is checked, several times.
     let n = name.as_bytes();
+    if COMMON_HEADERS.contains(&n) {
+        return false;
+    }
     let whole: &[u8] = match n.len() {
         6 => b"cookie",
         10 => b"set-cookie",
@@ -247,6 +250,25 @@ pub fn is_secret_header(name: &str) -> bool {
     };
     (!whole.is_empty() && n.eq_ignore_ascii_case(whole)) || has_secret_word(n)
 }
+
+/// Header names most requests carry, as HTTP/1 servers hand them over
+/// (lower case), none of them secret-bearing: answered by one comparison
+/// each rather than a pass over the name (~250 instructions a name). A
+/// unit test holds that the pass agrees.
+const COMMON_HEADERS: [&[u8]; 12] = [
+    b"host",
+    b"content-type",
+    b"content-length",
+    b"user-agent",
+    b"accept",
+    b"accept-encoding",
+    b"connection",
+    b"x-request-id",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-real-ip",
+    b"date",
+];
 
 /// True when the name contains `signature`, `secret`, `token`, `password`,
 /// `api-key`, `apikey` or `api_key`: one pass over the name's bytes (these checks run
@@ -502,6 +524,22 @@ mod tests {
             ("host", false),
         ] {
             assert_eq!(is_secret_header(name), secret, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_common_names_answered_at_once_are_answered_as_the_pass_would() {
+        for name in COMMON_HEADERS {
+            let whole = [
+                &b"cookie"[..],
+                b"set-cookie",
+                b"authorization",
+                b"proxy-authorization",
+                b"x-shopify-hmac-sha256",
+            ];
+            let secret =
+                whole.iter().any(|w| name.eq_ignore_ascii_case(w)) || has_secret_word(name);
+            assert!(!secret, "{}", String::from_utf8_lossy(name));
         }
     }
 }
