@@ -375,6 +375,23 @@ fn encode_body(
     })
 }
 
+/// The URL a try is sent to. The HTTP client turns user info into a Basic
+/// `Authorization` header; a node that gives its own `Authorization` meant
+/// that one (the client would send both, and servers read the first).
+fn sent_url(url: &reqwest::Url, headers: &[(String, String)]) -> reqwest::Url {
+    let own = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    if !own || (url.username().is_empty() && url.password().is_none()) {
+        return url.clone();
+    }
+    let mut url = url.clone();
+    // Only URLs that cannot hold user info refuse these (checked above).
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,21 +456,4 @@ mod tests {
             "the jitter still draws below the cap"
         );
     }
-}
-
-/// The URL a try is sent to. The HTTP client turns user info into a Basic
-/// `Authorization` header; a node that gives its own `Authorization` meant
-/// that one (the client would send both, and servers read the first).
-fn sent_url(url: &reqwest::Url, headers: &[(String, String)]) -> reqwest::Url {
-    let own = headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
-    if !own || (url.username().is_empty() && url.password().is_none()) {
-        return url.clone();
-    }
-    let mut url = url.clone();
-    // Only URLs that cannot hold user info refuse these (checked above).
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url
 }
