@@ -30,6 +30,52 @@ fn post_and_reset_agent() -> ureq::Agent {
         .new_agent()
 }
 
+/// A table lock held by another session (the database stops answering the
+/// statements that need the table), until [`TableLock::end`] ends the
+/// session, or 25 s.
+struct TableLock {
+    db: String,
+    holder: std::thread::JoinHandle<Result<String, String>>,
+}
+
+impl TableLock {
+    /// Takes `mode` on `table` and returns once it is granted.
+    fn take(db: &str, table: &str, mode: &str) -> TableLock {
+        let holder = {
+            let (db, sql) = (
+                db.to_string(),
+                format!("BEGIN; LOCK TABLE {table} IN {mode} MODE; SELECT pg_sleep(25); COMMIT;"),
+            );
+            std::thread::spawn(move || hookflow_pgtest::cluster().psql_in(&db, &sql))
+        };
+        let granted = format!(
+            "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass AND mode = '{}Lock' AND granted",
+            mode.split(' ').map(|w| format!("{}{}", &w[..1], w[1..].to_lowercase())).collect::<String>()
+        );
+        eventually(Duration::from_secs(10), "the lock", || {
+            let held = hookflow_pgtest::cluster()
+                .psql_in(db, &granted)
+                .unwrap_or_default();
+            (held.trim() == "1").then_some(())
+        });
+        TableLock {
+            db: db.to_string(),
+            holder,
+        }
+    }
+
+    /// Ends the holding session (only this test's database's).
+    fn end(self) {
+        hookflow_pgtest::cluster()
+            .psql_in(
+                &self.db,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .expect("end the lock");
+        let _ = self.holder.join();
+    }
+}
+
 #[test]
 fn webhooks_sent_to_either_instance_are_one_service() {
     let up = Upstream::start();
@@ -632,24 +678,7 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
     );
     // The database stops answering the writer: another session holds a
     // lock on the runs table (released by ending that session).
-    let holder = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            hookflow_pgtest::cluster().psql_in(
-                &db,
-                "BEGIN; LOCK TABLE hookflow_runs IN EXCLUSIVE MODE; SELECT pg_sleep(25); COMMIT;",
-            )
-        })
-    };
-    eventually(Duration::from_secs(10), "the lock", || {
-        let held = hookflow_pgtest::cluster()
-            .psql_in(
-                &db,
-                "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_runs'::regclass AND mode = 'ExclusiveLock' AND granted",
-            )
-            .unwrap_or_default();
-        (held.trim() == "1").then_some(())
-    });
+    let lock = TableLock::take(&db, "hookflow_runs", "EXCLUSIVE");
     // Requests are admitted (and wait for their commit) until the writes
     // not yet committed pass the bound; then they are refused at once.
     let hook = app.hook("backlog-async-1");
@@ -695,13 +724,7 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
     );
     // The database answers again: every admitted request gets its
     // acknowledgement and every admitted run finishes.
-    hookflow_pgtest::cluster()
-        .psql_in(
-            &db,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .expect("end the lock");
-    let _ = holder.join();
+    lock.end();
     let count = admitted.len();
     for sender in admitted {
         let (status, _, body) = sender.join().expect("sender");
@@ -737,24 +760,7 @@ fn a_hung_idempotency_read_holds_up_no_other_request() {
             ..Options::default()
         },
     );
-    let holder = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            hookflow_pgtest::cluster().psql_in(
-                &db,
-                "BEGIN; LOCK TABLE hookflow_idempotency IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(24); COMMIT;",
-            )
-        })
-    };
-    eventually(Duration::from_secs(10), "the lock", || {
-        let held = hookflow_pgtest::cluster()
-            .psql_in(
-                &db,
-                "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_idempotency'::regclass AND mode = 'AccessExclusiveLock' AND granted",
-            )
-            .unwrap_or_default();
-        (held.trim() == "1").then_some(())
-    });
+    let lock = TableLock::take(&db, "hookflow_idempotency", "ACCESS EXCLUSIVE");
     // More keyed requests than the server has HTTP workers, each waiting.
     let keyed_hook = app.hook("hung-keyed-01");
     let senders: Vec<_> = (0..4)
@@ -789,13 +795,7 @@ fn a_hung_idempotency_read_holds_up_no_other_request() {
         .send("{}")
         .expect("a webhook answered while the keyed requests wait");
     assert_eq!(unknown.status().as_u16(), 404);
-    hookflow_pgtest::cluster()
-        .psql_in(
-            &db,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(24)%' AND datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .expect("end the lock");
-    let _ = holder.join();
+    lock.end();
     for sender in senders {
         let (status, _, body) = sender.join().expect("sender");
         assert_eq!(status, 200, "{body}");
