@@ -443,4 +443,6 @@ impl Service {
 }
 
 #[cfg(test)]
+mod read_hook;
+#[cfg(test)]
 mod tests;

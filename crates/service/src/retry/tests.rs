@@ -33,8 +33,16 @@ fn retry_errors_answer_as_the_admin_api_promises() {
 
 /// A service over a memory store serving the workflow `w` of `yaml`.
 fn serving(dir: &std::path::Path, yaml: &str) -> Arc<Service> {
+    serving_on(dir, yaml, Arc::new(hookflow_store::MemoryStore::new()))
+}
+
+/// [`serving`] on `store`.
+fn serving_on(
+    dir: &std::path::Path,
+    yaml: &str,
+    store: Arc<dyn hookflow_store::Store>,
+) -> Arc<Service> {
     std::fs::write(dir.join("w.yaml"), yaml).expect("write");
-    let store = Arc::new(hookflow_store::MemoryStore::new());
     let executor =
         hookflow_executor::Executor::new(store, hookflow_executor::ExecutorConfig::default())
             .expect("executor");
@@ -400,4 +408,48 @@ async fn several_failed_runs_of_one_event_are_retried_once_in_bulk() {
         .expect("read")
         .expect("the retry's record");
     assert_eq!(retried.retry_of.as_deref(), Some(first.as_str()));
+}
+
+#[tokio::test]
+async fn a_request_that_answers_while_the_retry_reads_the_store_is_not_run_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(super::read_hook::ReadHook::default());
+    let yaml = "title: W\nenabled: true\ntrigger:\n  type: webhook\n  mode: sync\n  idempotency: { key: \"{{ trigger.body.id }}\" }\nnodes:\n  - { type: response, body: ok }\n";
+    let service = serving_on(dir.path(), yaml, store.clone());
+    let old = failed_run(&service, "P1", now_millis() - 5_000);
+    // The sender's repeat is being handled here; it answers 2xx, keeps the
+    // key and lets its slot go while the retry reads the store.
+    let repeat = service.claims.take_for_retry("w", "P1").expect("free");
+    let hook: super::read_hook::Hook = Box::new(move |inner| {
+        use hookflow_store::Store as _;
+        inner.put_idempotency(hookflow_store::IdempotencyClaim {
+            workflow: "w".into(),
+            key: "P1".into(),
+            entry: IdempotencyEntry {
+                execution_id: "the-repeat".into(),
+                expires_ms: now_millis() + 60_000,
+                response: Some(hookflow_store::record::ResponseRecord {
+                    status: 200,
+                    headers: Default::default(),
+                    body: Arc::new(serde_json::json!("ok")),
+                }),
+            },
+        });
+        drop(repeat);
+    });
+    *store.hook.lock().expect("hook") = Some(hook);
+    match service.retry(&old, RetryVersion::Recorded).await {
+        Err(RetryError::InFlight { run }) => assert_eq!(run, old),
+        other => panic!("expected a refusal (the repeat processes the event), got {other:?}"),
+    }
+    // The repeat answers (if it has not while the retry read), and asked
+    // again, the retry is refused for the repeat's answer.
+    let pending = store.hook.lock().expect("hook").take();
+    if let Some(hook) = pending {
+        hook(&store.inner);
+    }
+    assert!(matches!(
+        service.retry(&old, RetryVersion::Recorded).await,
+        Err(RetryError::Answered { .. })
+    ));
 }
