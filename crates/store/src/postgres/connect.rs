@@ -338,7 +338,8 @@ pub fn pool(target: &Target, size: usize) -> StoreResult<Pool> {
         },
     );
     Pool::builder(manager)
-        .max_size(size.max(2))
+        // A lock's connection, the work it guards and the writer at once.
+        .max_size(size.max(3))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(30)))
         .create_timeout(Some(Duration::from_secs(15)))

@@ -8,9 +8,9 @@
 //! (`pg_try_advisory_xact_lock`) ends with its transaction, and a client
 //! in a transaction keeps its session (PgBouncer's transaction mode pins
 //! it): the lock is held by a connection taken out of the pool for it, in
-//! an open transaction that does nothing else (it writes nothing and holds
-//! no snapshot between statements, so vacuum does not wait for it), while
-//! the work runs on other connections. It is let go by committing
+//! an open transaction that does nothing else (it writes nothing and, read
+//! committed, holds no snapshot between statements: vacuum does not wait
+//! for it), while the work runs on other connections. It is let go by committing
 //! ([`TxLock::release`], awaited, so the next taker finds it free), or, when
 //! dropped unreleased, by closing its connection.
 
@@ -30,20 +30,35 @@ pub(crate) struct TxLock {
     client: Option<Object>,
 }
 
+/// How a lock's transaction begins: read committed whatever the server's
+/// default (no snapshot held between statements, so vacuum does not wait
+/// on it), and exempt from the server's timeouts of idle transactions (it
+/// is idle while the work it guards runs on other connections; ended by
+/// the server, the lock would go with it unnoticed). `transaction_timeout`
+/// exists from PostgreSQL 17 and is set where it does.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED;
+    SET LOCAL idle_in_transaction_session_timeout = 0;
+    SELECT set_config('transaction_timeout', '0', true)
+      WHERE current_setting('transaction_timeout', true) IS NOT NULL;";
+
 impl TxLock {
     /// Takes `key` if no other transaction holds it; `None` when one does.
     pub(crate) async fn try_take(shared: &Shared, key: i64) -> StoreResult<Option<TxLock>> {
-        let client = shared.conn().await?;
-        let taken = async {
-            client.batch_execute("BEGIN").await?;
-            let row = client
-                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
-                .await?;
-            row.try_get::<_, bool>(0)
-        }
-        .await;
         let lock = TxLock {
-            client: Some(client),
+            client: Some(shared.conn().await?),
+        };
+        let taken = match &lock.client {
+            Some(client) => {
+                async {
+                    client.batch_execute(BEGIN).await?;
+                    let row = client
+                        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+                        .await?;
+                    row.try_get::<_, bool>(0)
+                }
+                .await
+            }
+            None => Ok(false),
         };
         match taken {
             Ok(true) => Ok(Some(lock)),
@@ -55,17 +70,19 @@ impl TxLock {
 
     /// Waits until `key` is free and takes it.
     pub(crate) async fn take(client: Object, key: i64) -> StoreResult<TxLock> {
-        let taken = async {
-            client.batch_execute("BEGIN").await?;
-            client
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
-                .await
-        }
-        .await;
+        // Held from the start: cancelled or failed midway, the connection
+        // is closed, not pooled inside a transaction.
         let lock = TxLock {
             client: Some(client),
         };
-        taken.map(|_| lock).map_err(pg_err)
+        if let Some(client) = &lock.client {
+            client.batch_execute(BEGIN).await.map_err(pg_err)?;
+            client
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                .await
+                .map_err(pg_err)?;
+        }
+        Ok(lock)
     }
 
     /// Lets the lock go now: its transaction commits, and its connection

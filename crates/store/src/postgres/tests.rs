@@ -1003,3 +1003,32 @@ async fn the_retry_turn_is_one_instance_s_and_free_the_moment_it_is_let_go() {
     }
     assert!(free, "a dropped turn stayed held");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_outlasts_the_server_s_timeout_of_idle_transactions() {
+    let url = fresh_db("turn_idle");
+    hookflow_pgtest::cluster()
+        .psql_in(
+            db_of(&url),
+            &format!(
+                "ALTER DATABASE {} SET idle_in_transaction_session_timeout = '300ms'",
+                db_of(&url)
+            ),
+        )
+        .expect("set the timeout");
+    // Opened after: their sessions have the timeout.
+    let a = Arc::new(open(&url, "a", 30_000));
+    let b = Arc::new(open(&url, "b", 30_000));
+    let held = turn_of(&a).await.expect("free");
+    // A retry's work runs on other connections meanwhile.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        turn_of(&b).await.is_none(),
+        "the turn went with a timed-out session"
+    );
+    tokio::task::spawn_blocking(move || held.release())
+        .await
+        .expect("joined")
+        .expect("released without an error");
+    assert!(turn_of(&b).await.is_some(), "free once released");
+}
