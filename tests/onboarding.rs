@@ -131,8 +131,8 @@ fn a_first_serve_of_the_examples_warns_once_per_workflow_and_never_errs() {
     let (id, _) = secrets.iter().next().expect("a workflow with secrets");
     let (name, body) = files
         .iter()
-        .find(|(n, _)| n.starts_with(&format!("{id}.")))
-        .expect("its file");
+        .find(|(n, _)| *n == format!("{id}.yaml") || *n == format!("{id}.yml"))
+        .expect("its file (not its test file)");
     app.write_workflow(name, &format!("{body}\n# edited\n"));
     app.write_workflow("broken.yaml", "title: Broken\ntrigger: { type: webhok }\n");
     reloaded(&app, 2);
