@@ -225,7 +225,8 @@ fn load_tree(
         out.diagnostics
             .push(diag(path, d.pos, Severity::Error, d.message));
     }
-    let read = read_workflow(&tree);
+    // The tree is repaired in place; positions stay those of the file.
+    let read = read_workflow(tree);
     for (pos, message) in read.errors {
         out.diagnostics
             .push(diag(path, pos, Severity::Error, message));
@@ -257,7 +258,7 @@ fn load_tree(
     out.diagnostics.extend(diagnostics);
     for (i, name) in def.secrets.iter().enumerate() {
         if (opts.env)(name).is_none() {
-            let pos = tree.locate_value(&[
+            let pos = read.tree.locate_value(&[
                 crate::yaml::Seg::from("secrets"),
                 crate::yaml::Seg::Index(i),
             ]);
@@ -278,7 +279,7 @@ fn load_tree(
         .as_ref()
         .is_some_and(|w| has_empty_basic_password(w, opts))
     {
-        let pos = tree.locate_value(&[
+        let pos = read.tree.locate_value(&[
             crate::yaml::Seg::from("trigger"),
             crate::yaml::Seg::from("auth"),
             crate::yaml::Seg::from("basic"),

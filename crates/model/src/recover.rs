@@ -76,9 +76,9 @@ pub struct Read {
 }
 
 /// Reads a workflow definition, reporting every problem serde finds.
-pub fn read_workflow(tree: &Yaml) -> Read {
+pub fn read_workflow(tree: Yaml) -> Read {
     let mut reader = Reader {
-        tree: tree.clone(),
+        tree,
         errors: Vec::new(),
         skipped: Skipped::default(),
         dropped: BTreeSet::new(),

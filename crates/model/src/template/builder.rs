@@ -451,7 +451,8 @@ fn wrapper(expr: &str) -> String {
 
 /// True when a string contains template syntax (`{{`, `{%` or `{#`).
 pub fn has_template_syntax(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
+    // Most strings have no `{` at all: one byte search answers them.
+    s.contains('{') && (s.contains("{{") || s.contains("{%") || s.contains("{#"))
 }
 
 /// The inner expression when `s` is exactly one `{{ expr }}`.

@@ -168,7 +168,11 @@ fn plain(s: &str) -> Option<Plain> {
     }
     let first = *s.as_bytes().first()?;
     if first.is_ascii_alphabetic() {
-        if s.contains("${") || NOT_SURELY_TEXT.iter().any(|w| s.eq_ignore_ascii_case(w)) {
+        // `contains('$')` first: a one-byte search, where a two-byte
+        // pattern sets up a substring searcher per scalar.
+        if (s.contains('$') && s.contains("${"))
+            || NOT_SURELY_TEXT.iter().any(|w| s.eq_ignore_ascii_case(w))
+        {
             return None;
         }
         return Some(Plain::Str);
