@@ -28,7 +28,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
     // a link (or an unknown type) costs a `stat` to know whether it leads
     // to a file.
     let mut skipped: Vec<PathBuf> = Vec::new();
-    let mut paths: Vec<PathBuf> = entries
+    let mut paths: Vec<(std::ffi::OsString, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter(|e| match e.file_type() {
             Ok(t) if t.is_file() => true,
@@ -44,7 +44,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
                 file
             }
         })
-        .map(|e| e.path())
+        .map(|e| (e.file_name(), e.path()))
         .collect();
     skipped.sort();
     for path in skipped {
@@ -59,12 +59,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
             .other
             .push(diag(&path, Pos::default(), Severity::Error, message));
     }
-    // One folder: the names decide the order (cheaper than comparing paths
-    // component by component).
-    paths.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
+    // One folder: the names decide the order, taken once from the listing
+    // (a path's `file_name()` parses its components at every comparison).
+    paths.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let named: Vec<(String, PathBuf)> = paths
         .into_iter()
-        .filter_map(|path| workflow_id_of(&path).map(|id| (id, path)))
+        .filter_map(|(_, path)| workflow_id_of(&path).map(|id| (id, path)))
         .collect();
     for (id, path, file) in load_all(named, opts) {
         if let Some(first) = catalog.files.get(&id) {
