@@ -135,27 +135,14 @@ async fn run(
     let body = read_body_by(payload, limit, declared, deadline, state.http.read_timeout).await?;
     let request = request_parts(req, &body);
     // Values are text as sent: UTF-8 as is (`to_str` would drop anything
-    // outside visible ASCII), other bytes decoded lossily, as the raw body is.
-    let lossy: Vec<(&str, String)> = req
+    // outside visible ASCII), other bytes decoded lossily, as the raw body
+    // is. One pass over the headers: a UTF-8 value is borrowed, not copied.
+    let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = req
         .headers()
         .iter()
-        .filter(|(_, v)| std::str::from_utf8(v.as_bytes()).is_err())
-        .map(|(n, v)| {
-            (
-                n.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect();
-    let headers = req
-        .headers()
-        .iter()
-        .filter_map(|(n, v)| {
-            std::str::from_utf8(v.as_bytes())
-                .ok()
-                .map(|v| (n.as_str(), v))
-        })
-        .chain(lossy.iter().map(|(n, v)| (*n, v.as_str())));
+    let headers = headers.iter().map(|(n, v)| (*n, v.as_ref()));
     match state.service.deliver(served, request, headers).await? {
         // Feishu's URL check: answered here, no run.
         Delivery::Challenge(challenge) => {
