@@ -46,7 +46,7 @@ impl Cx<'_> {
         for origin in open {
             let (at, message) = match origin {
                 Origin::Start => (
-                    self.src.tree.locate(&p(&["nodes"]).0),
+                    self.src.tree.locate(&p(&["nodes"]).segs()),
                     format!(
                         "the run can finish after the last node without a `response` node, \
                          though other paths answer with one: {DEFAULT_ANSWER}; \
@@ -54,7 +54,7 @@ impl Cx<'_> {
                     ),
                 ),
                 Origin::Branch(branch) => (
-                    self.src.tree.locate(&branch.0),
+                    self.src.tree.locate(&branch.segs()),
                     format!(
                         "this branch ({}) can finish without a `response` node, \
                          though other paths answer with one: {DEFAULT_ANSWER}; \
@@ -69,7 +69,7 @@ impl Cx<'_> {
                         _ => "when no case matches this switch has no `default`",
                     };
                     (
-                        self.src.tree.locate(&node.0),
+                        self.src.tree.locate(&node.segs()),
                         format!(
                             "{when}, and the run can finish without a `response` node, \
                              though other paths answer with one: {DEFAULT_ANSWER}; \
@@ -78,7 +78,7 @@ impl Cx<'_> {
                     )
                 }
                 Origin::NoIteration(node) => (
-                    self.src.tree.locate_value(&node.key("over").0),
+                    self.src.tree.locate_value(&node.key("over").segs()),
                     format!(
                         "when `over` has no items the loop's body does not run, and the run can \
                          finish without a `response` node, though other paths answer with one: \
@@ -89,7 +89,7 @@ impl Cx<'_> {
             self.push_as(at, Severity::Warning, message);
         }
         for end in paths.ends {
-            let at = self.src.tree.locate_value(&end.key("status").0);
+            let at = self.src.tree.locate_value(&end.key("status").segs());
             self.push_as(
                 at,
                 Severity::Warning,
@@ -130,7 +130,7 @@ impl Cx<'_> {
         let stand_in = self
             .src
             .tree
-            .get(&path.0)
+            .get(&path.segs())
             .is_some_and(|n| self.src.skipped.nodes.contains(&n.pos));
         if stand_in {
             // A node with an error of its own: it might answer; no guess.
@@ -270,7 +270,7 @@ fn union(origins: impl IntoIterator<Item = Origin>) -> Vec<Origin> {
 /// `` `else` ``, `` `do` of case 2 ``, `parallel branch 1`, for messages.
 fn branch_name(branch: &P) -> String {
     use crate::yaml::Seg;
-    match branch.0.as_slice() {
+    match branch.segs().as_slice() {
         [.., Seg::Key(cases), Seg::Index(i), Seg::Key(d)] if cases == "cases" && d == "do" => {
             format!("`do` of case {}", i + 1)
         }

@@ -178,24 +178,46 @@ fn child_blocks(def: &NodeDef) -> Vec<&[NodeDef]> {
     }
 }
 
-/// A path into the file, built with small helpers.
+/// A path into the file, built with small helpers: each step shares the
+/// path it extends (a key is one small allocation, not a copy of every
+/// segment before it; compile makes one per field it reads). The segments
+/// are laid out ([`P::segs`]) only to look a position up.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct P(Vec<Seg>);
+struct P(Option<std::rc::Rc<Step>>);
+
+#[derive(Debug, PartialEq)]
+struct Step {
+    parent: P,
+    seg: Seg,
+}
 
 fn p(keys: &[&str]) -> P {
-    P(keys.iter().map(|k| Seg::from(*k)).collect())
+    keys.iter().fold(P::default(), |path, k| path.key(k))
 }
 
 impl P {
+    fn then(&self, seg: Seg) -> P {
+        P(Some(std::rc::Rc::new(Step {
+            parent: self.clone(),
+            seg,
+        })))
+    }
     fn key(&self, k: &str) -> P {
-        let mut v = self.0.clone();
-        v.push(Seg::from(k));
-        P(v)
+        self.then(Seg::from(k))
     }
     fn index(&self, i: usize) -> P {
-        let mut v = self.0.clone();
-        v.push(Seg::Index(i));
-        P(v)
+        self.then(Seg::Index(i))
+    }
+    /// The segments, from the root.
+    fn segs(&self) -> Vec<Seg> {
+        let mut out = Vec::new();
+        let mut at = &self.0;
+        while let Some(step) = at {
+            out.push(step.seg.clone());
+            at = &step.parent.0;
+        }
+        out.reverse();
+        out
     }
 }
 
@@ -234,19 +256,19 @@ impl Cx<'_> {
 
     /// A warning pointing at a field's value (the workflow still loads).
     fn warning_at_value(&mut self, path: &P, message: String) {
-        let pos = self.src.tree.locate_value(&path.0);
+        let pos = self.src.tree.locate_value(&path.segs());
         self.push_as(pos, Severity::Warning, message);
     }
 
     /// An error pointing at a field's key.
     fn error_at_key(&mut self, path: &P, message: String) {
-        let pos = self.src.tree.locate(&path.0);
+        let pos = self.src.tree.locate(&path.segs());
         self.push(pos, message);
     }
 
     /// An error pointing at a field's value.
     fn error_at_value(&mut self, path: &P, message: String) {
-        let pos = self.src.tree.locate_value(&path.0);
+        let pos = self.src.tree.locate_value(&path.segs());
         self.push(pos, message);
     }
 
@@ -254,7 +276,7 @@ impl Cx<'_> {
     /// is a block scalar, at the value otherwise. `expr`: the value is an
     /// expression, not a text.
     fn error_in_template(&mut self, path: &P, e: &CompileError, expr: bool, message: String) {
-        let pos = self.src.tree.locate_value(&path.0);
+        let pos = self.src.tree.locate_value(&path.segs());
         let at = match blocks::folded(self.src.text, pos) {
             Some((first, written)) => {
                 let again = if expr {
@@ -406,7 +428,7 @@ impl Cx<'_> {
                     at = match s.parse::<usize>() {
                         Ok(i)
                             if matches!(
-                                self.src.tree.get(&at.0).map(|n| &n.kind),
+                                self.src.tree.get(&at.segs()).map(|n| &n.kind),
                                 Some(crate::yaml::YamlKind::Seq(_))
                             ) =>
                         {

@@ -65,7 +65,7 @@ impl Cx<'_> {
                     format!("node key `{key}` must match [a-z0-9_]+"),
                 );
             } else if let Some(first) = self.seen_keys.get(key) {
-                let first_line = self.src.tree.locate_value(&first.key("key").0).line;
+                let first_line = self.src.tree.locate_value(&first.key("key").segs()).line;
                 self.error_at_value(
                     &path.key("key"),
                     format!("duplicate node key `{key}` (first used on line {first_line}); keys are unique in a workflow: rename one"),

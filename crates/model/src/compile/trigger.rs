@@ -194,7 +194,7 @@ impl Cx<'_> {
                     continue;
                 };
                 if let Some(first) = aliases.get(&entry.alias) {
-                    let first_pos = self.src.tree.locate(&first.0);
+                    let first_pos = self.src.tree.locate(&first.segs());
                     self.error_at_value(
                         &ep,
                         format!("alias `{}` is already used on line {}; each parse entry needs its own alias", entry.alias, first_pos.line),

@@ -27,11 +27,11 @@ impl Cx<'_> {
         match written {
             Written::Text(source) => match find_name(source, name) {
                 Some(offset) => self.pos_in(path, source, offset),
-                None => self.src.tree.locate_value(&path.0),
+                None => self.src.tree.locate_value(&path.segs()),
             },
             Written::Value(value) => self
                 .ref_pos_in_value(path, value, name)
-                .unwrap_or_else(|| self.src.tree.locate_value(&path.0)),
+                .unwrap_or_else(|| self.src.tree.locate_value(&path.segs())),
         }
     }
 
@@ -104,7 +104,7 @@ impl Cx<'_> {
     /// lines (a plain or quoted scalar on one line, or a block scalar);
     /// otherwise (escapes, folded lines) the position of the value.
     pub(super) fn pos_in(&self, path: &P, source: &str, offset: usize) -> Pos {
-        let value = self.src.tree.locate_value(&path.0);
+        let value = self.src.tree.locate_value(&path.segs());
         let Some(before) = source.get(..offset) else {
             return value;
         };

@@ -451,15 +451,29 @@ fn wrapper(expr: &str) -> String {
 
 /// True when a string contains template syntax (`{{`, `{%` or `{#`).
 pub fn has_template_syntax(s: &str) -> bool {
-    // Most strings have no `{` at all: one byte search answers them.
-    s.contains('{') && (s.contains("{{") || s.contains("{%") || s.contains("{#"))
+    has_pair(s, '{', b"{%#")
+}
+
+/// Whether `s` holds `first` followed by one of the bytes `then`: a
+/// one-byte search per `first` (most strings have none). A two-byte
+/// pattern sets up a substring searcher at each call, ~300 instructions,
+/// and loading makes several per string.
+fn has_pair(s: &str, first: char, then: &[u8]) -> bool {
+    let bytes = s.as_bytes();
+    let mut at = 0;
+    while let Some(i) = s[at..].find(first) {
+        at += i + first.len_utf8();
+        if bytes.get(at).is_some_and(|b| then.contains(b)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The inner expression when `s` is exactly one `{{ expr }}`.
 fn single_expression(s: &str) -> Option<&str> {
     let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
-    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
-    {
+    if has_template_syntax(inner) || has_pair(inner, '}', b"}") {
         return None;
     }
     let inner = inner.strip_prefix('-').unwrap_or(inner);
@@ -483,5 +497,33 @@ fn compile_error(e: &minijinja::Error) -> CompileError {
     CompileError {
         message,
         line: e.line(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{has_template_syntax, single_expression};
+
+    #[test]
+    fn template_syntax_and_single_expressions_are_found_by_their_pairs() {
+        for yes in ["{{ x }}", "a {% if x %}", "{# c #}", "{ {{", "é{{x}}", "{{"] {
+            assert!(has_template_syntax(yes), "{yes}");
+        }
+        for no in ["", "{", "}", "{ x }", "{}", "a { b } c {", "é{ {"] {
+            assert!(!has_template_syntax(no), "{no}");
+        }
+        assert_eq!(single_expression("{{ vars.a }}"), Some("vars.a"));
+        assert_eq!(single_expression("{{- vars.a -}}"), Some("vars.a"));
+        assert_eq!(single_expression("{{ {'a': 1} }}"), Some("{'a': 1}"));
+        for no in [
+            "{{ a }} {{ b }}",
+            "{{ a }} x",
+            "{{ a {% b %} }}",
+            "{{ a {# b #} }}",
+            "{{ a {{ b }}",
+            "{{ a }}}}",
+        ] {
+            assert_eq!(single_expression(no), None, "{no}");
+        }
     }
 }

@@ -106,17 +106,15 @@ impl Fast {
 
 /// `a.b.c` of plain names, the first not a literal or keyword.
 fn path_of(s: &str) -> Option<Steps> {
-    let ident = |p: &str| {
-        let mut chars = p.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    let parts: Steps = s.split('.').map(Box::from).collect();
-    let first = parts.first()?;
+    is_path(s).then(|| s.split('.').map(Box::from).collect())
+}
+
+/// Whether `s` is `a.b.c` of plain names, the first not a literal or
+/// keyword ([`path_of`] without taking the names apart).
+pub(super) fn is_path(s: &str) -> bool {
+    let first = &s[..s.bytes().position(|b| b == b'.').unwrap_or(s.len())];
     let keyword = matches!(
-        &**first,
+        first,
         "true"
             | "false"
             | "none"
@@ -132,11 +130,21 @@ fn path_of(s: &str) -> Option<Steps> {
             | "else"
             | "now"
     );
-    (!keyword && parts.iter().all(|p| ident(p))).then_some(parts)
+    // Each name: a letter or `_`, then letters, digits or `_`; none empty.
+    let mut at_start = true;
+    for b in s.bytes() {
+        at_start = match b {
+            b'.' if !at_start => true,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => false,
+            b'0'..=b'9' if !at_start => false,
+            _ => return false,
+        };
+    }
+    !keyword && !at_start
 }
 
 /// `"text"` or `'text'` without escapes.
-fn string_literal(s: &str) -> Option<String> {
+pub(super) fn string_literal(s: &str) -> Option<String> {
     let quote = s.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let inner = s.strip_prefix(quote)?.strip_suffix(quote)?;
     (!inner.contains(quote) && !inner.contains('\\')).then(|| inner.to_string())
