@@ -299,6 +299,6 @@ mod tests {
                 assert_eq!(scan(source, expr), tokenized(source, expr), "{source:?}");
             }
         }
-        assert!(plain >= 20, "only {plain} sources read as plain");
+        assert!(plain >= 21, "only {plain} sources read as plain");
     }
 }
