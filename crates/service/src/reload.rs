@@ -45,8 +45,9 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// The poll's share of a core, at most one part in this many: the wait
 /// before the next look is at least this many times what the last look
 /// took. With a thousand files (~2 ms a look) that is still the configured
-/// interval; with 10,000 (~20 ms) about 10 s. The events make a change seen at once; the
-/// poll is there for folders that give none (NFS, a replaced folder).
+/// interval; with 10,000 (~20 ms) about 10 s. The events make a change
+/// seen at once; the poll is there for folders that give none (NFS, a
+/// replaced folder).
 const POLL_SHARE: u32 = 500;
 
 /// The longest wait between two looks, however slow a look is.
@@ -59,33 +60,50 @@ fn paced(every: Duration, took: Duration) -> Duration {
         .min(POLL_AT_MOST.max(every))
 }
 
-/// Wakes `changed` on each event in `dir` that may change a workflow file:
-/// any but a read (loading opens every file, and the look opens the
-/// folder). `None` when the system gives no events for the folder (no
-/// inotify, its limits reached, the folder missing): the poll alone
-/// watches then.
-fn subscribe(dir: &Path, changed: Arc<tokio::sync::Notify>) -> Option<notify::RecommendedWatcher> {
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    use notify::{RecursiveMode, Watcher};
-    let on_event = move |event: notify::Result<notify::Event>| {
-        let read = |kind: &EventKind| matches!(kind, EventKind::Access(a) if *a != AccessKind::Close(AccessMode::Write));
-        if !event.as_ref().is_ok_and(|e| read(&e.kind)) {
-            changed.notify_one();
-        }
-    };
-    let subscribed = notify::recommended_watcher(on_event).and_then(|mut watcher| {
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        Ok(watcher)
-    });
-    match subscribed {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(
-                message = "No change events for the workflows folder; polling it only.",
-                folder = %dir.display(),
-                %error
-            );
-            None
+/// The folder's change events: each event that may change a workflow file
+/// (any but a read: loading opens every file, and a look opens the folder)
+/// wakes `changed`.
+struct Events {
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Whether the last try to subscribe failed (and said so).
+    failed: bool,
+}
+
+impl Events {
+    /// Subscribes to `dir`'s events anew (the old subscription dropped
+    /// first). When the system gives none (no inotify, its limits reached,
+    /// the folder missing) the poll alone watches; that is logged once,
+    /// not again at every change while it lasts.
+    fn renew(&mut self, dir: &Path, changed: &Arc<tokio::sync::Notify>) {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        use notify::{RecursiveMode, Watcher};
+        drop(self.watcher.take());
+        let changed = changed.clone();
+        let on_event = move |event: notify::Result<notify::Event>| {
+            let read = |kind: &EventKind| matches!(kind, EventKind::Access(a) if *a != AccessKind::Close(AccessMode::Write));
+            if !event.as_ref().is_ok_and(|e| read(&e.kind)) {
+                changed.notify_one();
+            }
+        };
+        let subscribed = notify::recommended_watcher(on_event).and_then(|mut watcher| {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+            Ok(watcher)
+        });
+        match subscribed {
+            Ok(watcher) => {
+                self.watcher = Some(watcher);
+                self.failed = false;
+            }
+            Err(error) => {
+                if !self.failed {
+                    tracing::warn!(
+                        message = "No change events for the workflows folder; polling it only.",
+                        folder = %dir.display(),
+                        %error
+                    );
+                }
+                self.failed = true;
+            }
         }
     }
 }
@@ -104,7 +122,11 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
         })
     };
     let changed = Arc::new(tokio::sync::Notify::new());
-    let mut events = subscribe(&dir, changed.clone());
+    let mut events = Events {
+        watcher: None,
+        failed: false,
+    };
+    events.renew(&dir, &changed);
     let (mut last, mut took) = look(&dir).await.unwrap_or_default();
     loop {
         tokio::select! {
@@ -122,8 +144,7 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
         last = now;
         // Subscribed again at each change: a folder replaced (or a link to
         // it swapped) gives its events from the new one on.
-        drop(events.take());
-        events = subscribe(&dir, changed.clone());
+        events.renew(&dir, &changed);
         let reloading = service.clone();
         let reloaded = tokio::task::spawn_blocking(move || {
             let catalog = reloading.load_catalog();
@@ -142,7 +163,7 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::{fingerprint, paced, subscribe};
+    use super::{fingerprint, paced, Events};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -175,7 +196,12 @@ mod tests {
         let a = dir.path().join("a.yaml");
         std::fs::write(&a, "title: a\n").expect("write");
         let changed = Arc::new(tokio::sync::Notify::new());
-        let _events = subscribe(dir.path(), changed.clone()).expect("events on a local folder");
+        let mut events = Events {
+            watcher: None,
+            failed: false,
+        };
+        events.renew(dir.path(), &changed);
+        assert!(events.watcher.is_some(), "events on a local folder");
         std::fs::read(&a).expect("read");
         fingerprint(dir.path());
         let woken = tokio::time::timeout(Duration::from_millis(300), changed.notified()).await;
@@ -188,6 +214,24 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), changed.notified())
             .await
             .expect("a removal wakes the watch");
+    }
+
+    /// A folder missing at start gives no events (the poll watches); once it
+    /// is there, the next renewal (at the change the poll finds) subscribes.
+    #[test]
+    fn a_missing_folder_is_polled_until_it_can_be_watched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("later");
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let mut events = Events {
+            watcher: None,
+            failed: false,
+        };
+        events.renew(&folder, &changed);
+        assert!(events.watcher.is_none() && events.failed);
+        std::fs::create_dir(&folder).expect("mkdir");
+        events.renew(&folder, &changed);
+        assert!(events.watcher.is_some() && !events.failed);
     }
 
     /// With the poll a minute apart, an edit is served within seconds: the
