@@ -454,20 +454,26 @@ pub fn has_template_syntax(s: &str) -> bool {
     has_pair(s, '{', b"{%#")
 }
 
-/// Whether `s` holds `first` followed by one of the bytes `then`: a
-/// one-byte search per `first` (most strings have none). A two-byte
-/// pattern sets up a substring searcher at each call, ~300 instructions,
-/// and loading makes several per string.
-fn has_pair(s: &str, first: char, then: &[u8]) -> bool {
+/// Whether `s` holds `first` followed by one of the bytes `then`.
+pub(super) fn has_pair(s: &str, first: char, then: &[u8]) -> bool {
+    find_pair(s, 0, first, then).is_some()
+}
+
+/// Where the first `first` at or after byte `from` that is followed by one
+/// of the bytes `then` is: a one-byte search per `first` (most strings
+/// have none). A two-byte pattern sets up a substring searcher at each
+/// call, ~300 instructions, and loading makes several per string.
+pub(super) fn find_pair(s: &str, from: usize, first: char, then: &[u8]) -> Option<usize> {
     let bytes = s.as_bytes();
-    let mut at = 0;
-    while let Some(i) = s[at..].find(first) {
-        at += i + first.len_utf8();
+    let mut at = from;
+    while let Some(i) = s.get(at..)?.find(first) {
+        let found = at + i;
+        at = found + first.len_utf8();
         if bytes.get(at).is_some_and(|b| then.contains(b)) {
-            return true;
+            return Some(found);
         }
     }
-    false
+    None
 }
 
 /// The inner expression when `s` is exactly one `{{ expr }}`.

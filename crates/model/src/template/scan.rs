@@ -42,6 +42,7 @@ pub fn scan(source: &str, expr: bool) -> Vec<Use> {
 /// ASCII spaces only. Such a source uses nothing but the `vars.<name>` its
 /// paths may start with. `None` for any other source.
 fn plain_uses(source: &str, expr: bool) -> Option<Vec<Use>> {
+    use super::builder::{find_pair, has_pair};
     use super::fast::{is_path, string_literal};
     let spaces = |s: &str| s.len() - s.trim_ascii_start().len();
     let var = |path: &str, offset: usize, uses: &mut Vec<Use>| -> Option<()> {
@@ -79,26 +80,16 @@ fn plain_uses(source: &str, expr: bool) -> Option<Vec<Use>> {
         var(path.trim_ascii(), spaces(path), &mut uses)?;
         return Some(uses);
     }
-    let bytes = source.as_bytes();
+    if has_pair(source, '{', b"%#") {
+        return None;
+    }
     let mut at = 0;
-    while let Some(brace) = source[at..].find('{') {
-        let open = at + brace;
-        match bytes.get(open + 1) {
-            Some(b'%' | b'#') => return None,
-            Some(b'{') => {}
-            _ => {
-                at = open + 1;
-                continue;
-            }
-        }
+    while let Some(open) = find_pair(source, at, '{', b"{") {
         let inner_at = open + 2;
-        let close = source[inner_at..].find('}')?;
-        if bytes.get(inner_at + close + 1) != Some(&b'}') {
-            return None;
-        }
-        let inner = &source[inner_at..inner_at + close];
+        let close = find_pair(source, inner_at, '}', b"}")?;
+        let inner = &source[inner_at..close];
         var(inner.trim_ascii(), inner_at + spaces(inner), &mut uses)?;
-        at = inner_at + close + 2;
+        at = close + 2;
     }
     Some(uses)
 }
