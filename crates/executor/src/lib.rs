@@ -60,6 +60,7 @@ use run::Run;
 use scope::{scope_copying, scope_for};
 use state::RunState;
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use versions::Versions;
@@ -263,16 +264,18 @@ impl Executor {
 
     /// [`Executor::run_sync`] under a chosen execution id (`None`: a new
     /// one), e.g. one that claimed an idempotency key before the run.
-    pub async fn run_sync_as(
+    pub fn run_sync_as(
         &self,
         workflow: Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         id: Option<String>,
-    ) -> (String, Answer) {
+    ) -> impl Future<Output = (String, Answer)> + '_ {
+        // Not an `async fn`: its future would hold the record and the input
+        // beside the run's future, which holds them too.
         let id = id.unwrap_or_else(new_execution_id);
         let record = bare_record(id, &workflow, RunStatus::Running);
-        self.run_sync_record(workflow, handles, input, record).await
+        self.run_sync_record(workflow, handles, input, record)
     }
 
     async fn run_sync_record(

@@ -69,7 +69,9 @@ async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) 
     if let Some(page) = ui::dispatch(req, state) {
         return page.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
-    let result = match admin::dispatch(req, payload, state, deadline).await {
+    // Boxed: the admin API's future is three times a webhook's, and every
+    // request's future is as large as its largest branch.
+    let result = match Box::pin(admin::dispatch(req, payload, state, deadline)).await {
         Some(result) => result,
         None => Err(ApiError(Refusal::NotFound("no such route".into()))),
     };

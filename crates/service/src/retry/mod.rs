@@ -445,4 +445,4 @@ impl Service {
 #[cfg(test)]
 mod read_hook;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -32,7 +32,7 @@ fn retry_errors_answer_as_the_admin_api_promises() {
 }
 
 /// A service over a memory store serving the workflow `w` of `yaml`.
-fn serving(dir: &std::path::Path, yaml: &str) -> Arc<Service> {
+pub(crate) fn serving(dir: &std::path::Path, yaml: &str) -> Arc<Service> {
     serving_on(dir, yaml, Arc::new(hookflow_store::MemoryStore::new()))
 }
 
