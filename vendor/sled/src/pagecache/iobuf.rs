@@ -35,8 +35,26 @@ unsafe impl Send for AlignedBuf {}
 #[allow(unsafe_code)]
 unsafe impl Sync for AlignedBuf {}
 
+/// Segment buffers kept for reuse (hookflow's patch). A segment's buffer
+/// was allocated fresh for every segment and freed once written: the
+/// allocator handed its pages back to the system, and every write into the
+/// next buffer faulted them in again, a page fault per 4 KiB logged. A
+/// buffer is filled from its start and its unused end initialized before it
+/// is written (`write_to_log`), so a used one serves as well as a new one.
+static SPARE_BUFS: Mutex<Vec<AlignedBuf>> = Mutex::new(Vec::new());
+
+/// Buffers kept at most: the one being written and the one being filled
+/// are in use; these are the next ones.
+const SPARE_BUFS_MAX: usize = 2;
+
 impl AlignedBuf {
     fn new(len: usize) -> AlignedBuf {
+        {
+            let mut spare = SPARE_BUFS.lock();
+            if let Some(at) = spare.iter().position(|b| b.1 == len) {
+                return spare.swap_remove(at);
+            }
+        }
         let layout = Layout::from_size_align(len, 8192).unwrap();
         let ptr = unsafe { alloc(layout) };
 
@@ -44,14 +62,29 @@ impl AlignedBuf {
 
         AlignedBuf(ptr, len)
     }
-}
 
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
+    fn free(&mut self) {
         let layout = Layout::from_size_align(self.1, 8192).unwrap();
         unsafe {
             dealloc(self.0, layout);
         }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if self.0.is_null() {
+            return;
+        }
+        let mut spare = SPARE_BUFS.lock();
+        if spare.len() < SPARE_BUFS_MAX {
+            // Kept: the pointer moves to the pool's own value.
+            spare.push(AlignedBuf(self.0, self.1));
+            self.0 = std::ptr::null_mut();
+            return;
+        }
+        drop(spare);
+        self.free();
     }
 }
 
