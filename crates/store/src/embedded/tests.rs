@@ -9,20 +9,7 @@ use hookflow_model::time::{now_millis, Timestamp};
 /// Writes garbage over a run's head (`finished`: over the page holding its
 /// finished record) in the closed store in `dir`, as damage would.
 pub(crate) fn damage_for_tests(dir: &Path, id: &str, finished: bool) {
-    // sled lets go of its file lock once its flusher thread has stopped:
-    // retry for a little while (bounded).
-    let mut tries = 0;
-    let db = loop {
-        match sled::open(dir.join("db")) {
-            Ok(db) => break db,
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("cannot open the closed store: {e}"),
-        }
-    };
+    let db = once_let_go(|| sled::open(dir.join("db")));
     let runs = db.open_tree("runs").expect("runs");
     let id = id_bytes(id).expect("an execution id");
     let key = if finished {
@@ -40,6 +27,22 @@ pub(crate) fn damage_for_tests(dir: &Path, id: &str, finished: bool) {
     runs.insert(key, &b"\xc1\xc1 not a value"[..])
         .expect("write");
     db.flush().expect("flush");
+}
+
+/// Opens a store just closed: sled lets go of its file lock once its
+/// threads have stopped, so `open` is tried again for a while (bounded).
+fn once_let_go<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> T {
+    let mut tries = 0;
+    loop {
+        match open() {
+            Ok(opened) => return opened,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the closed store: {e}"),
+        }
+    }
 }
 
 /// Runs accepted in one writer turn share one queue page (one sled
@@ -296,19 +299,7 @@ async fn runs_over_many_log_segments_read_back_after_a_restart() {
         }
         store.flush().await.expect("flush");
     }
-    // sled lets go of its file lock once its threads stop (bounded).
-    let mut tries = 0;
-    let store = loop {
-        match SledStore::open(dir.path()) {
-            Ok(store) => break store,
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("cannot open the store again: {e}"),
-        }
-    };
+    let store = once_let_go(|| SledStore::open(dir.path()));
     assert_eq!(store.damaged(), 0, "nothing set aside as damaged");
     for (n, id) in written {
         let input = store.input(&id).expect("readable").expect("an input");
