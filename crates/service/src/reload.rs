@@ -63,6 +63,7 @@ fn paced(every: Duration, took: Duration) -> Duration {
 /// The folder's change events: each event that may change a workflow file
 /// (any but a read: loading opens every file, and a look opens the folder)
 /// wakes `changed`.
+#[derive(Default)]
 struct Events {
     watcher: Option<notify::RecommendedWatcher>,
     /// Whether the last try to subscribe failed (and said so).
@@ -122,10 +123,7 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
         })
     };
     let changed = Arc::new(tokio::sync::Notify::new());
-    let mut events = Events {
-        watcher: None,
-        failed: false,
-    };
+    let mut events = Events::default();
     events.renew(&dir, &changed);
     let (mut last, mut took) = look(&dir).await.unwrap_or_default();
     loop {
@@ -196,10 +194,7 @@ mod tests {
         let a = dir.path().join("a.yaml");
         std::fs::write(&a, "title: a\n").expect("write");
         let changed = Arc::new(tokio::sync::Notify::new());
-        let mut events = Events {
-            watcher: None,
-            failed: false,
-        };
+        let mut events = Events::default();
         events.renew(dir.path(), &changed);
         assert!(events.watcher.is_some(), "events on a local folder");
         std::fs::read(&a).expect("read");
@@ -223,10 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = dir.path().join("later");
         let changed = Arc::new(tokio::sync::Notify::new());
-        let mut events = Events {
-            watcher: None,
-            failed: false,
-        };
+        let mut events = Events::default();
         events.renew(&folder, &changed);
         assert!(events.watcher.is_none() && events.failed);
         std::fs::create_dir(&folder).expect("mkdir");
