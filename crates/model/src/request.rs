@@ -227,6 +227,18 @@ pub fn join_header(joined: &mut String, value: &str) {
     joined.push_str(value);
 }
 
+/// Bytes as text: valid UTF-8 borrowed as it is, anything else decoded
+/// lossily (U+FFFD for each bad sequence), as `String::from_utf8_lossy`
+/// does. That one walks valid text a byte at a time; `str::from_utf8`
+/// checks ASCII a word at a time, and what senders send is nearly always
+/// valid (each request's header values and raw body pass here).
+pub fn lossy_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// True for headers whose values must not be stored or logged (SPEC §3):
 /// `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, the
 /// named presets' signature headers, and every name containing `token`,
@@ -540,6 +552,27 @@ mod tests {
             let secret =
                 whole.iter().any(|w| name.eq_ignore_ascii_case(w)) || has_secret_word(name);
             assert!(!secret, "{}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn text_is_borrowed_when_valid_and_decoded_as_std_does_when_not() {
+        for bytes in [
+            &b""[..],
+            b"plain ascii",
+            "\u{4e2d}\u{6587} and \u{1f600}".as_bytes(),
+            b"\xff",
+            b"ab\xe4\xb8",
+            b"\xe4\xb8\xadx\xc3(\xf0\x9f\x98",
+            b"ok\x80ok\xbf\xbfend",
+        ] {
+            let got = lossy_text(bytes);
+            assert_eq!(got, String::from_utf8_lossy(bytes), "{bytes:?}");
+            assert_eq!(
+                matches!(got, Cow::Borrowed(_)),
+                std::str::from_utf8(bytes).is_ok(),
+                "{bytes:?}"
+            );
         }
     }
 }

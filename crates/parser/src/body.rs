@@ -73,11 +73,13 @@ pub fn parse_in(
                 message: json_error_text(&e),
             })?
         }
-        (BodyKind::Form, _) => parse_query_in(&String::from_utf8_lossy(body), charset),
+        (BodyKind::Form, _) => parse_query_in(&hookflow_model::request::lossy_text(body), charset),
         (BodyKind::Text, Some(encoding)) => {
             Json::String(encoding.decode_without_bom_handling(body).0.into_owned())
         }
-        (BodyKind::Text, None) => Json::String(String::from_utf8_lossy(body).into_owned()),
+        (BodyKind::Text, None) => {
+            Json::String(hookflow_model::request::lossy_text(body).into_owned())
+        }
     })
 }
 

@@ -75,7 +75,7 @@ pub fn receive<'a, 'h>(
             headers,
             query: parse_query(request.query),
             body: Json::Null,
-            raw_body: String::from_utf8_lossy(request.body).into_owned(),
+            raw_body: hookflow_model::request::lossy_text(request.body).into_owned(),
             body_source: BodySource::Stored,
         },
         body: request.body,

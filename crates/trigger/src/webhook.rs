@@ -91,7 +91,7 @@ fn refused_parts(req: &HttpRequest) -> hookflow_service::RefusedParts {
             .headers()
             .iter()
             .map(|(n, v)| {
-                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                let value = hookflow_model::request::lossy_text(v.as_bytes()).into_owned();
                 (n.as_str().to_string(), value)
             })
             .collect(),
@@ -140,7 +140,12 @@ async fn run(
     let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+        .map(|(n, v)| {
+            (
+                n.as_str(),
+                hookflow_model::request::lossy_text(v.as_bytes()),
+            )
+        })
         .collect();
     let headers = headers.iter().map(|(n, v)| (*n, v.as_ref()));
     match state.service.deliver(served, request, headers).await? {
