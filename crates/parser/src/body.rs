@@ -2,6 +2,7 @@
 
 use crate::query::parse_query_in;
 use crate::ParseError;
+use hookflow_model::request::lossy_text;
 use serde_json::Value as Json;
 
 /// How a body is read.
@@ -73,13 +74,11 @@ pub fn parse_in(
                 message: json_error_text(&e),
             })?
         }
-        (BodyKind::Form, _) => parse_query_in(&hookflow_model::request::lossy_text(body), charset),
+        (BodyKind::Form, _) => parse_query_in(&lossy_text(body), charset),
         (BodyKind::Text, Some(encoding)) => {
             Json::String(encoding.decode_without_bom_handling(body).0.into_owned())
         }
-        (BodyKind::Text, None) => {
-            Json::String(hookflow_model::request::lossy_text(body).into_owned())
-        }
+        (BodyKind::Text, None) => Json::String(lossy_text(body).into_owned()),
     })
 }
 

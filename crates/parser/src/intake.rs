@@ -10,7 +10,7 @@
 use crate::body::{self, body_kind, BodyKind};
 use crate::query::parse_query;
 use crate::{extract, ParseError};
-use hookflow_model::request::{BodySource, RunInput, TriggerRequest, Verified};
+use hookflow_model::request::{lossy_text, BodySource, RunInput, TriggerRequest, Verified};
 use hookflow_model::runtime::Workflow;
 use serde_json::Value as Json;
 
@@ -75,7 +75,7 @@ pub fn receive<'a, 'h>(
             headers,
             query: parse_query(request.query),
             body: Json::Null,
-            raw_body: hookflow_model::request::lossy_text(request.body).into_owned(),
+            raw_body: lossy_text(request.body).into_owned(),
             body_source: BodySource::Stored,
         },
         body: request.body,

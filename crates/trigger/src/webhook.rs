@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use hookflow_executor::answer::{JSON_TYPE, TEXT_TYPE};
 use hookflow_executor::Answer;
+use hookflow_model::request::lossy_text;
 use hookflow_service::{Delivery, Refusal, Served};
 use std::time::Instant;
 
@@ -91,7 +92,7 @@ fn refused_parts(req: &HttpRequest) -> hookflow_service::RefusedParts {
             .headers()
             .iter()
             .map(|(n, v)| {
-                let value = hookflow_model::request::lossy_text(v.as_bytes()).into_owned();
+                let value = lossy_text(v.as_bytes()).into_owned();
                 (n.as_str().to_string(), value)
             })
             .collect(),
@@ -140,12 +141,7 @@ async fn run(
     let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = req
         .headers()
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str(),
-                hookflow_model::request::lossy_text(v.as_bytes()),
-            )
-        })
+        .map(|(n, v)| (n.as_str(), lossy_text(v.as_bytes())))
         .collect();
     let headers = headers.iter().map(|(n, v)| (*n, v.as_ref()));
     match state.service.deliver(served, request, headers).await? {
