@@ -997,6 +997,24 @@ impl SegmentAccountant {
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
+        // hookflow: a segment added at the file's end is written full of
+        // zeros (the state recovery gives a free segment) before any log
+        // buffer goes into it. The buffers then overwrite blocks the file
+        // already has, and the fdatasync of each group commit writes the
+        // data and flushes, with no file size or block allocation to write
+        // first (PostgreSQL zero-fills a new WAL segment for the same
+        // reason). Not synced here: the next flush syncs it, and a crash
+        // before that leaves a shorter file or a zeroed segment, both of
+        // which recovery already handles.
+        if !self.config.temporary {
+            io_fail!(self.config, "zero new tip segment");
+            pwrite_all(
+                &self.config.file,
+                &vec![MessageKind::Corrupted.into(); self.config.segment_size],
+                lid,
+            )?;
+        }
+
         Ok(lid)
     }
 
