@@ -176,10 +176,14 @@ impl Run {
     }
 
     /// Runs to the end and writes the record; `Some` when it stopped at a delay.
-    pub async fn drive(mut self) -> Option<Waiting> {
+    ///
+    /// Not an `async fn`: its future would hold the run twice, as its
+    /// argument and inside the instrumented block (2.5 KiB against 1.2).
+    pub fn drive(mut self) -> impl std::future::Future<Output = Option<Waiting>> + Send {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
-        let _running = counted::running(&self.env.metrics);
+        let running = counted::running(&self.env.metrics);
         async move {
+            let _running = running;
             self.record.status = RunStatus::Running;
             self.wake_waiting_jobs();
             let ending = self.steps().await;
@@ -202,7 +206,6 @@ impl Run {
             None
         }
         .instrument(span)
-        .await
     }
 
     /// Saves what changed since the last save (durable runs).
