@@ -6,12 +6,14 @@ use crate::queue::{NewRun, ReadyRun};
 use crate::record::{bare_record, new_record};
 use crate::scope::scope_copying;
 use crate::{record, settle, AcceptError, Answer, Executor, RunInput, RunState, WorkflowMetrics};
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::{
     Accepted, ExecutionRecord, IdempotencyClaim, IdempotencyEntry, RunStatus, StoreError,
 };
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -48,13 +50,44 @@ impl Executor {
     /// [`settle`]); returns the execution id and the acknowledgement.
     /// Returns only after the run is on disk, together with its idempotency
     /// key (`key`, kept for `ttl`) when it has one.
-    pub async fn accept(
+    ///
+    /// Not an `async fn`: the run is made and started here, and the future
+    /// holds only what is waited on (an `async fn`'s future held the input,
+    /// the record and the run beside the settling run's own future: 5 KiB,
+    /// moved into the request's box).
+    pub fn accept(
         &self,
         workflow: Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         key: Option<(String, std::time::Duration)>,
-    ) -> Result<(String, Answer), AcceptError> {
+    ) -> impl Future<Output = Result<(String, Answer), AcceptError>> + '_ {
+        // Combinators rather than an `async` block, which would keep the
+        // write's future twice (captured, and awaited).
+        match self.start_accept(workflow, handles, input, key) {
+            Ok((id, ack, written)) => {
+                Either::Left(written.map(move |written| written.map(|()| (id, ack))))
+            }
+            Err(e) => Either::Right(std::future::ready(Err(e))),
+        }
+    }
+
+    /// [`Executor::accept`] up to the write: the run's id, its
+    /// acknowledgement and the future of its write.
+    fn start_accept(
+        &self,
+        workflow: Arc<Workflow>,
+        handles: Option<Arc<WorkflowMetrics>>,
+        input: RunInput,
+        key: Option<(String, std::time::Duration)>,
+    ) -> Result<
+        (
+            String,
+            Answer,
+            impl Future<Output = Result<(), AcceptError>> + '_,
+        ),
+        AcceptError,
+    > {
         let id = uuid::Uuid::now_v7().to_string();
         // The stored input keeps the request; the record needs none.
         let mut record = bare_record(id.clone(), &workflow, RunStatus::Queued);
@@ -94,28 +127,27 @@ impl Executor {
             scope,
             headers,
         };
-        if settle::settles_at_once(&workflow) {
-            self.settle(workflow, handles, input, fresh, idempotency)
-                .await?;
+        let written = if settle::settles_at_once(&workflow) {
+            Either::Left(self.settle(workflow, handles, input, fresh, idempotency)?)
         } else {
-            self.enqueue(workflow, handles, input, fresh, idempotency)
-                .await?;
-        }
-        Ok((id, ack))
+            Either::Right(self.enqueue(workflow, handles, input, fresh, idempotency)?)
+        };
+        Ok((id, ack, written))
     }
 
     /// Writes a new async run durably, then hands it to the workers. Both
-    /// happen in a task of their own: a caller that goes away (a client that
-    /// resets its connection) cancels neither, so a run on disk is never
-    /// left behind until the next start.
-    async fn enqueue(
+    /// happen in a task of their own, started here: a caller that goes away
+    /// (a client that resets its connection) cancels neither, so a run on
+    /// disk is never left behind until the next start. The future answers
+    /// when the run is on disk.
+    fn enqueue(
         &self,
         workflow: Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         fresh: Fresh,
         idempotency: Option<IdempotencyClaim>,
-    ) -> Result<(), AcceptError> {
+    ) -> Result<impl Future<Output = Result<(), AcceptError>>, AcceptError> {
         let Fresh {
             mut record,
             state,
@@ -151,9 +183,11 @@ impl Executor {
             })));
             Ok(())
         }));
-        handoff
-            .await
-            .map_err(|e| AcceptError::Store(format!("the hand-off failed: {e}")))?
+        Ok(async move {
+            handoff
+                .await
+                .map_err(|e| AcceptError::Store(format!("the hand-off failed: {e}")))?
+        })
     }
 
     /// Starts a new run of `workflow` with `input`, recorded as a retry of
@@ -211,7 +245,7 @@ impl Executor {
                     scope,
                     headers,
                 };
-                self.enqueue(workflow, None, input, fresh, None).await?;
+                self.enqueue(workflow, None, input, fresh, None)?.await?;
             }
         }
         Ok(new_id)
