@@ -51,10 +51,10 @@ impl Executor {
     /// Returns only after the run is on disk, together with its idempotency
     /// key (`key`, kept for `ttl`) when it has one.
     ///
-    /// Not an `async fn`: the run is made and started here, and the future
-    /// holds only what is waited on (an `async fn`'s future held the input,
-    /// the record and the run beside the settling run's own future: 5 KiB,
-    /// moved into the request's box).
+    /// Not an `async fn`: the run is made here (a queued run's hand-off task
+    /// started), and the future holds only what is waited on (an `async
+    /// fn`'s future held the input, the record and the run beside the
+    /// settling run's own future: 5 KiB, moved into the request's box).
     pub fn accept(
         &self,
         workflow: Arc<Workflow>,
