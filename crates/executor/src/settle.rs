@@ -51,7 +51,7 @@ impl Executor {
         input: RunInput,
         fresh: Fresh,
         idempotency: Option<IdempotencyClaim>,
-    ) -> Result<impl Future<Output = Result<(), AcceptError>> + '_, AcceptError> {
+    ) -> Result<impl Future<Output = Result<(), AcceptError>>, AcceptError> {
         let Fresh {
             record,
             state,
