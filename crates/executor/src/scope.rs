@@ -3,9 +3,9 @@
 
 use crate::state::RunState;
 use hookflow_model::runtime::Workflow;
-use hookflow_model::template::Scope;
+use hookflow_model::template::{Scope, EXECUTION_STARTED_AT, EXECUTION_WORKFLOW};
 use hookflow_store::{ExecutionRecord, RunInput, TriggerRequest};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 /// Builds the template variables of a run: those the workflow's templates
 /// read (a payment callback's templates seldom read the whole trigger
@@ -27,10 +27,20 @@ pub fn scope_for(
         scope.set_owned("vars", vars);
     }
     if reads("execution") {
-        scope.set_owned(
-            "execution",
-            json!({"id": record.id, "workflow": record.workflow, "started_at": record.started_at.to_string()}),
-        );
+        // Its fields besides the id are made only when a template reads
+        // them (a formatted start time is a few hundred instructions).
+        let mut execution = serde_json::Map::new();
+        execution.insert("id".into(), Json::String(record.id.clone()));
+        if reads(EXECUTION_WORKFLOW) {
+            execution.insert("workflow".into(), Json::String(record.workflow.clone()));
+        }
+        if reads(EXECUTION_STARTED_AT) {
+            execution.insert(
+                "started_at".into(),
+                Json::String(record.started_at.to_string()),
+            );
+        }
+        scope.set_owned("execution", Json::Object(execution));
     }
     if reads("secrets") {
         scope.set_owned("secrets", workflow.secret_values());

@@ -937,3 +937,46 @@ fn only_runs_that_can_copy_secret_headers_scrub_them() {
         );
     }
 }
+
+/// `execution.*` reads the run's id, workflow and start whichever way a
+/// template names them (the scope makes the workflow and the start only
+/// for templates that can read them).
+#[tokio::test]
+async fn templates_read_the_execution_fields_they_name() {
+    let store: Arc<dyn Store> = recording();
+    let executor = executor_of(store);
+    for (body, fields) in [
+        ("{ id: \"{{ execution.id }}\" }", &["id"][..]),
+        (
+            "{ w: \"{{ execution.workflow }}\", at: \"{{ execution.started_at }}\" }",
+            &["w", "at"][..],
+        ),
+        ("{ all: \"{{ execution | tojson }}\" }", &["all"][..]),
+    ] {
+        let text = format!(
+            "title: t\ntrigger:\n  type: webhook\n  mode: sync\n  key: exec-fields\nnodes:\n  \
+             - type: response\n    body: {body}\n"
+        );
+        let wf = compile("exec-fields", &text);
+        let (id, answer) = executor.run_sync(wf, None, empty_input()).await;
+        assert_eq!(answer.status, 200, "{body}");
+        let got: Json = serde_json::from_slice(&answer.body).expect("a JSON answer");
+        let record = executor.store().get(&id).expect("get").expect("stored");
+        let started = record.started_at.to_string();
+        for field in fields {
+            let value = got[field].as_str().unwrap_or_default();
+            match *field {
+                "id" => assert_eq!(value, id),
+                "w" => assert_eq!(value, "exec-fields"),
+                "at" => assert_eq!(value, started),
+                _ => {
+                    let all: Json = serde_json::from_str(value).expect("execution as JSON");
+                    assert_eq!(
+                        all,
+                        serde_json::json!({"id": id, "workflow": "exec-fields", "started_at": started})
+                    );
+                }
+            }
+        }
+    }
+}

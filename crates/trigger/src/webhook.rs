@@ -154,7 +154,7 @@ async fn run(
             answer,
             replayed,
         } => {
-            let mut response = respond(&execution_id, answer);
+            let mut response = respond(execution_id, answer);
             if replayed {
                 response.headers_mut().insert(
                     HeaderName::from_static(REPLAYED_HEADER),
@@ -285,8 +285,9 @@ fn check_basic(
     }
 }
 
-/// Turns an answer into an HTTP response carrying the execution id.
-pub fn respond(execution_id: &str, answer: Answer) -> HttpResponse {
+/// Turns an answer into an HTTP response carrying the execution id (whose
+/// text becomes the header's value without a copy).
+pub fn respond(execution_id: String, answer: Answer) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(answer.status)
         .unwrap_or(actix_web::http::StatusCode::OK);
     let mut builder = HttpResponse::build(status);

@@ -339,6 +339,8 @@ impl Run {
         // only of them costs no writes between its queueing and its end.
         // (`save_every_node`, for tests, also saves before every node.)
         let mut changed = true;
+        // One vector for every step (a new one each step allocated each time).
+        let mut stacks = Vec::new();
         loop {
             // Nodes that compute finish at their first poll: a long chain of
             // them (a loop of thousands) never gave the task back, so a sync
@@ -354,10 +356,10 @@ impl Run {
                 return Ending::Aborted("timeout".into());
             }
             // Start a node on every stack that has none running.
-            let mut stacks = Vec::new();
+            stacks.clear();
             runnable_stacks(&self.state.frames, &mut Vec::new(), &mut stacks);
             let mut progressed = false;
-            for path in stacks {
+            for path in stacks.drain(..) {
                 if running.iter().any(|r| r.path == path) {
                     continue;
                 }

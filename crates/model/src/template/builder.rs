@@ -221,20 +221,28 @@ impl TemplateBuilder {
         }
     }
 
-    /// Notes the top-level variables of a template's references, and
-    /// whether it can read the request's headers ([`super::TRIGGER_HEADERS`]:
-    /// `trigger.headers…`, or `trigger` itself, whole or by index).
+    /// Notes the top-level variables of a template's references, and the
+    /// parts a run builds only when read: the request's headers
+    /// ([`super::TRIGGER_HEADERS`]: `trigger.headers…`, or `trigger` itself,
+    /// whole or by index) and two fields of `execution`
+    /// ([`super::EXECUTION_WORKFLOW`], [`super::EXECUTION_STARTED_AT`]).
     fn note_reads(&mut self, refs: &BTreeSet<String>) {
         for r in refs {
             let top = r.split('.').next().unwrap_or(r);
             if !self.reads.contains(top) {
                 self.reads.insert(top.to_string());
             }
-            let headers = r == "trigger"
-                || r.strip_prefix(super::TRIGGER_HEADERS)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
-            if headers && !self.reads.contains(super::TRIGGER_HEADERS) {
-                self.reads.insert(super::TRIGGER_HEADERS.to_string());
+            for (whole, part) in [
+                ("trigger", super::TRIGGER_HEADERS),
+                ("execution", super::EXECUTION_WORKFLOW),
+                ("execution", super::EXECUTION_STARTED_AT),
+            ] {
+                let reads_part = r == whole
+                    || r.strip_prefix(part)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+                if reads_part && !self.reads.contains(part) {
+                    self.reads.insert(part.to_string());
+                }
             }
         }
     }

@@ -162,6 +162,14 @@ fn eval_error(e: &minijinja::Error) -> EvalError {
 /// request's headers.
 pub const TRIGGER_HEADERS: &str = "trigger.headers";
 
+/// What [`Templates::reads`] answers for templates that can read
+/// `execution.workflow` (the field, or `execution` whole).
+pub const EXECUTION_WORKFLOW: &str = "execution.workflow";
+
+/// What [`Templates::reads`] answers for templates that can read
+/// `execution.started_at` (the field, or `execution` whole).
+pub const EXECUTION_STARTED_AT: &str = "execution.started_at";
+
 /// One workflow's compiled templates.
 #[derive(Clone)]
 pub struct Templates {

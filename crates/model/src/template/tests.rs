@@ -502,3 +502,39 @@ fn urlencode_keeps_a_value_one_url_component() {
         Ok(json!("n=2&q=x%20y")),
     );
 }
+
+/// `execution.workflow` and `execution.started_at` are made only for
+/// templates that can read them: by name, or through `execution` whole or
+/// indexed by a value the compiler cannot see.
+#[test]
+fn the_execution_fields_a_run_builds_are_those_templates_can_read() {
+    use super::{EXECUTION_STARTED_AT as STARTED, EXECUTION_WORKFLOW as WORKFLOW};
+    for (source, workflow, started) in [
+        ("{{ execution.id }}", false, false),
+        ("at {{ execution.started_at }}", false, true),
+        ("{{ execution.workflow }}", true, false),
+        (
+            "{{ execution.workflow ~ execution.started_at }}",
+            true,
+            true,
+        ),
+        ("{{ execution }}", true, true),
+        ("{{ execution | tojson }}", true, true),
+        // An index, even a literal one, reads `execution` whole.
+        ("{{ execution['started_at'] }}", true, true),
+        ("{% set f = 'workflow' %}{{ execution[f] }}", true, true),
+        (
+            "{% for k, v in execution | items %}{{ v }}{% endfor %}",
+            true,
+            true,
+        ),
+        ("{{ debug() }}", true, true),
+        ("{{ vars.a }}", false, false),
+    ] {
+        let mut b = TemplateBuilder::new();
+        b.text(source).expect("text");
+        let t = b.finish();
+        assert_eq!(t.reads(WORKFLOW), workflow, "{source}: workflow");
+        assert_eq!(t.reads(STARTED), started, "{source}: started_at");
+    }
+}
