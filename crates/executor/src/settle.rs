@@ -13,6 +13,7 @@
 
 use crate::intake::{deadline_of, not_taken, Fresh};
 use crate::{AcceptError, Executor};
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use hookflow_metrics::WorkflowMetrics;
 use hookflow_model::runtime::{NodeKind, Workflow};
@@ -43,7 +44,8 @@ impl Executor {
     /// Runs a new run of a workflow that [`settles_at_once`] to its end in
     /// this task, then writes it finished, durably. A run that panics is
     /// written failed, with the panic's message, as a queued run would be.
-    /// The run is made here; the future runs it and writes it.
+    /// The run is made here; the future runs it and writes it (it borrows
+    /// the executor's store for the write).
     pub(crate) fn settle(
         &self,
         workflow: Arc<Workflow>,
@@ -51,7 +53,7 @@ impl Executor {
         input: RunInput,
         fresh: Fresh,
         idempotency: Option<IdempotencyClaim>,
-    ) -> Result<impl Future<Output = Result<(), AcceptError>>, AcceptError> {
+    ) -> Result<impl Future<Output = Result<(), AcceptError>> + '_, AcceptError> {
         let Fresh {
             record,
             state,
@@ -73,7 +75,7 @@ impl Executor {
         // Combinators rather than an `async` block: a block would keep the
         // run's future it awaits beside the copy it captured (3.2 KiB
         // against 2).
-        let store = self.store.clone();
+        let store = &self.store;
         Ok(AssertUnwindSafe(run.drive())
             .catch_unwind()
             .then(move |driven| {
@@ -99,11 +101,20 @@ impl Executor {
                     input,
                     idempotency,
                 };
-                // In a task of its own, as a queued run's hand-off: a caller
-                // that goes away cancels nothing a store has begun to write.
-                tokio::spawn(Box::pin(async move {
-                    store.accept_finished(accepted, finished).await
-                }))
+                if store.writes_when_called() {
+                    // Handed to the store by this call, in the poll that
+                    // finished the run: a caller that goes away now cancels
+                    // nothing, so the write needs no task of its own.
+                    Either::Left(store.accept_finished(accepted, finished).map(Ok))
+                } else {
+                    // In a task of its own, as a queued run's hand-off: a
+                    // caller that goes away cancels nothing a store has
+                    // begun to write.
+                    let store = store.clone();
+                    Either::Right(tokio::spawn(Box::pin(async move {
+                        store.accept_finished(accepted, finished).await
+                    })))
+                }
             })
             .map(|written| match written {
                 Ok(written) => written.map_err(not_taken),

@@ -311,6 +311,15 @@ pub trait Store: Send + Sync + 'static {
         !self.overloaded()
     }
 
+    /// Whether [`Store::accept_finished`] hands its write over before it
+    /// returns (its future only waits for it to be on disk): a caller that
+    /// drops the future then cancels nothing, and need not keep it in a
+    /// task of its own. False by default, as the default
+    /// [`Store::accept_finished`] writes when first polled.
+    fn writes_when_called(&self) -> bool {
+        false
+    }
+
     /// Whether several instances share this store (PostgreSQL): runs are
     /// then claimed with leases ([`Store::claim_expired`]) rather than all
     /// resumed at start, and a write is seen by the other instances once

@@ -331,6 +331,10 @@ macro_rules! conformance {
                 super::a_run_accepted_finished_is_kept_whole::<$backend>().await
             }
             #[tokio::test]
+            async fn a_dropped_accept_finished_still_writes_when_promised() {
+                super::a_dropped_accept_finished_still_writes_when_promised::<$backend>().await
+            }
+            #[tokio::test]
             async fn runs_accepted_together_finish_apart() {
                 super::runs_accepted_together_finish_apart::<$backend>().await
             }

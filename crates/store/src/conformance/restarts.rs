@@ -448,3 +448,32 @@ fn kept_whole(store: &dyn Store, done: &ExecutionRecord, now: u64) {
     assert_eq!(key.execution_id, done.id);
     assert_eq!(key.response, Some(ack()));
 }
+
+/// A store that writes when called ([`Store::writes_when_called`]) keeps a
+/// run accepted finished even when the future is dropped unpolled (its
+/// caller went away): the call handed the write over. Stores that do not
+/// say so promise nothing then, and are not asked to.
+pub(crate) async fn a_dropped_accept_finished_still_writes_when_promised<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    if !store.writes_when_called() {
+        return;
+    }
+    let now = now_millis();
+    let mut head = record_at("pay", RunStatus::Queued, now);
+    head.response = Some(ack());
+    let done = finished(head.clone(), RunStatus::Resolved, now + 1);
+    let run = Accepted {
+        record: head,
+        input: input(now),
+        idempotency: None,
+    };
+    drop(store.accept_finished(run, done.clone()));
+    store.flush().await.expect("flush");
+    let got = store
+        .get(&done.id)
+        .expect("get")
+        .expect("the record, though its future was dropped");
+    assert_eq!(got.status, RunStatus::Resolved);
+    assert_eq!(store.input(&done.id).expect("input"), Some(input(now)));
+}

@@ -523,6 +523,12 @@ impl Store for SledStore {
         self.failed_at.load(Ordering::Relaxed) == 0
     }
 
+    fn writes_when_called(&self) -> bool {
+        // `accept_finished` encodes and submits its event to the writer
+        // before it returns (`durable`).
+        true
+    }
+
     fn damaged(&self) -> usize {
         self.damaged.load(Ordering::Relaxed)
     }
