@@ -505,7 +505,7 @@ fn urlencode_keeps_a_value_one_url_component() {
 
 /// `execution.workflow` and `execution.started_at` are made only for
 /// templates that can read them: by name, or through `execution` whole or
-/// indexed by a value the compiler cannot see.
+/// indexed.
 #[test]
 fn the_execution_fields_a_run_builds_are_those_templates_can_read() {
     use super::{EXECUTION_STARTED_AT as STARTED, EXECUTION_WORKFLOW as WORKFLOW};
