@@ -103,7 +103,8 @@ m1=$(median "${ones[@]}"); m2=$(median "${manys[@]}")
 echo
 echo "peak RSS: one $(rss_mib "$one_pid" VmHWM) MiB, $COUNT workflows $(rss_mib "$many_pid" VmHWM) MiB"
 awk -v a="$m2" -v b="$m1" -v s="$(cat "$work/many.start")" -v r="$(rss_mib "$many_pid" VmHWM)" 'BEGIN {
-    printf "many/one throughput = %.2f (target >= 0.95)\n", a / b;
-    printf "start-up with many  = %.2f s, median of first starts (target <= 0.5)\n", s;
-    printf "peak RSS with many  = %.1f MiB (target <= 96)\n", r;
+    # Three decimals and a verdict, as in `just bench`.
+    printf "many/one throughput = %.3f (target >= 0.95: %s)\n", a / b, ((a / b >= 0.95) ? "met" : "not met");
+    printf "start-up with many  = %.3f s, median of first starts (target <= 0.5: %s)\n", s, ((s <= 0.5) ? "met" : "not met");
+    printf "peak RSS with many  = %.1f MiB (target <= 96: %s)\n", r, ((r <= 96) ? "met" : "not met");
 }'
