@@ -139,6 +139,17 @@ pub trait Store: Send + Sync + 'static {
     /// the record); a sync run's record is simply kept.
     fn finish(&self, record: ExecutionRecord, durable: bool);
 
+    /// A sync run's record kept, as `finish(record, false)`, without
+    /// blocking the calling thread (an HTTP worker, which serves other
+    /// connections meanwhile): `None` once the store has taken it; `Some`
+    /// while its queue of writes is full (a stalled disk), a future that
+    /// resolves once it has. Stores whose `finish` never blocks keep the
+    /// default.
+    fn keep_finished(&self, record: ExecutionRecord) -> Option<BoxFuture<'static, ()>> {
+        self.finish(record, false);
+        None
+    }
+
     /// A durable run finished: resolves once its final record is on disk.
     /// No read shows it finished before then, so a run anybody saw
     /// finished never runs again after a crash.

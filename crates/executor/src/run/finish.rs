@@ -4,8 +4,9 @@
 use super::{Run, Waiting};
 use crate::answer::Answer;
 use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
-use hookflow_store::{JobStatus, RunStatus};
+use hookflow_store::{ExecutionRecord, JobStatus, RunStatus, Store};
 use serde_json::Value as Json;
+use std::sync::Arc;
 
 impl Run {
     /// A run resumed after a delay: its waiting job is done.
@@ -39,14 +40,7 @@ impl Run {
     /// Writes the final record with this status and error; a durable run's
     /// is returned with its store instead, for the driver to write and wait
     /// until it is on disk before it moves on.
-    pub(super) fn finish(
-        mut self,
-        status: RunStatus,
-        error: Option<String>,
-    ) -> Option<(
-        std::sync::Arc<dyn hookflow_store::Store>,
-        hookflow_store::ExecutionRecord,
-    )> {
+    pub(super) fn finish(mut self, status: RunStatus, error: Option<String>) -> Option<Write> {
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
             if !r.is_answered() {
@@ -86,11 +80,34 @@ impl Run {
                 drop(keep.send(self.record));
                 None
             }
-            None if self.durable => Some((self.store, self.record)),
-            None => {
-                self.store.finish(self.record, false);
-                None
+            None if self.durable => Some(Write::Durable(self.store, self.record)),
+            None => self.store.keep_finished(self.record).map(Write::Room),
+        }
+    }
+}
+
+/// The write a finished run leaves to its driver.
+// Made once a run and moved once: boxing the record would cost a durable
+// run an allocation to save bytes of a value that lives a moment.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Write {
+    /// A durable run's final record: on disk before the driver goes on.
+    Durable(Arc<dyn Store>, ExecutionRecord),
+    /// A sync run's record, written behind, waiting for room in the
+    /// store's queue of writes (a stalled disk): the driver waits as a
+    /// task, so that the HTTP worker goes on serving its other connections.
+    Room(hookflow_store::BoxFuture<'static, ()>),
+}
+
+impl Write {
+    pub(super) async fn write(self) {
+        match self {
+            Write::Durable(store, record) => {
+                if let Err(error) = store.finish_durably(record).await {
+                    tracing::error!(message = "Could not write a finished run to disk.", %error);
+                }
             }
+            Write::Room(room) => room.await,
         }
     }
 }

@@ -198,10 +198,8 @@ impl Run {
                 Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
                 Ending::Waiting(wake_at) => return Some(self.wait(wake_at)),
             };
-            if let Some((store, record)) = self.finish(status, error) {
-                if let Err(error) = store.finish_durably(record).await {
-                    tracing::error!(message = "Could not write a finished run to disk.", %error);
-                }
+            if let Some(write) = self.finish(status, error) {
+                write.write().await;
             }
             None
         }

@@ -335,6 +335,10 @@ macro_rules! conformance {
                 super::a_dropped_accept_finished_still_writes_when_promised::<$backend>().await
             }
             #[tokio::test]
+            async fn a_kept_sync_record_reads_back_finished() {
+                super::a_kept_sync_record_reads_back_finished::<$backend>().await
+            }
+            #[tokio::test]
             async fn runs_accepted_together_finish_apart() {
                 super::runs_accepted_together_finish_apart::<$backend>().await
             }

@@ -284,3 +284,24 @@ pub(crate) async fn a_due_run_is_claimed_once<B: Backend>() {
     assert_eq!(twice, 0, "runs claimed twice");
     assert_eq!(seen.len(), ids.len());
 }
+
+/// A sync run's record handed over by `keep_finished` (after it was
+/// announced, as a run whose id went out) reads back finished: the
+/// announced record gives way once the finished one is taken.
+pub(crate) async fn a_kept_sync_record_reads_back_finished<B: Backend>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = B::open(dir.path());
+    let now = now_millis();
+    let running = record_at("w", RunStatus::Running, now);
+    store.announce(running.clone());
+    let seen = store.get(&running.id).expect("get").map(|r| r.status);
+    assert_eq!(seen, Some(RunStatus::Running));
+    let done = finished(running, RunStatus::Resolved, now + 5);
+    if let Some(room) = store.keep_finished(done.clone()) {
+        room.await;
+    }
+    store.flush().await.expect("flush");
+    let got = store.get(&done.id).expect("get").expect("the kept record");
+    assert_eq!(got.status, RunStatus::Resolved);
+    assert_eq!(got.finished_at, done.finished_at);
+}

@@ -24,6 +24,7 @@ mod queued;
 mod reads;
 mod refused;
 mod retention;
+mod room;
 mod versions;
 mod writer;
 
@@ -51,7 +52,9 @@ pub struct SledStore {
     db: sled::Db,
     runs: sled::Tree,
     versions: sled::Tree,
-    jobs: Option<mpsc::SyncSender<Job>>,
+    /// The writer's backlog (shared, so that a record waiting for room in
+    /// it, [`room`], holds it weakly and cannot keep the writer alive).
+    jobs: Option<Arc<mpsc::SyncSender<Job>>>,
     writer: Option<std::thread::JoinHandle<()>>,
     overlay: Arc<Overlay>,
     /// Unfinished runs in queue pages ([`queued`]).
@@ -63,6 +66,9 @@ pub struct SledStore {
     on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
     /// When the last write failed (Unix ms; 0: the last sync went well).
     failed_at: Arc<std::sync::atomic::AtomicU64>,
+    /// Sync records waiting for room in the backlog ([`room`]); while
+    /// any waits, the store is overloaded.
+    waiting: Arc<AtomicUsize>,
     /// Fails the writer's turns while set (a full disk, in tests).
     #[cfg(test)]
     fail_writes: Arc<std::sync::atomic::AtomicBool>,
@@ -141,7 +147,7 @@ impl SledStore {
             db,
             runs,
             versions,
-            jobs: Some(tx),
+            jobs: Some(Arc::new(tx)),
             writer: Some(writer),
             overlay,
             queued,
@@ -149,6 +155,7 @@ impl SledStore {
             refused,
             on_commit,
             failed_at,
+            waiting: Arc::new(AtomicUsize::new(0)),
             #[cfg(test)]
             fail_writes,
         })
@@ -359,6 +366,10 @@ impl Store for SledStore {
         self.send(self.finish_event(record, durable));
     }
 
+    fn keep_finished(&self, record: ExecutionRecord) -> Option<BoxFuture<'static, ()>> {
+        self.keep_when_room(record)
+    }
+
     fn finish_durably(&self, record: ExecutionRecord) -> BoxFuture<'_, StoreResult<()>> {
         // One job with its waiter: the turn that applies it syncs, and the
         // reads of that turn are answered after the sync.
@@ -515,12 +526,16 @@ impl Store for SledStore {
         // A write failed (a full disk): new webhooks are refused (503) for
         // a while instead of each failing in turn; then one is let through
         // to try again.
+        // So is a writer whose backlog is full (a stalled disk): records
+        // wait for room, and new webhooks would add to them.
         let at = self.failed_at.load(Ordering::Relaxed);
-        at != 0 && hookflow_model::time::now_millis().saturating_sub(at) < writer::FAILED_PAUSE_MS
+        self.waiting.load(Ordering::Relaxed) > 0
+            || at != 0
+                && hookflow_model::time::now_millis().saturating_sub(at) < writer::FAILED_PAUSE_MS
     }
 
     fn healthy(&self) -> bool {
-        self.failed_at.load(Ordering::Relaxed) == 0
+        self.failed_at.load(Ordering::Relaxed) == 0 && self.waiting.load(Ordering::Relaxed) == 0
     }
 
     fn writes_when_called(&self) -> bool {
