@@ -128,22 +128,12 @@ mod tests {
     use hookflow_model::time::{now_millis, Timestamp};
     use std::sync::{mpsc, Mutex};
 
+    /// A sync run's record, resolved.
     fn finished_record() -> ExecutionRecord {
-        let ms = now_millis();
-        ExecutionRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            workflow: "w".into(),
-            version: "v".into(),
-            status: RunStatus::Resolved,
-            started_at: Timestamp(ms),
-            finished_at: Some(Timestamp(ms)),
-            started_ms: ms,
-            trigger: None,
-            jobs: Vec::new(),
-            response: None,
-            retry_of: None,
-            error: None,
-        }
+        let mut record = super::super::tests::a_run().record;
+        record.status = RunStatus::Resolved;
+        record.finished_at = Some(Timestamp(now_millis()));
+        record
     }
 
     /// With the writer held inside a sync (as by a stalled disk) and its

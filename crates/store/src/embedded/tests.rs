@@ -197,7 +197,7 @@ async fn a_flipped_bit_in_the_data_file_never_panics_at_open() {
     eprintln!("of 39 copies of {len} bytes with a bit flipped, {opened} opened and {refused} were refused");
 }
 
-fn a_run() -> Accepted {
+pub(super) fn a_run() -> Accepted {
     let ms = now_millis();
     Accepted {
         record: ExecutionRecord {
