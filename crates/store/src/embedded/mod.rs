@@ -169,15 +169,9 @@ impl SledStore {
 
     /// The event of a finished run (it leaves the overlay's live runs).
     fn finish_event(&self, record: ExecutionRecord, durable: bool) -> StoreResult<Event> {
-        let id = id_of_record(&record.id)?;
-        let (header, record) = finished_parts(record)?;
+        let (id, event) = finished_event(record, durable)?;
         self.overlay.finished(&id);
-        Ok(Event::Finish {
-            id,
-            header,
-            record,
-            durable,
-        })
+        Ok(event)
     }
 
     /// Submits an event somebody waits on: resolves once it is on disk.
@@ -286,6 +280,19 @@ fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u
         workflow: record.workflow,
     };
     Ok((header, bytes))
+}
+
+/// A finished run's event and its id (the overlay left as it is).
+fn finished_event(record: ExecutionRecord, durable: bool) -> StoreResult<(Id, Event)> {
+    let id = id_of_record(&record.id)?;
+    let (header, record) = finished_parts(record)?;
+    let event = Event::Finish {
+        id,
+        header,
+        record,
+        durable,
+    };
+    Ok((id, event))
 }
 
 fn id_of_record(id: &str) -> StoreResult<Id> {

@@ -14,9 +14,10 @@
 //! admitted, and memory stays bounded. The announced record (if any) stays
 //! readable until the finished one is queued.
 
+use super::layout::Id;
 use super::overlay::Overlay;
-use super::writer::{Event, Job};
-use super::{finished_parts, id_of_record, SledStore};
+use super::writer::Job;
+use super::{finished_event, SledStore};
 use crate::contract::BoxFuture;
 use crate::record::ExecutionRecord;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,25 +32,18 @@ const RETRY: Duration = Duration::from_millis(1);
 impl SledStore {
     /// `Store::keep_finished` for the embedded store.
     pub(super) fn keep_when_room(&self, record: ExecutionRecord) -> Option<BoxFuture<'static, ()>> {
-        let parts = id_of_record(&record.id).and_then(|id| Ok((id, finished_parts(record)?)));
-        let (id, (header, record)) = match parts {
-            Ok(parts) => parts,
+        let (id, event) = match finished_event(record, false) {
+            Ok(made) => made,
             Err(error) => {
                 tracing::error!(message = "Could not write a run.", %error);
                 return None;
             }
         };
-        let event = Event::Finish {
-            id,
-            header,
-            record,
-            durable: false,
-        };
         let Some(jobs) = &self.jobs else {
             tracing::error!(message = "The store's writer has stopped; a run was not written.");
             return None;
         };
-        let mut job = try_submit(jobs, &self.overlay, Job::Event(Box::new(event)))?;
+        let mut job = try_submit(jobs, &self.overlay, id, Job::Event(Box::new(event)))?;
         // The wait owns what it needs (its run's driver may outlive this
         // borrow of the store), the writer's sender weakly: a store dropped
         // meanwhile ends its writer (dropping joins it) rather than waiting
@@ -68,7 +62,7 @@ impl SledStore {
                     tracing::error!(message = "The store closed; a run was not written.");
                     return;
                 };
-                match try_submit(&sender, &overlay, job) {
+                match try_submit(&sender, &overlay, id, job) {
                     Some(again) => job = again,
                     None => break,
                 }
@@ -94,21 +88,12 @@ impl Drop for Counted {
     }
 }
 
-/// Hands a finished record's job to the writer if its backlog has room
+/// Hands run `id`'s finished record to the writer if its backlog has room
 /// (the announced record then gives way); the job back if it has none.
-fn try_submit(jobs: &SyncSender<Job>, overlay: &Arc<Overlay>, job: Job) -> Option<Job> {
-    let id = match &job {
-        Job::Event(event) => match event.as_ref() {
-            Event::Finish { id, .. } => Some(*id),
-            _ => None,
-        },
-        _ => None,
-    };
+fn try_submit(jobs: &SyncSender<Job>, overlay: &Overlay, id: Id, job: Job) -> Option<Job> {
     match jobs.try_send(job) {
         Ok(()) => {
-            if let Some(id) = id {
-                overlay.finished(&id);
-            }
+            overlay.finished(&id);
             None
         }
         Err(TrySendError::Full(job)) => Some(job),
