@@ -13,6 +13,7 @@ pub mod answer;
 mod detached;
 mod held;
 mod intake;
+mod limit;
 mod nodes;
 mod panics;
 pub mod policy;
@@ -305,8 +306,10 @@ impl Executor {
         }
         // A sync run's record keeps its request (an async run's is read
         // from its input): no declared secret value in it (SPEC §3).
-        let secrets = self.env.secrets.current();
-        record.trigger = record.trigger.take().map(|t| t.scrubbed(&secrets));
+        record.trigger = record
+            .trigger
+            .take()
+            .map(|t| self.env.secrets.with_current(|secrets| t.scrubbed(secrets)));
         let responder = Arc::new(Responder::default());
         let control = Arc::new(Control::default());
         let timeout = workflow.timeout;
@@ -344,9 +347,9 @@ impl Executor {
             };
             let (answer, finished) = match timeout {
                 None => answered.await,
-                Some(limit) => match tokio::time::timeout(limit, answered).await {
-                    Ok(answered) => answered,
-                    Err(_) => match timeout_response {
+                Some(limit) => match limit::within(limit, answered).await {
+                    Some(answered) => answered,
+                    None => match timeout_response {
                         // The caller gets the configured answer; the run goes on.
                         Some(answer) => {
                             responder.answer(answer);

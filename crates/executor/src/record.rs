@@ -59,12 +59,13 @@ pub(crate) fn keep_job(
     workflow: &Workflow,
     headers: Option<&Scrubber>,
 ) {
-    let secrets = env.secrets.current();
-    let scrubbers: &[&Scrubber] = match headers {
-        Some(headers) => &[&secrets, headers],
-        None => &[&secrets],
-    };
-    keep_job_with(job, result, env.max_result, scrubbers, workflow);
+    env.secrets.with_current(|secrets| {
+        let scrubbers: &[&Scrubber] = match headers {
+            Some(headers) => &[secrets, headers],
+            None => &[secrets],
+        };
+        keep_job_with(job, result, env.max_result, scrubbers, workflow);
+    });
 }
 
 /// How many `--max-result`s of job results one record holds at most (4 MiB
@@ -156,15 +157,16 @@ pub(crate) fn keep_ending(
     workflow: &Workflow,
     headers: Option<&Scrubber>,
 ) {
-    let scrubber = &env.secrets.current();
-    if let Some(response) = record.response.take() {
-        let mut kept = stored_response(response, scrubber, workflow);
-        if let Some(headers) = headers {
-            scrub_response(&mut kept, headers);
+    env.secrets.with_current(|scrubber| {
+        if let Some(response) = record.response.take() {
+            let mut kept = stored_response(response, scrubber, workflow);
+            if let Some(headers) = headers {
+                scrub_response(&mut kept, headers);
+            }
+            record.response = Some(kept);
         }
-        record.response = Some(kept);
-    }
-    scrub_text(&mut record.error, scrubber);
+        scrub_text(&mut record.error, scrubber);
+    });
     if let Some(headers) = headers {
         scrub_text(&mut record.error, headers);
     }

@@ -22,8 +22,10 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use serde_json::Value as Json;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Secret values shorter than this many bytes are not scrubbed.
@@ -254,7 +256,20 @@ fn redact_userinfo(text: &str) -> Cow<'_, str> {
 pub struct SecretSet {
     current: Arc<RwLock<Arc<Scrubber>>>,
     values: Arc<Mutex<BTreeSet<String>>>,
+    /// Bumped after each new scrubber: a thread's cached one
+    /// ([`SecretSet::with_current`]) is current while the number is the
+    /// one it was read at. The counter names the set (the cache holds it,
+    /// so its address is not reused meanwhile).
+    version: Arc<AtomicU64>,
 }
+
+thread_local! {
+    /// The scrubber this thread read last: its set (the set's version
+    /// counter), the version it was read at, and the scrubber.
+    static LAST_READ: RefCell<Option<LastRead>> = const { RefCell::new(None) };
+}
+
+type LastRead = (Arc<AtomicU64>, u64, Arc<Scrubber>);
 
 impl fmt::Debug for SecretSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -271,6 +286,31 @@ impl SecretSet {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Calls `f` with the scrubber to use now. Read on every job a run
+    /// keeps: a thread reads the shared one only after a new one came (the
+    /// shared lock and count, taken by every HTTP worker, were contended
+    /// atomics on each read).
+    pub fn with_current<R>(&self, f: impl FnOnce(&Scrubber) -> R) -> R {
+        let version = self.version.load(Ordering::Acquire);
+        // Read in place: a clone of the cached Arc would touch the shared count.
+        let f = match LAST_READ.with(move |last| match last.try_borrow().as_deref() {
+            Ok(Some((set, v, scrubber))) if Arc::ptr_eq(set, &self.version) && *v == version => {
+                Ok(f(scrubber))
+            }
+            _ => Err(f),
+        }) {
+            Ok(r) => return r,
+            Err(f) => f,
+        };
+        let scrubber = self.current();
+        LAST_READ.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((self.version.clone(), version, scrubber.clone()));
+            }
+        });
+        f(&scrubber)
     }
 
     /// Adds values (empty and short ones are ignored); the scrubber is rebuilt
@@ -290,10 +330,13 @@ impl SecretSet {
         }
         if added {
             let scrubber = Arc::new(Scrubber::new(known.iter()));
-            match self.current.write() {
-                Ok(mut c) => *c = scrubber,
-                Err(poisoned) => *poisoned.into_inner() = scrubber,
-            }
+            let mut current = match self.current.write() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *current = scrubber;
+            // Under the lock: whoever reads the new scrubber then sees the new number.
+            self.version.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -348,6 +391,36 @@ mod tests {
             assert_eq!(s.str(text), want, "{text}");
         }
         assert!(matches!(s.str("nothing here"), Cow::Borrowed(_)));
+    }
+
+    /// A thread reads the scrubber it cached until a value is added, then
+    /// the new one; two sets on one thread each scrub their own values.
+    #[test]
+    fn the_cached_scrubber_follows_every_added_value() {
+        let first = SecretSet::default();
+        let second = SecretSet::default();
+        first.add(["FIRST-SECRET-1"]);
+        second.add(["SECOND-SECRET-2"]);
+        let shown = |set: &SecretSet| {
+            set.with_current(|s| {
+                s.str("FIRST-SECRET-1 SECOND-SECRET-2 THIRD-SECRET-3")
+                    .into_owned()
+            })
+        };
+        assert_eq!(shown(&first), "[redacted] SECOND-SECRET-2 THIRD-SECRET-3");
+        assert_eq!(shown(&second), "FIRST-SECRET-1 [redacted] THIRD-SECRET-3");
+        // Read again (from the cache), then a value added: the next read sees it.
+        assert_eq!(shown(&first), "[redacted] SECOND-SECRET-2 THIRD-SECRET-3");
+        first.add(["THIRD-SECRET-3"]);
+        assert_eq!(shown(&first), "[redacted] SECOND-SECRET-2 [redacted]");
+        assert_eq!(shown(&second), "FIRST-SECRET-1 [redacted] THIRD-SECRET-3");
+        // A clone is the same set.
+        let clone = first.clone();
+        clone.add(["FOURTH-SECRET-4"]);
+        assert_eq!(
+            first.with_current(|s| s.str("FOURTH-SECRET-4").into_owned()),
+            "[redacted]"
+        );
     }
 
     #[test]

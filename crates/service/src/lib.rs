@@ -39,8 +39,10 @@ pub use retry::{RetryError, RetryVersion};
 use hookflow_executor::Executor;
 use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};
 use hookflow_store::{KeyFile, KeyStore};
+use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -62,6 +64,14 @@ pub struct Settings {
     pub retention: Duration,
 }
 
+thread_local! {
+    /// The registry this thread read last: its service (the service's
+    /// version counter), the version it was read at, and the registry.
+    static LAST_REGISTRY: RefCell<Option<LastRegistry>> = const { RefCell::new(None) };
+}
+
+type LastRegistry = (Arc<AtomicU64>, u64, Rc<Arc<Registry>>);
+
 /// The webhook service: served workflows, the executor, idempotency claims.
 pub struct Service {
     /// Runs workflows.
@@ -70,6 +80,11 @@ pub struct Service {
     pub settings: Settings,
     keys: Arc<dyn KeyStore>,
     registry: RwLock<Arc<Registry>>,
+    /// Bumped after each new registry: a thread's copy
+    /// ([`Service::local_registry`]) is current while the number is the
+    /// one it was read at. The counter names the service (the copy holds
+    /// it, so its address is not reused meanwhile).
+    registry_version: Arc<AtomicU64>,
     shutting_down: AtomicBool,
     /// Idempotency keys whose first request is still being handled.
     claims: idempotency::Claims,
@@ -99,6 +114,7 @@ impl Service {
             keys,
             settings,
             registry: RwLock::new(Arc::new(Registry::default())),
+            registry_version: Arc::default(),
             shutting_down: AtomicBool::new(false),
             claims: idempotency::Claims::default(),
             reports: Mutex::default(),
@@ -162,6 +178,8 @@ impl Service {
         }
         if let Ok(mut r) = self.registry.write() {
             *r = Arc::new(registry);
+            // Under the lock: whoever reads the new registry then sees the new number.
+            self.registry_version.fetch_add(1, Ordering::Release);
         }
         Ok(())
     }
@@ -174,6 +192,32 @@ impl Service {
     /// The current registry.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The current registry, as this thread last read it: the shared one
+    /// is read only after a new one was published. Taken by every webhook
+    /// request: the shared lock and count, which every HTTP worker takes,
+    /// were contended atomics on each.
+    pub fn local_registry(&self) -> Rc<Arc<Registry>> {
+        let version = self.registry_version.load(Ordering::Acquire);
+        let cached = LAST_REGISTRY.with(|last| match last.try_borrow().as_deref() {
+            Ok(Some((service, v, registry)))
+                if Arc::ptr_eq(service, &self.registry_version) && *v == version =>
+            {
+                Some(registry.clone())
+            }
+            _ => None,
+        });
+        if let Some(registry) = cached {
+            return registry;
+        }
+        let registry = Rc::new(self.registry());
+        LAST_REGISTRY.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((self.registry_version.clone(), version, registry.clone()));
+            }
+        });
+        registry
     }
 
     /// True once shutdown began: webhook requests get 503.

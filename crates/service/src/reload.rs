@@ -250,6 +250,8 @@ mod tests {
         };
         let service = crate::Service::load(settings, executor).expect("loads");
         let first = service.registry().workflows["w"].version.clone();
+        // This thread's copy of the registry is made now: it must follow the reload.
+        assert_eq!(service.local_registry().workflows["w"].version, first);
         let _background = service.start_background();
         // An edit made before the watch's first look is part of what it
         // starts from; so edits go on until one is served, each given 2 s.
@@ -259,6 +261,11 @@ mod tests {
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if service.registry().workflows["w"].version != first {
+                    assert_ne!(
+                        service.local_registry().workflows["w"].version,
+                        first,
+                        "the thread's copy follows the published registry"
+                    );
                     served = true;
                     break;
                 }

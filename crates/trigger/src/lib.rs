@@ -66,34 +66,103 @@ pub struct AppState {
 /// Webhook requests being answered. At shutdown the listener stays open
 /// until none is left (or the grace has passed), so that a new request
 /// meanwhile is answered 503 instead of finding no listener.
+///
+/// Counted in slots, each on a cache line of its own, a thread counting in
+/// its own slot: one counter taken twice a request by every HTTP worker
+/// was a contended atomic each time.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::atomic::AtomicUsize);
+pub struct InFlight([Slot; SLOTS]);
+
+/// Slots of [`InFlight`]: threads past this many share them.
+const SLOTS: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(std::sync::atomic::AtomicUsize);
+
+thread_local! {
+    /// This thread's slot in every [`InFlight`].
+    static SLOT: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SLOTS
+    };
+}
 
 /// One request counted in [`InFlight`] until dropped.
-pub(crate) struct Entered<'a>(&'a InFlight);
+pub(crate) struct Entered<'a>(&'a std::sync::atomic::AtomicUsize);
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl InFlight {
     /// Counts a request until the guard drops. Entered before the request
     /// looks at the shutdown flag: either it sees the flag, or the shutdown
-    /// sees it counted.
+    /// sees it counted (every access is `SeqCst`, the slots included).
     pub(crate) fn enter(&self) -> Entered<'_> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Entered(self)
+        let slot = &self.0[SLOT.with(|s| *s)].0;
+        slot.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Entered(slot)
+    }
+
+    /// Requests counted now.
+    fn count(&self) -> usize {
+        self.0
+            .iter()
+            .map(|s| s.0.load(std::sync::atomic::Ordering::SeqCst))
+            .fold(0, usize::wrapping_add)
     }
 
     /// Resolves once no request is in flight, or after `limit`.
     pub(crate) async fn settled(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.0.load(std::sync::atomic::Ordering::SeqCst) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while self.count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+    use std::time::Duration;
+
+    /// Requests entered on several threads are all counted until each
+    /// guard drops, wherever it drops.
+    #[test]
+    fn requests_in_flight_are_counted_across_threads() {
+        let in_flight = InFlight::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for _ in 0..SLOTS_AND_MORE {
+                let tx = tx.clone();
+                let in_flight = &in_flight;
+                scope.spawn(move || {
+                    let entered = in_flight.enter();
+                    let _ = tx.send(entered);
+                });
+            }
+        });
+        drop(tx);
+        let held: Vec<_> = rx.iter().collect();
+        assert_eq!(in_flight.count(), SLOTS_AND_MORE);
+        drop(held);
+        assert_eq!(in_flight.count(), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let _entered = in_flight.enter();
+        let started = std::time::Instant::now();
+        runtime.block_on(in_flight.settled(Duration::from_millis(100)));
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "one request in flight: the wait lasts its limit"
+        );
+    }
+
+    /// More threads than slots: some share one.
+    const SLOTS_AND_MORE: usize = super::SLOTS + 4;
 }

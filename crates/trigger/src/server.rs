@@ -21,7 +21,7 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 async fn dispatch(
     req: HttpRequest,
     mut payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<Arc<AppState>>,
 ) -> HttpResponse {
     let response = route(&req, &mut payload, &state).await;
     limits::settle(&req, payload);
@@ -94,12 +94,15 @@ pub async fn run(
     metrics_listener: Option<std::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let data = web::Data::from(state.clone());
     let service = state.service.clone();
     let grace = service.settings.shutdown_grace;
+    let shared = state.clone();
     let server = HttpServer::new(move || {
+        // Each worker's own handle on the state: a request takes one (the
+        // extractor clones it), and a count both workers touched was a
+        // contended atomic twice a request.
         App::new()
-            .app_data(data.clone())
+            .app_data(web::Data::new(shared.clone()))
             .app_data(web::PayloadConfig::new(usize::MAX))
             .default_service(web::to(dispatch))
     })

@@ -32,10 +32,11 @@ pub async fn handle(
     let clock = Instant::now();
     // The key is the one path segment after the prefix (routing by prefix avoids a regex per request).
     let key = hookflow_service::webhook_key(req.path()).unwrap_or_default();
+    let registry = state.service.local_registry();
     let served = if key.contains('/') {
         None
     } else {
-        state.service.registry().get(key).cloned()
+        registry.get(key)
     };
     let outcome = match &served {
         // A header over the limit is refused before anything else reads them.
@@ -63,7 +64,7 @@ pub async fn handle(
     if let Some(refusal) = &refusal {
         state
             .service
-            .refused(served.as_deref(), refusal, || refused_parts(req));
+            .refused(served.map(|s| &**s), refusal, || refused_parts(req));
     }
     if state.http.access_log {
         let execution = response

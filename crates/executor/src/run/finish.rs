@@ -11,9 +11,11 @@ use std::sync::Arc;
 impl Run {
     /// A run resumed after a delay: its waiting job is done.
     pub(super) fn wake_waiting_jobs(&mut self) {
-        let now = now_millis();
+        // The clock is read only for a run that has a waiting job (most have none).
+        let mut now = None;
         for (i, job) in self.record.jobs.iter_mut().enumerate() {
             if job.status == JobStatus::Waiting {
+                let now = *now.get_or_insert_with(now_millis);
                 job.status = JobStatus::Resolved;
                 job.result = Json::Null;
                 let started = job.started_at.millis();

@@ -5,23 +5,23 @@ mod counted;
 mod finish;
 mod parallel;
 mod running;
+mod start;
 
-use crate::nodes::{self, NodeCx, Step};
+use crate::nodes::Step;
 use crate::responder::{Control, Responder};
 use crate::state::{
-    runnable_stacks, stack_at, stack_at_mut, Branch, BranchOutcome, Frame, RunState, StackPath,
+    runnable_stacks, stack_at, stack_at_mut, Branch, BranchOutcome, Frame, RunState,
 };
 use hookflow_model::def::OnError;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
-use hookflow_model::time::{millis_to_rfc3339, now_millis, Timestamp};
+use hookflow_model::time::{millis_to_rfc3339, Timestamp};
 use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
 use running::{any_finished, Done, RunningNode};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 use tracing::Instrument;
 
 /// What a stack does next.
@@ -132,6 +132,8 @@ pub struct Run {
     pub header_scrubber: Option<Arc<hookflow_model::scrub::Scrubber>>,
     /// The bytes of job results the record holds (`crate::record::BUDGET`).
     pub kept: usize,
+    /// What its nodes are handed, made at the first node.
+    handed: Option<Arc<start::Handed>>,
 }
 
 impl Run {
@@ -172,6 +174,7 @@ impl Run {
             keep_record: None,
             header_scrubber: None,
             kept,
+            handed: None,
         }
     }
 
@@ -249,7 +252,7 @@ impl Run {
     /// Moves the stack at `path` to its next node: leaves finished blocks,
     /// starts loop iterations. Does not start the node.
     fn advance(&mut self, path: &[(usize, usize)]) -> Advance {
-        let workflow = self.workflow.clone();
+        let workflow = &self.workflow;
         let Some(stack) = stack_at_mut(&mut self.state.frames, path) else {
             return Advance::Done;
         };
@@ -280,50 +283,6 @@ impl Run {
                 }
                 Some(Frame::Parallel { .. }) => return Advance::Parallel,
             }
-        }
-    }
-
-    /// Starts the node at the top of the stack at `path`, with the scope it sees.
-    fn start(&self, path: StackPath, node_id: NodeId) -> RunningNode {
-        let mut scope = self.scope.clone();
-        // Each pass of the loops around the node, outermost first: a
-        // request node's `Idempotency-Key` differs from pass to pass.
-        let mut passes = String::new();
-        for (item, index) in self.state.loop_scopes(&path) {
-            passes.push('-');
-            passes.push_str(&index.to_string());
-            scope.push_loop_owned(item, index);
-        }
-        let workflow = self.workflow.clone();
-        let env = self.env.clone();
-        let execution_id = self.record.id.clone();
-        let metrics = self.metrics.clone();
-        let headers = self.header_scrubber.clone();
-        let tries = running::tries_for(&self.workflow.nodes[node_id]);
-        let shared = tries.clone();
-        RunningNode {
-            path,
-            node_id,
-            started_ms: now_millis(),
-            clock: Instant::now(),
-            tries,
-            work: Box::pin(async move {
-                let node = &workflow.nodes[node_id];
-                let cx = NodeCx {
-                    workflow: &workflow,
-                    scope: &scope,
-                    execution_id: &execution_id,
-                    env: &env,
-                    metrics: metrics.as_deref(),
-                    node_id,
-                    headers: headers.as_deref(),
-                    passes: &passes,
-                };
-                let own = std::sync::Mutex::default();
-                let tries = shared.as_deref().unwrap_or(&own);
-                let step = nodes::run(node_id, node, &cx, tries).await;
-                (step, running::take(tries))
-            }),
         }
     }
 
@@ -476,8 +435,7 @@ impl Run {
         let path = done.path.clone();
         let mut job = self.job_of(&done, JobStatus::Resolved);
         job.tries = tries;
-        let workflow = self.workflow.clone();
-        let node = &workflow.nodes[node_id];
+        let node = &self.workflow.nodes[node_id];
         // The node is done: its stack moves past it.
         let stack = stack_at_mut(&mut self.state.frames, &path)?;
         if let Some(Frame::Block { next, .. }) = stack.last_mut() {
