@@ -1,11 +1,12 @@
 //! A histogram of durations observed with two relaxed atomic additions (its
-//! bucket and the sum), no lock, and encoded by prometheus-client's encoder
+//! bucket and the sum, in the thread's lane), no lock, and encoded by prometheus-client's encoder
 //! (the text format is the crate's, not ours). The crate's own histogram
 //! takes a mutex per observation; this one is on every webhook request.
 //!
 //! [`Listed`] keeps a family in the output before it has a member: its
 //! `# HELP` and `# TYPE` lines are there from the start (SPEC §7).
 
+use crate::lanes::{lane, Line, LANES, PER_LINE};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +28,9 @@ pub const COMMIT_BOUNDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-/// A histogram of durations; clones share it.
+/// A histogram of durations; clones share it. Its counts are kept in
+/// lanes ([`crate::lanes`]): each lane holds a count per bucket and the
+/// sum, on cache lines of its own.
 #[derive(Debug, Clone)]
 pub struct AtomicHistogram {
     inner: Arc<Inner>,
@@ -39,21 +42,46 @@ struct Inner {
     bounds: &'static [f64],
     /// The same in nanoseconds, for the comparison on each observation.
     bounds_ns: Box<[u64]>,
-    /// One count per bound, then the `+Inf` bucket (not cumulative).
-    counts: Box<[AtomicU64]>,
-    /// Sum of the observations in nanoseconds.
-    sum_ns: AtomicU64,
+    /// Cache lines a lane takes.
+    stride: usize,
+    /// Lane after lane: one count per bound, then the `+Inf` bucket (not
+    /// cumulative), then the sum of the observations in nanoseconds.
+    lines: Box<[Line]>,
+}
+
+impl Inner {
+    /// The atomic at `index` of lane `lane`.
+    fn at(&self, lane: usize, index: usize) -> Option<&AtomicU64> {
+        self.lines
+            .get(lane * self.stride + index / PER_LINE)
+            .and_then(|l| l.0.get(index % PER_LINE))
+    }
+
+    /// The atomic at `index` added up over the lanes.
+    fn total(&self, index: usize) -> u64 {
+        (0..LANES)
+            .filter_map(|lane| self.at(lane, index))
+            .map(|c| c.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
+    /// Where the sum is in a lane.
+    fn sum_index(&self) -> usize {
+        self.bounds.len() + 1
+    }
 }
 
 impl AtomicHistogram {
     /// An empty histogram with these upper bounds (seconds, ascending).
     pub fn new(bounds: &'static [f64]) -> AtomicHistogram {
+        // The buckets, `+Inf` and the sum.
+        let stride = (bounds.len() + 2).div_ceil(PER_LINE);
         AtomicHistogram {
             inner: Arc::new(Inner {
                 bounds,
                 bounds_ns: bounds.iter().map(|b| (b * 1e9) as u64).collect(),
-                counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-                sum_ns: AtomicU64::new(0),
+                stride,
+                lines: (0..stride * LANES).map(|_| Line::default()).collect(),
             }),
         }
     }
@@ -72,21 +100,20 @@ impl AtomicHistogram {
             .iter()
             .position(|b| ns <= *b)
             .unwrap_or(inner.bounds_ns.len());
-        if let Some(c) = inner.counts.get(index) {
+        let lane = lane();
+        if let Some(c) = inner.at(lane, index) {
             c.fetch_add(n, Ordering::Relaxed);
         }
-        inner
-            .sum_ns
-            .fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
+        if let Some(sum) = inner.at(lane, inner.sum_index()) {
+            sum.fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
+        }
     }
 
     /// How many observations so far.
     pub fn count(&self) -> u64 {
-        self.inner
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+        (0..=self.inner.bounds.len())
+            .map(|i| self.inner.total(i))
+            .fold(0, u64::wrapping_add)
     }
 }
 
@@ -102,12 +129,13 @@ impl EncodeMetric for AtomicHistogram {
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(inner.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, bound)| (bound, inner.total(i)))
             .collect();
         // The count is the buckets' total, so `+Inf` and `_count` agree
         // whatever observations land meanwhile.
         let count = buckets.iter().map(|(_, c)| c).sum();
-        let sum = inner.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = inner.total(inner.sum_index()) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 

@@ -10,10 +10,12 @@
 //! known workflow count under `workflow=""`.
 
 mod histogram;
+mod lanes;
 mod process;
 mod workflow;
 
 pub use histogram::AtomicHistogram;
+pub use lanes::LaneCounter;
 pub use prometheus_client::metrics::gauge::Gauge;
 pub use workflow::{RunEnd, TryOutcome, WorkflowMetrics, REASONS};
 
@@ -82,10 +84,10 @@ fn run_histogram() -> AtomicHistogram {
 /// The labelled families; handles make their members.
 #[derive(Debug)]
 pub(crate) struct Families {
-    pub requests: Family<WorkflowStatus, Counter>,
+    pub requests: Family<WorkflowStatus, LaneCounter>,
     pub request_duration: HistogramFamily<WorkflowLabel>,
     pub refused: Family<WorkflowReason, Counter>,
-    pub runs: Family<WorkflowText, Counter>,
+    pub runs: Family<WorkflowText, LaneCounter>,
     pub run_duration: HistogramFamily<WorkflowLabel>,
     pub node_tries: Family<NodeLabels, Counter>,
 }

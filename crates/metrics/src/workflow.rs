@@ -4,6 +4,7 @@
 //! the family then), so ten thousand idle workflows add nothing to `/metrics`.
 
 use crate::histogram::AtomicHistogram;
+use crate::lanes::LaneCounter;
 use crate::{Families, NodeLabels, WorkflowLabel, WorkflowReason, WorkflowStatus, WorkflowText};
 use hookflow_model::runtime::{NodeKind, Workflow};
 use prometheus_client::metrics::counter::Counter;
@@ -86,7 +87,7 @@ const STATUS_SLOTS: usize = 8;
 struct StatusSlot {
     /// The status this slot counts; 0 while free.
     code: AtomicU16,
-    counter: OnceLock<Counter>,
+    counter: OnceLock<LaneCounter>,
 }
 
 /// The counters of one request node.
@@ -105,7 +106,7 @@ pub struct WorkflowMetrics {
     statuses: [StatusSlot; STATUS_SLOTS],
     duration: OnceLock<AtomicHistogram>,
     refused: [OnceLock<Counter>; REASONS.len()],
-    runs: [OnceLock<Counter>; 3],
+    runs: [OnceLock<LaneCounter>; 3],
     run_duration: OnceLock<AtomicHistogram>,
     /// By node index: request nodes only.
     nodes: Box<[Option<Box<NodeTries>>]>,
