@@ -20,18 +20,9 @@ pub(crate) const PER_LINE: usize = 8;
 #[repr(align(64))]
 pub(crate) struct Line(pub [AtomicU64; PER_LINE]);
 
-thread_local! {
-    /// This thread's lane.
-    static LANE: usize = {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        // The remainder is below LANES: it fits any usize.
-        (NEXT.fetch_add(1, Ordering::Relaxed) % LANES as u64) as usize
-    };
-}
-
 /// The calling thread's lane, below [`LANES`].
 pub(crate) fn lane() -> usize {
-    LANE.with(|l| *l)
+    hookflow_model::published::thread_lane(LANES)
 }
 
 /// A counter kept in lanes; clones share it.

@@ -15,6 +15,7 @@ pub mod def;
 pub mod diag;
 pub mod load;
 pub mod path;
+pub mod published;
 pub mod recover;
 pub mod request;
 pub mod runtime;

@@ -17,16 +17,15 @@
 //! sent is written with its control characters escaped, so it cannot forge
 //! log lines.
 
+use crate::published::Published;
 use crate::request::REDACTED;
 use aho_corasick::{AhoCorasick, MatchKind};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use serde_json::Value as Json;
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// Secret values shorter than this many bytes are not scrubbed.
 pub const MIN_SECRET_LEN: usize = 6;
@@ -254,22 +253,9 @@ fn redact_userinfo(text: &str) -> Cow<'_, str> {
 /// no longer declares.
 #[derive(Clone, Default)]
 pub struct SecretSet {
-    current: Arc<RwLock<Arc<Scrubber>>>,
+    current: Arc<Published<Scrubber>>,
     values: Arc<Mutex<BTreeSet<String>>>,
-    /// Bumped after each new scrubber: a thread's cached one
-    /// ([`SecretSet::with_current`]) is current while the number is the
-    /// one it was read at. The counter names the set (the cache holds it,
-    /// so its address is not reused meanwhile).
-    version: Arc<AtomicU64>,
 }
-
-thread_local! {
-    /// The scrubber this thread read last: its set (the set's version
-    /// counter), the version it was read at, and the scrubber.
-    static LAST_READ: RefCell<Option<LastRead>> = const { RefCell::new(None) };
-}
-
-type LastRead = (Arc<AtomicU64>, u64, Arc<Scrubber>);
 
 impl fmt::Debug for SecretSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -282,35 +268,13 @@ impl fmt::Debug for SecretSet {
 impl SecretSet {
     /// The scrubber to use now.
     pub fn current(&self) -> Arc<Scrubber> {
-        match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.shared()
     }
 
-    /// Calls `f` with the scrubber to use now. Read on every job a run
-    /// keeps: a thread reads the shared one only after a new one came (the
-    /// shared lock and count, taken by every HTTP worker, were contended
-    /// atomics on each read).
+    /// Calls `f` with the scrubber to use now, as this thread last read it
+    /// ([`Published::local`]): read on every job a run keeps.
     pub fn with_current<R>(&self, f: impl FnOnce(&Scrubber) -> R) -> R {
-        let version = self.version.load(Ordering::Acquire);
-        // Read in place: a clone of the cached Arc would touch the shared count.
-        let f = match LAST_READ.with(move |last| match last.try_borrow().as_deref() {
-            Ok(Some((set, v, scrubber))) if Arc::ptr_eq(set, &self.version) && *v == version => {
-                Ok(f(scrubber))
-            }
-            _ => Err(f),
-        }) {
-            Ok(r) => return r,
-            Err(f) => f,
-        };
-        let scrubber = self.current();
-        LAST_READ.with(|last| {
-            if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some((self.version.clone(), version, scrubber.clone()));
-            }
-        });
-        f(&scrubber)
+        f(&self.current.local())
     }
 
     /// Adds values (empty and short ones are ignored); the scrubber is rebuilt
@@ -329,14 +293,7 @@ impl SecretSet {
             }
         }
         if added {
-            let scrubber = Arc::new(Scrubber::new(known.iter()));
-            let mut current = match self.current.write() {
-                Ok(c) => c,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            *current = scrubber;
-            // Under the lock: whoever reads the new scrubber then sees the new number.
-            self.version.fetch_add(1, Ordering::Release);
+            self.current.set(Arc::new(Scrubber::new(known.iter())));
         }
     }
 }

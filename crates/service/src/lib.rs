@@ -37,13 +37,13 @@ pub use rejected::RefusedParts;
 pub use retry::{RetryError, RetryVersion};
 
 use hookflow_executor::Executor;
+use hookflow_model::published::Published;
 use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};
 use hookflow_store::{KeyFile, KeyStore};
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -64,14 +64,6 @@ pub struct Settings {
     pub retention: Duration,
 }
 
-thread_local! {
-    /// The registry this thread read last: its service (the service's
-    /// version counter), the version it was read at, and the registry.
-    static LAST_REGISTRY: RefCell<Option<LastRegistry>> = const { RefCell::new(None) };
-}
-
-type LastRegistry = (Arc<AtomicU64>, u64, Rc<Arc<Registry>>);
-
 /// The webhook service: served workflows, the executor, idempotency claims.
 pub struct Service {
     /// Runs workflows.
@@ -79,12 +71,7 @@ pub struct Service {
     /// Paths, URLs and timings.
     pub settings: Settings,
     keys: Arc<dyn KeyStore>,
-    registry: RwLock<Arc<Registry>>,
-    /// Bumped after each new registry: a thread's copy
-    /// ([`Service::local_registry`]) is current while the number is the
-    /// one it was read at. The counter names the service (the copy holds
-    /// it, so its address is not reused meanwhile).
-    registry_version: Arc<AtomicU64>,
+    registry: Published<Registry>,
     shutting_down: AtomicBool,
     /// Idempotency keys whose first request is still being handled.
     claims: idempotency::Claims,
@@ -113,8 +100,7 @@ impl Service {
             executor,
             keys,
             settings,
-            registry: RwLock::new(Arc::new(Registry::default())),
-            registry_version: Arc::default(),
+            registry: Published::default(),
             shutting_down: AtomicBool::new(false),
             claims: idempotency::Claims::default(),
             reports: Mutex::default(),
@@ -176,11 +162,7 @@ impl Service {
         if let Ok(mut reports) = self.reports.lock() {
             reports.log_refused(&registry.refused);
         }
-        if let Ok(mut r) = self.registry.write() {
-            *r = Arc::new(registry);
-            // Under the lock: whoever reads the new registry then sees the new number.
-            self.registry_version.fetch_add(1, Ordering::Release);
-        }
+        self.registry.set(Arc::new(registry));
         Ok(())
     }
 
@@ -191,33 +173,13 @@ impl Service {
 
     /// The current registry.
     pub fn registry(&self) -> Arc<Registry> {
-        self.registry.read().map(|r| r.clone()).unwrap_or_default()
+        self.registry.shared()
     }
 
-    /// The current registry, as this thread last read it: the shared one
-    /// is read only after a new one was published. Taken by every webhook
-    /// request: the shared lock and count, which every HTTP worker takes,
-    /// were contended atomics on each.
+    /// The current registry, as this thread last read it
+    /// ([`Published::local`]): taken by every webhook request.
     pub fn local_registry(&self) -> Rc<Arc<Registry>> {
-        let version = self.registry_version.load(Ordering::Acquire);
-        let cached = LAST_REGISTRY.with(|last| match last.try_borrow().as_deref() {
-            Ok(Some((service, v, registry)))
-                if Arc::ptr_eq(service, &self.registry_version) && *v == version =>
-            {
-                Some(registry.clone())
-            }
-            _ => None,
-        });
-        if let Some(registry) = cached {
-            return registry;
-        }
-        let registry = Rc::new(self.registry());
-        LAST_REGISTRY.with(|last| {
-            if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some((self.registry_version.clone(), version, registry.clone()));
-            }
-        });
-        registry
+        self.registry.local()
     }
 
     /// True once shutdown began: webhook requests get 503.

@@ -80,14 +80,6 @@ const SLOTS: usize = 16;
 #[repr(align(128))]
 struct Slot(std::sync::atomic::AtomicUsize);
 
-thread_local! {
-    /// This thread's slot in every [`InFlight`].
-    static SLOT: usize = {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SLOTS
-    };
-}
-
 /// One request counted in [`InFlight`] until dropped.
 pub(crate) struct Entered<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -102,7 +94,7 @@ impl InFlight {
     /// looks at the shutdown flag: either it sees the flag, or the shutdown
     /// sees it counted (every access is `SeqCst`, the slots included).
     pub(crate) fn enter(&self) -> Entered<'_> {
-        let slot = &self.0[SLOT.with(|s| *s)].0;
+        let slot = &self.0[hookflow_model::published::thread_lane(SLOTS)].0;
         slot.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Entered(slot)
     }
