@@ -12,6 +12,7 @@ use super::codec::{decode, encode, head_value, split_head, Embedded, RunState};
 use super::layout::{self, Id, HEAD, JOB, PART, STACK, STATE};
 use super::pages::{self, Header};
 use super::queued::{self, IdMap, Queued, DONE, QUEUE};
+use super::spare;
 use super::writer::{Event, FinishedHeader, KeyWrite};
 use crate::record::RunStatus;
 use crate::{db_err, StoreResult};
@@ -208,6 +209,7 @@ impl Batch {
                     Vec::new()
                 };
                 self.finished(id, &header, &record, &input);
+                spare::give_back(record);
             }
             Event::Settled {
                 id,
@@ -221,6 +223,8 @@ impl Batch {
                     self.key(key);
                 }
                 self.finished(id, &header, &record, &input);
+                spare::give_back(record);
+                spare::give_back(input);
             }
             Event::Quarantine(keys) => {
                 self.atomic = true;

@@ -12,7 +12,16 @@ use serde::{Deserialize, Serialize};
 /// no stored field may be skipped when serialized.
 pub(crate) fn encode<T: Serialize + ?Sized>(v: &T) -> StoreResult<Vec<u8>> {
     // Records are about a kilobyte: start there rather than grow to it.
-    let mut out = Vec::with_capacity(1024);
+    encode_into(Vec::with_capacity(1024), v)
+}
+
+/// [`encode`] into a buffer handed back by the writer ([`super::spare`]):
+/// for what the writer copies into a page and lets go.
+pub(crate) fn encode_spare<T: Serialize + ?Sized>(v: &T) -> StoreResult<Vec<u8>> {
+    encode_into(super::spare::take(), v)
+}
+
+fn encode_into<T: Serialize + ?Sized>(mut out: Vec<u8>, v: &T) -> StoreResult<Vec<u8>> {
     rmp_serde::encode::write(&mut out, v)
         .map_err(|e| StoreError::Db(format!("cannot encode: {e}")))?;
     Ok(out)

@@ -25,6 +25,7 @@ mod reads;
 mod refused;
 mod retention;
 mod room;
+mod spare;
 mod versions;
 mod writer;
 
@@ -269,7 +270,7 @@ fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
 
 /// A finished record encoded, and what its page entry's header says of it.
 fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
-    let bytes = encode(&record)?;
+    let bytes = codec::encode_spare(&record)?;
     let header = FinishedHeader {
         started_ms: record.started_ms,
         finished_ms: record
@@ -325,7 +326,7 @@ impl Store for SledStore {
                 id,
                 header,
                 record: bytes,
-                input: encode(&run.input)?,
+                input: codec::encode_spare(&run.input)?,
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })())
