@@ -26,6 +26,10 @@ use std::collections::{BTreeMap, HashMap};
 /// cost one insert.
 pub(crate) const PAGE_BYTES: usize = 16 * 1024;
 
+/// Room past [`PAGE_BYTES`] a new page is made with: the entry that
+/// closes it (a record of a few kilobytes) fits without a copy.
+const PAGE_SLACK: usize = 4 * 1024;
+
 type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// The keys of one turn, in the order they are applied.
@@ -245,9 +249,16 @@ impl Batch {
     fn finished(&mut self, id: Id, header: &FinishedHeader, record: &[u8], input: &[u8]) {
         self.link(header.retry_of, &id);
         let bucket = pages::bucket_of(&id);
-        let page = self.pages.entry(bucket).or_default();
+        // Made at its full size (a page closes past PAGE_BYTES, after one
+        // more entry): filled a record at a time, it grew by doubling
+        // otherwise, copied at each step.
+        let page = self
+            .pages
+            .entry(bucket)
+            .or_insert_with(|| Vec::with_capacity(PAGE_BYTES + PAGE_SLACK));
         if page.len() >= PAGE_BYTES {
-            self.full.push((bucket, std::mem::take(page)));
+            let next = Vec::with_capacity(PAGE_BYTES + PAGE_SLACK);
+            self.full.push((bucket, std::mem::replace(page, next)));
         }
         let head = Header {
             id,
