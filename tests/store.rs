@@ -432,15 +432,16 @@ nodes:
     );
 }
 
-/// Sends a whole request and resets the connection at once (SO_LINGER 0:
-/// the close sends RST), as a client that gives up would.
-fn post_and_reset(addr: &str, key: &str, body: &str) {
+/// Sends a whole request and resets the connection `after` it (SO_LINGER
+/// 0: the close sends RST), as a client that gives up would.
+fn post_and_reset(addr: &str, key: &str, body: &str, after: Duration) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     let request = format!(
         "POST /api/webhook:trigger/{key} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).expect("send");
+    std::thread::sleep(after);
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -460,9 +461,13 @@ fn post_and_reset(addr: &str, key: &str, body: &str) {
 }
 
 /// A run that reached the disk is handed to the workers whatever the client
-/// does: 200 requests, each connection reset right after sending.
+/// does: 200 requests, each connection reset between at once and 100 ms
+/// after sending, so that resets land before the request is read, while it
+/// is stored and after the answer (all reset at once, a loaded CI machine
+/// once read none of them, and the test proved nothing).
 #[test]
 fn reset_connections_leave_no_orphan() {
+    const AFTER_US: [u64; 8] = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000];
     let up = Upstream::start();
     let flow = format!(
         r#"title: Reset
@@ -478,7 +483,13 @@ nodes:
     let app = TestApp::spawn(&[("reset.yaml", &flow)]);
     let addr = app.base.trim_start_matches("http://").to_string();
     for n in 0..200 {
-        post_and_reset(&addr, "reset-conns-key1", &json!({ "n": n }).to_string());
+        let after = Duration::from_micros(AFTER_US[n % AFTER_US.len()]);
+        post_and_reset(
+            &addr,
+            "reset-conns-key1",
+            &json!({ "n": n }).to_string(),
+            after,
+        );
     }
     // Whatever reached the disk runs, within seconds.
     let listed = eventually(
