@@ -12,7 +12,7 @@
 //! Each thread keeps a few ([`HELD`]) and trades with one shared stack a
 //! handful at a time, so that a record takes no lock of its own. What is
 //! kept is bounded: buffers larger than [`KEEP_BYTES`] are let go, the
-//! shared stack holds at most [`SHARED`], a thread at most twice [`HELD`].
+//! shared stack holds at most [`SHARED`], a thread fewer than twice [`HELD`].
 
 use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
