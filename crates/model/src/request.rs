@@ -90,6 +90,17 @@ pub struct Verified {
 }
 
 impl TriggerRequest {
+    /// What storage keeps of the decoded body: how it follows from
+    /// `raw_body` (0: its JSON, 1: its text, 2: neither) and, for 2 only,
+    /// the body itself.
+    pub fn stored_body(&self) -> (u8, Option<&Json>) {
+        match self.body_source {
+            BodySource::JsonOfRaw => (0, None),
+            BodySource::TextOfRaw => (1, None),
+            BodySource::Stored => (2, Some(&self.body)),
+        }
+    }
+
     /// A header's value by lower-case name; repeated headers joined as
     /// [`join_header`] does.
     pub fn header(&self, name: &str) -> Option<String> {
@@ -337,11 +348,7 @@ impl Serialize for TriggerRequest {
         if s.is_human_readable() {
             return self.to_json().serialize(s);
         }
-        let (source, body) = match self.body_source {
-            BodySource::JsonOfRaw => (0, None),
-            BodySource::TextOfRaw => (1, None),
-            BodySource::Stored => (2, Some(&self.body)),
-        };
+        let (source, body) = self.stored_body();
         PackedRef {
             method: &self.method,
             path: &self.path,

@@ -502,5 +502,7 @@ pub use hookflow_model::request::is_secret_header;
 
 pub use hookflow_model::request::RunInput;
 
+pub(crate) mod pack;
+
 #[cfg(test)]
 mod tests;

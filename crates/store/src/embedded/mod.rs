@@ -270,7 +270,7 @@ fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
 
 /// A finished record encoded, and what its page entry's header says of it.
 fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
-    let bytes = codec::encode_spare(&record)?;
+    let bytes = codec::encode_record_spare(&record);
     let header = FinishedHeader {
         started_ms: record.started_ms,
         finished_ms: record
@@ -305,8 +305,8 @@ impl Store for SledStore {
         self.durable((|| {
             Ok(Event::Accept {
                 id: id_of_record(&run.record.id)?,
-                head: encode(&run.record)?,
-                input: encode(&run.input)?,
+                head: codec::encode_record(&run.record),
+                input: codec::encode_input(&run.input),
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
                 retry_of: run.record.retry_of.as_deref().and_then(id_bytes),
             })
@@ -326,7 +326,7 @@ impl Store for SledStore {
                 id,
                 header,
                 record: bytes,
-                input: codec::encode_spare(&run.input)?,
+                input: codec::encode_input_spare(&run.input),
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })())
