@@ -47,18 +47,19 @@ impl RunStatus {
         }
     }
 
+    /// Every status, in the order of a run's life.
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Resolved,
+        RunStatus::Failed,
+        RunStatus::Aborted,
+    ];
+
     /// Parses an API name.
     pub fn parse(s: &str) -> Option<RunStatus> {
-        [
-            RunStatus::Queued,
-            RunStatus::Running,
-            RunStatus::Waiting,
-            RunStatus::Resolved,
-            RunStatus::Failed,
-            RunStatus::Aborted,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 

@@ -172,21 +172,13 @@ fn record(status: RunStatus, source: BodySource, full: bool) -> ExecutionRecord 
 }
 
 fn every_record() -> Vec<ExecutionRecord> {
-    let statuses = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Waiting,
-        RunStatus::Resolved,
-        RunStatus::Failed,
-        RunStatus::Aborted,
-    ];
     let sources = [
         BodySource::JsonOfRaw,
         BodySource::TextOfRaw,
         BodySource::Stored,
     ];
     let mut out = Vec::new();
-    for status in statuses {
+    for status in RunStatus::ALL {
         for source in sources {
             out.push(record(status, source, true));
         }
