@@ -1,8 +1,7 @@
 //! How values are stored: MessagePack, struct fields by position.
 
-use crate::record::{pack, ExecutionRecord, RunStatus};
+use crate::record::RunStatus;
 use crate::{StoreError, StoreResult};
-use hookflow_model::request::RunInput;
 use serde::{Deserialize, Serialize};
 
 /// A value as stored: MessagePack, struct fields by position. It copies
@@ -12,33 +11,18 @@ use serde::{Deserialize, Serialize};
 /// `#[serde(default)]`, so that older values (shorter arrays) still decode;
 /// no stored field may be skipped when serialized.
 pub(crate) fn encode<T: Serialize + ?Sized>(v: &T) -> StoreResult<Vec<u8>> {
-    // Records are about a kilobyte: start there rather than grow to it.
-    let mut out = Vec::with_capacity(1024);
+    let mut out = fresh();
     rmp_serde::encode::write(&mut out, v)
         .map_err(|e| StoreError::Db(format!("cannot encode: {e}")))?;
     Ok(out)
 }
 
-/// A record as [`encode`] writes it, written field by field
-/// ([`crate::record::pack`]).
-pub(crate) fn encode_record(record: &ExecutionRecord) -> Vec<u8> {
-    pack::record(Vec::with_capacity(1024), record)
-}
-
-/// [`encode_record`] into a buffer handed back by the writer
-/// ([`super::spare`]): for what the writer copies into a page and lets go.
-pub(crate) fn encode_record_spare(record: &ExecutionRecord) -> Vec<u8> {
-    pack::record(super::spare::take(), record)
-}
-
-/// A run's input as [`encode`] writes it, written field by field.
-pub(crate) fn encode_input(input: &RunInput) -> Vec<u8> {
-    pack::input(Vec::with_capacity(1024), input)
-}
-
-/// [`encode_input`] into a buffer handed back by the writer.
-pub(crate) fn encode_input_spare(input: &RunInput) -> Vec<u8> {
-    pack::input(super::spare::take(), input)
+/// A new buffer to encode a value into: records are about a kilobyte,
+/// so it starts there rather than grow to it. Records and inputs are
+/// written with [`crate::record::pack`] (the bytes [`encode`] writes),
+/// into one of these or one the writer handed back ([`super::spare`]).
+pub(crate) fn fresh() -> Vec<u8> {
+    Vec::with_capacity(1024)
 }
 
 /// A stored value; `key` names it in the error when it does not decode.

@@ -30,7 +30,9 @@ mod versions;
 mod writer;
 
 use crate::contract::{Accepted, BoxFuture, IdempotencyClaim, Resumable, Saved, Store};
-use crate::record::{ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary};
+use crate::record::{
+    pack, ExecutionFilter, ExecutionRecord, IdempotencyEntry, RunInput, RunSummary,
+};
 use crate::refused::{RefusedFilter, RefusedRequest};
 use crate::{db_err, StoreError, StoreResult};
 use acks::Waiter;
@@ -270,7 +272,7 @@ fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
 
 /// A finished record encoded, and what its page entry's header says of it.
 fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
-    let bytes = codec::encode_record_spare(&record);
+    let bytes = pack::record(spare::take(), &record);
     let header = FinishedHeader {
         started_ms: record.started_ms,
         finished_ms: record
@@ -305,8 +307,8 @@ impl Store for SledStore {
         self.durable((|| {
             Ok(Event::Accept {
                 id: id_of_record(&run.record.id)?,
-                head: codec::encode_record(&run.record),
-                input: codec::encode_input(&run.input),
+                head: pack::record(codec::fresh(), &run.record),
+                input: pack::input(codec::fresh(), &run.input),
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
                 retry_of: run.record.retry_of.as_deref().and_then(id_bytes),
             })
@@ -326,7 +328,7 @@ impl Store for SledStore {
                 id,
                 header,
                 record: bytes,
-                input: codec::encode_input_spare(&run.input),
+                input: pack::input(spare::take(), &run.input),
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })())

@@ -24,8 +24,6 @@ pub(crate) const KEEP_BYTES: usize = 4096;
 pub(crate) const SHARED: usize = 512;
 /// Buffers a thread takes from (or gives to) the shared stack at once.
 pub(crate) const HELD: usize = 32;
-/// A new buffer's capacity: records are about a kilobyte.
-const FIRST_CAPACITY: usize = 1024;
 
 /// The shared stack of one process (a store's writer and the threads that
 /// run its records; two stores in one process share it harmlessly).
@@ -41,7 +39,7 @@ pub(crate) fn take() -> Vec<u8> {
         .try_with(|held| Some(SHARED_STACK.take(&mut *held.try_borrow_mut().ok()?)))
         .ok()
         .flatten()
-        .unwrap_or_else(|| Vec::with_capacity(FIRST_CAPACITY))
+        .unwrap_or_else(super::codec::fresh)
 }
 
 /// Hands a buffer back once its bytes are copied; kept (emptied) if it is
@@ -75,8 +73,7 @@ impl Spares {
             let from = shared.len().saturating_sub(HELD);
             held.extend(shared.drain(from..));
         }
-        held.pop()
-            .unwrap_or_else(|| Vec::with_capacity(FIRST_CAPACITY))
+        held.pop().unwrap_or_else(super::codec::fresh)
     }
 
     /// Keeps `buffer`, emptied, in `held` unless it is large; a thread
