@@ -74,10 +74,40 @@ impl Executor {
         }
         if count > 0 {
             tracing::info!(message = "Resuming runs left on disk.", count);
+        }
+        tokio::spawn(self.clone().after_start(boundary, count > 0));
+        Ok(count)
+    }
+
+    /// Counts the runs the last process left waiting, then resumes the
+    /// runs it left queued and starts the timer of waiting runs. A run that
+    /// reaches a delay counts itself: the count reads the store before any
+    /// resumed run can, and leaves out the runs of this process (ids past
+    /// `boundary`), which new requests may put to wait meanwhile. Off the
+    /// start: the count reads every waiting run.
+    async fn after_start(self, boundary: String, resume: bool) {
+        let store = self.store.clone();
+        let left = boundary.clone();
+        let counted = tokio::task::spawn_blocking(move || {
+            store
+                .due(u64::MAX, usize::MAX)
+                .map(|ids| ids.iter().filter(|id| **id < left).count())
+        })
+        .await;
+        match counted {
+            Ok(Ok(n)) => {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                self.env.metrics.runs().waiting.inc_by(n);
+            }
+            Ok(Err(error)) => {
+                tracing::error!(message = "Could not count the waiting runs.", %error)
+            }
+            Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
+        }
+        if resume {
             tokio::spawn(self.clone().feed_resumed(boundary));
         }
-        tokio::spawn(self.clone().wake_waiting());
-        Ok(count)
+        self.wake_waiting().await;
     }
 
     /// Queues the runs left on disk, oldest first, as places free up.
@@ -205,22 +235,11 @@ impl Executor {
         }
     }
 
-    /// The timer of waiting runs: queues each when its time comes.
+    /// The timer of waiting runs: queues each when its time comes. With a
+    /// store of its own the count of waiting runs is kept up as runs wait
+    /// and wake (the start's count is in [`Executor::after_start`]); with a
+    /// shared store it is read from the store at every turn.
     async fn wake_waiting(self) {
-        // Runs left waiting by the last process count as waiting: counted
-        // once, off the start and before any is woken.
-        let store = self.store.clone();
-        let counted = tokio::task::spawn_blocking(move || store.count_waiting()).await;
-        match counted {
-            Ok(Ok(n)) => {
-                let n = i64::try_from(n).unwrap_or(i64::MAX);
-                self.env.metrics.runs().waiting.inc_by(n);
-            }
-            Ok(Err(error)) => {
-                tracing::error!(message = "Could not count the waiting runs.", %error)
-            }
-            Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
-        }
         loop {
             if self.queue.is_shutting_down() {
                 return;

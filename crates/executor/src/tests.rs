@@ -28,6 +28,10 @@ struct Recording {
     panic_at_finish: std::sync::atomic::AtomicBool,
     /// This many `resumable` reads fail, as a database that does not answer.
     fail_resumable: std::sync::atomic::AtomicUsize,
+    /// A read of every waiting run (the start's count) takes this long (ms).
+    slow_count_ms: std::sync::atomic::AtomicU64,
+    /// Reads of every waiting run done.
+    counts: std::sync::atomic::AtomicUsize,
 }
 
 impl Store for Recording {
@@ -85,6 +89,14 @@ impl Store for Recording {
         self.inner.next_wake()
     }
     fn due(&self, now: u64, limit: usize) -> StoreResult<Vec<String>> {
+        if now == u64::MAX {
+            let ms = self.slow_count_ms.load(std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            let due = self.inner.due(now, limit);
+            self.counts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return due;
+        }
         self.inner.due(now, limit)
     }
     fn put_version(&self, v: &str, s: &str) -> StoreResult<()> {
@@ -979,4 +991,54 @@ async fn templates_read_the_execution_fields_they_name() {
             }
         }
     }
+}
+
+/// A workflow whose runs wait an hour at their first node.
+const WAITS_AN_HOUR: &str = "title: Waits\ntrigger: { type: webhook, mode: async }\nnodes:\n  - { key: pause, type: delay, duration: 1h }\n";
+
+/// The waiting runs a start finds on disk are counted once, whatever runs
+/// reach a delay while the count reads the store: runs left queued by the
+/// last process (resumed only after the count) and runs of new requests
+/// (made after the start: not in the count).
+#[tokio::test]
+async fn waiting_runs_are_counted_once_at_a_start_however_slow_the_count() {
+    let store = recording();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let wf = compile("waits", WAITS_AN_HOUR);
+    dyn_store
+        .put_version(&wf.version, WAITS_AN_HOUR)
+        .expect("the version stored");
+    // The last process accepted two runs and stopped before they ran.
+    let before = executor_of(dyn_store.clone());
+    for _ in 0..2 {
+        before
+            .accept(wf.clone(), None, empty_input(), None)
+            .await
+            .expect("accepted");
+    }
+    drop(before);
+    assert_eq!(store.unfinished(None, 10).expect("unfinished").len(), 2);
+    // This start's count of waiting runs reads the store slowly.
+    store
+        .slow_count_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
+    let executor = started_executor(dyn_store.clone());
+    executor
+        .accept(wf.clone(), None, empty_input(), None)
+        .await
+        .expect("accepted");
+    let waiting = || executor.env.metrics.runs().waiting.get();
+    let counted = || store.counts.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.due(u64::MAX - 1, 10).expect("due").len() < 3 || counted() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three runs waiting and the count done: {} waiting, {} counts, the gauge at {}",
+            store.due(u64::MAX - 1, 10).expect("due").len(),
+            counted(),
+            waiting()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(waiting(), 3);
 }
