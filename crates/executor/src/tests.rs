@@ -195,6 +195,18 @@ fn recording() -> Arc<Recording> {
     Arc::new(Recording::default())
 }
 
+/// A recording store holding the version of workflow `text` (runs of it
+/// can be resumed), the store as a `dyn Store`, and the workflow.
+fn recording_with(id: &str, text: &str) -> (Arc<Recording>, Arc<dyn Store>, Arc<Workflow>) {
+    let store = recording();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let wf = compile(id, text);
+    dyn_store
+        .put_version(&wf.version, text)
+        .expect("the version stored");
+    (store, dyn_store, wf)
+}
+
 fn env() -> Arc<Env> {
     Arc::new(Env {
         http: crate::policy::Outbound::new(Default::default(), None).expect("client"),
@@ -750,12 +762,7 @@ async fn a_panic_inside_an_async_run_fails_that_run_and_frees_its_worker() {
 /// instance (its lease renewed) and never ran until a restart.
 #[tokio::test]
 async fn a_run_whose_read_fails_is_read_again() {
-    let store = recording();
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let wf = compile("queued", QUEUED);
-    dyn_store
-        .put_version(&wf.version, QUEUED)
-        .expect("the version stored");
+    let (store, dyn_store, wf) = recording_with("queued", QUEUED);
     let (id, _) = executor_of(dyn_store.clone())
         .accept(wf, None, empty_input(), None)
         .await
@@ -1002,12 +1009,7 @@ const WAITS_AN_HOUR: &str = "title: Waits\ntrigger: { type: webhook, mode: async
 /// (made after the start: not in the count).
 #[tokio::test]
 async fn waiting_runs_are_counted_once_at_a_start_however_slow_the_count() {
-    let store = recording();
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let wf = compile("waits", WAITS_AN_HOUR);
-    dyn_store
-        .put_version(&wf.version, WAITS_AN_HOUR)
-        .expect("the version stored");
+    let (store, dyn_store, wf) = recording_with("waits", WAITS_AN_HOUR);
     // The last process accepted two runs and stopped before they ran.
     let before = executor_of(dyn_store.clone());
     for _ in 0..2 {
