@@ -92,15 +92,14 @@ impl Executor {
             store
                 .due(u64::MAX, usize::MAX)
                 .map(|ids| ids.iter().filter(|id| **id < left).count())
+                .map_err(|e| e.to_string())
         })
-        .await;
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
         match counted {
-            Ok(Ok(n)) => {
+            Ok(n) => {
                 let n = i64::try_from(n).unwrap_or(i64::MAX);
                 self.env.metrics.runs().waiting.inc_by(n);
-            }
-            Ok(Err(error)) => {
-                tracing::error!(message = "Could not count the waiting runs.", %error)
             }
             Err(error) => tracing::error!(message = "Could not count the waiting runs.", %error),
         }
