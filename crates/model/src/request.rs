@@ -20,7 +20,7 @@ use std::borrow::Cow;
 pub const REDACTED: &str = "[redacted]";
 
 /// The request behind `trigger.*`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TriggerRequest {
     /// `trigger.method`.
     pub method: String,
@@ -31,7 +31,9 @@ pub struct TriggerRequest {
     pub headers: Vec<(String, String)>,
     /// `trigger.query`, decoded.
     pub query: Json,
-    /// `trigger.body`, decoded (or decrypted by a signature preset).
+    /// `trigger.body`, decoded (or decrypted by a signature preset); null
+    /// while `body_source` is [`BodySource::JsonUnparsed`]: read it through
+    /// [`TriggerRequest::body`].
     pub body: Json,
     /// `trigger.raw_body`.
     pub raw_body: String,
@@ -44,11 +46,34 @@ pub struct TriggerRequest {
 pub enum BodySource {
     /// `body` is `raw_body` parsed as JSON.
     JsonOfRaw,
+    /// `raw_body` is JSON, checked when the request came in but not parsed
+    /// to a value (its `vars` were read from it directly): `body` is null,
+    /// and [`TriggerRequest::body`] parses `raw_body` when something reads
+    /// it. Stored as [`BodySource::JsonOfRaw`] is.
+    JsonUnparsed,
     /// `body` is `raw_body` as a string.
     TextOfRaw,
     /// Neither (empty, form and decrypted bodies): stored as it is.
     #[default]
     Stored,
+}
+
+/// Requests are equal when they hold the same: a body not parsed yet
+/// equals the same body parsed.
+impl PartialEq for TriggerRequest {
+    fn eq(&self, other: &TriggerRequest) -> bool {
+        let source = |r: &TriggerRequest| match r.body_source {
+            BodySource::JsonUnparsed => BodySource::JsonOfRaw,
+            s => s,
+        };
+        self.method == other.method
+            && self.path == other.path
+            && self.headers == other.headers
+            && self.query == other.query
+            && self.raw_body == other.raw_body
+            && source(self) == source(other)
+            && self.body() == other.body()
+    }
 }
 
 /// A run's input: the request as received (nothing redacted) and the `vars`
@@ -95,10 +120,35 @@ impl TriggerRequest {
     /// the body itself.
     pub fn stored_body(&self) -> (u8, Option<&Json>) {
         match self.body_source {
-            BodySource::JsonOfRaw => (0, None),
+            BodySource::JsonOfRaw | BodySource::JsonUnparsed => (0, None),
             BodySource::TextOfRaw => (1, None),
             BodySource::Stored => (2, Some(&self.body)),
         }
+    }
+
+    /// `trigger.body`: parsed from `raw_body` here when the request came in
+    /// with its body checked but not parsed ([`BodySource::JsonUnparsed`]).
+    pub fn body(&self) -> Cow<'_, Json> {
+        match self.body_source {
+            BodySource::JsonUnparsed => Cow::Owned(self.parsed_raw_body()),
+            _ => Cow::Borrowed(&self.body),
+        }
+    }
+
+    /// `trigger.body` to change in place: parsed first when it was not.
+    pub fn body_mut(&mut self) -> &mut Json {
+        if self.body_source == BodySource::JsonUnparsed {
+            self.body = self.parsed_raw_body();
+            self.body_source = BodySource::JsonOfRaw;
+        }
+        &mut self.body
+    }
+
+    /// `raw_body` as JSON. It was checked when the request came in (the
+    /// same parse), so the null for a body that does not parse is never
+    /// seen.
+    fn parsed_raw_body(&self) -> Json {
+        serde_json::from_str(&self.raw_body).unwrap_or(Json::Null)
     }
 
     /// A header's value by lower-case name; repeated headers joined as
@@ -138,7 +188,7 @@ impl TriggerRequest {
         m.insert("path".into(), Json::String(self.path.clone()));
         m.insert("headers".into(), Json::Object(self.headers_json()));
         m.insert("query".into(), self.query.clone());
-        m.insert("body".into(), self.body.clone());
+        m.insert("body".into(), self.body().into_owned());
         m.insert("raw_body".into(), Json::String(self.raw_body.clone()));
         Json::Object(m)
     }
@@ -201,6 +251,8 @@ impl TriggerRequest {
         }
         scrubber.json(&mut self.query);
         if let Cow::Owned(clean) = scrubber.str(&self.raw_body) {
+            // The body from the raw body as it came, before the raw body changes.
+            self.body_mut();
             self.raw_body = clean;
             // The body no longer follows from the raw body: kept itself.
             self.body_source = BodySource::Stored;

@@ -67,13 +67,7 @@ pub fn parse_in(
     charset: Option<&'static encoding_rs::Encoding>,
 ) -> Result<Json, ParseError> {
     Ok(match (kind, charset) {
-        (BodyKind::Json, _) => {
-            serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson {
-                line: e.line(),
-                column: e.column(),
-                message: json_error_text(&e),
-            })?
-        }
+        (BodyKind::Json, _) => serde_json::from_slice(body).map_err(malformed)?,
         (BodyKind::Form, _) => parse_query_in(&lossy_text(body), charset),
         (BodyKind::Text, Some(encoding)) => {
             Json::String(encoding.decode_without_bom_handling(body).0.into_owned())
@@ -101,11 +95,16 @@ pub fn charset(content_type: Option<&str>) -> Option<&'static encoding_rs::Encod
 pub fn check_json(body: &[u8]) -> Result<(), ParseError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(body)
         .map(|_| ())
-        .map_err(|e| ParseError::MalformedJson {
-            line: e.line(),
-            column: e.column(),
-            message: json_error_text(&e),
-        })
+        .map_err(malformed)
+}
+
+/// A JSON body's parse error as the 400 tells it.
+pub(crate) fn malformed(e: serde_json::Error) -> ParseError {
+    ParseError::MalformedJson {
+        line: e.line(),
+        column: e.column(),
+        message: json_error_text(&e),
+    }
 }
 
 /// serde_json's message without its trailing " at line L column C".

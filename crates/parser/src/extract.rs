@@ -8,6 +8,16 @@ use serde_json::{Map, Number, Value as Json};
 
 /// Extracts every entry of `spec` into one `vars` object.
 pub fn extract(spec: &ParseSpec, parts: &TriggerRequest) -> Result<Map<String, Json>, ParseError> {
+    extract_plucked(spec, parts, None)
+}
+
+/// [`extract`], with the values of the body's entries already read from
+/// the raw body (`plucked`, one per entry, in order: see [`crate::pluck`]).
+pub(crate) fn extract_plucked(
+    spec: &ParseSpec,
+    parts: &TriggerRequest,
+    plucked: Option<Vec<Option<Json>>>,
+) -> Result<Map<String, Json>, ParseError> {
     let mut vars = Map::new();
     for entry in &spec.headers {
         // A header entry's path is the one lower-cased name.
@@ -26,13 +36,24 @@ pub fn extract(spec: &ParseSpec, parts: &TriggerRequest) -> Result<Map<String, J
         let value = extract_one("headers", entry, found, shown)?;
         vars.insert(entry.alias.clone(), value);
     }
-    for (part, entries, source) in [
-        ("query", &spec.query, &parts.query),
-        ("body", &spec.body, &parts.body),
-    ] {
-        for entry in entries {
-            let value = extract_one(part, entry, entry.path.lookup(source), true)?;
-            vars.insert(entry.alias.clone(), value);
+    for entry in &spec.query {
+        let value = extract_one("query", entry, entry.path.lookup(&parts.query), true)?;
+        vars.insert(entry.alias.clone(), value);
+    }
+    match plucked {
+        Some(values) => {
+            for (entry, found) in spec.body.iter().zip(values) {
+                let value = extract_one("body", entry, found, true)?;
+                vars.insert(entry.alias.clone(), value);
+            }
+        }
+        None if spec.body.is_empty() => {}
+        None => {
+            let body = parts.body();
+            for entry in &spec.body {
+                let value = extract_one("body", entry, entry.path.lookup(&body), true)?;
+                vars.insert(entry.alias.clone(), value);
+            }
         }
     }
     Ok(vars)
@@ -58,6 +79,9 @@ fn extract_one(
     let Some(ty) = entry.value_type else {
         return Ok(value);
     };
+    if already(&value, ty) {
+        return Ok(value);
+    }
     let is_list_query = matches!(entry.path, KeyPath::JsonPath(_));
     let converted = match (&value, ty) {
         // A JSONPath yields a list of matches: convert each one.
@@ -77,6 +101,19 @@ fn extract_one(
         key: entry.key.clone(),
         message,
     })
+}
+
+/// Whether `value` is of type `ty` as it is (what [`convert`] would copy).
+fn already(value: &Json, ty: ValueType) -> bool {
+    matches!(
+        (ty, value),
+        (ValueType::Any, _)
+            | (ValueType::String, Json::String(_))
+            | (ValueType::Number, Json::Number(_))
+            | (ValueType::Boolean, Json::Bool(_))
+            | (ValueType::Object, Json::Object(_))
+            | (ValueType::Array, Json::Array(_))
+    )
 }
 
 /// Converts a value to a declared type; strings are parsed, other values checked.
@@ -213,6 +250,13 @@ mod tests {
             .and_then(|parts| extract(&wf.trigger.parse, &parts))
             .map(Json::Object)
             .map_err(|e| e.to_string());
+        // A run's intake reads a JSON body's entries without parsing the
+        // body first: the same vars, the same errors.
+        let built = crate::receive(request, headers.iter().copied())
+            .and_then(|r| crate::build_input(&wf, r, Default::default()))
+            .map(|input| input.vars)
+            .map_err(|e| e.to_string());
+        assert_eq!(built, got, "{content_type} {body:?}");
         match (got, expected) {
             (Ok(g), Ok(e)) => assert_eq!(g, e),
             (Err(g), Err(e)) => assert!(g.contains(e), "error `{g}` should contain `{e}`"),

@@ -7,11 +7,14 @@
 //! puts in what the check decrypted, and applies the workflow's parse rules
 //! (400). The server and `hookflow run`/`test` both go through here.
 
-use crate::body::{self, body_kind, BodyKind};
+use crate::body::{self, body_kind, malformed, BodyKind};
+use crate::extract::extract_plucked;
+use crate::pluck::{pluck, MAX_PATHS};
 use crate::query::parse_query;
 use crate::{extract, ParseError};
+use hookflow_model::path::{KeyPath, Step};
 use hookflow_model::request::{lossy_text, BodySource, RunInput, TriggerRequest, Verified};
-use hookflow_model::runtime::Workflow;
+use hookflow_model::runtime::{ParseSpec, Workflow};
 use serde_json::Value as Json;
 
 /// A request's parts as an HTTP server (or a test file) hands them in.
@@ -117,7 +120,7 @@ fn apply_verified(request: &mut TriggerRequest, verified: Verified) {
         request.body_source = BodySource::Stored;
     }
     if let Some(plaintext) = verified.resource_plaintext {
-        if let Some(Json::Object(resource)) = request.body.get_mut("resource") {
+        if let Some(Json::Object(resource)) = request.body_mut().get_mut("resource") {
             resource.insert("plaintext".into(), plaintext);
             request.body_source = BodySource::Stored;
         }
@@ -132,14 +135,51 @@ pub fn build_input(
     received: Received<'_>,
     verified: Verified,
 ) -> Result<RunInput, ParseError> {
+    let parse = &workflow.trigger.parse;
+    if let Some(paths) = pluckable(parse, &received, &verified) {
+        // The body's entries read from the raw body as it is checked,
+        // without parsing it to a value nothing else may read.
+        let plucked = pluck(received.body, &paths).map_err(malformed)?;
+        let mut trigger = received.request;
+        trigger.body_source = BodySource::JsonUnparsed;
+        let vars = extract_plucked(parse, &trigger, Some(plucked))?;
+        return Ok(RunInput {
+            trigger,
+            vars: Json::Object(vars),
+            secret_headers: workflow.trigger.secret_headers.clone(),
+        });
+    }
     let mut trigger = received.decode()?;
     apply_verified(&mut trigger, verified);
-    let vars = extract(&workflow.trigger.parse, &trigger)?;
+    let vars = extract(parse, &trigger)?;
     Ok(RunInput {
         trigger,
         vars: Json::Object(vars),
         secret_headers: workflow.trigger.secret_headers.clone(),
     })
+}
+
+/// The paths of the body's entries, when they can be read from a JSON body
+/// without parsing it: dotted paths, not too many, and nothing decrypted
+/// to put into the body first.
+fn pluckable<'w>(
+    parse: &'w ParseSpec,
+    received: &Received<'_>,
+    verified: &Verified,
+) -> Option<Vec<&'w [Step]>> {
+    let plain =
+        verified.body.is_none() && verified.resource_plaintext.is_none() && verified.form.is_none();
+    if received.kind != Some(BodyKind::Json) || !plain || parse.body.len() > MAX_PATHS {
+        return None;
+    }
+    parse
+        .body
+        .iter()
+        .map(|entry| match &entry.path {
+            KeyPath::Dotted(steps) => Some(steps.as_slice()),
+            KeyPath::JsonPath(_) => None,
+        })
+        .collect()
 }
 
 /// Both stages with nothing verified and no parse rules: a request →
@@ -291,5 +331,78 @@ mod tests {
         );
         assert_eq!(r.body, json!({"a": "1", "sign": "s"}));
         assert_eq!(r.raw_body, form);
+    }
+
+    fn workflow(yaml: &str) -> std::sync::Arc<hookflow_model::runtime::Workflow> {
+        let env = |_: &str| None;
+        let file = hookflow_model::load::load_source(
+            "t",
+            std::path::Path::new("t.yaml"),
+            yaml,
+            &hookflow_model::load::LoadOptions {
+                secrets: hookflow_model::load::SecretPolicy::Warn,
+                env: &env,
+            },
+        );
+        file.workflow
+            .unwrap_or_else(|| panic!("workflow should load: {:?}", file.diagnostics))
+    }
+
+    #[test]
+    fn a_json_body_read_for_its_vars_is_parsed_only_when_something_reads_it() {
+        let wf = workflow(
+            "title: t\ntrigger:\n  type: webhook\n  parse:\n    body:\n      - { key: order.id, alias: id }\n",
+        );
+        let body = br#"{"order":{"id":"A-1","pin":"SUPERSECRET123"},"n":1}"#;
+        let received = receive(request("application/json", body), []).expect("received");
+        let input = build_input(&wf, received, Verified::default()).expect("input");
+        assert_eq!(input.vars, json!({"id": "A-1"}));
+        let t = &input.trigger;
+        assert_eq!(t.body_source, BodySource::JsonUnparsed);
+        assert_eq!(t.body, Json::Null, "not parsed at intake");
+        let parsed = json!({"order": {"id": "A-1", "pin": "SUPERSECRET123"}, "n": 1});
+        assert_eq!(*t.body(), parsed);
+        assert_eq!(t.to_json()["body"], parsed);
+        assert_eq!(t.stored_body(), (0, None), "stored as the raw body");
+        // Equal to the same request with its body parsed (a record read back).
+        let eager = parse_request(request("application/json", body), []).expect("parses");
+        assert_eq!(eager.body_source, BodySource::JsonOfRaw);
+        assert_eq!(*t, eager);
+        let mut other = eager.clone();
+        other.body = json!({"changed": true});
+        assert_ne!(*t, other);
+        // A secret in the raw body: the body is parsed before the raw body
+        // is scrubbed, then kept and scrubbed itself.
+        let scrubbed = t
+            .clone()
+            .scrubbed(&hookflow_model::scrub::Scrubber::new(["SUPERSECRET123"]));
+        assert_eq!(scrubbed.body_source, BodySource::Stored);
+        assert!(!scrubbed.raw_body.contains("SUPERSECRET123"));
+        assert_eq!(scrubbed.body["order"]["id"], "A-1");
+        assert_ne!(scrubbed.body["order"]["pin"], "SUPERSECRET123");
+        // Changed in place: parsed first.
+        let mut changed = input.trigger.clone();
+        changed.body_mut()["n"] = json!(2);
+        assert_eq!(changed.body_source, BodySource::JsonOfRaw);
+        assert_eq!(changed.body["order"]["id"], "A-1");
+        // A body that is not JSON is refused as before, with the place.
+        let received =
+            receive(request("application/json", b"{\"order\": }"), []).expect("received");
+        assert_eq!(
+            build_input(&wf, received, Verified::default()),
+            Err(ParseError::MalformedJson {
+                line: 1,
+                column: 11,
+                message: "expected value".into()
+            })
+        );
+        // A JSONPath entry reads the parsed body, as before.
+        let wf = workflow(
+            "title: t\ntrigger:\n  type: webhook\n  parse:\n    body:\n      - { key: $.order.id, alias: id }\n",
+        );
+        let received = receive(request("application/json", body), []).expect("received");
+        let input = build_input(&wf, received, Verified::default()).expect("input");
+        assert_eq!(input.vars, json!({"id": ["A-1"]}));
+        assert_eq!(input.trigger.body_source, BodySource::JsonOfRaw);
     }
 }

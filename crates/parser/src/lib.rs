@@ -10,6 +10,7 @@
 pub mod body;
 pub mod extract;
 pub mod intake;
+pub mod pluck;
 pub mod query;
 pub mod sample;
 

@@ -103,8 +103,8 @@ pub fn sample_recorded(trigger: &TriggerRequest) -> Sampled {
         Some(BodyKind::Json) => body_node(kind, trigger.raw_body.as_bytes())
             .ok()
             .flatten()
-            .unwrap_or_else(|| Node::from_json(&trigger.body)),
-        _ => Node::from_json(&trigger.body),
+            .unwrap_or_else(|| Node::from_json(&trigger.body())),
+        _ => Node::from_json(&trigger.body()),
     };
     sample_parts(&headers, &Node::from_json(&trigger.query), Some(&body))
 }

@@ -147,10 +147,14 @@ fn request(trigger: Option<&TriggerRequest>) -> RequestOut {
             }
         }
     }
-    let json_body = t.body_source == hookflow_model::request::BodySource::JsonOfRaw;
+    use hookflow_model::request::BodySource;
+    let json_body = matches!(
+        t.body_source,
+        BodySource::JsonOfRaw | BodySource::JsonUnparsed
+    );
     let (body, raw_body) = match (t.raw_body.is_empty(), json_body) {
         (true, _) => (None, None),
-        (false, true) => (Some(t.body.clone()), None),
+        (false, true) => (Some(t.body().into_owned()), None),
         (false, false) => (None, Some(t.raw_body.clone())),
     };
     let query = query_string(&t.query);

@@ -98,6 +98,8 @@ fn job(status: JobStatus, tries: Vec<TryRecord>) -> JobRecord {
 fn trigger(body_source: BodySource) -> TriggerRequest {
     let (body, raw_body) = match body_source {
         BodySource::JsonOfRaw => (json!({"order": {"id": "A-1"}}), r#"{"order":{"id":"A-1"}}"#),
+        // Not parsed yet: stored as the parsed body is, read back parsed.
+        BodySource::JsonUnparsed => (Json::Null, r#"{"order":{"id":"A-1"}}"#),
         BodySource::TextOfRaw => (json!("<xml/>"), "<xml/>"),
         BodySource::Stored => (values(), "a=1&b=2"),
     };
@@ -174,6 +176,7 @@ fn record(status: RunStatus, source: BodySource, full: bool) -> ExecutionRecord 
 fn every_record() -> Vec<ExecutionRecord> {
     let sources = [
         BodySource::JsonOfRaw,
+        BodySource::JsonUnparsed,
         BodySource::TextOfRaw,
         BodySource::Stored,
     ];
@@ -218,6 +221,7 @@ fn a_packed_record_reads_back_whole_after_what_the_buffer_held() {
 fn inputs_are_written_as_rmp_serde_writes_them() {
     for source in [
         BodySource::JsonOfRaw,
+        BodySource::JsonUnparsed,
         BodySource::TextOfRaw,
         BodySource::Stored,
     ] {
