@@ -289,7 +289,7 @@ impl Executor {
                 run
             }
             ReadyRun::Stored { id, leased_at } => match self.load(&id) {
-                crate::recovery::Loaded::Run(run) => *run,
+                crate::recovery::Loaded::Run(run) => run,
                 crate::recovery::Loaded::Nothing => return,
                 crate::recovery::Loaded::Later => {
                     self.load_later(id, leased_at);

@@ -237,9 +237,11 @@ impl Executor {
         record: ExecutionRecord,
         state: RunState,
         scope: Scope,
-    ) -> Run {
+    ) -> Box<Run> {
         self.versions.keep(&workflow);
         let handles = handles.unwrap_or_else(|| self.env.metrics.workflow(&workflow));
+        // Boxed once here: a run is moved from here to its driver and
+        // into its future, 688 bytes at each move unboxed.
         let mut run = Run::new(
             workflow,
             record,
@@ -249,7 +251,7 @@ impl Executor {
             self.env.clone(),
         );
         run.metrics = Some(handles);
-        run
+        Box::new(run)
     }
 
     /// Runs a sync workflow; returns the execution id and the answer for the
@@ -329,7 +331,7 @@ impl Executor {
         // The run is driven here, in the request's task, until it answers;
         // whatever is left of it then (nodes after a `timeout_response`, the
         // end of an aborted run) goes on in a task of its own.
-        let mut drive = Box::pin(AssertUnwindSafe(run.drive()).catch_unwind());
+        let mut drive = AssertUnwindSafe(run.drive()).catch_unwind();
         async move {
             let answered = async {
                 tokio::select! {

@@ -333,7 +333,7 @@ impl Executor {
         let headers = crate::record::header_scrubber(&workflow, &input.trigger);
         let mut run = self.run_of(workflow, None, record, state, scope);
         run.header_scrubber = headers;
-        Loaded::Run(Box::new(run))
+        Loaded::Run(run)
     }
 
     /// Queues a run whose read failed again after a pause, as a place in

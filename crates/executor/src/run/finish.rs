@@ -26,7 +26,7 @@ impl Run {
     }
 
     /// Saves the run as waiting; it wakes from the store.
-    pub(super) fn wait(mut self, wake_at: u64) -> Waiting {
+    pub(super) fn wait(mut self: Box<Self>, wake_at: u64) -> Waiting {
         self.record.status = RunStatus::Waiting;
         // A shared store's count is read from it (recovery.rs): another
         // instance may wake this run.
@@ -42,7 +42,11 @@ impl Run {
     /// Writes the final record with this status and error; a durable run's
     /// is returned with its store instead, for the driver to write and wait
     /// until it is on disk before it moves on.
-    pub(super) fn finish(mut self, status: RunStatus, error: Option<String>) -> Option<Write> {
+    pub(super) fn finish(
+        mut self: Box<Self>,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Option<Write> {
         if let Some(r) = &self.responder {
             // A sync run that ended without a response node answers with its status.
             if !r.is_answered() {
