@@ -74,10 +74,9 @@ impl Service {
                             lasts: wait.saturating_add(HOLD_MARGIN),
                         }
                     });
-                    match self
-                        .claims
-                        .claim(store, &workflow.id, &key, wait, hold)
-                        .await?
+                    // Boxed, like the runs below: a request's future is
+                    // as large as its largest path, and this one is rare.
+                    match Box::pin(self.claims.claim(store, &workflow.id, &key, wait, hold)).await?
                     {
                         Claim::Replay(execution_id, answer) => {
                             return Ok(Delivery::Answer {
@@ -129,7 +128,7 @@ impl Service {
         };
         if let Some((first, ttl)) = first {
             let stored = mode == Mode::Async;
-            first.finish(&execution_id, &answer, ttl, stored).await;
+            Box::pin(first.finish(&execution_id, &answer, ttl, stored)).await;
         }
         Ok(Delivery::Answer {
             execution_id,

@@ -50,6 +50,18 @@ impl LargeBodies {
         if request.body.len() <= OFF_WORKER_BODY {
             return take_in(served, request, headers);
         }
+        // Boxed: every request's future would otherwise be as large as
+        // this rare path's.
+        Box::pin(self.take_in_off_worker(served, request, headers)).await
+    }
+
+    /// [`LargeBodies::take_in`] on the blocking pool, in turn.
+    async fn take_in_off_worker<'h>(
+        &self,
+        served: &Arc<Served>,
+        request: Request<'_>,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+    ) -> Result<Intake, Refusal> {
         // The semaphore is never closed. The turn is taken before the body
         // is copied for the pool: a request waiting for one holds no copy.
         let _turn = self.0.acquire().await.map_err(|_| lost())?;
