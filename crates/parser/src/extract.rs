@@ -211,9 +211,7 @@ fn describe(value: &Json) -> String {
 mod tests {
     use super::*;
     use crate::parse_request;
-    use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
     use serde_json::json;
-    use std::path::Path;
 
     /// One helper for extraction: the `trigger.parse` YAML and a request in,
     /// `vars` or the error message out.
@@ -225,20 +223,9 @@ mod tests {
         body: &str,
         expected: Result<Json, &str>,
     ) {
-        let yaml = format!("title: t\ntrigger:\n  type: webhook\n  parse:\n{parse_yaml}");
-        let env = |_: &str| None;
-        let file = load_source(
-            "t",
-            Path::new("t.yaml"),
-            &yaml,
-            &LoadOptions {
-                secrets: SecretPolicy::Warn,
-                env: &env,
-            },
-        );
-        let wf = file
-            .workflow
-            .unwrap_or_else(|| panic!("workflow should load: {:?}", file.diagnostics));
+        let wf = crate::test_workflow(&format!(
+            "title: t\ntrigger:\n  type: webhook\n  parse:\n{parse_yaml}"
+        ));
         let request = crate::Request {
             method: "POST",
             path: "/api/webhook:trigger/k",

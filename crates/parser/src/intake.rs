@@ -136,22 +136,23 @@ pub fn build_input(
     verified: Verified,
 ) -> Result<RunInput, ParseError> {
     let parse = &workflow.trigger.parse;
-    if let Some(paths) = pluckable(parse, &received, &verified) {
+    let (trigger, vars) = match pluckable(parse, &received, &verified) {
         // The body's entries read from the raw body as it is checked,
         // without parsing it to a value nothing else may read.
-        let plucked = pluck(received.body, &paths).map_err(malformed)?;
-        let mut trigger = received.request;
-        trigger.body_source = BodySource::JsonUnparsed;
-        let vars = extract_plucked(parse, &trigger, Some(plucked))?;
-        return Ok(RunInput {
-            trigger,
-            vars: Json::Object(vars),
-            secret_headers: workflow.trigger.secret_headers.clone(),
-        });
-    }
-    let mut trigger = received.decode()?;
-    apply_verified(&mut trigger, verified);
-    let vars = extract(parse, &trigger)?;
+        Some(paths) => {
+            let plucked = pluck(received.body, &paths).map_err(malformed)?;
+            let mut trigger = received.request;
+            trigger.body_source = BodySource::JsonUnparsed;
+            let vars = extract_plucked(parse, &trigger, Some(plucked))?;
+            (trigger, vars)
+        }
+        None => {
+            let mut trigger = received.decode()?;
+            apply_verified(&mut trigger, verified);
+            let vars = extract(parse, &trigger)?;
+            (trigger, vars)
+        }
+    };
     Ok(RunInput {
         trigger,
         vars: Json::Object(vars),
@@ -333,24 +334,9 @@ mod tests {
         assert_eq!(r.raw_body, form);
     }
 
-    fn workflow(yaml: &str) -> std::sync::Arc<hookflow_model::runtime::Workflow> {
-        let env = |_: &str| None;
-        let file = hookflow_model::load::load_source(
-            "t",
-            std::path::Path::new("t.yaml"),
-            yaml,
-            &hookflow_model::load::LoadOptions {
-                secrets: hookflow_model::load::SecretPolicy::Warn,
-                env: &env,
-            },
-        );
-        file.workflow
-            .unwrap_or_else(|| panic!("workflow should load: {:?}", file.diagnostics))
-    }
-
     #[test]
     fn a_json_body_read_for_its_vars_is_parsed_only_when_something_reads_it() {
-        let wf = workflow(
+        let wf = crate::test_workflow(
             "title: t\ntrigger:\n  type: webhook\n  parse:\n    body:\n      - { key: order.id, alias: id }\n",
         );
         let body = br#"{"order":{"id":"A-1","pin":"SUPERSECRET123"},"n":1}"#;
@@ -397,7 +383,7 @@ mod tests {
             })
         );
         // A JSONPath entry reads the parsed body, as before.
-        let wf = workflow(
+        let wf = crate::test_workflow(
             "title: t\ntrigger:\n  type: webhook\n  parse:\n    body:\n      - { key: $.order.id, alias: id }\n",
         );
         let received = receive(request("application/json", body), []).expect("received");

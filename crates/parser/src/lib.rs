@@ -58,3 +58,22 @@ pub enum ParseError {
         message: String,
     },
 }
+
+/// A workflow loaded from `yaml`, for tests (panics with the diagnostics
+/// when it does not load).
+#[cfg(test)]
+pub(crate) fn test_workflow(yaml: &str) -> std::sync::Arc<hookflow_model::runtime::Workflow> {
+    use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
+    let env = |_: &str| None;
+    let file = load_source(
+        "t",
+        std::path::Path::new("t.yaml"),
+        yaml,
+        &LoadOptions {
+            secrets: SecretPolicy::Warn,
+            env: &env,
+        },
+    );
+    file.workflow
+        .unwrap_or_else(|| panic!("workflow should load: {:?}", file.diagnostics))
+}
