@@ -107,7 +107,7 @@ pub(crate) fn header_scrubber(
         .headers
         .iter()
         .filter(|(name, _)| is_secret_name(name, workflow))
-        .flat_map(|(_, v)| [v.as_str(), v.split_once(' ').map_or("", |(_, c)| c.trim())]);
+        .flat_map(|(_, v)| [v, v.split_once(' ').map_or("", |(_, c)| c.trim())]);
     let scrubber = Scrubber::new(values);
     (scrubber.values() > 0).then(|| Arc::new(scrubber))
 }

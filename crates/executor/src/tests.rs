@@ -933,9 +933,10 @@ async fn a_settling_run_that_panics_is_written_failed() {
 fn only_runs_that_can_copy_secret_headers_scrub_them() {
     let trigger = TriggerRequest {
         headers: vec![
-            ("authorization".into(), "Bearer topsecretvalue1".into()),
-            ("x-request-id".into(), "r-000001".into()),
-        ],
+            ("authorization", "Bearer topsecretvalue1"),
+            ("x-request-id", "r-000001"),
+        ]
+        .into(),
         ..TriggerRequest::default()
     };
     let of = |text: &str| crate::record::header_scrubber(&compile("w", text), &trigger);

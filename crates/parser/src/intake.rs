@@ -13,7 +13,9 @@ use crate::pluck::{pluck, MAX_PATHS};
 use crate::query::parse_query;
 use crate::{extract, ParseError};
 use hookflow_model::path::{KeyPath, Step};
-use hookflow_model::request::{lossy_text, BodySource, RunInput, TriggerRequest, Verified};
+use hookflow_model::request::{
+    lossy_text, BodySource, Headers, RunInput, TriggerRequest, Verified,
+};
 use hookflow_model::runtime::{ParseSpec, Workflow};
 use serde_json::Value as Json;
 
@@ -59,23 +61,20 @@ pub fn receive<'a, 'h>(
             ParseError::UnsupportedMediaType(request.content_type.unwrap_or("(none)").to_string())
         })?),
     };
-    let headers = headers
-        .into_iter()
-        .map(|(name, value)| {
-            // Names from the HTTP server are lower-case already.
-            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                name.to_ascii_lowercase()
-            } else {
-                name.to_string()
-            };
-            (name, value.to_string())
-        })
-        .collect();
+    let headers = headers.into_iter();
+    let mut kept = Headers::with_capacity(headers.size_hint().0);
+    for (name, value) in headers {
+        // Names from the HTTP server are lower-case already.
+        match name.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => kept.push(&name.to_ascii_lowercase(), value),
+            false => kept.push(name, value),
+        }
+    }
     Ok(Received {
         request: TriggerRequest {
             method: request.method.to_string(),
             path: request.path.to_string(),
-            headers,
+            headers: kept,
             query: parse_query(request.query),
             body: Json::Null,
             raw_body: lossy_text(request.body).into_owned(),
@@ -222,7 +221,7 @@ mod tests {
         ] {
             let r = parse_request(request(content_type, body), [("X-A", "1")]).expect("parses");
             assert_eq!(r.body_source, source, "{content_type} {body:?}");
-            assert_eq!(r.headers, vec![("x-a".to_string(), "1".to_string())]);
+            assert_eq!(r.headers.iter().collect::<Vec<_>>(), [("x-a", "1")]);
         }
         assert!(matches!(
             parse_request(request("image/png", b"x"), []),

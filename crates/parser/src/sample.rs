@@ -95,8 +95,8 @@ pub fn sample_recorded(trigger: &TriggerRequest) -> Sampled {
     let headers: Vec<&str> = trigger
         .headers
         .iter()
-        .filter(|(n, v)| v != REDACTED && !TRANSPORT_HEADERS.contains(&n.as_str()))
-        .map(|(n, _)| n.as_str())
+        .filter(|(n, v)| *v != REDACTED && !TRANSPORT_HEADERS.contains(n))
+        .map(|(n, _)| n)
         .collect();
     let kind = crate::body_kind(trigger.header("content-type").as_deref());
     let body = match kind {

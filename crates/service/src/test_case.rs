@@ -136,7 +136,7 @@ fn request(trigger: Option<&TriggerRequest>) -> RequestOut {
         }
         let value = match is_secret_header(&name) {
             true => REDACTED,
-            false => value.as_str(),
+            false => value,
         };
         match headers.get_mut(&name) {
             // Repeated, a secret-bearing header is still one placeholder.

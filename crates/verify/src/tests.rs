@@ -844,10 +844,7 @@ fn a_templated_payload_signs_the_body_s_bytes() {
         let request = TriggerRequest {
             method: "POST".into(),
             path: "/api/webhook:trigger/k".into(),
-            headers: vec![
-                ("x-sig".to_string(), sig.to_string()),
-                ("x-ts".to_string(), ts.clone()),
-            ],
+            headers: vec![("x-sig", sig.to_string()), ("x-ts", ts.clone())].into(),
             raw_body: String::from_utf8_lossy(body).into_owned(),
             ..TriggerRequest::default()
         };

@@ -10,6 +10,7 @@
 //! packed for storage, where a body that is the raw body parsed again is not
 //! stored twice.
 
+mod headers;
 mod secret;
 
 use crate::scrub::Scrubber;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value as Json};
 use std::borrow::Cow;
 
+pub use headers::Headers;
 pub use secret::is_secret_header;
 
 /// The text that replaces a secret header's value in records.
@@ -32,7 +34,7 @@ pub struct TriggerRequest {
     pub path: String,
     /// Headers in arrival order, names lower-cased; `trigger.headers` joins
     /// repeated names with `, `.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// `trigger.query`, decoded.
     pub query: Json,
     /// `trigger.body`, decoded (or decrypted by a signature preset); null
@@ -163,7 +165,7 @@ impl TriggerRequest {
             if n == name {
                 match &mut found {
                     Some(joined) => join_header(joined, v),
-                    None => found = Some(v.clone()),
+                    None => found = Some(v.to_string()),
                 }
             }
         }
@@ -178,7 +180,7 @@ impl TriggerRequest {
             match map.get_mut(name) {
                 Some(Json::String(joined)) => join_header(joined, value),
                 _ => {
-                    map.insert(name.clone(), Json::String(value.clone()));
+                    map.insert(name.to_string(), Json::String(value.to_string()));
                 }
             }
         }
@@ -205,7 +207,7 @@ impl TriggerRequest {
             .and_then(Json::as_object)
             .map(|h| {
                 h.iter()
-                    .map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .map(|(n, v)| (n, v.as_str().unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
@@ -228,9 +230,13 @@ impl TriggerRequest {
     /// The request as records keep it: the values of secret-bearing headers
     /// and of the headers named in `also` (lower-case) redacted.
     pub fn redacted_with(mut self, also: &[String]) -> TriggerRequest {
-        for (name, value) in &mut self.headers {
-            if is_secret_header(name) || also.iter().any(|a| a.eq_ignore_ascii_case(name)) {
-                *value = REDACTED.to_string();
+        for i in 0..self.headers.len() {
+            let secret = self.headers.get(i).is_some_and(|(name, value)| {
+                value != REDACTED
+                    && (is_secret_header(name) || also.iter().any(|a| a.eq_ignore_ascii_case(name)))
+            });
+            if secret {
+                self.headers.set_value(i, REDACTED);
             }
         }
         // Query strings carry tokens too (`?access_token=…`): a parameter
@@ -248,11 +254,11 @@ impl TriggerRequest {
         if scrubber.values() == 0 {
             return self;
         }
-        for (_, value) in &mut self.headers {
-            if let Cow::Owned(clean) = scrubber.str(value) {
-                *value = clean;
-            }
-        }
+        self.headers
+            .change_values(|_, value| match scrubber.str(value) {
+                Cow::Owned(clean) => Some(clean),
+                Cow::Borrowed(_) => None,
+            });
         scrubber.json(&mut self.query);
         if let Cow::Owned(clean) = scrubber.str(&self.raw_body) {
             // The body from the raw body as it came, before the raw body changes.
@@ -312,7 +318,7 @@ pub fn lossy_text(bytes: &[u8]) -> Cow<'_, str> {
 struct PackedRef<'a> {
     method: &'a str,
     path: &'a str,
-    headers: &'a [(String, String)],
+    headers: &'a Headers,
     query: &'a Json,
     raw_body: &'a str,
     source: u8,
@@ -323,7 +329,7 @@ struct PackedRef<'a> {
 struct Packed {
     method: String,
     path: String,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     query: Json,
     raw_body: String,
     source: u8,
@@ -389,11 +395,12 @@ mod tests {
             method: "POST".into(),
             path: "/api/webhook:trigger/k".into(),
             headers: vec![
-                ("authorization".into(), "Basic x".into()),
-                ("accept".into(), "a".into()),
-                ("accept".into(), "b".into()),
-                ("x-hub-signature-256".into(), "sha256=1".into()),
-            ],
+                ("authorization", "Basic x"),
+                ("accept", "a"),
+                ("accept", "b"),
+                ("x-hub-signature-256", "sha256=1"),
+            ]
+            .into(),
             query: json!({"q": "1"}),
             body: json!({"a": 1}),
             raw_body: r#"{"a":1}"#.into(),
@@ -439,7 +446,7 @@ mod tests {
     fn declared_secret_values_are_scrubbed_from_every_part() {
         let secret = "s3cret-value-77";
         let mut r = request();
-        r.headers.push(("x-pin".into(), format!("pin {secret}")));
+        r.headers.push("x-pin", &format!("pin {secret}"));
         r.query = json!({"key": secret, "q": "1"});
         r.raw_body = format!(r#"{{"pin":"{secret}","a":1}}"#);
         r.body = json!({"pin": secret, "a": 1});
@@ -457,7 +464,7 @@ mod tests {
     #[test]
     fn redaction_also_takes_the_workflows_own_names() {
         let mut r = request();
-        r.headers.push(("x-sig".into(), "abc".into()));
+        r.headers.push("x-sig", "abc");
         let input = RunInput {
             trigger: r,
             vars: Json::Null,

@@ -120,9 +120,10 @@ fn input(n: u64) -> RunInput {
             method: "POST".into(),
             path: "/api/webhook:trigger/k".into(),
             headers: vec![
-                ("authorization".into(), "Basic c2VjcmV0".into()),
-                ("x-n".into(), n.to_string()),
-            ],
+                ("authorization", "Basic c2VjcmV0".to_string()),
+                ("x-n", n.to_string()),
+            ]
+            .into(),
             query: json!({}),
             body: json!({"n": n}),
             raw_body: format!("{{\"n\":{n}}}"),

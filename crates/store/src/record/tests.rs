@@ -7,7 +7,7 @@ fn stored_requests_leave_out_bodies_they_can_parse_again() {
     let base = TriggerRequest {
         method: "POST".into(),
         path: "/p".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![("content-type", "application/json")].into(),
         query: json!({}),
         ..TriggerRequest::default()
     };
