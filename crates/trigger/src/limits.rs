@@ -42,12 +42,12 @@ pub fn oversized_header(req: &HttpRequest) -> bool {
 /// connection was accepted for its first request (head and body share the
 /// time, as actix's head timer counts from the accept too), after the head
 /// for later requests on a kept-alive connection (their head has its own
-/// timer).
-pub fn deadline(req: &HttpRequest, read_timeout: Duration) -> Instant {
+/// timer; `now` is when the head was handed over).
+pub fn deadline(req: &HttpRequest, read_timeout: Duration, now: Instant) -> Instant {
     let arrived = req
         .conn_data::<Connection>()
         .and_then(|c| c.accepted.take())
-        .unwrap_or_else(Instant::now);
+        .unwrap_or(now);
     arrived + read_timeout
 }
 

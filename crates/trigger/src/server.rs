@@ -29,11 +29,14 @@ async fn dispatch(
 }
 
 async fn route(req: &HttpRequest, payload: &mut web::Payload, state: &AppState) -> HttpResponse {
+    // One reading of the clock: when a kept-alive connection's request
+    // arrived (its body's deadline), and when a webhook's handling started.
+    let now = std::time::Instant::now();
     // Taken by every request: the connection's first one, whatever its route, counts from the accept.
-    let deadline = limits::deadline(req, state.http.read_timeout);
+    let deadline = limits::deadline(req, state.http.read_timeout, now);
     if req.path().starts_with(WEBHOOK_PREFIX) {
         // Checks its headers' size itself, so that the refusal is counted.
-        return webhook::handle(req, payload, state, deadline).await;
+        return webhook::handle(req, payload, state, deadline, now).await;
     }
     if limits::oversized_header(req) {
         let refusal = ApiError(Refusal::HeadersTooLarge(limits::MAX_HEADER_BYTES));

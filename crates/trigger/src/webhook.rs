@@ -22,14 +22,14 @@ pub const REPLAYED_HEADER: &str = "x-hookflow-replayed";
 pub const EXECUTION_HEADER: &str = "x-hookflow-execution";
 
 /// The webhook handler: every method, so that a known key answers 405 rather than 404.
-/// The body must have arrived by `deadline`.
+/// The body must have arrived by `deadline`; `clock` is when handling started.
 pub async fn handle(
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: &AppState,
     deadline: Instant,
+    clock: Instant,
 ) -> HttpResponse {
-    let clock = Instant::now();
     // The key is the one path segment after the prefix (routing by prefix avoids a regex per request).
     let key = hookflow_service::webhook_key(req.path()).unwrap_or_default();
     let registry = state.service.local_registry();
