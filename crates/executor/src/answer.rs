@@ -5,6 +5,7 @@ use hookflow_model::runtime::ResponseSpec;
 use hookflow_model::template::{EvalError, Scope, Templates};
 use hookflow_store::ResponseRecord;
 use serde_json::{json, Value as Json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ use std::sync::Arc;
 pub struct Answer {
     /// Status code.
     pub status: u16,
-    /// Headers, in order.
-    pub headers: Vec<(String, String)>,
+    /// Headers, in order (the names and values hookflow sets itself, such
+    /// as a content type, borrowed rather than copied for each answer).
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body bytes.
     pub body: Vec<u8>,
     /// The body as recorded: JSON as JSON, other bodies as text (shared with
@@ -22,6 +24,8 @@ pub struct Answer {
     pub recorded_body: Arc<Json>,
 }
 
+/// The name of the content type header.
+const CONTENT_TYPE: &str = "content-type";
 /// The content type of JSON answers.
 pub const JSON_TYPE: &str = "application/json";
 /// The content type of text answers.
@@ -32,7 +36,7 @@ impl Answer {
     pub fn json(status: u16, body: Json) -> Answer {
         Answer {
             status,
-            headers: vec![("content-type".into(), JSON_TYPE.into())],
+            headers: vec![(CONTENT_TYPE.into(), JSON_TYPE.into())],
             body: serde_json::to_vec(&body).unwrap_or_default(),
             recorded_body: Arc::new(body),
         }
@@ -42,7 +46,7 @@ impl Answer {
     pub fn text(status: u16, body: &str) -> Answer {
         Answer {
             status,
-            headers: vec![("content-type".into(), TEXT_TYPE.into())],
+            headers: vec![(CONTENT_TYPE.into(), TEXT_TYPE.into())],
             body: body.as_bytes().to_vec(),
             recorded_body: Arc::new(Json::String(body.to_string())),
         }
@@ -104,7 +108,7 @@ impl Answer {
                     ),
                 });
             }
-            headers.push((name.to_ascii_lowercase(), value));
+            headers.push((Cow::Owned(name.to_ascii_lowercase()), Cow::Owned(value)));
         }
         let has_type = headers.iter().any(|(n, _)| n == "content-type");
         let (body, recorded_body, default_type) = match &spec.body {
@@ -119,7 +123,7 @@ impl Answer {
             },
         };
         if let (false, Some(t)) = (has_type, default_type) {
-            headers.push(("content-type".into(), t.into()));
+            headers.push((CONTENT_TYPE.into(), t.into()));
         }
         Ok(Answer {
             status: status as u16,

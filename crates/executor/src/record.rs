@@ -181,7 +181,7 @@ pub(crate) fn scrub_response(response: &mut ResponseRecord, scrubber: &Scrubber)
     }
     for value in response.headers.values_mut() {
         if let Cow::Owned(clean) = scrubber.str(value) {
-            *value = clean;
+            *value = Cow::Owned(clean);
         }
     }
 }
@@ -211,9 +211,9 @@ pub(crate) fn stored_response(
 ) -> ResponseRecord {
     for (name, value) in response.headers.iter_mut() {
         if is_secret_name(name, workflow) {
-            *value = REDACTED.to_string();
+            *value = Cow::Borrowed(REDACTED);
         } else if let Cow::Owned(clean) = scrubber.str(value) {
-            *value = clean;
+            *value = Cow::Owned(clean);
         }
     }
     if scrubber.json_matches(&response.body) {
@@ -326,8 +326,8 @@ mod tests {
         let scrubber = Scrubber::new(["SUPERSECRET123"]);
         let wf = workflow();
         let mut headers = BTreeMap::new();
-        headers.insert("set-cookie".to_string(), "sid=1".to_string());
-        headers.insert("x-note".to_string(), "SUPERSECRET123".to_string());
+        headers.insert("set-cookie".into(), "sid=1".into());
+        headers.insert("x-note".into(), "SUPERSECRET123".into());
         let sent = Arc::new(json!({"token": "SUPERSECRET123"}));
         let stored = stored_response(
             ResponseRecord {

@@ -316,8 +316,9 @@ impl JobRecord {
 pub struct ResponseRecord {
     /// Status code.
     pub status: u16,
-    /// Headers.
-    pub headers: BTreeMap<String, String>,
+    /// Headers (the names and values hookflow sets itself, such as a
+    /// content type, borrowed rather than copied for each record).
+    pub headers: BTreeMap<Cow<'static, str>, Cow<'static, str>>,
     /// JSON bodies as JSON, others as text (shared with the answer it records).
     pub body: Arc<Json>,
 }

@@ -296,7 +296,7 @@ pub fn respond(execution_id: String, answer: Answer) -> HttpResponse {
         // The content types hookflow sets itself are not parsed again
         // (a header name and value parsed from text cost every answer
         // ~1 % of a sync request's instructions).
-        match (name.as_str(), value.as_str()) {
+        match (&**name, &**value) {
             ("content-type", JSON_TYPE) => {
                 builder.append_header((header::CONTENT_TYPE, HeaderValue::from_static(JSON_TYPE)))
             }

@@ -143,11 +143,11 @@ fn scrubbed(workflow: &Workflow, problems: Vec<String>) -> Vec<String> {
 /// What differs between the answer and what the case expects of it: the
 /// status (when it names one), the body (where it differs, by path) and
 /// each header it names.
-fn answer_problems(
+fn answer_problems<N: AsRef<str>, V: AsRef<str>>(
     e: &super::format::Expect,
     status: u16,
     body: &Json,
-    headers: &[(String, String)],
+    headers: &[(N, V)],
     note: &str,
     problems: &mut Vec<String>,
 ) {
@@ -164,8 +164,8 @@ fn answer_problems(
     for (name, value) in &e.headers {
         let got = headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
+            .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref());
         match got {
             Some(got) if got == value => {}
             Some(got) => problems.push(format!("header {name}: expected {value:?}, got {got:?}")),

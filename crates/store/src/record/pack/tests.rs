@@ -118,8 +118,9 @@ fn trigger(body_source: BodySource) -> TriggerRequest {
 
 /// A record with every field set (`full`) or every optional one empty.
 fn record(status: RunStatus, source: BodySource, full: bool) -> ExecutionRecord {
-    let response_headers: BTreeMap<String, String> = (0..17)
-        .map(|i| (format!("h{i:02}"), format!("{i}")))
+    let response_headers: BTreeMap<_, _> = (0..17)
+        .map(|i| (format!("h{i:02}").into(), format!("{i}").into()))
+        .chain([("content-type".into(), "application/json".into())])
         .collect();
     ExecutionRecord {
         id: "01a24213-0d38-7698-abb8-f64c6970fb2f".into(),
