@@ -88,14 +88,9 @@ pub struct NodeCx<'a> {
     pub passes: &'a str,
 }
 
-/// Runs one node (`id` is its index in the workflow); a request node notes
-/// each of its tries in `tries`, whatever its outcome.
-pub async fn run(
-    id: NodeId,
-    node: &Node,
-    cx: &NodeCx<'_>,
-    tries: &std::sync::Mutex<Vec<TryRecord>>,
-) -> Result<Step, NodeError> {
+/// Runs a node that only computes: every kind but a request, which waits
+/// for its answer ([`waits`]). Each of these finishes where it is called.
+pub fn computes(node: &Node, cx: &NodeCx<'_>) -> Result<Step, NodeError> {
     match &node.kind {
         NodeKind::Condition {
             test,
@@ -113,12 +108,6 @@ pub async fn run(
         NodeKind::Response(spec) => response::run(cx, spec),
         NodeKind::End { status, message } => end::run(cx, *status, message.as_ref()),
         NodeKind::Log { message, level } => log::run(cx, message, *level),
-        NodeKind::Request(spec) => {
-            let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
-            // Boxed: the only node that waits, and its future is most of
-            // this one's size (every node's future is boxed for its run).
-            Box::pin(request::run(cx, spec, &ident, node.key.is_some(), tries)).await
-        }
         NodeKind::Loop {
             over,
             body,
@@ -129,5 +118,28 @@ pub async fn run(
             branches: branches.clone(),
             mode: *mode,
         }),
+        NodeKind::Request(_) => Err(NodeError(
+            "a request node was run as a node that only computes; it waits for its answer".into(),
+        )),
+    }
+}
+
+/// Runs one node (`id` is its index in the workflow), waiting where it
+/// waits: a request node notes each of its tries in `tries`, whatever its
+/// outcome. Any other node is computed at once.
+pub async fn waits(
+    id: NodeId,
+    node: &Node,
+    cx: &NodeCx<'_>,
+    tries: &std::sync::Mutex<Vec<TryRecord>>,
+) -> Result<Step, NodeError> {
+    match &node.kind {
+        NodeKind::Request(spec) => {
+            let ident = node.key.clone().unwrap_or_else(|| format!("node{id}"));
+            // Boxed: its future is most of this one's size (and the node's
+            // own future is boxed for its run).
+            Box::pin(request::run(cx, spec, &ident, node.key.is_some(), tries)).await
+        }
+        _ => computes(node, cx),
     }
 }

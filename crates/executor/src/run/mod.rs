@@ -373,7 +373,7 @@ impl Run {
             // requests) is taken without setting up the other branches.
             let (index, outcome) = tokio::select! {
                 biased;
-                done = any_finished(&mut running) => done,
+                done = any_finished(&mut running, |id, scope, passes| self.compute(id, scope, passes)) => done,
                 _ = self.control.cancelled() => continue,
                 _ = sleep_until_opt(self.deadline) => continue,
             };

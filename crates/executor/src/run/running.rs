@@ -5,6 +5,7 @@ use crate::lock;
 use crate::nodes::{self, Step};
 use crate::state::StackPath;
 use hookflow_model::runtime::{Node, NodeId, NodeKind};
+use hookflow_model::template::Scope;
 use hookflow_model::time::now_millis;
 use hookflow_store::TryRecord;
 use std::sync::{Arc, Mutex};
@@ -51,17 +52,44 @@ pub(super) struct RunningNode {
     pub(super) node_id: NodeId,
     pub(super) started_ms: u64,
     pub(super) clock: Instant,
-    pub(super) work: std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>,
+    pub(super) work: Work,
     /// A request node's tries so far.
     pub(super) tries: Option<Tries>,
 }
 
-/// Resolves when any running node finishes: its index and outcome.
-pub(super) async fn any_finished(running: &mut [RunningNode]) -> (usize, Done) {
+/// What a started node does when the run polls it.
+pub(super) enum Work {
+    /// A node that only computes (every kind but a request): it finishes
+    /// at its first poll, so it is run then, in place, with the scope it
+    /// was started with. A future of its own was a box and a handle on the
+    /// workflow, the environment and the metrics for each node.
+    Computes {
+        /// The scope as the node was started.
+        scope: Scope,
+        /// The passes of the loops around it (`NodeCx::passes`).
+        passes: String,
+    },
+    /// A node that waits (a request): its future, which owns what it reads.
+    Waits(std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>),
+}
+
+/// Resolves when any running node finishes: its index and outcome, the
+/// nodes polled in order. `compute` runs a node that only computes.
+pub(super) async fn any_finished(
+    running: &mut [RunningNode],
+    compute: impl Fn(NodeId, &Scope, &str) -> Done,
+) -> (usize, Done) {
     std::future::poll_fn(|cx| {
         for (i, r) in running.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(out) = r.work.as_mut().poll(cx) {
-                return std::task::Poll::Ready((i, out));
+            match &mut r.work {
+                Work::Computes { scope, passes } => {
+                    return std::task::Poll::Ready((i, compute(r.node_id, scope, passes)));
+                }
+                Work::Waits(work) => {
+                    if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+                        return std::task::Poll::Ready((i, out));
+                    }
+                }
             }
         }
         std::task::Poll::Pending

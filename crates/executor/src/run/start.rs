@@ -1,18 +1,19 @@
 //! Starting a node: what it is handed, and its future.
 
-use super::running::{self, RunningNode};
+use super::running::{self, Done, RunningNode, Work};
 use super::Run;
 use crate::nodes::{self, NodeCx};
 use crate::state::StackPath;
 use hookflow_model::runtime::{NodeId, Workflow};
+use hookflow_model::template::Scope;
 use hookflow_model::time::now_millis;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// What each node of a run is handed, behind a count of the run's own:
-/// a clone for each node of the workflow's, the environment's and the
-/// metrics' own counts, which every HTTP worker touches, was a contended
-/// atomic each.
+/// What each request node of a run is handed, behind a count of the
+/// run's own: a clone for each node of the workflow's, the environment's
+/// and the metrics' own counts, which every HTTP worker touches, was a
+/// contended atomic each. (Nodes that only compute borrow from the run.)
 pub(super) struct Handed {
     workflow: Arc<Workflow>,
     env: Arc<crate::Env>,
@@ -33,6 +34,19 @@ impl Run {
             passes.push_str(&index.to_string());
             scope.push_loop_owned(item, index);
         }
+        let started_ms = now_millis();
+        let clock = Instant::now();
+        let tries = running::tries_for(&self.workflow.nodes[node_id]);
+        let Some(shared) = tries.clone() else {
+            return RunningNode {
+                path,
+                node_id,
+                started_ms,
+                clock,
+                tries,
+                work: Work::Computes { scope, passes },
+            };
+        };
         let handed = self
             .handed
             .get_or_insert_with(|| {
@@ -45,15 +59,13 @@ impl Run {
                 })
             })
             .clone();
-        let tries = running::tries_for(&self.workflow.nodes[node_id]);
-        let shared = tries.clone();
         RunningNode {
             path,
             node_id,
-            started_ms: now_millis(),
-            clock: Instant::now(),
+            started_ms,
+            clock,
             tries,
-            work: Box::pin(async move {
+            work: Work::Waits(Box::pin(async move {
                 let node = &handed.workflow.nodes[node_id];
                 let cx = NodeCx {
                     workflow: &handed.workflow,
@@ -65,11 +77,28 @@ impl Run {
                     headers: handed.headers.as_deref(),
                     passes: &passes,
                 };
-                let own = std::sync::Mutex::default();
-                let tries = shared.as_deref().unwrap_or(&own);
-                let step = nodes::run(node_id, node, &cx, tries).await;
-                (step, running::take(tries))
-            }),
+                let step = nodes::waits(node_id, node, &cx, &shared).await;
+                (step, running::take(&shared))
+            })),
         }
+    }
+
+    /// Runs a node that only computes (see [`Work::Computes`]) with the
+    /// scope and passes it was started with.
+    pub(super) fn compute(&self, node_id: NodeId, scope: &Scope, passes: &str) -> Done {
+        let cx = NodeCx {
+            workflow: &self.workflow,
+            scope,
+            execution_id: &self.record.id,
+            env: &self.env,
+            metrics: self.metrics.as_deref(),
+            node_id,
+            headers: self.header_scrubber.as_deref(),
+            passes,
+        };
+        (
+            nodes::computes(&self.workflow.nodes[node_id], &cx),
+            Vec::new(),
+        )
     }
 }
