@@ -227,7 +227,7 @@ impl Executor {
                     let _place = places.acquire_owned().await;
                     record.status = RunStatus::Running;
                     exec.store.announce(record.clone());
-                    let (id, answer) = exec.run_sync_record(workflow, None, input, record).await;
+                    let (id, answer) = exec.run_sync_record(&workflow, None, input, record).await;
                     if let Some(answered) = answered {
                         answered(id, answer).await;
                     }

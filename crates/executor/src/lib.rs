@@ -56,7 +56,7 @@ use hookflow_model::template::Scope;
 use hookflow_store::{ExecutionRecord, IdempotencyEntry, RunStatus, Store};
 use queue::Queue;
 use record::{bare_record, new_record};
-use responder::{Control, Responder};
+use responder::Responder;
 use run::Run;
 use scope::{scope_copying, scope_for};
 use state::RunState;
@@ -262,22 +262,25 @@ impl Executor {
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
     ) -> (String, Answer) {
-        self.run_sync_as(workflow, handles, input, None).await
+        self.run_sync_as(&workflow, handles, input, None).await
     }
 
     /// [`Executor::run_sync`] under a chosen execution id (`None`: a new
     /// one), e.g. one that claimed an idempotency key before the run.
-    pub fn run_sync_as(
-        &self,
-        workflow: Arc<Workflow>,
+    /// `workflow` is borrowed for as long as the run answers: the run takes
+    /// a handle of its own, the only one a request takes (every HTTP worker
+    /// moves the workflow's count: each handle was a contended atomic).
+    pub fn run_sync_as<'a>(
+        &'a self,
+        workflow: &'a Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         id: Option<String>,
-    ) -> impl Future<Output = (String, Answer)> + '_ {
+    ) -> impl Future<Output = (String, Answer)> + 'a {
         // Not an `async fn`: its future would hold the record and the input
         // beside the run's future, which holds them too.
         let id = id.unwrap_or_else(new_execution_id);
-        let record = bare_record(id, &workflow, RunStatus::Running);
+        let record = bare_record(id, workflow, RunStatus::Running);
         self.run_sync_record(workflow, handles, input, record)
     }
 
@@ -286,13 +289,13 @@ impl Executor {
     /// then holds what it waits with (an `async fn`'s future kept the
     /// record, the input and the run beside the run's own future: 2.8 KiB
     /// copied as the request's future moved into its box).
-    fn run_sync_record(
-        &self,
-        workflow: Arc<Workflow>,
+    fn run_sync_record<'a>(
+        &'a self,
+        workflow: &'a Arc<Workflow>,
         handles: Option<Arc<WorkflowMetrics>>,
         input: RunInput,
         mut record: ExecutionRecord,
-    ) -> impl Future<Output = (String, Answer)> + '_ {
+    ) -> impl Future<Output = (String, Answer)> + 'a {
         let id = record.id.clone();
         let state = RunState::start();
         let RunInput {
@@ -300,8 +303,8 @@ impl Executor {
             vars,
             secret_headers,
         } = input;
-        let scope = scope_for(&workflow, &record, &trigger, vars, &state);
-        let headers = record::header_scrubber(&workflow, &trigger);
+        let scope = scope_for(workflow, &record, &trigger, vars, &state);
+        let headers = record::header_scrubber(workflow, &trigger);
         if record.trigger.is_none() {
             // The scope has what it reads now: move the request in rather than clone it.
             record.trigger = Some(trigger.redacted_with(&secret_headers));
@@ -313,7 +316,6 @@ impl Executor {
             .take()
             .map(|t| self.env.secrets.with_current(|secrets| t.scrubbed(secrets)));
         let responder = Arc::new(Responder::default());
-        let control = Arc::new(Control::default());
         let timeout = workflow.timeout;
         let timeout_response = workflow.trigger.timeout_response.as_ref().map(|spec| {
             answer::Answer::render(spec, &workflow.templates, &scope).unwrap_or_else(|e| {
@@ -323,10 +325,10 @@ impl Executor {
         });
         // What makes the run readable should the caller get an answer
         // (a timeout's) before it finishes.
-        let header = (workflow.clone(), record.started_ms, record.retry_of.clone());
-        let mut run = self.run_of(workflow, handles, record, state, scope);
+        let header = (workflow, record.started_ms, record.retry_of.clone());
+        let mut run = self.run_of(workflow.clone(), handles, record, state, scope);
         run.header_scrubber = headers;
-        run.control = control.clone();
+        let control = run.control.clone();
         run.responder = Some(responder.clone());
         // The run is driven here, in the request's task, until it answers;
         // whatever is left of it then (nodes after a `timeout_response`, the
@@ -368,6 +370,7 @@ impl Executor {
             };
             if !finished {
                 let (workflow, started_ms, retry_of) = header;
+                let workflow = workflow.clone();
                 let id_after = id.clone();
                 let mut going = bare_record(id.clone(), &workflow, RunStatus::Running);
                 going.started_ms = started_ms;

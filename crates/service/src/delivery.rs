@@ -49,7 +49,8 @@ impl Service {
         request: Request<'_>,
         headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     ) -> Result<Delivery, Refusal> {
-        let workflow = served.workflow.clone();
+        // Borrowed: a run takes the one handle of its own a request takes.
+        let workflow = &served.workflow;
         let mode = workflow.mode;
         let input = match self.large_bodies.take_in(served, request, headers).await? {
             Intake::Challenge(challenge) => return Ok(Delivery::Challenge(challenge)),
@@ -63,7 +64,7 @@ impl Service {
         // the id it will have: repeats on other instances wait for it.
         let mut sync_id = None;
         let first = match &workflow.trigger.idempotency {
-            Some(idem) => match idempotency_key(&workflow, idem, &input)? {
+            Some(idem) => match idempotency_key(workflow, idem, &input)? {
                 Some(key) => {
                     let wait = workflow.timeout.unwrap_or(IDEMPOTENT_WAIT);
                     let hold = (mode == Mode::Sync && store.shared()).then(|| {
@@ -101,7 +102,7 @@ impl Service {
                 // The key goes to disk with the run, before the acknowledgement.
                 let key = first.as_ref().map(|(f, ttl)| (f.key().to_string(), *ttl));
                 match Box::pin(self.executor.accept(
-                    workflow,
+                    workflow.clone(),
                     Some(served.metrics(self.metrics()).clone()),
                     input,
                     key,
