@@ -81,7 +81,10 @@ impl Headers {
         let Some(&(name_end, end)) = self.ends.get(i) else {
             return;
         };
-        self.text.replace_range(name_end..end, value);
+        // The new value after the old, then the old one out: two moves of
+        // the bytes after it (`replace_range` splices byte by byte).
+        self.text.insert_str(end, value);
+        self.text.drain(name_end..end);
         let new_end = name_end + value.len();
         // This value's end, and every header after it, move by the difference.
         self.ends[i].1 = new_end;

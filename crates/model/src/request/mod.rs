@@ -230,14 +230,14 @@ impl TriggerRequest {
     /// The request as records keep it: the values of secret-bearing headers
     /// and of the headers named in `also` (lower-case) redacted.
     pub fn redacted_with(mut self, also: &[String]) -> TriggerRequest {
-        for i in 0..self.headers.len() {
-            let secret = self.headers.get(i).is_some_and(|(name, value)| {
-                value != REDACTED
-                    && (is_secret_header(name) || also.iter().any(|a| a.eq_ignore_ascii_case(name)))
-            });
-            if secret {
-                self.headers.set_value(i, REDACTED);
-            }
+        let secret = |(name, value): (&str, &str)| {
+            value != REDACTED
+                && (is_secret_header(name) || also.iter().any(|a| a.eq_ignore_ascii_case(name)))
+        };
+        let mut from = 0;
+        while let Some(i) = self.headers.iter().skip(from).position(secret) {
+            self.headers.set_value(from + i, REDACTED);
+            from += i + 1;
         }
         // Query strings carry tokens too (`?access_token=…`): a parameter
         // whose name marks a secret-bearing header is redacted alike, at

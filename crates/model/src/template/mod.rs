@@ -310,12 +310,16 @@ impl Templates {
                     .map(|i| self.eval_value(i, scope))
                     .collect::<Result<_, _>>()?,
             ),
-            ValueTemplate::Object(entries) => Json::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), self.eval_value(v, scope)?)))
-                    .collect::<Result<_, EvalError>>()?,
-            ),
+            ValueTemplate::Object(entries) => {
+                // Inserted one by one: collected, a map is first gathered
+                // in a vector and sorted (an allocation and ~270
+                // instructions more for a small answer's body).
+                let mut map = serde_json::Map::new();
+                for (k, v) in entries {
+                    map.insert(k.clone(), self.eval_value(v, scope)?);
+                }
+                Json::Object(map)
+            }
         })
     }
 }
