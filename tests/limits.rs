@@ -632,3 +632,45 @@ fn a_broken_chunked_body_is_refused_plainly() {
     assert!(body.contains("chunked framing is broken"), "{body}");
     assert!(!body.contains("None"), "{body}");
 }
+
+/// A body that arrives in several pieces (chunks of a chunked body, or a
+/// sized body in two writes apart) reaches the run whole and in order.
+#[test]
+fn a_body_in_several_pieces_reaches_the_run_whole() {
+    const ECHO: &str = r#"
+title: Echo
+enabled: true
+trigger: { type: webhook, mode: sync, key: echo-body-0001 }
+nodes:
+  - type: response
+    body: { raw: "{{ trigger.raw_body }}", id: "{{ trigger.body.order.id }}" }
+"#;
+    let app = TestApp::spawn_with(&[("echo.yaml", ECHO)], Options::default());
+    let body = r#"{"order":{"id":"A-1"},"pad":"xyz"}"#;
+    let (a, rest) = body.split_at(9);
+    let (b, c) = rest.split_at(12);
+    let chunked = format!(
+        "POST /api/webhook:trigger/echo-body-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n{:x}\r\n{c}\r\n0\r\n\r\n",
+        a.len(),
+        b.len(),
+        c.len()
+    );
+    let (status, _, answer) = exchange(&app, chunked.as_bytes()).expect("an answer");
+    assert_eq!(status, 200, "{answer}\n{}", app.log_text());
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer, json!({"raw": body, "id": "A-1"}));
+
+    // A sized body whose second half comes later than its head and first half.
+    let mut raw = Raw::open(&app);
+    let head = format!(
+        "POST /api/webhook:trigger/echo-body-0001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{a}",
+        body.len()
+    );
+    assert!(raw.send(head.as_bytes()));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(raw.send(rest.as_bytes()));
+    let (status, _, answer) = raw.wait(Duration::from_secs(10)).expect("an answer");
+    assert_eq!(status, 200, "{answer}\n{}", app.log_text());
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer, json!({"raw": body, "id": "A-1"}));
+}
