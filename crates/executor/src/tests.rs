@@ -1063,3 +1063,52 @@ async fn a_run_s_future_is_a_pointer_wherever_it_goes() {
     );
     assert!(driving.await.is_none(), "the run finishes");
 }
+
+/// A run counts in the `running` gauge from when it is driven until it
+/// drops, however it ends: finished, or dropped while a request node waits
+/// (a caller gone, a shutdown).
+#[tokio::test]
+async fn a_run_counts_as_running_until_it_drops() {
+    // An upstream that takes connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("its address");
+    let upstream = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let text = format!(
+        "title: Gauge\ntrigger: {{ type: webhook }}\nnodes:\n  - {{ key: a, type: calculation, expression: \"1\" }}\n  - {{ key: call, type: request, url: \"http://{addr}/slow\" }}\n"
+    );
+    let store: Arc<dyn Store> = recording();
+    let wf = compile("gauge", &text);
+    let input = empty_input();
+    let running = |run: &Run| run.env.metrics.runs().running.get();
+
+    let run = Box::new(new_run(&store, &wf, &input).await);
+    let metrics = run.env.metrics.clone();
+    assert_eq!(running(&run), 0);
+    let mut driving = run.drive();
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut driving).await;
+    assert!(
+        waited.is_err(),
+        "the request node waits for an answer that never comes"
+    );
+    assert_eq!(metrics.runs().running.get(), 1, "counted while it waits");
+    drop(driving);
+    assert_eq!(metrics.runs().running.get(), 0, "counted out when dropped");
+
+    // A run that finishes is counted out too.
+    let quick = compile(
+        "quick",
+        "title: Quick\ntrigger: { type: webhook }\nnodes:\n  - { key: a, type: calculation, expression: \"1\" }\n",
+    );
+    let run = Box::new(new_run(&store, &quick, &input).await);
+    let metrics = run.env.metrics.clone();
+    run.drive().await;
+    assert_eq!(metrics.runs().running.get(), 0);
+    upstream.abort();
+}
