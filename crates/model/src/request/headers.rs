@@ -25,7 +25,7 @@ impl Headers {
     /// No headers, room for `n`.
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
-            text: String::with_capacity(n * 48),
+            text: String::with_capacity(n.saturating_mul(48)),
             ends: Vec::with_capacity(n),
         }
     }
@@ -53,17 +53,19 @@ impl Headers {
 
     /// Where the header at `i` starts.
     fn start(&self, i: usize) -> usize {
-        match i.checked_sub(1) {
-            Some(before) => self.ends[before].1,
-            None => 0,
-        }
+        i.checked_sub(1)
+            .and_then(|before| self.ends.get(before))
+            .map_or(0, |e| e.1)
     }
 
     /// The header at `i`, if there is one.
     pub fn get(&self, i: usize) -> Option<(&str, &str)> {
         let &(name_end, end) = self.ends.get(i)?;
         let start = self.start(i);
-        Some((&self.text[start..name_end], &self.text[name_end..end]))
+        Some((
+            self.text.get(start..name_end)?,
+            self.text.get(name_end..end)?,
+        ))
     }
 
     /// The headers in arrival order.
