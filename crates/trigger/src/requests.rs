@@ -5,23 +5,15 @@ use crate::admin::{authorize, page_query, parse_time, scrubbed};
 use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{HttpRequest, HttpResponse};
-use hookflow_model::request::join_header;
+use hookflow_model::request::headers_object;
 use hookflow_model::scrub::Escaped;
 use hookflow_service::Refusal;
 use hookflow_store::{RefusedFilter, RefusedRequest};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
 /// One row as the API shows it: headers as an object (repeated names joined).
 fn row(r: &RefusedRequest) -> Json {
-    let mut headers = Map::new();
-    for (name, value) in &r.headers {
-        match headers.get_mut(name) {
-            Some(Json::String(joined)) => join_header(joined, value),
-            _ => {
-                headers.insert(name.clone(), Json::String(value.clone()));
-            }
-        }
-    }
+    let headers = headers_object(r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     json!({"at": r.at, "workflow": r.workflow, "status": r.status, "error": r.error,
            "reason": r.reason, "method": r.method, "remote_addr": r.remote_addr,
            "headers": headers, "body_size": r.body_size})

@@ -36,6 +36,7 @@ impl Run {
         }
         let started_ms = now_millis();
         let clock = Instant::now();
+        // Only request nodes wait, and only they have tries to share.
         let tries = running::tries_for(&self.workflow.nodes[node_id]);
         let Some(shared) = tries.clone() else {
             return RunningNode {
@@ -43,7 +44,7 @@ impl Run {
                 node_id,
                 started_ms,
                 clock,
-                tries,
+                tries: None,
                 work: Work::Computes { scope, passes },
             };
         };

@@ -51,21 +51,9 @@ impl Headers {
         self.ends.is_empty()
     }
 
-    /// Where the header at `i` starts.
-    fn start(&self, i: usize) -> usize {
-        i.checked_sub(1)
-            .and_then(|before| self.ends.get(before))
-            .map_or(0, |e| e.1)
-    }
-
     /// The header at `i`, if there is one.
     pub fn get(&self, i: usize) -> Option<(&str, &str)> {
-        let &(name_end, end) = self.ends.get(i)?;
-        let start = self.start(i);
-        Some((
-            self.text.get(start..name_end)?,
-            self.text.get(name_end..end)?,
-        ))
+        self.iter().nth(i)
     }
 
     /// The headers in arrival order.

@@ -175,16 +175,7 @@ impl TriggerRequest {
     /// `trigger.headers`: lower-case names, repeated headers joined as
     /// [`join_header`] does.
     pub fn headers_json(&self) -> Map<String, Json> {
-        let mut map = Map::new();
-        for (name, value) in &self.headers {
-            match map.get_mut(name) {
-                Some(Json::String(joined)) => join_header(joined, value),
-                _ => {
-                    map.insert(name.to_string(), Json::String(value.to_string()));
-                }
-            }
-        }
-        map
+        headers_object(&self.headers)
     }
 
     /// The `trigger` object of SPEC §2.
@@ -290,6 +281,24 @@ fn redact_named(value: &mut Json) {
         Json::Array(items) => items.iter_mut().for_each(redact_named),
         _ => {}
     }
+}
+
+/// Name/value pairs as a JSON object of strings, a repeated name's values
+/// joined as [`join_header`] does (`trigger.headers`, a refused request's
+/// headers in the API).
+pub fn headers_object<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Map<String, Json> {
+    let mut map = Map::new();
+    for (name, value) in pairs {
+        match map.get_mut(name) {
+            Some(Json::String(joined)) => join_header(joined, value),
+            _ => {
+                map.insert(name.to_string(), Json::String(value.to_string()));
+            }
+        }
+    }
+    map
 }
 
 /// Appends a repeated header's next value: field lines of one name are
