@@ -9,7 +9,7 @@
 
 use crate::body::{self, body_kind, malformed, BodyKind};
 use crate::extract::extract_plucked;
-use crate::pluck::{pluck, MAX_PATHS};
+use crate::pluck::{pluck, pluck_text, MAX_PATHS};
 use crate::query::parse_query;
 use crate::{extract, ParseError};
 use hookflow_model::path::{KeyPath, Step};
@@ -41,6 +41,8 @@ pub struct Received<'a> {
     pub request: TriggerRequest,
     /// The raw body bytes (what signatures are computed over).
     pub body: &'a [u8],
+    /// Whether `request.raw_body` is `body` (it was valid UTF-8).
+    text: bool,
     /// How the body is read; `None` for an empty body.
     kind: Option<BodyKind>,
     /// The text encoding of a form or text body, when its content type
@@ -61,6 +63,8 @@ pub fn receive<'a, 'h>(
             ParseError::UnsupportedMediaType(request.content_type.unwrap_or("(none)").to_string())
         })?),
     };
+    let raw_body = lossy_text(request.body);
+    let text = matches!(raw_body, std::borrow::Cow::Borrowed(_));
     let headers = headers.into_iter();
     let mut kept = Headers::with_capacity(headers.size_hint().0);
     for (name, value) in headers {
@@ -77,10 +81,11 @@ pub fn receive<'a, 'h>(
             headers: kept,
             query: parse_query(request.query),
             body: Json::Null,
-            raw_body: lossy_text(request.body).into_owned(),
+            raw_body: raw_body.into_owned(),
             body_source: BodySource::Stored,
         },
         body: request.body,
+        text,
         kind,
         charset: body::charset(request.content_type),
     })
@@ -139,7 +144,11 @@ pub fn build_input(
         // The body's entries read from the raw body as it is checked,
         // without parsing it to a value nothing else may read.
         Some(paths) => {
-            let plucked = pluck(received.body, &paths).map_err(malformed)?;
+            let plucked = match received.text {
+                true => pluck_text(&received.request.raw_body, &paths),
+                false => pluck(received.body, &paths),
+            }
+            .map_err(malformed)?;
             let mut trigger = received.request;
             trigger.body_source = BodySource::JsonUnparsed;
             let vars = extract_plucked(parse, &trigger, Some(plucked))?;

@@ -22,13 +22,26 @@ pub const MAX_PATHS: usize = 64;
 /// gives. Paths past [`MAX_PATHS`] are not read (`None`): the caller reads
 /// more than that from the parsed body.
 pub fn pluck(body: &[u8], paths: &[&[Step]]) -> Result<Vec<Option<Json>>, serde_json::Error> {
+    pluck_from(serde_json::Deserializer::from_slice(body), paths)
+}
+
+/// [`pluck`] of a body already known to be UTF-8: its strings are not
+/// checked again as they are read (a third of the reading otherwise).
+/// What it gives is what [`pluck`] gives for the same bytes.
+pub fn pluck_text(body: &str, paths: &[&[Step]]) -> Result<Vec<Option<Json>>, serde_json::Error> {
+    pluck_from(serde_json::Deserializer::from_str(body), paths)
+}
+
+fn pluck_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    paths: &[&[Step]],
+) -> Result<Vec<Option<Json>>, serde_json::Error> {
     let mut found = vec![None; paths.len()];
     let reads = paths.len().min(MAX_PATHS);
     let all = match reads {
         MAX_PATHS => u64::MAX,
         n => (1u64 << n) - 1,
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
     Level {
         paths,
         depth: 0,
@@ -253,7 +266,13 @@ mod tests {
 
     fn plucked(body: &[u8], paths: &[Vec<Step>]) -> Result<Vec<Option<Json>>, String> {
         let steps: Vec<&[Step]> = paths.iter().map(Vec::as_slice).collect();
-        pluck(body, &steps).map_err(|e| e.to_string())
+        let got = pluck(body, &steps).map_err(|e| e.to_string());
+        // Read as text, a UTF-8 body gives the same, error for error.
+        if let Ok(text) = std::str::from_utf8(body) {
+            let as_text = pluck_text(text, &steps).map_err(|e| e.to_string());
+            assert_eq!(as_text, got, "as text: {text:?}");
+        }
+        got
     }
 
     /// [`pluck`] reads `body` as a parse and a lookup do.
