@@ -202,24 +202,60 @@ impl Packer {
         out.extend_from_slice(s.as_bytes());
     }
 
+    /// An unsigned integer in the fewest bytes, as `rmp::encode::write_uint`
+    /// writes it (positive fixint, uint 8, 16, 32 or 64), into room made
+    /// once rather than checked byte by byte.
     fn uint(&mut self, v: u64) {
-        let Ok(_) = encode::write_uint(&mut self.0, v);
+        let out = self.0.as_mut_vec();
+        if v < 128 {
+            out.push(v as u8);
+        } else if v < 256 {
+            out.extend_from_slice(&[0xcc, v as u8]);
+        } else if v < 65_536 {
+            out.push(0xcd);
+            out.extend_from_slice(&(v as u16).to_be_bytes());
+        } else if v <= u64::from(u32::MAX) {
+            out.push(0xce);
+            out.extend_from_slice(&(v as u32).to_be_bytes());
+        } else {
+            out.push(0xcf);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
     }
 
     fn bool(&mut self, v: bool) {
-        let Ok(()) = encode::write_bool(&mut self.0, v);
+        self.0.as_mut_vec().push(if v { 0xc3 } else { 0xc2 });
     }
 
     fn nil(&mut self) {
-        let Ok(()) = encode::write_nil(&mut self.0);
+        self.0.as_mut_vec().push(0xc0);
     }
 
+    /// An array's length (fixarray, array 16 or array 32), as
+    /// `rmp::encode::write_array_len` writes it.
     fn array(&mut self, len: usize) {
-        let Ok(_) = encode::write_array_len(&mut self.0, len32(len));
+        self.len_marker(len, 0x90, 0xdc);
     }
 
+    /// A map's length (fixmap, map 16 or map 32), as
+    /// `rmp::encode::write_map_len` writes it.
     fn map(&mut self, len: usize) {
-        let Ok(_) = encode::write_map_len(&mut self.0, len32(len));
+        self.len_marker(len, 0x80, 0xde);
+    }
+
+    /// `fix | len` under 16; else the 16-bit marker and the length, or the
+    /// 32-bit marker (the next one) and the length.
+    fn len_marker(&mut self, len: usize, fix: u8, marker16: u8) {
+        let out = self.0.as_mut_vec();
+        if len < 16 {
+            out.push(fix | len as u8);
+        } else if len < 65_536 {
+            out.push(marker16);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(marker16 + 1);
+            out.extend_from_slice(&len32(len).to_be_bytes());
+        }
     }
 }
 

@@ -244,3 +244,48 @@ fn inputs_are_written_as_rmp_serde_writes_them() {
         }
     }
 }
+
+/// Lengths, integers and the two constants at and around each of
+/// MessagePack's markers are written as `rmp` writes them.
+#[test]
+fn numbers_and_lengths_are_written_as_rmp_writes_them() {
+    use rmp::encode;
+    let ints = [
+        0u64,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        u64::from(u32::MAX),
+        u64::from(u32::MAX) + 1,
+        u64::MAX,
+    ];
+    for v in ints {
+        let mut ours = super::Packer(rmp::encode::ByteBuf::new());
+        ours.uint(v);
+        let mut theirs = Vec::new();
+        encode::write_uint(&mut theirs, v).expect("writes");
+        assert_eq!(ours.0.into_vec(), theirs, "uint {v}");
+    }
+    for len in [0usize, 1, 15, 16, 65_535, 65_536, u32::MAX as usize] {
+        let mut ours = super::Packer(rmp::encode::ByteBuf::new());
+        ours.array(len);
+        ours.map(len);
+        let mut theirs = Vec::new();
+        encode::write_array_len(&mut theirs, len as u32).expect("writes");
+        encode::write_map_len(&mut theirs, len as u32).expect("writes");
+        assert_eq!(ours.0.into_vec(), theirs, "length {len}");
+    }
+    for v in [true, false] {
+        let mut ours = super::Packer(rmp::encode::ByteBuf::new());
+        ours.bool(v);
+        ours.nil();
+        let mut theirs = Vec::new();
+        encode::write_bool(&mut theirs, v).expect("writes");
+        encode::write_nil(&mut theirs).expect("writes");
+        assert_eq!(ours.0.into_vec(), theirs, "bool {v} and nil");
+    }
+}
