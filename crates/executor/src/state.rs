@@ -108,9 +108,13 @@ pub fn stack_at_mut<'a>(
     Some(frames)
 }
 
+/// The stacks that can run a node: most runs have one, a parallel node a
+/// few (held in place up to two, without an allocation).
+pub type Stacks = smallvec::SmallVec<[StackPath; 2]>;
+
 /// Every stack that can run a node: the top level, or, where a stack's top is
 /// a parallel frame, each of its undecided branches (recursively).
-pub fn runnable_stacks(frames: &[Frame], path: &mut StackPath, out: &mut Vec<StackPath>) {
+pub fn runnable_stacks(frames: &[Frame], path: &mut StackPath, out: &mut Stacks) {
     match frames.last() {
         Some(Frame::Parallel { branches, .. }) => {
             let fi = frames.len() - 1;
@@ -147,11 +151,15 @@ struct Stack {
 impl RunState {
     /// The state of a run that has not started: at the first top-level node.
     pub fn start() -> RunState {
+        // Room for the blocks a branch or a loop enters: the first one
+        // entered was a second allocation and a copy.
+        let mut frames = Vec::with_capacity(4);
+        frames.push(Frame::Block {
+            block: ROOT_BLOCK,
+            next: 0,
+        });
         RunState {
-            frames: vec![Frame::Block {
-                block: ROOT_BLOCK,
-                next: 0,
-            }],
+            frames,
             results: Map::new(),
             next_list: 0,
         }

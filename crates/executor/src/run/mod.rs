@@ -18,7 +18,7 @@ use hookflow_model::runtime::{DelayWait, NodeId};
 use hookflow_model::template::Scope;
 use hookflow_model::time::{millis_to_rfc3339, Timestamp};
 use hookflow_store::{ExecutionRecord, JobRecord, JobStatus, RunStatus, Saved, Store};
-use running::{any_finished, Done, RunningNode};
+use running::{any_finished, Done, Running, RunningNode};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -296,7 +296,7 @@ impl Run {
     }
 
     async fn steps(&mut self) -> Ending {
-        let mut running: Vec<RunningNode> = Vec::new();
+        let mut running = Running::new();
         // The position is saved as soon as a node that acts outside the run
         // (a request) finishes, so that a crash never sends a finished request
         // again; a node running at a crash runs again (at least once). Other
@@ -306,7 +306,7 @@ impl Run {
         // (`save_every_node`, for tests, also saves before every node.)
         let mut changed = true;
         // One vector of stacks for all the steps (one made per step was an allocation each).
-        let mut stacks = Vec::new();
+        let mut stacks = crate::state::Stacks::new();
         loop {
             // Nodes that compute finish at their first poll: a long chain of
             // them (a loop of thousands) never gave the task back, so a sync
@@ -399,7 +399,7 @@ impl Run {
     }
 
     /// Records the jobs of nodes still running as cancelled and drops them.
-    fn cancel_all(&mut self, running: &mut Vec<RunningNode>) {
+    fn cancel_all(&mut self, running: &mut Running) {
         for r in running.drain(..) {
             let job = self.job_of(&r, JobStatus::Cancelled);
             self.push_job(job);
@@ -438,7 +438,7 @@ impl Run {
         &mut self,
         done: RunningNode,
         (outcome, tries): Done,
-        running: &mut Vec<RunningNode>,
+        running: &mut Running,
     ) -> Option<Ending> {
         let node_id = done.node_id;
         let path = done.path.clone();

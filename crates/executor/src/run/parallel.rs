@@ -1,7 +1,7 @@
 //! The bookkeeping of parallel nodes: a branch's outcome is recorded, and the
 //! parallel node is decided once its mode can tell, cancelling the branches left.
 
-use super::{node_failure, Ending, Run, RunningNode};
+use super::{node_failure, Ending, Run, Running};
 use crate::state::{stack_at, stack_at_mut, Branch, BranchOutcome, Frame};
 use hookflow_model::def::{OnError, ParallelMode};
 use hookflow_model::time::now_millis;
@@ -14,7 +14,7 @@ impl Run {
         &mut self,
         path: &[(usize, usize)],
         error: String,
-        running: &mut Vec<RunningNode>,
+        running: &mut Running,
     ) -> Option<Ending> {
         if path.is_empty() {
             Some(Ending::Failed(error))
@@ -28,7 +28,7 @@ impl Run {
         &mut self,
         path: &[(usize, usize)],
         outcome: BranchOutcome,
-        running: &mut Vec<RunningNode>,
+        running: &mut Running,
     ) -> Option<Ending> {
         let (&(fi, bi), parent) = path.split_last()?;
         if let Some(Frame::Parallel { branches, .. }) =
@@ -47,7 +47,7 @@ impl Run {
     pub(super) fn decide(
         &mut self,
         path: &[(usize, usize)],
-        running: &mut Vec<RunningNode>,
+        running: &mut Running,
     ) -> Option<Ending> {
         let (&(fi, just), parent) = path.split_last()?;
         let parent = parent.to_vec();

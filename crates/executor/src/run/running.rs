@@ -46,6 +46,10 @@ pub(super) fn cut_off(tries: Option<&Tries>) -> Vec<TryRecord> {
 /// What a node did, and each try of a request node.
 pub(super) type Done = (Result<Step, nodes::NodeError>, Vec<TryRecord>);
 
+/// The nodes running at once: one in most runs, a few under a parallel
+/// node (held in place up to two, without an allocation).
+pub(super) type Running = smallvec::SmallVec<[RunningNode; 2]>;
+
 /// A node running on some stack.
 pub(super) struct RunningNode {
     pub(super) path: StackPath,
