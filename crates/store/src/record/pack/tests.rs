@@ -16,40 +16,40 @@ fn strings() -> Vec<String> {
         .collect()
 }
 
+/// Unsigned integers at and around each of MessagePack's integer widths.
+const UNSIGNED_EDGES: [u64; 11] = [
+    0,
+    1,
+    127,
+    128,
+    255,
+    256,
+    65_535,
+    65_536,
+    u32::MAX as u64,
+    u32::MAX as u64 + 1,
+    u64::MAX,
+];
+
 /// Every kind of JSON value, numbers at and around each integer width.
 fn values() -> Json {
-    let ints: Vec<Json> = [
-        0i128,
-        1,
-        127,
-        128,
-        255,
-        256,
-        65_535,
-        65_536,
-        u32::MAX as i128,
-        u32::MAX as i128 + 1,
-        u64::MAX as i128,
-        -1,
+    let negative = [
+        -1i64,
         -32,
         -33,
         -128,
         -129,
         -32_768,
         -32_769,
-        i32::MIN as i128,
-        i32::MIN as i128 - 1,
-        i64::MIN as i128,
-    ]
-    .into_iter()
-    .map(|n| {
-        if n >= 0 {
-            json!(n as u64)
-        } else {
-            json!(n as i64)
-        }
-    })
-    .collect();
+        i64::from(i32::MIN),
+        i64::from(i32::MIN) - 1,
+        i64::MIN,
+    ];
+    let ints: Vec<Json> = UNSIGNED_EDGES
+        .into_iter()
+        .map(|n| json!(n))
+        .chain(negative.into_iter().map(|n| json!(n)))
+        .collect();
     let wide: serde_json::Map<String, Json> =
         (0..20).map(|i| (format!("k{i:02}"), json!(i))).collect();
     json!({
@@ -250,20 +250,8 @@ fn inputs_are_written_as_rmp_serde_writes_them() {
 #[test]
 fn numbers_and_lengths_are_written_as_rmp_writes_them() {
     use rmp::encode;
-    let ints = [
-        0u64,
-        1,
-        127,
-        128,
-        255,
-        256,
-        65_535,
-        65_536,
-        u64::from(u32::MAX),
-        u64::from(u32::MAX) + 1,
-        u64::MAX,
-    ];
-    for v in ints {
+
+    for v in UNSIGNED_EDGES {
         let mut ours = super::Packer(rmp::encode::ByteBuf::new());
         ours.uint(v);
         let mut theirs = Vec::new();
