@@ -1086,11 +1086,14 @@ async fn a_run_counts_as_running_until_it_drops() {
     let store: Arc<dyn Store> = recording();
     let wf = compile("gauge", &text);
     let input = empty_input();
-    let running = |run: &Run| run.env.metrics.runs().running.get();
 
     let run = Box::new(new_run(&store, &wf, &input).await);
     let metrics = run.env.metrics.clone();
-    assert_eq!(running(&run), 0);
+    assert_eq!(
+        metrics.runs().running.get(),
+        0,
+        "not counted before it is driven"
+    );
     let mut driving = run.drive();
     let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut driving).await;
     assert!(

@@ -26,7 +26,7 @@ pub fn pluck(body: &[u8], paths: &[&[Step]]) -> Result<Vec<Option<Json>>, serde_
 }
 
 /// [`pluck`] of a body already known to be UTF-8: its strings are not
-/// checked again as they are read (a third of the reading otherwise).
+/// checked again as they are read (from bytes, each one is).
 /// What it gives is what [`pluck`] gives for the same bytes.
 pub fn pluck_text(body: &str, paths: &[&[Step]]) -> Result<Vec<Option<Json>>, serde_json::Error> {
     pluck_from(serde_json::Deserializer::from_str(body), paths)

@@ -305,7 +305,7 @@ impl Run {
         // only of them costs no writes between its queueing and its end.
         // (`save_every_node`, for tests, also saves before every node.)
         let mut changed = true;
-        // One vector of stacks for all the steps (one made per step was an allocation each).
+        // One set of stacks for all the steps (one made per step was an allocation each).
         let mut stacks = crate::state::Stacks::new();
         loop {
             // Nodes that compute finish at their first poll: a long chain of
