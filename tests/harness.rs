@@ -137,6 +137,29 @@ pub fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp
     }
 }
 
+/// A loopback port nothing listens on, for as long as this value lives.
+///
+/// The port stays bound, so no other test's server is given it, and is
+/// never listened on, so a connection to it is refused. (A port bound and
+/// let go at once can be handed to a server another test starts meanwhile,
+/// which then answers what was meant to find nobody.)
+pub struct ClosedPort {
+    _bound: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    ClosedPort {
+        _bound: socket,
+        port,
+    }
+}
+
 /// Waits up to `limit` for `check` to return `Some`.
 pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -2,22 +2,15 @@
 //! `hookflow executions list|show` against a server and against the data
 //! folder alone.
 
-use crate::harness::TestApp;
+use crate::harness::{closed_port, TestApp};
 use crate::upstream::Upstream;
 use serde_json::{json, Value as Json};
 use std::time::Duration;
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    port
-}
-
 #[test]
 fn a_request_node_job_shows_each_try() {
     let upstream = Upstream::start();
+    let closed = closed_port();
     let yaml = format!(
         r#"title: Tries
 enabled: true
@@ -40,7 +33,7 @@ nodes:
     body: unreachable
 "#,
         base = upstream.base,
-        port = closed_port(),
+        port = closed.port,
     );
     let app = TestApp::spawn(&[("tries.yaml", &yaml)]);
     let r = app.post_json("tries-key-0001", &json!({}));
@@ -143,7 +136,7 @@ fn stdout(out: &std::process::Output) -> String {
 #[test]
 fn executions_list_and_show_with_and_without_a_server() {
     use crate::harness::ADMIN;
-    use crate::test_cases::{closed_port, hookflow};
+    use crate::test_cases::hookflow;
     let upstream = Upstream::start();
     let yaml = format!(
         r#"title: Listed
@@ -257,7 +250,8 @@ nodes:
     // holds (SPEC §6: commands that read state work whether or not a
     // server runs on it): through the server, with the token it left there.
     let data = app.data_path().display().to_string();
-    let elsewhere = format!("127.0.0.1:{}", closed_port());
+    let nobody = closed_port();
+    let elsewhere = format!("127.0.0.1:{}", nobody.port);
     let out = with(
         &["list", "--format", "json"],
         &["--listen", elsewhere.as_str(), "--data", data.as_str()],
@@ -279,7 +273,7 @@ nodes:
         !app.data_path().join("server.json").exists(),
         "a stopped server takes its file away"
     );
-    let listen = format!("127.0.0.1:{}", closed_port());
+    let listen = format!("127.0.0.1:{}", nobody.port);
     let local = ["--listen", listen.as_str(), "--data", data.as_str()];
     let from_store: Json =
         serde_json::from_str(&stdout(&with(&["list", "--format", "json"], &local))).expect("JSON");

@@ -5,7 +5,7 @@
 //! Basic passwords and admin tokens, Alipay's duplicates, replayable hmac
 //! timestamps, and log lines an attacker cannot forge.
 
-use crate::harness::{eventually, Options, TestApp};
+use crate::harness::{closed_port, eventually, Options, TestApp};
 use crate::trust::{openssl_sign, python};
 use crate::upstream::Upstream;
 use serde_json::{json, Value as Json};
@@ -93,12 +93,6 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
         }
     }
     found
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 #[test]
@@ -198,7 +192,8 @@ fn a_secret_reaches_the_upstream_and_nowhere_else() {
 
 #[test]
 fn url_user_info_is_scrubbed_from_errors_and_the_log() {
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let url = format!("http://robot:hunter2-pw@127.0.0.1:{port}/x");
     let yaml = format!(
         "title: User info\nenabled: true\ntrigger: {{ type: webhook, mode: sync, key: userinfo-0001 }}\nnodes:\n  - type: log\n    message: \"calling {url}\"\n  - key: call\n    type: request\n    url: \"{url}\"\n    on_error: continue\n  - type: end\n    status: failed\n    message: \"gave up on {url}\"\n"
@@ -830,8 +825,8 @@ fn a_secret_the_caller_sends_is_not_kept_in_the_stored_record() {
     // The record as the store keeps it, read with no server (and no
     // secret in the environment to scrub it with on the way out).
     let data = app.data_path().display().to_string();
-    let port = closed_port().to_string();
-    let listen = format!("127.0.0.1:{port}");
+    let closed = closed_port();
+    let listen = format!("127.0.0.1:{}", closed.port);
     let (code, out, err) = hookflow(
         &[
             "executions",

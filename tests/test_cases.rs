@@ -3,7 +3,7 @@
 //! passes `hookflow test` against the workflow that ran, and fails once the
 //! workflow is broken.
 
-use crate::harness::{TestApp, ADMIN};
+use crate::harness::{closed_port, TestApp, ADMIN};
 use crate::upstream::Upstream;
 use serde_json::json;
 use std::path::Path;
@@ -24,14 +24,6 @@ pub fn hookflow(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A port nothing listens on.
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    port
 }
 
 fn workflow(upstream: &Upstream) -> String {
@@ -145,12 +137,13 @@ fn a_run_with_retries_becomes_a_passing_test_case() {
     let mut stopped = app.sigterm();
     let _ = stopped.wait();
     let data = app.data_path().display().to_string();
+    let nobody = closed_port();
     let out = hookflow(&[
         "executions",
         "export-test",
         &id,
         "--listen",
-        &format!("127.0.0.1:{}", closed_port()),
+        &format!("127.0.0.1:{}", nobody.port),
         "--data",
         &data,
     ]);
