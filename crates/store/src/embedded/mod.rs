@@ -13,6 +13,7 @@
 //! sync of their own; [`files`] opens the data folder.
 
 mod acks;
+mod backlog;
 mod batch;
 mod codec;
 mod files;
@@ -57,7 +58,7 @@ pub struct SledStore {
     versions: sled::Tree,
     /// The writer's backlog (shared, so that a record waiting for room in
     /// it, [`room`], holds it weakly and cannot keep the writer alive).
-    jobs: Option<Arc<mpsc::SyncSender<Job>>>,
+    jobs: Option<Arc<backlog::Backlog>>,
     writer: Option<std::thread::JoinHandle<()>>,
     overlay: Arc<Overlay>,
     /// Unfinished runs in queue pages ([`queued`]).
@@ -69,8 +70,8 @@ pub struct SledStore {
     on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
     /// When the last write failed (Unix ms; 0: the last sync went well).
     failed_at: Arc<std::sync::atomic::AtomicU64>,
-    /// Sync records waiting for room in the backlog ([`room`]); while
-    /// any waits, the store is overloaded.
+    /// Jobs waiting for room in the backlog ([`backlog`], [`room`]);
+    /// while any waits, the store is overloaded.
     waiting: Arc<AtomicUsize>,
     /// Fails the writer's turns while set (a full disk, in tests).
     #[cfg(test)]
@@ -125,7 +126,8 @@ impl SledStore {
         }
         let queued = Arc::new(Mutex::new(index));
         let overlay = Arc::new(Overlay::default());
-        let (tx, rx) = mpsc::sync_channel(writer::BACKLOG);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (backlog, rx, held) = backlog::Backlog::new(waiting.clone());
         let on_commit = Arc::new(std::sync::OnceLock::new());
         let failed_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
         #[cfg(test)]
@@ -139,6 +141,7 @@ impl SledStore {
             refused: refused::Keeper::new(refused.clone()),
             on_commit: on_commit.clone(),
             failed_at: failed_at.clone(),
+            held,
             #[cfg(test)]
             fail_writes: fail_writes.clone(),
         };
@@ -150,7 +153,7 @@ impl SledStore {
             db,
             runs,
             versions,
-            jobs: Some(Arc::new(tx)),
+            jobs: Some(Arc::new(backlog)),
             writer: Some(writer),
             overlay,
             queued,
@@ -158,7 +161,7 @@ impl SledStore {
             refused,
             on_commit,
             failed_at,
-            waiting: Arc::new(AtomicUsize::new(0)),
+            waiting,
             #[cfg(test)]
             fail_writes,
         })

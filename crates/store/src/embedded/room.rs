@@ -1,7 +1,8 @@
 //! A sync run's record when the writer's backlog is full.
 //!
-//! The backlog is bounded (`writer::BACKLOG` events), and `finish` waits
-//! for room in it: a blocking send, on the thread that called it. Called
+//! The backlog is bounded ([`super::backlog`]: in events and in bytes), and
+//! `finish` waits for room in it: a blocking send, on the thread that
+//! called it. Called
 //! from an HTTP worker, that held every connection of the worker while the
 //! disk stalled, `/healthz` and the admin API included (a 2 s freeze of the
 //! file system under W1 kept a health probe waiting 1.8 s;
@@ -14,14 +15,14 @@
 //! admitted, and memory stays bounded. The announced record (if any) stays
 //! readable until the finished one is queued.
 
+use super::backlog::{Backlog, Counted};
 use super::layout::Id;
 use super::overlay::Overlay;
 use super::writer::Job;
 use super::{finished_event, SledStore};
 use crate::contract::BoxFuture;
 use crate::record::ExecutionRecord;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,25 +73,9 @@ impl SledStore {
     }
 }
 
-/// One record waiting for room, counted until it is dropped.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(waiting: &Arc<AtomicUsize>) -> Counted {
-        waiting.fetch_add(1, Ordering::Relaxed);
-        Counted(waiting.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Hands run `id`'s finished record to the writer if its backlog has room
 /// (the announced record then gives way); the job back if it has none.
-fn try_submit(jobs: &SyncSender<Job>, overlay: &Overlay, id: Id, job: Job) -> Option<Job> {
+fn try_submit(jobs: &Backlog, overlay: &Overlay, id: Id, job: Job) -> Option<Job> {
     match jobs.try_send(job) {
         Ok(()) => {
             overlay.finished(&id);
@@ -106,7 +91,7 @@ fn try_submit(jobs: &SyncSender<Job>, overlay: &Overlay, id: Id, job: Job) -> Op
 
 #[cfg(test)]
 mod tests {
-    use super::super::writer::BACKLOG as BOUND;
+    use super::super::backlog::BACKLOG as BOUND;
     use super::*;
     use crate::contract::Store;
     use crate::record::RunStatus;
@@ -121,16 +106,19 @@ mod tests {
         record
     }
 
-    /// With the writer held inside a sync (as by a stalled disk) and its
-    /// backlog full, a sync run's record is not taken and the call returns
-    /// at once with a future; once the writer goes on, the future resolves
-    /// and the record reads back. (The blocking `finish` would hang this
-    /// test's thread instead: the first call past the bound never returns.)
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_record_waits_for_room_without_blocking_the_thread() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path()).expect("open");
-        // The writer's first sync waits for the gate (bounded).
+    /// A sync run's record holding `bytes` bytes of error text.
+    fn large_record(bytes: usize) -> ExecutionRecord {
+        let mut record = finished_record();
+        record.error = Some("e".repeat(bytes));
+        record
+    }
+
+    /// Holds the writer inside its first sync (as a stalled disk does)
+    /// until the sender returned is used or dropped; the flush it is held
+    /// in resolves after.
+    fn hold_the_writer(
+        store: &SledStore,
+    ) -> (mpsc::Sender<()>, BoxFuture<'_, crate::StoreResult<()>>) {
         let (open_gate, gate) = mpsc::channel::<()>();
         let gate = Mutex::new(Some(gate));
         let (held_tx, held) = mpsc::channel::<()>();
@@ -146,6 +134,19 @@ mod tests {
         let flushed = store.flush();
         held.recv_timeout(Duration::from_secs(10))
             .expect("the writer is held in its sync");
+        (open_gate, flushed)
+    }
+
+    /// With the writer held inside a sync (as by a stalled disk) and its
+    /// backlog full, a sync run's record is not taken and the call returns
+    /// at once with a future; once the writer goes on, the future resolves
+    /// and the record reads back. (The blocking `finish` would hang this
+    /// test's thread instead: the first call past the bound never returns.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_record_waits_for_room_without_blocking_the_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (open_gate, flushed) = hold_the_writer(&store);
 
         let mut taken = 0usize;
         let (id, wait) = loop {
@@ -175,5 +176,57 @@ mod tests {
             !store.overloaded() && store.healthy(),
             "no record waits now"
         );
+    }
+
+    /// The backlog's bytes are bounded too: records of a megabyte each,
+    /// with the writer held, are taken up to `BACKLOG_BYTES` (about 32 of
+    /// them, not 8,192: gigabytes), and both kinds of send then wait, the
+    /// store overloaded meanwhile. Once the writer goes on, every one of
+    /// them reads back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_records_wait_past_the_backlogs_bytes() {
+        use super::super::backlog::BACKLOG_BYTES;
+        const MIB: usize = 1 << 20;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (open_gate, flushed) = hold_the_writer(&store);
+
+        let mut ids = Vec::new();
+        let wait = loop {
+            let record = large_record(MIB);
+            ids.push(record.id.clone());
+            match store.keep_finished(record) {
+                None => assert!(ids.len() <= BACKLOG_BYTES / MIB, "taken past the bytes"),
+                Some(wait) => break wait,
+            }
+        };
+        let taken = ids.len() - 1;
+        assert!(taken >= BACKLOG_BYTES / MIB / 2, "only {taken} taken");
+        assert!(store.overloaded(), "new webhooks are refused meanwhile");
+
+        // The blocking send waits too (on its own thread), counted.
+        let blocked = large_record(MIB);
+        ids.push(blocked.id.clone());
+        std::thread::scope(|s| {
+            let sender = s.spawn(|| store.finish(blocked, false));
+            let start = std::time::Instant::now();
+            while store.waiting.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+                assert!(start.elapsed() < Duration::from_secs(10), "never waited");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(!sender.is_finished(), "a blocking send waits for room");
+            open_gate.send(()).expect("the writer goes on");
+            sender.join().expect("the blocking send returns");
+        });
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("the record is taken once the writer goes on");
+        flushed.await.expect("the first flush");
+        store.flush().await.expect("a flush after the records");
+        for id in &ids {
+            let kept = store.get(id).expect("read").expect("every record is kept");
+            assert_eq!(kept.error.map(|e| e.len()), Some(MIB), "{id}");
+        }
+        assert!(!store.overloaded() && store.healthy(), "nothing waits now");
     }
 }

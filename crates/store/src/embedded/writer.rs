@@ -5,6 +5,7 @@
 //! them into keys ([`super::batch`]) and applies them.
 
 use super::acks::{self, Waiter};
+use super::backlog::{Held, Stopped};
 use super::batch::Batch;
 use super::hush::{Hush, Kind};
 use super::layout::Id;
@@ -19,10 +20,6 @@ pub(crate) const MAX_BATCH: usize = 4096;
 /// mean fewer, larger pages and fewer wake-ups: 4 ms against 1 ms cut 3–9 %
 /// of a sync request's CPU in two paired runs.
 pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
-/// Most events waiting for the writer; past it, submitting blocks
-/// (backpressure). Events wait encoded (about a kilobyte each), so a writer
-/// stall holds at most ~10 MiB.
-pub(crate) const BACKLOG: usize = 8192;
 
 /// An idempotency key and its entry, encoded.
 #[derive(Debug)]
@@ -92,6 +89,53 @@ pub(crate) enum Event {
     Refused(super::refused::Pending),
 }
 
+impl KeyWrite {
+    fn weight(&self) -> usize {
+        self.key.capacity() + self.entry.capacity()
+    }
+}
+
+impl Event {
+    /// The bytes it holds (what it weighs in the backlog's bound).
+    fn weight(&self) -> usize {
+        let key = |k: &Option<KeyWrite>| k.as_ref().map_or(0, KeyWrite::weight);
+        match self {
+            Event::Accept {
+                head,
+                input,
+                key: k,
+                ..
+            } => head.capacity() + input.capacity() + key(k),
+            Event::Save {
+                state,
+                jobs,
+                frames,
+                parts,
+                ..
+            } => {
+                state.capacity()
+                    + frames.capacity()
+                    + jobs.iter().map(|(_, j)| j.capacity()).sum::<usize>()
+                    + parts
+                        .iter()
+                        .map(|(name, p)| name.capacity() + p.capacity())
+                        .sum::<usize>()
+            }
+            Event::Woke { .. } => 0,
+            Event::Finish { header, record, .. } => header.workflow.capacity() + record.capacity(),
+            Event::Settled {
+                header,
+                record,
+                input,
+                key: k,
+                ..
+            } => header.workflow.capacity() + record.capacity() + input.capacity() + key(k),
+            Event::Quarantine(keys) => keys.iter().map(Vec::capacity).sum(),
+            Event::Refused(pending) => pending.workflow.capacity() + pending.value.capacity(),
+        }
+    }
+}
+
 /// Work for the writer thread. Each kind is one pointer: the backlog's
 /// slots are as large as a job, and every slot is touched as the ring goes
 /// round (an event unboxed made a slot 144 bytes: 1.2 MiB resident; a
@@ -107,6 +151,17 @@ pub(crate) enum Job {
     Applied(Box<mpsc::Sender<()>>),
 }
 
+impl Job {
+    /// The bytes its event holds; a waiter alone weighs nothing.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Job::Event(event) => event.weight(),
+            Job::Durable(pair) => pair.0.weight(),
+            Job::Barrier(_) | Job::Applied(_) => 0,
+        }
+    }
+}
+
 /// What the writer works on.
 pub(crate) struct Writer {
     pub db: sled::Db,
@@ -120,6 +175,8 @@ pub(crate) struct Writer {
     pub on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
     /// When the last write failed (Unix ms), 0 once a sync went well.
     pub failed_at: Arc<std::sync::atomic::AtomicU64>,
+    /// The backlog's bytes, given back as turns are applied.
+    pub held: Arc<Held>,
     /// Fails the turns while set (a full disk, in tests).
     #[cfg(test)]
     pub fail_writes: Arc<std::sync::atomic::AtomicBool>,
@@ -163,6 +220,8 @@ impl Writer {
         // reuses one.
         let mut seq = now_micros();
         let mut hush = Hush::default();
+        // Senders waiting for room give up once this is gone.
+        let _stopped = Stopped(self.held.clone());
         while let Ok(first) = rx.recv() {
             if matches!(first, Job::Event(_)) {
                 // Nobody waits on this one: let a turn gather, until a write
@@ -174,7 +233,9 @@ impl Writer {
             let mut waiters = Vec::new();
             let mut readers = Vec::new();
             let mut refused = Vec::new();
+            let mut taken = 0;
             for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
+                taken += job.weight();
                 let (event, waiter) = match job {
                     Job::Event(event) => (*event, None),
                     Job::Durable(pair) => {
@@ -224,6 +285,10 @@ impl Writer {
                     hush.error(Kind::Refused, &error);
                 }
             }
+            // The turn's events are in sled's own pages now (or failed):
+            // their room goes back to the senders before the sync, which is
+            // where a slow disk waits.
+            self.held.applied(taken);
             if result.is_ok() && !waiters.is_empty() {
                 let clock = std::time::Instant::now();
                 result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());

@@ -489,6 +489,21 @@ impl Page {
         self.cache_infos.iter().map(|ci| ci.log_size).sum()
     }
 
+    /// hookflow: what the page weighs in the cache. A fragment stored as a
+    /// blob counts only its pointer in `log_size`, so a page of large values
+    /// weighed a few dozen bytes and was never evicted: such a page counts
+    /// its node's keys and values as well.
+    pub(crate) fn cache_size(&self) -> u64 {
+        let log_size = self.log_size();
+        if !self.cache_infos.iter().any(|ci| ci.pointer.is_blob()) {
+            return log_size;
+        }
+        match self.update.as_deref() {
+            Some(Update::Node(node)) => log_size.max(node.rss()),
+            _ => log_size,
+        }
+    }
+
     fn ts(&self) -> u64 {
         self.cache_infos.last().map_or(0, |ci| ci.ts)
     }
@@ -1110,7 +1125,7 @@ impl PageCache {
 
                     // possibly evict an item now that our cache has grown
                     let total_page_size =
-                        unsafe { new_shared.deref().log_size() };
+                        unsafe { new_shared.deref().cache_size() };
                     let to_evict =
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
@@ -1306,7 +1321,7 @@ impl PageCache {
 
                     // possibly evict an item now that our cache has grown
                     let total_page_size =
-                        unsafe { new_shared.deref().log_size() };
+                        unsafe { new_shared.deref().cache_size() };
                     let to_evict =
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
@@ -1543,7 +1558,7 @@ impl PageCache {
 
                     // possibly evict an item now that our cache has grown
                     let total_page_size =
-                        unsafe { new_shared.deref().log_size() };
+                        unsafe { new_shared.deref().cache_size() };
                     let to_evict =
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
@@ -1684,7 +1699,7 @@ impl PageCache {
 
             if page_view.update.is_some() {
                 // possibly evict an item now that our cache has grown
-                let total_page_size = page_view.log_size();
+                let total_page_size = page_view.cache_size();
                 let to_evict = self.lru.accessed(pid, total_page_size, guard);
                 trace!(
                     "accessed pid {} -> paging out pids {:?}",
@@ -1759,7 +1774,7 @@ impl PageCache {
             }
 
             // possibly evict an item now that our cache has grown
-            let total_page_size = unsafe { new_shared.deref().log_size() };
+            let total_page_size = unsafe { new_shared.deref().cache_size() };
             let to_evict = self.lru.accessed(pid, total_page_size, guard);
             trace!("accessed pid {} -> paging out pids {:?}", pid, to_evict);
             if !to_evict.is_empty() {
