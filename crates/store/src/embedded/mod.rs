@@ -70,8 +70,7 @@ pub struct SledStore {
     on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
     /// When the last write failed (Unix ms; 0: the last sync went well).
     failed_at: Arc<std::sync::atomic::AtomicU64>,
-    /// Jobs waiting for room in the backlog ([`backlog`], [`room`]);
-    /// while any waits, the store is overloaded.
+    /// Jobs waiting for room in the [`backlog`] ([`room`]): overloaded meanwhile.
     waiting: Arc<AtomicUsize>,
     /// Fails the writer's turns while set (a full disk, in tests).
     #[cfg(test)]
