@@ -50,6 +50,12 @@ const REFUSED_BACKLOG: u64 = 10_000;
 /// queue (docs/decisions.md).
 pub const MAX_BACKLOG: u64 = 50_000;
 
+/// Bytes of writes not yet committed past which the store is overloaded
+/// too: 50,000 small records are ~100 MB, but a record keeps its request's
+/// body and results, and 50,000 large ones are tens of gigabytes
+/// (docs/decisions.md).
+pub const MAX_BACKLOG_BYTES: usize = 128 << 20;
+
 /// The longest a synchronous call waits for the database.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -87,6 +93,9 @@ pub struct PgOptions {
     /// Writes not yet committed past which [`Store::overloaded`] says so
     /// ([`MAX_BACKLOG`]).
     pub max_backlog: u64,
+    /// Bytes of writes not yet committed past which it says so too
+    /// ([`MAX_BACKLOG_BYTES`]).
+    pub max_backlog_bytes: usize,
 }
 
 impl Default for PgOptions {
@@ -96,6 +105,7 @@ impl Default for PgOptions {
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             pool_size: 8,
             max_backlog: MAX_BACKLOG,
+            max_backlog_bytes: MAX_BACKLOG_BYTES,
         }
     }
 }
@@ -182,11 +192,19 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         submit.seq += 1;
         let seq = submit.seq;
+        // Given back by the writer once the write is committed.
+        let weight = write.weight();
+        self.shared
+            .pending_bytes
+            .fetch_add(weight, Ordering::Relaxed);
         let sent = submit
             .tx
             .as_ref()
             .is_some_and(|tx| tx.send(Submitted { seq, write }).is_ok());
         if !sent {
+            self.shared
+                .pending_bytes
+                .fetch_sub(weight, Ordering::Relaxed);
             tracing::error!(message = "The store's writer has stopped; a write is lost.");
         }
         seq
@@ -204,6 +222,11 @@ impl PgStore {
     fn behind(&self) -> u64 {
         self.submitted()
             .saturating_sub(*self.shared.applied.borrow())
+    }
+
+    /// Bytes of writes submitted and not yet committed past the bound.
+    fn heavy(&self) -> bool {
+        self.shared.pending_bytes.load(Ordering::Relaxed) > self.shared.options.max_backlog_bytes
     }
 
     /// Runs a read after every write submitted before it was committed.
@@ -285,6 +308,7 @@ async fn start(
             options,
             applied,
             damaged: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
             away: std::sync::atomic::AtomicBool::new(false),
             offset_ms: std::sync::atomic::AtomicI64::new(offset),
             #[cfg(test)]
@@ -496,13 +520,15 @@ impl Store for PgStore {
     }
 
     fn overloaded(&self) -> bool {
-        self.shared.away.load(Ordering::Relaxed) || self.behind() > self.shared.options.max_backlog
+        self.shared.away.load(Ordering::Relaxed)
+            || self.behind() > self.shared.options.max_backlog
+            || self.heavy()
     }
 
     fn refuse(&self, request: crate::refused::RefusedRequest) {
         // Dropped when the writer is far behind: a flood of refused
         // requests never slows runs down.
-        if self.behind() > REFUSED_BACKLOG.min(self.shared.options.max_backlog) {
+        if self.behind() > REFUSED_BACKLOG.min(self.shared.options.max_backlog) || self.heavy() {
             return;
         }
         match writer::refused(&request) {

@@ -16,6 +16,8 @@ pub(crate) struct Shared {
     pub options: PgOptions,
     /// The sequence number of the last write the writer committed.
     pub applied: watch::Receiver<u64>,
+    /// Bytes of the writes submitted and not yet committed.
+    pub pending_bytes: AtomicUsize,
     /// Values set aside since the store opened.
     pub damaged: AtomicUsize,
     /// Transactions the writer committed (group commit: fewer than writes).

@@ -28,7 +28,7 @@ fn open(url: &str, instance: &str, lease_ms: u64) -> PgStore {
             lease: Duration::from_millis(lease_ms),
             instance: instance.into(),
             pool_size: 4,
-            max_backlog: super::MAX_BACKLOG,
+            ..PgOptions::default()
         },
     )
     .expect("opens")
@@ -816,30 +816,7 @@ async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
         .expect("opens"),
     );
     assert!(!store.overloaded());
-    // The database stops answering the writer: another session holds a
-    // lock on the runs table until it is ended.
-    let holder = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            hookflow_pgtest::cluster().psql_in(
-                &db,
-                "BEGIN; LOCK TABLE hookflow_runs IN EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT;",
-            )
-        })
-    };
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while hookflow_pgtest::cluster()
-        .psql_in(
-            &db,
-            "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_runs'::regclass AND granted AND mode = 'ExclusiveLock'",
-        )
-        .unwrap_or_default()
-        .trim()
-        != "1"
-    {
-        assert!(std::time::Instant::now() < end, "the lock is taken");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let holder = hold_runs_table(&db).await;
     // Accepts wait for their commit; past the bound the store says so.
     let mut accepts = Vec::new();
     for _ in 0..=bound {
@@ -863,13 +840,7 @@ async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
     store.finish(sync, false);
     assert!(store.overloaded());
     // The database answers again: every write is committed, in order.
-    hookflow_pgtest::cluster()
-        .psql_in(
-            &db,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()",
-        )
-        .expect("end the lock");
-    let _ = holder.join();
+    release_runs_table(&db, holder);
     for accept in accepts {
         let id = accept.await.expect("task").expect("accepted");
         assert!(store.get(&id).expect("get").is_some());
@@ -881,6 +852,88 @@ async fn a_writer_far_behind_is_overloaded_and_keeps_every_write() {
         store.get(&sync_id).expect("get").map(|r| r.status),
         Some(RunStatus::Resolved)
     );
+}
+
+/// The database stops answering the writer: another session holds a lock
+/// on the runs table until [`release_runs_table`] ends it (20 s at most).
+/// (Locks and sessions are looked for in this database only: another test
+/// may hold its own, and tables of databases made from one template share
+/// their OIDs.)
+async fn hold_runs_table(db: &str) -> std::thread::JoinHandle<Result<String, String>> {
+    let holder = {
+        let db = db.to_string();
+        std::thread::spawn(move || {
+            hookflow_pgtest::cluster().psql_in(
+                &db,
+                "BEGIN; LOCK TABLE hookflow_runs IN EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT;",
+            )
+        })
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while hookflow_pgtest::cluster()
+        .psql_in(
+            db,
+            "SELECT count(*) FROM pg_locks WHERE relation = 'hookflow_runs'::regclass AND granted AND mode = 'ExclusiveLock' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .unwrap_or_default()
+        .trim()
+        != "1"
+    {
+        assert!(std::time::Instant::now() < end, "the lock is taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder
+}
+
+/// Ends the session [`hold_runs_table`] started.
+fn release_runs_table(db: &str, holder: std::thread::JoinHandle<Result<String, String>>) {
+    hookflow_pgtest::cluster()
+        .psql_in(
+            db,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' \
+             AND pid <> pg_backend_pid() AND datname = current_database()",
+        )
+        .expect("end the lock");
+    let _ = holder.join();
+}
+
+/// Past the backlog's bytes the store is overloaded too, far from its
+/// count of writes: records of a megabyte each while the database does not
+/// answer (50,000 of them would be 50 GB). Every write is still kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_behind_by_many_bytes_is_overloaded_and_keeps_every_write() {
+    const MIB: usize = 1 << 20;
+    let url = fresh_db("bytes");
+    let db = db_of(&url).to_string();
+    let store = PgStore::open(
+        &url,
+        PgOptions {
+            instance: "a".into(),
+            max_backlog_bytes: 4 * MIB,
+            ..PgOptions::default()
+        },
+    )
+    .expect("opens");
+    let holder = hold_runs_table(&db).await;
+    let mut ids = Vec::new();
+    while !store.overloaded() {
+        assert!(ids.len() < 8, "not overloaded past the bytes");
+        let mut record = run(None).record;
+        record.status = RunStatus::Resolved;
+        record.finished_at = Some(Timestamp(now_millis()));
+        record.error = Some("e".repeat(MIB));
+        ids.push(record.id.clone());
+        store.finish(record, false);
+    }
+    assert_eq!(ids.len(), 4, "records of a megabyte past 4 MiB");
+    release_runs_table(&db, holder);
+    store.flush().await.expect("flush");
+    assert!(!store.overloaded(), "taking requests again");
+    for id in &ids {
+        let kept = store.get(id).expect("get").expect("kept");
+        assert_eq!(kept.error.map(|e| e.len()), Some(MIB), "{id}");
+    }
 }
 
 /// The database refuses connections for longer than the writer's tries of

@@ -48,6 +48,14 @@ impl RunRow {
             record: encode(record)?,
         })
     }
+
+    fn weight(&self) -> usize {
+        self.id.capacity()
+            + self.workflow.capacity()
+            + self.version.capacity()
+            + self.retry_of.as_ref().map_or(0, String::capacity)
+            + self.record.capacity()
+    }
 }
 
 /// An idempotency key's columns.
@@ -70,6 +78,13 @@ impl KeyRow {
             expires_ms: ms(claim.entry.expires_ms),
             response: claim.entry.response.as_ref().map(encode).transpose()?,
         })
+    }
+
+    fn weight(&self) -> usize {
+        self.workflow.capacity()
+            + self.key.capacity()
+            + self.execution_id.capacity()
+            + self.response.as_ref().map_or(0, Vec::capacity)
     }
 }
 
@@ -107,6 +122,42 @@ pub enum Write {
         value: Vec<u8>,
     },
     Flush(oneshot::Sender<StoreResult<()>>),
+}
+
+impl Write {
+    /// The bytes it holds (what it weighs in the backlog's bound).
+    pub(super) fn weight(&self) -> usize {
+        match self {
+            Write::Accept {
+                run, input, key, ..
+            } => run.weight() + input.capacity() + key.as_ref().map_or(0, KeyRow::weight),
+            Write::Save {
+                id,
+                jobs,
+                frames,
+                parts,
+                ..
+            } => {
+                id.capacity()
+                    + frames.capacity()
+                    + jobs.iter().map(|(_, j)| j.capacity()).sum::<usize>()
+                    + parts
+                        .iter()
+                        .map(|(name, p)| name.capacity() + p.capacity())
+                        .sum::<usize>()
+            }
+            Write::Woke { id } => id.capacity(),
+            Write::Finish { run, .. } | Write::Announce { run } => run.weight(),
+            Write::Idempotency(key) => key.weight(),
+            Write::Refused {
+                workflow,
+                reason,
+                value,
+                ..
+            } => workflow.capacity() + reason.capacity() + value.capacity(),
+            Write::Flush(_) => 0,
+        }
+    }
 }
 
 /// A write and its place in the order.
@@ -188,7 +239,11 @@ pub async fn run(
             }
         }
         let last = batch.last().map_or(0, |w| w.seq);
+        let weight = batch.iter().map(|w| w.write.weight()).sum::<usize>();
         turn(&shared, batch).await;
+        shared
+            .pending_bytes
+            .fetch_sub(weight, std::sync::atomic::Ordering::Relaxed);
         applied.send_replace(last);
     }
 }
