@@ -67,6 +67,16 @@ pub enum StoreError {
     Locked(String),
 }
 
+/// The bytes a saved run's jobs and parts hold, for a writer backlog's
+/// bound in bytes.
+pub(crate) fn saved_weight<N>(jobs: &[(N, Vec<u8>)], parts: &[(String, Vec<u8>)]) -> usize {
+    jobs.iter().map(|(_, j)| j.capacity()).sum::<usize>()
+        + parts
+            .iter()
+            .map(|(name, p)| name.capacity() + p.capacity())
+            .sum::<usize>()
+}
+
 /// A sled failure as a store error.
 pub(crate) fn db_err(e: sled::Error) -> StoreError {
     StoreError::Db(e.to_string())

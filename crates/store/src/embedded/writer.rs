@@ -112,15 +112,7 @@ impl Event {
                 frames,
                 parts,
                 ..
-            } => {
-                state.capacity()
-                    + frames.capacity()
-                    + jobs.iter().map(|(_, j)| j.capacity()).sum::<usize>()
-                    + parts
-                        .iter()
-                        .map(|(name, p)| name.capacity() + p.capacity())
-                        .sum::<usize>()
-            }
+            } => state.capacity() + frames.capacity() + crate::saved_weight(jobs, parts),
             Event::Woke { .. } => 0,
             Event::Finish { header, record, .. } => header.workflow.capacity() + record.capacity(),
             Event::Settled {

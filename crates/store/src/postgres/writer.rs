@@ -137,15 +137,7 @@ impl Write {
                 frames,
                 parts,
                 ..
-            } => {
-                id.capacity()
-                    + frames.capacity()
-                    + jobs.iter().map(|(_, j)| j.capacity()).sum::<usize>()
-                    + parts
-                        .iter()
-                        .map(|(name, p)| name.capacity() + p.capacity())
-                        .sum::<usize>()
-            }
+            } => id.capacity() + frames.capacity() + crate::saved_weight(jobs, parts),
             Write::Woke { id } => id.capacity(),
             Write::Finish { run, .. } | Write::Announce { run } => run.weight(),
             Write::Idempotency(key) => key.weight(),
