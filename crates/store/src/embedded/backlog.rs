@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Most jobs waiting for the writer. Events wait encoded (about a kilobyte
-/// each for a small webhook's record), so a writer stall holds ~10 MiB of
-/// them at most.
+/// each for a small webhook's record): ~10 MiB of small ones; larger ones
+/// meet [`BACKLOG_BYTES`] first.
 pub(crate) const BACKLOG: usize = 8192;
 /// Most bytes of jobs submitted and not yet applied. One job larger than
 /// this is still taken when nothing else waits, so that it cannot wait for

@@ -1,10 +1,9 @@
 //! A sync run's record when the writer's backlog is full.
 //!
 //! The backlog is bounded ([`super::backlog`]: in events and in bytes), and
-//! `finish` waits for room in it: a blocking send, on the thread that
-//! called it. Called
-//! from an HTTP worker, that held every connection of the worker while the
-//! disk stalled, `/healthz` and the admin API included (a 2 s freeze of the
+//! `finish` waits for room in it on the thread that called it. Called from
+//! an HTTP worker, that held every connection of the worker while the disk
+//! stalled, `/healthz` and the admin API included (a 2 s freeze of the
 //! file system under W1 kept a health probe waiting 1.8 s;
 //! docs/performance.md). [`SledStore::keep_when_room`] never blocks: when
 //! the backlog is full it hands back a future that tries again every

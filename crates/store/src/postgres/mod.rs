@@ -51,7 +51,7 @@ const REFUSED_BACKLOG: u64 = 10_000;
 pub const MAX_BACKLOG: u64 = 50_000;
 
 /// Bytes of writes not yet committed past which the store is overloaded
-/// too: 50,000 small records are ~100 MB, but a record keeps its request's
+/// too: 50,000 small records are some 50–100 MB, but a record keeps its request's
 /// body and results, and 50,000 large ones are tens of gigabytes
 /// (docs/decisions.md).
 pub const MAX_BACKLOG_BYTES: usize = 128 << 20;
