@@ -17,10 +17,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(v: &T) -> StoreResult<Vec<u8>> {
     Ok(out)
 }
 
-/// A new buffer to encode a value into: records are about a kilobyte,
-/// so it starts there rather than grow to it. Records and inputs are
-/// written with [`crate::record::pack`] (the bytes [`encode`] writes),
-/// into one of these or one the writer handed back ([`super::spare`]).
+/// A new buffer to encode a value into: records are up to about a
+/// kilobyte, so it starts there rather than grow to it, and is cut to
+/// size before it waits for the writer ([`super::spare::fitted`]).
+/// Records and inputs are written with [`crate::record::pack`] (the bytes
+/// [`encode`] writes), into one of these or one the writer handed back
+/// ([`super::spare`]).
 pub(crate) fn fresh() -> Vec<u8> {
     Vec::with_capacity(1024)
 }

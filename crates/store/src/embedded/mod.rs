@@ -274,7 +274,7 @@ fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
 
 /// A finished record encoded, and what its page entry's header says of it.
 fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
-    let bytes = pack::record(spare::take(), &record);
+    let bytes = spare::fitted(pack::record(spare::take(), &record));
     let header = FinishedHeader {
         started_ms: record.started_ms,
         finished_ms: record
@@ -309,8 +309,8 @@ impl Store for SledStore {
         self.durable((|| {
             Ok(Event::Accept {
                 id: id_of_record(&run.record.id)?,
-                head: pack::record(codec::fresh(), &run.record),
-                input: pack::input(codec::fresh(), &run.input),
+                head: spare::fitted(pack::record(codec::fresh(), &run.record)),
+                input: spare::fitted(pack::input(codec::fresh(), &run.input)),
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
                 retry_of: run.record.retry_of.as_deref().and_then(id_bytes),
             })
@@ -330,7 +330,7 @@ impl Store for SledStore {
                 id,
                 header,
                 record: bytes,
-                input: pack::input(spare::take(), &run.input),
+                input: spare::fitted(pack::input(spare::take(), &run.input)),
                 key: run.idempotency.as_ref().map(key_write).transpose()?,
             })
         })())

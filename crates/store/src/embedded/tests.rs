@@ -322,3 +322,28 @@ async fn runs_over_many_log_segments_read_back_after_a_restart() {
         assert_eq!(record.status, RunStatus::Resolved);
     }
 }
+
+/// A finished run's event holds its record in a buffer cut to size: a small
+/// record encoded into a fresh 1 KiB buffer, or into a larger one handed
+/// back, weighs in the writer's backlog at most twice its bytes, not the
+/// buffer's room.
+#[test]
+fn a_finished_records_event_weighs_about_its_bytes() {
+    for _ in 0..3 {
+        // Handed-back buffers larger than a record (as after large ones).
+        spare::give_back(Vec::with_capacity(spare::KEEP_BYTES));
+    }
+    for _ in 0..40 {
+        let mut record = a_run().record;
+        record.status = RunStatus::Resolved;
+        record.finished_at = Some(Timestamp(now_millis()));
+        let (_, event) = finished_event(record, false).expect("an event");
+        let Event::Finish { header, record, .. } = &event else {
+            panic!("a finished run's event")
+        };
+        let bytes = record.len() + header.workflow.len();
+        assert!(bytes > 0);
+        let weight = writer::Job::Event(Box::new(event)).weight();
+        assert!(weight <= 2 * bytes, "{bytes} bytes weigh {weight}");
+    }
+}
