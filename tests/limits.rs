@@ -109,14 +109,17 @@ impl Raw {
     }
 
     /// Waits up to `limit` for the server to close the connection, sending `dribble` meanwhile.
+    /// What arrived is read before each dribble: a dribble that reaches a closed socket is
+    /// answered with a reset, which can take the unread answer with it (seen on a busy machine).
     fn closed_within(&mut self, limit: Duration, dribble: &[u8]) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if !self.send(dribble) {
-                return true;
-            }
             self.poll();
             if self.closed {
+                return true;
+            }
+            if !self.send(dribble) {
+                self.poll();
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
