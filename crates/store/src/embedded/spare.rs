@@ -45,7 +45,7 @@ pub(crate) fn take() -> Vec<u8> {
 /// `buffer` with its spare room let go when more than half of it is unused:
 /// what waits in the writer's backlog then weighs at most about twice its
 /// bytes (a W1 record of ~500 bytes in a fresh 1 KiB buffer, 8,192 of them
-/// in a disk stall, held 4 MiB that were never written). The allocation
+/// in a disk stall, held 4 MiB of room no record used). The allocation
 /// shrinks in place when it can; the buffer handed back keeps the new size.
 pub(crate) fn fitted(mut buffer: Vec<u8>) -> Vec<u8> {
     if buffer.capacity() > 2 * buffer.len() {
