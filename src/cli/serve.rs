@@ -147,7 +147,12 @@ async fn serve(
     open_files: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn Store> = match super::store::kind(&args.place)? {
+    let kind = super::store::kind(&args.place)?;
+    // Texts of versions not stored yet wait in the embedded store's folder
+    // (a shared store gets every version at load).
+    let waiting_texts_dir =
+        matches!(kind, super::store::Kind::Sled).then(|| args.place.data.clone());
+    let store: Arc<dyn Store> = match kind {
         super::store::Kind::Sled => {
             let sled = SledStore::open(&args.place.data).with_context(|| {
                 format!("cannot open the data folder {}", args.place.data.display())
@@ -184,6 +189,7 @@ async fn serve(
                 .max(1),
             secrets,
             metrics: Some(metrics),
+            waiting_texts_dir,
         },
     )
     .map_err(anyhow::Error::msg)?;

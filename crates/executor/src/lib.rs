@@ -140,6 +140,10 @@ pub struct ExecutorConfig {
     pub secrets: SecretSet,
     /// Where runs are counted (`/metrics`); a private set when `None`.
     pub metrics: Option<Arc<Metrics>>,
+    /// The folder where the texts of loaded versions wait until first
+    /// stored (the embedded store's data folder): in a private file there,
+    /// not in memory. In memory when `None`.
+    pub waiting_texts_dir: Option<std::path::PathBuf>,
 }
 
 /// Largest response body a request node reads: 10 MiB.
@@ -171,7 +175,7 @@ impl Executor {
     /// An executor over `store`. Call [`Executor::start`] inside a Tokio runtime
     /// before accepting async runs.
     pub fn new(store: Arc<dyn Store>, config: ExecutorConfig) -> Result<Executor, String> {
-        let versions = Arc::new(Versions::new(store.clone()));
+        let versions = Arc::new(Versions::new(store.clone(), config.waiting_texts_dir));
         let http = policy::Outbound::new(config.request_policy, config.request_proxy.as_ref())?;
         let metrics = config.metrics.unwrap_or_default();
         let sync_retries = Arc::new(tokio::sync::Semaphore::new(config.queue.workers.max(1)));

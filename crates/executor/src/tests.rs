@@ -687,6 +687,7 @@ fn executor_of(store: Arc<dyn Store>) -> crate::Executor {
         stubs: Default::default(),
         max_result: 0,
         metrics: None,
+        waiting_texts_dir: None,
     };
     crate::Executor::new(store, config).expect("executor")
 }

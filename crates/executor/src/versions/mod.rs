@@ -1,10 +1,13 @@
 //! Workflow versions: the current ones, and older ones compiled again from
 //! their stored text when a queued or resumed run needs them.
 
+mod pending;
+
 use crate::lock;
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::Store;
+use pending::Pending;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -18,19 +21,21 @@ pub struct Versions {
     /// The registry's own map, shared (not copied).
     current: RwLock<Arc<HashMap<String, Arc<Workflow>>>>,
     old: Mutex<HashMap<String, Arc<Workflow>>>,
-    /// Texts of loaded versions not stored yet, by version: each is stored
-    /// before the first record that names it ([`Versions::keep`]), or when
-    /// it stops being current.
-    pending: Mutex<HashMap<String, Arc<str>>>,
+    /// Texts of loaded versions not stored yet: each is stored before the
+    /// first record that names it ([`Versions::keep`]), or when it stops
+    /// being current.
+    pending: Mutex<Pending>,
 }
 
 impl Versions {
-    pub fn new(store: Arc<dyn Store>) -> Versions {
+    /// Versions over `store`; texts waiting to be stored wait in a file in
+    /// `wait_in` (the embedded store's folder), in memory without one.
+    pub fn new(store: Arc<dyn Store>, wait_in: Option<PathBuf>) -> Versions {
         Versions {
             store,
             current: RwLock::default(),
             old: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::new(wait_in)),
         }
     }
 
@@ -39,8 +44,14 @@ impl Versions {
         // A version no longer served is stored now: a run that took it
         // just before may still name it.
         let mut pending = lock(&self.pending);
-        pending
-            .retain(|version, text| served.contains(version.as_str()) || !self.put(version, text));
+        let gone: Vec<String> = pending
+            .versions()
+            .filter(|version| !served.contains(version))
+            .map(str::to_string)
+            .collect();
+        for version in gone {
+            self.store_waiting(&mut pending, &version);
+        }
         drop(pending);
         if let Ok(mut current) = self.current.write() {
             *current = workflows;
@@ -71,12 +82,12 @@ impl Versions {
     /// Holds the texts of versions about to be served, to be stored when
     /// first needed ([`Versions::keep`]).
     fn hold(&self, versions: &[(&Workflow, Arc<str>)]) {
-        let mut pending = lock(&self.pending);
-        for (workflow, text) in versions {
-            if !workflow.version_kept.load(Ordering::Acquire) {
-                pending.insert(workflow.version.clone(), text.clone());
-            }
-        }
+        let waiting: Vec<(&str, &Arc<str>)> = versions
+            .iter()
+            .filter(|(workflow, _)| !workflow.version_kept.load(Ordering::Acquire))
+            .map(|(workflow, text)| (workflow.version.as_str(), text))
+            .collect();
+        lock(&self.pending).hold(&waiting);
     }
 
     /// Stores `workflow`'s text unless it is stored already; called before
@@ -88,13 +99,33 @@ impl Versions {
         // Held while storing: a second first run waits for the text to be
         // in the store before it writes its record.
         let mut pending = lock(&self.pending);
-        if let Some(text) = pending.get(&workflow.version) {
-            if !self.put(&workflow.version, text) {
-                return;
-            }
-            pending.remove(&workflow.version);
+        if pending.contains(&workflow.version)
+            && !self.store_waiting(&mut pending, &workflow.version)
+        {
+            return;
         }
         workflow.version_kept.store(true, Ordering::Release);
+    }
+
+    /// Stores a waiting version's text and stops holding it; false (logged)
+    /// when it could not be read back or the store refused.
+    fn store_waiting(&self, pending: &mut Pending, version: &str) -> bool {
+        let text = match pending.text(version) {
+            None => return true,
+            Some(Ok(text)) => text,
+            Some(Err(error)) => {
+                // Lost for good: said once, and the version's runs go on
+                // (as when the store refuses the text).
+                tracing::error!(message = "Could not read back a workflow version's text; it is not stored.", %version, %error);
+                pending.remove(version);
+                return false;
+            }
+        };
+        if !self.put(version, &text) {
+            return false;
+        }
+        pending.remove(version);
+        true
     }
 
     /// Stores a version's text; false (logged) when the store refused.
@@ -177,11 +208,18 @@ mod tests {
     /// A version's text reaches the store before the first record that
     /// names it, or when it stops being served (a run may have taken it just
     /// before), and not before: a folder of 10,000 workflows is not written
-    /// at every start.
+    /// at every start. The same whether texts wait in memory or on disk.
     #[test]
     fn a_version_is_stored_when_first_needed_or_when_it_goes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for wait_in in [None, Some(dir.path().to_path_buf())] {
+            stored_when_first_needed_or_when_it_goes(wait_in);
+        }
+    }
+
+    fn stored_when_first_needed_or_when_it_goes(wait_in: Option<PathBuf>) {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let versions = Versions::new(store.clone());
+        let versions = Versions::new(store.clone(), wait_in);
         let (a, a_text) = loaded("a", "A");
         let (b, b_text) = loaded("b", "B");
         versions.hold(&[(&a, a_text.clone()), (&b, b_text.clone())]);
