@@ -388,6 +388,35 @@ mod tests {
         }
     }
 
+    /// A file that cannot be written (a full disk, here a file open for
+    /// reading only): the batch waits in memory, nothing of it is counted
+    /// as written, and texts written before still read back.
+    #[test]
+    fn texts_that_cannot_be_written_wait_in_memory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
+        let before: Vec<_> = (0..3).map(text).collect();
+        hold(&mut pending, &before);
+        let spill = pending.spill.as_mut().expect("file");
+        let end = spill.end;
+        let read_only = dir.path().join("read-only");
+        std::fs::write(&read_only, b"").expect("file");
+        let writable = std::mem::replace(&mut spill.file, File::open(&read_only).expect("open"));
+        let after: Vec<_> = (3..6).map(text).collect();
+        hold(&mut pending, &after);
+        let spill = pending.spill.as_mut().expect("file");
+        assert_eq!(spill.end, end, "nothing counted as written");
+        spill.file = writable;
+        for (version, text) in &after {
+            assert!(matches!(pending.texts.get(version), Some(Held::Here(_))));
+            assert_eq!(Arc::strong_count(text), 2, "held in memory");
+            assert_eq!(&*read(&mut pending, version), &**text);
+        }
+        for (version, text) in &before {
+            assert_eq!(&*read(&mut pending, version), &**text);
+        }
+    }
+
     /// Without a folder, or with one that cannot be written, texts wait in
     /// memory and read back the same.
     #[test]
