@@ -7,7 +7,7 @@ use crate::lock;
 use hookflow_model::load::{load_source, LoadOptions, SecretPolicy};
 use hookflow_model::runtime::Workflow;
 use hookflow_store::Store;
-use pending::Pending;
+use pending::{Pending, Text};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -50,7 +50,11 @@ impl Versions {
             .map(str::to_string)
             .collect();
         for version in gone {
-            self.store_waiting(&mut pending, &version);
+            // A lost text no longer served is let go (as the old in-memory
+            // texts were once stored): the waiting set stays bounded.
+            if !self.store_waiting(&mut pending, &version) && pending.is_lost(&version) {
+                pending.remove(&version);
+            }
         }
         drop(pending);
         if let Ok(mut current) = self.current.write() {
@@ -112,14 +116,15 @@ impl Versions {
     fn store_waiting(&self, pending: &mut Pending, version: &str) -> bool {
         let text = match pending.text(version) {
             None => return true,
-            Some(Ok(text)) => text,
-            Some(Err(error)) => {
-                // Lost for good: said once, and the version's runs go on
-                // (as when the store refuses the text).
+            Some(Text::Waiting(text)) => text,
+            // Said once; the version's runs go on, as when the store
+            // refuses a text, and it is never taken as stored. A load that
+            // brings the same version again holds its text again.
+            Some(Text::Unreadable(error)) => {
                 tracing::error!(message = "Could not read back a workflow version's text; it is not stored.", %version, %error);
-                pending.remove(version);
                 return false;
             }
+            Some(Text::Lost) => return false,
         };
         if !self.put(version, &text) {
             return false;
@@ -251,5 +256,33 @@ mod tests {
             lock(&versions.pending).is_empty(),
             "nothing held once stored"
         );
+    }
+
+    /// A text that does not read back from the file is never taken as
+    /// stored: a run goes on (as when the store refuses it), the next run
+    /// tries again and finds it lost, and a load that brings the version
+    /// again stores it at its next run.
+    #[test]
+    fn a_text_that_does_not_read_back_is_never_taken_as_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let versions = Versions::new(store.clone(), Some(dir.path().to_path_buf()));
+        let (a, a_text) = loaded("a", "A");
+        versions.hold(&[(&a, a_text.clone())]);
+        versions.publish(Arc::new(HashMap::from([("a".to_string(), a.clone())])));
+        lock(&versions.pending).spoil(&a.version);
+        for _ in 0..2 {
+            versions.keep(&a);
+            assert!(!a.version_kept.load(Ordering::Acquire));
+            assert_eq!(stored(&*store, &a), None);
+        }
+        // The same file loaded again.
+        let (a2, a2_text) = loaded("a", "A");
+        assert_eq!(a2.version, a.version);
+        versions.hold(&[(&a2, a2_text.clone())]);
+        versions.publish(Arc::new(HashMap::from([("a".to_string(), a2.clone())])));
+        versions.keep(&a2);
+        assert!(a2.version_kept.load(Ordering::Acquire));
+        assert_eq!(stored(&*store, &a2).as_deref(), Some(&*a2_text));
     }
 }

@@ -13,7 +13,7 @@
 //! bytes), so a file that changed under the server is refused, not served.
 
 use hookflow_model::runtime::content_hash;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,23 @@ pub(super) struct Pending {
 
 enum Held {
     Here(Arc<str>),
-    Spilled { at: u64, len: usize },
+    Spilled {
+        at: u64,
+        len: usize,
+    },
+    /// Could not be read back whole and unchanged; held again when a load
+    /// brings the same version's text.
+    Lost,
+}
+
+/// What [`Pending::text`] finds.
+pub(super) enum Text {
+    Waiting(Arc<str>),
+    /// Could not be read back whole and unchanged, this once: lost from
+    /// now on.
+    Unreadable(io::Error),
+    /// Found unreadable before.
+    Lost,
 }
 
 /// The private file, and how much of it is in use.
@@ -68,12 +84,20 @@ impl Pending {
     }
 
     /// Holds these texts (by version) until stored; a version already
-    /// waiting is not written again (same version, same bytes). On disk
-    /// when there is a folder; in memory when writing there failed.
+    /// waiting, or twice in `texts`, is written once (same version, same
+    /// bytes). On disk when there is a folder; in memory when writing there
+    /// failed. The caller holds the lock `keep` takes: a version's first
+    /// run waits for this write (a load's, ~5 ms for 10,000 workflows).
     pub fn hold(&mut self, texts: &[(&str, &Arc<str>)]) {
+        let mut seen = HashSet::new();
         let new: Vec<(&str, &Arc<str>)> = texts
             .iter()
-            .filter(|(version, _)| !self.texts.contains_key(*version))
+            .filter(|(version, _)| {
+                !matches!(
+                    self.texts.get(*version),
+                    Some(Held::Here(_) | Held::Spilled { .. })
+                ) && seen.insert(*version)
+            })
             .copied()
             .collect();
         if new.is_empty() {
@@ -107,29 +131,68 @@ impl Pending {
         }
     }
 
-    /// The text of a waiting version: `None` when it is not waiting; an
-    /// error when it could not be read back whole and unchanged.
-    pub fn text(&mut self, version: &str) -> Option<io::Result<Arc<str>>> {
-        match self.texts.get(version)? {
-            Held::Here(text) => Some(Ok(text.clone())),
-            &Held::Spilled { at, len } => Some(match &self.spill {
-                Some(spill) => spill.read(version, at, len).map(Arc::from),
+    /// The text of a waiting version; `None` when it is not waiting.
+    pub fn text(&mut self, version: &str) -> Option<Text> {
+        let read = match *self.texts.get(version)? {
+            Held::Here(ref text) => return Some(Text::Waiting(text.clone())),
+            Held::Lost => return Some(Text::Lost),
+            Held::Spilled { at, len } => match &self.spill {
+                Some(spill) => spill.read(version, at, len),
                 None => Err(io::Error::other("the file of waiting texts is gone")),
-            }),
-        }
+            },
+        };
+        Some(match read {
+            Ok(text) => Text::Waiting(Arc::from(text)),
+            Err(error) => {
+                self.lose(version);
+                Text::Unreadable(error)
+            }
+        })
+    }
+
+    /// True when `version`'s text was found unreadable.
+    pub fn is_lost(&self, version: &str) -> bool {
+        matches!(self.texts.get(version), Some(Held::Lost))
     }
 
     /// Forgets a version once stored; the file is emptied when nothing in
     /// it waits any more.
     pub fn remove(&mut self, version: &str) {
         if let Some(Held::Spilled { len, .. }) = self.texts.remove(version) {
-            if let Some(spill) = &mut self.spill {
-                spill.live = spill.live.saturating_sub(len as u64);
-                if spill.live == 0 && spill.file.set_len(0).is_ok() {
-                    spill.end = 0;
-                }
+            self.release(len);
+        }
+    }
+
+    /// Marks a version's text lost.
+    fn lose(&mut self, version: &str) {
+        if let Some(held) = self.texts.get_mut(version) {
+            if let Held::Spilled { len, .. } = std::mem::replace(held, Held::Lost) {
+                self.release(len);
             }
         }
+    }
+
+    /// `len` bytes of the file no longer wait; the file is emptied when
+    /// none does.
+    fn release(&mut self, len: usize) {
+        if let Some(spill) = &mut self.spill {
+            spill.live = spill.live.saturating_sub(len as u64);
+            if spill.live == 0 && spill.file.set_len(0).is_ok() {
+                spill.end = 0;
+            }
+        }
+    }
+
+    /// Overwrites the first bytes of `version`'s text in the file, as a
+    /// disk's fault would.
+    #[cfg(test)]
+    pub fn spoil(&mut self, version: &str) {
+        let Some(&Held::Spilled { at, .. }) = self.texts.get(version) else {
+            panic!("{version} is not in the file");
+        };
+        let file = &self.spill.as_ref().expect("file").file;
+        (&*file).seek(SeekFrom::Start(at)).expect("seek");
+        (&*file).write_all(b"SPOILED").expect("write");
     }
 
     #[cfg(test)]
@@ -159,7 +222,8 @@ impl Pending {
     }
 
     /// Copies the live texts into a new file once the dead ones are many;
-    /// keeps the old file when that fails.
+    /// keeps the old file when the new one cannot be made or written. A
+    /// text that does not read back is lost (said once), not copied.
     fn compact_if_mostly_dead(&mut self) {
         let (Some(spill), Some(dir)) = (&self.spill, &self.dir) else {
             return;
@@ -173,40 +237,57 @@ impl Pending {
             .iter()
             .filter_map(|(version, held)| match *held {
                 Held::Spilled { at, len } => Some((version.as_str(), at, len)),
-                Held::Here(_) => None,
+                Held::Here(_) | Held::Lost => None,
             })
             .collect();
         live.sort_unstable_by_key(|&(_, at, _)| at);
-        let copied = live
-            .iter()
-            .map(|&(version, at, len)| spill.read(version, at, len).map(Arc::from))
-            .collect::<io::Result<Vec<Arc<str>>>>()
-            .and_then(|texts| {
-                let mut fresh = Spill::create(dir)?;
-                let pairs: Vec<(&str, &Arc<str>)> = live
-                    .iter()
-                    .zip(&texts)
-                    .map(|(&(version, _, _), text)| (version, text))
-                    .collect();
-                let places = fresh.append(&pairs)?;
-                Ok((fresh, places))
-            });
-        match copied {
-            Ok((fresh, places)) => {
-                let moved: Vec<(String, u64, usize)> = live
-                    .iter()
-                    .zip(places)
-                    .map(|(&(version, _, len), at)| (version.to_string(), at, len))
-                    .collect();
-                for (version, at, len) in moved {
-                    self.texts.insert(version, Held::Spilled { at, len });
+        let mut read: Vec<(&str, Arc<str>)> = Vec::with_capacity(live.len());
+        let mut lost: Vec<String> = Vec::new();
+        for (version, at, len) in live {
+            match spill.read(version, at, len) {
+                Ok(text) => read.push((version, Arc::from(text))),
+                Err(error) => {
+                    tracing::error!(
+                        message = "Could not read back a workflow version's text; it is not stored.",
+                        %version,
+                        %error
+                    );
+                    lost.push(version.to_string());
                 }
-                self.spill = Some(fresh);
             }
-            Err(error) => tracing::warn!(
-                message = "Could not copy the waiting workflow texts to a new file; the old one stays.",
-                %error
-            ),
+        }
+        let copied = Spill::create(dir).and_then(|mut fresh| {
+            let pairs: Vec<(&str, &Arc<str>)> = read.iter().map(|(v, t)| (*v, t)).collect();
+            let places = fresh.append(&pairs)?;
+            Ok((fresh, places))
+        });
+        let moved: Vec<(String, Held)> = match copied {
+            Ok((fresh, places)) => {
+                self.spill = Some(fresh);
+                read.iter()
+                    .zip(places)
+                    .map(|((version, text), at)| {
+                        let len = text.len();
+                        (version.to_string(), Held::Spilled { at, len })
+                    })
+                    .chain(lost.into_iter().map(|version| (version, Held::Lost)))
+                    .collect()
+            }
+            Err(error) => {
+                tracing::warn!(
+                    message = "Could not copy the waiting workflow texts to a new file; the old one stays.",
+                    %error
+                );
+                // The lost ones stop counting as the old file's live bytes.
+                drop(read);
+                for version in lost {
+                    self.lose(&version);
+                }
+                return;
+            }
+        };
+        for (version, held) in moved {
+            self.texts.insert(version, held);
         }
     }
 }
@@ -301,7 +382,12 @@ mod tests {
     }
 
     fn read(pending: &mut Pending, version: &str) -> Arc<str> {
-        pending.text(version).expect("waiting").expect("read back")
+        match pending.text(version) {
+            Some(Text::Waiting(text)) => text,
+            Some(Text::Unreadable(error)) => panic!("{version}: {error}"),
+            Some(Text::Lost) => panic!("{version}: lost"),
+            None => panic!("{version}: not waiting"),
+        }
     }
 
     /// With a folder, a held text is not kept in memory (the caller's copy
@@ -331,6 +417,37 @@ mod tests {
         let spill = pending.spill.as_ref().expect("file");
         assert_eq!((spill.end, spill.live), (0, 0));
         assert_eq!(spill.file.metadata().expect("metadata").len(), 0);
+        // Texts held after that are written from the start and read back.
+        let next: Vec<_> = (100..110).map(text).collect();
+        hold(&mut pending, &next);
+        for (version, text) in &next {
+            assert_eq!(&*read(&mut pending, version), &**text);
+        }
+        let spill = pending.spill.as_ref().expect("file");
+        let bytes: u64 = next.iter().map(|(_, t)| t.len() as u64).sum();
+        assert_eq!((spill.end, spill.live), (bytes, bytes));
+    }
+
+    /// Two files with the same bytes are one version: its text is written
+    /// and counted once, and the file empties once it is stored.
+    #[test]
+    fn a_version_twice_in_a_load_is_written_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
+        let (version, text) = text(7);
+        let twin = Arc::clone(&text);
+        hold(
+            &mut pending,
+            &[(version.clone(), text.clone()), (version.clone(), twin)],
+        );
+        let spill = pending.spill.as_ref().expect("file");
+        assert_eq!(
+            (spill.end, spill.live),
+            (text.len() as u64, text.len() as u64)
+        );
+        pending.remove(&version);
+        let spill = pending.spill.as_ref().expect("file");
+        assert_eq!((spill.end, spill.live), (0, 0));
     }
 
     /// A text whose bytes changed in the file is refused, not served as its
@@ -347,14 +464,19 @@ mod tests {
         let file = &pending.spill.as_ref().expect("file").file;
         (&*file).seek(SeekFrom::Start(at)).expect("seek");
         (&*file).write_all(b"TITLE").expect("write");
-        let error = pending
-            .text(&texts[1].0)
-            .expect("waiting")
-            .expect_err("changed");
+        let Some(Text::Unreadable(error)) = pending.text(&texts[1].0) else {
+            panic!("a changed text is unreadable");
+        };
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("changed on disk"), "{error}");
+        // Lost from then on (said once), the others unharmed.
+        assert!(matches!(pending.text(&texts[1].0), Some(Text::Lost)));
+        assert!(pending.is_lost(&texts[1].0));
         assert_eq!(&*read(&mut pending, &texts[0].0), &*texts[0].1);
         assert_eq!(&*read(&mut pending, &texts[2].0), &*texts[2].1);
+        // A load that brings the version again holds its text again.
+        hold(&mut pending, &texts);
+        assert_eq!(&*read(&mut pending, &texts[1].0), &*texts[1].1);
     }
 
     /// Reloads that each bring new versions while the old ones get stored
@@ -366,6 +488,8 @@ mod tests {
         let mut pending = Pending::new(Some(dir.path().to_path_buf()));
         let never_run: Vec<_> = (0..50).map(text).collect();
         hold(&mut pending, &never_run);
+        // One of them spoiled on disk: lost at the first copy, not copied.
+        pending.spoil(&never_run[0].0);
         let mut largest = 0;
         for reload in 0..200 {
             let batch: Vec<_> = (0..100).map(|i| text(1000 + reload * 100 + i)).collect();
@@ -383,7 +507,8 @@ mod tests {
             }
         }
         assert!(largest > COMPACT_PAST, "the bound was reached: {largest}");
-        for (version, text) in &never_run {
+        assert!(pending.is_lost(&never_run[0].0));
+        for (version, text) in &never_run[1..] {
             assert_eq!(&*read(&mut pending, version), &**text);
         }
     }
