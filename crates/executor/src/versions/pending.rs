@@ -381,6 +381,17 @@ mod tests {
         pending.hold(&pairs);
     }
 
+    /// A file in a fresh folder holding the texts of `numbers`.
+    fn on_disk(
+        numbers: std::ops::Range<usize>,
+    ) -> (tempfile::TempDir, Pending, Vec<(String, Arc<str>)>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
+        let texts: Vec<_> = numbers.map(text).collect();
+        hold(&mut pending, &texts);
+        (dir, pending, texts)
+    }
+
     fn read(pending: &mut Pending, version: &str) -> Arc<str> {
         match pending.text(version) {
             Some(Text::Waiting(text)) => text,
@@ -395,10 +406,7 @@ mod tests {
     /// in the folder.
     #[test]
     fn texts_wait_on_disk_not_in_memory() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
-        let texts: Vec<_> = (0..100).map(text).collect();
-        hold(&mut pending, &texts);
+        let (dir, mut pending, texts) = on_disk(0..100);
         for (version, text) in &texts {
             assert_eq!(Arc::strong_count(text), 1, "not held in memory");
             assert_eq!(&*read(&mut pending, version), &**text);
@@ -454,10 +462,7 @@ mod tests {
     /// version.
     #[test]
     fn a_text_changed_on_disk_is_refused() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
-        let texts: Vec<_> = (0..3).map(text).collect();
-        hold(&mut pending, &texts);
+        let (_dir, mut pending, texts) = on_disk(0..3);
         let Some(&Held::Spilled { at, .. }) = pending.texts.get(&texts[1].0) else {
             panic!("spilled");
         };
@@ -484,10 +489,7 @@ mod tests {
     /// live ones are copied to a new file, and all read back.
     #[test]
     fn the_file_stays_near_its_live_texts() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
-        let never_run: Vec<_> = (0..50).map(text).collect();
-        hold(&mut pending, &never_run);
+        let (_dir, mut pending, never_run) = on_disk(0..50);
         // One of them spoiled on disk: lost at the first copy, not copied.
         pending.spoil(&never_run[0].0);
         let mut largest = 0;
@@ -518,10 +520,7 @@ mod tests {
     /// as written, and texts written before still read back.
     #[test]
     fn texts_that_cannot_be_written_wait_in_memory() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut pending = Pending::new(Some(dir.path().to_path_buf()));
-        let before: Vec<_> = (0..3).map(text).collect();
-        hold(&mut pending, &before);
+        let (dir, mut pending, before) = on_disk(0..3);
         let spill = pending.spill.as_mut().expect("file");
         let end = spill.end;
         let read_only = dir.path().join("read-only");
