@@ -50,8 +50,9 @@ impl Versions {
             .map(str::to_string)
             .collect();
         for version in gone {
-            // A lost text no longer served is let go (as the old in-memory
-            // texts were once stored): the waiting set stays bounded.
+            // A lost text no longer served is let go, so that reloads do
+            // not pile lost versions up; one the store refused stays, to be
+            // tried again at the next load.
             if !self.store_waiting(&mut pending, &version) && pending.is_lost(&version) {
                 pending.remove(&version);
             }
