@@ -693,10 +693,12 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
         }
         admitted.push(sender);
     };
-    let (status, retry, body) = refused;
-    assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
-    let error: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(error["error"], "store_unavailable", "{body}");
+    let assert_refused = |(status, retry, body): (u16, Option<String>, String)| {
+        assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
+        let error: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(error["error"], "store_unavailable", "{body}");
+    };
+    assert_refused(refused);
     // A refusal slower than the 150 ms above (a busy machine) looked
     // admitted: what has finished while the table is still locked was
     // refused, as an admitted request waits for its commit.
@@ -705,10 +707,7 @@ fn a_database_that_stops_answering_refuses_new_requests_past_the_backlog() {
         .into_iter()
         .partition(|sender| sender.is_finished());
     for sender in late {
-        let (status, retry, body) = sender.join().expect("sender");
-        assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
-        let error: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        assert_eq!(error["error"], "store_unavailable", "{body}");
+        assert_refused(sender.join().expect("sender"));
     }
     assert!(
         admitted.len() > bound && admitted.len() <= bound + 3,
