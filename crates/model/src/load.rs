@@ -413,20 +413,21 @@ pub fn is_test_file(path: &Path) -> bool {
 
 /// Two workflows pinning the same key: neither is served.
 pub fn check_pinned_keys(catalog: &mut Catalog) {
-    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for f in catalog.files.values() {
-        if let Some(key) = f
-            .workflow
-            .as_ref()
-            .and_then(|w| w.trigger.pinned_key.as_deref())
-        {
-            by_key.entry(key).or_default().push(&f.id);
-        }
-    }
-    let colliding: Vec<Vec<String>> = by_key
-        .into_values()
+    // Sorted pairs rather than a map of lists: with 10,000 pinned keys the
+    // map allocated a list for each.
+    let mut pinned: Vec<(&str, &str)> = catalog
+        .files
+        .values()
+        .filter_map(|f| {
+            let key = f.workflow.as_ref()?.trigger.pinned_key.as_deref()?;
+            Some((key, f.id.as_str()))
+        })
+        .collect();
+    pinned.sort_unstable();
+    let colliding: Vec<Vec<String>> = pinned
+        .chunk_by(|a, b| a.0 == b.0)
         .filter(|ids| ids.len() > 1)
-        .map(|ids| ids.into_iter().map(str::to_string).collect())
+        .map(|ids| ids.iter().map(|(_, id)| id.to_string()).collect())
         .collect();
     for ids in &colliding {
         for id in ids {

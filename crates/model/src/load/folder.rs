@@ -166,11 +166,16 @@ fn load_all(
         }
         files
     });
-    named
-        .into_iter()
-        .zip(files.iter_mut())
-        .filter_map(|((id, path), file)| file.take().map(|file| (id, path, file)))
-        .collect()
+    // Sized once: with 10,000 files, growing it by doubling copied the
+    // loaded files about twice over.
+    let mut loaded = Vec::with_capacity(named.len());
+    loaded.extend(
+        named
+            .into_iter()
+            .zip(files.iter_mut())
+            .filter_map(|((id, path), file)| file.take().map(|file| (id, path, file))),
+    );
+    loaded
 }
 
 /// The largest workflow file read: one dropped into the watched folder by
@@ -180,7 +185,7 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Reads, parses and compiles one file; its modification time and size are
 /// taken from the file as it was opened (what [`LoadedFile::stamp`] says).
 pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
-    let read = std::fs::File::open(path).and_then(|mut file| {
+    let read = std::fs::File::open(path).and_then(|file| {
         let meta = file.metadata()?;
         let stamp = FileStamp {
             modified: meta.modified().ok(),
@@ -198,7 +203,12 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
         bytes
             .try_reserve_exact(usize::try_from(meta.len()).unwrap_or(0))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        file.read_to_end(&mut bytes)?;
+        // At most the length just taken from the open file: a `File`'s own
+        // `read_to_end` asks the size and position again and reads once
+        // more to find the end (seven system calls a file where four do);
+        // once `len` bytes are in, `Take` answers the end itself. A file
+        // written meanwhile changes its stamp: the watcher loads it again.
+        (&file).take(meta.len()).read_to_end(&mut bytes)?;
         Ok((bytes, stamp))
     });
     match read {

@@ -42,8 +42,7 @@ pub(super) fn parse(text: &str) -> Option<Yaml> {
     if !matches!(reader.next()?.0, Event::DocumentStart(_, None)) {
         return None;
     }
-    let (event, span) = reader.next()?;
-    let root = reader.node(event, &span, 0)?;
+    let root = reader.node(0)?;
     if !matches!(reader.next()?.0, Event::DocumentEnd) {
         return None;
     }
@@ -65,21 +64,28 @@ impl<'a> Reader<'a> {
         self.parser.next_event()?.ok()
     }
 
-    fn node(&mut self, event: Event<'a>, span: &Span, depth: usize) -> Option<Yaml> {
+    /// The node that starts with the next event.
+    fn node(&mut self, depth: usize) -> Option<Yaml> {
+        self.item(depth)?
+    }
+
+    /// The node that starts with the next event, or `Some(None)` when that
+    /// event ends a sequence. The event is taken and matched in this frame:
+    /// an event and its span are 256 bytes, and handing them from frame to
+    /// frame copied them again for each of a file's ~150 events.
+    fn item(&mut self, depth: usize) -> Option<Option<Yaml>> {
+        let (event, span) = self.next()?;
         self.nodes += 1;
         if self.nodes > MAX_NODES || depth > MAX_DEPTH {
             return None;
         }
         let kind = match event {
             Event::Scalar(value, style, 0, None) => scalar(value, style)?,
+            Event::SequenceEnd => return Some(None),
             Event::SequenceStart(_, 0, None) => {
                 let mut items = Vec::new();
-                loop {
-                    let (event, span) = self.next()?;
-                    if matches!(event, Event::SequenceEnd) {
-                        break;
-                    }
-                    items.push(self.node(event, &span, depth + 1)?);
+                while let Some(item) = self.item(depth + 1)? {
+                    items.push(item);
                 }
                 YamlKind::Seq(items)
             }
@@ -98,18 +104,17 @@ impl<'a> Reader<'a> {
                     {
                         return None;
                     }
-                    let (event, span) = self.next()?;
-                    let value = self.node(event, &span, depth + 1)?;
+                    let value = self.node(depth + 1)?;
                     entries.push((key, pos(&key_span), value));
                 }
                 YamlKind::Map(entries)
             }
             _ => return None,
         };
-        Some(Yaml {
-            pos: pos(span),
+        Some(Some(Yaml {
+            pos: pos(&span),
             kind,
-        })
+        }))
     }
 }
 
