@@ -118,7 +118,14 @@ pub fn webhook_key(path: &str) -> Option<&str> {
 
 /// The webhook URL of a key.
 pub fn webhook_url(public_url: &str, key: &str) -> String {
-    format!("{}{}", public_url.trim_end_matches('/'), webhook_path(key))
+    // Written into one string: a registry makes one for every workflow.
+    let base = public_url.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + WEBHOOK_PREFIX.len() + 1 + key.len());
+    url.push_str(base);
+    url.push_str(WEBHOOK_PREFIX);
+    url.push('/');
+    url.push_str(key);
+    url
 }
 
 impl Registry {
@@ -145,6 +152,7 @@ impl Registry {
         let mut registry = Registry {
             other: catalog.other.clone(),
             listing: Vec::with_capacity(catalog.files.len()),
+            by_key: HashMap::with_capacity(catalog.files.len()),
             ..Registry::default()
         };
         let mut workflows = HashMap::with_capacity(catalog.files.len());
@@ -283,4 +291,18 @@ fn credentials(workflow: &Workflow) -> Result<Option<Credentials>, String> {
         return Err("the Basic password is empty".into());
     }
     Ok(Some(SecretDigest::of(&[user.as_bytes(), pass.as_bytes()])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL is the public base (a trailing slash or not) and the route.
+    #[test]
+    fn a_webhook_url_is_the_base_and_the_route() {
+        let want = "https://hooks.example.com/api/webhook:trigger/k1";
+        assert_eq!(webhook_url("https://hooks.example.com", "k1"), want);
+        assert_eq!(webhook_url("https://hooks.example.com/", "k1"), want);
+        assert_eq!(webhook_key(&webhook_path("k1")), Some("k1"));
+    }
 }
