@@ -127,12 +127,46 @@ impl Service {
     /// Builds a registry from `catalog` (keeping last good versions) and publishes it.
     fn install(&self, catalog: &Catalog) -> Result<(), String> {
         let previous = self.registry();
-        let registry = Registry::build(
-            catalog,
-            Some(&previous),
-            self.keys.as_ref(),
-            &self.settings.public_url,
-        )?;
+        // Every version served is in the store before it is current (the
+        // last good version of a file that now has errors was stored when
+        // it loaded).
+        let versions: Vec<(&hookflow_model::runtime::Workflow, Arc<str>)> = catalog
+            .files
+            .values()
+            .filter_map(|file| match (&file.workflow, &file.source) {
+                (Some(workflow), Some(source)) => Some((workflow.as_ref(), source.clone())),
+                _ => None,
+            })
+            .collect();
+        // The texts go to the store (or wait in its folder) on a thread of
+        // their own while this one builds the registry: neither needs the
+        // other, and at start-up the loaders are done and a core is free
+        // (10,000 workflows: ~10 ms of a first start's ~90 ms serial tail;
+        // with PostgreSQL, its round trips). A registry that cannot be
+        // built leaves the versions stored (or held) and nothing published;
+        // the next publish stores what it does not serve and lets it go.
+        let registry = std::thread::scope(|scope| {
+            let stored = std::thread::Builder::new()
+                .name("hookflow-versions".into())
+                .spawn_scoped(scope, || self.executor.store_versions(&versions));
+            let registry = Registry::build(
+                catalog,
+                Some(&previous),
+                self.keys.as_ref(),
+                &self.settings.public_url,
+            );
+            match stored {
+                Ok(stored) => {
+                    if let Err(panic) = stored.join() {
+                        // A bug in storing; let it surface as one.
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                // No thread to be had: stored here.
+                Err(_) => self.executor.store_versions(&versions),
+            }
+            registry
+        })?;
         let (loaded, invalid, disabled) = registry.counts();
         self.executor
             .metrics()
@@ -146,18 +180,6 @@ impl Service {
                 .values()
                 .flat_map(|w| secret_strings(&w.secret_values())),
         );
-        // Every version served is in the store before it is current (the
-        // last good version of a file that now has errors was stored when
-        // it loaded).
-        let versions: Vec<(&hookflow_model::runtime::Workflow, Arc<str>)> = catalog
-            .files
-            .values()
-            .filter_map(|file| match (&file.workflow, &file.source) {
-                (Some(workflow), Some(source)) => Some((workflow.as_ref(), source.clone())),
-                _ => None,
-            })
-            .collect();
-        self.executor.store_versions(&versions);
         self.executor.publish(registry.workflows.clone());
         if let Ok(mut reports) = self.reports.lock() {
             reports.log_refused(&registry.refused);
