@@ -42,7 +42,7 @@ use hookflow_model::{load_dir, Catalog, LoadOptions, SecretPolicy};
 use hookflow_store::{KeyFile, KeyStore};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -85,6 +85,8 @@ pub struct Service {
     retry_keys: retry::Retrying,
     /// Turns for taking in large bodies off the HTTP workers.
     large_bodies: intake::LargeBodies,
+    /// The folder's fingerprint as the first load read it (`reload`).
+    first_load: AtomicU64,
 }
 
 impl Service {
@@ -107,8 +109,12 @@ impl Service {
             retrying: tokio::sync::Mutex::new(()),
             retry_keys: retry::Retrying::default(),
             large_bodies: intake::LargeBodies::default(),
+            first_load: AtomicU64::new(0),
         });
         let catalog = service.load_catalog();
+        service
+            .first_load
+            .store(reload::loaded_fingerprint(&catalog), Ordering::Relaxed);
         service.install(&catalog)?;
         Ok(service)
     }
@@ -141,7 +147,7 @@ impl Service {
         // The texts go to the store (or wait in its folder) on a thread of
         // their own while this one builds the registry: neither needs the
         // other, and at start-up the loaders are done and a core is free
-        // (10,000 workflows: ~10 ms of a first start's ~90 ms serial tail;
+        // (10,000 workflows: ~10 ms of a first start's serial tail;
         // with PostgreSQL, its round trips). A registry that cannot be
         // built leaves the versions stored (or held) and nothing published;
         // the next publish stores what it does not serve and lets it go.
@@ -186,6 +192,11 @@ impl Service {
         }
         self.registry.set(Arc::new(registry));
         Ok(())
+    }
+
+    /// The folder's fingerprint as the first load read it.
+    fn first_load_fingerprint(&self) -> u64 {
+        self.first_load.load(Ordering::Relaxed)
     }
 
     /// Where everything is counted (`/metrics`).

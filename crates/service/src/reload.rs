@@ -2,10 +2,12 @@
 //! poll) and reinstalls it when a file changes.
 
 use crate::Service;
+use hookflow_model::Catalog;
+use std::ffi::OsStr;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The folder's state in one number: a digest of each workflow file's
 /// name, mtime and size, summed (the order of the listing does not matter,
@@ -26,13 +28,33 @@ fn fingerprint(dir: &Path) -> u64 {
                 Ok(t) if !t.is_symlink() => e.metadata().ok(),
                 _ => std::fs::metadata(e.path()).ok(),
             };
-            let mut digest = std::hash::DefaultHasher::new();
-            name.hash(&mut digest);
-            meta.as_ref()
-                .and_then(|m| m.modified().ok())
-                .hash(&mut digest);
-            meta.map_or(0, |m| m.len()).hash(&mut digest);
-            Some(digest.finish())
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            Some(digest(&name, modified, meta.map_or(0, |m| m.len())))
+        })
+        .fold(0, u64::wrapping_add)
+}
+
+/// One workflow file's share of a fingerprint.
+fn digest(name: &OsStr, modified: Option<SystemTime>, len: u64) -> u64 {
+    let mut digest = std::hash::DefaultHasher::new();
+    name.hash(&mut digest);
+    modified.hash(&mut digest);
+    len.hash(&mut digest);
+    digest.finish()
+}
+
+/// The fingerprint of the folder as `catalog` read it, from each file's
+/// stamp (taken from the file as it was opened): [`fingerprint`]'s, unless
+/// a file changed after it was read. Files the load could not stamp (not
+/// readable) or dropped (an id taken by another file) are not in it: while
+/// there are such files, the first look sees a change and loads once more.
+pub(crate) fn loaded_fingerprint(catalog: &Catalog) -> u64 {
+    catalog
+        .files
+        .values()
+        .filter_map(|file| {
+            let stamp = file.stamp?;
+            Some(digest(file.path.file_name()?, stamp.modified, stamp.len))
         })
         .fold(0, u64::wrapping_add)
 }
@@ -125,8 +147,32 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
     let changed = Arc::new(tokio::sync::Notify::new());
     let mut events = Events::default();
     events.renew(&dir, &changed);
-    let (mut last, mut took) = look(&dir).await.unwrap_or_default();
+    // The folder as the first load read it, not as the first look finds
+    // it: a file written during that load (no events were watched yet)
+    // makes the two differ, and is loaded again now. A reload's own look
+    // comes before its load, so a write during a reload is seen the same way.
+    let mut last = service.first_load_fingerprint();
+    let (mut now, mut took) = look(&dir).await.unwrap_or_default();
     loop {
+        if now != last {
+            last = now;
+            // Subscribed again at each change: a folder replaced (or a link
+            // to it swapped) gives its events from the new one on.
+            events.renew(&dir, &changed);
+            let reloading = service.clone();
+            let reloaded = tokio::task::spawn_blocking(move || {
+                let catalog = reloading.load_catalog();
+                reloading.install(&catalog).map(|()| catalog.files.len())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match reloaded {
+                Ok(files) => tracing::info!(message = "Workflows reloaded.", files),
+                Err(error) => {
+                    tracing::error!(message = "Reload failed; still serving the previous workflows.", %error)
+                }
+            }
+        }
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(SETTLE).await,
             () = tokio::time::sleep(paced(every, took)) => {}
@@ -134,34 +180,13 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
         if service.is_shutting_down() {
             return;
         }
-        let now;
         (now, took) = look(&dir).await.unwrap_or_default();
-        if now == last {
-            continue;
-        }
-        last = now;
-        // Subscribed again at each change: a folder replaced (or a link to
-        // it swapped) gives its events from the new one on.
-        events.renew(&dir, &changed);
-        let reloading = service.clone();
-        let reloaded = tokio::task::spawn_blocking(move || {
-            let catalog = reloading.load_catalog();
-            reloading.install(&catalog).map(|()| catalog.files.len())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match reloaded {
-            Ok(files) => tracing::info!(message = "Workflows reloaded.", files),
-            Err(error) => {
-                tracing::error!(message = "Reload failed; still serving the previous workflows.", %error)
-            }
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{fingerprint, paced, Events};
+    use super::{fingerprint, loaded_fingerprint, paced, Events};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -237,24 +262,13 @@ mod tests {
             format!("title: W\nenabled: true\ntrigger: {{ type: webhook, mode: sync }}\nnodes:\n  - type: response\n    body: {body}\n")
         };
         std::fs::write(workflows.join("w.yaml"), yaml("v0")).expect("write");
-        let store = Arc::new(hookflow_store::MemoryStore::new());
-        let executor =
-            hookflow_executor::Executor::new(store, Default::default()).expect("executor");
-        let settings = crate::Settings {
-            workflows_dir: workflows.clone(),
-            data_dir: dir.path().join("data"),
-            public_url: "http://127.0.0.1:1".into(),
-            shutdown_grace: Duration::from_secs(1),
-            reload_every: Duration::from_secs(60),
-            retention: Duration::from_secs(3600),
-        };
-        let service = crate::Service::load(settings, executor).expect("loads");
+        let service = polled_a_minute_apart(&workflows, &dir.path().join("data"));
         let first = service.registry().workflows["w"].version.clone();
         // This thread's copy of the registry is made now: it must follow the reload.
         assert_eq!(service.local_registry().workflows["w"].version, first);
         let _background = service.start_background();
-        // An edit made before the watch's first look is part of what it
-        // starts from; so edits go on until one is served, each given 2 s.
+        // Edits go on until one is served, each given 2 s (one made before
+        // the watch subscribes is found by its first look instead).
         let mut served = false;
         for n in 1..=5 {
             std::fs::write(workflows.join("w.yaml"), yaml(&format!("v{n}"))).expect("write");
@@ -275,6 +289,77 @@ mod tests {
             }
         }
         assert!(served, "no edit served within 10 s; the poll is 60 s apart");
+    }
+
+    /// A service over `workflows`, its poll a minute apart.
+    fn polled_a_minute_apart(
+        workflows: &std::path::Path,
+        data: &std::path::Path,
+    ) -> Arc<crate::Service> {
+        let store = Arc::new(hookflow_store::MemoryStore::new());
+        let executor =
+            hookflow_executor::Executor::new(store, Default::default()).expect("executor");
+        let settings = crate::Settings {
+            workflows_dir: workflows.to_path_buf(),
+            data_dir: data.to_path_buf(),
+            public_url: "http://127.0.0.1:1".into(),
+            shutdown_grace: Duration::from_secs(1),
+            reload_every: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+        };
+        crate::Service::load(settings, executor).expect("loads")
+    }
+
+    /// A file written after the first load read it and before the watch
+    /// began (no events watched yet, the poll a minute apart) is loaded at
+    /// the watch's first look. Before, that look was where the watch
+    /// started from, and the file stayed as first read until its next edit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_written_during_the_first_load_is_loaded_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workflows = dir.path().join("workflows");
+        std::fs::create_dir(&workflows).expect("mkdir");
+        let yaml = |title: &str| {
+            format!("title: {title}\nenabled: true\ntrigger: {{ type: webhook, mode: sync }}\n")
+        };
+        std::fs::write(workflows.join("w.yaml"), yaml("first")).expect("write");
+        let service = polled_a_minute_apart(&workflows, &dir.path().join("data"));
+        assert_eq!(service.registry().workflows["w"].title, "first");
+        std::fs::write(workflows.join("w.yaml"), yaml("written meanwhile")).expect("write");
+        let _background = service.start_background();
+        let mut title = String::new();
+        for _ in 0..100 {
+            title.clone_from(&service.registry().workflows["w"].title);
+            if title != "first" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(title, "written meanwhile", "not loaded again within 10 s");
+    }
+
+    /// A folder as its load read it has the fingerprint a look finds (no
+    /// reload at start for nothing), and not once a file changed since.
+    #[test]
+    fn a_folder_as_loaded_has_the_fingerprint_a_look_finds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path();
+        std::fs::write(folder.join("a.yaml"), "title: a\n").expect("write");
+        std::fs::write(folder.join("b.yml"), "title: b\nbogus: 1\n").expect("write");
+        std::fs::write(folder.join("notes.txt"), "x").expect("write");
+        let load = || {
+            hookflow_model::load_dir(
+                folder,
+                &hookflow_model::LoadOptions {
+                    secrets: hookflow_model::SecretPolicy::Warn,
+                    env: &|_| None,
+                },
+            )
+        };
+        assert_eq!(loaded_fingerprint(&load()), fingerprint(folder));
+        let loaded = load();
+        std::fs::write(folder.join("a.yaml"), "title: a, changed\n").expect("write");
+        assert_ne!(loaded_fingerprint(&loaded), fingerprint(folder));
     }
 
     /// A change is seen in a file, in a new or removed file, and in a file

@@ -75,13 +75,16 @@ impl<'a> Reader<'a> {
     /// frame copied them again for each of a file's ~150 events.
     fn item(&mut self, depth: usize) -> Option<Option<Yaml>> {
         let (event, span) = self.next()?;
+        // A sequence's end is not a node: neither counted nor nested.
+        if matches!(event, Event::SequenceEnd) {
+            return Some(None);
+        }
         self.nodes += 1;
         if self.nodes > MAX_NODES || depth > MAX_DEPTH {
             return None;
         }
         let kind = match event {
             Event::Scalar(value, style, 0, None) => scalar(value, style)?,
-            Event::SequenceEnd => return Some(None),
             Event::SequenceStart(_, 0, None) => {
                 let mut items = Vec::new();
                 while let Some(item) = self.item(depth + 1)? {

@@ -225,6 +225,20 @@ fn the_quick_tree_reads_a_scalar_only_as_the_full_tree_does() {
     assert!(Yaml::parse_quick("title: a\ncount: 3\nok: true\nlist: [x, 'y']\n").is_some());
 }
 
+/// The quick path's limits count nodes and nesting, not a sequence's end:
+/// an empty list at the deepest level it reads, and a list of as many
+/// nodes as it reads, are read quickly, as the full path reads them; one
+/// more of either is left to the full path.
+#[test]
+fn a_sequences_end_is_not_a_node_for_the_quick_paths_limits() {
+    let nested = |depth: usize| format!("{}[]{}", "[".repeat(depth), "]".repeat(depth));
+    assert!(assert_quick_is_full(&nested(48), "an empty list 48 deep"));
+    assert!(Yaml::parse_quick(&nested(49)).is_none());
+    let items = |count: usize| format!("[{}a]", "a, ".repeat(count - 1));
+    assert!(assert_quick_is_full(&items(99_999), "a list of 99,999"));
+    assert!(Yaml::parse_quick(&items(100_000)).is_none());
+}
+
 /// The parser's error for `text`: position and message.
 fn syntax_error(text: &str) -> (u32, u32, String) {
     let e = Yaml::parse(text).expect_err("a syntax error");
