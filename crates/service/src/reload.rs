@@ -255,14 +255,10 @@ mod tests {
     /// folder's events reload it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_edit_is_served_without_waiting_for_the_poll() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let workflows = dir.path().join("workflows");
-        std::fs::create_dir(&workflows).expect("mkdir");
         let yaml = |body: &str| {
             format!("title: W\nenabled: true\ntrigger: {{ type: webhook, mode: sync }}\nnodes:\n  - type: response\n    body: {body}\n")
         };
-        std::fs::write(workflows.join("w.yaml"), yaml("v0")).expect("write");
-        let service = polled_a_minute_apart(&workflows, &dir.path().join("data"));
+        let (_dir, workflows, service) = serving(&yaml("v0"));
         let first = service.registry().workflows["w"].version.clone();
         // This thread's copy of the registry is made now: it must follow the reload.
         assert_eq!(service.local_registry().workflows["w"].version, first);
@@ -291,23 +287,27 @@ mod tests {
         assert!(served, "no edit served within 10 s; the poll is 60 s apart");
     }
 
-    /// A service over `workflows`, its poll a minute apart.
-    fn polled_a_minute_apart(
-        workflows: &std::path::Path,
-        data: &std::path::Path,
-    ) -> Arc<crate::Service> {
+    /// A service over a new folder whose one workflow, `w.yaml`, is
+    /// `text`; its poll a minute apart. The temporary folder holds both
+    /// the workflows folder and the data folder.
+    fn serving(text: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<crate::Service>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workflows = dir.path().join("workflows");
+        std::fs::create_dir(&workflows).expect("mkdir");
+        std::fs::write(workflows.join("w.yaml"), text).expect("write");
         let store = Arc::new(hookflow_store::MemoryStore::new());
         let executor =
             hookflow_executor::Executor::new(store, Default::default()).expect("executor");
         let settings = crate::Settings {
-            workflows_dir: workflows.to_path_buf(),
-            data_dir: data.to_path_buf(),
+            workflows_dir: workflows.clone(),
+            data_dir: dir.path().join("data"),
             public_url: "http://127.0.0.1:1".into(),
             shutdown_grace: Duration::from_secs(1),
             reload_every: Duration::from_secs(60),
             retention: Duration::from_secs(3600),
         };
-        crate::Service::load(settings, executor).expect("loads")
+        let service = crate::Service::load(settings, executor).expect("loads");
+        (dir, workflows, service)
     }
 
     /// A file written after the first load read it and before the watch
@@ -316,14 +316,10 @@ mod tests {
     /// started from, and the file stayed as first read until its next edit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_file_written_during_the_first_load_is_loaded_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let workflows = dir.path().join("workflows");
-        std::fs::create_dir(&workflows).expect("mkdir");
         let yaml = |title: &str| {
             format!("title: {title}\nenabled: true\ntrigger: {{ type: webhook, mode: sync }}\n")
         };
-        std::fs::write(workflows.join("w.yaml"), yaml("first")).expect("write");
-        let service = polled_a_minute_apart(&workflows, &dir.path().join("data"));
+        let (_dir, workflows, service) = serving(&yaml("first"));
         assert_eq!(service.registry().workflows["w"].title, "first");
         std::fs::write(workflows.join("w.yaml"), yaml("written meanwhile")).expect("write");
         let _background = service.start_background();
