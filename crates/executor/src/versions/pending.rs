@@ -463,12 +463,7 @@ mod tests {
     #[test]
     fn a_text_changed_on_disk_is_refused() {
         let (_dir, mut pending, texts) = on_disk(0..3);
-        let Some(&Held::Spilled { at, .. }) = pending.texts.get(&texts[1].0) else {
-            panic!("spilled");
-        };
-        let file = &pending.spill.as_ref().expect("file").file;
-        (&*file).seek(SeekFrom::Start(at)).expect("seek");
-        (&*file).write_all(b"TITLE").expect("write");
+        pending.spoil(&texts[1].0);
         let Some(Text::Unreadable(error)) = pending.text(&texts[1].0) else {
             panic!("a changed text is unreadable");
         };
