@@ -67,8 +67,9 @@ pub struct LoadedFile {
     /// Declared secrets not set in the environment, in the order declared
     /// (each also has its diagnostic, [`unset_secret_message`]).
     pub unset_secrets: Vec<String>,
-    /// The file's modification time and size as it was read (`None` when
-    /// loaded from a text, or when it could not be read).
+    /// The file's modification time and size as it was read: from the open
+    /// file, or from the path when it could not be opened (`None` when
+    /// loaded from a text, or when neither could be had).
     pub stamp: Option<FileStamp>,
 }
 
@@ -106,6 +107,11 @@ pub struct Catalog {
     pub files: BTreeMap<String, LoadedFile>,
     /// Problems that belong to no single workflow (unreadable folder, bad file names).
     pub other: Vec<Diagnostic>,
+    /// The folder's other entries with a workflow file's name, as the load
+    /// saw them: a file whose id another file took, a link to nothing, a
+    /// folder or a pipe (so that the watcher's first look finds the folder
+    /// as loaded).
+    pub unheld: Vec<(PathBuf, Option<FileStamp>)>,
 }
 
 impl Catalog {

@@ -44,17 +44,23 @@ fn digest(name: &OsStr, modified: Option<SystemTime>, len: u64) -> u64 {
 }
 
 /// The fingerprint of the folder as `catalog` read it, from each file's
-/// stamp (taken from the file as it was opened): [`fingerprint`]'s, unless
-/// a file changed after it was read. Files the load could not stamp (not
-/// readable) or dropped (an id taken by another file) are not in it: while
-/// there are such files, the first look sees a change and loads once more.
+/// stamp (taken from the file as it was opened) and those of the entries
+/// it holds no file for (a file whose id another took, a link to nothing):
+/// [`fingerprint`]'s, unless a file changed after it was read. An entry
+/// without a stamp counts as a look counts one it cannot read.
 pub(crate) fn loaded_fingerprint(catalog: &Catalog) -> u64 {
     catalog
         .files
         .values()
-        .filter_map(|file| {
-            let stamp = file.stamp?;
-            Some(digest(file.path.file_name()?, stamp.modified, stamp.len))
+        .map(|file| (&file.path, file.stamp))
+        .chain(catalog.unheld.iter().map(|(path, stamp)| (path, *stamp)))
+        .filter_map(|(path, stamp)| {
+            let modified = stamp.and_then(|s| s.modified);
+            Some(digest(
+                path.file_name()?,
+                modified,
+                stamp.map_or(0, |s| s.len),
+            ))
         })
         .fold(0, u64::wrapping_add)
 }
@@ -187,6 +193,8 @@ pub async fn watch(service: Arc<Service>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::{fingerprint, loaded_fingerprint, paced, Events};
+    use hookflow_model::Catalog;
+    use std::path::Path;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -334,28 +342,72 @@ mod tests {
         assert_eq!(title, "written meanwhile", "not loaded again within 10 s");
     }
 
+    /// The folder loaded as a server loads it.
+    fn load(folder: &Path) -> Catalog {
+        hookflow_model::load_dir(
+            folder,
+            &hookflow_model::LoadOptions {
+                secrets: hookflow_model::SecretPolicy::Warn,
+                env: &|_| None,
+            },
+        )
+    }
+
     /// A folder as its load read it has the fingerprint a look finds (no
     /// reload at start for nothing), and not once a file changed since.
     #[test]
     fn a_folder_as_loaded_has_the_fingerprint_a_look_finds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = dir.path();
-        std::fs::write(folder.join("a.yaml"), "title: a\n").expect("write");
-        std::fs::write(folder.join("b.yml"), "title: b\nbogus: 1\n").expect("write");
-        std::fs::write(folder.join("notes.txt"), "x").expect("write");
-        let load = || {
-            hookflow_model::load_dir(
-                folder,
-                &hookflow_model::LoadOptions {
-                    secrets: hookflow_model::SecretPolicy::Warn,
-                    env: &|_| None,
-                },
-            )
-        };
-        assert_eq!(loaded_fingerprint(&load()), fingerprint(folder));
-        let loaded = load();
+        let files = [
+            ("a.yaml", "title: a\n"),
+            ("b.yml", "title: b\nbogus: 1\n"),
+            ("notes.txt", "x"),
+        ];
+        for (name, text) in files {
+            std::fs::write(folder.join(name), text).expect("write");
+        }
+        assert_eq!(loaded_fingerprint(&load(folder)), fingerprint(folder));
+        let loaded = load(folder);
         std::fs::write(folder.join("a.yaml"), "title: a, changed\n").expect("write");
         assert_ne!(loaded_fingerprint(&loaded), fingerprint(folder));
+    }
+
+    /// Entries the load holds no workflow for, or could not read, are in
+    /// the fingerprint of the folder as loaded as a look finds them: no
+    /// reload at start for a folder that stayed as it was.
+    #[test]
+    fn a_folder_with_files_it_cannot_serve_has_the_fingerprint_a_look_finds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path();
+        // One id twice (c): the second file is dropped.
+        for (name, text) in [("a.yaml", "a"), ("c.yaml", "c"), ("c.yml", "c, again")] {
+            std::fs::write(folder.join(name), format!("title: {text}\n")).expect("write");
+        }
+        // Larger than a workflow file may be: not read.
+        std::fs::write(folder.join("big.yaml"), vec![b'#'; 4 * 1024 * 1024 + 1]).expect("write");
+        // A link to nothing, a link to itself, a folder with a workflow's name.
+        std::os::unix::fs::symlink(folder.join("missing"), folder.join("gone.yaml")).expect("link");
+        std::os::unix::fs::symlink(folder.join("loop.yaml"), folder.join("loop.yaml"))
+            .expect("link");
+        std::fs::create_dir(folder.join("dir.yaml")).expect("mkdir");
+        // Not readable (by a user other than root).
+        let locked = folder.join("locked.yaml");
+        std::fs::write(&locked, "title: locked\n").expect("write");
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .expect("chmod");
+        let catalog = load(folder);
+        assert!(
+            catalog.files["big"].has_errors() && catalog.other.len() >= 3,
+            "the folder has its problems: {catalog:?}"
+        );
+        assert_eq!(loaded_fingerprint(&catalog), fingerprint(folder));
+        std::fs::write(folder.join("c.yml"), "title: c, changed\n").expect("write");
+        assert_ne!(
+            loaded_fingerprint(&catalog),
+            fingerprint(folder),
+            "a change to the dropped file is one"
+        );
     }
 
     /// A change is seen in a file, in a new or removed file, and in a file

@@ -30,19 +30,25 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
     let mut skipped: Vec<PathBuf> = Vec::new();
     let mut paths: Vec<(std::ffi::OsString, PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| match e.file_type() {
-            Ok(t) if t.is_file() => true,
-            Ok(t) if t.is_dir() => false,
-            _ => {
-                let path = e.path();
-                let file = path.is_file();
-                // A workflow's name on a link to nothing, a pipe or a socket
-                // is said, not skipped in silence.
-                if !file && !path.is_dir() && workflow_id_of(&path).is_some() {
-                    skipped.push(path);
+        .filter(|e| {
+            let file = match e.file_type() {
+                Ok(t) if t.is_file() => return true,
+                Ok(t) if t.is_dir() => false,
+                _ => {
+                    let path = e.path();
+                    let file = path.is_file();
+                    // A workflow's name on a link to nothing, a pipe or a
+                    // socket is said, not skipped in silence.
+                    if !file && !path.is_dir() && workflow_id_of(&path).is_some() {
+                        skipped.push(path);
+                    }
+                    file
                 }
-                file
+            };
+            if !file && workflow_id_of(Path::new(&e.file_name())).is_some() {
+                catalog.unheld.push((e.path(), listed_stamp(e)));
             }
+            file
         })
         .map(|e| (e.file_name(), e.path()))
         .collect();
@@ -68,6 +74,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
         .collect();
     for (id, path, file) in load_all(named, opts) {
         if let Some(first) = catalog.files.get(&id) {
+            catalog.unheld.push((path.clone(), file.stamp));
             catalog.other.push(diag(
                 &path,
                 Pos::default(),
@@ -83,6 +90,19 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
     }
     check_pinned_keys(&mut catalog);
     catalog
+}
+
+/// A listed entry's modification time and size as the watcher's look
+/// takes them (through a link, to what it leads to); none when it cannot.
+fn listed_stamp(entry: &std::fs::DirEntry) -> Option<FileStamp> {
+    let meta = match entry.file_type() {
+        Ok(t) if !t.is_symlink() => entry.metadata().ok(),
+        _ => std::fs::metadata(entry.path()).ok(),
+    }?;
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
 }
 
 /// Files a thread loads at least: below this, one thread does it all.
@@ -185,12 +205,13 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Reads, parses and compiles one file; its modification time and size are
 /// taken from the file as it was opened (what [`LoadedFile::stamp`] says).
 pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> LoadedFile {
+    let mut stamp = None;
     let read = std::fs::File::open(path).and_then(|file| {
         let meta = file.metadata()?;
-        let stamp = FileStamp {
+        stamp = Some(FileStamp {
             modified: meta.modified().ok(),
             len: meta.len(),
-        };
+        });
         if meta.len() > MAX_FILE_BYTES {
             return Err(std::io::Error::other(format!(
                 "the file is {} KiB, and a workflow file is at most {} KiB (a workflow \
@@ -209,22 +230,18 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
         // once `len` bytes are in, `Take` answers the end itself. A file
         // written meanwhile changes its stamp: the watcher loads it again.
         (&file).take(meta.len()).read_to_end(&mut bytes)?;
-        Ok((bytes, stamp))
+        Ok(bytes)
     });
-    match read {
-        Ok((bytes, stamp)) => {
-            let mut file = match super::utf8_text(bytes) {
-                Ok(text) => load_source(id, path, &text, opts),
-                Err((pos, message)) => {
-                    let mut file = LoadedFile::empty(id, path);
-                    file.diagnostics
-                        .push(diag(path, pos, Severity::Error, message));
-                    file
-                }
-            };
-            file.stamp = Some(stamp);
-            file
-        }
+    let mut file = match read {
+        Ok(bytes) => match super::utf8_text(bytes) {
+            Ok(text) => load_source(id, path, &text, opts),
+            Err((pos, message)) => {
+                let mut file = LoadedFile::empty(id, path);
+                file.diagnostics
+                    .push(diag(path, pos, Severity::Error, message));
+                file
+            }
+        },
         Err(e) => {
             let mut file = LoadedFile::empty(id, path);
             file.diagnostics.push(diag(
@@ -233,9 +250,20 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
                 Severity::Error,
                 format!("cannot read the file: {e}"),
             ));
+            // A file that could not be opened is stamped as the folder's
+            // look finds it, so that the watcher does not load the folder
+            // again for a file that stayed as it was.
+            if stamp.is_none() {
+                stamp = std::fs::metadata(path).ok().map(|meta| FileStamp {
+                    modified: meta.modified().ok(),
+                    len: meta.len(),
+                });
+            }
             file
         }
-    }
+    };
+    file.stamp = stamp;
+    file
 }
 
 #[cfg(test)]
