@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 mod folder;
-pub use folder::load_dir;
 use folder::load_file;
+pub use folder::{entry_stamp, load_dir};
 
 /// What to do about a declared secret that is not set in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

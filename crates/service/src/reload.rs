@@ -2,12 +2,13 @@
 //! poll) and reinstalls it when a file changes.
 
 use crate::Service;
+use hookflow_model::load::FileStamp;
 use hookflow_model::Catalog;
 use std::ffi::OsStr;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The folder's state in one number: a digest of each workflow file's
 /// name, mtime and size, summed (the order of the listing does not matter,
@@ -24,22 +25,18 @@ fn fingerprint(dir: &Path) -> u64 {
         .filter_map(|e| {
             let name = e.file_name();
             hookflow_model::load::workflow_id_of(Path::new(&name))?;
-            let meta = match e.file_type() {
-                Ok(t) if !t.is_symlink() => e.metadata().ok(),
-                _ => std::fs::metadata(e.path()).ok(),
-            };
-            let modified = meta.as_ref().and_then(|m| m.modified().ok());
-            Some(digest(&name, modified, meta.map_or(0, |m| m.len())))
+            Some(digest(&name, hookflow_model::load::entry_stamp(&e)))
         })
         .fold(0, u64::wrapping_add)
 }
 
-/// One workflow file's share of a fingerprint.
-fn digest(name: &OsStr, modified: Option<SystemTime>, len: u64) -> u64 {
+/// One workflow file's share of a fingerprint: its name and stamp (an
+/// entry without one counts as modified never, of no bytes).
+fn digest(name: &OsStr, stamp: Option<FileStamp>) -> u64 {
     let mut digest = std::hash::DefaultHasher::new();
     name.hash(&mut digest);
-    modified.hash(&mut digest);
-    len.hash(&mut digest);
+    stamp.and_then(|s| s.modified).hash(&mut digest);
+    stamp.map_or(0, |s| s.len).hash(&mut digest);
     digest.finish()
 }
 
@@ -54,14 +51,7 @@ pub(crate) fn loaded_fingerprint(catalog: &Catalog) -> u64 {
         .values()
         .map(|file| (&file.path, file.stamp))
         .chain(catalog.unheld.iter().map(|(path, stamp)| (path, *stamp)))
-        .filter_map(|(path, stamp)| {
-            let modified = stamp.and_then(|s| s.modified);
-            Some(digest(
-                path.file_name()?,
-                modified,
-                stamp.map_or(0, |s| s.len),
-            ))
-        })
+        .filter_map(|(path, stamp)| Some(digest(path.file_name()?, stamp)))
         .fold(0, u64::wrapping_add)
 }
 

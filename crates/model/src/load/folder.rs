@@ -46,7 +46,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
                 }
             };
             if !file && workflow_id_of(Path::new(&e.file_name())).is_some() {
-                catalog.unheld.push((e.path(), listed_stamp(e)));
+                catalog.unheld.push((e.path(), entry_stamp(e)));
             }
             file
         })
@@ -92,9 +92,11 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Catalog {
     catalog
 }
 
-/// A listed entry's modification time and size as the watcher's look
-/// takes them (through a link, to what it leads to); none when it cannot.
-fn listed_stamp(entry: &std::fs::DirEntry) -> Option<FileStamp> {
+/// A listed entry's modification time and size (through a link, of what
+/// it leads to); none when they cannot be had. The load stamps the entries
+/// it serves nothing for with it, and the watcher's look every entry: the
+/// two must agree for the first look to find the folder as loaded.
+pub fn entry_stamp(entry: &std::fs::DirEntry) -> Option<FileStamp> {
     let meta = match entry.file_type() {
         Ok(t) if !t.is_symlink() => entry.metadata().ok(),
         _ => std::fs::metadata(entry.path()).ok(),
