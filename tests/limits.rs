@@ -677,3 +677,88 @@ nodes:
     let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
     assert_eq!(answer, json!({"raw": body, "id": "A-1"}));
 }
+
+const ECHO: &str = r#"
+title: Echo
+enabled: true
+trigger: { type: webhook, mode: sync, key: echo-piped-01 }
+nodes:
+  - type: response
+    body: { n: "{{ trigger.body.n }}" }
+"#;
+
+/// Requests sent in one write, with and without bodies (one of them with
+/// `Expect: 100-continue` and its body right behind it), are each answered,
+/// in the order sent: a request with a body waits for its turn, and its
+/// handler first runs once the body in the buffer has been handed over.
+#[test]
+fn pipelined_requests_with_bodies_are_answered_in_order() {
+    let app = TestApp::spawn(&[("echo.yaml", ECHO)]);
+    let post = |n: u32, extra: &str| {
+        let body = format!("{{\"n\":{n}}}");
+        format!(
+            "POST /api/webhook:trigger/echo-piped-01 HTTP/1.1\r\nHost: x\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let sent = [
+        post(1, ""),
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        post(2, "Expect: 100-continue\r\n"),
+        post(3, ""),
+    ]
+    .concat();
+    let mut raw = Raw::open(&app);
+    raw.stream.set_nonblocking(false).expect("blocking");
+    raw.stream.write_all(sent.as_bytes()).expect("send");
+    raw.stream.set_nonblocking(true).expect("non-blocking");
+    let start = Instant::now();
+    let text = loop {
+        raw.poll();
+        let text = String::from_utf8_lossy(&raw.received).to_string();
+        if text.contains(r#"{"n":3}"#) || raw.closed || start.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in:\n{text}\n{}", app.log_text()))
+    };
+    let (one, health, cont, two, three) = (
+        at(r#"{"n":1}"#),
+        at(r#""status":"#),
+        at("HTTP/1.1 100 Continue"),
+        at(r#"{"n":2}"#),
+        at(r#"{"n":3}"#),
+    );
+    assert!(
+        one < health && health < cont && cont < two && two < three,
+        "answered in the order sent:\n{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 4, "{text}");
+}
+
+/// A sender that waits for `100 Continue` before it sends the body gets
+/// it, then the answer once the body came.
+#[test]
+fn expect_continue_is_answered_before_the_body_comes() {
+    let app = TestApp::spawn(&[("echo.yaml", ECHO)]);
+    let mut raw = Raw::open(&app);
+    let head = "POST /api/webhook:trigger/echo-piped-01 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n";
+    assert!(raw.send(head.as_bytes()));
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&raw.received).contains("100 Continue") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10) && !raw.closed,
+            "no 100 Continue: {:?}",
+            String::from_utf8_lossy(&raw.received)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        raw.poll();
+    }
+    raw.received.clear();
+    assert!(raw.send(br#"{"n":7}"#));
+    let (status, _, body) = raw.wait(Duration::from_secs(10)).expect("an answer");
+    assert_eq!((status, body.as_str()), (200, r#"{"n":7}"#));
+}

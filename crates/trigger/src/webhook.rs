@@ -182,10 +182,11 @@ fn request_parts<'a>(req: &'a HttpRequest, body: &'a [u8]) -> hookflow_service::
 }
 
 /// Reads the body ([`read_body`]) by `deadline`, or answers 408. A body
-/// already in the connection's buffer is complete at the read's second
-/// poll (actix hands it over right after the handler's first poll), so
-/// only a read still pending then arms a timer: a timer-wheel entry per
-/// request otherwise.
+/// already in the connection's buffer is complete at the read's first
+/// poll (the vendored actix-http first polls a request with a body after
+/// handing over what its buffer holds), and at the latest at its second,
+/// so only a read still pending then arms a timer: a timer-wheel entry
+/// per request otherwise.
 pub(crate) async fn read_body_by(
     payload: &mut web::Payload,
     limit: u64,

@@ -978,6 +978,8 @@ where
 
                             req.conn_data.clone_from(this.conn_data);
 
+                            // hookflow: whether the request has a body (see below)
+                            let mut has_body = false;
                             match this.codec.message_type() {
                                 // request has no payload
                                 MessageType::None => *this.payload_drainable = false,
@@ -1002,11 +1004,17 @@ where
                                     *req.payload() = crate::Payload::H1 { payload };
                                     *this.payload = Some(sender);
                                     *this.payload_drainable = req.chunked().unwrap_or(false);
+                                    has_body = true;
                                 }
                             }
 
                             // handle request early when no future in InnerDispatcher state.
-                            if this.state.is_none() {
+                            // hookflow: a request with a body is first polled by
+                            // `poll_response`, which runs after this loop has fed the body
+                            // already in the read buffer: polled here, before the feed, its
+                            // handler found no body, waited on the payload, and the feed's
+                            // wake-up polled the whole connection once more for nothing.
+                            if this.state.is_none() && !has_body && this.messages.is_empty() {
                                 self.as_mut().handle_request(req, cx)?;
                                 this = self.as_mut().project();
                             } else {
