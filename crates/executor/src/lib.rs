@@ -89,7 +89,10 @@ pub enum AcceptError {
 
 /// A new run's id (UUID v7: ordered by time).
 pub fn new_execution_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    // Encoded into a buffer: `to_string` goes through the formatting
+    // machinery (a few hundred instructions a request).
+    let mut buffer = uuid::Uuid::encode_buffer();
+    String::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer))
 }
 
 /// A run made without a server (`hookflow run`, `hookflow test`).

@@ -135,7 +135,9 @@ pub fn runnable_stacks(frames: &[Frame], path: &mut StackPath, out: &mut Stacks)
 pub struct RunState {
     /// The position stack; empty when the run has nothing left to do.
     pub frames: Vec<Frame>,
-    /// Node results by key (`nodes.<key>`).
+    /// Node results by key (`nodes.<key>`), for a durable run's saves and
+    /// a resumed run's scope (a run that is not durable keeps them in its
+    /// scope alone).
     pub results: Map<String, Json>,
     /// The number the next loop's item list gets.
     pub next_list: u32,

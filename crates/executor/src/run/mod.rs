@@ -423,8 +423,10 @@ impl Run {
 
     fn set_result(&mut self, node_id: NodeId, result: &Json) {
         if let Some(key) = &self.workflow.nodes[node_id].key {
-            self.state.results.insert(key.clone(), result.clone());
+            // Kept for a durable run's saves only: templates read results
+            // from the scope, and a run is made durable before it starts.
             if self.durable {
+                self.state.results.insert(key.clone(), result.clone());
                 self.unsaved.results.insert(key.clone());
             }
             if self.workflow.templates.reads("nodes") {

@@ -69,9 +69,9 @@ pub struct SledStore {
     /// Told how long each sync of the disk took.
     on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
     /// When the last write failed (Unix ms; 0: the last sync went well).
-    failed_at: Arc<std::sync::atomic::AtomicU64>,
+    failed_at: Arc<backlog::Alone<std::sync::atomic::AtomicU64>>,
     /// Jobs waiting for room in the [`backlog`] ([`room`]): overloaded meanwhile.
-    waiting: Arc<AtomicUsize>,
+    waiting: Arc<backlog::Alone<AtomicUsize>>,
     /// Fails the writer's turns while set (a full disk, in tests).
     #[cfg(test)]
     fail_writes: Arc<std::sync::atomic::AtomicBool>,
@@ -125,10 +125,10 @@ impl SledStore {
         }
         let queued = Arc::new(Mutex::new(index));
         let overlay = Arc::new(Overlay::default());
-        let waiting = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::new(backlog::Alone(AtomicUsize::new(0)));
         let (backlog, rx, held) = backlog::Backlog::new(waiting.clone());
         let on_commit = Arc::new(std::sync::OnceLock::new());
-        let failed_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failed_at = Arc::new(backlog::Alone(std::sync::atomic::AtomicU64::new(0)));
         #[cfg(test)]
         let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {

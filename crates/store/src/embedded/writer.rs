@@ -166,7 +166,7 @@ pub(crate) struct Writer {
     /// Told how long each sync of the disk took.
     pub on_commit: Arc<std::sync::OnceLock<crate::CommitHook>>,
     /// When the last write failed (Unix ms), 0 once a sync went well.
-    pub failed_at: Arc<std::sync::atomic::AtomicU64>,
+    pub failed_at: Arc<super::backlog::Alone<std::sync::atomic::AtomicU64>>,
     /// The backlog's bytes, given back as turns are applied.
     pub held: Arc<Held>,
     /// Fails the turns while set (a full disk, in tests).
