@@ -35,10 +35,11 @@ pub(crate) const BACKLOG_BYTES: usize = 32 << 20;
 /// disk; the tries cost nothing next to it.
 const RETRY: Duration = Duration::from_millis(1);
 
-/// A value alone in its cache lines (two: the adjacent-line prefetch):
-/// an atomic read by every request is not slowed by a neighbour another
-/// thread writes (a small allocation shares its lines with whatever the
-/// allocator puts beside it, often a request's own short-lived blocks).
+/// A value alone in its cache line (128 bytes, as the in-flight slots:
+/// two lines on CPUs that fetch lines in pairs): an atomic read by every
+/// request is not slowed by a neighbour another thread writes (a small
+/// allocation shares its line with whatever the allocator puts beside it,
+/// often a request's own short-lived blocks).
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct Alone<T>(pub(crate) T);
