@@ -93,6 +93,16 @@ pub struct FileStamp {
     pub len: u64,
 }
 
+impl FileStamp {
+    /// The stamp `meta` gives.
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        }
+    }
+}
+
 impl LoadedFile {
     /// True when the file has at least one error.
     pub fn has_errors(&self) -> bool {

@@ -101,10 +101,7 @@ pub fn entry_stamp(entry: &std::fs::DirEntry) -> Option<FileStamp> {
         Ok(t) if !t.is_symlink() => entry.metadata().ok(),
         _ => std::fs::metadata(entry.path()).ok(),
     }?;
-    Some(FileStamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-    })
+    Some(FileStamp::of(&meta))
 }
 
 /// Files a thread loads at least: below this, one thread does it all.
@@ -210,10 +207,7 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
     let mut stamp = None;
     let read = std::fs::File::open(path).and_then(|file| {
         let meta = file.metadata()?;
-        stamp = Some(FileStamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-        });
+        stamp = Some(FileStamp::of(&meta));
         if meta.len() > MAX_FILE_BYTES {
             return Err(std::io::Error::other(format!(
                 "the file is {} KiB, and a workflow file is at most {} KiB (a workflow \
@@ -256,10 +250,9 @@ pub(super) fn load_file(id: &str, path: &Path, opts: &LoadOptions<'_>) -> Loaded
             // look finds it, so that the watcher does not load the folder
             // again for a file that stayed as it was.
             if stamp.is_none() {
-                stamp = std::fs::metadata(path).ok().map(|meta| FileStamp {
-                    modified: meta.modified().ok(),
-                    len: meta.len(),
-                });
+                stamp = std::fs::metadata(path)
+                    .ok()
+                    .map(|meta| FileStamp::of(&meta));
             }
             file
         }
