@@ -65,12 +65,12 @@ mod tests {
     use super::*;
     use std::alloc::{GlobalAlloc, Layout};
 
-    /// Reads one of jemalloc's options by name.
-    fn option(name: &std::ffi::CStr) -> isize {
-        let mut value: isize = -2;
-        let mut len = std::mem::size_of::<isize>();
-        // SAFETY: `opt.*_decay_ms` is an `ssize_t`; `value` and `len` are
-        // valid for the call.
+    /// Reads one of jemalloc's options by name: `value`'s type must be
+    /// the option's (`ssize_t` for a decay, `const char *` for text).
+    fn read<T>(name: &std::ffi::CStr, mut value: T) -> T {
+        let mut len = std::mem::size_of::<T>();
+        // SAFETY: `value` and `len` are valid for the call, and `len` is
+        // the size of the option's type (jemalloc checks it: EINVAL).
         let rc = unsafe {
             tikv_jemalloc_sys::mallctl(
                 name.as_ptr(),
@@ -84,22 +84,9 @@ mod tests {
         value
     }
 
-    /// Reads one of jemalloc's text options by name.
-    fn text_option(name: &std::ffi::CStr) -> String {
-        let mut value: *const std::ffi::c_char = std::ptr::null();
-        let mut len = std::mem::size_of::<*const std::ffi::c_char>();
-        // SAFETY: a text option is a `const char *` to a static string;
-        // `value` and `len` are valid for the call.
-        let rc = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                name.as_ptr(),
-                (&raw mut value).cast(),
-                &raw mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        assert_eq!(rc, 0, "{name:?}");
+    /// A text option.
+    fn text(name: &std::ffi::CStr) -> String {
+        let value: *const std::ffi::c_char = read(name, std::ptr::null());
         assert!(!value.is_null(), "{name:?}");
         // SAFETY: jemalloc returned a pointer to a NUL-terminated string it keeps.
         unsafe { std::ffi::CStr::from_ptr(value) }
@@ -116,9 +103,9 @@ mod tests {
         }
         // This test binary allocates through jemalloc too (`main.rs`'s
         // allocator), so it has read its options by now.
-        assert_eq!(option(c"opt.dirty_decay_ms"), 1000);
-        assert_eq!(option(c"opt.muzzy_decay_ms"), 0);
-        assert_eq!(text_option(c"opt.thp"), "never");
+        assert_eq!(read::<isize>(c"opt.dirty_decay_ms", -2), 1000);
+        assert_eq!(read::<isize>(c"opt.muzzy_decay_ms", -2), 0);
+        assert_eq!(text(c"opt.thp"), "never");
         release_freed_memory();
     }
 
