@@ -20,7 +20,13 @@ schema:
     cargo run --quiet -- schema > docs/workflow.schema.json
     cargo run --quiet -- schema --tests > docs/test.schema.json
 
-# Throughput and latency: sync and async hookflow vs a hand-written actix-web handler.
+# The production build: profile-guided (trained on workflows/), to target/pgo/hookflow, with
+# the bench's ceiling built the same way. Three release builds and a training run (~20 min).
+build-pgo:
+    bash bench/pgo.sh
+
+# Throughput and latency: sync and async hookflow vs a hand-written actix-web handler
+# (BENCH_PGO=1: both as profile-guided builds).
 bench:
     bash bench/bench.sh
 

@@ -9,6 +9,11 @@
 # sequential pass per case turns that drift into the ratio. Every round is
 # printed too. Each measured run is the issue's (issue 18): wrk -t2 -c64 for
 # 15 s after a 5 s warm-up.
+#
+# Both servers are plain release builds (the same profile). BENCH_PGO=1
+# measures the profile-guided builds of bench/pgo.sh (`just build-pgo`)
+# instead: hookflow trained on workflows/, not on the bench's workflows;
+# the ceiling on its one route.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +25,15 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 
 source bench/lib.sh
 need wrk
-cargo build --release --quiet --bin hookflow --example ceiling
+if [ "${BENCH_PGO:-0}" = 1 ]; then
+    bash bench/pgo.sh
+    hookflow=./target/pgo/hookflow ceiling_bin=./target/pgo/ceiling
+    echo "builds: profile-guided, both (bench/pgo.sh)"
+else
+    cargo build --release --quiet --bin hookflow --example ceiling
+    hookflow=./target/release/hookflow ceiling_bin=./target/release/examples/ceiling
+    echo "builds: plain release, both (BENCH_PGO=1 for the profile-guided builds)"
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -49,10 +62,10 @@ measure() { # name url pid
     echo "$1 $line rss_mib=$(peak_rss_mib "$3")"
 }
 
-RUST_LOG=warn ./target/release/hookflow serve --listen 127.0.0.1:13101 \
+RUST_LOG=warn "$hookflow" serve --listen 127.0.0.1:13101 \
     --workflows bench/workflows --data "$work/data" >"$work/hookflow.log" 2>&1 &
 pids+=($!); hf=$!
-./target/release/examples/ceiling 127.0.0.1:13100 >"$work/ceiling.log" 2>&1 &
+"$ceiling_bin" 127.0.0.1:13100 >"$work/ceiling.log" 2>&1 &
 pids+=($!); ceiling=$!
 wait_for http://127.0.0.1:13101/healthz
 wait_for http://127.0.0.1:13100/
