@@ -40,14 +40,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_for() { # url
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "server at $1 did not start" >&2; exit 1
-}
-
 peak_rss_mib() { # pid
     awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"
 }

@@ -8,3 +8,13 @@ need() {
     echo "installing $package (apt-get install $package)"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package") >/dev/null
 }
+
+# wait_for URL: until URL answers (at most 10 s); exits the script if it never does.
+wait_for() {
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    echo "server at $1 did not start" >&2
+    exit 1
+}

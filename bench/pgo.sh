@@ -56,15 +56,6 @@ build() { # target-dir rustflags cargo-args...
         cargo build --release --quiet --locked --target "$host" "$@"
 }
 
-wait_for() { # url
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "server at $1 did not start" >&2
-    exit 1
-}
-
 # Runs a server in the background until stopped; its pid in $server.
 start() { # command...
     "$@" >"$work/server.log" 2>&1 &

@@ -46,14 +46,6 @@ mkdir -p "$work/sock" && { [ "${#as_pg[@]}" = 0 ] || chown postgres: "$work/sock
 "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'CREATE DATABASE hookflow'
 STORE="postgres://postgres@127.0.0.1:$PG_PORT/hookflow?sslmode=disable"
 
-wait_for() { # url
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "server at $1 did not start" >&2; exit 1
-}
-
 measure() { # name port
     local url="http://127.0.0.1:$2/api/webhook:trigger/bench-pay-async"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s bench/post.lua "$url" >/dev/null
