@@ -211,7 +211,9 @@ impl Executor {
                 // Announced (a shared store writes it): scrubbed as its
                 // final record will be.
                 let secrets = self.env.secrets.current();
-                record.trigger = record.trigger.take().map(|t| t.scrubbed(&secrets));
+                if let Some(trigger) = &mut record.trigger {
+                    trigger.scrub(&secrets);
+                }
                 // Its id is sent to the caller before it finishes.
                 self.store.announce(record.clone());
                 self.shared_flush().await;

@@ -313,15 +313,21 @@ impl Executor {
         let scope = scope_for(workflow, &record, &trigger, vars, &state);
         let headers = record::header_scrubber(workflow, &trigger);
         if record.trigger.is_none() {
-            // The scope has what it reads now: move the request in rather than clone it.
-            record.trigger = Some(trigger.redacted_with(&secret_headers));
+            // The scope has what it reads now: move the request in rather
+            // than clone it, and redact it where it stays (each move of a
+            // request is a copy of it).
+            record.trigger = Some(trigger);
+            if let Some(recorded) = &mut record.trigger {
+                recorded.redact_with(&secret_headers);
+            }
         }
         // A sync run's record keeps its request (an async run's is read
         // from its input): no declared secret value in it (SPEC §3).
-        record.trigger = record
-            .trigger
-            .take()
-            .map(|t| self.env.secrets.with_current(|secrets| t.scrubbed(secrets)));
+        if let Some(recorded) = &mut record.trigger {
+            self.env
+                .secrets
+                .with_current(|secrets| recorded.scrub(secrets));
+        }
         let responder = Arc::new(Responder::default());
         let timeout = workflow.timeout;
         let timeout_response = workflow.trigger.timeout_response.as_ref().map(|spec| {

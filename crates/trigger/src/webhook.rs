@@ -271,10 +271,22 @@ fn check_basic(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unauthorized)?;
-    let encoded = crate::scheme::credentials(value, "Basic").ok_or_else(unauthorized)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| unauthorized())?;
+    let encoded = crate::scheme::credentials(value, "Basic")
+        .ok_or_else(unauthorized)?
+        .trim();
+    // Decoded on the stack when it fits (every credential seen in
+    // practice), else into a buffer of its own.
+    let mut stack = [0u8; 192];
+    let heap;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let decoded: &[u8] = match engine.decode_slice(encoded, &mut stack) {
+        Ok(n) => &stack[..n],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            heap = engine.decode(encoded).map_err(|_| unauthorized())?;
+            &heap
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => return Err(unauthorized()),
+    };
     let split = decoded
         .iter()
         .position(|b| *b == b':')
@@ -316,4 +328,55 @@ fn execution_header() -> HeaderName {
     static NAME: std::sync::LazyLock<HeaderName> =
         std::sync::LazyLock::new(|| HeaderName::from_static(EXECUTION_HEADER));
     NAME.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_basic;
+    use actix_web::test::TestRequest;
+    use base64::Engine;
+    use hookflow_service::SecretDigest;
+
+    fn with_credentials(user: &str, password: &str) -> actix_web::HttpRequest {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        TestRequest::default()
+            .insert_header(("authorization", format!("Basic {encoded}")))
+            .to_http_request()
+    }
+
+    /// Credentials that decode on the stack and ones too long for it are
+    /// checked alike; what does not decode is refused.
+    #[test]
+    fn credentials_of_any_length_are_checked() {
+        let long = "p".repeat(400);
+        for password in ["s3cret", long.as_str()] {
+            let digest = SecretDigest::of(&[b"shop", password.as_bytes()]);
+            let req = with_credentials("shop", password);
+            assert!(
+                check_basic(&req, &digest).is_ok(),
+                "{} bytes",
+                password.len()
+            );
+            let wrong = format!("{password}x");
+            assert!(check_basic(&with_credentials("shop", &wrong), &digest).is_err());
+            assert!(check_basic(&with_credentials("shoq", password), &digest).is_err());
+        }
+        let digest = SecretDigest::of(&[b"shop", b"s3cret"]);
+        for value in [
+            "Basic !!!notbase64",
+            "Basic c2hvcA==",
+            "Bearer c2hvcDpzM2NyZXQ=",
+        ] {
+            let req = TestRequest::default()
+                .insert_header(("authorization", value))
+                .to_http_request();
+            assert!(check_basic(&req, &digest).is_err(), "{value}");
+        }
+        let long_garbage = format!("Basic {}!", "A".repeat(400));
+        let req = TestRequest::default()
+            .insert_header(("authorization", long_garbage))
+            .to_http_request();
+        assert!(check_basic(&req, &digest).is_err());
+    }
 }
