@@ -4,7 +4,7 @@
 
 use crate::state::RunState;
 use crate::{AcceptError, Executor};
-use hookflow_metrics::Gauge;
+use hookflow_metrics::LaneGauge;
 use hookflow_model::runtime::Workflow;
 use hookflow_model::template::Scope;
 use hookflow_store::ExecutionRecord;
@@ -72,7 +72,7 @@ pub struct Queue {
     rx: Mutex<Option<Receivers>>,
     stop: Arc<Notify>,
     /// `hookflow_runs{state="queued"}`: follows `waiting`.
-    queued: Gauge,
+    queued: LaneGauge,
 }
 
 /// A reserved place in the queue; dropping it without pushing gives it back.
@@ -108,7 +108,7 @@ struct Receivers {
 }
 
 impl Queue {
-    pub fn new(config: QueueConfig, queued: Gauge) -> Queue {
+    pub fn new(config: QueueConfig, queued: LaneGauge) -> Queue {
         let (tx, rx) = mpsc::unbounded_channel();
         let (woken_tx, woken_rx) = mpsc::unbounded_channel();
         Queue {

@@ -15,7 +15,7 @@ mod process;
 mod workflow;
 
 pub use histogram::AtomicHistogram;
-pub use lanes::LaneCounter;
+pub use lanes::{LaneCounter, LaneGauge};
 pub use prometheus_client::metrics::gauge::Gauge;
 pub use workflow::{RunEnd, TryOutcome, WorkflowMetrics, REASONS};
 
@@ -96,11 +96,12 @@ pub(crate) struct Families {
 #[derive(Debug, Clone, Default)]
 pub struct RunGauges {
     /// Waiting for a worker.
-    pub queued: Gauge,
-    /// Being run (sync runs included).
-    pub running: Gauge,
+    pub queued: LaneGauge,
+    /// Being run (sync runs included): moved by every run, on whichever
+    /// thread runs it, so kept in lanes like the request counts.
+    pub running: LaneGauge,
     /// Waiting for a delay.
-    pub waiting: Gauge,
+    pub waiting: LaneGauge,
 }
 
 /// Every metric of a server.
@@ -292,8 +293,8 @@ impl Metrics {
 }
 
 /// `hookflow_runs{state}`: one gauge per state, shared by the family and the handles.
-fn run_state_gauges() -> (Family<StateLabel, Gauge>, RunGauges) {
-    let family: Family<StateLabel, Gauge> = Family::default();
+fn run_state_gauges() -> (Family<StateLabel, LaneGauge>, RunGauges) {
+    let family: Family<StateLabel, LaneGauge> = Family::default();
     let [queued, running, waiting] = ["queued", "running", "waiting"]
         .map(|state| family.get_or_create_owned(&StateLabel { state }));
     (

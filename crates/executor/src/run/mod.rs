@@ -186,20 +186,23 @@ impl Run {
     /// rather than at each wrapper (span, unwind guard) and again into a
     /// box or a task by the caller (4 KiB copied a sync request before).
     pub fn drive(
-        mut self: Box<Self>,
+        self: Box<Self>,
     ) -> tracing::instrument::Instrumented<
         std::pin::Pin<Box<impl std::future::Future<Output = Option<Waiting>> + Send>>,
     > {
         let span = tracing::info_span!("run", execution_id = %self.record.id, workflow = %self.record.workflow);
-        let running = counted::running(&self.env.metrics);
         // The run stays in its box: the future holds a pointer, not the
         // run's 688 bytes, and the run is not moved again to finish.
         Box::pin(async move {
-            let _running = running;
-            self.record.status = RunStatus::Running;
-            self.wake_waiting_jobs();
-            let ending = self.steps().await;
-            if self.control.is_lost() {
+            let mut driven = counted::Driven::new(self);
+            let ending = {
+                let run = driven.run()?;
+                run.record.status = RunStatus::Running;
+                run.wake_waiting_jobs();
+                run.steps().await
+            };
+            let run = driven.done()?;
+            if run.control.is_lost() {
                 // Another instance has the run: this one writes nothing more.
                 tracing::warn!(message = "Stopped a run another instance took over (this instance's lease on it ran out).");
                 return None;
@@ -208,9 +211,9 @@ impl Run {
                 Ending::Resolved => (RunStatus::Resolved, None),
                 Ending::Failed(e) => (RunStatus::Failed, Some(e)),
                 Ending::Aborted(e) => (RunStatus::Aborted, Some(e)),
-                Ending::Waiting(wake_at) => return Some(self.wait(wake_at)),
+                Ending::Waiting(wake_at) => return Some(run.wait(wake_at)),
             };
-            if let Some(write) = self.finish(status, error) {
+            if let Some(write) = run.finish(status, error) {
                 write.write().await;
             }
             None

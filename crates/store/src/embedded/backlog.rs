@@ -17,7 +17,10 @@
 //! waits, and while any waits the store is overloaded: new webhooks are
 //! refused (503) before they add more.
 
+use super::lanes::Lanes;
+use super::layout::Id;
 use super::writer::Job;
+use crate::record::ExecutionRecord;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SendError, TrySendError};
 use std::sync::Arc;
@@ -61,6 +64,8 @@ pub(crate) struct Held {
     bytes: AtomicUsize,
     /// Set once the writer has stopped (also by a panic): no room will come.
     stopped: AtomicBool,
+    /// Finished sync runs' records, by thread ([`super::lanes`]).
+    pub(crate) lanes: Lanes,
 }
 
 impl Held {
@@ -126,6 +131,22 @@ impl Backlog {
         self.tx
             .try_send(job)
             .inspect_err(|_| self.held.applied(weight))
+    }
+
+    /// Puts a finished sync run's record in this thread's lane (waking the
+    /// writer for the first of a turn): its id, or `None` when it is to
+    /// take the backlog's path ([`super::lanes`]).
+    pub(crate) fn keep_finished(&self, record: &ExecutionRecord) -> Option<Id> {
+        if self.held.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        let (id, first) = self.held.lanes.keep(record)?;
+        if first {
+            // Full: the writer has a turn to take anyway. Gone: it stopped,
+            // and records in lanes go with it, as those in its backlog do.
+            let _ = self.tx.try_send(Job::Lanes);
+        }
+        Some(id)
     }
 
     /// Hands `job` to the writer, waiting (counted) for room; an error once

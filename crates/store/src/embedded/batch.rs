@@ -245,10 +245,8 @@ impl Batch {
         Ok(())
     }
 
-    /// A finished record (and a durable run's input) into its second's page.
-    fn finished(&mut self, id: Id, header: &FinishedHeader, record: &[u8], input: &[u8]) {
-        self.link(header.retry_of, &id);
-        let bucket = pages::bucket_of(&id);
+    /// The page of `bucket` an entry goes into (a full one is closed).
+    fn page_for(&mut self, bucket: u64) -> &mut Vec<u8> {
         // Made at its full size (a page closes past PAGE_BYTES, after one
         // more entry): filled a record at a time, it grew by doubling
         // otherwise, copied at each step.
@@ -260,6 +258,26 @@ impl Batch {
             let next = Vec::with_capacity(PAGE_BYTES + PAGE_SLACK);
             self.full.push((bucket, std::mem::replace(page, next)));
         }
+        page
+    }
+
+    /// Page entries made elsewhere (a lane's: [`super::lanes`]), each into
+    /// its second's page; an error names entries cut short (none follow).
+    pub fn finished_entries(&mut self, entries: &[u8]) -> Result<(), &'static str> {
+        for entry in pages::entries(entries) {
+            let entry = entry
+                .map_err(|()| "a lane held a damaged entry; the rest of it was not written")?;
+            let bytes = entries.get(entry.span.0..entry.span.1).unwrap_or_default();
+            self.page_for(pages::bucket_of(&entry.id))
+                .extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// A finished record (and a durable run's input) into its second's page.
+    fn finished(&mut self, id: Id, header: &FinishedHeader, record: &[u8], input: &[u8]) {
+        self.link(header.retry_of, &id);
+        let page = self.page_for(pages::bucket_of(&id));
         let head = Header {
             id,
             started_ms: header.started_ms,

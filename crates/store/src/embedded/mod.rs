@@ -5,7 +5,8 @@
 //! runs by wake time, finished runs packed into compressed [`pages`] per
 //! second of start time, and idempotency keys with their expiry index. Events
 //! are encoded by the caller and applied in order by one [`writer`] thread
-//! ([`batch`] turns a turn's events into keys); reads ([`reads`]) see what
+//! ([`batch`] turns a turn's events into keys; finished sync runs come by
+//! [`lanes`]); reads ([`reads`]) see what
 //! the writer has not applied yet through the [`overlay`]. [`retention`]
 //! removes old pages and expired keys. A value that does not decode is set
 //! aside in the `quarantine` tree and skipped. Refused requests live in a
@@ -18,6 +19,7 @@ mod batch;
 mod codec;
 mod files;
 mod hush;
+mod lanes;
 mod layout;
 mod overlay;
 mod pages;
@@ -39,14 +41,14 @@ use crate::{db_err, StoreError, StoreResult};
 use acks::Waiter;
 use codec::{encode, RunState};
 use files::{make_private, open_db};
-use layout::{id_bytes, Id};
+use layout::id_bytes;
 use overlay::Overlay;
 use queued::Queued;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
-use writer::{Event, FinishedHeader, Job, KeyWrite, Writer};
+use writer::{finished_event, finished_parts, id_of_record, Event, Job, KeyWrite, Writer};
 
 /// The longest a read waits for the writer to catch up.
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -270,38 +272,6 @@ fn key_write(claim: &IdempotencyClaim) -> StoreResult<KeyWrite> {
         entry: encode(&claim.entry)?,
         expires_ms: claim.entry.expires_ms,
     })
-}
-
-/// A finished record encoded, and what its page entry's header says of it.
-fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
-    let bytes = spare::fitted(pack::record(spare::take(), &record));
-    let header = FinishedHeader {
-        started_ms: record.started_ms,
-        finished_ms: record
-            .finished_at
-            .map_or_else(hookflow_model::time::now_millis, |t| t.millis()),
-        status: record.status,
-        retry_of: record.retry_of.as_deref().and_then(id_bytes),
-        workflow: record.workflow,
-    };
-    Ok((header, bytes))
-}
-
-/// A finished run's event and its id (the overlay left as it is).
-fn finished_event(record: ExecutionRecord, durable: bool) -> StoreResult<(Id, Event)> {
-    let id = id_of_record(&record.id)?;
-    let (header, record) = finished_parts(record)?;
-    let event = Event::Finish {
-        id,
-        header,
-        record,
-        durable,
-    };
-    Ok((id, event))
-}
-
-fn id_of_record(id: &str) -> StoreResult<Id> {
-    id_bytes(id).ok_or_else(|| StoreError::Db(format!("invalid execution id {id}")))
 }
 
 impl Store for SledStore {

@@ -18,7 +18,7 @@
 //! retention find what finished before its cutoff, without decoding.
 
 use super::layout::PAGE;
-use crate::record::RunStatus;
+use crate::record::{ExecutionRecord, RunStatus};
 /// Records whose ids fall in the same second share pages.
 const BUCKET_MS: u64 = 1000;
 
@@ -120,6 +120,31 @@ pub(crate) fn push_entry(page: &mut Vec<u8>, header: &Header<'_>, record: &[u8],
     page.extend_from_slice(record);
     page.extend_from_slice(&(input.len() as u32).to_le_bytes());
     page.extend_from_slice(input);
+}
+
+/// Appends a finished run's entry to `page`, its record packed in place
+/// (no input: a run written this way was never accepted).
+pub(crate) fn push_record(page: &mut Vec<u8>, id: &[u8; 16], record: &ExecutionRecord) {
+    let workflow = record.workflow.as_str();
+    let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
+    let finished_ms = record
+        .finished_at
+        .map_or_else(hookflow_model::time::now_millis, |t| t.millis());
+    page.reserve(16 + 8 + 8 + 1 + 2 + wf.len() + 4 + 1024 + 4);
+    page.extend_from_slice(id);
+    page.extend_from_slice(&record.started_ms.to_le_bytes());
+    page.extend_from_slice(&finished_ms.to_le_bytes());
+    page.push(status_code(record.status));
+    page.extend_from_slice(&(wf.len() as u16).to_le_bytes());
+    page.extend_from_slice(wf);
+    let at = page.len();
+    page.extend_from_slice(&[0; 4]);
+    *page = crate::record::pack::record(std::mem::take(page), record);
+    let len = page.len() - at - 4;
+    if let Some(slot) = page.get_mut(at..at + 4) {
+        slot.copy_from_slice(&(len as u32).to_le_bytes());
+    }
+    page.extend_from_slice(&0u32.to_le_bytes());
 }
 
 /// A page's entries as stored: compressed, its length prepended.

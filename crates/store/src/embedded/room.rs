@@ -32,16 +32,21 @@ const RETRY: Duration = Duration::from_millis(1);
 impl SledStore {
     /// `Store::keep_finished` for the embedded store.
     pub(super) fn keep_when_room(&self, record: ExecutionRecord) -> Option<BoxFuture<'static, ()>> {
+        let Some(jobs) = &self.jobs else {
+            tracing::error!(message = "The store's writer has stopped; a run was not written.");
+            return None;
+        };
+        // Most go into the thread's lane; what does not goes as an event.
+        if let Some(id) = jobs.keep_finished(&record) {
+            self.overlay.finished(&id);
+            return None;
+        }
         let (id, event) = match finished_event(record, false) {
             Ok(made) => made,
             Err(error) => {
                 tracing::error!(message = "Could not write a run.", %error);
                 return None;
             }
-        };
-        let Some(jobs) = &self.jobs else {
-            tracing::error!(message = "The store's writer has stopped; a run was not written.");
-            return None;
         };
         let mut job = try_submit(jobs, &self.overlay, id, Job::Event(Box::new(event)))?;
         // The wait owns what it needs (its run's driver may outlive this
@@ -91,6 +96,7 @@ fn try_submit(jobs: &Backlog, overlay: &Overlay, id: Id, job: Job) -> Option<Job
 #[cfg(test)]
 mod tests {
     use super::super::backlog::BACKLOG as BOUND;
+    use super::super::lanes::LANE_BYTES;
     use super::*;
     use crate::contract::Store;
     use crate::record::RunStatus;
@@ -147,17 +153,28 @@ mod tests {
         let store = SledStore::open(dir.path()).expect("open");
         let (open_gate, flushed) = hold_the_writer(&store);
 
+        // This thread's lane takes records up to its bytes (the first wakes
+        // the writer: one job in the backlog), then the backlog its bound.
+        let mut entry = Vec::new();
+        let sample = finished_record();
+        let id = super::super::layout::id_bytes(&sample.id).expect("an id");
+        super::super::pages::push_record(&mut entry, &id, &sample);
+        let in_lane = LANE_BYTES.div_ceil(entry.len());
         let mut taken = 0usize;
         let (id, wait) = loop {
             let record = finished_record();
             let id = record.id.clone();
             match store.keep_finished(record) {
-                None if taken < BOUND => taken += 1,
-                None => panic!("the backlog took more than its bound"),
+                None if taken < in_lane + BOUND - 1 => taken += 1,
+                None => panic!("the lane and the backlog took more than their bounds"),
                 Some(wait) => break (id, wait),
             }
         };
-        assert_eq!(taken, BOUND, "the backlog takes exactly its bound");
+        assert_eq!(
+            taken,
+            in_lane + BOUND - 1,
+            "the lane takes exactly its bytes, the backlog exactly its bound"
+        );
         assert!(store.overloaded(), "new webhooks are refused meanwhile");
         assert!(!store.healthy(), "and /healthz says so");
         // (Not read here: a read waits for the writer to catch up, behind

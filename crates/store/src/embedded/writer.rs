@@ -8,9 +8,13 @@ use super::acks::{self, Waiter};
 use super::backlog::{Held, Stopped};
 use super::batch::Batch;
 use super::hush::{Hush, Kind};
-use super::layout::Id;
+use super::lanes::LANES;
+use super::layout::{id_bytes, Id};
 use super::overlay::Overlay;
 use super::queued::Queued;
+use super::spare;
+use crate::record::{pack, ExecutionRecord};
+use crate::{StoreError, StoreResult};
 use std::sync::{mpsc, Arc};
 
 /// Most events applied in one turn.
@@ -141,6 +145,8 @@ pub(crate) enum Job {
     Barrier(Box<Waiter>),
     /// Answer once everything before it is applied (readable), without a sync.
     Applied(Box<mpsc::Sender<()>>),
+    /// Records wait in the lanes ([`super::lanes`]), nobody waits on them.
+    Lanes,
 }
 
 impl Job {
@@ -149,7 +155,7 @@ impl Job {
         match self {
             Job::Event(event) => event.weight(),
             Job::Durable(pair) => pair.0.weight(),
-            Job::Barrier(_) | Job::Applied(_) => 0,
+            Job::Barrier(_) | Job::Applied(_) | Job::Lanes => 0,
         }
     }
 }
@@ -212,116 +218,173 @@ impl Writer {
         // reuses one.
         let mut seq = now_micros();
         let mut hush = Hush::default();
+        let mut lanes: [Vec<u8>; LANES] = Default::default();
         // Senders waiting for room give up once this is gone.
         let _stopped = Stopped(self.held.clone());
         while let Ok(first) = rx.recv() {
-            if matches!(first, Job::Event(_)) {
+            if matches!(first, Job::Event(_) | Job::Lanes) {
                 // Nobody waits on this one: let a turn gather, until a write
                 // somebody waits for wakes the writer. (Returns early when
                 // unparked, or spuriously: a shorter gather.)
                 std::thread::park_timeout(GATHER);
             }
-            let mut batch = Batch::default();
-            let mut waiters = Vec::new();
-            let mut readers = Vec::new();
-            let mut refused = Vec::new();
-            let mut taken = 0;
-            for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
-                taken += job.weight();
-                let (event, waiter) = match job {
-                    Job::Event(event) => (*event, None),
-                    Job::Durable(pair) => {
-                        let (event, waiter) = *pair;
-                        (event, Some(waiter))
-                    }
-                    Job::Barrier(tx) => {
-                        waiters.push(*tx);
-                        continue;
-                    }
-                    Job::Applied(tx) => {
-                        readers.push(*tx);
-                        continue;
-                    }
-                };
-                let event = match event {
-                    Event::Refused(pending) => {
-                        refused.push(pending);
-                        continue;
-                    }
-                    event => event,
-                };
-                let added = batch.add(&self.runs, &mut super::lock(&self.queued), &mut seq, event);
-                if let Err(error) = added {
-                    hush.error(Kind::Run, &error);
-                }
-                if let Some(tx) = waiter {
-                    waiters.push(tx);
-                }
-            }
-            let turn = batch.finish(&mut seq);
-            let mut result = if turn.atomic {
-                apply_atomic(&self.runs, turn.ops)
-            } else {
-                apply_each(&self.runs, turn.ops)
-            }
-            .map_err(|e| e.to_string());
-            if result.is_ok() {
-                for (key, value) in &turn.quarantine {
-                    if let Err(error) = self.quarantine.insert(key, value.as_slice()) {
-                        hush.error(Kind::Quarantine, &error);
-                    }
-                }
-            }
-            for pending in refused {
-                if let Err(error) = self.refused.insert(pending) {
-                    hush.error(Kind::Refused, &error);
-                }
-            }
-            // The turn's events are in sled's own pages now (or failed):
-            // their room goes back to the senders before the sync, which is
-            // where a slow disk waits.
-            self.held.applied(taken);
-            if result.is_ok() && !waiters.is_empty() {
-                let clock = std::time::Instant::now();
-                result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
-                if let Some(hook) = self.on_commit.get() {
-                    hook(clock.elapsed());
-                }
-            }
-            // After the sync: a read never shows what a waiter was promised
-            // before it is on disk (a run seen finished, then a crash, would
-            // run again).
-            for tx in readers {
-                let _ = tx.send(());
-            }
-            #[cfg(test)]
-            if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
-                result = Err("No space left on device (os error 28)".into());
-            }
-            match &result {
-                Err(error) => {
-                    hush.error(Kind::Turn, error);
-                    let now = hookflow_model::time::now_millis().max(1);
-                    self.failed_at
-                        .store(now, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(()) if !waiters.is_empty() => {
-                    self.failed_at
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
-                    hush.recovered();
-                }
-                Ok(()) => {}
-            }
-            // A failed turn left the wake keys: the runs stay taken (they
-            // were handed to the workers), hidden from the scans.
-            if result.is_ok() {
-                for id in &turn.woken {
-                    self.overlay.woke_written(id);
-                }
-            }
-            acks::answer(waiters, &result);
+            let jobs = std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1));
+            self.turn(jobs, &mut lanes, &mut seq, &mut hush);
         }
+        // Every sender is gone: what the lanes still hold is written.
+        self.turn(std::iter::empty(), &mut lanes, &mut seq, &mut hush);
     }
+
+    /// Applies `jobs` and what the lanes hold as one turn, syncs once if
+    /// anyone waits for durability, then answers them.
+    fn turn(
+        &mut self,
+        jobs: impl Iterator<Item = Job>,
+        lanes: &mut [Vec<u8>; LANES],
+        seq: &mut u64,
+        hush: &mut Hush,
+    ) {
+        let mut batch = Batch::default();
+        let mut waiters = Vec::new();
+        let mut readers = Vec::new();
+        let mut refused = Vec::new();
+        let mut taken = 0;
+        for job in jobs {
+            taken += job.weight();
+            let (event, waiter) = match job {
+                Job::Event(event) => (*event, None),
+                Job::Durable(pair) => {
+                    let (event, waiter) = *pair;
+                    (event, Some(waiter))
+                }
+                Job::Barrier(tx) => {
+                    waiters.push(*tx);
+                    continue;
+                }
+                Job::Applied(tx) => {
+                    readers.push(*tx);
+                    continue;
+                }
+                Job::Lanes => continue,
+            };
+            let event = match event {
+                Event::Refused(pending) => {
+                    refused.push(pending);
+                    continue;
+                }
+                event => event,
+            };
+            let added = batch.add(&self.runs, &mut super::lock(&self.queued), seq, event);
+            if let Err(error) = added {
+                hush.error(Kind::Run, &error);
+            }
+            if let Some(tx) = waiter {
+                waiters.push(tx);
+            }
+        }
+        // After the jobs: a reader or a flush among them sees every record
+        // kept in a lane before it asked.
+        self.held.lanes.take(lanes);
+        for entries in lanes.iter() {
+            if let Err(error) = batch.finished_entries(entries) {
+                hush.error(Kind::Run, &error);
+            }
+        }
+        let turn = batch.finish(seq);
+        let mut result = if turn.atomic {
+            apply_atomic(&self.runs, turn.ops)
+        } else {
+            apply_each(&self.runs, turn.ops)
+        }
+        .map_err(|e| e.to_string());
+        if result.is_ok() {
+            for (key, value) in &turn.quarantine {
+                if let Err(error) = self.quarantine.insert(key, value.as_slice()) {
+                    hush.error(Kind::Quarantine, &error);
+                }
+            }
+        }
+        for pending in refused {
+            if let Err(error) = self.refused.insert(pending) {
+                hush.error(Kind::Refused, &error);
+            }
+        }
+        // The turn's events are in sled's own pages now (or failed):
+        // their room goes back to the senders before the sync, which is
+        // where a slow disk waits.
+        self.held.applied(taken);
+        if result.is_ok() && !waiters.is_empty() {
+            let clock = std::time::Instant::now();
+            result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
+            if let Some(hook) = self.on_commit.get() {
+                hook(clock.elapsed());
+            }
+        }
+        // After the sync: a read never shows what a waiter was promised
+        // before it is on disk (a run seen finished, then a crash, would
+        // run again).
+        for tx in readers {
+            let _ = tx.send(());
+        }
+        #[cfg(test)]
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            result = Err("No space left on device (os error 28)".into());
+        }
+        match &result {
+            Err(error) => {
+                hush.error(Kind::Turn, error);
+                let now = hookflow_model::time::now_millis().max(1);
+                self.failed_at
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(()) if !waiters.is_empty() => {
+                self.failed_at
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                hush.recovered();
+            }
+            Ok(()) => {}
+        }
+        // A failed turn left the wake keys: the runs stay taken (they
+        // were handed to the workers), hidden from the scans.
+        if result.is_ok() {
+            for id in &turn.woken {
+                self.overlay.woke_written(id);
+            }
+        }
+        acks::answer(waiters, &result);
+    }
+}
+
+/// A finished record encoded, and what its page entry's header says of it.
+pub(crate) fn finished_parts(record: ExecutionRecord) -> StoreResult<(FinishedHeader, Vec<u8>)> {
+    let bytes = spare::fitted(pack::record(spare::take(), &record));
+    let header = FinishedHeader {
+        started_ms: record.started_ms,
+        finished_ms: record
+            .finished_at
+            .map_or_else(hookflow_model::time::now_millis, |t| t.millis()),
+        status: record.status,
+        retry_of: record.retry_of.as_deref().and_then(id_bytes),
+        workflow: record.workflow,
+    };
+    Ok((header, bytes))
+}
+
+/// A finished run's event and its id (the overlay left as it is).
+pub(crate) fn finished_event(record: ExecutionRecord, durable: bool) -> StoreResult<(Id, Event)> {
+    let id = id_of_record(&record.id)?;
+    let (header, record) = finished_parts(record)?;
+    let event = Event::Finish {
+        id,
+        header,
+        record,
+        durable,
+    };
+    Ok((id, event))
+}
+
+pub(crate) fn id_of_record(id: &str) -> StoreResult<Id> {
+    id_bytes(id).ok_or_else(|| StoreError::Db(format!("invalid execution id {id}")))
 }
 
 pub(crate) fn now_micros() -> u64 {
