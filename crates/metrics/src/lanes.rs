@@ -148,7 +148,7 @@ mod tests {
                 });
             }
         });
-        // 11 threads up, 8 down (LANES = 8: 19 threads).
+        // Of 19 threads (LANES = 8), the 10 of even number count up, 9 down.
         let up = (LANES * 2 + 3).div_ceil(2) as i64;
         let down = (LANES * 2 + 3) as i64 - up;
         assert_eq!(gauge.get(), (up - down) * 1000);
@@ -158,7 +158,7 @@ mod tests {
             let gauge = gauge.clone();
             scope.spawn(move || gauge.set(-2));
         });
-        assert_eq!(gauge.get(), -2, "set on another thread, whose lane differs");
+        assert_eq!(gauge.get(), -2, "set on another thread, in its own lane");
         gauge.inc_by(7);
         assert_eq!(gauge.get(), 5);
     }
