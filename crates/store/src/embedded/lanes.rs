@@ -6,7 +6,7 @@
 //! in its shared channel. Three cache lines passed between the HTTP
 //! workers and the writer on every request, and the buffers came back
 //! from the writer's core to be filled again (`perf`: 100–280 ns a
-//! request in the channel's send alone, more as the two cores sat further
+//! request in the backlog's send alone, more as the two cores sat further
 //! apart). A worker now packs the record as a page entry straight into
 //! its thread's lane, a buffer under a lock only the writer shares, once a
 //! turn; the first entry of a turn wakes the writer ([`Job::Lanes`]).
@@ -62,10 +62,14 @@ impl Lanes {
     }
 
     /// Takes every lane's entries: each lane gets back the buffer `spares`
-    /// holds for it (emptied), and `spares` holds what the lanes had.
+    /// holds for it (emptied; a new one if a large record grew it past
+    /// twice a lane's bytes), and `spares` holds what the lanes had.
     pub(crate) fn take(&self, spares: &mut [Vec<u8>; LANES]) {
         for (lane, spare) in self.0.iter().zip(spares.iter_mut()) {
             spare.clear();
+            if spare.capacity() > 2 * LANE_BYTES {
+                *spare = Vec::new();
+            }
             let mut entries = lock(lane);
             if !entries.is_empty() {
                 std::mem::swap(&mut *entries, spare);
@@ -136,7 +140,7 @@ mod tests {
         assert!(lanes.keep(&retry).is_none());
         assert!(lanes.keep(&record("not-an-id")).is_none());
         let mut large = record(&uuid::Uuid::now_v7().to_string());
-        large.error = Some("e".repeat(LANE_BYTES));
+        large.error = Some("e".repeat(3 * LANE_BYTES));
         assert!(
             lanes.keep(&large).is_some(),
             "one record past the bound fits an empty lane"
@@ -153,5 +157,20 @@ mod tests {
             lanes.keep(&record(&uuid::Uuid::now_v7().to_string())),
             Some((_, true))
         ));
+        // The buffer the large record grew is let go, not handed to a
+        // lane again (where it would come back out the turn after).
+        assert!(
+            spares.iter().any(|b| b.capacity() > 2 * LANE_BYTES),
+            "the large record grew a buffer"
+        );
+        lanes.take(&mut spares);
+        assert!(lanes
+            .keep(&record(&uuid::Uuid::now_v7().to_string()))
+            .is_some());
+        lanes.take(&mut spares);
+        assert!(
+            spares.iter().all(|b| b.capacity() <= 2 * LANE_BYTES),
+            "no buffer past twice a lane's bytes is kept"
+        );
     }
 }
