@@ -130,27 +130,35 @@ impl EncodeMetric for LaneGauge {
 mod tests {
     use super::*;
 
+    /// Threads past the lanes: `LANES * 2 + 3`.
+    const THREADS: usize = LANES * 2 + 3;
+
+    /// Runs `each(thread number)` a thousand times on each of [`THREADS`] threads.
+    fn on_many_threads(each: impl Fn(usize) + Sync) {
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let each = &each;
+                scope.spawn(move || (0..1000).for_each(|_| each(t)));
+            }
+        });
+    }
+
     /// A gauge moved up on some threads and down on others adds up.
     #[test]
     fn a_gauge_moved_on_many_threads_adds_up() {
         let gauge = LaneGauge::default();
-        std::thread::scope(|scope| {
-            for t in 0..LANES * 2 + 3 {
-                let gauge = gauge.clone();
-                scope.spawn(move || {
-                    for _ in 0..1000 {
-                        if t % 2 == 0 {
-                            gauge.inc();
-                        } else {
-                            gauge.dec();
-                        }
-                    }
-                });
+        // Half through a clone: clones share the lanes.
+        let clone = gauge.clone();
+        on_many_threads(|t| {
+            if t % 2 == 0 {
+                clone.inc();
+            } else {
+                gauge.dec();
             }
         });
         // Of 19 threads (LANES = 8), the 10 of even number count up, 9 down.
-        let up = (LANES * 2 + 3).div_ceil(2) as i64;
-        let down = (LANES * 2 + 3) as i64 - up;
+        let up = THREADS.div_ceil(2) as i64;
+        let down = THREADS as i64 - up;
         assert_eq!(gauge.get(), (up - down) * 1000);
         gauge.set(5);
         assert_eq!(gauge.get(), 5);
@@ -167,17 +175,15 @@ mod tests {
     #[test]
     fn every_thread_s_count_is_in_the_total() {
         let counter = LaneCounter::default();
-        std::thread::scope(|scope| {
-            for _ in 0..LANES * 2 + 3 {
-                let counter = counter.clone();
-                scope.spawn(move || {
-                    for _ in 0..1000 {
-                        counter.inc();
-                    }
-                });
+        let clone = counter.clone();
+        on_many_threads(|t| {
+            if t % 2 == 0 {
+                clone.inc()
+            } else {
+                counter.inc()
             }
         });
-        assert_eq!(counter.get(), (LANES as u64 * 2 + 3) * 1000);
+        assert_eq!(counter.get(), THREADS as u64 * 1000);
     }
 
     #[test]

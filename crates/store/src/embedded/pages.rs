@@ -104,18 +104,23 @@ pub(crate) struct Header<'a> {
     pub workflow: &'a str,
 }
 
-/// Appends one entry to a page.
-pub(crate) fn push_entry(page: &mut Vec<u8>, header: &Header<'_>, record: &[u8], input: &[u8]) {
+/// Appends an entry's header to a page, with room for `body` more bytes.
+fn push_head(page: &mut Vec<u8>, header: &Header<'_>, body: usize) {
     // Workflow ids are file names; longer ones are cut (only filters read it).
     let workflow = header.workflow;
     let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
-    page.reserve(16 + 8 + 8 + 1 + 2 + wf.len() + 4 + record.len() + 4 + input.len());
+    page.reserve(16 + 8 + 8 + 1 + 2 + wf.len() + body);
     page.extend_from_slice(&header.id);
     page.extend_from_slice(&header.started_ms.to_le_bytes());
     page.extend_from_slice(&header.finished_ms.to_le_bytes());
     page.push(status_code(header.status));
     page.extend_from_slice(&(wf.len() as u16).to_le_bytes());
     page.extend_from_slice(wf);
+}
+
+/// Appends one entry to a page.
+pub(crate) fn push_entry(page: &mut Vec<u8>, header: &Header<'_>, record: &[u8], input: &[u8]) {
+    push_head(page, header, 4 + record.len() + 4 + input.len());
     page.extend_from_slice(&(record.len() as u32).to_le_bytes());
     page.extend_from_slice(record);
     page.extend_from_slice(&(input.len() as u32).to_le_bytes());
@@ -125,18 +130,18 @@ pub(crate) fn push_entry(page: &mut Vec<u8>, header: &Header<'_>, record: &[u8],
 /// Appends a finished run's entry to `page`, its record packed in place
 /// (no input: a run written this way was never accepted).
 pub(crate) fn push_record(page: &mut Vec<u8>, id: &[u8; 16], record: &ExecutionRecord) {
-    let workflow = record.workflow.as_str();
-    let wf = &workflow.as_bytes()[..workflow.len().min(u16::MAX as usize)];
-    let finished_ms = record
-        .finished_at
-        .map_or_else(hookflow_model::time::now_millis, |t| t.millis());
-    page.reserve(16 + 8 + 8 + 1 + 2 + wf.len() + 4 + 1024 + 4);
-    page.extend_from_slice(id);
-    page.extend_from_slice(&record.started_ms.to_le_bytes());
-    page.extend_from_slice(&finished_ms.to_le_bytes());
-    page.push(status_code(record.status));
-    page.extend_from_slice(&(wf.len() as u16).to_le_bytes());
-    page.extend_from_slice(wf);
+    let header = Header {
+        id: *id,
+        started_ms: record.started_ms,
+        finished_ms: record
+            .finished_at
+            .map_or_else(hookflow_model::time::now_millis, |t| t.millis()),
+        status: record.status,
+        workflow: &record.workflow,
+    };
+    // The record's length is known once it is packed: its slot is filled
+    // after. (No room is made for the record: the packer makes its own.)
+    push_head(page, &header, 4 + 4);
     let at = page.len();
     page.extend_from_slice(&[0; 4]);
     *page = crate::record::pack::record(std::mem::take(page), record);
